@@ -1,0 +1,116 @@
+//! `vigil run`: recover, then record every enabled camera until SIGTERM.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::index::Index;
+use crate::keys::KeyLookup;
+use crate::recorder::{Recorder, RecorderConfig};
+use crate::storage::Storage;
+
+/// Frames buffered between a camera's ingest task and its recorder thread
+/// (about 10 s at 25 fps) before ingest waits.
+const FRAME_QUEUE: usize = 256;
+
+/// Holds an exclusive lock so that two daemons never write one index.
+fn lock_instance(config: &Config) -> anyhow::Result<File> {
+    let mut p = config.db_path.clone().into_os_string();
+    p.push(".lock");
+    let f = File::create(&p).with_context(|| format!("creating lock file {}", p.to_string_lossy()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(_) => anyhow::bail!("another vigil is already running on {}", config.db_path.display()),
+    }
+}
+
+pub fn run(config: Config, keys: Arc<dyn KeyLookup>) -> anyhow::Result<()> {
+    let storage = Storage::new(&config.storage_dir);
+    storage.ensure()?;
+    let mut index = Index::open(&config.db_path)?;
+    let _lock = lock_instance(&config)?;
+
+    let rep = storage.reconcile(&mut index, keys.as_ref())?;
+    for r in &rep.recovered {
+        tracing::warn!(
+            recording = r.id,
+            file = %r.file_name,
+            frames_kept = r.frames_kept,
+            frames_indexed = r.frames_indexed,
+            bytes_cut = r.truncated_bytes,
+            "recovered an interrupted recording"
+        );
+    }
+    for r in &rep.missing_files {
+        tracing::error!(recording = r.id, file = %r.file_name, "index row has no file (row kept; see `vigil verify`)");
+    }
+    for f in &rep.orphan_files {
+        tracing::error!(file = %f, "file has no index row (file kept; see `vigil verify`)");
+    }
+    for (id, e) in &rep.failed {
+        tracing::error!(recording = id, "cannot recover: {e}");
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let group = Arc::new(retina::client::SessionGroup::default());
+    let mut recorders = Vec::new();
+    let mut tasks = Vec::new();
+    for cam in config.cameras.iter().filter(|c| c.enabled) {
+        let camera_id = index.camera_id(&cam.name)?;
+        let rec_index = Index::open(&config.db_path)?;
+        let recorder = Recorder::new(
+            RecorderConfig {
+                camera_id,
+                camera: cam.name.clone(),
+                segment_duration: config.segment_duration,
+            },
+            storage.clone(),
+            rec_index,
+            keys.clone(),
+        )?;
+        let (tx, rx) = mpsc::channel(FRAME_QUEUE);
+        let name = cam.name.clone();
+        recorders.push(
+            std::thread::Builder::new()
+                .name(format!("rec-{}", cam.name))
+                .spawn(move || (name, recorder.run(rx)))?,
+        );
+        tasks.push(runtime.spawn(crate::rtsp::run_camera(
+            cam.clone(),
+            config.stall_timeout,
+            tx,
+            shutdown_rx.clone(),
+            group.clone(),
+        )));
+    }
+    tracing::info!(cameras = tasks.len(), storage = %config.storage_dir.display(), "vigil running");
+
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        }
+        let _ = shutdown_tx.send(true);
+        for t in tasks {
+            let _ = t.await;
+        }
+        anyhow::Ok(())
+    })?;
+    for r in recorders {
+        match r.join() {
+            Ok((name, stats)) => tracing::info!(camera = %name, ?stats, "recorder stopped"),
+            Err(_) => tracing::error!("a recorder thread panicked"),
+        }
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    tracing::info!("stopped; every open recording was finalised");
+    Ok(())
+}

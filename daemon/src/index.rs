@@ -1,0 +1,457 @@
+//! The SQLite index: cameras, recordings, the per-chunk seek index, and the
+//! garbage table for durable deletion. WAL mode; schema versions via
+//! `PRAGMA user_version`.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("database {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("database schema version {0} is newer than this vigil understands ({SCHEMA_VERSION})")]
+    TooNew(i64),
+    #[error("database directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = r#"
+CREATE TABLE camera (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL DEFAULT 'unknown',
+    state_since_ns INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE TABLE recording (
+    id INTEGER PRIMARY KEY,
+    camera_id INTEGER NOT NULL REFERENCES camera(id),
+    file_name TEXT NOT NULL UNIQUE,
+    file_id BLOB NOT NULL,
+    key_id BLOB NOT NULL,
+    codec TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('writing', 'complete', 'recovered')),
+    start_wall_ns INTEGER NOT NULL,
+    observed_wall_ns INTEGER NOT NULL,
+    timescale INTEGER NOT NULL,
+    start_pts INTEGER NOT NULL,
+    end_pts INTEGER NOT NULL,
+    frames INTEGER NOT NULL DEFAULT 0,
+    chunks INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    sha256 BLOB,
+    end_reason TEXT
+);
+CREATE INDEX recording_camera_start ON recording (camera_id, start_wall_ns, id);
+CREATE TABLE chunk (
+    recording_id INTEGER NOT NULL REFERENCES recording(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    len INTEGER NOT NULL,
+    first_pts INTEGER NOT NULL,
+    duration INTEGER NOT NULL,
+    frames INTEGER NOT NULL,
+    key_frame INTEGER NOT NULL,
+    PRIMARY KEY (recording_id, idx)
+) WITHOUT ROWID;
+CREATE TABLE garbage (
+    file_name TEXT PRIMARY KEY,
+    recording_id INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    queued_ns INTEGER NOT NULL
+);
+"#;
+
+#[derive(Clone, Debug)]
+pub struct RecordingRow {
+    pub id: i64,
+    pub camera_id: i64,
+    pub camera: String,
+    pub file_name: String,
+    pub key_id: Vec<u8>,
+    pub codec: String,
+    pub state: String,
+    pub start_wall_ns: i64,
+    pub timescale: i64,
+    pub start_pts: i64,
+    pub end_pts: i64,
+    pub frames: i64,
+    pub chunks: i64,
+    pub bytes: i64,
+    pub sha256: Option<Vec<u8>>,
+    pub end_reason: Option<String>,
+}
+
+impl RecordingRow {
+    /// Wall-clock time of media time `pts` in this recording.
+    pub fn wall_of(&self, pts: i64) -> i64 {
+        self.start_wall_ns + ticks_to_ns(pts - self.start_pts, self.timescale)
+    }
+    pub fn end_wall_ns(&self) -> i64 {
+        self.wall_of(self.end_pts)
+    }
+}
+
+pub fn ticks_to_ns(ticks: i64, timescale: i64) -> i64 {
+    (i128::from(ticks) * 1_000_000_000 / i128::from(timescale.max(1))) as i64
+}
+
+pub fn ns_to_ticks(ns: i64, timescale: i64) -> i64 {
+    (i128::from(ns) * i128::from(timescale) / 1_000_000_000) as i64
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkRow {
+    pub idx: i64,
+    pub offset: i64,
+    pub len: i64,
+    pub first_pts: i64,
+    pub duration: i64,
+    pub frames: i64,
+    pub key_frame: bool,
+}
+
+pub struct NewRecording<'a> {
+    pub camera_id: i64,
+    pub file_name: &'a str,
+    pub file_id: &'a [u8],
+    pub key_id: &'a [u8],
+    pub codec: &'a str,
+    pub start_wall_ns: i64,
+    pub observed_wall_ns: i64,
+    pub timescale: i64,
+    pub start_pts: i64,
+    pub bytes: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct CameraRow {
+    pub id: i64,
+    pub name: String,
+    pub state: String,
+    pub state_since_ns: i64,
+    pub last_error: Option<String>,
+}
+
+pub struct Index {
+    conn: Connection,
+}
+
+const RECORDING_COLUMNS: &str = "r.id, r.camera_id, c.name, r.file_name, r.key_id, r.codec, r.state, r.start_wall_ns, \
+     r.timescale, r.start_pts, r.end_pts, r.frames, r.chunks, r.bytes, r.sha256, r.end_reason";
+
+fn recording_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {
+    Ok(RecordingRow {
+        id: r.get(0)?,
+        camera_id: r.get(1)?,
+        camera: r.get(2)?,
+        file_name: r.get(3)?,
+        key_id: r.get(4)?,
+        codec: r.get(5)?,
+        state: r.get(6)?,
+        start_wall_ns: r.get(7)?,
+        timescale: r.get(8)?,
+        start_pts: r.get(9)?,
+        end_pts: r.get(10)?,
+        frames: r.get(11)?,
+        chunks: r.get(12)?,
+        bytes: r.get(13)?,
+        sha256: r.get(14)?,
+        end_reason: r.get(15)?,
+    })
+}
+
+impl Index {
+    /// Opens (creating if needed) and migrates the database.
+    pub fn open(path: &Path) -> Result<Self, IndexError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let conn = Connection::open(path).map_err(|source| IndexError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        let mut idx = Index { conn };
+        idx.migrate()?;
+        Ok(idx)
+    }
+
+    /// Opens an existing database without creating or migrating it.
+    pub fn open_existing(path: &Path) -> Result<Self, IndexError> {
+        let conn =
+            Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(|source| {
+                IndexError::Open {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;")?;
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if v > SCHEMA_VERSION {
+            return Err(IndexError::TooNew(v));
+        }
+        let mut idx = Index { conn };
+        idx.migrate()?;
+        Ok(idx)
+    }
+
+    fn migrate(&mut self) -> Result<(), IndexError> {
+        let v: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if v > SCHEMA_VERSION {
+            return Err(IndexError::TooNew(v));
+        }
+        if v < 1 {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(SCHEMA_V1)?;
+            tx.execute_batch("PRAGMA user_version = 1")?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    pub fn camera_id(&self, name: &str) -> Result<i64, IndexError> {
+        self.conn.execute(
+            "INSERT INTO camera (name) VALUES (?1) ON CONFLICT (name) DO NOTHING",
+            [name],
+        )?;
+        Ok(self
+            .conn
+            .query_row("SELECT id FROM camera WHERE name = ?1", [name], |r| r.get(0))?)
+    }
+
+    pub fn find_camera_id(&self, name: &str) -> Result<Option<i64>, IndexError> {
+        Ok(self
+            .conn
+            .query_row("SELECT id FROM camera WHERE name = ?1", [name], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_camera_state(&self, id: i64, state: &str, since_ns: i64, error: Option<&str>) -> Result<(), IndexError> {
+        self.conn.execute(
+            "UPDATE camera SET state = ?2, state_since_ns = ?3, last_error = COALESCE(?4, last_error) WHERE id = ?1",
+            params![id, state, since_ns, error],
+        )?;
+        Ok(())
+    }
+
+    pub fn cameras(&self) -> Result<Vec<CameraRow>, IndexError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, name, state, state_since_ns, last_error FROM camera ORDER BY name")?;
+        let rows = st.query_map([], |r| {
+            Ok(CameraRow {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                state: r.get(2)?,
+                state_since_ns: r.get(3)?,
+                last_error: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn insert_recording(&self, n: &NewRecording<'_>) -> Result<i64, IndexError> {
+        self.conn.execute(
+            "INSERT INTO recording (camera_id, file_name, file_id, key_id, codec, state, start_wall_ns, observed_wall_ns, \
+             timescale, start_pts, end_pts, bytes) VALUES (?1, ?2, ?3, ?4, ?5, 'writing', ?6, ?7, ?8, ?9, ?9, ?10)",
+            params![
+                n.camera_id,
+                n.file_name,
+                n.file_id,
+                n.key_id,
+                n.codec,
+                n.start_wall_ns,
+                n.observed_wall_ns,
+                n.timescale,
+                n.start_pts,
+                n.bytes
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records a chunk that is already durable in the file.
+    pub fn add_chunk(&mut self, recording_id: i64, c: &ChunkRow, file_len: i64) -> Result<(), IndexError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO chunk (recording_id, idx, offset, len, first_pts, duration, frames, key_frame) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                recording_id,
+                c.idx,
+                c.offset,
+                c.len,
+                c.first_pts,
+                c.duration,
+                c.frames,
+                c.key_frame
+            ],
+        )?;
+        tx.execute(
+            "UPDATE recording SET frames = frames + ?2, chunks = chunks + 1, end_pts = ?3, bytes = ?4 WHERE id = ?1",
+            params![recording_id, c.frames, c.first_pts + c.duration, file_len],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks a recording closed, with what the file now is.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_recording(
+        &mut self,
+        id: i64,
+        state: &str,
+        frames: i64,
+        chunks: i64,
+        end_pts: i64,
+        bytes: i64,
+        sha256: &[u8],
+        reason: &str,
+    ) -> Result<(), IndexError> {
+        self.conn.execute(
+            "UPDATE recording SET state = ?2, frames = ?3, chunks = ?4, end_pts = ?5, bytes = ?6, sha256 = ?7, end_reason = ?8 \
+             WHERE id = ?1",
+            params![id, state, frames, chunks, end_pts, bytes, sha256, reason],
+        )?;
+        Ok(())
+    }
+
+    /// Replaces a recording's chunk rows with what recovery found in the file.
+    pub fn replace_chunks(&mut self, id: i64, chunks: &[ChunkRow]) -> Result<(), IndexError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM chunk WHERE recording_id = ?1", [id])?;
+        {
+            let mut st = tx.prepare(
+                "INSERT INTO chunk (recording_id, idx, offset, len, first_pts, duration, frames, key_frame) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for c in chunks {
+                st.execute(params![
+                    id,
+                    c.idx,
+                    c.offset,
+                    c.len,
+                    c.first_pts,
+                    c.duration,
+                    c.frames,
+                    c.key_frame
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn query_recordings(&self, filter: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<RecordingRow>, IndexError> {
+        let sql = format!(
+            "SELECT {RECORDING_COLUMNS} FROM recording r JOIN camera c ON c.id = r.camera_id {filter} \
+             ORDER BY r.camera_id, r.start_wall_ns, r.id"
+        );
+        let mut st = self.conn.prepare(&sql)?;
+        let rows = st.query_map(p, recording_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn recordings(&self, camera: Option<&str>) -> Result<Vec<RecordingRow>, IndexError> {
+        match camera {
+            Some(name) => self.query_recordings("WHERE c.name = ?1", &[&name]),
+            None => self.query_recordings("", &[]),
+        }
+    }
+
+    pub fn recordings_in_state(&self, state: &str) -> Result<Vec<RecordingRow>, IndexError> {
+        self.query_recordings("WHERE r.state = ?1", &[&state])
+    }
+
+    pub fn recording(&self, id: i64) -> Result<Option<RecordingRow>, IndexError> {
+        Ok(self.query_recordings("WHERE r.id = ?1", &[&id])?.into_iter().next())
+    }
+
+    /// Recordings of a camera that overlap `[start_ns, end_ns)`.
+    pub fn recordings_overlapping(
+        &self,
+        camera_id: i64,
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<Vec<RecordingRow>, IndexError> {
+        let all = self.query_recordings(
+            "WHERE r.camera_id = ?1 AND r.start_wall_ns < ?2",
+            &[&camera_id, &end_ns],
+        )?;
+        Ok(all.into_iter().filter(|r| r.end_wall_ns() > start_ns).collect())
+    }
+
+    pub fn chunks(&self, recording_id: i64) -> Result<Vec<ChunkRow>, IndexError> {
+        let mut st = self.conn.prepare(
+            "SELECT idx, offset, len, first_pts, duration, frames, key_frame FROM chunk WHERE recording_id = ?1 ORDER BY idx",
+        )?;
+        let rows = st.query_map([recording_id], |r| {
+            Ok(ChunkRow {
+                idx: r.get(0)?,
+                offset: r.get(1)?,
+                len: r.get(2)?,
+                first_pts: r.get(3)?,
+                duration: r.get(4)?,
+                frames: r.get(5)?,
+                key_frame: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Wall-clock end of the camera's latest recording (to keep ordering when the clock steps back).
+    pub fn last_end_wall_ns(&self, camera_id: i64) -> Result<Option<i64>, IndexError> {
+        let r = self.query_recordings("WHERE r.camera_id = ?1", &[&camera_id])?;
+        Ok(r.iter().map(RecordingRow::end_wall_ns).max())
+    }
+
+    pub fn file_names(&self) -> Result<std::collections::HashSet<String>, IndexError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT file_name FROM recording UNION SELECT file_name FROM garbage")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Step 1 of durable deletion: in one transaction the recording row goes
+    /// and its file name is queued in `garbage`.
+    pub fn queue_deletion(&mut self, id: i64, reason: &str, now_ns: i64) -> Result<Option<String>, IndexError> {
+        let tx = self.conn.transaction()?;
+        let name: Option<String> = tx
+            .query_row("SELECT file_name FROM recording WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        if let Some(n) = &name {
+            tx.execute(
+                "INSERT OR REPLACE INTO garbage (file_name, recording_id, reason, queued_ns) VALUES (?1, ?2, ?3, ?4)",
+                params![n, id, reason, now_ns],
+            )?;
+            tx.execute("DELETE FROM recording WHERE id = ?1", [id])?;
+        }
+        tx.commit()?;
+        Ok(name)
+    }
+
+    pub fn garbage(&self) -> Result<Vec<String>, IndexError> {
+        let mut st = self.conn.prepare("SELECT file_name FROM garbage ORDER BY queued_ns")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn forget_garbage(&self, file_name: &str) -> Result<(), IndexError> {
+        self.conn
+            .execute("DELETE FROM garbage WHERE file_name = ?1", [file_name])?;
+        Ok(())
+    }
+}

@@ -1,0 +1,18 @@
+//! Vigil: a network video recorder that keeps every recording chunk-encrypted.
+//!
+//! Data path: [`rtsp`] (camera in) → [`recorder`] (frames to chunks) →
+//! [`vseg`] (the on-disk format, sole owner) + [`index`] (SQLite) →
+//! [`export`] / [`verify`]. See docs/ARCHITECTURE.md.
+
+pub mod cli_time;
+pub mod config;
+pub mod daemon;
+pub mod export;
+pub mod index;
+pub mod keys;
+pub mod mp4;
+pub mod recorder;
+pub mod rtsp;
+pub mod storage;
+pub mod verify;
+pub mod vseg;

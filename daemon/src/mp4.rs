@@ -1,0 +1,201 @@
+//! Fragmented MP4 (ISO BMFF) writing: an init segment (`ftyp` + `moov` with
+//! `mvex`) and one `moof`+`mdat` fragment per chunk. Memory is bounded by one
+//! fragment whatever the length of the export, and the same fragments can
+//! feed a browser's Media Source Extensions.
+
+use std::io::{self, Write};
+
+/// Writes a box: 32-bit size, fourcc, body.
+fn bx(buf: &mut Vec<u8>, fourcc: &[u8; 4], body: impl FnOnce(&mut Vec<u8>)) {
+    let start = buf.len();
+    buf.extend_from_slice(&[0, 0, 0, 0]);
+    buf.extend_from_slice(fourcc);
+    body(buf);
+    let size = (buf.len() - start) as u32;
+    buf[start..start + 4].copy_from_slice(&size.to_be_bytes());
+}
+
+/// A full box: size, fourcc, version, 24-bit flags, body.
+fn full(buf: &mut Vec<u8>, fourcc: &[u8; 4], version: u8, flags: u32, body: impl FnOnce(&mut Vec<u8>)) {
+    bx(buf, fourcc, |b| {
+        b.extend_from_slice(&((u32::from(version) << 24) | (flags & 0x00ff_ffff)).to_be_bytes());
+        body(b);
+    });
+}
+
+fn u16b(b: &mut Vec<u8>, v: u16) {
+    b.extend_from_slice(&v.to_be_bytes());
+}
+fn u32b(b: &mut Vec<u8>, v: u32) {
+    b.extend_from_slice(&v.to_be_bytes());
+}
+fn u64b(b: &mut Vec<u8>, v: u64) {
+    b.extend_from_slice(&v.to_be_bytes());
+}
+
+const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
+
+pub struct TrackInfo<'a> {
+    pub timescale: u32,
+    pub width: u16,
+    pub height: u16,
+    /// Duration of the whole export in `timescale` units (for `mehd`), 0 if unknown.
+    pub duration: u64,
+    /// Complete VisualSampleEntry boxes; fragments pick one by 1-based index.
+    pub sample_entries: &'a [Vec<u8>],
+}
+
+/// `ftyp` + `moov` for one video track.
+pub fn init_segment(t: &TrackInfo<'_>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(1024);
+    bx(&mut b, b"ftyp", |b| {
+        b.extend_from_slice(b"iso5");
+        u32b(b, 512);
+        for brand in [b"iso5", b"iso6", b"mp41", b"isom"] {
+            b.extend_from_slice(brand);
+        }
+    });
+    bx(&mut b, b"moov", |b| {
+        full(b, b"mvhd", 1, 0, |b| {
+            u64b(b, 0);
+            u64b(b, 0);
+            u32b(b, t.timescale);
+            u64b(b, t.duration);
+            u32b(b, 0x0001_0000); // rate 1.0
+            u16b(b, 0x0100); // volume 1.0
+            b.extend_from_slice(&[0; 10]);
+            MATRIX.iter().for_each(|&m| u32b(b, m));
+            b.extend_from_slice(&[0; 24]);
+            u32b(b, 2); // next track id
+        });
+        bx(b, b"trak", |b| {
+            full(b, b"tkhd", 1, 3, |b| {
+                u64b(b, 0);
+                u64b(b, 0);
+                u32b(b, 1); // track id
+                u32b(b, 0);
+                u64b(b, t.duration);
+                b.extend_from_slice(&[0; 8]);
+                u16b(b, 0); // layer
+                u16b(b, 0); // alternate group
+                u16b(b, 0); // volume
+                u16b(b, 0);
+                MATRIX.iter().for_each(|&m| u32b(b, m));
+                u32b(b, u32::from(t.width) << 16);
+                u32b(b, u32::from(t.height) << 16);
+            });
+            bx(b, b"mdia", |b| {
+                full(b, b"mdhd", 1, 0, |b| {
+                    u64b(b, 0);
+                    u64b(b, 0);
+                    u32b(b, t.timescale);
+                    u64b(b, t.duration);
+                    u16b(b, 0x55c4); // "und"
+                    u16b(b, 0);
+                });
+                full(b, b"hdlr", 0, 0, |b| {
+                    u32b(b, 0);
+                    b.extend_from_slice(b"vide");
+                    b.extend_from_slice(&[0; 12]);
+                    b.extend_from_slice(b"Vigil video\0");
+                });
+                bx(b, b"minf", |b| {
+                    full(b, b"vmhd", 0, 1, |b| b.extend_from_slice(&[0; 8]));
+                    bx(b, b"dinf", |b| {
+                        full(b, b"dref", 0, 0, |b| {
+                            u32b(b, 1);
+                            full(b, b"url ", 0, 1, |_| {});
+                        });
+                    });
+                    bx(b, b"stbl", |b| {
+                        full(b, b"stsd", 0, 0, |b| {
+                            u32b(b, t.sample_entries.len() as u32);
+                            for e in t.sample_entries {
+                                b.extend_from_slice(e);
+                            }
+                        });
+                        full(b, b"stts", 0, 0, |b| u32b(b, 0));
+                        full(b, b"stsc", 0, 0, |b| u32b(b, 0));
+                        full(b, b"stsz", 0, 0, |b| {
+                            u32b(b, 0);
+                            u32b(b, 0);
+                        });
+                        full(b, b"stco", 0, 0, |b| u32b(b, 0));
+                    });
+                });
+            });
+        });
+        bx(b, b"mvex", |b| {
+            full(b, b"mehd", 1, 0, |b| u64b(b, t.duration));
+            full(b, b"trex", 0, 0, |b| {
+                u32b(b, 1); // track id
+                u32b(b, 1); // default sample description index
+                u32b(b, 0);
+                u32b(b, 0);
+                u32b(b, 0);
+            });
+        });
+    });
+    b
+}
+
+pub struct Sample {
+    pub duration: u32,
+    pub size: u32,
+    pub key: bool,
+}
+
+const SAMPLE_FLAGS_SYNC: u32 = 0x0200_0000;
+const SAMPLE_FLAGS_NON_SYNC: u32 = 0x0101_0000;
+
+/// Writes one `moof` + `mdat`. `data` is the concatenated sample data.
+pub fn write_fragment<W: Write>(
+    out: &mut W,
+    sequence: u32,
+    base_decode_time: u64,
+    sample_description_index: u32,
+    samples: &[Sample],
+    data: &[&[u8]],
+) -> io::Result<u64> {
+    let mut moof = Vec::with_capacity(64 + samples.len() * 12);
+    let mut data_offset_pos = 0;
+    bx(&mut moof, b"moof", |b| {
+        full(b, b"mfhd", 0, 0, |b| u32b(b, sequence));
+        bx(b, b"traf", |b| {
+            // default-base-is-moof | sample-description-index-present
+            full(b, b"tfhd", 0, 0x02_0002, |b| {
+                u32b(b, 1);
+                u32b(b, sample_description_index);
+            });
+            full(b, b"tfdt", 1, 0, |b| u64b(b, base_decode_time));
+            // data-offset | sample-duration | sample-size | sample-flags
+            full(b, b"trun", 0, 0x00_0701, |b| {
+                u32b(b, samples.len() as u32);
+                data_offset_pos = b.len();
+                u32b(b, 0);
+                for s in samples {
+                    u32b(b, s.duration);
+                    u32b(b, s.size);
+                    u32b(
+                        b,
+                        if s.key {
+                            SAMPLE_FLAGS_SYNC
+                        } else {
+                            SAMPLE_FLAGS_NON_SYNC
+                        },
+                    );
+                }
+            });
+        });
+    });
+    let data_offset = (moof.len() + 8) as u32;
+    moof[data_offset_pos..data_offset_pos + 4].copy_from_slice(&data_offset.to_be_bytes());
+    let total: usize = data.iter().map(|d| d.len()).sum();
+    out.write_all(&moof)?;
+    out.write_all(&((total + 8) as u32).to_be_bytes())?;
+    out.write_all(b"mdat")?;
+    for d in data {
+        out.write_all(d)?;
+    }
+    Ok((moof.len() + 8 + total) as u64)
+}

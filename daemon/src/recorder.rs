@@ -1,0 +1,467 @@
+//! Turns a camera's frames into recordings: one chunk per GOP (or at most
+//! ~1 s of media), one recording per `segment_seconds` (rotated at the first
+//! key frame after), survives timestamp discontinuities without losing a frame.
+//!
+//! Runs on its own thread per camera (blocking file and SQLite I/O, one
+//! fdatasync per chunk), fed by the camera's ingest task over a bounded channel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::index::{ns_to_ticks, ticks_to_ns, ChunkRow, Index, NewRecording};
+use crate::keys::{self, KeyLookup};
+use crate::storage::Storage;
+use crate::vseg::{self, Chunk, Codec, FrameMeta, Header, SegmentWriter, StreamInfo};
+
+/// Codec parameters of a stream, shared by every frame until they change.
+#[derive(Debug, PartialEq, Eq)]
+pub struct StreamParams {
+    pub codec: Codec,
+    pub timescale: u32,
+    pub width: u16,
+    pub height: u16,
+    pub sample_entry: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct Frame {
+    /// Media time in `timescale` units (the camera's RTP timestamp, extended).
+    pub pts: i64,
+    pub key: bool,
+    pub data: Vec<u8>,
+    /// Set on the first frame and whenever the parameters change.
+    pub params: Option<Arc<StreamParams>>,
+}
+
+#[derive(Debug)]
+pub enum Event {
+    Frame(Frame),
+    /// The connection ended: close the open recording.
+    Disconnected,
+    /// Camera state for the index (`connecting`, `streaming`, `offline`).
+    State {
+        state: &'static str,
+        error: Option<String>,
+    },
+}
+
+/// Largest plain chunk before it is cut, whatever the GOP.
+const MAX_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// A forward jump larger than this between frames is a discontinuity.
+const MAX_FORWARD_JUMP: Duration = Duration::from_secs(5);
+
+pub fn now_ns() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64
+}
+
+pub struct RecorderConfig {
+    pub camera_id: i64,
+    pub camera: String,
+    pub segment_duration: Duration,
+}
+
+struct OpenRecording {
+    id: i64,
+    writer: SegmentWriter,
+    start_pts: i64,
+    start_wall_ns: i64,
+    timescale: u32,
+}
+
+struct Held {
+    pts: i64,
+    key: bool,
+    data: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Pending {
+    first_pts: i64,
+    frames: Vec<FrameMeta>,
+    datas: Vec<Vec<u8>>,
+    bytes: usize,
+    duration: i64,
+}
+
+impl Pending {
+    fn push(&mut self, pts: i64, duration: u32, key: bool, data: Vec<u8>) {
+        if self.frames.is_empty() {
+            self.first_pts = pts;
+        }
+        self.frames.push(FrameMeta {
+            duration,
+            size: data.len() as u32,
+            key,
+        });
+        self.bytes += data.len();
+        self.duration += i64::from(duration);
+        self.datas.push(data);
+    }
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.datas.clear();
+        self.bytes = 0;
+        self.duration = 0;
+    }
+}
+
+/// Counters reported when the recorder stops (and used by tests).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RecorderStats {
+    pub frames_written: u64,
+    pub frames_dropped_before_key: u64,
+    pub recordings: u64,
+    pub discontinuities: u64,
+    pub write_errors: u64,
+}
+
+pub struct Recorder {
+    cfg: RecorderConfig,
+    storage: Storage,
+    index: Index,
+    keys: Arc<dyn KeyLookup>,
+    params: Option<Arc<StreamParams>>,
+    open: Option<OpenRecording>,
+    held: Option<Held>,
+    pending: Pending,
+    plain: Vec<u8>,
+    /// Added to the camera's timestamps so that media time never goes back.
+    pts_offset: i64,
+    last_duration: u32,
+    rotate_at_next_key: Option<&'static str>,
+    /// Wall-clock end of the previous recording in this run (continuity across rotation).
+    continue_wall_ns: Option<i64>,
+    /// Wall-clock end of this camera's latest recording (ordering across clock steps).
+    last_end_wall_ns: i64,
+    pub stats: RecorderStats,
+}
+
+impl Recorder {
+    pub fn new(
+        cfg: RecorderConfig,
+        storage: Storage,
+        index: Index,
+        keys: Arc<dyn KeyLookup>,
+    ) -> Result<Self, crate::index::IndexError> {
+        let last_end_wall_ns = index.last_end_wall_ns(cfg.camera_id)?.unwrap_or(i64::MIN);
+        Ok(Recorder {
+            cfg,
+            storage,
+            index,
+            keys,
+            params: None,
+            open: None,
+            held: None,
+            pending: Pending::default(),
+            plain: Vec::new(),
+            pts_offset: 0,
+            last_duration: 0,
+            rotate_at_next_key: None,
+            continue_wall_ns: None,
+            last_end_wall_ns,
+            stats: RecorderStats::default(),
+        })
+    }
+
+    /// Runs until the channel closes; closes the open recording on the way out.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Event>) -> RecorderStats {
+        while let Some(ev) = rx.blocking_recv() {
+            self.handle(ev);
+        }
+        self.close("stopped");
+        self.stats
+    }
+
+    pub fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Frame(f) => self.frame(f),
+            Event::Disconnected => {
+                self.close("camera disconnected");
+                self.reset_timeline();
+            }
+            Event::State { state, error } => {
+                if let Err(e) = self
+                    .index
+                    .set_camera_state(self.cfg.camera_id, state, now_ns(), error.as_deref())
+                {
+                    tracing::warn!(camera = %self.cfg.camera, "cannot store camera state: {e}");
+                }
+            }
+        }
+    }
+
+    fn reset_timeline(&mut self) {
+        self.pts_offset = 0;
+        self.last_duration = 0;
+        self.continue_wall_ns = None;
+        self.params = None;
+    }
+
+    fn nominal_duration(&self, timescale: u32) -> u32 {
+        if self.last_duration > 0 {
+            self.last_duration
+        } else {
+            (timescale / 25).max(1)
+        }
+    }
+
+    fn frame(&mut self, f: Frame) {
+        if let Some(p) = f.params {
+            if self.params.as_ref().is_some_and(|old| *old != p) && self.open.is_some() {
+                tracing::info!(camera = %self.cfg.camera, "stream parameters changed; starting a new recording");
+                self.rotate_at_next_key = Some("parameters changed");
+            }
+            self.params = Some(p);
+        }
+        let Some(params) = self.params.clone() else {
+            self.stats.frames_dropped_before_key += 1;
+            return;
+        };
+        let timescale = params.timescale;
+        let mut pts = f.pts + self.pts_offset;
+
+        // Timestamps that go back, stand still, or leap forward: re-base the
+        // camera's clock so this frame follows the last one, keep the frame.
+        if let Some(h) = &self.held {
+            let delta = pts - h.pts;
+            let max_jump = ns_to_ticks(MAX_FORWARD_JUMP.as_nanos() as i64, i64::from(timescale));
+            if delta <= 0 || delta > max_jump {
+                let nominal = i64::from(self.nominal_duration(timescale));
+                let fixed = h.pts + nominal;
+                self.pts_offset += fixed - pts;
+                tracing::warn!(
+                    camera = %self.cfg.camera,
+                    jump_ms = delta * 1000 / i64::from(timescale),
+                    "timestamp discontinuity; continuing without a gap and starting a new recording at the next key frame"
+                );
+                pts = fixed;
+                self.stats.discontinuities += 1;
+                self.rotate_at_next_key.get_or_insert("timestamp discontinuity");
+            }
+        }
+
+        // The held frame's duration is now known.
+        if let Some(h) = self.held.take() {
+            let d = (pts - h.pts).clamp(1, i64::from(u32::MAX)) as u32;
+            self.last_duration = d;
+            self.pending.push(h.pts, d, h.key, h.data);
+        }
+
+        if self.open.is_none() && !f.key {
+            self.stats.frames_dropped_before_key += 1;
+            return;
+        }
+
+        // Chunk boundary: a key frame, ~1 s of media, or a big chunk.
+        if !self.pending.frames.is_empty()
+            && (f.key || self.pending.duration >= i64::from(timescale) || self.pending.bytes >= MAX_CHUNK_BYTES)
+        {
+            self.flush_chunk();
+        }
+
+        if f.key {
+            if let Some(open) = &self.open {
+                let segment = ns_to_ticks(self.cfg.segment_duration.as_nanos() as i64, i64::from(timescale));
+                let reason = if pts - open.start_pts >= segment {
+                    Some("segment length reached")
+                } else {
+                    self.rotate_at_next_key
+                };
+                if let Some(reason) = reason {
+                    self.finish_open(reason, true);
+                }
+            }
+            if self.open.is_none() {
+                self.rotate_at_next_key = None;
+                self.start_recording(&params, pts);
+            }
+        }
+        if self.open.is_some() {
+            self.held = Some(Held {
+                pts,
+                key: f.key,
+                data: f.data,
+            });
+        } else {
+            self.stats.frames_dropped_before_key += 1;
+        }
+    }
+
+    fn start_recording(&mut self, params: &StreamParams, pts: i64) {
+        let observed = now_ns();
+        let start_wall_ns = match self.continue_wall_ns {
+            Some(prev) if (observed - prev).abs() < 5_000_000_000 => prev,
+            Some(prev) => observed.max(prev),
+            None => observed.max(self.last_end_wall_ns),
+        };
+        if start_wall_ns > observed + 1_000_000_000 {
+            tracing::warn!(camera = %self.cfg.camera, "wall clock is behind the last recording's end; keeping recordings in order");
+        }
+        match self.create_recording(params, pts, start_wall_ns, observed) {
+            Ok(open) => {
+                tracing::info!(camera = %self.cfg.camera, recording = open.id, "recording started");
+                self.stats.recordings += 1;
+                self.open = Some(open);
+            }
+            Err(e) => {
+                self.stats.write_errors += 1;
+                tracing::error!(camera = %self.cfg.camera, "cannot start a recording: {e}");
+            }
+        }
+    }
+
+    fn create_recording(
+        &mut self,
+        params: &StreamParams,
+        pts: i64,
+        start_wall_ns: i64,
+        observed: i64,
+    ) -> anyhow::Result<OpenRecording> {
+        let key = self.keys.current_key();
+        let file_id = keys::random_bytes::<16>()?;
+        let header = Header {
+            max_record_plaintext: vseg::DEFAULT_MAX_RECORD_PLAINTEXT,
+            key_id: key.id(),
+            file_id,
+            camera_id: self.cfg.camera_id as u64,
+            start_wall_ns,
+            salt: keys::random_bytes::<32>()?,
+        };
+        let stream = StreamInfo {
+            codec: params.codec,
+            timescale: params.timescale,
+            width: params.width,
+            height: params.height,
+            start_pts: pts,
+            sample_entry: params.sample_entry.clone(),
+        };
+        let file_name = self.storage.new_file_name(&self.cfg.camera, &file_id)?;
+        let writer = SegmentWriter::create(&self.storage.path_of(&file_name), &header, &key, &stream)?;
+        let id = self.index.insert_recording(&NewRecording {
+            camera_id: self.cfg.camera_id,
+            file_name: &file_name,
+            file_id: &file_id,
+            key_id: &key.id().0,
+            codec: params.codec.name(),
+            start_wall_ns,
+            observed_wall_ns: observed,
+            timescale: i64::from(params.timescale),
+            start_pts: pts,
+            bytes: writer.len() as i64,
+        })?;
+        Ok(OpenRecording {
+            id,
+            writer,
+            start_pts: pts,
+            start_wall_ns,
+            timescale: params.timescale,
+        })
+    }
+
+    fn flush_chunk(&mut self) {
+        if self.pending.frames.is_empty() {
+            return;
+        }
+        let Some(open) = self.open.as_mut() else {
+            self.pending.clear();
+            return;
+        };
+        let datas: Vec<&[u8]> = self.pending.datas.iter().map(|d| d.as_slice()).collect();
+        Chunk::encode_into(self.pending.first_pts, &self.pending.frames, &datas, &mut self.plain);
+        let frames = self.pending.frames.len() as u32;
+        let key_frame = self.pending.frames.first().is_some_and(|f| f.key);
+        let result = open
+            .writer
+            .append_chunk(&mut self.plain, frames, self.pending.duration)
+            .map_err(anyhow::Error::from)
+            .and_then(|pos| {
+                let row = ChunkRow {
+                    idx: pos.index as i64,
+                    offset: pos.offset as i64,
+                    len: pos.len as i64,
+                    first_pts: self.pending.first_pts,
+                    duration: self.pending.duration,
+                    frames: i64::from(frames),
+                    key_frame,
+                };
+                self.index
+                    .add_chunk(open.id, &row, open.writer.len() as i64)
+                    .map_err(anyhow::Error::from)
+            });
+        match result {
+            Ok(()) => self.stats.frames_written += u64::from(frames),
+            Err(e) => {
+                self.stats.write_errors += 1;
+                tracing::error!(camera = %self.cfg.camera, recording = open.id, "write failed, closing the recording: {e:#}");
+                self.pending.clear();
+                self.abandon_open();
+                return;
+            }
+        }
+        self.pending.clear();
+    }
+
+    /// After a write error: recover what is in the file (longest authenticated prefix).
+    fn abandon_open(&mut self) {
+        let Some(open) = self.open.take() else { return };
+        drop(open.writer);
+        self.held = None;
+        let row = match self.index.recording(open.id) {
+            Ok(Some(r)) => r,
+            _ => return,
+        };
+        match self.storage.recover_one(&mut self.index, &row, self.keys.as_ref()) {
+            Ok(r) => {
+                tracing::warn!(camera = %self.cfg.camera, recording = r.id, frames = r.frames_kept, "recording closed after an error")
+            }
+            Err(e) => {
+                tracing::error!(camera = %self.cfg.camera, recording = open.id, "recording left for recovery at next start: {e}")
+            }
+        }
+    }
+
+    fn finish_open(&mut self, reason: &str, continuous: bool) {
+        let Some(open) = self.open.take() else { return };
+        let id = open.id;
+        let res = open.writer.finish().map_err(anyhow::Error::from).and_then(|fin| {
+            let s = fin.summary;
+            self.index
+                .finish_recording(
+                    id,
+                    "complete",
+                    s.frames as i64,
+                    i64::from(s.media_chunks),
+                    s.end_pts,
+                    fin.bytes as i64,
+                    &fin.sha256,
+                    reason,
+                )
+                .map_err(anyhow::Error::from)
+                .map(|()| s)
+        });
+        match res {
+            Ok(s) => {
+                let end_wall = open.start_wall_ns + ticks_to_ns(s.end_pts - open.start_pts, i64::from(open.timescale));
+                self.last_end_wall_ns = self.last_end_wall_ns.max(end_wall);
+                self.continue_wall_ns = continuous.then_some(end_wall);
+                tracing::info!(camera = %self.cfg.camera, recording = id, frames = s.frames, reason, "recording finished");
+            }
+            Err(e) => {
+                self.stats.write_errors += 1;
+                tracing::error!(camera = %self.cfg.camera, recording = id, "cannot finish recording (left for recovery): {e:#}");
+            }
+        }
+    }
+
+    /// Writes every frame still held and closes the recording.
+    pub fn close(&mut self, reason: &str) {
+        if let Some(h) = self.held.take() {
+            let d = self.nominal_duration(self.params.as_ref().map_or(90_000, |p| p.timescale));
+            self.pending.push(h.pts, d, h.key, h.data);
+        }
+        self.flush_chunk();
+        self.finish_open(reason, false);
+    }
+}

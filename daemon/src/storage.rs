@@ -1,0 +1,220 @@
+//! The recordings directory: file naming, crash recovery at start, durable
+//! deletion, and reconciliation between files and index rows.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::index::{ChunkRow, Index, IndexError, RecordingRow};
+use crate::keys::KeyLookup;
+use crate::vseg::{self, FormatError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("storage dir {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub const FILE_EXTENSION: &str = "vseg";
+
+#[derive(Clone, Debug)]
+pub struct Storage {
+    dir: PathBuf,
+}
+
+/// What start-up reconciliation found.
+#[derive(Debug, Default)]
+pub struct Reconciliation {
+    /// (recording id, file, frames kept, frames the index had committed, bytes cut)
+    pub recovered: Vec<RecoveredRecording>,
+    /// Rows whose file is gone (reported, row kept).
+    pub missing_files: Vec<RecordingRow>,
+    /// Files no row names (reported, file kept).
+    pub orphan_files: Vec<String>,
+    /// Recordings that could not be recovered (reported, left as they are).
+    pub failed: Vec<(i64, String)>,
+}
+
+#[derive(Debug)]
+pub struct RecoveredRecording {
+    pub id: i64,
+    pub file_name: String,
+    pub frames_kept: u64,
+    pub frames_indexed: i64,
+    pub truncated_bytes: u64,
+}
+
+impl Storage {
+    pub fn new(dir: &Path) -> Self {
+        Storage { dir: dir.to_path_buf() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path_of(&self, file_name: &str) -> PathBuf {
+        self.dir.join(file_name)
+    }
+
+    fn io(&self, path: &Path, source: std::io::Error) -> StorageError {
+        StorageError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Makes sure the storage dir exists and is a writable directory.
+    pub fn ensure(&self) -> Result<(), StorageError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| self.io(&self.dir, e))
+    }
+
+    /// `<camera>/<file id>.vseg`, with the camera directory created durably.
+    pub fn new_file_name(&self, camera: &str, file_id: &[u8; 16]) -> Result<String, StorageError> {
+        let cam_dir = self.dir.join(camera);
+        if !cam_dir.is_dir() {
+            std::fs::create_dir_all(&cam_dir).map_err(|e| self.io(&cam_dir, e))?;
+            vseg::sync_dir(&self.dir)?;
+        }
+        Ok(format!("{camera}/{}.{FILE_EXTENSION}", vseg::hex(file_id)))
+    }
+
+    /// Recovers every recording the index still shows as being written, and
+    /// reports files without rows and rows without files. Deletes nothing.
+    pub fn reconcile(&self, index: &mut Index, keys: &dyn KeyLookup) -> Result<Reconciliation, StorageError> {
+        let mut rep = Reconciliation::default();
+        self.collect_garbage(index)?;
+        for row in index.recordings_in_state("writing")? {
+            let path = self.path_of(&row.file_name);
+            if !path.exists() {
+                rep.missing_files.push(row);
+                continue;
+            }
+            match self.recover_one(index, &row, keys) {
+                Ok(r) => rep.recovered.push(r),
+                Err(e) => rep.failed.push((row.id, e.to_string())),
+            }
+        }
+        let names = index.file_names()?;
+        for row in index.recordings(None)? {
+            if row.state != "writing" && !self.path_of(&row.file_name).exists() {
+                rep.missing_files.push(row);
+            }
+        }
+        rep.orphan_files = self.orphans(&names)?;
+        Ok(rep)
+    }
+
+    /// Recovers one interrupted recording and brings its rows in line with the file.
+    pub fn recover_one(
+        &self,
+        index: &mut Index,
+        row: &RecordingRow,
+        keys: &dyn KeyLookup,
+    ) -> Result<RecoveredRecording, StorageError> {
+        let path = self.path_of(&row.file_name);
+        let r = vseg::recover(&path, keys)?;
+        let chunks: Vec<ChunkRow> = r
+            .scan
+            .chunks
+            .iter()
+            .map(|c| ChunkRow {
+                idx: c.pos.index as i64,
+                offset: c.pos.offset as i64,
+                len: c.pos.len as i64,
+                first_pts: c.first_pts,
+                duration: c.duration,
+                frames: i64::from(c.frames),
+                key_frame: c.key_frame,
+            })
+            .collect();
+        index.replace_chunks(row.id, &chunks)?;
+        let s = r.finished.summary;
+        index.finish_recording(
+            row.id,
+            "recovered",
+            s.frames as i64,
+            i64::from(s.media_chunks),
+            s.end_pts,
+            r.finished.bytes as i64,
+            &r.finished.sha256,
+            "crash recovery",
+        )?;
+        Ok(RecoveredRecording {
+            id: row.id,
+            file_name: row.file_name.clone(),
+            frames_kept: s.frames,
+            frames_indexed: row.frames,
+            truncated_bytes: r.truncated_bytes,
+        })
+    }
+
+    /// Files under the storage dir that no index row (or garbage row) names.
+    pub fn orphans(&self, known: &HashSet<String>) -> Result<Vec<String>, StorageError> {
+        let mut out = Vec::new();
+        let rd = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(self.io(&self.dir, e)),
+        };
+        for cam in rd.flatten() {
+            let Ok(ft) = cam.file_type() else { continue };
+            let cam_name = cam.file_name().to_string_lossy().to_string();
+            if !ft.is_dir() {
+                out.push(cam_name);
+                continue;
+            }
+            let Ok(files) = std::fs::read_dir(cam.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let rel = format!("{cam_name}/{}", f.file_name().to_string_lossy());
+                if !known.contains(&rel) {
+                    out.push(rel);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Durable deletion: row to garbage (one transaction), unlink, fsync the
+    /// directory, then forget the garbage row. Safe to crash at any step.
+    pub fn delete_recording(
+        &self,
+        index: &mut Index,
+        id: i64,
+        reason: &str,
+        now_ns: i64,
+    ) -> Result<bool, StorageError> {
+        let Some(_) = index.queue_deletion(id, reason, now_ns)? else {
+            return Ok(false);
+        };
+        self.collect_garbage(index)?;
+        Ok(true)
+    }
+
+    /// Finishes deletions queued in the garbage table.
+    pub fn collect_garbage(&self, index: &mut Index) -> Result<(), StorageError> {
+        for name in index.garbage()? {
+            let path = self.path_of(&name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.io(&path, e)),
+            }
+            if let Some(dir) = path.parent() {
+                vseg::sync_dir(dir)?;
+            }
+            index.forget_garbage(&name)?;
+        }
+        Ok(())
+    }
+}
