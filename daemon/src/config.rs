@@ -283,9 +283,6 @@ impl Config {
                     "put credentials in username/password, not in the URL",
                 ));
             }
-            if cam.password.is_some() {
-                tracing::warn!(camera = %name, "camera password is stored in plain text in the config file");
-            }
             cameras.push(CameraConfig {
                 name,
                 url,
@@ -355,16 +352,16 @@ url = "rtsp://127.0.0.1:8554/h264"
     #[test]
     fn unknown_key_names_line_and_key() {
         let e = err(&GOOD.replace("segment_seconds = 10", "segment_seconds = 10\nsegment_secs = 3"));
-        assert_eq!(e.line, 13, "{e}");
+        assert_eq!(e.line, 12, "{e}");
         assert_eq!(e.key, "recording.segment_secs", "{e}");
     }
 
     #[test]
     fn bad_url_and_duplicate_name() {
         let e = err(&GOOD.replace("rtsp://127.0.0.1:8554/h264", "rtsp//nope"));
-        assert_eq!((e.line, e.key.as_str()), (16, "camera.url"), "{e}");
+        assert_eq!((e.line, e.key.as_str()), (15, "camera.url"), "{e}");
         let dup = format!("{GOOD}\n[[camera]]\nname = \"front-door\"\nurl = \"rtsp://127.0.0.1/x\"\n");
         let e = err(&dup);
-        assert_eq!((e.line, e.key.as_str()), (19, "camera.name"), "{e}");
+        assert_eq!((e.line, e.key.as_str()), (18, "camera.name"), "{e}");
     }
 }

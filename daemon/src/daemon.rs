@@ -54,6 +54,9 @@ pub fn run(config: Config, keys: Arc<dyn KeyLookup>) -> anyhow::Result<()> {
         tracing::error!(recording = id, "cannot recover: {e}");
     }
 
+    for cam in config.cameras.iter().filter(|c| c.password.is_some()) {
+        tracing::warn!(camera = %cam.name, "camera password is stored in plain text in {}", config.path.display());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1036,3 +1036,238 @@ pub fn hex(b: &[u8]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{DataKey, FileKeySource, KeyLookup};
+    use proptest::prelude::*;
+
+    struct OneKey(DataKey);
+    impl KeyLookup for OneKey {
+        fn data_key(&self, id: &KeyId) -> Option<DataKey> {
+            (self.0.id() == *id).then(|| self.0.clone())
+        }
+        fn current_key(&self) -> DataKey {
+            self.0.clone()
+        }
+    }
+
+    fn key(b: u8) -> OneKey {
+        OneKey(DataKey::from_bytes([b; 32]))
+    }
+
+    fn header(k: &OneKey, salt: u8) -> Header {
+        Header {
+            max_record_plaintext: DEFAULT_MAX_RECORD_PLAINTEXT,
+            key_id: k.0.id(),
+            file_id: [salt; 16],
+            camera_id: 7,
+            start_wall_ns: 1_700_000_000_000_000_000,
+            salt: [salt; 32],
+        }
+    }
+
+    fn stream() -> StreamInfo {
+        StreamInfo {
+            codec: Codec::H264,
+            timescale: 90_000,
+            width: 640,
+            height: 360,
+            start_pts: 1000,
+            sample_entry: b"avc1-entry".to_vec(),
+        }
+    }
+
+    /// Writes a file with `n` chunks of `frames` frames each; returns the path.
+    fn write_file(dir: &Path, name: &str, k: &OneKey, salt: u8, n: usize, finish: bool) -> PathBuf {
+        let path = dir.join(name);
+        let mut w = SegmentWriter::create(&path, &header(k, salt), &k.0, &stream()).unwrap();
+        let mut buf = Vec::new();
+        let mut pts = 1000;
+        for i in 0..n {
+            let datas: Vec<Vec<u8>> = (0..3).map(|j| vec![(i * 3 + j) as u8; 100 + j]).collect();
+            let refs: Vec<&[u8]> = datas.iter().map(|d| d.as_slice()).collect();
+            let metas: Vec<FrameMeta> = datas
+                .iter()
+                .enumerate()
+                .map(|(j, d)| FrameMeta {
+                    duration: 3600,
+                    size: d.len() as u32,
+                    key: j == 0,
+                })
+                .collect();
+            Chunk::encode_into(pts, &metas, &refs, &mut buf);
+            w.append_chunk(&mut buf, 3, 3 * 3600).unwrap();
+            pts += 3 * 3600;
+        }
+        if finish {
+            w.finish().unwrap();
+        }
+        path
+    }
+
+    const HKDF_KAT: &str = "a3cc07bff3627e997218bf7f57570b45e8b49afb74ca99f54fc6a320f8b97caf";
+
+    fn scan(path: &Path, k: &OneKey) -> Scan {
+        SegmentReader::open(path, k).unwrap().scan().unwrap()
+    }
+
+    /// ring's output equals RustCrypto's, byte for byte, for fixed inputs.
+    #[test]
+    fn ring_seal_matches_rustcrypto() {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let data_key = DataKey::from_bytes(*b"0123456789abcdef0123456789abcdef");
+        let h = header(&OneKey(data_key.clone()), 9).encode();
+        let salt = [9u8; 32];
+        let sealer = FileSealer::new(&data_key, &h, &salt);
+        let hh: [u8; 32] = arr(digest::digest(&digest::SHA256, &h).as_ref());
+        // HKDF cross-check: RFC 5869 by hand with ring's HMAC would be circular;
+        // check instead that the key derived here seals what RustCrypto seals.
+        let file_key = derive_file_key(data_key.bytes(), &salt, &hh);
+        let rc = chacha20poly1305::ChaCha20Poly1305::new(&file_key.into());
+        for (index, kind, msg) in [
+            (0u64, RecordKind::Stream, &b"stream"[..]),
+            (1, RecordKind::Media, &[0xabu8; 4096][..]),
+            (2, RecordKind::Final, b""),
+        ] {
+            let mut ours = msg.to_vec();
+            sealer.seal(index, kind, &mut ours);
+            let mut nonce = [0u8; 12];
+            nonce[0] = kind as u8;
+            nonce[4..].copy_from_slice(&index.to_be_bytes());
+            let aad = record_aad(&hh, index, kind, (msg.len() + TAG_LEN) as u32);
+            let theirs = rc.encrypt(&nonce.into(), Payload { msg, aad: &aad }).unwrap();
+            assert_eq!(ours, theirs, "record {index}");
+        }
+        // HKDF known answer, computed independently (Python hmac/hashlib, RFC 5869).
+        assert_eq!(hex(&derive_file_key(&[0x30; 32], &[9; 32], &[7; 32])), HKDF_KAT);
+    }
+
+    #[test]
+    fn round_trip_and_recover_is_idempotent() {
+        let d = tempfile::tempdir().unwrap();
+        let k = key(1);
+        let p = write_file(d.path(), "a.vseg", &k, 1, 5, true);
+        let s = scan(&p, &k);
+        assert!(s.error.is_none(), "{:?}", s.error);
+        assert_eq!(s.final_kind, Some(RecordKind::Final));
+        assert_eq!((s.summary.media_chunks, s.summary.frames), (5, 15));
+        assert_eq!(s.stream, Some(stream()));
+        let r = recover(&p, &k).unwrap();
+        assert!(!r.appended);
+
+        // Unfinished file: recovery appends a recovered-final once.
+        let p = write_file(d.path(), "b.vseg", &k, 2, 4, false);
+        let len = std::fs::metadata(&p).unwrap().len();
+        // Torn tail: half a record.
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(&[0, 0, 1, 0, 2, 9, 9, 9]).unwrap();
+        let r = recover(&p, &k).unwrap();
+        assert!(r.appended);
+        assert_eq!(r.truncated_bytes, 8);
+        assert_eq!(r.finished.summary.frames, 12);
+        assert_eq!(r.finished.bytes, len + FINAL_RECORD_LEN);
+        let again = recover(&p, &k).unwrap();
+        assert!(!again.appended);
+        assert_eq!(again.finished.sha256, r.finished.sha256);
+        assert_eq!(scan(&p, &k).final_kind, Some(RecordKind::RecoveredFinal));
+    }
+
+    #[test]
+    fn tampering_is_detected() {
+        let d = tempfile::tempdir().unwrap();
+        let k = key(3);
+        let p = write_file(d.path(), "t.vseg", &k, 3, 4, true);
+        let other = write_file(d.path(), "o.vseg", &k, 4, 4, true);
+        let good = std::fs::read(&p).unwrap();
+        let s = scan(&p, &k);
+        let c1 = s.chunks[0].pos;
+        let c2 = s.chunks[1].pos;
+        let o1 = scan(&other, &k).chunks[0].pos;
+        let check = |bytes: Vec<u8>, what: &str| {
+            std::fs::write(&p, &bytes).unwrap();
+            let r = SegmentReader::open(&p, &k);
+            let failed = match r {
+                Err(_) => true,
+                Ok(mut r) => r.scan().unwrap().error.is_some(),
+            };
+            assert!(failed, "{what} not detected");
+        };
+        let mut b = good.clone();
+        b[c1.offset as usize + 20] ^= 1;
+        check(b, "bit flip");
+        check(good[..good.len() - 100].to_vec(), "truncation");
+        check(good[..good.len() - FINAL_RECORD_LEN as usize].to_vec(), "final removed");
+        let mut b = good.clone();
+        let (a, bb) = (c1.offset as usize, c2.offset as usize);
+        let first = good[a..a + c1.len as usize].to_vec();
+        let second = good[bb..bb + c2.len as usize].to_vec();
+        b.splice(a..bb + c2.len as usize, second.iter().chain(first.iter()).copied());
+        check(b, "swap");
+        let ob = std::fs::read(&other).unwrap();
+        let mut b = good.clone();
+        b.splice(
+            a..a + c1.len as usize,
+            ob[o1.offset as usize..(o1.offset + o1.len) as usize].iter().copied(),
+        );
+        check(b, "splice");
+        let mut b = good.clone();
+        b[50] ^= 0x80; // start time in the header
+        check(b, "header edit");
+        std::fs::write(&p, &good).unwrap();
+        assert!(matches!(
+            SegmentReader::open(&p, &key(4)),
+            Err(FormatError::WrongKey { .. })
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any chunk content round-trips.
+        #[test]
+        fn chunk_round_trip(frames in proptest::collection::vec((1u32..10_000, proptest::collection::vec(any::<u8>(), 0..300), any::<bool>()), 1..20), pts in any::<i32>()) {
+            let metas: Vec<FrameMeta> = frames.iter().map(|(d, b, k)| FrameMeta { duration: *d, size: b.len() as u32, key: *k }).collect();
+            let refs: Vec<&[u8]> = frames.iter().map(|(_, b, _)| b.as_slice()).collect();
+            let mut buf = Vec::new();
+            Chunk::encode_into(i64::from(pts), &metas, &refs, &mut buf);
+            let c = Chunk::decode(&buf).unwrap();
+            prop_assert_eq!(&c.frames, &metas);
+            let back: Vec<&[u8]> = c.iter().map(|(_, _, d)| d).collect();
+            prop_assert_eq!(back, refs);
+        }
+
+        /// Flipping any byte of a sealed file is detected, never panics.
+        #[test]
+        fn random_corruption_detected(pos in 0usize..100_000, bit in 0u8..8) {
+            let d = tempfile::tempdir().unwrap();
+            let k = key(5);
+            let p = write_file(d.path(), "c.vseg", &k, 5, 3, true);
+            let mut b = std::fs::read(&p).unwrap();
+            let pos = pos % b.len();
+            b[pos] ^= 1 << bit;
+            std::fs::write(&p, &b).unwrap();
+            let detected = match SegmentReader::open(&p, &k) {
+                Err(_) => true,
+                Ok(mut r) => { let s = r.scan().unwrap(); s.error.is_some() || s.final_kind.is_none() }
+            };
+            prop_assert!(detected, "flip at {} undetected", pos);
+        }
+
+        /// Arbitrary bytes after a valid header never panic the reader.
+        #[test]
+        fn garbage_never_panics(tail in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let d = tempfile::tempdir().unwrap();
+            let k = key(6);
+            let p = d.path().join("g.vseg");
+            let mut b = header(&k, 6).encode().to_vec();
+            b.extend_from_slice(&tail);
+            std::fs::write(&p, &b).unwrap();
+            let mut r = SegmentReader::open(&p, &k).unwrap();
+            let s = r.scan().unwrap();
+            prop_assert!(s.error.is_some());
+            let _ = FileKeySource::load(&p);
+        }
+    }
+}
