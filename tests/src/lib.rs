@@ -1,1 +1,395 @@
-//! Fixtures for the end-to-end tests.
+//! Fixtures for the end-to-end tests: a real GStreamer RTSP camera and the
+//! real `vigil` binary, on loopback, each killed by PID and waited for when
+//! the fixture is dropped (also when a test fails). Every wait is bounded.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const FPS: u32 = 25;
+
+/// The workspace root (tests/..).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The `vigil` binary: `$VIGIL_BIN`, or target/<profile>/vigil next to this test.
+pub fn vigil_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("VIGIL_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("vigil");
+    assert!(bin.exists(), "{} not built: run `cargo build -p vigil` first (scripts/test does)", bin.display());
+    bin
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Polls `f` every 100 ms until it returns Some, at most `limit`.
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+/// Kills a child by PID and reaps it (bounded).
+fn kill_and_wait(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        signal(child.id(), "CONT");
+        let _ = child.kill();
+    }
+    let _ = wait_bounded(child, Duration::from_secs(10));
+}
+
+fn wait_bounded(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    wait_for(limit, || child.try_wait().ok().flatten())
+}
+
+/// A GStreamer RTSP server serving /h264 and /h265.
+pub struct Camera {
+    pub port: u16,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Camera {
+    pub fn start(args: &[&str]) -> Camera {
+        let mut c = Camera { port: free_port(), args: args.iter().map(|s| s.to_string()).collect(), child: None };
+        c.restart();
+        c
+    }
+
+    /// (Re)starts the server on the same port.
+    pub fn restart(&mut self) {
+        if let Some(mut old) = self.child.take() {
+            kill_and_wait(&mut old);
+        }
+        let script = workspace().join("tests/fixtures/rtsp_camera.py");
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(&self.args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start /usr/bin/python3 rtsp_camera.py (scripts/test installs GStreamer)");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("READY") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let ready = rx.recv_timeout(Duration::from_secs(20));
+        self.child = Some(child);
+        assert!(ready.is_ok(), "RTSP camera on port {} did not become ready", self.port);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("rtsp://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill_and_wait(&mut c);
+        }
+    }
+
+    /// SIGSTOP: the camera hangs with its connections open.
+    pub fn pause(&self) {
+        if let Some(c) = &self.child {
+            signal(c.id(), "STOP");
+        }
+    }
+
+    pub fn resume(&self) {
+        if let Some(c) = &self.child {
+            signal(c.id(), "CONT");
+        }
+    }
+}
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A camera entry for the config.
+pub struct Cam<'a> {
+    pub name: &'a str,
+    pub url: String,
+}
+
+/// A Vigil installation in a temporary directory, and its daemon.
+pub struct Vigil {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    daemon: Option<Child>,
+    runs: u32,
+}
+
+impl Vigil {
+    /// Writes a config for `cams` and creates the key file.
+    pub fn new(cams: &[Cam<'_>], segment_seconds: u32) -> Vigil {
+        let dir = tempfile::Builder::new().prefix("vigil-e2e-").tempdir().expect("tempdir");
+        let d = dir.path();
+        let mut toml = format!(
+            "[storage]\ndir = \"{}/recordings\"\ndb = \"{}/vigil.db\"\n\n[keys]\nsource = \"file\"\nfile = \"{}/master.key\"\n\n\
+             [recording]\nsegment_seconds = {segment_seconds}\nstall_timeout_seconds = 5\n",
+            d.display(),
+            d.display(),
+            d.display()
+        );
+        for c in cams {
+            toml.push_str(&format!("\n[[camera]]\nname = \"{}\"\nurl = \"{}\"\n", c.name, c.url));
+        }
+        let config = d.join("vigil.toml");
+        std::fs::write(&config, toml).expect("write config");
+        let v = Vigil { dir, config, daemon: None, runs: 0 };
+        let out = v.cli(&["keys", "init"]);
+        assert!(out.status.success(), "keys init: {}", String::from_utf8_lossy(&out.stderr));
+        v
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn storage(&self) -> PathBuf {
+        self.path("recordings")
+    }
+
+    /// Runs a CLI command to completion (bounded by the command itself).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(vigil_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("VIGIL_LOG", "warn")
+            .output()
+            .expect("run vigil")
+    }
+
+    /// Starts `vigil run`, logging to run-N.log.
+    pub fn start(&mut self) {
+        self.runs += 1;
+        let log = std::fs::File::create(self.path(&format!("run-{}.log", self.runs))).expect("log file");
+        let child = Command::new(vigil_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .env("VIGIL_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start vigil run");
+        self.daemon = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        (1..=self.runs).map(|i| std::fs::read_to_string(self.path(&format!("run-{i}.log"))).unwrap_or_default()).collect()
+    }
+
+    /// SIGTERM and wait (at most 15 s); returns whether it exited 0.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut c) = self.daemon.take() else { return false };
+        signal(c.id(), "TERM");
+        match wait_bounded(&mut c, Duration::from_secs(15)) {
+            Some(s) => s.success(),
+            None => {
+                kill_and_wait(&mut c);
+                false
+            }
+        }
+    }
+
+    /// SIGKILL, as a power cut would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            kill_and_wait(&mut c);
+        }
+    }
+
+    pub fn recordings(&self) -> Vec<Rec> {
+        let out = self.cli(&["recordings"]);
+        String::from_utf8_lossy(&out.stdout).lines().skip(1).filter_map(Rec::parse).collect()
+    }
+
+    /// Camera name -> state from `vigil cameras`.
+    pub fn camera_state(&self, name: &str) -> Option<String> {
+        let out = self.cli(&["cameras"]);
+        String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(name)).then(|| w.next().unwrap_or_default().to_string())
+        })
+    }
+
+    pub fn wait_state(&self, name: &str, state: &str, limit: Duration) -> Option<Duration> {
+        let t = Instant::now();
+        wait_for(limit, || (self.camera_state(name).as_deref() == Some(state)).then(|| t.elapsed()))
+    }
+}
+
+impl Drop for Vigil {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            kill_and_wait(&mut c);
+        }
+        if std::thread::panicking() {
+            eprintln!("--- vigil log ---\n{}", self.log());
+            // Keep the directory for a post-mortem.
+            let p = self.dir.path().to_path_buf();
+            eprintln!("(kept {})", p.display());
+            std::mem::forget(std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir")));
+        }
+    }
+}
+
+/// A row of `vigil recordings`.
+#[derive(Debug, Clone)]
+pub struct Rec {
+    pub id: i64,
+    pub camera: String,
+    pub start: String,
+    pub end: String,
+    pub frames: i64,
+    pub bytes: i64,
+    pub state: String,
+}
+
+impl Rec {
+    fn parse(l: &str) -> Option<Rec> {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if w.len() < 7 {
+            return None;
+        }
+        Some(Rec {
+            id: w[0].parse().ok()?,
+            camera: w[1].into(),
+            start: w[2].into(),
+            end: w[3].into(),
+            frames: w[4].parse().ok()?,
+            bytes: w[5].parse().ok()?,
+            state: w[6].into(),
+        })
+    }
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time printed by vigil.
+pub fn epoch_secs(t: &str) -> f64 {
+    let out = Command::new("date").args(["-u", "-d", t, "+%s.%N"]).output().expect("date");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(f64::NAN)
+}
+
+pub fn rfc3339(epoch: f64) -> String {
+    let out = Command::new("date").args(["-u", "-d", &format!("@{epoch:.3}"), "+%Y-%m-%dT%H:%M:%S.%3NZ"]).output().expect("date");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// What ffprobe says of a file's video stream.
+#[derive(Debug)]
+pub struct Probe {
+    pub codec: String,
+    pub tag: String,
+    pub frames: usize,
+    /// Packet decode timestamps in seconds.
+    pub dts: Vec<f64>,
+}
+
+pub fn ffprobe(path: &Path) -> Result<Probe, String> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name,codec_tag_string"])
+        .args(["-show_entries", "packet=dts_time", "-of", "json"])
+        .arg(path)
+        .output()
+        .map_err(|e| format!("ffprobe: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).to_string());
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let s = &v["streams"][0];
+    let dts: Vec<f64> = v["packets"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["dts_time"].as_str().and_then(|t| t.parse().ok())).collect())
+        .unwrap_or_default();
+    // Decoding every frame proves the stream is playable, not just parseable.
+    let dec = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(path).args(["-f", "null", "-"]).output();
+    match dec {
+        Ok(o) if o.status.success() && o.stderr.is_empty() => {}
+        Ok(o) => return Err(format!("ffmpeg decode: {}", String::from_utf8_lossy(&o.stderr))),
+        Err(e) => return Err(format!("ffmpeg: {e}")),
+    }
+    Ok(Probe {
+        codec: s["codec_name"].as_str().unwrap_or_default().into(),
+        tag: s["codec_tag_string"].as_str().unwrap_or_default().into(),
+        frames: dts.len(),
+        dts,
+    })
+}
+
+/// The largest gap between consecutive decode timestamps, and whether they increase.
+pub fn dts_continuity(dts: &[f64]) -> (f64, bool) {
+    let mut max_gap: f64 = 0.0;
+    let mut increasing = true;
+    for w in dts.windows(2) {
+        max_gap = max_gap.max(w[1] - w[0]);
+        increasing &= w[1] > w[0];
+    }
+    (max_gap, increasing)
+}
+
+/// Walks a VSEG file's records: (offset, total length, kind). Follows docs/format.md.
+pub fn vseg_records(bytes: &[u8]) -> Vec<(usize, usize, u8)> {
+    let mut out = Vec::new();
+    let mut off = 128;
+    while off + 5 <= bytes.len() {
+        let len = u32::from_be_bytes([bytes[off], bytes[off + 1], bytes[off + 2], bytes[off + 3]]) as usize;
+        let total = 5 + len;
+        if off + total > bytes.len() {
+            break;
+        }
+        out.push((off, total, bytes[off + 4]));
+        off += total;
+    }
+    out
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
