@@ -1,1 +1,105 @@
+//! Acceptance: each bad config gives one clear line (file:line: key: message)
+//! on stderr and exit status 2.
 
+use vigil_e2e::*;
+
+fn run_with(v: &Vigil, text: &str, args: &[&str]) -> (Option<i32>, String) {
+    std::fs::write(&v.config, text).unwrap();
+    let o = v.cli(args);
+    (o.status.code(), String::from_utf8_lossy(&o.stderr).to_string())
+}
+
+#[test]
+fn bad_configs_give_one_line_and_exit_2() {
+    let v = Vigil::new(
+        &[Cam {
+            name: "a",
+            url: "rtsp://127.0.0.1:9/h264".into(),
+        }],
+        10,
+    );
+    let good = std::fs::read_to_string(&v.config).unwrap();
+    let cfg = v.config.display().to_string();
+    let line_of = |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+
+    let unknown = good.replace("segment_seconds = 10", "segment_seconds = 10\nsegment_secnds = 5");
+    let bad_url = good.replace("rtsp://127.0.0.1:9/h264", "rtsp//127.0.0.1/h264");
+    let dup = format!("{good}\n[[camera]]\nname = \"a\"\nurl = \"rtsp://127.0.0.1:9/x\"\n");
+    let missing_key = good.replace("master.key", "no-such.key");
+    let cases: Vec<(&str, String, usize, &str)> = vec![
+        (
+            "unknown key",
+            unknown.clone(),
+            line_of(&unknown, "segment_secnds"),
+            "recording.segment_secnds",
+        ),
+        ("bad URL", bad_url.clone(), line_of(&bad_url, "rtsp//"), "camera.url"),
+        (
+            "duplicate camera",
+            dup.clone(),
+            dup.lines()
+                .collect::<Vec<_>>()
+                .iter()
+                .rposition(|l| l.contains("name = \"a\""))
+                .unwrap()
+                + 1,
+            "camera.name",
+        ),
+        (
+            "missing key file",
+            missing_key.clone(),
+            line_of(&missing_key, "no-such.key"),
+            "keys.file",
+        ),
+    ];
+    for (what, text, line, key) in cases {
+        for cmd in [
+            &["run"][..],
+            &["verify"],
+            &[
+                "export",
+                "--camera",
+                "a",
+                "--start",
+                "2026-01-01T00:00:00Z",
+                "--end",
+                "2026-01-01T00:01:00Z",
+                "--out",
+                "/tmp/x.mp4",
+            ],
+        ] {
+            let (code, err) = run_with(&v, &text, cmd);
+            println!("{what} ({}): {}", cmd[0], err.trim());
+            assert_eq!(code, Some(2), "{what}: exit status");
+            assert_eq!(err.trim().lines().count(), 1, "{what}: one line: {err}");
+            assert!(
+                err.contains(&format!("{cfg}:{line}: {key}: ")),
+                "{what}: names file, line {line} and key {key}: {err}"
+            );
+        }
+    }
+    // Usage errors exit 2 too.
+    std::fs::write(&v.config, &good).unwrap();
+    assert_eq!(v.cli(&["export", "--camera", "a"]).status.code(), Some(2));
+    assert_eq!(
+        v.cli(&[
+            "export",
+            "--camera",
+            "a",
+            "--start",
+            "yesterday",
+            "--end",
+            "now",
+            "--out",
+            "/tmp/y.mp4"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+    assert_eq!(
+        v.cli(&["keys", "init"]).status.code(),
+        Some(2),
+        "keys init refuses to overwrite"
+    );
+}

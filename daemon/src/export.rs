@@ -121,6 +121,8 @@ fn open_checked(
     if r.header().camera_id != p.rec.camera_id as u64 {
         return Err(mismatch("file belongs to another camera".into()));
     }
+    // Record 0 first: a wrong key or an edited header fails here, with that message.
+    let (si, _) = r.read_stream_info().map_err(integrity)?;
     if p.rec.state != "writing" {
         if r.file_len() != p.rec.bytes as u64 {
             return Err(mismatch(format!(
@@ -134,7 +136,6 @@ fn open_checked(
             return Err(mismatch("final record does not match the index".into()));
         }
     }
-    let (si, _) = r.read_stream_info().map_err(integrity)?;
     Ok((r, si))
 }
 

@@ -12,7 +12,10 @@ pub const FPS: u32 = 25;
 
 /// The workspace root (tests/..).
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// The `vigil` binary: `$VIGIL_BIN`, or target/<profile>/vigil next to this test.
@@ -23,7 +26,11 @@ pub fn vigil_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join("vigil");
-    assert!(bin.exists(), "{} not built: run `cargo build -p vigil` first (scripts/test does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo build -p vigil` first (scripts/test does)",
+        bin.display()
+    );
     bin
 }
 
@@ -46,7 +53,10 @@ pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
 }
 
 fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// Kills a child by PID and reaps it (bounded).
@@ -71,7 +81,11 @@ pub struct Camera {
 
 impl Camera {
     pub fn start(args: &[&str]) -> Camera {
-        let mut c = Camera { port: free_port(), args: args.iter().map(|s| s.to_string()).collect(), child: None };
+        let mut c = Camera {
+            port: free_port(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
         c.restart();
         c
     }
@@ -152,7 +166,10 @@ pub struct Vigil {
 impl Vigil {
     /// Writes a config for `cams` and creates the key file.
     pub fn new(cams: &[Cam<'_>], segment_seconds: u32) -> Vigil {
-        let dir = tempfile::Builder::new().prefix("vigil-e2e-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("vigil-e2e-")
+            .tempdir()
+            .expect("tempdir");
         let d = dir.path();
         let mut toml = format!(
             "[storage]\ndir = \"{}/recordings\"\ndb = \"{}/vigil.db\"\n\n[keys]\nsource = \"file\"\nfile = \"{}/master.key\"\n\n\
@@ -166,9 +183,18 @@ impl Vigil {
         }
         let config = d.join("vigil.toml");
         std::fs::write(&config, toml).expect("write config");
-        let v = Vigil { dir, config, daemon: None, runs: 0 };
+        let v = Vigil {
+            dir,
+            config,
+            daemon: None,
+            runs: 0,
+        };
         let out = v.cli(&["keys", "init"]);
-        assert!(out.status.success(), "keys init: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "keys init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         v
     }
 
@@ -209,7 +235,9 @@ impl Vigil {
     }
 
     pub fn log(&self) -> String {
-        (1..=self.runs).map(|i| std::fs::read_to_string(self.path(&format!("run-{i}.log"))).unwrap_or_default()).collect()
+        (1..=self.runs)
+            .map(|i| std::fs::read_to_string(self.path(&format!("run-{i}.log"))).unwrap_or_default())
+            .collect()
     }
 
     /// SIGTERM and wait (at most 15 s); returns whether it exited 0.
@@ -234,7 +262,11 @@ impl Vigil {
 
     pub fn recordings(&self) -> Vec<Rec> {
         let out = self.cli(&["recordings"]);
-        String::from_utf8_lossy(&out.stdout).lines().skip(1).filter_map(Rec::parse).collect()
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .filter_map(Rec::parse)
+            .collect()
     }
 
     /// Camera name -> state from `vigil cameras`.
@@ -248,7 +280,9 @@ impl Vigil {
 
     pub fn wait_state(&self, name: &str, state: &str, limit: Duration) -> Option<Duration> {
         let t = Instant::now();
-        wait_for(limit, || (self.camera_state(name).as_deref() == Some(state)).then(|| t.elapsed()))
+        wait_for(limit, || {
+            (self.camera_state(name).as_deref() == Some(state)).then(|| t.elapsed())
+        })
     }
 }
 
@@ -299,12 +333,18 @@ impl Rec {
 
 /// Seconds since the epoch of an RFC 3339 UTC time printed by vigil.
 pub fn epoch_secs(t: &str) -> f64 {
-    let out = Command::new("date").args(["-u", "-d", t, "+%s.%N"]).output().expect("date");
+    let out = Command::new("date")
+        .args(["-u", "-d", t, "+%s.%N"])
+        .output()
+        .expect("date");
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(f64::NAN)
 }
 
 pub fn rfc3339(epoch: f64) -> String {
-    let out = Command::new("date").args(["-u", "-d", &format!("@{epoch:.3}"), "+%Y-%m-%dT%H:%M:%S.%3NZ"]).output().expect("date");
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{epoch:.3}"), "+%Y-%m-%dT%H:%M:%S.%3NZ"])
+        .output()
+        .expect("date");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -320,7 +360,14 @@ pub struct Probe {
 
 pub fn ffprobe(path: &Path) -> Result<Probe, String> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name,codec_tag_string"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,codec_tag_string",
+        ])
         .args(["-show_entries", "packet=dts_time", "-of", "json"])
         .arg(path)
         .output()
@@ -332,10 +379,18 @@ pub fn ffprobe(path: &Path) -> Result<Probe, String> {
     let s = &v["streams"][0];
     let dts: Vec<f64> = v["packets"]
         .as_array()
-        .map(|a| a.iter().filter_map(|p| p["dts_time"].as_str().and_then(|t| t.parse().ok())).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p["dts_time"].as_str().and_then(|t| t.parse().ok()))
+                .collect()
+        })
         .unwrap_or_default();
     // Decoding every frame proves the stream is playable, not just parseable.
-    let dec = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(path).args(["-f", "null", "-"]).output();
+    let dec = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output();
     match dec {
         Ok(o) if o.status.success() && o.stderr.is_empty() => {}
         Ok(o) => return Err(format!("ffmpeg decode: {}", String::from_utf8_lossy(&o.stderr))),
