@@ -139,18 +139,25 @@ fn open_checked(
     Ok((r, si))
 }
 
+/// What an export reads from: the index, the recordings, and their keys.
+#[derive(Clone, Copy)]
+pub struct Archive<'a> {
+    pub index: &'a Index,
+    pub storage: &'a Storage,
+    pub keys: &'a dyn KeyLookup,
+}
+
 /// Writes the export to `out`. On error, what was written is incomplete and
 /// must be discarded by the caller.
 pub fn export<W: Write>(
-    index: &Index,
-    storage: &Storage,
-    keys: &dyn KeyLookup,
+    archive: Archive<'_>,
     camera: &str,
     start_ns: i64,
     end_ns: i64,
     out: &mut W,
     out_name: &Path,
 ) -> Result<ExportReport, ExportError> {
+    let Archive { index, storage, keys } = archive;
     let planned = plan(index, camera, start_ns, end_ns)?;
     let output = |source| ExportError::Output {
         path: out_name.to_path_buf(),
@@ -265,9 +272,7 @@ pub fn export<W: Write>(
 /// Exports to a file: written as `<out>.partial`, fsynced, renamed into place;
 /// removed on any error so a failed export never leaves a plausible file.
 pub fn export_to_file(
-    index: &Index,
-    storage: &Storage,
-    keys: &dyn KeyLookup,
+    archive: Archive<'_>,
     camera: &str,
     start_ns: i64,
     end_ns: i64,
@@ -282,7 +287,7 @@ pub fn export_to_file(
     let partial = PathBuf::from(partial);
     let file = std::fs::File::create(&partial).map_err(output)?;
     let mut w = std::io::BufWriter::with_capacity(256 * 1024, file);
-    let result = export(index, storage, keys, camera, start_ns, end_ns, &mut w, out_path).and_then(|r| {
+    let result = export(archive, camera, start_ns, end_ns, &mut w, out_path).and_then(|r| {
         let f = w.into_inner().map_err(|e| output(e.into_error()))?;
         f.sync_all().map_err(output)?;
         std::fs::rename(&partial, out_path).map_err(output)?;

@@ -231,7 +231,17 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             let keys = load_keys(&config)?;
             let index = open_index(&config)?;
             let storage = Storage::new(&config.storage_dir);
-            match export::export_to_file(&index, &storage, keys.as_ref(), &camera, start_ns, end_ns, &out) {
+            match export::export_to_file(
+                export::Archive {
+                    index: &index,
+                    storage: &storage,
+                    keys: keys.as_ref(),
+                },
+                &camera,
+                start_ns,
+                end_ns,
+                &out,
+            ) {
                 Ok(r) => {
                     println!(
                         "exported {} frames from {} recording(s), {} to {}, {} bytes to {}",

@@ -1,0 +1,32 @@
+# Shared by scripts/demo, scripts/test and scripts/bench. Source it; do not run it.
+# Installs Debian packages only when missing (idempotent), and finds the repo root.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export PATH="$HOME/.cargo/bin:$PATH"
+
+# GStreamer RTSP server (the test camera) and ffmpeg/ffprobe (export checks, bench reference).
+CAMERA_PACKAGES="gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi python3-gst-1.0 gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav ffmpeg"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# need_packages PKG...: apt-get install whatever is not installed yet.
+need_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; then
+    $sudo apt-get update -q >/dev/null
+    $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+need_rust() {
+  command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 2; }
+}
