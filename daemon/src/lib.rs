@@ -4,6 +4,7 @@
 //! [`vseg`] (the on-disk format, sole owner) + [`index`] (SQLite) →
 //! [`export`] / [`verify`]. See docs/ARCHITECTURE.md.
 
+pub mod bench;
 pub mod cli_time;
 pub mod config;
 pub mod daemon;

@@ -49,6 +49,7 @@ enum Command {
         start: String,
         #[arg(long)]
         end: String,
+        /// Output file, or `-` to stream the MP4 to standard output.
         #[arg(long)]
         out: PathBuf,
     },
@@ -66,6 +67,16 @@ enum Command {
         mib: usize,
         #[arg(long, default_value_t = 64)]
         record_kib: usize,
+    },
+    /// Replay a recording through the recorder until `minutes` of media exist.
+    #[command(hide = true)]
+    BenchSynthesize {
+        #[arg(long)]
+        camera: String,
+        #[arg(long)]
+        source_recording: i64,
+        #[arg(long, default_value_t = 60)]
+        minutes: u32,
     },
 }
 
@@ -243,7 +254,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 &out,
             ) {
                 Ok(r) => {
-                    println!(
+                    let summary = format!(
                         "exported {} frames from {} recording(s), {} to {}, {} bytes to {}",
                         r.frames,
                         r.recordings.len(),
@@ -252,6 +263,12 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                         r.bytes,
                         out.display()
                     );
+                    // With `--out -` standard output carries the MP4.
+                    if out == Path::new("-") {
+                        eprintln!("{summary}");
+                    } else {
+                        println!("{summary}");
+                    }
                     Ok(())
                 }
                 Err(e) if e.is_integrity() => Err(Failure::Integrity(format!("export refused: {e}"))),
@@ -285,57 +302,34 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 Err(Failure::Integrity(format!("{} failure(s)", rep.failures.len())))
             }
         }
-        Command::BenchWriter { dir, mib, record_kib } => bench_writer(&dir, mib, record_kib).map_err(Failure::Runtime),
+        Command::BenchWriter { dir, mib, record_kib } => {
+            let (bytes, secs) = vigil::bench::writer_throughput(&dir, mib, record_kib)?;
+            println!(
+                "writer: {:.1} MiB as {record_kib} KiB records in {secs:.3} s = {:.1} MB/s (seal + write + fdatasync per record)",
+                bytes as f64 / 1048576.0,
+                bytes as f64 / secs / 1e6
+            );
+            Ok(())
+        }
+        Command::BenchSynthesize {
+            camera,
+            source_recording,
+            minutes,
+        } => {
+            let config = load_config(&cli.config)?;
+            let keys = load_keys(&config)?;
+            let storage = Storage::new(&config.storage_dir);
+            let frames = vigil::bench::synthesize(
+                &storage,
+                &config.db_path,
+                keys,
+                &camera,
+                source_recording,
+                minutes,
+                config.segment_duration,
+            )?;
+            println!("synthesized {frames} frames ({minutes} min) for camera {camera}");
+            Ok(())
+        }
     }
-}
-
-fn bench_writer(dir: &Path, mib: usize, record_kib: usize) -> anyhow::Result<()> {
-    use vigil::keys::{random_bytes, DataKey};
-    use vigil::vseg::{Codec, FrameMeta, Header, SegmentWriter, StreamInfo};
-    std::fs::create_dir_all(dir)?;
-    let key = DataKey::from_bytes(random_bytes::<32>()?);
-    let header = Header {
-        max_record_plaintext: vseg::DEFAULT_MAX_RECORD_PLAINTEXT,
-        key_id: key.id(),
-        file_id: random_bytes::<16>()?,
-        camera_id: 1,
-        start_wall_ns: 0,
-        salt: random_bytes::<32>()?,
-    };
-    let si = StreamInfo {
-        codec: Codec::H264,
-        timescale: 90_000,
-        width: 1920,
-        height: 1080,
-        start_pts: 0,
-        sample_entry: vec![0; 100],
-    };
-    let path = dir.join("bench.vseg");
-    let _ = std::fs::remove_file(&path);
-    let mut w = SegmentWriter::create(&path, &header, &key, &si)?;
-    let frame = vec![0x5au8; record_kib * 1024 - 21];
-    let records = mib * 1024 / record_kib;
-    let mut buf = Vec::new();
-    let t = std::time::Instant::now();
-    for _ in 0..records {
-        let meta = [FrameMeta {
-            duration: 3600,
-            size: frame.len() as u32,
-            key: true,
-        }];
-        vseg::Chunk::encode_into(0, &meta, &[&frame], &mut buf);
-        w.append_chunk(&mut buf, 1, 3600)?;
-    }
-    let fin = w.finish()?;
-    let secs = t.elapsed().as_secs_f64();
-    std::fs::remove_file(&path)?;
-    println!(
-        "writer: {} records of {} KiB, {:.1} MiB in {:.3} s = {:.1} MB/s (seal + write + fdatasync per record)",
-        records,
-        record_kib,
-        fin.bytes as f64 / 1048576.0,
-        secs,
-        fin.bytes as f64 / secs / 1e6
-    );
-    Ok(())
 }

@@ -1,0 +1,125 @@
+//! Helpers for `scripts/bench` (hidden subcommands): the writer's raw
+//! throughput, and a long archive made by replaying a real recording through
+//! the real recorder.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::index::Index;
+use crate::keys::{random_bytes, DataKey, KeyLookup};
+use crate::recorder::{Event, Frame, Recorder, RecorderConfig, StreamParams};
+use crate::storage::Storage;
+use crate::vseg::{self, Chunk, Codec, FrameMeta, Header, RecordKind, SegmentReader, SegmentWriter, StreamInfo};
+
+/// Seals and writes `mib` MiB as records of `record_kib` KiB, fdatasync per record.
+/// Returns (bytes, seconds).
+pub fn writer_throughput(dir: &Path, mib: usize, record_kib: usize) -> anyhow::Result<(u64, f64)> {
+    std::fs::create_dir_all(dir)?;
+    let key = DataKey::from_bytes(random_bytes::<32>()?);
+    let header = Header {
+        max_record_plaintext: vseg::DEFAULT_MAX_RECORD_PLAINTEXT,
+        key_id: key.id(),
+        file_id: random_bytes::<16>()?,
+        camera_id: 1,
+        start_wall_ns: 0,
+        salt: random_bytes::<32>()?,
+    };
+    let si = StreamInfo {
+        codec: Codec::H264,
+        timescale: 90_000,
+        width: 1920,
+        height: 1080,
+        start_pts: 0,
+        sample_entry: vec![0; 100],
+    };
+    let path = dir.join("bench.vseg");
+    let _ = std::fs::remove_file(&path);
+    let mut w = SegmentWriter::create(&path, &header, &key, &si)?;
+    let frame = vec![0x5au8; (record_kib * 1024).saturating_sub(21).max(1)];
+    let records = (mib * 1024 / record_kib.max(1)).max(1);
+    let mut buf = Vec::new();
+    let t = std::time::Instant::now();
+    for _ in 0..records {
+        let meta = [FrameMeta {
+            duration: 3600,
+            size: frame.len() as u32,
+            key: true,
+        }];
+        Chunk::encode_into(0, &meta, &[&frame], &mut buf);
+        w.append_chunk(&mut buf, 1, 3600)?;
+    }
+    let fin = w.finish()?;
+    let secs = t.elapsed().as_secs_f64();
+    std::fs::remove_file(&path)?;
+    Ok((fin.bytes, secs))
+}
+
+/// Replays recording `source_id` through a [`Recorder`] for `camera` until
+/// `minutes` of media exist: real sealing, real files, real index rows.
+pub fn synthesize(
+    storage: &Storage,
+    db: &Path,
+    keys: Arc<dyn KeyLookup>,
+    camera: &str,
+    source_id: i64,
+    minutes: u32,
+    segment: std::time::Duration,
+) -> anyhow::Result<u64> {
+    let index = Index::open(db)?;
+    let src = index
+        .recording(source_id)?
+        .ok_or_else(|| anyhow::anyhow!("no recording {source_id}"))?;
+    let mut reader = SegmentReader::open(&storage.path_of(&src.file_name), keys.as_ref())?;
+    let (si, _) = reader.read_stream_info()?;
+    let mut frames: Vec<(u32, bool, Vec<u8>)> = Vec::new();
+    let mut buf = Vec::new();
+    for c in index.chunks(source_id)? {
+        let (kind, _) = reader.read_record_into(c.idx as u64, c.offset as u64, &mut buf)?;
+        anyhow::ensure!(kind == RecordKind::Media, "chunk {} is not media", c.idx);
+        let chunk = Chunk::decode(&buf).map_err(anyhow::Error::msg)?;
+        frames.extend(chunk.iter().map(|(_, f, d)| (f.duration, f.key, d.to_vec())));
+    }
+    anyhow::ensure!(
+        frames.first().is_some_and(|f| f.1),
+        "source recording does not start with a key frame"
+    );
+    let params = Arc::new(StreamParams {
+        codec: si.codec,
+        timescale: si.timescale,
+        width: si.width,
+        height: si.height,
+        sample_entry: si.sample_entry.clone(),
+    });
+    let camera_id = index.camera_id(camera)?;
+    let mut rec = Recorder::new(
+        RecorderConfig {
+            camera_id,
+            camera: camera.to_string(),
+            segment_duration: segment,
+        },
+        storage.clone(),
+        Index::open(db)?,
+        keys,
+    )?;
+    let target = i64::from(minutes) * 60 * i64::from(si.timescale);
+    let mut pts = 0i64;
+    let mut count = 0u64;
+    let mut first = true;
+    while pts < target {
+        for (dur, key, data) in &frames {
+            let p = if first { Some(params.clone()) } else { None };
+            first = false;
+            rec.handle(Event::Frame(Frame {
+                pts,
+                key: *key,
+                data: data.clone(),
+                params: p,
+            }));
+            pts += i64::from(*dur);
+            count += 1;
+        }
+    }
+    rec.close("synthesized");
+    anyhow::ensure!(rec.stats.write_errors == 0, "{} write errors", rec.stats.write_errors);
+    Ok(count)
+}
