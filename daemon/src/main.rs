@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use vigil::config::{Config, KeySourceConfig};
 use vigil::keys::{FileKeySource, KeyError, KeyLookup};
-use vigil::{cli_time, export, index::Index, storage::Storage, verify, vseg};
+use vigil::{cli_time, export, index::Index, storage::Storage, verify};
 
 #[derive(Parser)]
 #[command(
