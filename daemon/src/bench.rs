@@ -54,6 +54,24 @@ pub fn writer_throughput(dir: &Path, mib: usize, record_kib: usize) -> anyhow::R
     Ok((fin.bytes, secs))
 }
 
+/// Seals `mib` MiB in memory as records of `record_kib` KiB (no I/O): the
+/// figure to set beside `openssl speed`. Returns (bytes, seconds).
+pub fn seal_throughput(mib: usize, record_kib: usize) -> anyhow::Result<(u64, f64)> {
+    let key = DataKey::from_bytes(random_bytes::<32>()?);
+    let header = [0u8; vseg::HEADER_LEN];
+    let sealer = vseg::FileSealer::new(&key, &header, &random_bytes::<32>()?);
+    let plain = vec![0x5au8; record_kib * 1024];
+    let records = (mib * 1024 / record_kib.max(1)).max(1);
+    let mut buf = Vec::with_capacity(plain.len() + vseg::TAG_LEN);
+    let t = std::time::Instant::now();
+    for i in 0..records {
+        buf.clear();
+        buf.extend_from_slice(&plain);
+        sealer.seal(i as u64, RecordKind::Media, &mut buf);
+    }
+    Ok(((records * plain.len()) as u64, t.elapsed().as_secs_f64()))
+}
+
 /// Replays recording `source_id` through a [`Recorder`] for `camera` until
 /// `minutes` of media exist: real sealing, real files, real index rows.
 pub fn synthesize(
@@ -109,12 +127,12 @@ pub fn synthesize(
         for (dur, key, data) in &frames {
             let p = if first { Some(params.clone()) } else { None };
             first = false;
-            rec.handle(Event::Frame(Frame {
+            rec.handle(Event::Frames(vec![Frame {
                 pts,
                 key: *key,
                 data: data.clone(),
                 params: p,
-            }));
+            }]));
             pts += i64::from(*dur);
             count += 1;
         }

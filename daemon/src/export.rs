@@ -282,6 +282,11 @@ pub fn export_to_file(
         path: out_path.to_path_buf(),
         source,
     };
+    if out_path == Path::new("-") {
+        // Streamed: on an error the reader sees a short stream and the exit status.
+        let mut w = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
+        return export(archive, camera, start_ns, end_ns, &mut w, out_path);
+    }
     let mut partial = out_path.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);

@@ -283,26 +283,39 @@ impl Index {
     }
 
     /// Records a chunk that is already durable in the file.
+    ///
+    /// The chunk row is committed without an fsync of its own (WAL,
+    /// `synchronous = NORMAL`): the fdatasync'ed file is the authority for its
+    /// chunks, a later FULL commit or checkpoint makes the row durable, and
+    /// crash recovery rebuilds a recording's chunk rows from its file. This
+    /// saves one fsync per chunk per camera.
     pub fn add_chunk(&mut self, recording_id: i64, c: &ChunkRow, file_len: i64) -> Result<(), IndexError> {
+        self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        let r = self.add_chunk_tx(recording_id, c, file_len);
+        self.conn.execute_batch("PRAGMA synchronous = FULL")?;
+        r
+    }
+
+    fn add_chunk_tx(&mut self, recording_id: i64, c: &ChunkRow, file_len: i64) -> Result<(), IndexError> {
         let tx = self.conn.transaction()?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO chunk (recording_id, idx, offset, len, first_pts, duration, frames, key_frame) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                recording_id,
-                c.idx,
-                c.offset,
-                c.len,
-                c.first_pts,
-                c.duration,
-                c.frames,
-                c.key_frame
-            ],
-        )?;
-        tx.execute(
+        )?
+        .execute(params![
+            recording_id,
+            c.idx,
+            c.offset,
+            c.len,
+            c.first_pts,
+            c.duration,
+            c.frames,
+            c.key_frame
+        ])?;
+        tx.prepare_cached(
             "UPDATE recording SET frames = frames + ?2, chunks = chunks + 1, end_pts = ?3, bytes = ?4 WHERE id = ?1",
-            params![recording_id, c.frames, c.first_pts + c.duration, file_len],
-        )?;
+        )?
+        .execute(params![recording_id, c.frames, c.first_pts + c.duration, file_len])?;
         tx.commit()?;
         Ok(())
     }

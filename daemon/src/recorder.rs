@@ -37,14 +37,14 @@ pub struct Frame {
 
 #[derive(Debug)]
 pub enum Event {
-    Frame(Frame),
+    /// Frames in arrival order. Ingest sends a batch when a key frame arrives
+    /// (so the chunk it closes is written at once) or after ~1 s: one thread
+    /// wake-up per chunk instead of one per frame.
+    Frames(Vec<Frame>),
     /// The connection ended: close the open recording.
     Disconnected,
     /// Camera state for the index (`connecting`, `streaming`, `offline`).
-    State {
-        state: &'static str,
-        error: Option<String>,
-    },
+    State { state: &'static str, error: Option<String> },
 }
 
 /// Largest plain chunk before it is cut, whatever the GOP.
@@ -176,7 +176,7 @@ impl Recorder {
 
     pub fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Frame(f) => self.frame(f),
+            Event::Frames(frames) => frames.into_iter().for_each(|f| self.frame(f)),
             Event::Disconnected => {
                 self.close("camera disconnected");
                 self.reset_timeline();

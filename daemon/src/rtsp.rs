@@ -83,10 +83,18 @@ pub async fn run_camera(
             .await;
         tracing::info!(camera = %cam.name, url = %redacted(&cam.url), "connecting");
         let mut streamed = false;
+        let mut batch = Vec::new();
         let result = tokio::select! {
-            r = stream_once(&cam, stall_timeout, &tx, &mut streamed) => r,
-            _ = shutdown.changed() => break,
+            r = stream_once(&cam, stall_timeout, &tx, &mut streamed, &mut batch) => r,
+            _ = shutdown.changed() => Err(IngestError::RecorderGone),
         };
+        // Frames received are never dropped: hand over what is batched.
+        if !batch.is_empty() {
+            let _ = tx.send(Event::Frames(std::mem::take(&mut batch))).await;
+        }
+        if *shutdown.borrow() {
+            break;
+        }
         let _ = tx.send(Event::Disconnected).await;
         let err = match result {
             Ok(()) => IngestError::Ended,
@@ -128,11 +136,16 @@ async fn timed<T, E: Into<IngestError>>(
     }
 }
 
+/// Sends at a key frame (the recorder then writes the chunk it closes) or
+/// when this much media has been batched.
+const MAX_BATCH_AGE: Duration = Duration::from_secs(1);
+
 async fn stream_once(
     cam: &CameraConfig,
     stall: Duration,
     tx: &mpsc::Sender<Event>,
     streamed: &mut bool,
+    batch: &mut Vec<Frame>,
 ) -> Result<(), IngestError> {
     let creds = cam.username.as_ref().map(|u| Credentials {
         username: u.clone(),
@@ -163,12 +176,19 @@ async fn stream_once(
     let playing = timed("PLAY", session.play(PlayOptions::default())).await?;
     let mut demuxed = playing.demuxed()?;
     let mut sent_params = false;
+    // One watchdog timer, pushed forward on every frame.
+    let watchdog = tokio::time::sleep(stall);
+    tokio::pin!(watchdog);
+    let mut batch_started = tokio::time::Instant::now();
     loop {
-        let item = match tokio::time::timeout(stall, demuxed.next()).await {
-            Err(_) => return Err(IngestError::Stalled(stall)),
-            Ok(None) => return Ok(()),
-            Ok(Some(Err(e))) => return Err(e.into()),
-            Ok(Some(Ok(item))) => item,
+        let item = tokio::select! {
+            biased;
+            item = demuxed.next() => match item {
+                None => return Ok(()),
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(item)) => item,
+            },
+            _ = &mut watchdog => return Err(IngestError::Stalled(stall)),
         };
         let CodecItem::VideoFrame(f) = item else { continue };
         if f.stream_id() != video {
@@ -197,15 +217,23 @@ async fn stream_once(
             .await
             .map_err(|_| IngestError::RecorderGone)?;
         }
-        let frame = Frame {
+        let now = tokio::time::Instant::now();
+        watchdog.as_mut().reset(now + stall);
+        let key = f.is_random_access_point();
+        if batch.is_empty() {
+            batch_started = now;
+        }
+        batch.push(Frame {
             pts: f.timestamp().timestamp(),
-            key: f.is_random_access_point(),
+            key,
             params,
             data: f.into_data(),
-        };
-        tx.send(Event::Frame(frame))
-            .await
-            .map_err(|_| IngestError::RecorderGone)?;
+        });
+        if key || now.duration_since(batch_started) >= MAX_BATCH_AGE {
+            tx.send(Event::Frames(std::mem::take(batch)))
+                .await
+                .map_err(|_| IngestError::RecorderGone)?;
+        }
     }
 }
 

@@ -218,3 +218,104 @@ impl Storage {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::NewRecording;
+    use crate::keys::{DataKey, KeyId};
+    use crate::vseg::{Codec, Header, SegmentWriter, StreamInfo};
+
+    struct OneKey(DataKey);
+    impl KeyLookup for OneKey {
+        fn data_key(&self, id: &KeyId) -> Option<DataKey> {
+            (self.0.id() == *id).then(|| self.0.clone())
+        }
+        fn current_key(&self) -> DataKey {
+            self.0.clone()
+        }
+    }
+
+    fn setup() -> (tempfile::TempDir, Storage, Index, OneKey) {
+        let d = tempfile::tempdir().unwrap();
+        let storage = Storage::new(&d.path().join("rec"));
+        storage.ensure().unwrap();
+        let index = Index::open(&d.path().join("db/vigil.db")).unwrap();
+        (d, storage, index, OneKey(DataKey::from_bytes([1; 32])))
+    }
+
+    /// Creates a file the way the recorder does and indexes it; leaves it unfinished.
+    fn new_recording(storage: &Storage, index: &Index, k: &OneKey, n: u8) -> (i64, String) {
+        let cam = index.camera_id("cam").unwrap();
+        let file_id = [n; 16];
+        let name = storage.new_file_name("cam", &file_id).unwrap();
+        let header = Header {
+            max_record_plaintext: vseg::DEFAULT_MAX_RECORD_PLAINTEXT,
+            key_id: k.0.id(),
+            file_id,
+            camera_id: cam as u64,
+            start_wall_ns: i64::from(n) * 1_000_000_000,
+            salt: [n; 32],
+        };
+        let si = StreamInfo {
+            codec: Codec::H264,
+            timescale: 90_000,
+            width: 1,
+            height: 1,
+            start_pts: 0,
+            sample_entry: vec![1],
+        };
+        let w = SegmentWriter::create(&storage.path_of(&name), &header, &k.0, &si).unwrap();
+        let id = index
+            .insert_recording(&NewRecording {
+                camera_id: cam,
+                file_name: &name,
+                file_id: &file_id,
+                key_id: &k.0.id().0,
+                codec: "h264",
+                start_wall_ns: header.start_wall_ns,
+                observed_wall_ns: header.start_wall_ns,
+                timescale: 90_000,
+                start_pts: 0,
+                bytes: w.len() as i64,
+            })
+            .unwrap();
+        (id, name)
+    }
+
+    #[test]
+    fn durable_delete_survives_a_crash_between_steps() {
+        let (_d, storage, mut index, k) = setup();
+        let (a, name_a) = new_recording(&storage, &index, &k, 1);
+        let (b, name_b) = new_recording(&storage, &index, &k, 2);
+        assert!(storage.delete_recording(&mut index, a, "test", 0).unwrap());
+        assert!(!storage.path_of(&name_a).exists());
+        assert!(index.recording(a).unwrap().is_none() && index.garbage().unwrap().is_empty());
+        // Crash after the row moved to garbage, before the unlink: the next start finishes it.
+        index.queue_deletion(b, "test", 0).unwrap();
+        assert!(storage.path_of(&name_b).exists());
+        let rep = storage.reconcile(&mut index, &k).unwrap();
+        assert!(!storage.path_of(&name_b).exists());
+        assert!(index.garbage().unwrap().is_empty());
+        assert!(rep.orphan_files.is_empty() && rep.missing_files.is_empty());
+    }
+
+    #[test]
+    fn reconcile_recovers_and_reports_without_deleting() {
+        let (_d, storage, mut index, k) = setup();
+        let (a, _) = new_recording(&storage, &index, &k, 1);
+        let (b, name_b) = new_recording(&storage, &index, &k, 2);
+        std::fs::remove_file(storage.path_of(&name_b)).unwrap();
+        std::fs::write(storage.path_of("cam/stray.vseg"), b"x").unwrap();
+        let rep = storage.reconcile(&mut index, &k).unwrap();
+        assert_eq!(rep.recovered.len(), 1);
+        assert_eq!(index.recording(a).unwrap().unwrap().state, "recovered");
+        assert_eq!(rep.missing_files.iter().map(|r| r.id).collect::<Vec<_>>(), vec![b]);
+        assert!(index.recording(b).unwrap().is_some(), "row kept");
+        assert_eq!(rep.orphan_files, vec!["cam/stray.vseg".to_string()]);
+        assert!(storage.path_of("cam/stray.vseg").exists(), "orphan kept");
+        // Idempotent.
+        let again = storage.reconcile(&mut index, &k).unwrap();
+        assert!(again.recovered.is_empty());
+    }
+}
