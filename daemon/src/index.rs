@@ -149,6 +149,23 @@ pub struct Index {
 const RECORDING_COLUMNS: &str = "r.id, r.camera_id, c.name, r.file_name, r.key_id, r.codec, r.state, r.start_wall_ns, \
      r.timescale, r.start_pts, r.end_pts, r.frames, r.chunks, r.bytes, r.sha256, r.end_reason";
 
+const INSERT_CHUNK: &str =
+    "INSERT INTO chunk (recording_id, idx, offset, len, first_pts, duration, frames, key_frame) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+fn insert_chunk(tx: &rusqlite::Transaction<'_>, recording_id: i64, c: &ChunkRow) -> rusqlite::Result<usize> {
+    tx.prepare_cached(INSERT_CHUNK)?.execute(params![
+        recording_id,
+        c.idx,
+        c.offset,
+        c.len,
+        c.first_pts,
+        c.duration,
+        c.frames,
+        c.key_frame
+    ])
+}
+
 fn recording_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {
     Ok(RecordingRow {
         id: r.get(0)?,
@@ -298,20 +315,7 @@ impl Index {
 
     fn add_chunk_tx(&mut self, recording_id: i64, c: &ChunkRow, file_len: i64) -> Result<(), IndexError> {
         let tx = self.conn.transaction()?;
-        tx.prepare_cached(
-            "INSERT INTO chunk (recording_id, idx, offset, len, first_pts, duration, frames, key_frame) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![
-            recording_id,
-            c.idx,
-            c.offset,
-            c.len,
-            c.first_pts,
-            c.duration,
-            c.frames,
-            c.key_frame
-        ])?;
+        insert_chunk(&tx, recording_id, c)?;
         tx.prepare_cached(
             "UPDATE recording SET frames = frames + ?2, chunks = chunks + 1, end_pts = ?3, bytes = ?4 WHERE id = ?1",
         )?
@@ -345,23 +349,8 @@ impl Index {
     pub fn replace_chunks(&mut self, id: i64, chunks: &[ChunkRow]) -> Result<(), IndexError> {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM chunk WHERE recording_id = ?1", [id])?;
-        {
-            let mut st = tx.prepare(
-                "INSERT INTO chunk (recording_id, idx, offset, len, first_pts, duration, frames, key_frame) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for c in chunks {
-                st.execute(params![
-                    id,
-                    c.idx,
-                    c.offset,
-                    c.len,
-                    c.first_pts,
-                    c.duration,
-                    c.frames,
-                    c.key_frame
-                ])?;
-            }
+        for c in chunks {
+            insert_chunk(&tx, id, c)?;
         }
         tx.commit()?;
         Ok(())

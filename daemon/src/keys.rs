@@ -96,13 +96,32 @@ pub enum KeyError {
     Random,
 }
 
-/// The development key source: one master key in a file (mode 0600).
-pub struct FileKeySource {
+/// One data key that seals everything: what the development key file holds
+/// (and what tests and the fuzzer use).
+pub struct SingleKey {
     key: DataKey,
 }
 
+impl SingleKey {
+    pub fn new(key: DataKey) -> Self {
+        SingleKey { key }
+    }
+}
+
+impl KeyLookup for SingleKey {
+    fn data_key(&self, id: &KeyId) -> Option<DataKey> {
+        (self.key.id() == *id).then(|| self.key.clone())
+    }
+    fn current_key(&self) -> DataKey {
+        self.key.clone()
+    }
+}
+
+/// The development key source: one master key in a file (mode 0600).
+pub struct FileKeySource;
+
 impl FileKeySource {
-    pub fn load(path: &Path) -> Result<Self, KeyError> {
+    pub fn load(path: &Path) -> Result<SingleKey, KeyError> {
         let io = |source| KeyError::Io {
             path: path.to_path_buf(),
             source,
@@ -125,9 +144,7 @@ impl FileKeySource {
             .strip_prefix(KEY_FILE_PREFIX)
             .ok_or_else(|| KeyError::Malformed(path.to_path_buf()))?;
         let bytes = parse_hex32(hexpart).ok_or_else(|| KeyError::Malformed(path.to_path_buf()))?;
-        Ok(FileKeySource {
-            key: DataKey::from_bytes(bytes),
-        })
+        Ok(SingleKey::new(DataKey::from_bytes(bytes)))
     }
 
     /// Creates a new key file with mode 0600; refuses to overwrite.
@@ -170,15 +187,6 @@ impl FileKeySource {
         }
         bytes.fill(0);
         Ok(key.id())
-    }
-}
-
-impl KeyLookup for FileKeySource {
-    fn data_key(&self, id: &KeyId) -> Option<DataKey> {
-        (self.key.id() == *id).then(|| self.key.clone())
-    }
-    fn current_key(&self) -> DataKey {
-        self.key.clone()
     }
 }
 

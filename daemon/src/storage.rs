@@ -223,25 +223,17 @@ impl Storage {
 mod tests {
     use super::*;
     use crate::index::NewRecording;
-    use crate::keys::{DataKey, KeyId};
+    use crate::keys::DataKey;
     use crate::vseg::{Codec, Header, SegmentWriter, StreamInfo};
 
-    struct OneKey(DataKey);
-    impl KeyLookup for OneKey {
-        fn data_key(&self, id: &KeyId) -> Option<DataKey> {
-            (self.0.id() == *id).then(|| self.0.clone())
-        }
-        fn current_key(&self) -> DataKey {
-            self.0.clone()
-        }
-    }
+    type OneKey = crate::keys::SingleKey;
 
     fn setup() -> (tempfile::TempDir, Storage, Index, OneKey) {
         let d = tempfile::tempdir().unwrap();
         let storage = Storage::new(&d.path().join("rec"));
         storage.ensure().unwrap();
         let index = Index::open(&d.path().join("db/vigil.db")).unwrap();
-        (d, storage, index, OneKey(DataKey::from_bytes([1; 32])))
+        (d, storage, index, OneKey::new(DataKey::from_bytes([1; 32])))
     }
 
     /// Creates a file the way the recorder does and indexes it; leaves it unfinished.
@@ -251,7 +243,7 @@ mod tests {
         let name = storage.new_file_name("cam", &file_id).unwrap();
         let header = Header {
             max_record_plaintext: vseg::DEFAULT_MAX_RECORD_PLAINTEXT,
-            key_id: k.0.id(),
+            key_id: k.current_key_id(),
             file_id,
             camera_id: cam as u64,
             start_wall_ns: i64::from(n) * 1_000_000_000,
@@ -265,13 +257,13 @@ mod tests {
             start_pts: 0,
             sample_entry: vec![1],
         };
-        let w = SegmentWriter::create(&storage.path_of(&name), &header, &k.0, &si).unwrap();
+        let w = SegmentWriter::create(&storage.path_of(&name), &header, &k.current_key(), &si).unwrap();
         let id = index
             .insert_recording(&NewRecording {
                 camera_id: cam,
                 file_name: &name,
                 file_id: &file_id,
-                key_id: &k.0.id().0,
+                key_id: &k.current_key_id().0,
                 codec: "h264",
                 start_wall_ns: header.start_wall_ns,
                 observed_wall_ns: header.start_wall_ns,

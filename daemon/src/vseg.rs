@@ -1043,24 +1043,16 @@ mod tests {
     use crate::keys::{DataKey, FileKeySource, KeyLookup};
     use proptest::prelude::*;
 
-    struct OneKey(DataKey);
-    impl KeyLookup for OneKey {
-        fn data_key(&self, id: &KeyId) -> Option<DataKey> {
-            (self.0.id() == *id).then(|| self.0.clone())
-        }
-        fn current_key(&self) -> DataKey {
-            self.0.clone()
-        }
-    }
+    type OneKey = crate::keys::SingleKey;
 
     fn key(b: u8) -> OneKey {
-        OneKey(DataKey::from_bytes([b; 32]))
+        OneKey::new(DataKey::from_bytes([b; 32]))
     }
 
     fn header(k: &OneKey, salt: u8) -> Header {
         Header {
             max_record_plaintext: DEFAULT_MAX_RECORD_PLAINTEXT,
-            key_id: k.0.id(),
+            key_id: k.current_key_id(),
             file_id: [salt; 16],
             camera_id: 7,
             start_wall_ns: 1_700_000_000_000_000_000,
@@ -1082,7 +1074,7 @@ mod tests {
     /// Writes a file with `n` chunks of `frames` frames each; returns the path.
     fn write_file(dir: &Path, name: &str, k: &OneKey, salt: u8, n: usize, finish: bool) -> PathBuf {
         let path = dir.join(name);
-        let mut w = SegmentWriter::create(&path, &header(k, salt), &k.0, &stream()).unwrap();
+        let mut w = SegmentWriter::create(&path, &header(k, salt), &k.current_key(), &stream()).unwrap();
         let mut buf = Vec::new();
         let mut pts = 1000;
         for i in 0..n {
@@ -1118,7 +1110,7 @@ mod tests {
     fn ring_seal_matches_rustcrypto() {
         use chacha20poly1305::aead::{Aead, KeyInit, Payload};
         let data_key = DataKey::from_bytes(*b"0123456789abcdef0123456789abcdef");
-        let h = header(&OneKey(data_key.clone()), 9).encode();
+        let h = header(&OneKey::new(data_key.clone()), 9).encode();
         let salt = [9u8; 32];
         let sealer = FileSealer::new(&data_key, &h, &salt);
         let hh: [u8; 32] = arr(digest::digest(&digest::SHA256, &h).as_ref());

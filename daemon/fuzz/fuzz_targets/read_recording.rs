@@ -4,26 +4,17 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vigil::keys::{DataKey, KeyId, KeyLookup};
+use vigil::keys::{DataKey, KeyLookup, SingleKey};
 use vigil::vseg::{self, FileSealer, Header, RecordKind, SegmentReader};
 
-struct Fixed(DataKey);
-impl KeyLookup for Fixed {
-    fn data_key(&self, id: &KeyId) -> Option<DataKey> {
-        (self.0.id() == *id).then(|| self.0.clone())
-    }
-    fn current_key(&self) -> DataKey {
-        self.0.clone()
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
-    let key = Fixed(DataKey::from_bytes([7; 32]));
+    let key = SingleKey::new(DataKey::from_bytes([7; 32]));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f.vseg");
     let header = Header {
         max_record_plaintext: vseg::DEFAULT_MAX_RECORD_PLAINTEXT,
-        key_id: key.0.id(),
+        key_id: key.current_key_id(),
         file_id: [1; 16],
         camera_id: 1,
         start_wall_ns: 0,
@@ -48,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
             RecordKind::Final,
             RecordKind::RecoveredFinal,
         ];
-        let sealer = FileSealer::new(&key.0, &h, &header.salt);
+        let sealer = FileSealer::new(&key.current_key(), &h, &header.salt);
         let mut file = h.to_vec();
         for (i, kind) in [RecordKind::Stream, kinds[usize::from(k) % 4]].into_iter().enumerate() {
             let mut buf = plain.to_vec();
