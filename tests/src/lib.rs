@@ -448,3 +448,66 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// A child process killed by PID and reaped when dropped.
+pub struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        kill_and_wait(&mut self.0);
+    }
+}
+
+/// Serves `dir` over HTTP on 127.0.0.1 (python3's http.server); returns the guard and port.
+pub fn http_server(dir: &Path) -> (Guard, u16) {
+    let port = free_port();
+    let child = Command::new("/usr/bin/python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+        .arg(dir)
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start python3 -m http.server");
+    let g = Guard(child);
+    let up = wait_for(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    assert!(up.is_some(), "http server did not start");
+    (g, port)
+}
+
+/// Loads `url` in headless Chromium (virtual time advanced by `budget_ms`) and returns the DOM.
+pub fn chromium_dom(url: &str, budget_ms: u32) -> String {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let child = Command::new("chromium")
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+        ])
+        .args([
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .args(["--autoplay-policy=no-user-gesture-required", "--mute-audio"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--virtual-time-budget={budget_ms}"))
+        .args(["--dump-dom", url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromium (scripts/test installs it)");
+    let pid = child.id();
+    // Bounded: kill chromium if it has not printed the DOM in 60 s.
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(60));
+        signal(pid, "KILL");
+    });
+    let out = child.wait_with_output().expect("chromium output");
+    drop(killer);
+    String::from_utf8_lossy(&out.stdout).to_string()
+}

@@ -1,0 +1,53 @@
+//! Acceptance: an export plays in Chromium (H.264; Debian's Chromium has no
+//! H.265 decoder, so H.265 exports are checked by ffprobe and ffmpeg only).
+
+use std::time::Duration;
+
+use vigil_e2e::*;
+
+#[test]
+fn h264_export_plays_in_chromium() {
+    let cam = Camera::start(&["--gop", "25"]);
+    let mut v = Vigil::new(
+        &[Cam {
+            name: "gate",
+            url: cam.url("/h264"),
+        }],
+        4,
+    );
+    v.start();
+    assert!(v.wait_state("gate", "streaming", Duration::from_secs(20)).is_some());
+    std::thread::sleep(Duration::from_secs(7));
+    assert!(v.stop());
+    let recs = v.recordings();
+    let web = v.path("web");
+    std::fs::create_dir_all(&web).unwrap();
+    std::fs::copy(workspace().join("tests/fixtures/play.html"), web.join("play.html")).unwrap();
+    let out = web.join("clip.mp4");
+    let o = v.cli(&[
+        "export",
+        "--camera",
+        "gate",
+        "--start",
+        &recs[0].start,
+        "--end",
+        &recs[recs.len() - 1].end,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(recs.len() >= 2, "the clip spans recordings");
+
+    let (_server, port) = http_server(&web);
+    let dom = chromium_dom(&format!("http://127.0.0.1:{port}/play.html?src=clip.mp4"), 5000);
+    let result = dom
+        .split("<pre id=\"result\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap_or_default()
+        .to_string();
+    println!("chromium: {result}");
+    assert!(result.contains("meta 640x360"), "metadata: {result}");
+    assert!(result.contains("PLAYING"), "did not play: {result}");
+    assert!(!result.contains("ERROR"), "{result}");
+}
