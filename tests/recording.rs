@@ -94,6 +94,17 @@ fn h264_and_h265_recorded_exported_and_nothing_in_the_clear() {
             "export {name}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
+        let said = String::from_utf8_lossy(&o.stdout).to_string();
+        let spanned: usize = said
+            .split(" recording(s)")
+            .next()
+            .and_then(|h| h.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            spanned >= 2,
+            "{name}: the 20 s export spans {spanned} recording(s): {said}"
+        );
         let p = ffprobe(&out).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!((p.codec.as_str(), p.tag.as_str()), (codec, tag), "{name}");
         let expected = 20 * FPS as usize;
