@@ -41,6 +41,8 @@ CREATE TABLE recording (
     codec TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('writing', 'complete', 'recovered')),
     start_wall_ns INTEGER NOT NULL,
+    -- start_wall_ns + (end_pts - start_pts) in ns: kept so that range queries use an index
+    end_wall_ns INTEGER NOT NULL,
     observed_wall_ns INTEGER NOT NULL,
     timescale INTEGER NOT NULL,
     start_pts INTEGER NOT NULL,
@@ -52,6 +54,7 @@ CREATE TABLE recording (
     end_reason TEXT
 );
 CREATE INDEX recording_camera_start ON recording (camera_id, start_wall_ns, id);
+CREATE INDEX recording_camera_end ON recording (camera_id, end_wall_ns);
 CREATE TABLE chunk (
     recording_id INTEGER NOT NULL REFERENCES recording(id) ON DELETE CASCADE,
     idx INTEGER NOT NULL,
@@ -281,8 +284,9 @@ impl Index {
 
     pub fn insert_recording(&self, n: &NewRecording<'_>) -> Result<i64, IndexError> {
         self.conn.execute(
-            "INSERT INTO recording (camera_id, file_name, file_id, key_id, codec, state, start_wall_ns, observed_wall_ns, \
-             timescale, start_pts, end_pts, bytes) VALUES (?1, ?2, ?3, ?4, ?5, 'writing', ?6, ?7, ?8, ?9, ?9, ?10)",
+            "INSERT INTO recording (camera_id, file_name, file_id, key_id, codec, state, start_wall_ns, end_wall_ns, \
+             observed_wall_ns, timescale, start_pts, end_pts, bytes) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'writing', ?6, ?6, ?7, ?8, ?9, ?9, ?10)",
             params![
                 n.camera_id,
                 n.file_name,
@@ -317,7 +321,8 @@ impl Index {
         let tx = self.conn.transaction()?;
         insert_chunk(&tx, recording_id, c)?;
         tx.prepare_cached(
-            "UPDATE recording SET frames = frames + ?2, chunks = chunks + 1, end_pts = ?3, bytes = ?4 WHERE id = ?1",
+            "UPDATE recording SET frames = frames + ?2, chunks = chunks + 1, end_pts = ?3, bytes = ?4, \
+             end_wall_ns = start_wall_ns + ((?3 - start_pts) * 1000000000) / timescale WHERE id = ?1",
         )?
         .execute(params![recording_id, c.frames, c.first_pts + c.duration, file_len])?;
         tx.commit()?;
@@ -338,8 +343,8 @@ impl Index {
         reason: &str,
     ) -> Result<(), IndexError> {
         self.conn.execute(
-            "UPDATE recording SET state = ?2, frames = ?3, chunks = ?4, end_pts = ?5, bytes = ?6, sha256 = ?7, end_reason = ?8 \
-             WHERE id = ?1",
+            "UPDATE recording SET state = ?2, frames = ?3, chunks = ?4, end_pts = ?5, bytes = ?6, sha256 = ?7, end_reason = ?8, \
+             end_wall_ns = start_wall_ns + ((?5 - start_pts) * 1000000000) / timescale WHERE id = ?1",
             params![id, state, frames, chunks, end_pts, bytes, sha256, reason],
         )?;
         Ok(())
@@ -388,11 +393,10 @@ impl Index {
         start_ns: i64,
         end_ns: i64,
     ) -> Result<Vec<RecordingRow>, IndexError> {
-        let all = self.query_recordings(
-            "WHERE r.camera_id = ?1 AND r.start_wall_ns < ?2",
-            &[&camera_id, &end_ns],
-        )?;
-        Ok(all.into_iter().filter(|r| r.end_wall_ns() > start_ns).collect())
+        self.query_recordings(
+            "WHERE r.camera_id = ?1 AND r.start_wall_ns < ?2 AND r.end_wall_ns > ?3",
+            &[&camera_id, &end_ns, &start_ns],
+        )
     }
 
     pub fn chunks(&self, recording_id: i64) -> Result<Vec<ChunkRow>, IndexError> {
@@ -415,8 +419,11 @@ impl Index {
 
     /// Wall-clock end of the camera's latest recording (to keep ordering when the clock steps back).
     pub fn last_end_wall_ns(&self, camera_id: i64) -> Result<Option<i64>, IndexError> {
-        let r = self.query_recordings("WHERE r.camera_id = ?1", &[&camera_id])?;
-        Ok(r.iter().map(RecordingRow::end_wall_ns).max())
+        Ok(self.conn.query_row(
+            "SELECT MAX(end_wall_ns) FROM recording WHERE camera_id = ?1",
+            [camera_id],
+            |r| r.get(0),
+        )?)
     }
 
     pub fn file_names(&self) -> Result<std::collections::HashSet<String>, IndexError> {
@@ -455,5 +462,59 @@ impl Index {
         self.conn
             .execute("DELETE FROM garbage WHERE file_name = ?1", [file_name])?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_wall_time_is_indexed_and_matches_media_time() {
+        let d = tempfile::tempdir().unwrap();
+        let mut idx = Index::open(&d.path().join("v.db")).unwrap();
+        let cam = idx.camera_id("c").unwrap();
+        let start = 1_800_000_000_000_000_000i64;
+        let id = idx
+            .insert_recording(&NewRecording {
+                camera_id: cam,
+                file_name: "c/a.vseg",
+                file_id: &[1; 16],
+                key_id: &[2; 8],
+                codec: "h264",
+                start_wall_ns: start,
+                observed_wall_ns: start,
+                timescale: 90_000,
+                start_pts: 1_000,
+                bytes: 300,
+            })
+            .unwrap();
+        let chunk = ChunkRow {
+            idx: 1,
+            offset: 300,
+            len: 50,
+            first_pts: 1_000,
+            duration: 90_000,
+            frames: 25,
+            key_frame: true,
+        };
+        idx.add_chunk(id, &chunk, 350).unwrap();
+        let row = idx.recording(id).unwrap().unwrap();
+        assert_eq!(row.end_wall_ns(), start + 1_000_000_000);
+        assert_eq!(idx.last_end_wall_ns(cam).unwrap(), Some(start + 1_000_000_000));
+        // Overlap is decided by the indexed column: [start+0.5 s, start+2 s) overlaps, [start+1 s, ...) does not.
+        assert_eq!(
+            idx.recordings_overlapping(cam, start + 500_000_000, start + 2_000_000_000)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(idx
+            .recordings_overlapping(cam, start + 1_000_000_000, start + 2_000_000_000)
+            .unwrap()
+            .is_empty());
+        idx.finish_recording(id, "complete", 25, 1, 1_000 + 45_000, 391, &[0; 32], "test")
+            .unwrap();
+        assert_eq!(idx.last_end_wall_ns(cam).unwrap(), Some(start + 500_000_000));
     }
 }
