@@ -8,15 +8,7 @@ use vigil_e2e::*;
 #[test]
 fn h264_export_plays_in_chromium() {
     let cam = Camera::start(&["--gop", "25"]);
-    let mut v = Vigil::new(
-        &[Cam {
-            name: "gate",
-            url: cam.url("/h264"),
-        }],
-        4,
-    );
-    v.start();
-    assert!(v.wait_state("gate", "streaming", Duration::from_secs(20)).is_some());
+    let mut v = Vigil::recording_one("gate", cam.url("/h264"), 4);
     std::thread::sleep(Duration::from_secs(7));
     assert!(v.stop());
     let recs = v.recordings();
@@ -24,17 +16,7 @@ fn h264_export_plays_in_chromium() {
     std::fs::create_dir_all(&web).unwrap();
     std::fs::copy(workspace().join("tests/fixtures/play.html"), web.join("play.html")).unwrap();
     let out = web.join("clip.mp4");
-    let o = v.cli(&[
-        "export",
-        "--camera",
-        "gate",
-        "--start",
-        &recs[0].start,
-        "--end",
-        &recs[recs.len() - 1].end,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = v.export("gate", &recs[0].start, &recs[recs.len() - 1].end, &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(recs.len() >= 2, "the clip spans recordings");
 

@@ -78,17 +78,7 @@ fn h264_and_h265_recorded_exported_and_nothing_in_the_clear() {
         let t0 = epoch_secs(&mine[0].start);
         let (start, end) = (rfc3339(t0 + 5.5), rfc3339(t0 + 25.5));
         let out = v.path(&format!("{name}.mp4"));
-        let o = v.cli(&[
-            "export",
-            "--camera",
-            name,
-            "--start",
-            &start,
-            "--end",
-            &end,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let o = v.export(name, &start, &end, &out);
         assert!(
             o.status.success(),
             "export {name}: {}",

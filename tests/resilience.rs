@@ -98,15 +98,7 @@ fn one_camera_dies_comes_back_and_hangs_without_disturbing_the_other() {
 #[test]
 fn kill_9_then_restart_recovers_losing_at_most_the_last_gop() {
     let cam = Camera::start(&["--gop", "25"]);
-    let mut v = Vigil::new(
-        &[Cam {
-            name: "door",
-            url: cam.url("/h264"),
-        }],
-        60,
-    );
-    v.start();
-    assert!(v.wait_state("door", "streaming", Duration::from_secs(20)).is_some());
+    let mut v = Vigil::recording_one("door", cam.url("/h264"), 60);
     let first = wait_for(Duration::from_secs(10), || v.recordings().into_iter().next()).expect("a recording row");
     std::thread::sleep(Duration::from_millis(7300));
     let killed_at = std::time::SystemTime::now()
@@ -144,15 +136,7 @@ fn kill_9_then_restart_recovers_losing_at_most_the_last_gop() {
 #[test]
 fn timestamps_jumping_back_lose_no_frames_and_cause_no_reconnect() {
     let cam = Camera::start(&["--seek-on-play", "--gop", "25"]);
-    let mut v = Vigil::new(
-        &[Cam {
-            name: "jumpy",
-            url: cam.url("/h264"),
-        }],
-        60,
-    );
-    v.start();
-    assert!(v.wait_state("jumpy", "streaming", Duration::from_secs(20)).is_some());
+    let mut v = Vigil::recording_one("jumpy", cam.url("/h264"), 60);
     let streaming_since = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
     // Each new client's PLAY seeks the shared pipeline: our timestamps jump back.
@@ -201,17 +185,7 @@ fn timestamps_jumping_back_lose_no_frames_and_cause_no_reconnect() {
     assert!(o.status.success(), "verify: {}", String::from_utf8_lossy(&o.stdout));
     // Export across the discontinuities plays.
     let out = v.path("jumpy.mp4");
-    let o = v.cli(&[
-        "export",
-        "--camera",
-        "jumpy",
-        "--start",
-        &mine[0].start,
-        "--end",
-        &mine[mine.len() - 1].end,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = v.export("jumpy", &mine[0].start, &mine[mine.len() - 1].end, &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let p = ffprobe(&out).unwrap();
     assert_eq!(p.frames as i64, frames);

@@ -10,31 +10,13 @@ fn export(v: &Vigil, r: &Rec, out: &str) -> std::process::Output {
     let out = v.path(out);
     // Printed times are cut to milliseconds: start just inside this recording.
     let start = rfc3339(epoch_secs(&r.start) + 0.1);
-    v.cli(&[
-        "export",
-        "--camera",
-        &r.camera,
-        "--start",
-        &start,
-        "--end",
-        &r.end,
-        "--out",
-        out.to_str().unwrap(),
-    ])
+    v.export(&r.camera, &start, &r.end, &out)
 }
 
 #[test]
 fn tampering_is_detected_and_refused() {
     let cam = Camera::start(&["--gop", "10"]);
-    let mut v = Vigil::new(
-        &[Cam {
-            name: "lobby",
-            url: cam.url("/h264"),
-        }],
-        2,
-    );
-    v.start();
-    assert!(v.wait_state("lobby", "streaming", Duration::from_secs(20)).is_some());
+    let mut v = Vigil::recording_one("lobby", cam.url("/h264"), 2);
     // Enough complete recordings for one tampering each and clean ones.
     let enough = wait_for(Duration::from_secs(40), || {
         (v.recordings().iter().filter(|r| r.state == "complete").count() >= 9).then_some(())

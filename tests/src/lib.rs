@@ -198,6 +198,25 @@ impl Vigil {
         v
     }
 
+    /// One camera, the daemon started, and the camera streaming (asserted, 20 s at most).
+    pub fn recording_one(name: &str, url: String, segment_seconds: u32) -> Vigil {
+        let mut v = Vigil::new(&[Cam { name, url }], segment_seconds);
+        v.start();
+        assert!(
+            v.wait_state(name, "streaming", Duration::from_secs(20)).is_some(),
+            "{name} never streamed"
+        );
+        v
+    }
+
+    /// `vigil export --camera C --start S --end E --out OUT`.
+    pub fn export(&self, camera: &str, start: &str, end: &str, out: &Path) -> Output {
+        let out = out.to_string_lossy();
+        self.cli(&[
+            "export", "--camera", camera, "--start", start, "--end", end, "--out", &out,
+        ])
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
