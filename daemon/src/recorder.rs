@@ -115,6 +115,8 @@ pub struct RecorderStats {
     pub recordings: u64,
     pub discontinuities: u64,
     pub write_errors: u64,
+    /// Frames not stored because storage was failing (e.g. a full disk).
+    pub frames_dropped_storage: u64,
 }
 
 pub struct Recorder {
@@ -135,6 +137,10 @@ pub struct Recorder {
     continue_wall_ns: Option<i64>,
     /// Wall-clock end of this camera's latest recording (ordering across clock steps).
     last_end_wall_ns: i64,
+    /// After a storage failure: no new recording before this instant (1 s,
+    /// doubling to 30 s; reset by the first chunk written).
+    retry_at: Option<std::time::Instant>,
+    write_backoff: Duration,
     pub stats: RecorderStats,
 }
 
@@ -161,6 +167,8 @@ impl Recorder {
             rotate_at_next_key: None,
             continue_wall_ns: None,
             last_end_wall_ns,
+            retry_at: None,
+            write_backoff: Duration::ZERO,
             stats: RecorderStats::default(),
         })
     }
@@ -273,7 +281,7 @@ impl Recorder {
                     self.finish_open(reason, true);
                 }
             }
-            if self.open.is_none() {
+            if self.open.is_none() && self.retry_at.is_none_or(|t| std::time::Instant::now() >= t) {
                 self.rotate_at_next_key = None;
                 self.start_recording(&params, pts);
             }
@@ -284,6 +292,8 @@ impl Recorder {
                 key: f.key,
                 data: f.data,
             });
+        } else if self.retry_at.is_some() {
+            self.stats.frames_dropped_storage += 1;
         } else {
             self.stats.frames_dropped_before_key += 1;
         }
@@ -306,8 +316,8 @@ impl Recorder {
                 self.open = Some(open);
             }
             Err(e) => {
-                self.stats.write_errors += 1;
-                tracing::error!(camera = %self.cfg.camera, "cannot start a recording: {e}");
+                tracing::error!(camera = %self.cfg.camera, "cannot start a recording: {e:#}");
+                self.storage_failed();
             }
         }
     }
@@ -391,16 +401,35 @@ impl Recorder {
                     .map_err(anyhow::Error::from)
             });
         match result {
-            Ok(()) => self.stats.frames_written += u64::from(frames),
+            Ok(()) => {
+                self.stats.frames_written += u64::from(frames);
+                if self.retry_at.take().is_some() {
+                    self.write_backoff = Duration::ZERO;
+                    tracing::info!(camera = %self.cfg.camera, "storage is writable again; recording resumed");
+                }
+            }
             Err(e) => {
-                self.stats.write_errors += 1;
                 tracing::error!(camera = %self.cfg.camera, recording = open.id, "write failed, closing the recording: {e:#}");
                 self.pending.clear();
                 self.abandon_open();
+                self.storage_failed();
                 return;
             }
         }
         self.pending.clear();
+    }
+
+    /// Counts a storage failure and holds off new recordings for a while, so a
+    /// full or failing disk does not get a new, empty recording every GOP.
+    fn storage_failed(&mut self) {
+        self.stats.write_errors += 1;
+        self.write_backoff = (self.write_backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        self.retry_at = Some(std::time::Instant::now() + self.write_backoff);
+        tracing::warn!(
+            camera = %self.cfg.camera,
+            retry_in_s = self.write_backoff.as_secs(),
+            "storage failing; frames are not being stored until a retry succeeds"
+        );
     }
 
     /// After a write error: recover what is in the file (longest authenticated prefix).
@@ -449,8 +478,8 @@ impl Recorder {
                 tracing::info!(camera = %self.cfg.camera, recording = id, frames = s.frames, reason, "recording finished");
             }
             Err(e) => {
-                self.stats.write_errors += 1;
                 tracing::error!(camera = %self.cfg.camera, recording = id, "cannot finish recording (left for recovery): {e:#}");
+                self.storage_failed();
             }
         }
     }
