@@ -258,7 +258,7 @@ impl Recorder {
         }
 
         if self.open.is_none() && !f.key {
-            self.stats.frames_dropped_before_key += 1;
+            self.count_unstored();
             return;
         }
 
@@ -292,7 +292,14 @@ impl Recorder {
                 key: f.key,
                 data: f.data,
             });
-        } else if self.retry_at.is_some() {
+        } else {
+            self.count_unstored();
+        }
+    }
+
+    /// A frame that no recording takes: storage is failing, or no key frame yet.
+    fn count_unstored(&mut self) {
+        if self.retry_at.is_some() {
             self.stats.frames_dropped_storage += 1;
         } else {
             self.stats.frames_dropped_before_key += 1;
