@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::index::{ns_to_ticks, ChunkRow, Index, IndexError, RecordingRow};
+use crate::index::{ns_to_ticks, Index, IndexError, RecordingRow};
 use crate::keys::KeyLookup;
 use crate::mp4;
 use crate::storage::Storage;
@@ -24,6 +24,13 @@ pub enum ExportError {
         #[source]
         source: FormatError,
     },
+    /// Reading failed (EIO, EMFILE, ...): not evidence of tampering.
+    #[error("recording {id}: {source}")]
+    Read {
+        id: i64,
+        #[source]
+        source: FormatError,
+    },
     #[error("recording {id} ({file}): {what}")]
     Mismatch { id: i64, file: String, what: String },
     #[error("recordings in the range use different timescales; export them separately")]
@@ -39,6 +46,15 @@ pub enum ExportError {
 }
 
 impl ExportError {
+    /// What a failure to read recording `id` means: an I/O error is a read
+    /// failure; anything the format check rejected is an integrity failure.
+    fn reading(id: i64, source: FormatError) -> Self {
+        match source {
+            FormatError::Io { .. } => ExportError::Read { id, source },
+            source => ExportError::Integrity { id, source },
+        }
+    }
+
     /// Whether this error means stored data failed an integrity check.
     pub fn is_integrity(&self) -> bool {
         matches!(self, ExportError::Integrity { .. } | ExportError::Mismatch { .. })
@@ -54,9 +70,14 @@ pub struct ExportReport {
     pub end_wall_ns: i64,
 }
 
+/// A recording in the export: which of its chunk rows, and the media time they span.
+/// Chunk rows are loaded again, one recording at a time, while streaming, so
+/// memory does not grow with the length of the range.
 struct Planned {
     rec: RecordingRow,
-    chunks: Vec<ChunkRow>,
+    chunks: std::ops::Range<usize>,
+    first_pts: i64,
+    end_pts: i64,
 }
 
 fn fmt_ns(ns: i64) -> String {
@@ -84,13 +105,19 @@ fn plan(index: &Index, camera: &str, start_ns: i64, end_ns: i64) -> Result<Vec<P
                 first -= 1;
             }
         }
-        let chunks: Vec<ChunkRow> = all[first..]
+        let n = all[first..]
             .iter()
             .take_while(|c| rec.wall_of(c.first_pts) < end_ns)
-            .cloned()
-            .collect();
-        if !chunks.is_empty() {
-            out.push(Planned { rec, chunks });
+            .count();
+        if n > 0 {
+            let (head, tail) = (&all[first], &all[first + n - 1]);
+            let (first_pts, end_pts) = (head.first_pts, tail.first_pts + tail.duration);
+            out.push(Planned {
+                rec,
+                chunks: first..first + n,
+                first_pts,
+                end_pts,
+            });
         }
     }
     if out.is_empty() {
@@ -103,15 +130,11 @@ fn plan(index: &Index, camera: &str, start_ns: i64, end_ns: i64) -> Result<Vec<P
     Ok(out)
 }
 
-/// Opens a planned recording and checks what can be checked cheaply before
-/// any byte is exported: header, key, length, and the final record.
-fn open_checked(
-    storage: &Storage,
-    keys: &dyn KeyLookup,
-    p: &Planned,
-) -> Result<(SegmentReader, vseg::StreamInfo), ExportError> {
+/// Checks, before any byte is exported, what can be checked cheaply in a
+/// planned recording: header, key, length, the final record. Returns its stream description.
+fn check_recording(storage: &Storage, keys: &dyn KeyLookup, p: &Planned) -> Result<vseg::StreamInfo, ExportError> {
     let id = p.rec.id;
-    let integrity = |source| ExportError::Integrity { id, source };
+    let integrity = |source| ExportError::reading(id, source);
     let mismatch = |what: String| ExportError::Mismatch {
         id,
         file: p.rec.file_name.clone(),
@@ -136,7 +159,7 @@ fn open_checked(
             return Err(mismatch("final record does not match the index".into()));
         }
     }
-    Ok((r, si))
+    Ok(si)
 }
 
 /// What an export reads from: the index, the recordings, and their keys.
@@ -164,11 +187,12 @@ pub fn export<W: Write>(
         source,
     };
 
-    // Check every recording first, so a tampered file fails before output starts.
+    // Check every recording first, so a tampered file fails before output
+    // starts. Each is closed again: one open file at a time, whatever the range.
     let mut opened = Vec::with_capacity(planned.len());
     let mut entries: Vec<Vec<u8>> = Vec::new();
     for p in &planned {
-        let (r, si) = open_checked(storage, keys, p)?;
+        let si = check_recording(storage, keys, p)?;
         let desc = match entries.iter().position(|e| *e == si.sample_entry) {
             Some(i) => i,
             None => {
@@ -176,20 +200,19 @@ pub fn export<W: Write>(
                 entries.len() - 1
             }
         };
-        opened.push((r, si, desc as u32 + 1));
+        opened.push((si, desc as u32 + 1));
     }
-    let timescale = opened[0].1.timescale;
-    if opened.iter().any(|(_, si, _)| si.timescale != timescale) {
+    let timescale = opened[0].0.timescale;
+    if opened.iter().any(|(si, _)| si.timescale != timescale) {
         return Err(ExportError::MixedTimescales);
     }
     let ts = i64::from(timescale);
     let first = &planned[0];
-    let origin_ns = first.rec.wall_of(first.chunks[0].first_pts);
+    let origin_ns = first.rec.wall_of(first.first_pts);
     let last = &planned[planned.len() - 1];
-    let last_chunk = &last.chunks[last.chunks.len() - 1];
-    let end_guess = end_ns.min(last.rec.wall_of(last_chunk.first_pts + last_chunk.duration));
+    let end_guess = end_ns.min(last.rec.wall_of(last.end_pts));
     let duration = ns_to_ticks(end_guess - origin_ns, ts).max(0) as u64;
-    let si0 = &opened[0].1;
+    let si0 = &opened[0].0;
     let init = mp4::init_segment(&mp4::TrackInfo {
         timescale,
         width: si0.width,
@@ -208,8 +231,16 @@ pub fn export<W: Write>(
     let mut prev_end: Option<i64> = None;
     let mut buf = Vec::new();
     let mut samples = Vec::new();
-    for (p, (reader, _, desc)) in planned.iter().zip(opened.iter_mut()) {
+    for (p, (_, desc)) in planned.iter().zip(opened.iter()) {
         report.recordings.push(p.rec.id);
+        let path = storage.path_of(&p.rec.file_name);
+        let mut reader = SegmentReader::open(&path, keys).map_err(|source| ExportError::reading(p.rec.id, source))?;
+        let rows = index.chunks(p.rec.id)?;
+        let chunks = rows.get(p.chunks.clone()).ok_or_else(|| ExportError::Mismatch {
+            id: p.rec.id,
+            file: p.rec.file_name.clone(),
+            what: "its chunk index changed during the export".into(),
+        })?;
         // Decode time of this recording's first pts, snapped onto the previous
         // recording's end when they are contiguous (sub-millisecond rounding).
         let mut base = ns_to_ticks(p.rec.start_wall_ns - origin_ns, ts);
@@ -218,11 +249,10 @@ pub fn export<W: Write>(
                 base = pe;
             }
         }
-        for c in &p.chunks {
+        for c in chunks {
             let (kind, _) = reader
                 .read_record_into(c.idx as u64, c.offset as u64, &mut buf)
-                .map_err(|source| ExportError::Integrity { id: p.rec.id, source })?;
-            let path = storage.path_of(&p.rec.file_name);
+                .map_err(|source| ExportError::reading(p.rec.id, source))?;
             let malformed = |what: String| ExportError::Integrity {
                 id: p.rec.id,
                 source: FormatError::Malformed {
