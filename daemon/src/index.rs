@@ -378,6 +378,23 @@ impl Index {
         }
     }
 
+    /// Up to `limit` recordings with an id above `after`, in id order: for
+    /// walking a large archive without holding all of its rows.
+    pub fn recordings_page(
+        &self,
+        camera: Option<&str>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordingRow>, IndexError> {
+        let sql = format!(
+            "SELECT {RECORDING_COLUMNS} FROM recording r JOIN camera c ON c.id = r.camera_id \
+             WHERE r.id > ?1 AND (?2 IS NULL OR c.name = ?2) ORDER BY r.id LIMIT ?3"
+        );
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map(params![after, camera, limit], recording_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn recordings_in_state(&self, state: &str) -> Result<Vec<RecordingRow>, IndexError> {
         self.query_recordings("WHERE r.state = ?1", &[&state])
     }
@@ -516,5 +533,43 @@ mod tests {
         idx.finish_recording(id, "complete", 25, 1, 1_000 + 45_000, 391, &[0; 32], "test")
             .unwrap();
         assert_eq!(idx.last_end_wall_ns(cam).unwrap(), Some(start + 500_000_000));
+    }
+}
+
+#[cfg(test)]
+mod paging_tests {
+    use super::*;
+
+    #[test]
+    fn pages_walk_every_recording_once_in_id_order() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("v.db")).unwrap();
+        for (i, cam) in ["a", "b", "a", "a", "b"].iter().enumerate() {
+            let camera_id = idx.camera_id(cam).unwrap();
+            idx.insert_recording(&NewRecording {
+                camera_id,
+                file_name: &format!("{cam}/{i}.vseg"),
+                file_id: &[i as u8; 16],
+                key_id: &[0; 8],
+                codec: "h264",
+                start_wall_ns: i as i64,
+                observed_wall_ns: i as i64,
+                timescale: 90_000,
+                start_pts: 0,
+                bytes: 0,
+            })
+            .unwrap();
+        }
+        let walk = |camera: Option<&str>| {
+            let (mut after, mut ids) = (0, Vec::new());
+            loop {
+                let page = idx.recordings_page(camera, after, 2).unwrap();
+                let Some(last) = page.last() else { break ids };
+                after = last.id;
+                ids.extend(page.iter().map(|r| r.id));
+            }
+        };
+        assert_eq!(walk(None), vec![1, 2, 3, 4, 5]);
+        assert_eq!(walk(Some("a")), vec![1, 3, 4]);
     }
 }

@@ -23,14 +23,20 @@ pub fn verify(
     camera: Option<&str>,
 ) -> Result<VerifyReport, IndexError> {
     let mut rep = VerifyReport::default();
-    for rec in index.recordings(camera)? {
-        rep.recordings += 1;
-        match verify_one(index, storage, keys, &rec) {
-            Ok(true) => rep.ok += 1,
-            Ok(false) => rep.in_progress += 1,
-            Err(what) => rep
-                .failures
-                .push(format!("recording {} ({}): {what}", rec.id, rec.file_name)),
+    let mut after = 0;
+    loop {
+        let page = index.recordings_page(camera, after, 500)?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for rec in &page {
+            rep.recordings += 1;
+            match verify_one(index, storage, keys, rec) {
+                Ok(true) => rep.ok += 1,
+                Ok(false) => rep.in_progress += 1,
+                Err(what) => rep
+                    .failures
+                    .push(format!("recording {} ({}): {what}", rec.id, rec.file_name)),
+            }
         }
     }
     let known = index.file_names()?;
