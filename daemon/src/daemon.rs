@@ -62,7 +62,6 @@ pub fn run(config: Config, keys: Arc<dyn KeyLookup>) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let group = Arc::new(retina::client::SessionGroup::default());
     let mut recorders = Vec::new();
     let mut tasks = Vec::new();
     for cam in config.cameras.iter().filter(|c| c.enabled) {
@@ -90,7 +89,6 @@ pub fn run(config: Config, keys: Arc<dyn KeyLookup>) -> anyhow::Result<()> {
             config.stall_timeout,
             tx,
             shutdown_rx.clone(),
-            group.clone(),
         )));
     }
     tracing::info!(cameras = tasks.len(), storage = %config.storage_dir.display(), "vigil running");

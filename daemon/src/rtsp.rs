@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use retina::client::{
-    Credentials, PlayOptions, Session, SessionGroup, SessionOptions, SetupOptions, TcpTransportOptions, Transport,
-};
+use retina::client::{Credentials, PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions, Transport};
 use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
 use tokio::sync::{mpsc, watch};
 
@@ -68,7 +66,6 @@ pub async fn run_camera(
     stall_timeout: Duration,
     tx: mpsc::Sender<Event>,
     mut shutdown: watch::Receiver<bool>,
-    group: Arc<SessionGroup>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
@@ -117,7 +114,6 @@ pub async fn run_camera(
             _ = shutdown.changed() => break,
         }
     }
-    let _ = group;
 }
 
 fn redacted(u: &url::Url) -> String {
