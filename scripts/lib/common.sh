@@ -21,9 +21,9 @@ need_packages() {
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
-  if ! $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; then
+  if ! $sudo apt-get install -y -q "${missing[@]}" >/dev/null; then
     $sudo apt-get update -q >/dev/null
-    $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    $sudo apt-get install -y -q "${missing[@]}" >/dev/null
   fi
 }
 
