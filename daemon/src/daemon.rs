@@ -57,6 +57,7 @@ pub fn run(config: Config, keys: Arc<dyn KeyLookup>) -> anyhow::Result<()> {
     for cam in config.cameras.iter().filter(|c| c.password.is_some()) {
         tracing::warn!(camera = %cam.name, "camera password is stored in plain text in {}", config.path.display());
     }
+    index.reset_camera_states(crate::recorder::now_ns())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -22,7 +22,7 @@ pub enum IndexError {
     Io(#[from] std::io::Error),
 }
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE camera (
@@ -41,8 +41,6 @@ CREATE TABLE recording (
     codec TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('writing', 'complete', 'recovered')),
     start_wall_ns INTEGER NOT NULL,
-    -- start_wall_ns + (end_pts - start_pts) in ns: kept so that range queries use an index
-    end_wall_ns INTEGER NOT NULL,
     observed_wall_ns INTEGER NOT NULL,
     timescale INTEGER NOT NULL,
     start_pts INTEGER NOT NULL,
@@ -54,7 +52,6 @@ CREATE TABLE recording (
     end_reason TEXT
 );
 CREATE INDEX recording_camera_start ON recording (camera_id, start_wall_ns, id);
-CREATE INDEX recording_camera_end ON recording (camera_id, end_wall_ns);
 CREATE TABLE chunk (
     recording_id INTEGER NOT NULL REFERENCES recording(id) ON DELETE CASCADE,
     idx INTEGER NOT NULL,
@@ -73,6 +70,18 @@ CREATE TABLE garbage (
     queued_ns INTEGER NOT NULL
 );
 "#;
+
+/// v2: the wall-clock end of each recording as an indexed column
+/// (`start_wall_ns + (end_pts - start_pts)` in ns), so range queries and the
+/// last-end lookup use an index instead of reading every row.
+const SCHEMA_V2: &str = r#"
+ALTER TABLE recording ADD COLUMN end_wall_ns INTEGER NOT NULL DEFAULT 0;
+UPDATE recording SET end_wall_ns = start_wall_ns + ((end_pts - start_pts) * 1000000000) / timescale;
+CREATE INDEX recording_camera_end ON recording (camera_id, end_wall_ns);
+"#;
+
+/// Each step takes the schema from version i to i + 1.
+const MIGRATIONS: [&str; 2] = [SCHEMA_V1, SCHEMA_V2];
 
 #[derive(Clone, Debug)]
 pub struct RecordingRow {
@@ -232,10 +241,11 @@ impl Index {
         if v > SCHEMA_VERSION {
             return Err(IndexError::TooNew(v));
         }
-        if v < 1 {
+        // Each step and its version bump commit together: a crash leaves the old or the new version.
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(v.max(0) as usize) {
             let tx = self.conn.transaction()?;
-            tx.execute_batch(SCHEMA_V1)?;
-            tx.execute_batch("PRAGMA user_version = 1")?;
+            tx.execute_batch(step)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
             tx.commit()?;
         }
         Ok(())
@@ -263,6 +273,13 @@ impl Index {
             "UPDATE camera SET state = ?2, state_since_ns = ?3, last_error = COALESCE(?4, last_error) WHERE id = ?1",
             params![id, state, since_ns, error],
         )?;
+        Ok(())
+    }
+
+    /// At daemon start: no camera is streaming until its task says so.
+    pub fn reset_camera_states(&self, now_ns: i64) -> Result<(), IndexError> {
+        self.conn
+            .execute("UPDATE camera SET state = 'stopped', state_since_ns = ?1", [now_ns])?;
         Ok(())
     }
 
@@ -533,6 +550,42 @@ mod tests {
         idx.finish_recording(id, "complete", 25, 1, 1_000 + 45_000, 391, &[0; 32], "test")
             .unwrap();
         assert_eq!(idx.last_end_wall_ns(cam).unwrap(), Some(start + 500_000_000));
+    }
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+
+    #[test]
+    fn a_v1_database_is_upgraded_and_its_end_times_filled_in() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("v1.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA_V1).unwrap();
+            c.execute_batch("PRAGMA user_version = 1").unwrap();
+            c.execute_batch(
+                "INSERT INTO camera (name) VALUES ('c'); \
+                 INSERT INTO recording (camera_id, file_name, file_id, key_id, codec, state, start_wall_ns, \
+                 observed_wall_ns, timescale, start_pts, end_pts) \
+                 VALUES (1, 'c/a.vseg', x'00', x'00', 'h264', 'complete', 1000000000, 1000000000, 90000, 0, 180000);",
+            )
+            .unwrap();
+        }
+        let idx = Index::open(&path).unwrap();
+        let v: i64 = idx.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(idx.last_end_wall_ns(1).unwrap(), Some(3_000_000_000));
+        assert_eq!(
+            idx.recordings_overlapping(1, 2_000_000_000, 2_500_000_000)
+                .unwrap()
+                .len(),
+            1
+        );
+        drop(idx);
+        // Opening again changes nothing.
+        assert!(Index::open(&path).is_ok());
     }
 }
 

@@ -179,6 +179,10 @@ impl Recorder {
             self.handle(ev);
         }
         self.close("stopped");
+        self.handle(Event::State {
+            state: "stopped",
+            error: None,
+        });
         self.stats
     }
 
