@@ -161,6 +161,13 @@ pub struct Index {
 const RECORDING_COLUMNS: &str = "r.id, r.camera_id, c.name, r.file_name, r.key_id, r.codec, r.state, r.start_wall_ns, \
      r.timescale, r.start_pts, r.end_pts, r.frames, r.chunks, r.bytes, r.sha256, r.end_reason";
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 const INSERT_CHUNK: &str =
     "INSERT INTO chunk (recording_id, idx, offset, len, first_pts, duration, frames, key_frame) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
@@ -210,9 +217,8 @@ impl Index {
             source,
         })?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
         let mut idx = Index { conn };
-        idx.migrate()?;
+        idx.setup("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
         Ok(idx)
     }
 
@@ -226,26 +232,51 @@ impl Index {
                 }
             })?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch("PRAGMA foreign_keys = ON;")?;
-        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if v > SCHEMA_VERSION {
-            return Err(IndexError::TooNew(v));
-        }
         let mut idx = Index { conn };
-        idx.migrate()?;
+        idx.setup("PRAGMA foreign_keys = ON;")?;
         Ok(idx)
     }
 
-    fn migrate(&mut self) -> Result<(), IndexError> {
-        let v: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if v > SCHEMA_VERSION {
-            return Err(IndexError::TooNew(v));
+    /// Pragmas, then migrations. Retried (100 x 50 ms at most) while another
+    /// process holds the database: switching to WAL and the first migration
+    /// can see SQLITE_BUSY/LOCKED without the busy handler being consulted.
+    fn setup(&mut self, pragmas: &str) -> Result<(), IndexError> {
+        let mut attempts = 0;
+        loop {
+            let r = self
+                .conn
+                .execute_batch(pragmas)
+                .map_err(IndexError::from)
+                .and_then(|()| self.migrate());
+            match r {
+                Err(IndexError::Sql(e)) if is_busy(&e) && attempts < 100 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
         }
-        // Each step and its version bump commit together: a crash leaves the old or the new version.
-        for (i, step) in MIGRATIONS.iter().enumerate().skip(v.max(0) as usize) {
-            let tx = self.conn.transaction()?;
+    }
+
+    /// Brings the schema to [`SCHEMA_VERSION`]. Safe against other processes
+    /// opening the same database at the same moment (the daemon and a CLI
+    /// command): each step holds the write lock (`BEGIN IMMEDIATE`), reads the
+    /// version inside that transaction, and commits with its version bump, so
+    /// a crash leaves the old or the new version and no step runs twice.
+    fn migrate(&mut self) -> Result<(), IndexError> {
+        for _ in 0..MIGRATIONS.len() + 1 {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let v: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if v > SCHEMA_VERSION {
+                return Err(IndexError::TooNew(v));
+            }
+            let Some(step) = MIGRATIONS.get(v.max(0) as usize) else {
+                return Ok(());
+            };
             tx.execute_batch(step)?;
-            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", v.max(0) + 1))?;
             tx.commit()?;
         }
         Ok(())
@@ -586,6 +617,23 @@ mod migration_tests {
         drop(idx);
         // Opening again changes nothing.
         assert!(Index::open(&path).is_ok());
+    }
+
+    #[test]
+    fn concurrent_first_opens_do_not_race() {
+        for round in 0..10 {
+            let d = tempfile::tempdir().unwrap();
+            let path = d.path().join(format!("r{round}.db"));
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let p = path.clone();
+                    std::thread::spawn(move || Index::open(&p).map(|_| ()).map_err(|e| e.to_string()))
+                })
+                .collect();
+            for h in handles {
+                assert_eq!(h.join().unwrap(), Ok(()), "round {round}");
+            }
+        }
     }
 }
 
