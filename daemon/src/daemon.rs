@@ -12,9 +12,10 @@ use crate::keys::KeyLookup;
 use crate::recorder::{Recorder, RecorderConfig};
 use crate::storage::Storage;
 
-/// Frames buffered between a camera's ingest task and its recorder thread
-/// (about 10 s at 25 fps) before ingest waits.
-const FRAME_QUEUE: usize = 256;
+/// Frame batches buffered between a camera's ingest task and its recorder
+/// thread before ingest waits. A batch ends at a key frame or after 1 s of
+/// media, so this holds about 10 s of video, as when the queue held frames.
+const BATCH_QUEUE: usize = 10;
 
 /// Holds an exclusive lock so that two daemons never write one index.
 fn lock_instance(config: &Config) -> anyhow::Result<File> {
@@ -78,7 +79,7 @@ pub fn run(config: Config, keys: Arc<dyn KeyLookup>) -> anyhow::Result<()> {
             rec_index,
             keys.clone(),
         )?;
-        let (tx, rx) = mpsc::channel(FRAME_QUEUE);
+        let (tx, rx) = mpsc::channel(BATCH_QUEUE);
         let name = cam.name.clone();
         recorders.push(
             std::thread::Builder::new()

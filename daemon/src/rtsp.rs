@@ -83,7 +83,8 @@ pub async fn run_camera(
         let mut batch = Vec::new();
         let result = tokio::select! {
             r = stream_once(&cam, stall_timeout, &tx, &mut streamed, &mut batch) => r,
-            _ = shutdown.changed() => Err(IngestError::RecorderGone),
+            // Shutting down: handled just below, once the batch is handed over.
+            _ = shutdown.changed() => Ok(()),
         };
         // Frames received are never dropped: hand over what is batched.
         if !batch.is_empty() {
