@@ -25,7 +25,7 @@ fn bad_configs_give_one_line_and_exit_2() {
     let unknown = good.replace("segment_seconds = 10", "segment_seconds = 10\nsegment_secnds = 5");
     let bad_url = good.replace("rtsp://127.0.0.1:9/h264", "rtsp//127.0.0.1/h264");
     let dup = format!("{good}\n[[camera]]\nname = \"a\"\nurl = \"rtsp://127.0.0.1:9/x\"\n");
-    let missing_key = good.replace("master.key", "no-such.key");
+    let missing_key = good.replace("kek.key", "no-such.key");
     let cases: Vec<(&str, String, usize, &str)> = vec![
         (
             "unknown key",

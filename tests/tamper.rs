@@ -120,15 +120,22 @@ fn tampering_is_detected_and_refused() {
         assert!(ffprobe(&v.path(&format!("clean{}.mp4", r.id))).is_ok());
     }
 
-    // A wrong key file: nothing verifies, nothing exports, and the error says why.
-    std::fs::rename(v.path("master.key"), v.path("master.key.right")).unwrap();
-    assert!(v.cli(&["keys", "init"]).status.success());
+    // Another box's key-encryption key: nothing verifies, nothing exports,
+    // and the error says why. `keys init` will not replace the keyring.
+    assert_eq!(v.cli(&["keys", "init"]).status.code(), Some(2));
+    std::fs::rename(v.path("kek.key"), v.path("kek.key.right")).unwrap();
+    std::fs::write(v.path("kek.key"), format!("vigil-kek-v1:{}\n", "5a".repeat(32))).unwrap();
+    std::fs::set_permissions(v.path("kek.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let o = v.cli(&["verify"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("wrong key file?"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("belongs to another keyring"),
+        "{o:?}"
+    );
     let o = export(&v, &recs[0], "wrongkey.mp4");
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("wrong key file?"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("belongs to another keyring"));
+    assert!(!v.path("wrongkey.mp4").exists());
 }
 
 #[test]
@@ -141,7 +148,7 @@ fn no_key_no_recording() {
         }],
         2,
     );
-    std::fs::remove_file(v.path("master.key")).unwrap();
+    std::fs::remove_file(v.path("kek.key")).unwrap();
     let o = v.cli(&["run"]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);

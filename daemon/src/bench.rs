@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::index::Index;
 use crate::keys::{random_bytes, DataKey, KeyLookup};
@@ -140,4 +141,75 @@ pub fn synthesize(
     rec.close("synthesized");
     anyhow::ensure!(rec.stats.write_errors == 0, "{} write errors", rec.stats.write_errors);
     Ok(count)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn summarize(mut v: Vec<f64>) -> String {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    format!(
+        "mean {:.3} ms, median {:.3} ms, p99 {:.3} ms",
+        mean,
+        percentile(&v, 0.5),
+        percentile(&v, 0.99)
+    )
+}
+
+/// Key and secret latencies on an open keyring: data key unwrap (crypto
+/// only, and through the database with the cache cold), secret set (one
+/// durable transaction with its audit entry) and get (audited).
+pub fn keys(kr: &crate::keyring::Keyring, iterations: usize) -> Result<String, crate::keys::KeyError> {
+    use crate::keyring::Purpose;
+    let n = iterations.max(1);
+    let dek = kr.active_key(Purpose::Recording, "bench:unwrap", None, None)?;
+    let kek = crate::sealing::Kek::generate()?;
+    let (nonce, wrapped) = crate::keyring::wrap_dek(&kek, &dek, "recording", "bench:unwrap")?;
+    let t = Instant::now();
+    for _ in 0..n {
+        let k = crate::keyring::unwrap_dek(&kek, dek.id(), "recording", "bench:unwrap", &nonce, &wrapped)?;
+        std::hint::black_box(k.bytes());
+    }
+    let unwrap_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let mut cold = Vec::with_capacity(n);
+    for _ in 0..n {
+        kr.forget(&[dek.id()]);
+        let t = Instant::now();
+        let k = kr.lookup(&dek.id())?;
+        cold.push(t.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(k);
+    }
+    let mut set = Vec::with_capacity(n);
+    let mut get = Vec::with_capacity(n);
+    let secret_err = |e: crate::secrets::SecretError| crate::keys::KeyError::Keyring(e.to_string());
+    for i in 0..n {
+        let value = format!("bench-value-{i:08}");
+        let t = Instant::now();
+        crate::secrets::set(kr, "bench-secret", value.as_bytes(), None).map_err(secret_err)?;
+        set.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let v = crate::secrets::get(kr, "bench-secret", "benchmark").map_err(secret_err)?;
+        get.push(t.elapsed().as_secs_f64() * 1e3);
+        if v.as_slice() != value.as_bytes() {
+            return Err(crate::keys::KeyError::Keyring(
+                "benchmark secret read back wrong".into(),
+            ));
+        }
+    }
+    crate::secrets::remove(kr, "bench-secret").map_err(secret_err)?;
+    Ok(format!(
+        "dek unwrap (ChaCha20-Poly1305, crypto only): {unwrap_us:.2} us\n\
+         dek lookup (SQLite row + unwrap, cache cold): {}\n\
+         secret set (encrypt + durable transaction + audit entry): {}\n\
+         secret get (read + decrypt + audit entry): {}",
+        summarize(cold),
+        summarize(set),
+        summarize(get)
+    ))
 }

@@ -43,6 +43,11 @@ struct RawStorage {
 struct RawKeys {
     source: Spanned<String>,
     file: Option<Spanned<PathBuf>>,
+    credential: Option<Spanned<PathBuf>>,
+    credential_name: Option<Spanned<String>>,
+    tpm2_device: Option<Spanned<String>>,
+    tpm2_pcrs: Option<Spanned<String>>,
+    with_key: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,7 +63,8 @@ struct RawCamera {
     name: Spanned<String>,
     url: Spanned<String>,
     username: Option<String>,
-    password: Option<String>,
+    password: Option<Spanned<String>>,
+    password_secret: Option<Spanned<String>>,
     #[serde(default = "yes")]
     enabled: bool,
 }
@@ -86,9 +92,41 @@ impl Origin {
     }
 }
 
+/// Where the key-encryption key (KEK) is sealed.
 #[derive(Clone, Debug)]
 pub enum KeySourceConfig {
+    /// Development only: the KEK in a plain file (mode 0600).
     File { path: PathBuf, origin: Origin },
+    /// A systemd credential sealed by the TPM (`systemd-creds encrypt`).
+    Credential(CredentialConfig),
+}
+
+#[derive(Clone, Debug)]
+pub struct CredentialConfig {
+    /// The sealed credential file (what `LoadCredentialEncrypted=` names).
+    pub path: PathBuf,
+    /// The credential name (`LoadCredentialEncrypted=NAME:PATH`).
+    pub name: String,
+    /// `--tpm2-device=` for systemd-creds; `None` is systemd's `auto`.
+    pub tpm2_device: Option<String>,
+    /// PCRs the seal is bound to, e.g. "7" or "7+11"; empty for none.
+    pub tpm2_pcrs: String,
+    /// `tpm2` or `host+tpm2`.
+    pub with_key: String,
+    pub origin: Origin,
+}
+
+/// How a camera's password is given.
+#[derive(Clone, Debug)]
+pub enum CameraPassword {
+    None,
+    /// A plaintext password in the config file (accepted with a warning).
+    Plain(String),
+    /// The name of an entry in the encrypted secrets store.
+    Secret {
+        name: String,
+        origin: Origin,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -96,7 +134,9 @@ pub struct CameraConfig {
     pub name: String,
     pub url: url::Url,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: CameraPassword,
+    /// Where `password` was written, for the warning that says to move it.
+    pub password_origin: Option<Origin>,
     pub enabled: bool,
 }
 
@@ -203,18 +243,88 @@ impl Config {
                     return Err(src.err(
                         keys_span,
                         "keys.file",
-                        "source = \"file\" needs `file = \"/path/to/master.key\"`",
+                        "source = \"file\" needs `file = \"/path/to/kek.key\"`",
                     ));
                 };
                 let origin = src.origin(f.span(), "keys.file");
                 let path = absolute(&src, f, "keys.file")?;
                 KeySourceConfig::File { path, origin }
             }
+            "credential" => {
+                let Some(c) = keys.credential else {
+                    return Err(src.err(
+                        keys_span,
+                        "keys.credential",
+                        "source = \"credential\" needs `credential = \"/var/lib/vigil/kek.cred\"`",
+                    ));
+                };
+                let origin = src.origin(c.span(), "keys.credential");
+                let path = absolute(&src, c, "keys.credential")?;
+                let name = match keys.credential_name {
+                    Some(n) => {
+                        let ok = !n.get_ref().is_empty()
+                            && n.get_ref().len() <= 64
+                            && n.get_ref()
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                        if !ok {
+                            return Err(src.err(
+                                n.span(),
+                                "keys.credential_name",
+                                "use 1 to 64 letters, digits, '-', '_' or '.'",
+                            ));
+                        }
+                        n.into_inner()
+                    }
+                    None => "vigil-kek".to_string(),
+                };
+                let tpm2_pcrs = match keys.tpm2_pcrs {
+                    Some(p) => {
+                        let v = p.get_ref().trim().to_string();
+                        let ok = v.is_empty() || v.split(['+', ',']).all(|x| x.parse::<u8>().is_ok_and(|n| n < 24));
+                        if !ok {
+                            return Err(src.err(
+                                p.span(),
+                                "keys.tpm2_pcrs",
+                                format!("\"{v}\": expected PCR numbers 0-23 joined by '+', e.g. \"7\" or \"7+11\""),
+                            ));
+                        }
+                        v.replace(',', "+")
+                    }
+                    None => String::new(),
+                };
+                let with_key = match keys.with_key {
+                    Some(w) if ["tpm2", "host+tpm2"].contains(&w.get_ref().as_str()) => w.into_inner(),
+                    Some(w) => {
+                        return Err(src.err(
+                            w.span(),
+                            "keys.with_key",
+                            format!("\"{}\": expected \"tpm2\" or \"host+tpm2\"", w.get_ref()),
+                        ))
+                    }
+                    None => "tpm2".to_string(),
+                };
+                let tpm2_device = match keys.tpm2_device {
+                    Some(d) if d.get_ref().is_empty() || d.get_ref().contains(char::is_whitespace) => {
+                        return Err(src.err(d.span(), "keys.tpm2_device", "must be a device path, `auto` or a TCTI"))
+                    }
+                    Some(d) => Some(d.into_inner()),
+                    None => None,
+                };
+                KeySourceConfig::Credential(CredentialConfig {
+                    path,
+                    name,
+                    tpm2_device,
+                    tpm2_pcrs,
+                    with_key,
+                    origin,
+                })
+            }
             other => {
                 return Err(src.err(
                     keys.source.span(),
                     "keys.source",
-                    format!("unknown key source \"{other}\" (this build supports \"file\")"),
+                    format!("unknown key source \"{other}\" (expected \"credential\" or \"file\")"),
                 ))
             }
         };
@@ -283,11 +393,43 @@ impl Config {
                     "put credentials in username/password, not in the URL",
                 ));
             }
+            let (password, password_origin) = match (cam.password, cam.password_secret) {
+                (Some(_), Some(s)) => {
+                    return Err(src.err(
+                        s.span(),
+                        "camera.password_secret",
+                        "give either password or password_secret, not both",
+                    ));
+                }
+                (Some(p), None) => {
+                    let origin = src.origin(p.span(), "camera.password");
+                    (CameraPassword::Plain(p.into_inner()), Some(origin))
+                }
+                (None, Some(s)) => {
+                    if !crate::secrets::valid_name(s.get_ref()) {
+                        return Err(src.err(
+                            s.span(),
+                            "camera.password_secret",
+                            format!("\"{}\": {}", s.get_ref(), crate::secrets::NAME_RULE),
+                        ));
+                    }
+                    let origin = src.origin(s.span(), "camera.password_secret");
+                    (
+                        CameraPassword::Secret {
+                            name: s.into_inner(),
+                            origin,
+                        },
+                        None,
+                    )
+                }
+                (None, None) => (CameraPassword::None, None),
+            };
             cameras.push(CameraConfig {
                 name,
                 url,
                 username: cam.username,
-                password: cam.password,
+                password,
+                password_origin,
                 enabled: cam.enabled,
             });
         }

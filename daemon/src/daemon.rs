@@ -6,8 +6,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::Config;
+use crate::config::{CameraPassword, Config};
 use crate::index::Index;
+use crate::keyring::Keyring;
 use crate::keys::KeyLookup;
 use crate::recorder::{Recorder, RecorderConfig};
 use crate::storage::Storage;
@@ -28,7 +29,52 @@ fn lock_instance(config: &Config) -> anyhow::Result<File> {
     }
 }
 
-pub fn run(config: Config, keys: Arc<dyn KeyLookup>) -> anyhow::Result<()> {
+/// A camera password the daemon cannot resolve: a configuration error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PasswordError(pub crate::config::ConfigError);
+
+/// The password to log in to `cam` with: from the secrets store (audited),
+/// or the plaintext in the config (with a warning saying how to move it).
+fn camera_password(
+    config: &Config,
+    cam: &crate::config::CameraConfig,
+    keyring: &Keyring,
+) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
+    match &cam.password {
+        CameraPassword::None => Ok(None),
+        CameraPassword::Plain(p) => {
+            let line = cam.password_origin.as_ref().map(|o| o.line).unwrap_or(0);
+            tracing::warn!(
+                camera = %cam.name,
+                "camera password is stored in plain text in {}:{line}; move it to the encrypted store: \
+                 `vigil secrets set {}-password` (value on stdin), then replace `password = ...` with \
+                 `password_secret = \"{}-password\"`",
+                config.path.display(),
+                cam.name,
+                cam.name
+            );
+            Ok(Some(zeroize::Zeroizing::new(p.clone())))
+        }
+        CameraPassword::Secret { name, origin } => {
+            match crate::secrets::get(keyring, name, &format!("camera {} login", cam.name)) {
+                Ok(v) => {
+                    let s = String::from_utf8(v.to_vec())
+                        .map_err(|_| PasswordError(origin.error(format!("secret \"{name}\" is not UTF-8 text"))))?;
+                    Ok(Some(zeroize::Zeroizing::new(s)))
+                }
+                Err(crate::secrets::SecretError::NotFound(_)) => Err(PasswordError(origin.error(format!(
+                    "no secret named \"{name}\"; add it with `vigil secrets set {name}` (value on stdin)"
+                )))
+                .into()),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
+    let keys: Arc<dyn KeyLookup> = keyring.clone();
     let storage = Storage::new(&config.storage_dir);
     storage.ensure()?;
     let mut index = Index::open(&config.db_path)?;
@@ -55,8 +101,9 @@ pub fn run(config: Config, keys: Arc<dyn KeyLookup>) -> anyhow::Result<()> {
         tracing::error!(recording = id, "cannot recover: {e}");
     }
 
-    for cam in config.cameras.iter().filter(|c| c.password.is_some()) {
-        tracing::warn!(camera = %cam.name, "camera password is stored in plain text in {}", config.path.display());
+    let mut passwords = Vec::new();
+    for cam in config.cameras.iter().filter(|c| c.enabled) {
+        passwords.push(camera_password(&config, cam, &keyring)?);
     }
     index.reset_camera_states(crate::recorder::now_ns())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -66,7 +113,7 @@ pub fn run(config: Config, keys: Arc<dyn KeyLookup>) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut recorders = Vec::new();
     let mut tasks = Vec::new();
-    for cam in config.cameras.iter().filter(|c| c.enabled) {
+    for (cam, password) in config.cameras.iter().filter(|c| c.enabled).zip(passwords) {
         let camera_id = index.camera_id(&cam.name)?;
         let rec_index = Index::open(&config.db_path)?;
         let recorder = Recorder::new(
@@ -88,6 +135,7 @@ pub fn run(config: Config, keys: Arc<dyn KeyLookup>) -> anyhow::Result<()> {
         );
         tasks.push(runtime.spawn(crate::rtsp::run_camera(
             cam.clone(),
+            password,
             config.stall_timeout,
             tx,
             shutdown_rx.clone(),

@@ -22,7 +22,7 @@ pub enum IndexError {
     Io(#[from] std::io::Error),
 }
 
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE camera (
@@ -80,8 +80,67 @@ UPDATE recording SET end_wall_ns = start_wall_ns + ((end_pts - start_pts) * 1000
 CREATE INDEX recording_camera_end ON recording (camera_id, end_wall_ns);
 "#;
 
+/// v3: the keyring (the KEK's id and escrow, wrapped data keys), the
+/// encrypted secrets store, the audit log and key jobs (re-encryption).
+const SCHEMA_V3: &str = r#"
+CREATE TABLE keyring (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    kek_id BLOB NOT NULL,
+    kek_generation INTEGER NOT NULL,
+    kek_created_ns INTEGER NOT NULL,
+    sealing TEXT NOT NULL,
+    pcrs TEXT NOT NULL,
+    recovery_pub BLOB NOT NULL,
+    escrow BLOB NOT NULL,
+    created_ns INTEGER NOT NULL,
+    rotated_ns INTEGER
+);
+CREATE TABLE data_key (
+    id BLOB PRIMARY KEY,
+    purpose TEXT NOT NULL CHECK (purpose IN ('recording', 'secrets')),
+    scope TEXT NOT NULL,
+    camera_id INTEGER,
+    day TEXT,
+    state TEXT NOT NULL CHECK (state IN ('active', 'retired')),
+    created_ns INTEGER NOT NULL,
+    kek_id BLOB NOT NULL,
+    nonce BLOB NOT NULL,
+    wrapped BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX data_key_active_scope ON data_key (scope) WHERE state = 'active';
+CREATE INDEX recording_key ON recording (key_id);
+CREATE TABLE secret (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    version INTEGER NOT NULL,
+    key_id BLOB NOT NULL,
+    nonce BLOB NOT NULL,
+    value BLOB NOT NULL,
+    created_ns INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL,
+    expires_ns INTEGER
+);
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY,
+    ts_ns INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hash BLOB NOT NULL
+);
+CREATE TABLE key_job (
+    key_id BLOB PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('reencrypt')),
+    reason TEXT NOT NULL,
+    started_ns INTEGER NOT NULL
+);
+"#;
+
 /// Each step takes the schema from version i to i + 1.
-const MIGRATIONS: [&str; 2] = [SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: [&str; 3] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 #[derive(Clone, Debug)]
 pub struct RecordingRow {
@@ -143,6 +202,14 @@ pub struct NewRecording<'a> {
     pub timescale: i64,
     pub start_pts: i64,
     pub bytes: i64,
+}
+
+/// The new file of a re-encrypted recording.
+pub struct SwappedFile<'a> {
+    pub file_name: &'a str,
+    pub file_id: &'a [u8],
+    pub key_id: &'a [u8],
+    pub sha256: &'a [u8],
 }
 
 #[derive(Clone, Debug)]
@@ -220,6 +287,15 @@ impl Index {
         let mut idx = Index { conn };
         idx.setup("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
         Ok(idx)
+    }
+
+    /// The connection, for the modules that own other tables in this database
+    /// (keyring, secrets, audit).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 
     /// Opens an existing database without creating or migrating it.
@@ -514,6 +590,85 @@ impl Index {
             tx.execute("DELETE FROM recording WHERE id = ?1", [id])?;
         }
         tx.commit()?;
+        Ok(name)
+    }
+
+    /// Queues a file that has no recording row (yet) for deletion, e.g. a
+    /// re-encrypted copy being written: a crash leaves it to be collected.
+    pub fn queue_garbage(
+        &self,
+        file_name: &str,
+        recording_id: i64,
+        reason: &str,
+        now_ns: i64,
+    ) -> Result<(), IndexError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO garbage (file_name, recording_id, reason, queued_ns) VALUES (?1, ?2, ?3, ?4)",
+            params![file_name, recording_id, reason, now_ns],
+        )?;
+        Ok(())
+    }
+
+    /// Points recording `id` at a re-encrypted file in one transaction: the
+    /// row takes the new file, name and key (only if it is still under
+    /// `old_key_id`), the new file leaves the garbage queue and the old one
+    /// joins it. Returns false if the row was not under `old_key_id`.
+    pub fn swap_recording_file(
+        &mut self,
+        id: i64,
+        old_key_id: &[u8],
+        new: &SwappedFile<'_>,
+        now_ns: i64,
+    ) -> Result<bool, IndexError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let old_name: Option<String> = tx
+            .query_row(
+                "SELECT file_name FROM recording WHERE id = ?1 AND key_id = ?2",
+                params![id, old_key_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(old_name) = old_name else {
+            return Ok(false);
+        };
+        tx.execute(
+            "UPDATE recording SET file_name = ?2, file_id = ?3, key_id = ?4, sha256 = ?5 WHERE id = ?1",
+            params![id, new.file_name, new.file_id, new.key_id, new.sha256],
+        )?;
+        tx.execute("DELETE FROM garbage WHERE file_name = ?1", [new.file_name])?;
+        tx.execute(
+            "INSERT OR REPLACE INTO garbage (file_name, recording_id, reason, queued_ns) VALUES (?1, ?2, ?3, ?4)",
+            params![old_name, id, "re-encrypted", now_ns],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Recordings sealed under data key `key_id`.
+    pub fn recordings_with_key(&self, key_id: &[u8]) -> Result<Vec<RecordingRow>, IndexError> {
+        self.query_recordings("WHERE r.key_id = ?1", &[&key_id])
+    }
+
+    /// Step 1 of durable deletion inside a caller's transaction (so that it
+    /// commits together with, e.g., the destruction of the data keys).
+    pub fn queue_deletion_in(
+        tx: &rusqlite::Transaction<'_>,
+        id: i64,
+        reason: &str,
+        now_ns: i64,
+    ) -> Result<Option<String>, IndexError> {
+        let name: Option<String> = tx
+            .query_row("SELECT file_name FROM recording WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        if let Some(n) = &name {
+            tx.execute(
+                "INSERT OR REPLACE INTO garbage (file_name, recording_id, reason, queued_ns) VALUES (?1, ?2, ?3, ?4)",
+                params![n, id, reason, now_ns],
+            )?;
+            tx.execute("DELETE FROM recording WHERE id = ?1", [id])?;
+        }
         Ok(name)
     }
 

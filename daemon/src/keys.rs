@@ -1,20 +1,15 @@
-//! Key sources. Issue 2 has the development source: a key file holding the
-//! 32-byte master key, which is used directly as the data key. The TPM-sealed
-//! source and the wrapped keyring come later behind the same [`KeyLookup`].
+//! Key types shared by the format, the keyring and the sealing code: key ids,
+//! data keys (zeroed on drop), the [`KeyLookup`] the recorder and readers use,
+//! and [`KeyError`].
 
 use std::fmt;
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
 
-const KEY_FILE_PREFIX: &str = "vigil-master-key-v1:";
-
 /// 8-byte key identifier written into each recording header.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId(pub [u8; 8]);
 
 impl fmt::Display for KeyId {
@@ -36,6 +31,11 @@ pub struct DataKey {
 }
 
 impl DataKey {
+    /// A data key with an id of its own (keyring keys have random ids).
+    pub fn new(id: KeyId, bytes: [u8; 32]) -> Self {
+        DataKey { id, bytes }
+    }
+    /// A data key whose id is derived from its bytes (tests and benchmarks).
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         let d = digest::digest(&digest::SHA256, &[b"vigil key id v1\0".as_slice(), &bytes].concat());
         let mut id = [0u8; 8];
@@ -66,38 +66,59 @@ impl Drop for DataKey {
     }
 }
 
-/// Finds the data key a recording was sealed with.
+/// Finds the data key a recording was sealed with, and picks the key a new
+/// recording is sealed with.
 pub trait KeyLookup: Send + Sync {
-    fn data_key(&self, id: &KeyId) -> Option<DataKey>;
-    /// The key new recordings are sealed with.
-    fn current_key(&self) -> DataKey;
-    fn current_key_id(&self) -> KeyId {
-        self.current_key().id()
-    }
+    /// The data key with this id; `Ok(None)` when no such key exists (it was
+    /// shredded, or the file comes from another device).
+    fn data_key(&self, id: &KeyId) -> Result<Option<DataKey>, KeyError>;
+    /// The key for a new recording of `camera_id` that starts at `wall_ns`
+    /// (with the keyring: that camera's data key for that UTC day).
+    fn recording_key(&self, camera_id: i64, wall_ns: i64) -> Result<DataKey, KeyError>;
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("key file {0} does not exist (create it with `vigil keys init`)")]
+    #[error("{0} does not exist (on a new box run `vigil keys init`; to restore a lost key, `vigil keys recover`)")]
     Missing(PathBuf),
-    #[error("key file {path}: {source}")]
+    #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("key file {0} is not a Vigil key file (expected one line `vigil-master-key-v1:<64 hex digits>`)")]
+    #[error("{0} does not hold a Vigil key-encryption key (expected one line `vigil-kek-v1:<64 hex digits>`)")]
     Malformed(PathBuf),
     #[error("key file {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`")]
     TooOpen { path: PathBuf, mode: u32 },
-    #[error("key file {0} already exists; refusing to overwrite a key that recordings may need")]
+    #[error("{0} already exists; refusing to overwrite a key that recordings may need")]
     Exists(PathBuf),
     #[error("the system random number generator failed")]
     Random,
+    #[error("the TPM refused to unseal {path}: {reason}")]
+    Unseal { path: PathBuf, reason: String },
+    #[error("sealing with the TPM failed: {0}")]
+    Seal(String),
+    #[error("keyring: {0}")]
+    Keyring(String),
+    #[error("the keyring has no key-encryption key yet; run `vigil keys init`")]
+    NotInitialised,
+    #[error("the keyring is already initialised (key-encryption key {0}); refusing to replace it")]
+    AlreadyInitialised(String),
+    #[error(
+        "the sealed key-encryption key is {found} but the keyring was wrapped under {expected}; \
+         this credential belongs to another keyring (restore access with `vigil keys recover`)"
+    )]
+    KekMismatch { found: String, expected: String },
+    #[error("data key {0} failed to unwrap: the keyring row was altered or the key-encryption key is wrong")]
+    Unwrap(KeyId),
+    #[error("recovery key: {0}")]
+    Recovery(String),
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
 }
 
-/// One data key that seals everything: what the development key file holds
-/// (and what tests and the fuzzer use).
+/// One data key that seals everything (tests, benchmarks and the fuzzer).
 pub struct SingleKey {
     key: DataKey,
 }
@@ -106,91 +127,25 @@ impl SingleKey {
     pub fn new(key: DataKey) -> Self {
         SingleKey { key }
     }
+    pub fn current_key(&self) -> DataKey {
+        self.key.clone()
+    }
+    pub fn current_key_id(&self) -> KeyId {
+        self.key.id()
+    }
 }
 
 impl KeyLookup for SingleKey {
-    fn data_key(&self, id: &KeyId) -> Option<DataKey> {
-        (self.key.id() == *id).then(|| self.key.clone())
+    fn data_key(&self, id: &KeyId) -> Result<Option<DataKey>, KeyError> {
+        Ok((self.key.id() == *id).then(|| self.key.clone()))
     }
-    fn current_key(&self) -> DataKey {
-        self.key.clone()
-    }
-}
-
-/// The development key source: one master key in a file (mode 0600).
-pub struct FileKeySource;
-
-impl FileKeySource {
-    pub fn load(path: &Path) -> Result<SingleKey, KeyError> {
-        let io = |source| KeyError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(KeyError::Missing(path.to_path_buf())),
-            Err(e) => return Err(io(e)),
-        };
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(KeyError::TooOpen {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(io)?;
-        let hexpart = text
-            .trim()
-            .strip_prefix(KEY_FILE_PREFIX)
-            .ok_or_else(|| KeyError::Malformed(path.to_path_buf()))?;
-        let bytes = parse_hex32(hexpart).ok_or_else(|| KeyError::Malformed(path.to_path_buf()))?;
-        Ok(SingleKey::new(DataKey::from_bytes(bytes)))
-    }
-
-    /// Creates a new key file with mode 0600; refuses to overwrite.
-    pub fn init(path: &Path) -> Result<KeyId, KeyError> {
-        let io = |source| KeyError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        if path.exists() {
-            return Err(KeyError::Exists(path.to_path_buf()));
-        }
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(io)?;
-            }
-        }
-        let mut bytes = [0u8; 32];
-        SystemRandom::new().fill(&mut bytes).map_err(|_| KeyError::Random)?;
-        let key = DataKey::from_bytes(bytes);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    KeyError::Exists(path.to_path_buf())
-                } else {
-                    io(e)
-                }
-            })?;
-        writeln!(f, "{KEY_FILE_PREFIX}{}", crate::vseg::hex(&bytes)).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        if let Some(dir) = path.parent() {
-            let _ = crate::vseg::sync_dir(if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            });
-        }
-        bytes.fill(0);
-        Ok(key.id())
+    fn recording_key(&self, _camera_id: i64, _wall_ns: i64) -> Result<DataKey, KeyError> {
+        Ok(self.key.clone())
     }
 }
 
-fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+/// 64 hex digits to 32 bytes.
+pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     let b = s.as_bytes();
     if b.len() != 64 {
         return None;
@@ -204,36 +159,24 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// 16 hex digits to a key id.
+pub fn parse_key_id(s: &str) -> Option<KeyId> {
+    let b = s.trim().as_bytes();
+    if b.len() != 16 {
+        return None;
+    }
+    let mut out = [0u8; 8];
+    for (i, o) in out.iter_mut().enumerate() {
+        let hi = (b[2 * i] as char).to_digit(16)?;
+        let lo = (b[2 * i + 1] as char).to_digit(16)?;
+        *o = (hi * 16 + lo) as u8;
+    }
+    Some(KeyId(out))
+}
+
 /// Fresh random bytes from the OS.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], KeyError> {
     let mut b = [0u8; N];
     SystemRandom::new().fill(&mut b).map_err(|_| KeyError::Random)?;
     Ok(b)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn init_refuses_overwrite_and_is_0600() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("k/master.key");
-        let id = FileKeySource::init(&p).unwrap();
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(matches!(FileKeySource::init(&p), Err(KeyError::Exists(_))));
-        assert_eq!(FileKeySource::load(&p).unwrap().current_key_id(), id);
-    }
-
-    #[test]
-    fn load_rejects_bad_files() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("master.key");
-        assert!(matches!(FileKeySource::load(&p), Err(KeyError::Missing(_))));
-        std::fs::write(&p, "garbage").unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(matches!(FileKeySource::load(&p), Err(KeyError::Malformed(_))));
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(FileKeySource::load(&p), Err(KeyError::TooOpen { .. })));
-    }
 }

@@ -4,16 +4,22 @@
 //! [`vseg`] (the on-disk format, sole owner) + [`index`] (SQLite) →
 //! [`export`] / [`verify`]. See docs/ARCHITECTURE.md.
 
+pub mod audit;
 pub mod bench;
 pub mod cli_time;
 pub mod config;
 pub mod daemon;
 pub mod export;
 pub mod index;
+pub mod keyring;
 pub mod keys;
 pub mod mp4;
 pub mod recorder;
+pub mod recovery;
+pub mod rekey;
 pub mod rtsp;
+pub mod sealing;
+pub mod secrets;
 pub mod storage;
 pub mod verify;
 pub mod vseg;

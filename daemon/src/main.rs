@@ -6,9 +6,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use vigil::config::{Config, KeySourceConfig};
-use vigil::keys::{FileKeySource, KeyError, KeyLookup};
-use vigil::{cli_time, export, index::Index, storage::Storage, verify};
+use std::io::{Read, Write};
+
+use vigil::config::Config;
+use vigil::keyring::{self, Keyring};
+use vigil::keys::{KeyError, KeyLookup};
+use vigil::recovery::RecoveryKey;
+use vigil::sealing::KekSealer;
+use vigil::{audit, cli_time, export, index::Index, rekey, secrets, storage::Storage, verify};
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +35,16 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// The encrypted secrets store (camera passwords, tokens).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Record every enabled camera until SIGTERM.
     Run,
@@ -57,6 +72,9 @@ enum Command {
     Verify {
         #[arg(long)]
         camera: Option<String>,
+        /// Authenticate one loose recording file instead (e.g. a copy).
+        #[arg(long, conflicts_with = "camera")]
+        file: Option<PathBuf>,
     },
     /// Measure the recording writer (seal + write + fdatasync) throughput.
     #[command(hide = true)]
@@ -82,8 +100,96 @@ enum Command {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Create the key file (mode 0600); refuses to overwrite.
-    Init,
+    /// Create the key-encryption key, seal it, and print the recovery key once.
+    Init {
+        /// Write the recovery key to this new file (mode 0600) for escrow
+        /// instead of printing it.
+        #[arg(long)]
+        recovery_key_file: Option<PathBuf>,
+    },
+    /// Show the key source, sealing, data keys and pending jobs.
+    Status {
+        /// Also unseal the key-encryption key to prove it works.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Re-seal the key-encryption key to this TPM with the recovery key (read
+    /// from standard input) after a board swap or a cleared TPM.
+    Recover,
+    /// Replace the key-encryption key: every data key is rewrapped in one
+    /// transaction, then the new key is sealed in place of the old.
+    RotateKek,
+    /// Destroy the data keys of recordings, then the recordings: copies of
+    /// their files made earlier become undecryptable. Other recordings that
+    /// shared those keys are re-encrypted first.
+    Shred {
+        #[arg(long, requires = "before", conflicts_with = "recording")]
+        camera: Option<String>,
+        /// RFC 3339; recordings that end at or before it.
+        #[arg(long)]
+        before: Option<String>,
+        #[arg(long)]
+        recording: Option<i64>,
+        /// Without it, only say what would be shredded.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Re-encrypt everything under a compromised data key, then destroy it.
+    /// Resumable: run it again after an interruption.
+    Reencrypt {
+        /// The data key id (16 hex digits, the last column of `vigil recordings`).
+        #[arg(long)]
+        key: String,
+        #[arg(long, default_value = "compromised")]
+        reason: String,
+    },
+    /// Create data keys for benchmarks and tests.
+    #[command(hide = true)]
+    BenchFill {
+        #[arg(long)]
+        count: usize,
+    },
+    /// Measure data key unwrap, secret set/get and rotate-kek latency.
+    #[command(hide = true)]
+    Bench {
+        #[arg(long, default_value_t = 1000)]
+        iterations: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Store a secret; the value is read from standard input (never argv).
+    Set {
+        name: String,
+        /// RFC 3339 expiry date, shown as "expiring soon" 14 days before.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Names and metadata; never values.
+    List,
+    /// Replace a secret's value (from standard input, or generated).
+    Rotate {
+        name: String,
+        /// Generate a random token of this many bytes and print it once (hex).
+        #[arg(long)]
+        generate: Option<usize>,
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Delete a secret.
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// The latest entries.
+    Tail {
+        #[arg(short = 'n', default_value_t = 20)]
+        n: usize,
+    },
+    /// Check the hash chain; names the first edited, deleted or reordered entry.
+    Verify,
 }
 
 enum Failure {
@@ -100,6 +206,43 @@ impl From<anyhow::Error> for Failure {
 impl From<vigil::index::IndexError> for Failure {
     fn from(e: vigil::index::IndexError) -> Self {
         Failure::Runtime(e.into())
+    }
+}
+impl From<KeyError> for Failure {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::NotInitialised
+            | KeyError::AlreadyInitialised(_)
+            | KeyError::Exists(_)
+            | KeyError::Missing(_)
+            | KeyError::Malformed(_)
+            | KeyError::TooOpen { .. }
+            | KeyError::Recovery(_) => Failure::Usage(e.to_string()),
+            other => Failure::Runtime(other.into()),
+        }
+    }
+}
+impl From<secrets::SecretError> for Failure {
+    fn from(e: secrets::SecretError) -> Self {
+        match e {
+            secrets::SecretError::Key(k) => k.into(),
+            secrets::SecretError::Corrupt(_) => Failure::Integrity(e.to_string()),
+            other => Failure::Usage(other.to_string()),
+        }
+    }
+}
+impl From<rekey::RekeyError> for Failure {
+    fn from(e: rekey::RekeyError) -> Self {
+        match e {
+            rekey::RekeyError::Key(k) => k.into(),
+            rekey::RekeyError::Refused(_)
+            | rekey::RekeyError::UnknownKey(_)
+            | rekey::RekeyError::StillWriting { .. } => Failure::Usage(e.to_string()),
+            rekey::RekeyError::Format { .. } | rekey::RekeyError::CopyFailed { .. } => {
+                Failure::Integrity(e.to_string())
+            }
+            other => Failure::Runtime(other.into()),
+        }
     }
 }
 
@@ -140,22 +283,359 @@ fn load_config(path: &Path) -> Result<Config, Failure> {
     Config::load(path).map_err(|e| Failure::Usage(format!("config error: {e}")))
 }
 
-/// Loads the key source; a missing or unusable key is a configuration error
-/// naming the config line, and nothing is recorded without a key (fail closed).
+/// Opens the keyring and unseals its KEK. A missing or unusable key is a
+/// configuration error naming the config line; nothing is recorded or read
+/// without a key (fail closed).
+fn open_keyring(config: &Config, actor: &str) -> Result<Arc<Keyring>, Failure> {
+    let origin = match &config.keys {
+        vigil::config::KeySourceConfig::File { origin, .. } => origin,
+        vigil::config::KeySourceConfig::Credential(c) => &c.origin,
+    };
+    match Keyring::open(&config.db_path, KekSealer::new(config.keys.clone()), actor) {
+        Ok(k) => Ok(Arc::new(k)),
+        Err(e @ (KeyError::Missing(_) | KeyError::Malformed(_) | KeyError::TooOpen { .. })) => {
+            Err(Failure::Usage(format!("config error: {}", origin.error(e.to_string()))))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn load_keys(config: &Config) -> Result<Arc<dyn KeyLookup>, Failure> {
-    match &config.keys {
-        KeySourceConfig::File { path, origin } => match FileKeySource::load(path) {
-            Ok(k) => {
-                tracing::warn!(
-                    key_file = %path.display(),
-                    "DEVELOPMENT KEY SOURCE: the master key is a plain file, not sealed by a TPM; do not use this on a deployed box"
+    Ok(open_keyring(config, &audit::cli_actor())?)
+}
+
+/// Standard input, without one trailing newline. Zeroed on drop.
+fn read_stdin_secret(what: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, Failure> {
+    let mut v = zeroize::Zeroizing::new(Vec::new());
+    std::io::stdin()
+        .take(secrets::MAX_VALUE_BYTES as u64 + 2)
+        .read_to_end(&mut v)
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("reading {what} from standard input: {e}")))?;
+    if v.ends_with(b"\n") {
+        v.pop();
+        if v.ends_with(b"\r") {
+            v.pop();
+        }
+    }
+    Ok(v)
+}
+
+fn parse_date(s: &str) -> Result<i64, Failure> {
+    // A bare date means its UTC midnight.
+    let full = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_string()
+    };
+    cli_time::parse_rfc3339(&full).map_err(Failure::Usage)
+}
+
+fn hex(b: &[u8]) -> String {
+    vigil::vseg::hex(b)
+}
+
+fn keys_command(cli_config: &Path, command: KeysCommand) -> Result<(), Failure> {
+    let config = load_config(cli_config)?;
+    let actor = audit::cli_actor();
+    let sealer = KekSealer::new(config.keys.clone());
+    let storage = Storage::new(&config.storage_dir);
+    match command {
+        KeysCommand::Init { recovery_key_file } => {
+            if let Some(p) = &recovery_key_file {
+                if p.exists() {
+                    return Err(Failure::Usage(format!("{} already exists", p.display())));
+                }
+            }
+            let rep = keyring::init(&config.db_path, &sealer, &actor)?;
+            if rep.replaced_stray {
+                eprintln!("note: replaced a sealed key that no keyring referenced");
+            }
+            println!("key-encryption key {} sealed: {}", hex(&rep.kek_id), sealer.describe());
+            let text = rep.recovery_key.to_display();
+            match recovery_key_file {
+                Some(p) => {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&p)
+                        .map_err(|e| Failure::Runtime(anyhow::anyhow!("{}: {e}", p.display())))?;
+                    f.write_all(format!("{}\n", text.as_str()).as_bytes())
+                        .and_then(|()| f.sync_all())
+                        .map_err(|e| Failure::Runtime(anyhow::anyhow!("{}: {e}", p.display())))?;
+                    println!(
+                        "recovery key written to {} (mode 0600): move it to escrow now",
+                        p.display()
+                    );
+                }
+                None => {
+                    println!();
+                    println!("RECOVERY KEY (shown once; Vigil keeps no copy of it):");
+                    println!();
+                    println!("    {}", text.as_str());
+                    println!();
+                    println!("Write it down and keep it apart from this box. With it, `vigil keys recover`");
+                    println!("restores access to every recording after a board swap or a cleared TPM.");
+                }
+            }
+            Ok(())
+        }
+        KeysCommand::Status { check } => {
+            let index = Index::open(&config.db_path)?;
+            let st = keyring::status(&index)?;
+            println!("source: {}", sealer.describe());
+            match &st.keyring {
+                None => println!("keyring: not initialised (run `vigil keys init`)"),
+                Some(k) => {
+                    println!(
+                        "key-encryption key: {} (generation {}, created {})",
+                        hex(&k.kek_id),
+                        k.kek_generation,
+                        cli_time::format_ns(k.kek_created_ns)
+                    );
+                    println!("sealed as: {}", k.sealing);
+                    println!(
+                        "PCR policy: {}",
+                        if k.pcrs.is_empty() {
+                            "none".to_string()
+                        } else {
+                            format!("PCR {}", k.pcrs)
+                        }
+                    );
+                    println!(
+                        "last rotation: {}",
+                        k.rotated_ns.map(cli_time::format_ns).unwrap_or_else(|| "never".into())
+                    );
+                    println!("recovery key: escrowed (public key {})", &hex(&k.recovery_pub)[..16]);
+                }
+            }
+            println!(
+                "data keys: {} recording, {} secrets, {} retired; oldest {}, newest {}",
+                st.recording_keys,
+                st.secrets_keys,
+                st.retired_keys,
+                st.oldest_ns.map(cli_time::format_ns).unwrap_or_else(|| "-".into()),
+                st.newest_ns.map(cli_time::format_ns).unwrap_or_else(|| "-".into())
+            );
+            for (k, reason) in &st.pending_jobs {
+                println!("pending re-encryption of data key {k} ({reason}): run `vigil keys reencrypt --key {k}`");
+            }
+            let now = vigil::recorder::now_ns();
+            for m in secrets::list_in(index.conn()).map_err(|e| Failure::Runtime(e.into()))? {
+                let state = m.expiry_state(now);
+                if !state.is_empty() {
+                    println!(
+                        "secret {}: {state} ({})",
+                        m.name,
+                        m.expires_ns.map(cli_time::format_ns).unwrap_or_default()
+                    );
+                }
+            }
+            if check {
+                let kr = open_keyring(&config, &actor)?;
+                drop(kr);
+                println!("unseal: ok");
+            }
+            Ok(())
+        }
+        KeysCommand::Recover => {
+            let text = read_stdin_secret("the recovery key")?;
+            let text = std::str::from_utf8(&text).map_err(|_| Failure::Usage("recovery key: not text".into()))?;
+            let rk = RecoveryKey::parse(text)?;
+            let kek_id = keyring::recover(&config.db_path, &sealer, &rk, &actor)?;
+            println!("key-encryption key {} re-sealed: {}", hex(&kek_id), sealer.describe());
+            Ok(())
+        }
+        KeysCommand::RotateKek => {
+            let kr = open_keyring(&config, &actor)?;
+            let r = kr.rotate_kek()?;
+            println!(
+                "key-encryption key rotated: {} -> {} (generation {}); {} data keys rewrapped in {:.1} ms; sealing took {:.1} ms",
+                hex(&r.old_kek_id),
+                hex(&r.new_kek_id),
+                r.generation,
+                r.rewrapped,
+                r.rewrap_ms,
+                r.seal_ms
+            );
+            Ok(())
+        }
+        KeysCommand::Shred {
+            camera,
+            before,
+            recording,
+            yes,
+        } => {
+            let target = match (camera, before, recording) {
+                (Some(camera), Some(before), None) => rekey::ShredTarget::CameraBefore {
+                    camera,
+                    before_ns: parse_date(&before)?,
+                },
+                (None, None, Some(id)) => rekey::ShredTarget::Recording(id),
+                _ => {
+                    return Err(Failure::Usage(
+                        "give --camera NAME --before DATE, or --recording ID".into(),
+                    ))
+                }
+            };
+            if !yes {
+                let index = open_index(&config)?;
+                let recs: Vec<_> = match &target {
+                    rekey::ShredTarget::CameraBefore { camera, before_ns } => index
+                        .recordings(Some(camera))?
+                        .into_iter()
+                        .filter(|r| r.end_wall_ns() <= *before_ns)
+                        .collect(),
+                    rekey::ShredTarget::Recording(id) => index.recording(*id)?.into_iter().collect(),
+                };
+                let bytes: i64 = recs.iter().map(|r| r.bytes).sum();
+                println!(
+                    "would shred {} recording(s), {bytes} bytes; nothing done (add --yes to shred; it cannot be undone)",
+                    recs.len()
                 );
-                Ok(Arc::new(k))
+                return Ok(());
             }
-            Err(e @ (KeyError::Missing(_) | KeyError::Malformed(_) | KeyError::TooOpen { .. })) => {
-                Err(Failure::Usage(format!("config error: {}", origin.error(e.to_string()))))
+            let kr = open_keyring(&config, &actor)?;
+            let wait = config.segment_duration + std::time::Duration::from_secs(30);
+            let r = rekey::shred(&kr, &storage, &target, wait)?;
+            println!(
+                "shredded {} recording(s) ({} bytes); destroyed {} data key(s); re-encrypted {} other recording(s); WAL {}",
+                r.shredded.len(),
+                r.shredded_bytes,
+                r.keys_destroyed.len(),
+                r.reencrypted.len(),
+                if r.wal_truncated { "checkpointed and truncated" } else { "NOT yet truncated (a reader held it)" }
+            );
+            Ok(())
+        }
+        KeysCommand::Reencrypt { key, reason } => {
+            let id = vigil::keys::parse_key_id(&key)
+                .ok_or_else(|| Failure::Usage(format!("\"{key}\": a key id is 16 hex digits")))?;
+            let kr = open_keyring(&config, &actor)?;
+            let wait = config.segment_duration + std::time::Duration::from_secs(30);
+            let r = rekey::reencrypt(&kr, &storage, id, &reason, wait)?;
+            println!(
+                "re-encrypted {} recording(s) ({} bytes) and {} secret(s); data key {id} destroyed",
+                r.reencrypted.len(),
+                r.reencrypted_bytes,
+                r.secrets_resealed
+            );
+            Ok(())
+        }
+        KeysCommand::BenchFill { count } => {
+            let kr = open_keyring(&config, &actor)?;
+            let t = std::time::Instant::now();
+            for i in 0..count {
+                kr.active_key(keyring::Purpose::Recording, &format!("bench:{i}"), None, None)?;
             }
-            Err(e) => Err(Failure::Runtime(e.into())),
+            println!("created {count} data keys in {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+            Ok(())
+        }
+        KeysCommand::Bench { iterations } => {
+            let kr = open_keyring(&config, &actor)?;
+            let r = vigil::bench::keys(&kr, iterations)?;
+            println!("{r}");
+            Ok(())
+        }
+    }
+}
+
+fn secrets_command(cli_config: &Path, command: SecretsCommand) -> Result<(), Failure> {
+    let config = load_config(cli_config)?;
+    let actor = audit::cli_actor();
+    match command {
+        SecretsCommand::Set { name, expires } => {
+            if !secrets::valid_name(&name) {
+                return Err(Failure::Usage(format!("\"{name}\": {}", secrets::NAME_RULE)));
+            }
+            let expires = expires.as_deref().map(parse_date).transpose()?;
+            let value = read_stdin_secret("the secret")?;
+            let kr = open_keyring(&config, &actor)?;
+            let v = secrets::set(&kr, &name, &value, expires)?;
+            println!("secret {name} stored (version {v})");
+            Ok(())
+        }
+        SecretsCommand::List => {
+            let index = open_index(&config)?;
+            let now = vigil::recorder::now_ns();
+            println!(
+                "{:<32} {:>7}  {:<24} {:<24} {:<16} status",
+                "name", "version", "updated", "expires", "key"
+            );
+            for m in secrets::list_in(index.conn()).map_err(|e| Failure::Runtime(e.into()))? {
+                println!(
+                    "{:<32} {:>7}  {:<24} {:<24} {:<16} {}",
+                    m.name,
+                    m.version,
+                    cli_time::format_ns(m.updated_ns),
+                    m.expires_ns.map(cli_time::format_ns).unwrap_or_else(|| "-".into()),
+                    m.key_id,
+                    m.expiry_state(now)
+                );
+            }
+            Ok(())
+        }
+        SecretsCommand::Rotate {
+            name,
+            generate,
+            expires,
+        } => {
+            let expires = expires.as_deref().map(parse_date).transpose()?;
+            let (value, show) = match generate {
+                Some(n) if (16..=1024).contains(&n) => {
+                    let mut b = zeroize::Zeroizing::new(vec![0u8; n]);
+                    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+                        .map_err(|_| Failure::Runtime(anyhow::anyhow!("random number generator failed")))?;
+                    let h = zeroize::Zeroizing::new(hex(&b).into_bytes());
+                    (h, true)
+                }
+                Some(_) => return Err(Failure::Usage("--generate takes 16 to 1024 bytes".into())),
+                None => (read_stdin_secret("the new value")?, false),
+            };
+            let kr = open_keyring(&config, &actor)?;
+            let v = secrets::rotate(&kr, &name, &value, expires)?;
+            if show {
+                // Printed once, for the operator to configure on the other side.
+                println!("{}", String::from_utf8_lossy(&value));
+            }
+            eprintln!("secret {name} rotated (version {v})");
+            Ok(())
+        }
+        SecretsCommand::Remove { name } => {
+            let kr = open_keyring(&config, &actor)?;
+            secrets::remove(&kr, &name)?;
+            println!("secret {name} removed");
+            Ok(())
+        }
+    }
+}
+
+fn audit_command(cli_config: &Path, command: AuditCommand) -> Result<(), Failure> {
+    let config = load_config(cli_config)?;
+    let index = open_index(&config)?;
+    match command {
+        AuditCommand::Tail { n } => {
+            for e in audit::tail(index.conn(), n).map_err(|e| Failure::Runtime(e.into()))? {
+                println!(
+                    "{:>6} {} {:<16} {:<20} {:<24} {:<7} {}",
+                    e.id,
+                    cli_time::format_ns(e.ts_ns),
+                    e.actor,
+                    e.action,
+                    e.target,
+                    e.outcome,
+                    e.detail
+                );
+            }
+            Ok(())
+        }
+        AuditCommand::Verify => match audit::verify(index.conn()).map_err(|e| Failure::Runtime(e.into()))? {
+            Ok(n) => {
+                println!("audit log intact: {n} entries, hash chain verified");
+                Ok(())
+            }
+            Err(what) => Err(Failure::Integrity(format!("audit log: {what}"))),
         },
     }
 }
@@ -172,43 +652,38 @@ fn open_index(config: &Config) -> Result<Index, Failure> {
 
 fn dispatch(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Keys {
-            command: KeysCommand::Init,
-        } => {
-            let config = load_config(&cli.config)?;
-            let KeySourceConfig::File { path, .. } = &config.keys;
-            match FileKeySource::init(path) {
-                Ok(id) => {
-                    println!("created key file {} (key id {id}, mode 0600)", path.display());
-                    Ok(())
-                }
-                Err(e @ KeyError::Exists(_)) => Err(Failure::Usage(e.to_string())),
-                Err(e) => Err(Failure::Runtime(e.into())),
-            }
-        }
+        Command::Keys { command } => keys_command(&cli.config, command),
+        Command::Secrets { command } => secrets_command(&cli.config, command),
+        Command::Audit { command } => audit_command(&cli.config, command),
         Command::Run => {
             let config = load_config(&cli.config)?;
-            let keys = load_keys(&config)?;
-            vigil::daemon::run(config, keys)?;
-            Ok(())
+            let keyring = open_keyring(&config, "daemon")?;
+            match vigil::daemon::run(config, keyring) {
+                Ok(()) => Ok(()),
+                Err(e) => match e.downcast::<vigil::daemon::PasswordError>() {
+                    Ok(p) => Err(Failure::Usage(format!("config error: {}", p.0))),
+                    Err(e) => Err(Failure::Runtime(e)),
+                },
+            }
         }
         Command::Recordings { camera } => {
             let config = load_config(&cli.config)?;
             let index = open_index(&config)?;
             println!(
-                "{:>6}  {:<16} {:<24} {:<24} {:>7} {:>12}  state",
-                "id", "camera", "start", "end", "frames", "bytes"
+                "{:>6}  {:<16} {:<24} {:<24} {:>7} {:>12}  {:<9} data key",
+                "id", "camera", "start", "end", "frames", "bytes", "state"
             );
             for r in index.recordings(camera.as_deref())? {
                 println!(
-                    "{:>6}  {:<16} {:<24} {:<24} {:>7} {:>12}  {}",
+                    "{:>6}  {:<16} {:<24} {:<24} {:>7} {:>12}  {:<9} {}",
                     r.id,
                     r.camera,
                     cli_time::format_ns(r.start_wall_ns),
                     cli_time::format_ns(r.end_wall_ns()),
                     r.frames,
                     r.bytes,
-                    r.state
+                    r.state,
+                    hex(&r.key_id)
                 );
             }
             Ok(())
@@ -280,7 +755,18 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 Err(e) => Err(Failure::Runtime(e.into())),
             }
         }
-        Command::Verify { camera } => {
+        Command::Verify { file: Some(file), .. } => {
+            let config = load_config(&cli.config)?;
+            let keys = load_keys(&config)?;
+            match verify::verify_file(&file, keys.as_ref()) {
+                Ok(line) => {
+                    println!("{line}");
+                    Ok(())
+                }
+                Err(e) => Err(Failure::Integrity(e)),
+            }
+        }
+        Command::Verify { camera, file: None } => {
             let config = load_config(&cli.config)?;
             let keys = load_keys(&config)?;
             let index = open_index(&config)?;

@@ -340,7 +340,8 @@ impl Recorder {
         start_wall_ns: i64,
         observed: i64,
     ) -> anyhow::Result<OpenRecording> {
-        let key = self.keys.current_key();
+        // Fail closed: without a data key nothing is written.
+        let key = self.keys.recording_key(self.cfg.camera_id, start_wall_ns)?;
         let file_id = keys::random_bytes::<16>()?;
         let header = Header {
             max_record_plaintext: vseg::DEFAULT_MAX_RECORD_PLAINTEXT,

@@ -63,6 +63,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(8);
 /// Runs one camera until `shutdown` flips to true.
 pub async fn run_camera(
     cam: CameraConfig,
+    password: Option<zeroize::Zeroizing<String>>,
     stall_timeout: Duration,
     tx: mpsc::Sender<Event>,
     mut shutdown: watch::Receiver<bool>,
@@ -82,7 +83,7 @@ pub async fn run_camera(
         let mut streamed = false;
         let mut batch = Vec::new();
         let result = tokio::select! {
-            r = stream_once(&cam, stall_timeout, &tx, &mut streamed, &mut batch) => r,
+            r = stream_once(&cam, password.as_deref().map(String::as_str), stall_timeout, &tx, &mut streamed, &mut batch) => r,
             // Shutting down: handled just below, once the batch is handed over.
             _ = shutdown.changed() => Ok(()),
         };
@@ -139,6 +140,7 @@ const MAX_BATCH_AGE: Duration = Duration::from_secs(1);
 
 async fn stream_once(
     cam: &CameraConfig,
+    password: Option<&str>,
     stall: Duration,
     tx: &mpsc::Sender<Event>,
     streamed: &mut bool,
@@ -146,7 +148,7 @@ async fn stream_once(
 ) -> Result<(), IngestError> {
     let creds = cam.username.as_ref().map(|u| Credentials {
         username: u.clone(),
-        password: cam.password.clone().unwrap_or_default(),
+        password: password.map(str::to_string).unwrap_or_default(),
     });
     let opts = SessionOptions::default()
         .creds(creds)

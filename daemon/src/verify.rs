@@ -120,3 +120,20 @@ fn verify_one(index: &Index, storage: &Storage, keys: &dyn KeyLookup, rec: &Reco
         Err(problems.join("; "))
     }
 }
+
+/// Authenticates one loose recording file (e.g. a copy taken off the box)
+/// with this device's keyring. Ok: a one-line description; Err: why not.
+pub fn verify_file(path: &std::path::Path, keys: &dyn KeyLookup) -> Result<String, String> {
+    let mut r = SegmentReader::open(path, keys).map_err(|e| e.to_string())?;
+    let key = r.header().key_id;
+    let scan = r.scan().map_err(|e| e.to_string())?;
+    if let Some(e) = scan.error {
+        return Err(e.to_string());
+    }
+    Ok(format!(
+        "{}: authentic, {} frames in {} chunks, sealed under data key {key}",
+        path.display(),
+        scan.summary.frames,
+        scan.summary.media_chunks
+    ))
+}

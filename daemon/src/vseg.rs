@@ -51,12 +51,15 @@ pub enum FormatError {
     #[error("{path}: header is malformed: {what}")]
     BadHeader { path: PathBuf, what: &'static str },
     #[error(
-        "{path}: sealed under data key {needed}, which is not available (the loaded key is {loaded}): wrong key file?"
+        "{path}: sealed under data key {needed}, which this device does not have \
+         (shredded, or the file comes from another device)"
     )]
-    WrongKey {
+    WrongKey { path: PathBuf, needed: KeyId },
+    #[error("{path}: data key {needed} is unavailable: {reason}")]
+    KeyUnavailable {
         path: PathBuf,
         needed: KeyId,
-        loaded: KeyId,
+        reason: String,
     },
     #[error(
         "{path}: chunk {index} at byte {offset}: authentication failed (tampered, reordered, spliced or wrong key)"
@@ -533,6 +536,18 @@ impl SegmentWriter {
     /// Creates `path` (must not exist), writes the header and the stream record,
     /// fdatasyncs the file and fsyncs its directory.
     pub fn create(path: &Path, header: &Header, key: &DataKey, stream: &StreamInfo) -> Result<Self, FormatError> {
+        let mut w = Self::create_raw(path, header, key)?;
+        w.summary.end_pts = stream.start_pts;
+        let mut buf = stream.encode();
+        w.append_record(RecordKind::Stream, &mut buf)?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+        Ok(w)
+    }
+
+    /// Creates `path` (must not exist) and writes the header only.
+    fn create_raw(path: &Path, header: &Header, key: &DataKey) -> Result<Self, FormatError> {
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -547,17 +562,9 @@ impl SegmentWriter {
             next_index: 0,
             len: 0,
             hash: digest::Context::new(&digest::SHA256),
-            summary: Summary {
-                end_pts: stream.start_pts,
-                ..Summary::default()
-            },
+            summary: Summary::default(),
         };
         w.write_all(&hbytes)?;
-        let mut buf = stream.encode();
-        w.append_record(RecordKind::Stream, &mut buf)?;
-        if let Some(dir) = path.parent() {
-            sync_dir(dir)?;
-        }
         Ok(w)
     }
 
@@ -694,11 +701,22 @@ impl SegmentReader {
         }
         file.read_exact(&mut hb).map_err(|e| FormatError::io(path, e))?;
         let header = Header::decode(path, &hb)?;
-        let key = keys.data_key(&header.key_id).ok_or_else(|| FormatError::WrongKey {
-            path: path.to_path_buf(),
-            needed: header.key_id,
-            loaded: keys.current_key_id(),
-        })?;
+        let key = match keys.data_key(&header.key_id) {
+            Ok(Some(k)) => k,
+            Ok(None) => {
+                return Err(FormatError::WrongKey {
+                    path: path.to_path_buf(),
+                    needed: header.key_id,
+                })
+            }
+            Err(e) => {
+                return Err(FormatError::KeyUnavailable {
+                    path: path.to_path_buf(),
+                    needed: header.key_id,
+                    reason: e.to_string(),
+                })
+            }
+        };
         let sealer = FileSealer::new(&key, &hb, &header.salt);
         Ok(SegmentReader {
             file,
@@ -942,6 +960,62 @@ impl SegmentReader {
     }
 }
 
+/// Re-seals a finished recording under another data key: every record of
+/// `src` is authenticated and re-sealed, with the same kind, position and
+/// plaintext, into `dst` (which must not exist) under `header`. Record
+/// lengths do not change, so the index's chunk offsets stay valid. `src`
+/// must end with a final record. `dst` is synced, its directory too.
+pub fn reseal(
+    src: &Path,
+    keys: &dyn crate::keys::KeyLookup,
+    dst: &Path,
+    header: &Header,
+    key: &DataKey,
+) -> Result<Finished, FormatError> {
+    let mut reader = SegmentReader::open(src, keys)?;
+    if header.max_record_plaintext < reader.header.max_record_plaintext {
+        return Err(FormatError::BadHeader {
+            path: dst.to_path_buf(),
+            what: "new header allows smaller records than the source",
+        });
+    }
+    let mut w = SegmentWriter::create_raw(dst, header, key)?;
+    let mut buf = Vec::new();
+    let mut index = 0u64;
+    let mut offset = HEADER_LEN as u64;
+    loop {
+        if offset >= reader.file_len {
+            return Err(FormatError::MissingFinal {
+                path: src.to_path_buf(),
+                last_index: index.saturating_sub(1),
+            });
+        }
+        let (kind, pos) = reader.read_record_into(index, offset, &mut buf)?;
+        w.append_record(kind, &mut buf)?;
+        offset += pos.len;
+        index += 1;
+        if kind.is_final() {
+            break;
+        }
+    }
+    if offset != reader.file_len {
+        return Err(FormatError::TrailingData {
+            path: src.to_path_buf(),
+            extra: reader.file_len - offset,
+        });
+    }
+    if let Some(dir) = dst.parent() {
+        sync_dir(dir)?;
+    }
+    let sha256 = arr(w.hash.clone().finish().as_ref());
+    Ok(Finished {
+        bytes: w.len,
+        sha256,
+        summary: w.summary,
+        records: w.next_index,
+    })
+}
+
 /// Result of crash recovery on one file.
 #[derive(Debug)]
 pub struct Recovered {
@@ -1040,7 +1114,7 @@ pub fn hex(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{DataKey, FileKeySource, KeyLookup};
+    use crate::keys::DataKey;
     use proptest::prelude::*;
 
     type OneKey = crate::keys::SingleKey;
@@ -1259,7 +1333,6 @@ mod tests {
             let mut r = SegmentReader::open(&p, &k).unwrap();
             let s = r.scan().unwrap();
             prop_assert!(s.error.is_some());
-            let _ = FileKeySource::load(&p);
         }
     }
 }

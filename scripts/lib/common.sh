@@ -8,6 +8,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 CAMERA_PACKAGES="gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi python3-gst-1.0 gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav ffmpeg"
 
+# A software TPM behind a resource manager (as a board's /dev/tpmrm0 is),
+# systemd-creds to seal with it, and libfaketime for the day-rollover test.
+TPM_PACKAGES="systemd swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon faketime"
+
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # need_packages PKG...: apt-get install whatever is not installed yet.

@@ -60,7 +60,7 @@ fn signal(pid: u32, sig: &str) {
 }
 
 /// Kills a child by PID and reaps it (bounded).
-fn kill_and_wait(child: &mut Child) {
+pub fn kill_and_wait(child: &mut Child) {
     if let Ok(None) = child.try_wait() {
         signal(child.id(), "CONT");
         let _ = child.kill();
@@ -68,7 +68,7 @@ fn kill_and_wait(child: &mut Child) {
     let _ = wait_bounded(child, Duration::from_secs(10));
 }
 
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     wait_for(limit, || child.try_wait().ok().flatten())
 }
 
@@ -159,43 +159,126 @@ pub struct Cam<'a> {
 pub struct Vigil {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    /// What `keys init` printed as the recovery key.
+    pub recovery_key: String,
     daemon: Option<Child>,
     runs: u32,
+    env: Vec<(String, String)>,
 }
 
+/// The `[keys]` section: `{dir}` is replaced by the installation directory.
+pub const FILE_KEYS: &str = "source = \"file\"\nfile = \"{dir}/kek.key\"\n";
+
 impl Vigil {
-    /// Writes a config for `cams` and creates the key file.
+    /// Writes a config for `cams` (development key file) and runs `keys init`.
     pub fn new(cams: &[Cam<'_>], segment_seconds: u32) -> Vigil {
+        Vigil::with_keys(cams, segment_seconds, FILE_KEYS, "", &[])
+    }
+
+    /// The KEK sealed by `tpm` (bound to `pcrs`, e.g. "7", or "" for none).
+    pub fn sealed(cams: &[Cam<'_>], segment_seconds: u32, tpm: &Swtpm, pcrs: &str, camera_extra: &str) -> Vigil {
+        let bus = tpm.bus_address();
+        Vigil::with_keys(
+            cams,
+            segment_seconds,
+            &tpm.keys_toml(pcrs),
+            camera_extra,
+            &[("DBUS_SESSION_BUS_ADDRESS", bus.as_str())],
+        )
+    }
+
+    /// As [`Vigil::new`] with the `[keys]` section `keys` and extra lines
+    /// for each `[[camera]]` (`camera_extra`).
+    pub fn with_keys(
+        cams: &[Cam<'_>],
+        segment_seconds: u32,
+        keys: &str,
+        camera_extra: &str,
+        env: &[(&str, &str)],
+    ) -> Vigil {
         let dir = tempfile::Builder::new()
             .prefix("vigil-e2e-")
             .tempdir()
             .expect("tempdir");
         let d = dir.path();
         let mut toml = format!(
-            "[storage]\ndir = \"{}/recordings\"\ndb = \"{}/vigil.db\"\n\n[keys]\nsource = \"file\"\nfile = \"{}/master.key\"\n\n\
+            "[storage]\ndir = \"{}/recordings\"\ndb = \"{}/vigil.db\"\n\n[keys]\n{}\n\
              [recording]\nsegment_seconds = {segment_seconds}\nstall_timeout_seconds = 5\n",
             d.display(),
             d.display(),
-            d.display()
+            keys.replace("{dir}", &d.display().to_string())
         );
         for c in cams {
-            toml.push_str(&format!("\n[[camera]]\nname = \"{}\"\nurl = \"{}\"\n", c.name, c.url));
+            toml.push_str(&format!(
+                "\n[[camera]]\nname = \"{}\"\nurl = \"{}\"\n{camera_extra}",
+                c.name, c.url
+            ));
         }
         let config = d.join("vigil.toml");
         std::fs::write(&config, toml).expect("write config");
-        let v = Vigil {
+        let mut v = Vigil {
             dir,
             config,
+            recovery_key: String::new(),
             daemon: None,
             runs: 0,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         let out = v.cli(&["keys", "init"]);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(
             out.status.success(),
-            "keys init: {}",
+            "keys init: {}{stdout}",
             String::from_utf8_lossy(&out.stderr)
         );
+        v.recovery_key = stdout
+            .lines()
+            .skip_while(|l| !l.starts_with("RECOVERY KEY"))
+            .map(str::trim)
+            .find(|l| l.len() == 47 && l.matches('-').count() == 7)
+            .unwrap_or_default()
+            .to_string();
+        assert!(!v.recovery_key.is_empty(), "no recovery key printed: {stdout}");
         v
+    }
+
+    /// Environment for every later `vigil` this fixture starts (e.g. libfaketime).
+    pub fn set_env(&mut self, k: &str, val: &str) {
+        self.env.push((k.to_string(), val.to_string()));
+    }
+
+    /// Runs a CLI command with `input` on standard input.
+    pub fn cli_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut c = Command::new(vigil_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("VIGIL_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run vigil");
+        if let Some(mut i) = c.stdin.take() {
+            let _ = i.write_all(input);
+        }
+        c.wait_with_output().expect("wait vigil")
+    }
+
+    /// Starts a CLI command in the background (for kill -9 tests).
+    pub fn spawn_cli(&self, args: &[&str]) -> Child {
+        Command::new(vigil_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("VIGIL_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn vigil")
     }
 
     /// One camera, the daemon started, and the camera streaming (asserted, 20 s at most).
@@ -232,6 +315,7 @@ impl Vigil {
             .arg(&self.config)
             .args(args)
             .env("VIGIL_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .expect("run vigil")
     }
@@ -246,6 +330,7 @@ impl Vigil {
             .arg("run")
             .env("VIGIL_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -330,6 +415,8 @@ pub struct Rec {
     pub frames: i64,
     pub bytes: i64,
     pub state: String,
+    /// The data key id (hex).
+    pub key: String,
 }
 
 impl Rec {
@@ -346,6 +433,7 @@ impl Rec {
             frames: w[4].parse().ok()?,
             bytes: w[5].parse().ok()?,
             state: w[6].into(),
+            key: w.get(7).map(|k| k.to_string()).unwrap_or_default(),
         })
     }
 }
@@ -529,4 +617,196 @@ pub fn chromium_dom(url: &str, budget_ms: u32) -> String {
     let out = child.wait_with_output().expect("chromium output");
     drop(killer);
     String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// A software TPM 2.0 (swtpm) on loopback TCP behind a resource manager
+/// (tpm2-abrmd on a private D-Bus), as a board's kernel `/dev/tpmrm0`
+/// would be: without one, every `systemd-creds decrypt` leaves a session
+/// loaded and the fourth fails with "out of memory for session contexts".
+/// State lives in a temporary directory; every process is killed by PID and
+/// reaped on drop.
+pub struct Swtpm {
+    pub port: u16,
+    pub state: tempfile::TempDir,
+    bus_dir: tempfile::TempDir,
+    swtpm: Option<Child>,
+    bus: Option<Child>,
+    abrmd: Option<Child>,
+}
+
+const TABRMD_TCTI: &str = "tabrmd:bus_type=session";
+
+impl Swtpm {
+    pub fn start() -> Swtpm {
+        let mut s = Swtpm {
+            port: 0,
+            state: tempfile::Builder::new()
+                .prefix("vigil-swtpm-")
+                .tempdir()
+                .expect("tempdir"),
+            bus_dir: tempfile::Builder::new()
+                .prefix("vigil-bus-")
+                .tempdir()
+                .expect("tempdir"),
+            swtpm: None,
+            bus: None,
+            abrmd: None,
+        };
+        s.restart();
+        s
+    }
+
+    fn stop(&mut self) {
+        for c in [self.abrmd.take(), self.bus.take(), self.swtpm.take()]
+            .into_iter()
+            .flatten()
+        {
+            let mut c = c;
+            kill_and_wait(&mut c);
+        }
+    }
+
+    /// The private bus address: set as DBUS_SESSION_BUS_ADDRESS for vigil.
+    pub fn bus_address(&self) -> String {
+        format!("unix:path={}/bus", self.bus_dir.path().display())
+    }
+
+    /// (Re)starts swtpm with the same state (PCRs reset, as at a reboot),
+    /// its bus and its resource manager.
+    pub fn restart(&mut self) {
+        self.stop();
+        // Fresh ports each time: a dying swtpm may still hold the old ones.
+        let (port, ctrl) = loop {
+            let p = free_port();
+            if p < 65535 && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+                break (p, p + 1);
+            }
+        };
+        self.port = port;
+        self.swtpm = Some(
+            Command::new("swtpm")
+                .args(["socket", "--tpm2"])
+                .arg("--server")
+                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+                .arg("--ctrl")
+                .arg(format!("type=tcp,port={ctrl},bindaddr=127.0.0.1"))
+                .arg("--tpmstate")
+                .arg(format!("dir={}", self.state.path().display()))
+                .args(["--flags", "not-need-init,startup-clear"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start swtpm (scripts/test installs it)"),
+        );
+        // (The probe connection is closed at once: swtpm serves one client at a time.)
+        let up = wait_for(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(drop)
+        });
+        assert!(up.is_some(), "swtpm did not listen on {port}");
+        let bus = self.bus_dir.path().join("bus");
+        let _ = std::fs::remove_file(&bus);
+        let conf = self.bus_dir.path().join("bus.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\" \
+                 \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
+                 <busconfig><type>session</type><listen>unix:path={}</listen><auth>EXTERNAL</auth>\
+                 <policy context=\"default\"><allow send_destination=\"*\"/><allow receive_sender=\"*\"/><allow own=\"*\"/></policy></busconfig>\n",
+                bus.display()
+            ),
+        )
+        .expect("bus config");
+        self.bus = Some(
+            Command::new("dbus-daemon")
+                .arg(format!("--config-file={}", conf.display()))
+                .args(["--nofork", "--nopidfile"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start dbus-daemon"),
+        );
+        assert!(
+            wait_for(Duration::from_secs(10), || bus.exists().then_some(())).is_some(),
+            "private D-Bus did not start"
+        );
+        self.abrmd = Some(
+            Command::new("tpm2-abrmd")
+                .args(["--session", "--allow-root", "--flush-all"])
+                .arg(format!("--tcti=swtpm:host=127.0.0.1,port={port}"))
+                .env("DBUS_SESSION_BUS_ADDRESS", self.bus_address())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(self.bus_dir.path().join("abrmd.log")).expect("abrmd log"))
+                .spawn()
+                .expect("start tpm2-abrmd (scripts/test installs it)"),
+        );
+        let ready = wait_for(Duration::from_secs(15), || {
+            Command::new("tpm2_getcap")
+                .arg("properties-fixed")
+                .env("TPM2TOOLS_TCTI", TABRMD_TCTI)
+                .env("DBUS_SESSION_BUS_ADDRESS", self.bus_address())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .ok()
+                .filter(|s| s.success())
+        });
+        if ready.is_none() {
+            let o = Command::new("tpm2_getcap")
+                .arg("properties-fixed")
+                .env("TPM2TOOLS_TCTI", TABRMD_TCTI)
+                .env("DBUS_SESSION_BUS_ADDRESS", self.bus_address())
+                .output();
+            panic!(
+                "tpm2-abrmd did not answer: {}\n{o:?}\n{}",
+                std::fs::read_to_string(self.bus_dir.path().join("abrmd.log")).unwrap_or_default(),
+                std::fs::read_to_string(&conf).unwrap_or_default()
+            );
+        }
+    }
+
+    /// Loses every key the TPM held (a new board, or a cleared TPM).
+    pub fn wipe(&mut self) {
+        self.stop();
+        for e in std::fs::read_dir(self.state.path()).expect("state dir").flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+        self.restart();
+    }
+
+    /// The TCTI for systemd-creds and tpm2-tools (with [`Swtpm::bus_address`]).
+    pub fn tcti(&self) -> String {
+        TABRMD_TCTI.to_string()
+    }
+
+    /// Extends PCR `pcr` (SHA-256 bank) with a fixed digest, as a boot measurement would.
+    pub fn extend(&self, pcr: u32, tag: u8) {
+        let digest: String = std::iter::repeat_n(format!("{tag:02x}"), 32).collect();
+        let o = Command::new("tpm2_pcrextend")
+            .arg(format!("{pcr}:sha256={digest}"))
+            .env("TPM2TOOLS_TCTI", self.tcti())
+            .env("DBUS_SESSION_BUS_ADDRESS", self.bus_address())
+            .output()
+            .expect("tpm2_pcrextend (scripts/test installs tpm2-tools)");
+        assert!(o.status.success(), "pcrextend: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// The `[keys]` section sealing the KEK to this TPM (optionally to `pcrs`).
+    pub fn keys_toml(&self, pcrs: &str) -> String {
+        format!(
+            "source = \"credential\"\ncredential = \"{{dir}}/kek.cred\"\ntpm2_device = \"{}\"\ntpm2_pcrs = \"{pcrs}\"\n",
+            self.tcti()
+        )
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Whether `needle` occurs anywhere in `hay`.
+pub fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }

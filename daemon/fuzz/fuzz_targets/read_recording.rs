@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vigil::keys::{DataKey, KeyLookup, SingleKey};
+use vigil::keys::{DataKey, SingleKey};
 use vigil::vseg::{self, FileSealer, Header, RecordKind, SegmentReader};
 
 
