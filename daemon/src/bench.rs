@@ -115,6 +115,7 @@ pub fn synthesize(
             camera_id,
             camera: camera.to_string(),
             segment_duration: segment,
+            import_start_wall_ns: None,
         },
         storage.clone(),
         Index::open(db)?,

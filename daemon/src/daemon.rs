@@ -121,6 +121,7 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
                 camera_id,
                 camera: cam.name.clone(),
                 segment_duration: config.segment_duration,
+                import_start_wall_ns: None,
             },
             storage.clone(),
             rec_index,

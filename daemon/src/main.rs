@@ -46,6 +46,16 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Bring an existing unencrypted MP4 (H.264/H.265) into encrypted storage.
+    Import {
+        #[arg(long)]
+        camera: String,
+        /// Wall-clock time of the file's first frame (RFC 3339); default: the
+        /// creation time the MP4 states.
+        #[arg(long)]
+        start: Option<String>,
+        file: PathBuf,
+    },
     /// Record every enabled camera until SIGTERM.
     Run,
     /// List recordings: id, camera, start, end, frames, bytes, state.
@@ -655,6 +665,57 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Keys { command } => keys_command(&cli.config, command),
         Command::Secrets { command } => secrets_command(&cli.config, command),
         Command::Audit { command } => audit_command(&cli.config, command),
+        Command::Import { camera, start, file } => {
+            let config = load_config(&cli.config)?;
+            if !vigil::secrets::valid_name(&camera) || camera.contains('.') {
+                return Err(Failure::Usage(format!(
+                    "\"{camera}\": use 1 to 64 letters, digits, '-' or '_'"
+                )));
+            }
+            let start = start.as_deref().map(parse_date).transpose()?;
+            let keys = load_keys(&config)?;
+            let storage = Storage::new(&config.storage_dir);
+            match vigil::import::import(
+                &config.db_path,
+                &storage,
+                keys,
+                &camera,
+                &file,
+                start,
+                config.segment_duration,
+            ) {
+                Ok(r) => {
+                    println!(
+                        "imported {} frames of {} ({:.1} s from {}) into {} encrypted recording(s) of camera {camera}{}",
+                        r.frames,
+                        r.codec,
+                        r.duration_ns as f64 / 1e9,
+                        cli_time::format_ns(r.start_wall_ns),
+                        r.recordings,
+                        if r.skipped_before_key > 0 {
+                            format!("; {} frames before the first key frame skipped", r.skipped_before_key)
+                        } else {
+                            String::new()
+                        }
+                    );
+                    let _ = audit::append(
+                        open_index(&config)?.conn(),
+                        &audit::cli_actor(),
+                        "recording.import",
+                        &camera,
+                        audit::Outcome::Ok,
+                        &format!("{} ({} frames)", file.display(), r.frames),
+                    );
+                    Ok(())
+                }
+                Err(
+                    e @ (vigil::import::ImportError::Demux(_)
+                    | vigil::import::ImportError::InsideStorage(_)
+                    | vigil::import::ImportError::NoStartTime(_)),
+                ) => Err(Failure::Usage(e.to_string())),
+                Err(e) => Err(Failure::Runtime(e.into())),
+            }
+        }
         Command::Run => {
             let config = load_config(&cli.config)?;
             let keyring = open_keyring(&config, "daemon")?;

@@ -60,6 +60,9 @@ pub struct RecorderConfig {
     pub camera_id: i64,
     pub camera: String,
     pub segment_duration: Duration,
+    /// Importing a file: the wall-clock time of its first key frame. Wall
+    /// times then follow media time instead of the clock.
+    pub import_start_wall_ns: Option<i64>,
 }
 
 struct OpenRecording {
@@ -141,6 +144,8 @@ pub struct Recorder {
     /// doubling to 30 s; reset by the first chunk written).
     retry_at: Option<std::time::Instant>,
     write_backoff: Duration,
+    /// Importing: the media time that `import_start_wall_ns` names.
+    import_origin_pts: Option<i64>,
     pub stats: RecorderStats,
 }
 
@@ -169,6 +174,7 @@ impl Recorder {
             last_end_wall_ns,
             retry_at: None,
             write_backoff: Duration::ZERO,
+            import_origin_pts: None,
             stats: RecorderStats::default(),
         })
     }
@@ -311,6 +317,22 @@ impl Recorder {
     }
 
     fn start_recording(&mut self, params: &StreamParams, pts: i64) {
+        if let Some(base) = self.cfg.import_start_wall_ns {
+            let origin = *self.import_origin_pts.get_or_insert(pts);
+            let wall = base + ticks_to_ns(pts - origin, i64::from(params.timescale));
+            match self.create_recording(params, pts, wall, now_ns()) {
+                Ok(open) => {
+                    self.stats.recordings += 1;
+                    self.open = Some(open);
+                }
+                Err(e) => {
+                    tracing::error!(camera = %self.cfg.camera, "cannot start a recording: {e:#}");
+                    self.stats.write_errors += 1;
+                    self.storage_failed();
+                }
+            }
+            return;
+        }
         let observed = now_ns();
         let start_wall_ns = match self.continue_wall_ns {
             Some(prev) if (observed - prev).abs() < 5_000_000_000 => prev,

@@ -1,0 +1,91 @@
+//! Acceptance: recording crosses a UTC day boundary (simulated with
+//! libfaketime from 23:59:50) without a gap; the new day's recordings are
+//! sealed under a new data key.
+
+use std::time::Duration;
+
+use vigil_e2e::*;
+
+fn libfaketime() -> Option<String> {
+    let out = std::process::Command::new("dpkg")
+        .args(["-L", "libfaketime"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.ends_with("libfaketimeMT.so.1"))
+        .map(str::to_string)
+}
+
+#[test]
+fn recording_crosses_a_day_rollover_without_a_gap() {
+    let lib = libfaketime().expect("libfaketime (scripts/test installs faketime)");
+    let cam = Camera::start(&[]);
+    let mut v = Vigil::new(
+        &[Cam {
+            name: "c",
+            url: cam.url("/h264"),
+        }],
+        4,
+    );
+    // Only the daemon's wall clock is simulated; its timers run on real time.
+    v.set_env("LD_PRELOAD", &lib);
+    v.set_env("FAKETIME", "@2026-11-22 23:59:50");
+    v.set_env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    v.set_env("TZ", "UTC");
+    v.start();
+    assert!(
+        v.wait_state("c", "streaming", Duration::from_secs(20)).is_some(),
+        "{}",
+        v.log()
+    );
+    let after_midnight = wait_for(Duration::from_secs(60), || {
+        let r = v.recordings();
+        (r.iter()
+            .filter(|r| r.state == "complete" && r.start.starts_with("2026-11-23"))
+            .count()
+            >= 2)
+            .then_some(())
+    });
+    assert!(
+        after_midnight.is_some(),
+        "no recordings after midnight: {:?}\n{}",
+        v.recordings(),
+        v.log()
+    );
+    assert!(v.stop());
+
+    let recs: Vec<Rec> = v.recordings().into_iter().filter(|r| r.state == "complete").collect();
+    let day1: Vec<&Rec> = recs.iter().filter(|r| r.start.starts_with("2026-11-22")).collect();
+    let day2: Vec<&Rec> = recs.iter().filter(|r| r.start.starts_with("2026-11-23")).collect();
+    assert!(!day1.is_empty() && !day2.is_empty(), "{recs:?}");
+    assert!(day1.iter().all(|r| r.key == day1[0].key), "one key per camera per day");
+    assert!(day2.iter().all(|r| r.key == day2[0].key));
+    assert_ne!(day1[0].key, day2[0].key, "a new day, a new data key");
+    // Each recording starts exactly where the previous one ended.
+    for w in recs.windows(2) {
+        let gap = epoch_secs(&w[1].start) - epoch_secs(&w[0].end);
+        assert!(
+            gap.abs() < 0.002,
+            "gap of {gap} s between recordings {} and {}",
+            w[0].id,
+            w[1].id
+        );
+    }
+    // One export across midnight holds every frame, evenly spaced.
+    let first = recs.first().unwrap();
+    let last = recs.last().unwrap();
+    let out = v.path("midnight.mp4");
+    let o = v.export("c", &first.start, &last.end, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p = ffprobe(&out).expect("ffprobe accepts the export");
+    let frames: i64 = recs.iter().map(|r| r.frames).sum();
+    assert_eq!(p.frames as i64, frames, "every recorded frame is in the export");
+    let (max_gap, increasing) = dts_continuity(&p.dts);
+    assert!(
+        increasing && max_gap < 0.1,
+        "timestamps continuous across midnight (max gap {max_gap} s)"
+    );
+    let st = String::from_utf8_lossy(&v.cli(&["keys", "status"]).stdout).to_string();
+    assert!(st.contains("data keys: 2 recording"), "{st}");
+}
