@@ -98,6 +98,28 @@ fn tpm_sealed_kek_records_and_a_pcr_mismatch_is_refused_by_name() {
     tpm.restart();
     tpm.extend(7, 0xaa);
     verify_all(&v);
+
+    // Under systemd, LoadCredentialEncrypted= unseals at unit start and vigil
+    // reads $CREDENTIALS_DIRECTORY: it then needs no TPM access of its own.
+    let creds = v.path("credentials");
+    std::fs::create_dir_all(&creds).unwrap();
+    let o = std::process::Command::new("systemd-creds")
+        .args(["decrypt", "--name=vigil-kek"])
+        .arg(format!("--tpm2-device={}", tpm.tcti()))
+        .arg(v.path("kek.cred"))
+        .arg(creds.join("vigil-kek"))
+        .env("DBUS_SESSION_BUS_ADDRESS", tpm.bus_address())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    tpm.wipe();
+    assert_eq!(
+        v.cli(&["verify"]).status.code(),
+        Some(1),
+        "no TPM, no credential: refused"
+    );
+    v.set_env("CREDENTIALS_DIRECTORY", &creds.to_string_lossy());
+    verify_all(&v);
 }
 
 #[test]

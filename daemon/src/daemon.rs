@@ -101,6 +101,11 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         tracing::error!(recording = id, "cannot recover: {e}");
     }
 
+    match keyring.prune_unused(crate::recorder::now_ns()) {
+        Ok(ids) if !ids.is_empty() => tracing::info!(count = ids.len(), "destroyed data keys no recording uses"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot prune unused data keys: {e}"),
+    }
     let mut passwords = Vec::new();
     for cam in config.cameras.iter().filter(|c| c.enabled) {
         passwords.push(camera_password(&config, cam, &keyring)?);

@@ -596,6 +596,45 @@ impl Keyring {
         ids.iter().for_each(|id| self.cache_drop(id));
     }
 
+    /// Destroys recording keys whose recordings are all gone (deleted by
+    /// retention or by hand), except today's and yesterday's, which a
+    /// recording may still be about to use. Returns the keys destroyed.
+    pub fn prune_unused(&self, now_ns: i64) -> Result<Vec<KeyId>, KeyError> {
+        let keep_from = utc_day(now_ns - 86_400_000_000_000);
+        let actor = self.actor.clone();
+        let ids = self.with_index(|idx| {
+            let tx = idx
+                .conn_mut()
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let ids: Vec<Vec<u8>> = {
+                let mut st = tx.prepare(
+                    "SELECT d.id FROM data_key d WHERE d.purpose = 'recording' AND d.day IS NOT NULL AND d.day < ?1 \
+                     AND NOT EXISTS (SELECT 1 FROM recording r WHERE r.key_id = d.id) \
+                     AND NOT EXISTS (SELECT 1 FROM key_job j WHERE j.key_id = d.id)",
+                )?;
+                let it = st.query_map([&keep_from], |r| r.get(0))?;
+                it.collect::<Result<_, _>>()?
+            };
+            for id in &ids {
+                tx.execute("DELETE FROM data_key WHERE id = ?1", [id])?;
+            }
+            if !ids.is_empty() {
+                audit::append(
+                    &tx,
+                    &actor,
+                    "keys.prune",
+                    &format!("{} data key(s)", ids.len()),
+                    Outcome::Ok,
+                    "no recording uses them any more",
+                )?;
+            }
+            tx.commit()?;
+            ids.iter().map(|v| key_id_of(v)).collect::<Result<Vec<_>, _>>()
+        })?;
+        self.forget(&ids);
+        Ok(ids)
+    }
+
     /// A new KEK: sealed into `.next`, every DEK rewrapped and the keyring
     /// row replaced in one transaction, then `.next` becomes current. A crash
     /// at any point leaves the old or the new KEK working (see `open`).
@@ -895,6 +934,25 @@ mod tests {
         let kr = Keyring::open(&db, sealer.clone(), "t").unwrap();
         assert!(!sealer.exists(Slot::Next));
         assert_eq!(kr.lookup(&a.id()).unwrap().unwrap().bytes(), a.bytes());
+    }
+
+    #[test]
+    fn keys_without_recordings_are_pruned_after_their_day() {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("v.db");
+        let sealer = file_sealer(d.path());
+        init(&db, &sealer, "t").unwrap();
+        let kr = Keyring::open(&db, sealer, "t").unwrap();
+        let day = 86_400_000_000_000i64;
+        let now = 1_700_000_000_000_000_000;
+        let old = kr.recording_key(1, now - 5 * day).unwrap();
+        let recent = kr.recording_key(1, now - day).unwrap();
+        let today = kr.recording_key(1, now).unwrap();
+        let pruned = kr.prune_unused(now).unwrap();
+        assert_eq!(pruned, vec![old.id()]);
+        assert!(kr.lookup(&old.id()).unwrap().is_none());
+        assert!(kr.lookup(&recent.id()).unwrap().is_some());
+        assert!(kr.lookup(&today.id()).unwrap().is_some());
     }
 
     #[test]
