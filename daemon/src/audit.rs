@@ -6,11 +6,31 @@ use ring::digest;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Who did something: `cli:<user>`, `daemon`, or (later) `user:<name>`.
+/// The CLI user is the one sudo ran for, else the process's own user.
 pub fn cli_actor() -> String {
     let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".to_string());
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(process_user)
+        .unwrap_or_else(|| "unknown".to_string());
     format!("cli:{user}")
+}
+
+/// The real user of this process, from /proc and /etc/passwd (no unsafe FFI).
+fn process_user() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 2 && f[2] == uid).then(|| f[0].to_string())
+    });
+    Some(name.unwrap_or_else(|| format!("uid {uid}")))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
