@@ -470,7 +470,7 @@ db = "/var/lib/vigil/vigil.db"
 
 [keys]
 source = "file"
-file = "/var/lib/vigil/master.key"
+file = "/var/lib/vigil/kek.key"
 
 [recording]
 segment_seconds = 10
