@@ -609,10 +609,13 @@ impl Keyring {
             let ids: Vec<Vec<u8>> = {
                 let mut st = tx.prepare(
                     "SELECT d.id FROM data_key d WHERE d.purpose = 'recording' AND d.day IS NOT NULL AND d.day < ?1 \
+                     AND d.created_ns < ?2 \
                      AND NOT EXISTS (SELECT 1 FROM recording r WHERE r.key_id = d.id) \
                      AND NOT EXISTS (SELECT 1 FROM key_job j WHERE j.key_id = d.id)",
                 )?;
-                let it = st.query_map([&keep_from], |r| r.get(0))?;
+                // A key created in the last hour may be about to get its first
+                // recording (an import of old footage): never pruned.
+                let it = st.query_map(params![keep_from, now_ns - 3_600_000_000_000], |r| r.get(0))?;
                 it.collect::<Result<_, _>>()?
             };
             for id in &ids {
@@ -944,10 +947,18 @@ mod tests {
         init(&db, &sealer, "t").unwrap();
         let kr = Keyring::open(&db, sealer, "t").unwrap();
         let day = 86_400_000_000_000i64;
-        let now = 1_700_000_000_000_000_000;
+        let now = crate::recorder::now_ns();
         let old = kr.recording_key(1, now - 5 * day).unwrap();
         let recent = kr.recording_key(1, now - day).unwrap();
         let today = kr.recording_key(1, now).unwrap();
+        // Just created: kept for an hour whatever its day.
+        assert!(kr.prune_unused(now).unwrap().is_empty());
+        kr.with_index(|i| {
+            i.conn()
+                .execute("UPDATE data_key SET created_ns = ?1", [now - 2 * 3_600_000_000_000])?;
+            Ok(())
+        })
+        .unwrap();
         let pruned = kr.prune_unused(now).unwrap();
         assert_eq!(pruned, vec![old.id()]);
         assert!(kr.lookup(&old.id()).unwrap().is_none());

@@ -71,6 +71,7 @@ struct OpenRecording {
     start_pts: i64,
     start_wall_ns: i64,
     timescale: u32,
+    key_id: [u8; 8],
 }
 
 struct Held {
@@ -362,6 +363,30 @@ impl Recorder {
         start_wall_ns: i64,
         observed: i64,
     ) -> anyhow::Result<OpenRecording> {
+        // A shred or re-encryption may retire and destroy the key we were
+        // handed before our row names it: then the new file is discarded and
+        // a fresh key taken (bounded).
+        for _ in 0..3 {
+            let open = self.create_recording_once(params, pts, start_wall_ns, observed)?;
+            let key_id = keys::KeyId(open.key_id);
+            if self.keys.data_key(&key_id)?.is_some() {
+                return Ok(open);
+            }
+            tracing::warn!(camera = %self.cfg.camera, key = %key_id, "data key destroyed while starting a recording; taking a new one");
+            let _ =
+                self.storage
+                    .delete_recording(&mut self.index, open.id, "key destroyed before first chunk", now_ns());
+        }
+        anyhow::bail!("no data key stayed available for a new recording")
+    }
+
+    fn create_recording_once(
+        &mut self,
+        params: &StreamParams,
+        pts: i64,
+        start_wall_ns: i64,
+        observed: i64,
+    ) -> anyhow::Result<OpenRecording> {
         // Fail closed: without a data key nothing is written.
         let key = self.keys.recording_key(self.cfg.camera_id, start_wall_ns)?;
         let file_id = keys::random_bytes::<16>()?;
@@ -401,6 +426,7 @@ impl Recorder {
             start_pts: pts,
             start_wall_ns,
             timescale: params.timescale,
+            key_id: key.id().0,
         })
     }
 

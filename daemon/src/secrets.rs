@@ -145,13 +145,44 @@ fn write(
     must_exist: bool,
 ) -> Result<i64, SecretError> {
     check(name, value)?;
-    let key = current_key(kr)?;
+    // The key may be retired between fetching it and the transaction (a
+    // re-encryption of the secrets key): then fetch it again (bounded).
+    for _ in 0..3 {
+        let key = current_key(kr)?;
+        if let Some(v) = write_with(kr, &key, name, value, expires_ns, must_exist)? {
+            return Ok(v);
+        }
+    }
+    Err(SecretError::Key(KeyError::Keyring(
+        "the secrets key kept changing; try again".into(),
+    )))
+}
+
+/// `Ok(None)`: `key` is no longer the active secrets key; nothing written.
+fn write_with(
+    kr: &Keyring,
+    key: &DataKey,
+    name: &str,
+    value: &[u8],
+    expires_ns: Option<i64>,
+    must_exist: bool,
+) -> Result<Option<i64>, SecretError> {
     let actor = kr.actor().to_string();
     let action = if must_exist { "secret.rotate" } else { "secret.write" };
     let r = kr.with_index(|idx| {
         let tx = idx
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let active: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM data_key WHERE id = ?1 AND state = 'active'",
+                [key.id().0.as_slice()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if active.is_none() {
+            return Ok(Err(()));
+        }
         let now = crate::recorder::now_ns();
         let existing: Option<(i64, i64, Option<i64>)> = tx
             .query_row(
@@ -171,7 +202,7 @@ fn write(
             None if must_exist => {
                 audit::append(&tx, &actor, action, name, Outcome::Failed, "no such secret")?;
                 tx.commit()?;
-                return Ok(None);
+                return Ok(Ok(None));
             }
             None => {
                 tx.execute(
@@ -182,16 +213,20 @@ fn write(
                 (tx.last_insert_rowid(), 1)
             }
         };
-        let (nonce, ct) = seal_field(&key, id, value)?;
+        let (nonce, ct) = seal_field(key, id, value)?;
         tx.execute(
             "UPDATE secret SET key_id = ?2, nonce = ?3, value = ?4 WHERE id = ?1",
             params![id, key.id().0.as_slice(), nonce.as_slice(), ct],
         )?;
         audit::append(&tx, &actor, action, name, Outcome::Ok, &format!("version {version}"))?;
         tx.commit()?;
-        Ok(Some(version))
+        Ok(Ok(Some(version)))
     })?;
-    r.ok_or_else(|| SecretError::NotFound(name.to_string()))
+    match r {
+        Err(()) => Ok(None),
+        Ok(Some(v)) => Ok(Some(v)),
+        Ok(None) => Err(SecretError::NotFound(name.to_string())),
+    }
 }
 
 /// Reads a secret's value; `why` goes to the audit log (e.g. "camera front-door login").
