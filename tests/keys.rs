@@ -34,6 +34,15 @@ fn record_n(v: &mut Vigil, camera: &str, n: usize) -> Vec<Rec> {
     complete(v)
 }
 
+/// One H.264 camera, 2 s recordings, the KEK sealed by `tpm` without a PCR policy.
+fn one_camera_sealed(cam: &Camera, tpm: &Swtpm) -> Vigil {
+    let cams = [Cam {
+        name: "c",
+        url: cam.url("/h264"),
+    }];
+    Vigil::sealed(&cams, 2, tpm, "", "")
+}
+
 fn verify_all(v: &Vigil) -> String {
     let o = v.cli(&["verify"]);
     assert!(o.status.success(), "verify failed: {}", text(&o));
@@ -126,16 +135,7 @@ fn tpm_sealed_kek_records_and_a_pcr_mismatch_is_refused_by_name() {
 fn recovery_key_restores_every_recording_after_the_tpm_is_wiped() {
     let cam = Camera::start(&[]);
     let mut tpm = Swtpm::start();
-    let mut v = Vigil::sealed(
-        &[Cam {
-            name: "c",
-            url: cam.url("/h264"),
-        }],
-        2,
-        &tpm,
-        "",
-        "",
-    );
+    let mut v = one_camera_sealed(&cam, &tpm);
     let recs = record_n(&mut v, "c", 3);
 
     tpm.wipe();
@@ -193,16 +193,7 @@ impl Lcg {
 fn rotate_kek_with_10000_data_keys_survives_kill9_at_random_moments() {
     let cam = Camera::start(&[]);
     let tpm = Swtpm::start();
-    let mut v = Vigil::sealed(
-        &[Cam {
-            name: "c",
-            url: cam.url("/h264"),
-        }],
-        2,
-        &tpm,
-        "",
-        "",
-    );
+    let mut v = one_camera_sealed(&cam, &tpm);
     let recs = record_n(&mut v, "c", 2);
     let o = v.cli(&["keys", "bench-fill", "--count", "10000"]);
     assert!(o.status.success(), "{}", text(&o));

@@ -130,18 +130,21 @@ pub fn tail(conn: &Connection, n: usize) -> rusqlite::Result<Vec<Entry>> {
         "SELECT id, ts_ns, actor, action, target, outcome, detail FROM \
          (SELECT * FROM audit_log ORDER BY id DESC LIMIT ?1) ORDER BY id",
     )?;
-    let rows = st.query_map([n as i64], |r| {
-        Ok(Entry {
-            id: r.get(0)?,
-            ts_ns: r.get(1)?,
-            actor: r.get(2)?,
-            action: r.get(3)?,
-            target: r.get(4)?,
-            outcome: r.get(5)?,
-            detail: r.get(6)?,
-        })
-    })?;
+    let rows = st.query_map([n as i64], entry_from_row)?;
     rows.collect()
+}
+
+/// Columns 0..7: id, ts_ns, actor, action, target, outcome, detail.
+fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    Ok(Entry {
+        id: r.get(0)?,
+        ts_ns: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        target: r.get(4)?,
+        outcome: r.get(5)?,
+        detail: r.get(6)?,
+    })
 }
 
 /// The first break in the chain, if any, in words.
@@ -154,15 +157,7 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Result<u64, String>> {
     let mut expect_id = 1i64;
     let mut n = 0u64;
     while let Some(r) = rows.next()? {
-        let e = Entry {
-            id: r.get(0)?,
-            ts_ns: r.get(1)?,
-            actor: r.get(2)?,
-            action: r.get(3)?,
-            target: r.get(4)?,
-            outcome: r.get(5)?,
-            detail: r.get(6)?,
-        };
+        let e = entry_from_row(r)?;
         let prev_hash: Vec<u8> = r.get(7)?;
         let hash: Vec<u8> = r.get(8)?;
         if e.id != expect_id {

@@ -579,16 +579,7 @@ impl Index {
     /// and its file name is queued in `garbage`.
     pub fn queue_deletion(&mut self, id: i64, reason: &str, now_ns: i64) -> Result<Option<String>, IndexError> {
         let tx = self.conn.transaction()?;
-        let name: Option<String> = tx
-            .query_row("SELECT file_name FROM recording WHERE id = ?1", [id], |r| r.get(0))
-            .optional()?;
-        if let Some(n) = &name {
-            tx.execute(
-                "INSERT OR REPLACE INTO garbage (file_name, recording_id, reason, queued_ns) VALUES (?1, ?2, ?3, ?4)",
-                params![n, id, reason, now_ns],
-            )?;
-            tx.execute("DELETE FROM recording WHERE id = ?1", [id])?;
-        }
+        let name = Self::queue_deletion_in(&tx, id, reason, now_ns)?;
         tx.commit()?;
         Ok(name)
     }

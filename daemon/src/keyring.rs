@@ -174,6 +174,17 @@ pub fn keyring_row(index: &Index) -> Result<Option<KeyringRow>, KeyError> {
     }))
 }
 
+/// A keyring mutex; a poisoned one (a panic elsewhere) is an error, not a panic.
+fn locked<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, KeyError> {
+    m.lock().map_err(|_| KeyError::Keyring("keyring lock poisoned".into()))
+}
+
+/// The KEK id the keyring row names, read inside a transaction.
+fn keyring_kek_id(tx: &rusqlite::Transaction<'_>) -> Result<[u8; 8], KeyError> {
+    let v: Vec<u8> = tx.query_row("SELECT kek_id FROM keyring WHERE id = 1", [], |r| r.get(0))?;
+    kek_id_of(&v)
+}
+
 /// Serialises key operations across processes (init, rotation, recovery,
 /// completing an interrupted rotation): an exclusive lock on `<db>.keys.lock`.
 pub struct KeysLock(#[allow(dead_code)] File);
@@ -387,19 +398,12 @@ impl Keyring {
 
     /// Runs `f` with the keyring's database connection.
     pub fn with_index<T>(&self, f: impl FnOnce(&mut Index) -> Result<T, KeyError>) -> Result<T, KeyError> {
-        let mut idx = self
-            .index
-            .lock()
-            .map_err(|_| KeyError::Keyring("keyring lock poisoned".into()))?;
+        let mut idx = locked(&self.index)?;
         f(&mut idx)
     }
 
     fn kek_id(&self) -> Result<[u8; 8], KeyError> {
-        Ok(self
-            .kek
-            .lock()
-            .map_err(|_| KeyError::Keyring("keyring lock poisoned".into()))?
-            .id())
+        Ok(locked(&self.kek)?.id())
     }
 
     /// Re-reads the keyring's KEK id and, if another process rotated the
@@ -410,10 +414,7 @@ impl Keyring {
         }
         let k = unseal_matching(&self.db_path, &self.sealer, expected)?;
         tracing::info!(kek = %crate::vseg::hex(&expected), "the key-encryption key was rotated; reloaded");
-        *self
-            .kek
-            .lock()
-            .map_err(|_| KeyError::Keyring("keyring lock poisoned".into()))? = k;
+        *locked(&self.kek)? = k;
         Ok(())
     }
 
@@ -427,10 +428,7 @@ impl Keyring {
         wrapped: &[u8],
     ) -> Result<DataKey, KeyError> {
         self.refresh_kek(kek_id)?;
-        let kek = self
-            .kek
-            .lock()
-            .map_err(|_| KeyError::Keyring("keyring lock poisoned".into()))?;
+        let kek = locked(&self.kek)?;
         unwrap_dek(&kek, id, purpose, scope, nonce, wrapped)
     }
 
@@ -505,19 +503,12 @@ impl Keyring {
         day: Option<&str>,
     ) -> Result<Option<DataKey>, KeyError> {
         let dek = DataKey::new(KeyId(random_bytes::<8>()?), random_bytes::<32>()?);
-        let mut idx = self
-            .index
-            .lock()
-            .map_err(|_| KeyError::Keyring("keyring lock poisoned".into()))?;
+        let mut idx = locked(&self.index)?;
         let tx = idx
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current: Vec<u8> = tx.query_row("SELECT kek_id FROM keyring WHERE id = 1", [], |r| r.get(0))?;
-        let current = kek_id_of(&current)?;
-        let kek = self
-            .kek
-            .lock()
-            .map_err(|_| KeyError::Keyring("keyring lock poisoned".into()))?;
+        let current = keyring_kek_id(&tx)?;
+        let kek = locked(&self.kek)?;
         if kek.id() != current {
             drop(kek);
             drop(tx);
@@ -660,19 +651,12 @@ impl Keyring {
         let seal_ms = t0.elapsed().as_secs_f64() * 1e3;
         let t1 = std::time::Instant::now();
         let rewrapped = {
-            let mut idx = self
-                .index
-                .lock()
-                .map_err(|_| KeyError::Keyring("keyring lock poisoned".into()))?;
-            let old = self
-                .kek
-                .lock()
-                .map_err(|_| KeyError::Keyring("keyring lock poisoned".into()))?;
+            let mut idx = locked(&self.index)?;
+            let old = locked(&self.kek)?;
             let tx = idx
                 .conn_mut()
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let current: Vec<u8> = tx.query_row("SELECT kek_id FROM keyring WHERE id = 1", [], |r| r.get(0))?;
-            if kek_id_of(&current)? != old_id {
+            if keyring_kek_id(&tx)? != old_id {
                 return Err(KeyError::Keyring(
                     "the keyring changed during rotation; try again".into(),
                 ));
@@ -727,10 +711,7 @@ impl Keyring {
         };
         let rewrap_ms = t1.elapsed().as_secs_f64() * 1e3;
         self.sealer.promote_next()?;
-        *self
-            .kek
-            .lock()
-            .map_err(|_| KeyError::Keyring("keyring lock poisoned".into()))? = new;
+        *locked(&self.kek)? = new;
         // The old wrapped forms linger in the WAL until a checkpoint.
         let _ = self.with_index(checkpoint_truncate);
         Ok(RotateReport {
@@ -875,6 +856,15 @@ mod tests {
     use super::tests_support::file_sealer;
     use super::*;
 
+    /// A temporary directory with an initialised keyring (development KEK file).
+    fn initialised() -> (tempfile::TempDir, PathBuf, KekSealer) {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("v.db");
+        let sealer = file_sealer(d.path());
+        init(&db, &sealer, "t").unwrap();
+        (d, db, sealer)
+    }
+
     #[test]
     fn keys_per_camera_per_day_survive_rotation_and_recovery() {
         let d = tempfile::tempdir().unwrap();
@@ -916,10 +906,7 @@ mod tests {
 
     #[test]
     fn an_interrupted_rotation_is_finished_or_discarded() {
-        let d = tempfile::tempdir().unwrap();
-        let db = d.path().join("v.db");
-        let sealer = file_sealer(d.path());
-        init(&db, &sealer, "t").unwrap();
+        let (_d, db, sealer) = initialised();
         let kr = Keyring::open(&db, sealer.clone(), "t").unwrap();
         let a = kr.recording_key(1, 0).unwrap();
         // Crash after sealing .next, before the commit: .next is discarded.
@@ -941,10 +928,7 @@ mod tests {
 
     #[test]
     fn keys_without_recordings_are_pruned_after_their_day() {
-        let d = tempfile::tempdir().unwrap();
-        let db = d.path().join("v.db");
-        let sealer = file_sealer(d.path());
-        init(&db, &sealer, "t").unwrap();
+        let (_d, db, sealer) = initialised();
         let kr = Keyring::open(&db, sealer, "t").unwrap();
         let day = 86_400_000_000_000i64;
         let now = crate::recorder::now_ns();
@@ -968,10 +952,7 @@ mod tests {
 
     #[test]
     fn a_moved_or_edited_row_does_not_unwrap() {
-        let d = tempfile::tempdir().unwrap();
-        let db = d.path().join("v.db");
-        let sealer = file_sealer(d.path());
-        init(&db, &sealer, "t").unwrap();
+        let (_d, db, sealer) = initialised();
         let kr = Keyring::open(&db, sealer.clone(), "t").unwrap();
         let a = kr.recording_key(1, 0).unwrap();
         drop(kr);

@@ -247,15 +247,22 @@ impl Vigil {
         self.env.push((k.to_string(), val.to_string()));
     }
 
-    /// Runs a CLI command with `input` on standard input.
-    pub fn cli_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        use std::io::Write;
-        let mut c = Command::new(vigil_bin())
-            .arg("--config")
+    /// `vigil --config C ARGS` with this installation's environment.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(vigil_bin());
+        c.arg("--config")
             .arg(&self.config)
             .args(args)
             .env("VIGIL_LOG", "warn")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        c
+    }
+
+    /// Runs a CLI command with `input` on standard input.
+    pub fn cli_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut c = self
+            .command(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -269,12 +276,7 @@ impl Vigil {
 
     /// Starts a CLI command in the background (for kill -9 tests).
     pub fn spawn_cli(&self, args: &[&str]) -> Child {
-        Command::new(vigil_bin())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env("VIGIL_LOG", "warn")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        self.command(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -310,14 +312,7 @@ impl Vigil {
 
     /// Runs a CLI command to completion (bounded by the command itself).
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(vigil_bin())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env("VIGIL_LOG", "warn")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()
-            .expect("run vigil")
+        self.command(args).output().expect("run vigil")
     }
 
     /// Starts `vigil run`, logging to run-N.log.
