@@ -316,6 +316,9 @@ fn load_keys(config: &Config) -> Result<Arc<dyn KeyLookup>, Failure> {
 
 /// Standard input, without one trailing newline. Zeroed on drop.
 fn read_stdin_secret(what: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, Failure> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!("type {what}, then Enter and Ctrl-D:");
+    }
     let mut v = zeroize::Zeroizing::new(Vec::new());
     std::io::stdin()
         .take(secrets::MAX_VALUE_BYTES as u64 + 2)
