@@ -927,6 +927,22 @@ mod tests {
     }
 
     #[test]
+    fn a_running_keyring_follows_a_rotation_made_by_another_process() {
+        let (_d, db, sealer) = initialised();
+        let daemon = Keyring::open(&db, sealer.clone(), "daemon").unwrap();
+        let cli = Keyring::open(&db, sealer, "cli").unwrap();
+        let before = daemon.recording_key(1, 0).unwrap();
+        cli.rotate_kek().unwrap();
+        // A key the CLI creates under the new KEK, and a new key the daemon
+        // creates: both work in the daemon, which still held the old KEK.
+        let by_cli = cli.recording_key(2, 0).unwrap();
+        assert_eq!(daemon.lookup(&by_cli.id()).unwrap().unwrap().bytes(), by_cli.bytes());
+        let by_daemon = daemon.recording_key(3, 0).unwrap();
+        assert_eq!(cli.lookup(&by_daemon.id()).unwrap().unwrap().bytes(), by_daemon.bytes());
+        assert_eq!(daemon.recording_key(1, 0).unwrap().id(), before.id());
+    }
+
+    #[test]
     fn keys_without_recordings_are_pruned_after_their_day() {
         let (_d, db, sealer) = initialised();
         let kr = Keyring::open(&db, sealer, "t").unwrap();
