@@ -29,6 +29,31 @@ struct RawConfig {
     recording: Option<Spanned<RawRecording>>,
     #[serde(default)]
     camera: Vec<Spanned<RawCamera>>,
+    #[serde(default)]
+    http: Option<Spanned<RawHttp>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<Spanned<String>>,
+    cert: Option<Spanned<PathBuf>>,
+    key: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    tls12: bool,
+    max_connections_per_ip: Option<Spanned<u32>>,
+}
+
+/// `[http]`: the HTTPS API and web UI. Absent: no listener.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    pub listen: std::net::SocketAddr,
+    /// PEM certificate chain and key; both or neither. Neither: a self-signed
+    /// certificate is made at first start and its key kept in the secrets store.
+    pub cert_key: Option<(PathBuf, PathBuf)>,
+    /// Also accept TLS 1.2 (TLS 1.3 only by default).
+    pub tls12: bool,
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +174,7 @@ pub struct Config {
     pub segment_duration: Duration,
     pub stall_timeout: Duration,
     pub cameras: Vec<CameraConfig>,
+    pub http: Option<HttpConfig>,
 }
 
 struct Src<'a> {
@@ -434,7 +460,44 @@ impl Config {
             });
         }
 
+        let http = match raw.http {
+            None => None,
+            Some(h) => {
+                let span = h.span();
+                let h = h.into_inner();
+                let listen = match h.listen {
+                    Some(l) => l.get_ref().parse().map_err(|_| {
+                        src.err(
+                            l.span(),
+                            "http.listen",
+                            format!("\"{}\": expected address:port, e.g. \"0.0.0.0:8443\"", l.get_ref()),
+                        )
+                    })?,
+                    None => std::net::SocketAddr::from(([0, 0, 0, 0], 8443)),
+                };
+                let cert_key = match (h.cert, h.key) {
+                    (Some(c), Some(k)) => Some((absolute(&src, c, "http.cert")?, absolute(&src, k, "http.key")?)),
+                    (None, None) => None,
+                    _ => return Err(src.err(span, "http.cert", "give both cert and key, or neither (self-signed)")),
+                };
+                let max_connections_per_ip = match h.max_connections_per_ip {
+                    Some(m) if (1..=10_000).contains(m.get_ref()) => *m.get_ref() as usize,
+                    Some(m) => {
+                        return Err(src.err(m.span(), "http.max_connections_per_ip", "must be between 1 and 10000"))
+                    }
+                    None => 32,
+                };
+                Some(HttpConfig {
+                    listen,
+                    cert_key,
+                    tls12: h.tls12,
+                    max_connections_per_ip,
+                })
+            }
+        };
+
         Ok(Config {
+            http,
             path: path.to_path_buf(),
             storage_dir: dir,
             db_path: db,

@@ -111,6 +111,30 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         passwords.push(camera_password(&config, cam, &keyring)?);
     }
     index.reset_camera_states(crate::recorder::now_ns())?;
+    let web = match &config.http {
+        Some(http) => {
+            let (tls, fingerprint) = crate::web::tls::server_config(http, &keyring)?;
+            if let Some(pw) = crate::users::ensure_first_admin(&index)? {
+                eprintln!(
+                    "\n=== FIRST START: web user \"admin\", one-time password: {pw}\n=== \
+                     It must be changed at first login; it is shown only this once.\n"
+                );
+                let _ = crate::audit::append(
+                    index.conn(),
+                    "daemon",
+                    "user.add",
+                    "admin",
+                    crate::audit::Outcome::Ok,
+                    "first start: admin with a one-time password",
+                );
+            }
+            Some((http.clone(), tls, fingerprint))
+        }
+        None => {
+            tracing::info!("no [http] section: the HTTPS API and web UI are off");
+            None
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -147,7 +171,36 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             shutdown_rx.clone(),
         )));
     }
-    tracing::info!(cameras = tasks.len(), storage = %config.storage_dir.display(), "vigil running");
+    if let Some((http, tls, fingerprint)) = web {
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(http.listen))
+            .with_context(|| format!("cannot listen on {} ([http] listen)", http.listen))?;
+        tracing::info!(
+            listen = %http.listen,
+            fingerprint = %fingerprint,
+            tls = if http.tls12 { "1.3, 1.2" } else { "1.3 only" },
+            "HTTPS API listening; compare the certificate fingerprint with the browser's"
+        );
+        let state = Arc::new(crate::web::AppState::new(
+            config.db_path.clone(),
+            keyring.clone(),
+            storage.clone(),
+            config.cameras.iter().map(|c| c.name.clone()).collect(),
+            fingerprint,
+        ));
+        tasks.push(runtime.spawn(crate::web::serve(
+            state,
+            listener,
+            tokio_rustls::TlsAcceptor::from(tls),
+            http.max_connections_per_ip,
+            shutdown_rx.clone(),
+        )));
+    }
+    tracing::info!(
+        cameras = recorders.len(),
+        storage = %config.storage_dir.display(),
+        "vigil running"
+    );
 
     runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

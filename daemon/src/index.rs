@@ -22,7 +22,7 @@ pub enum IndexError {
     Io(#[from] std::io::Error),
 }
 
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE camera (
@@ -139,8 +139,39 @@ CREATE TABLE key_job (
 );
 "#;
 
+/// v4: users, sessions (hashed ids) and API tokens (hashed) for the HTTPS API.
+const SCHEMA_V4: &str = r#"
+CREATE TABLE user (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    password_hash TEXT NOT NULL,
+    must_change_password INTEGER NOT NULL DEFAULT 0,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    totp_last_step INTEGER,
+    created_ns INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL
+);
+CREATE TABLE session (
+    id_hash BLOB PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    last_seen_ns INTEGER NOT NULL,
+    client TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE api_token (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    token_hash BLOB NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    created_ns INTEGER NOT NULL,
+    last_used_ns INTEGER
+);
+"#;
+
 /// Each step takes the schema from version i to i + 1.
-const MIGRATIONS: [&str; 3] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: [&str; 4] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 #[derive(Clone, Debug)]
 pub struct RecordingRow {

@@ -278,6 +278,14 @@ pub fn get(kr: &Keyring, name: &str, why: &str) -> Result<Zeroizing<Vec<u8>>, Se
     }
 }
 
+/// Whether a secret of this name exists (no read, nothing audited).
+pub fn exists(conn: &rusqlite::Connection, name: &str) -> rusqlite::Result<bool> {
+    Ok(conn
+        .query_row("SELECT 1 FROM secret WHERE name = ?1", [name], |r| r.get::<_, i64>(0))
+        .optional()?
+        .is_some())
+}
+
 /// Names and metadata, never values.
 pub fn list(kr: &Keyring) -> Result<Vec<SecretMeta>, SecretError> {
     kr.with_index(|idx| list_in(idx.conn()).map_err(KeyError::from))

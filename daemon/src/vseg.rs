@@ -960,6 +960,32 @@ impl SegmentReader {
     }
 }
 
+/// Seals and opens one record under a fresh random key: proves the AEAD
+/// works on this machine (the health check's encryption self-test).
+pub fn self_test() -> bool {
+    let Ok(key) = crate::keys::random_bytes::<32>() else {
+        return false;
+    };
+    let Ok(salt) = crate::keys::random_bytes::<32>() else {
+        return false;
+    };
+    let dk = DataKey::from_bytes(key);
+    let header = [7u8; HEADER_LEN];
+    let sealer = FileSealer::new(&dk, &header, &salt);
+    let plain = b"vigil self-test record".to_vec();
+    let mut buf = plain.clone();
+    sealer.seal(3, RecordKind::Media, &mut buf);
+    if buf.len() != plain.len() + TAG_LEN || buf[..plain.len()] == plain[..] {
+        return false;
+    }
+    let mut tampered = buf.clone();
+    tampered[0] ^= 1;
+    let n = sealer.open(3, RecordKind::Media, &mut buf);
+    n == Some(plain.len())
+        && buf[..plain.len()] == plain[..]
+        && sealer.open(3, RecordKind::Media, &mut tampered).is_none()
+}
+
 /// Re-seals a finished recording under another data key: every record of
 /// `src` is authenticated and re-sealed, with the same kind, position and
 /// plaintext, into `dst` (which must not exist) under `header`. Record

@@ -242,6 +242,29 @@ impl Vigil {
         v
     }
 
+    /// Adds an `[http]` section listening on a free loopback port; returns the port.
+    pub fn enable_http(&mut self, extra: &str) -> u16 {
+        let port = free_port();
+        let mut cfg = std::fs::read_to_string(&self.config).expect("config");
+        cfg.push_str(&format!("\n[http]\nlisten = \"127.0.0.1:{port}\"\n{extra}"));
+        std::fs::write(&self.config, cfg).expect("config");
+        port
+    }
+
+    /// The first-start admin password the daemon printed (waits up to 20 s).
+    pub fn first_admin_password(&self) -> String {
+        wait_for(Duration::from_secs(20), || {
+            let log = self.log();
+            let i = log.find("one-time password: ")?;
+            let pw: String = log[i + 19..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            (!pw.is_empty()).then_some(pw)
+        })
+        .expect("the daemon printed a one-time admin password")
+    }
+
     /// Environment for every later `vigil` this fixture starts (e.g. libfaketime).
     pub fn set_env(&mut self, k: &str, val: &str) {
         self.env.push((k.to_string(), val.to_string()));

@@ -1,0 +1,866 @@
+//! Routes under `/api/v1`, `/health/*` and `/metrics`: who may call what
+//! (the table [`ROUTES`]), authentication (session cookie + CSRF token, or an
+//! API token), and JSON in and out. Every response carries the security
+//! headers; errors are JSON without internals.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::AppState;
+use crate::audit::{self, Outcome};
+use crate::users::{self, Role};
+
+/// Largest request body accepted (JSON).
+const MAX_BODY: usize = 64 * 1024;
+const COOKIE: &str = "vigil_session";
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    At(Role),
+}
+
+/// A route: method, path (`{x}` is one segment), access.
+pub struct RouteSpec {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+const fn route(method: &'static str, path: &'static str, access: Access) -> RouteSpec {
+    RouteSpec { method, path, access }
+}
+
+const VIEWER: Access = Access::At(Role::Viewer);
+const ADMIN: Access = Access::At(Role::Admin);
+
+/// Every route the server answers. `vigil http-routes` prints this table and
+/// the RBAC test checks that each has a row in its matrix.
+pub const ROUTES: &[RouteSpec] = &[
+    route("GET", "/health/live", Access::Public),
+    route("GET", "/health/ready", Access::Public),
+    route("GET", "/metrics", VIEWER),
+    route("POST", "/api/v1/login", Access::Public),
+    route("POST", "/api/v1/logout", VIEWER),
+    route("GET", "/api/v1/me", VIEWER),
+    route("POST", "/api/v1/me/password", VIEWER),
+    route("GET", "/api/v1/cameras", VIEWER),
+    route("GET", "/api/v1/cameras/{name}", VIEWER),
+    route("GET", "/api/v1/recordings", VIEWER),
+    route("GET", "/api/v1/users", ADMIN),
+    route("POST", "/api/v1/users", ADMIN),
+    route("GET", "/api/v1/audit", ADMIN),
+    route("GET", "/api/v1/audit/verify", ADMIN),
+];
+
+/// Routes a user who must change the password may still call.
+const BEFORE_PASSWORD_CHANGE: &[&str] = &["/api/v1/me", "/api/v1/me/password", "/api/v1/logout"];
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    /// Logged in full; the client sees only that something failed.
+    pub fn internal(detail: String) -> Self {
+        tracing::error!("http: {detail}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+impl From<users::UserError> for ApiError {
+    fn from(e: users::UserError) -> Self {
+        match e {
+            users::UserError::Exists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            users::UserError::BadName(_) | users::UserError::BadRole(_) | users::UserError::WeakPassword => {
+                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+            }
+            users::UserError::NoSuchUser(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+impl From<crate::index::IndexError> for ApiError {
+    fn from(e: crate::index::IndexError) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
+type Reply = Result<Response<Full<Bytes>>, ApiError>;
+
+fn json_reply(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn ok(v: Value) -> Reply {
+    Ok(json_reply(StatusCode::OK, &v))
+}
+
+/// Headers on every response.
+fn harden(r: &mut Response<Full<Bytes>>) {
+    let h = r.headers_mut();
+    for (k, v) in [
+        ("strict-transport-security", "max-age=31536000"),
+        ("content-security-policy", "default-src 'self'; frame-ancestors 'none'"),
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+    ] {
+        h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+    }
+}
+
+/// The caller, once authenticated.
+#[derive(Clone, Debug)]
+struct Caller {
+    /// `user:<name>` or `token:<name>`, for the audit log.
+    actor: String,
+    user_id: Option<i64>,
+    role: Role,
+    /// The session's CSRF token (None for API tokens, which need none).
+    csrf: Option<String>,
+    cookie: Option<String>,
+    must_change_password: bool,
+}
+
+fn cookie_value(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == COOKIE).then(|| v.to_string())
+        })
+}
+
+fn bearer(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get(hyper::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(|s| s.trim().to_string())
+}
+
+async fn authenticate(st: &Arc<AppState>, req: &Request<Incoming>) -> Result<Option<Caller>, ApiError> {
+    if let Some(t) = bearer(req) {
+        return st
+            .db(move |idx| {
+                Ok(users::token(idx, &t)?.map(|(name, role)| Caller {
+                    actor: format!("token:{name}"),
+                    user_id: None,
+                    role,
+                    csrf: None,
+                    cookie: None,
+                    must_change_password: false,
+                }))
+            })
+            .await;
+    }
+    let Some(c) = cookie_value(req) else { return Ok(None) };
+    st.db(move |idx| {
+        Ok(users::session(idx, &c)?.map(|s| Caller {
+            actor: format!("user:{}", s.user.name),
+            user_id: Some(s.user.id),
+            role: s.user.role,
+            csrf: Some(s.csrf),
+            cookie: Some(c),
+            must_change_password: s.user.must_change_password,
+        }))
+    })
+    .await
+}
+
+/// Matches `path` against a route pattern; returns the `{x}` segments.
+fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
+    let p: Vec<&str> = pattern.trim_matches('/').split('/').collect();
+    let s: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if p.len() != s.len() {
+        return None;
+    }
+    let mut params = Vec::new();
+    for (a, b) in p.iter().zip(&s) {
+        if a.starts_with('{') {
+            let decoded = percent_decode(b)?;
+            params.push(decoded);
+        } else if a != b {
+            return None;
+        }
+    }
+    Some(params)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes: Vec<u8> = url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned().into_bytes())?;
+    String::from_utf8(bytes).ok()
+}
+
+fn query(req: &Request<Incoming>) -> Vec<(String, String)> {
+    req.uri()
+        .query()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    q.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
+}
+
+async fn body_json(req: Request<Incoming>) -> Result<Value, ApiError> {
+    let body = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body over {MAX_BODY} bytes or unreadable"),
+            )
+        })?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "request body is not valid JSON"))
+}
+
+fn str_field<'a>(v: &'a Value, k: &str) -> Result<&'a str, ApiError> {
+    v.get(k)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("missing string field \"{k}\"")))
+}
+
+/// Entry point for every request.
+pub async fn handle(st: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    st.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let mut r = match route_request(&st, req, peer).await {
+        Ok(r) => r,
+        Err(e) => {
+            let mut r = json_reply(e.status, &json!({ "error": e.message }));
+            if let Some(s) = e.retry_after {
+                if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                    r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+                }
+            }
+            r
+        }
+    };
+    match r.status().as_u16() {
+        400..=499 => st.counters.responses_4xx.fetch_add(1, Ordering::Relaxed),
+        500..=599 => st.counters.responses_5xx.fetch_add(1, Ordering::Relaxed),
+        _ => 0,
+    };
+    harden(&mut r);
+    r
+}
+
+async fn route_request(st: &Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Reply {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let mut found = None;
+    let mut path_known = false;
+    for r in ROUTES {
+        if let Some(params) = matches(r.path, &path) {
+            path_known = true;
+            if r.method == method.as_str() {
+                found = Some((r, params));
+                break;
+            }
+        }
+    }
+    let Some((spec, params)) = found else {
+        return Err(if path_known {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        } else {
+            ApiError::new(StatusCode::NOT_FOUND, "not found")
+        });
+    };
+    let caller = match spec.access {
+        Access::Public => None,
+        Access::At(need) => {
+            let Some(c) = authenticate(st, &req).await? else {
+                return Err(ApiError::new(StatusCode::UNAUTHORIZED, "log in first"));
+            };
+            if c.role < need {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!("needs the {} role", need.as_str()),
+                ));
+            }
+            if c.must_change_password && !BEFORE_PASSWORD_CHANGE.contains(&spec.path) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "change the one-time password first",
+                ));
+            }
+            let changes_state = !matches!(method, Method::GET | Method::HEAD);
+            if changes_state {
+                if let Some(csrf) = &c.csrf {
+                    let sent = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok());
+                    if !sent.is_some_and(|s| constant_time_eq(s.as_bytes(), csrf.as_bytes())) {
+                        return Err(ApiError::new(StatusCode::FORBIDDEN, "missing or wrong X-CSRF-Token"));
+                    }
+                }
+            }
+            Some(c)
+        }
+    };
+    match (spec.method, spec.path) {
+        ("GET", "/health/live") => ok(json!({ "status": "live" })),
+        ("GET", "/health/ready") => ready(st).await,
+        ("GET", "/metrics") => metrics(st).await,
+        ("POST", "/api/v1/login") => login(st, req, peer).await,
+        ("POST", "/api/v1/logout") => logout(st, caller).await,
+        ("GET", "/api/v1/me") => me(st, caller).await,
+        ("POST", "/api/v1/me/password") => change_password(st, req, caller).await,
+        ("GET", "/api/v1/cameras") => cameras(st, None).await,
+        ("GET", "/api/v1/cameras/{name}") => cameras(st, params.into_iter().next()).await,
+        ("GET", "/api/v1/recordings") => recordings(st, &req).await,
+        ("GET", "/api/v1/users") => list_users(st).await,
+        ("POST", "/api/v1/users") => add_user(st, req, caller).await,
+        ("GET", "/api/v1/audit") => audit_log(st, &req).await,
+        ("GET", "/api/v1/audit/verify") => audit_verify(st).await,
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not found")),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn caller_of(c: Option<Caller>) -> Result<Caller, ApiError> {
+    c.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "log in first"))
+}
+
+async fn login(st: &Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Reply {
+    let v = body_json(req).await?;
+    let name = str_field(&v, "name")?.to_string();
+    let password = zeroize::Zeroizing::new(str_field(&v, "password")?.to_string());
+    let code = v.get("totp").and_then(Value::as_str).map(str::to_string);
+    let ip = peer.ip();
+    if !users::valid_user_name(&name) {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong name, password or code"));
+    }
+    if let Some(wait) = st.throttle.lock().ok().and_then(|mut t| t.locked(&name, ip)) {
+        let stc = st.clone();
+        let n = name.clone();
+        st.db(move |idx| {
+            audit::append(
+                idx.conn(),
+                &format!("user:{n}"),
+                "login",
+                &n,
+                Outcome::Denied,
+                &format!("throttled, from {ip}"),
+            )?;
+            Ok(())
+        })
+        .await?;
+        stc.counters.logins_failed.fetch_add(1, Ordering::Relaxed);
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed logins; wait and try again",
+        );
+        e.retry_after = Some(wait);
+        return Err(e);
+    }
+    let keyring = st.keyring.clone();
+    let n = name.clone();
+    let outcome: Result<(users::User, String, String), &'static str> = st
+        .db(move |idx| {
+            let Some(user) = users::check_password(idx, &n, &password)? else {
+                audit::append(
+                    idx.conn(),
+                    &format!("user:{n}"),
+                    "login",
+                    &n,
+                    Outcome::Denied,
+                    &format!("wrong password, from {ip}"),
+                )?;
+                return Ok(Err("wrong name, password or code"));
+            };
+            let totp_name = users::totp_secret_name(&n);
+            if crate::secrets::exists(idx.conn(), &totp_name)? {
+                let Some(code) = code else {
+                    audit::append(
+                        idx.conn(),
+                        &format!("user:{n}"),
+                        "login",
+                        &n,
+                        Outcome::Denied,
+                        "no TOTP code",
+                    )?;
+                    return Ok(Err("a TOTP code is required"));
+                };
+                let seed = crate::secrets::get(&keyring, &totp_name, "login second factor")
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                let now = crate::recorder::now_ns() / 1_000_000_000;
+                let step = crate::totp::verify(&seed, &code, now, user.totp_last_step);
+                if !step.is_some_and(|s| users::set_totp_step(idx, user.id, s).unwrap_or(false)) {
+                    audit::append(
+                        idx.conn(),
+                        &format!("user:{n}"),
+                        "login",
+                        &n,
+                        Outcome::Denied,
+                        "wrong or reused TOTP code",
+                    )?;
+                    return Ok(Err("wrong name, password or code"));
+                }
+            }
+            let (cookie, csrf) = users::create_session(idx, user.id, &ip.to_string())?;
+            audit::append(
+                idx.conn(),
+                &format!("user:{n}"),
+                "login",
+                &n,
+                Outcome::Ok,
+                &format!("from {ip}"),
+            )?;
+            Ok(Ok((user, cookie, csrf)))
+        })
+        .await?;
+    match outcome {
+        Err(msg) => {
+            if let Ok(mut t) = st.throttle.lock() {
+                t.failed(&name, ip);
+            }
+            st.counters.logins_failed.fetch_add(1, Ordering::Relaxed);
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, msg))
+        }
+        Ok((user, cookie, csrf)) => {
+            if let Ok(mut t) = st.throttle.lock() {
+                t.succeeded(&name);
+            }
+            st.counters.logins_ok.fetch_add(1, Ordering::Relaxed);
+            let mut r = json_reply(
+                StatusCode::OK,
+                &json!({
+                    "name": user.name,
+                    "role": user.role.as_str(),
+                    "csrf_token": csrf,
+                    "must_change_password": user.must_change_password,
+                }),
+            );
+            let c = format!(
+                "{COOKIE}={cookie}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+                users::SESSION_ABSOLUTE.as_secs()
+            );
+            if let Ok(v) = HeaderValue::from_str(&c) {
+                r.headers_mut().insert(hyper::header::SET_COOKIE, v);
+            }
+            Ok(r)
+        }
+    }
+}
+
+async fn logout(st: &Arc<AppState>, caller: Option<Caller>) -> Reply {
+    let c = caller_of(caller)?;
+    let actor = c.actor.clone();
+    st.db(move |idx| {
+        if let Some(cookie) = &c.cookie {
+            users::revoke_session(idx, cookie)?;
+        }
+        audit::append(idx.conn(), &actor, "logout", &actor, Outcome::Ok, "")?;
+        Ok(())
+    })
+    .await?;
+    let mut r = json_reply(StatusCode::OK, &json!({ "status": "logged out" }));
+    r.headers_mut().insert(
+        hyper::header::SET_COOKIE,
+        HeaderValue::from_static("vigil_session=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0"),
+    );
+    Ok(r)
+}
+
+async fn me(st: &Arc<AppState>, caller: Option<Caller>) -> Reply {
+    let c = caller_of(caller)?;
+    let mfa = match c.user_id {
+        Some(_) => {
+            let name = c.actor.trim_start_matches("user:").to_string();
+            st.db(move |idx| Ok(crate::secrets::exists(idx.conn(), &users::totp_secret_name(&name))?))
+                .await?
+        }
+        None => false,
+    };
+    ok(json!({
+        "actor": c.actor,
+        "role": c.role.as_str(),
+        "must_change_password": c.must_change_password,
+        "mfa": mfa,
+        "csrf_token": c.csrf,
+    }))
+}
+
+async fn change_password(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<Caller>) -> Reply {
+    let c = caller_of(caller)?;
+    let v = body_json(req).await?;
+    let old = zeroize::Zeroizing::new(str_field(&v, "old_password")?.to_string());
+    let new = zeroize::Zeroizing::new(str_field(&v, "new_password")?.to_string());
+    let Some(name) = c.actor.strip_prefix("user:").map(str::to_string) else {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "API tokens have no password"));
+    };
+    st.db(move |idx| {
+        if users::check_password(idx, &name, &old)?.is_none() {
+            audit::append(
+                idx.conn(),
+                &c.actor,
+                "user.password",
+                &name,
+                Outcome::Denied,
+                "wrong old password",
+            )?;
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "the old password is wrong"));
+        }
+        users::set_password(idx, &name, &new)?;
+        audit::append(idx.conn(), &c.actor, "user.password", &name, Outcome::Ok, "")?;
+        Ok(())
+    })
+    .await?;
+    ok(json!({ "status": "password changed; log in again" }))
+}
+
+async fn cameras(st: &Arc<AppState>, one: Option<String>) -> Reply {
+    if let Some(n) = &one {
+        if !st.camera_names.contains(n) {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "no such camera"));
+        }
+    }
+    let configured = st.camera_names.clone();
+    let rows = st.db(|idx| Ok(idx.cameras()?)).await?;
+    let list: Vec<Value> = configured
+        .iter()
+        .filter(|n| one.as_ref().is_none_or(|o| o == *n))
+        .map(|n| {
+            let row = rows.iter().find(|r| &r.name == n);
+            json!({
+                "name": n,
+                "state": row.map(|r| r.state.as_str()).unwrap_or("unknown"),
+                "since": row.map(|r| crate::cli_time::format_ns(r.state_since_ns)),
+                "last_error": row.and_then(|r| r.last_error.clone()),
+            })
+        })
+        .collect();
+    match one {
+        Some(_) => ok(list.into_iter().next().unwrap_or(Value::Null)),
+        None => ok(Value::Array(list)),
+    }
+}
+
+fn time_param(q: &[(String, String)], k: &str) -> Result<Option<i64>, ApiError> {
+    match param(q, k) {
+        None => Ok(None),
+        Some(s) => crate::cli_time::parse_rfc3339(s)
+            .map(Some)
+            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("\"{k}\" must be an RFC 3339 time"))),
+    }
+}
+
+async fn recordings(st: &Arc<AppState>, req: &Request<Incoming>) -> Reply {
+    let q = query(req);
+    let camera = param(&q, "camera")
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"camera\" is required"))?
+        .to_string();
+    if !st.camera_names.contains(&camera) {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "no such camera"));
+    }
+    let end = time_param(&q, "end")?.unwrap_or(i64::MAX);
+    let start = time_param(&q, "start")?.unwrap_or(i64::MIN);
+    if start >= end {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "start must be before end"));
+    }
+    let rows = st
+        .db(move |idx| {
+            let Some(cam) = idx.find_camera_id(&camera)? else {
+                return Ok(Vec::new());
+            };
+            Ok(idx.recordings_overlapping(cam, start, end)?)
+        })
+        .await?;
+    let list: Vec<Value> = rows
+        .iter()
+        .take(5000)
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "start": crate::cli_time::format_ns(r.start_wall_ns),
+                "end": crate::cli_time::format_ns(r.end_wall_ns()),
+                "frames": r.frames,
+                "bytes": r.bytes,
+                "codec": r.codec,
+                "state": r.state,
+            })
+        })
+        .collect();
+    ok(Value::Array(list))
+}
+
+async fn list_users(st: &Arc<AppState>) -> Reply {
+    let list = st
+        .db(|idx| {
+            let mut out = Vec::new();
+            for u in users::list(idx)? {
+                let mfa = crate::secrets::exists(idx.conn(), &users::totp_secret_name(&u.name))?;
+                out.push(json!({
+                    "name": u.name,
+                    "role": u.role.as_str(),
+                    "disabled": u.disabled,
+                    "must_change_password": u.must_change_password,
+                    "mfa": mfa,
+                    "created": crate::cli_time::format_ns(u.created_ns),
+                }));
+            }
+            Ok(out)
+        })
+        .await?;
+    ok(Value::Array(list))
+}
+
+async fn add_user(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<Caller>) -> Reply {
+    let c = caller_of(caller)?;
+    let v = body_json(req).await?;
+    let name = str_field(&v, "name")?.to_string();
+    let role_s = str_field(&v, "role")?;
+    let role = Role::parse(role_s).ok_or_else(|| ApiError::from(users::UserError::BadRole(role_s.to_string())))?;
+    let pw = zeroize::Zeroizing::new(str_field(&v, "password")?.to_string());
+    st.db(move |idx| {
+        users::add(idx, &name, role, &pw, true)?;
+        audit::append(idx.conn(), &c.actor, "user.add", &name, Outcome::Ok, role.as_str())?;
+        Ok(())
+    })
+    .await?;
+    Ok(json_reply(
+        StatusCode::CREATED,
+        &json!({ "status": "created; the password must be changed at first login" }),
+    ))
+}
+
+async fn audit_log(st: &Arc<AppState>, req: &Request<Incoming>) -> Reply {
+    let q = query(req);
+    let limit = match param(&q, "limit") {
+        None => 100,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"limit\" must be 1 to 1000"))?,
+    };
+    let entries = st.db(move |idx| Ok(audit::tail(idx.conn(), limit)?)).await?;
+    ok(Value::Array(
+        entries
+            .into_iter()
+            .map(|e| {
+                json!({
+                    "id": e.id,
+                    "time": crate::cli_time::format_ns(e.ts_ns),
+                    "actor": e.actor,
+                    "action": e.action,
+                    "target": e.target,
+                    "outcome": e.outcome,
+                    "detail": e.detail,
+                })
+            })
+            .collect(),
+    ))
+}
+
+async fn audit_verify(st: &Arc<AppState>) -> Reply {
+    match st.db(|idx| Ok(audit::verify(idx.conn())?)).await? {
+        Ok(n) => ok(json!({ "intact": true, "entries": n })),
+        Err(what) => ok(json!({ "intact": false, "problem": what })),
+    }
+}
+
+async fn ready(st: &Arc<AppState>) -> Reply {
+    let storage_dir = st.storage.dir().to_path_buf();
+    let keyring = st.keyring.clone();
+    let (db_ok, cams) = match st.db(|idx| Ok(idx.cameras()?)).await {
+        Ok(c) => (true, c),
+        Err(_) => (false, Vec::new()),
+    };
+    let checks = tokio::task::spawn_blocking(move || {
+        let probe = storage_dir.join(".vigil-ready-probe");
+        let writable = std::fs::write(&probe, b"probe")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .is_ok();
+        let space = crate::host::fs_space(&storage_dir);
+        let self_test = crate::vseg::self_test();
+        let sealing = keyring.sealer().describe();
+        (writable, space, self_test, sealing, crate::host::time_sync())
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let (writable, space, self_test, sealing, ts) = checks;
+    let ready = db_ok && writable && self_test;
+    let cameras: Vec<Value> = st
+        .camera_names
+        .iter()
+        .map(|n| {
+            let state = cams
+                .iter()
+                .find(|c| &c.name == n)
+                .map(|c| c.state.as_str())
+                .unwrap_or("unknown");
+            json!({ "name": n, "state": state })
+        })
+        .collect();
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "database": db_ok,
+        "storage_writable": writable,
+        "free_bytes": space.map(|s| s.0),
+        "free_percent": space.map(|(a, t)| if t == 0 { 0.0 } else { (a as f64 * 1000.0 / t as f64).round() / 10.0 }),
+        "encryption_self_test": self_test,
+        "key_source": sealing,
+        "time_synchronised": ts.synchronised,
+        "time_max_error_us": ts.max_error_us,
+        "cameras": cameras,
+    });
+    Ok(json_reply(
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        &body,
+    ))
+}
+
+async fn metrics(st: &Arc<AppState>) -> Reply {
+    let cams = st.db(|idx| Ok(idx.cameras()?)).await?;
+    let space = crate::host::fs_space(st.storage.dir());
+    let c = &st.counters;
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, kind: &str, lines: Vec<(String, String)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, v) in lines {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    metric(
+        "vigil_up",
+        "1 while the daemon serves",
+        "gauge",
+        vec![(String::new(), "1".into())],
+    );
+    metric(
+        "vigil_uptime_seconds",
+        "seconds since the HTTPS server started",
+        "gauge",
+        vec![(String::new(), st.started.elapsed().as_secs().to_string())],
+    );
+    metric(
+        "vigil_camera_streaming",
+        "1 when the camera is streaming",
+        "gauge",
+        st.camera_names
+            .iter()
+            .map(|n| {
+                let s = cams.iter().any(|c| &c.name == n && c.state == "streaming");
+                (format!("{{camera=\"{n}\"}}"), u8::from(s).to_string())
+            })
+            .collect(),
+    );
+    if let Some((avail, total)) = space {
+        metric(
+            "vigil_storage_free_bytes",
+            "free bytes on the recordings filesystem",
+            "gauge",
+            vec![(String::new(), avail.to_string())],
+        );
+        metric(
+            "vigil_storage_size_bytes",
+            "size of the recordings filesystem",
+            "gauge",
+            vec![(String::new(), total.to_string())],
+        );
+    }
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed).to_string();
+    metric(
+        "vigil_http_requests_total",
+        "HTTP requests",
+        "counter",
+        vec![(String::new(), n(&c.requests))],
+    );
+    metric(
+        "vigil_http_errors_total",
+        "HTTP error responses",
+        "counter",
+        vec![
+            ("{class=\"4xx\"}".into(), n(&c.responses_4xx)),
+            ("{class=\"5xx\"}".into(), n(&c.responses_5xx)),
+        ],
+    );
+    metric(
+        "vigil_http_refused_connections_total",
+        "connections refused by the per-address cap",
+        "counter",
+        vec![(String::new(), n(&c.refused_connections))],
+    );
+    metric(
+        "vigil_logins_total",
+        "login attempts",
+        "counter",
+        vec![
+            ("{outcome=\"ok\"}".into(), n(&c.logins_ok)),
+            ("{outcome=\"failed\"}".into(), n(&c.logins_failed)),
+        ],
+    );
+    let mut r = Response::new(Full::new(Bytes::from(out)));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_one_segment_and_decode_it() {
+        assert_eq!(
+            matches("/api/v1/cameras/{name}", "/api/v1/cameras/front"),
+            Some(vec!["front".into()])
+        );
+        assert_eq!(
+            matches("/api/v1/cameras/{name}", "/api/v1/cameras/..%2F..%2Fetc%2Fpasswd"),
+            Some(vec!["../../etc/passwd".into()])
+        );
+        assert_eq!(matches("/api/v1/cameras/{name}", "/api/v1/cameras/a/b"), None);
+        assert_eq!(matches("/health/live", "/health/live"), Some(vec![]));
+        assert!(constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd"));
+    }
+}

@@ -1,0 +1,204 @@
+//! The HTTPS server: hyper 1 over tokio-rustls (TLS 1.3 only unless TLS 1.2
+//! is configured). Every connection is its own task, bounded by a TLS
+//! handshake timeout, a header read timeout and a per-client-address
+//! connection cap, so slow or idle clients cannot starve others.
+
+pub mod api;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::index::Index;
+use crate::keyring::Keyring;
+use crate::storage::Storage;
+use crate::users::Throttle;
+
+/// A TLS handshake must finish within this.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Request headers (and the wait for the next request on a kept-alive
+/// connection) must arrive within this.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections from all clients together.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// Counts open connections per client address.
+#[derive(Default)]
+pub struct ConnLimiter {
+    by_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+pub struct ConnGuard {
+    limiter: Arc<ConnLimiter>,
+    ip: IpAddr,
+}
+
+impl ConnLimiter {
+    fn acquire(self: &Arc<Self>, ip: IpAddr, per_ip: usize) -> Option<ConnGuard> {
+        let mut m = self.by_ip.lock().ok()?;
+        let total: usize = m.values().sum();
+        let n = m.entry(ip).or_insert(0);
+        if *n >= per_ip || total >= MAX_CONNECTIONS {
+            return None;
+        }
+        *n += 1;
+        Some(ConnGuard {
+            limiter: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.limiter.by_ip.lock() {
+            if let Some(n) = m.get_mut(&self.ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+/// Counters for /metrics.
+#[derive(Default)]
+pub struct Counters {
+    pub requests: std::sync::atomic::AtomicU64,
+    pub responses_4xx: std::sync::atomic::AtomicU64,
+    pub responses_5xx: std::sync::atomic::AtomicU64,
+    pub refused_connections: std::sync::atomic::AtomicU64,
+    pub logins_ok: std::sync::atomic::AtomicU64,
+    pub logins_failed: std::sync::atomic::AtomicU64,
+}
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub db_path: PathBuf,
+    pub keyring: Arc<Keyring>,
+    pub storage: Storage,
+    pub camera_names: Vec<String>,
+    pub throttle: Mutex<Throttle>,
+    pub counters: Counters,
+    pub fingerprint: String,
+    pub started: std::time::Instant,
+    pool: Mutex<Vec<Index>>,
+}
+
+impl AppState {
+    pub fn new(
+        db_path: PathBuf,
+        keyring: Arc<Keyring>,
+        storage: Storage,
+        camera_names: Vec<String>,
+        fingerprint: String,
+    ) -> Self {
+        AppState {
+            db_path,
+            keyring,
+            storage,
+            camera_names,
+            throttle: Mutex::new(Throttle::default()),
+            counters: Counters::default(),
+            fingerprint,
+            started: std::time::Instant::now(),
+            pool: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs blocking database work off the async threads, on a pooled connection.
+    pub async fn db<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Index) -> Result<T, api::ApiError> + Send + 'static,
+    ) -> Result<T, api::ApiError> {
+        let st = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let idx = match st.pool.lock().ok().and_then(|mut p| p.pop()) {
+                Some(i) => i,
+                None => Index::open_existing(&st.db_path).map_err(|e| api::ApiError::internal(e.to_string()))?,
+            };
+            let r = f(&idx);
+            if let Ok(mut p) = st.pool.lock() {
+                if p.len() < 8 {
+                    p.push(idx);
+                }
+            }
+            r
+        })
+        .await
+        .map_err(|e| api::ApiError::internal(e.to_string()))?
+    }
+}
+
+/// Accepts connections until `shutdown` turns true.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    per_ip: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limiter = Arc::new(ConnLimiter::default());
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of descriptors and the like: back off, keep serving.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let Some(guard) = limiter.acquire(peer.ip(), per_ip) else {
+            state
+                .counters
+                .refused_connections
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let st = state.clone();
+        let acc = acceptor.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                _ => return,
+            };
+            serve_connection(st, tls, peer).await;
+        });
+    }
+}
+
+async fn serve_connection(
+    st: Arc<AppState>,
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    peer: SocketAddr,
+) {
+    let svc = service_fn(move |req| {
+        let st = st.clone();
+        async move { Ok::<_, Infallible>(api::handle(st, req, peer).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(true)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(tls), svc);
+    let _ = conn.await;
+}

@@ -1,0 +1,503 @@
+//! Acceptance for the HTTPS API against the running daemon: TLS versions and
+//! the certificate fingerprint, the RBAC matrix of every route, the
+//! first-start admin, login throttling, TOTP (codes computed by Python's
+//! standard library, an independent implementation), CSRF, path traversal,
+//! and slow or idle clients that must not starve others.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vigil_e2e::*;
+
+struct Api {
+    port: u16,
+}
+
+/// (status, body) of one HTTPS request made by curl.
+fn curl(port: u16, method: &str, path: &str, extra: &[&str], body: Option<&str>) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args([
+        "-sk",
+        "--path-as-is",
+        "-m",
+        "10",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        method,
+    ]);
+    c.args(extra);
+    if let Some(b) = body {
+        c.args(["-H", "content-type: application/json", "--data-binary", b]);
+    }
+    c.arg(format!("https://127.0.0.1:{port}{path}"));
+    let o = c.output().expect("curl (scripts/test installs it)");
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let (b, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), b.to_string())
+}
+
+fn field(body: &str, k: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get(k).and_then(|x| x.as_str()).map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// A logged-in browser: its cookie jar and CSRF token.
+struct Session {
+    jar: std::path::PathBuf,
+    csrf: String,
+}
+
+impl Api {
+    fn login(&self, dir: &std::path::Path, name: &str, password: &str, totp: Option<&str>) -> (u16, Option<Session>) {
+        let jar = dir.join(format!("jar-{name}-{}", rand_suffix()));
+        let body = match totp {
+            Some(c) => format!(r#"{{"name":"{name}","password":"{password}","totp":"{c}"}}"#),
+            None => format!(r#"{{"name":"{name}","password":"{password}"}}"#),
+        };
+        let (code, b) = curl(
+            self.port,
+            "POST",
+            "/api/v1/login",
+            &["-c", &jar.to_string_lossy()],
+            Some(&body),
+        );
+        let s = (code == 200).then(|| Session {
+            jar,
+            csrf: field(&b, "csrf_token"),
+        });
+        (code, s)
+    }
+
+    /// A request as `s` (cookie + CSRF header).
+    fn call(&self, s: &Session, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let csrf = format!("X-CSRF-Token: {}", s.csrf);
+        curl(
+            self.port,
+            method,
+            path,
+            &["-b", &s.jar.to_string_lossy(), "-H", &csrf],
+            body,
+        )
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// A daemon with one camera and the API on; the admin's one-time password
+/// changed to `ADMIN_PW`; a viewer, an operator and an operator API token.
+const ADMIN_PW: &str = "admin password 2026";
+const USER_PW: &str = "a user password 2026";
+
+struct Setup {
+    _cam: Camera,
+    v: Vigil,
+    api: Api,
+    token: String,
+}
+
+fn setup() -> Setup {
+    let cam = Camera::start(&[]);
+    let mut v = Vigil::new(
+        &[Cam {
+            name: "cam",
+            url: cam.url("/h264"),
+        }],
+        10,
+    );
+    let port = v.enable_http("");
+    v.start();
+    let api = Api { port };
+    let otp = v.first_admin_password();
+    assert!(wait_for(Duration::from_secs(20), || (curl(
+        port,
+        "GET",
+        "/health/live",
+        &[],
+        None
+    )
+    .0 == 200)
+        .then_some(()))
+    .is_some());
+    // The one-time password works, but only to change it.
+    let (code, s) = api.login(v.dir.path(), "admin", &otp, None);
+    assert_eq!(code, 200);
+    let s = s.unwrap();
+    assert_eq!(
+        api.call(&s, "GET", "/api/v1/cameras", None).0,
+        403,
+        "blocked until the password is changed"
+    );
+    let body = format!(r#"{{"old_password":"{otp}","new_password":"{ADMIN_PW}"}}"#);
+    assert_eq!(api.call(&s, "POST", "/api/v1/me/password", Some(&body)).0, 200);
+    assert_eq!(
+        api.call(&s, "GET", "/api/v1/me", None).0,
+        401,
+        "a password change ends the session"
+    );
+    for (name, role) in [("viewer1", "viewer"), ("operator1", "operator")] {
+        let o = v.cli_stdin(
+            &[
+                "users",
+                "add",
+                "--name",
+                name,
+                "--role",
+                role,
+                "--password-stdin",
+                "--no-change-required",
+            ],
+            USER_PW.as_bytes(),
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = v.cli(&["users", "token", "--name", "automation", "--role", "operator"]);
+    assert!(o.status.success());
+    let token = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    Setup {
+        _cam: cam,
+        v,
+        api,
+        token,
+    }
+}
+
+#[test]
+fn rbac_matrix_covers_every_route() {
+    let Setup { _cam, v, api, token } = setup();
+    let dir = v.dir.path();
+    let viewer = api.login(dir, "viewer1", USER_PW, None).1.expect("viewer logs in");
+    let operator = api.login(dir, "operator1", USER_PW, None).1.expect("operator logs in");
+    let admin = api.login(dir, "admin", ADMIN_PW, None).1.expect("admin logs in");
+    let bearer = format!("Authorization: Bearer {token}");
+
+    // route, request path, body; expected status for anonymous, viewer, operator, admin, API token (operator).
+    type Row = (&'static str, &'static str, &'static str, Option<&'static str>, [u16; 5]);
+    let matrix: Vec<Row> = vec![
+        (
+            "GET /health/live",
+            "GET",
+            "/health/live",
+            None,
+            [200, 200, 200, 200, 200],
+        ),
+        (
+            "GET /health/ready",
+            "GET",
+            "/health/ready",
+            None,
+            [200, 200, 200, 200, 200],
+        ),
+        ("GET /metrics", "GET", "/metrics", None, [401, 200, 200, 200, 200]),
+        (
+            "POST /api/v1/login",
+            "POST",
+            "/api/v1/login",
+            Some(r#"{"name":"nobody","password":"wrong one"}"#),
+            [401, 401, 401, 401, 401],
+        ),
+        ("GET /api/v1/me", "GET", "/api/v1/me", None, [401, 200, 200, 200, 200]),
+        (
+            "POST /api/v1/me/password",
+            "POST",
+            "/api/v1/me/password",
+            Some(r#"{"old_password":"wrong","new_password":"whatever it is 1"}"#),
+            [401, 403, 403, 403, 400],
+        ),
+        (
+            "GET /api/v1/cameras",
+            "GET",
+            "/api/v1/cameras",
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        (
+            "GET /api/v1/cameras/{name}",
+            "GET",
+            "/api/v1/cameras/cam",
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        (
+            "GET /api/v1/recordings",
+            "GET",
+            "/api/v1/recordings?camera=cam",
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        (
+            "GET /api/v1/users",
+            "GET",
+            "/api/v1/users",
+            None,
+            [401, 403, 403, 200, 403],
+        ),
+        (
+            "POST /api/v1/users",
+            "POST",
+            "/api/v1/users",
+            Some(r#"{"name":"NAME","role":"viewer","password":"a new user password"}"#),
+            [401, 403, 403, 201, 403],
+        ),
+        (
+            "GET /api/v1/audit",
+            "GET",
+            "/api/v1/audit",
+            None,
+            [401, 403, 403, 200, 403],
+        ),
+        (
+            "GET /api/v1/audit/verify",
+            "GET",
+            "/api/v1/audit/verify",
+            None,
+            [401, 403, 403, 200, 403],
+        ),
+        // Last: it ends the sessions.
+        (
+            "POST /api/v1/logout",
+            "POST",
+            "/api/v1/logout",
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+    ];
+    // Every route the server has, and only those, has a row.
+    let listed = String::from_utf8_lossy(&v.cli(&["http-routes"]).stdout).to_string();
+    let routes: Vec<String> = listed
+        .lines()
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    for r in &routes {
+        assert!(
+            matrix.iter().any(|m| m.0 == r),
+            "route {r} has no row in the RBAC matrix"
+        );
+    }
+    for m in &matrix {
+        assert!(routes.iter().any(|r| r == m.0), "the matrix row {} is not a route", m.0);
+    }
+    let mut failures = Vec::new();
+    for (route, method, path, body, expect) in &matrix {
+        for (i, who) in ["anonymous", "viewer", "operator", "admin", "token"].iter().enumerate() {
+            let body = body.map(|b| b.replace("NAME", &format!("new-{who}")));
+            let (code, text) = match i {
+                0 => curl(api.port, method, path, &[], body.as_deref()),
+                1 => api.call(&viewer, method, path, body.as_deref()),
+                2 => api.call(&operator, method, path, body.as_deref()),
+                3 => api.call(&admin, method, path, body.as_deref()),
+                _ => curl(api.port, method, path, &["-H", &bearer], body.as_deref()),
+            };
+            if code != expect[i] {
+                failures.push(format!("{route} as {who}: {code}, expected {} ({text})", expect[i]));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "RBAC matrix:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn tls_13_only_and_the_fingerprint_matches() {
+    let Setup { _cam, v, api, .. } = setup();
+    let addr = format!("127.0.0.1:{}", api.port);
+    let s_client = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(["s_client", "-connect", &addr])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl");
+        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+    };
+    let t12 = s_client(&["-tls1_2"]);
+    assert!(
+        t12.contains("alert protocol version") || t12.contains("Cipher is (NONE)"),
+        "TLS 1.2 refused: {t12}"
+    );
+    let t13 = s_client(&["-tls1_3", "-showcerts"]);
+    assert!(t13.contains("TLSv1.3"), "{t13}");
+    let pem_start = t13.find("-----BEGIN CERTIFICATE-----").expect("certificate");
+    let pem_end = t13.find("-----END CERTIFICATE-----").expect("certificate end") + 25;
+    let mut x509 = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    x509.stdin
+        .take()
+        .unwrap()
+        .write_all(&t13.as_bytes()[pem_start..pem_end])
+        .unwrap();
+    let fp = String::from_utf8_lossy(&x509.wait_with_output().unwrap().stdout).to_string();
+    let fp = fp.trim().rsplit('=').next().unwrap_or_default().to_string();
+    assert!(fp.len() == 95, "{fp}");
+    assert!(v.log().contains(&format!("fingerprint={fp}")), "the log states {fp}");
+}
+
+#[test]
+fn throttling_totp_csrf_and_traversal() {
+    let Setup { _cam, v, api, .. } = setup();
+    let dir = v.dir.path();
+    // The 6th wrong password within a minute is throttled, even when right.
+    for i in 0..5 {
+        assert_eq!(api.login(dir, "viewer1", "wrong password", None).0, 401, "attempt {i}");
+    }
+    assert_eq!(api.login(dir, "viewer1", USER_PW, None).0, 429);
+    let audit = String::from_utf8_lossy(&v.cli(&["audit", "tail", "-n", "50"]).stdout).to_string();
+    assert!(audit.contains("throttled"), "{audit}");
+
+    // TOTP: required once enrolled; a code works once.
+    let o = v.cli(&["users", "enable-mfa", "operator1"]);
+    assert!(o.status.success());
+    let uri = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let secret = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(api.login(dir, "operator1", USER_PW, None).0, 401, "no code");
+    assert_eq!(
+        api.login(dir, "operator1", USER_PW, Some("000000")).0,
+        401,
+        "wrong code"
+    );
+    let code = python_totp(&secret);
+    let (c, s) = api.login(dir, "operator1", USER_PW, Some(&code));
+    assert_eq!(c, 200, "right code");
+    assert_eq!(
+        api.login(dir, "operator1", USER_PW, Some(&code)).0,
+        401,
+        "the same code again"
+    );
+    let s = s.unwrap();
+
+    // A state change without (or with a wrong) CSRF token is refused.
+    let (c, _) = curl(
+        api.port,
+        "POST",
+        "/api/v1/logout",
+        &["-b", &s.jar.to_string_lossy()],
+        None,
+    );
+    assert_eq!(c, 403);
+    let (c, _) = curl(
+        api.port,
+        "POST",
+        "/api/v1/logout",
+        &["-b", &s.jar.to_string_lossy(), "-H", "X-CSRF-Token: 00"],
+        None,
+    );
+    assert_eq!(c, 403);
+    assert_eq!(api.call(&s, "GET", "/api/v1/me", None).0, 200, "still logged in");
+
+    // Path traversal in any parameter fails cleanly.
+    for path in [
+        "/api/v1/cameras/..%2F..%2Fetc%2Fpasswd",
+        "/api/v1/cameras/../../etc/passwd",
+        "/api/v1/recordings?camera=../../etc/passwd",
+        "/../../../etc/passwd",
+        "/api/v1/recordings?camera=cam&start=../../x",
+    ] {
+        let (c, body) = api.call(&s, "GET", path, None);
+        assert!([400, 404].contains(&c), "{path}: {c}");
+        assert!(
+            body.starts_with("{\"error\"") && !body.contains("root:"),
+            "{path}: {body}"
+        );
+    }
+    // Oversized and malformed bodies: a clear 4xx.
+    let big = format!(r#"{{"name":"x","password":"{}"}}"#, "a".repeat(100_000));
+    assert_eq!(curl(api.port, "POST", "/api/v1/login", &[], Some(&big)).0, 413);
+    assert_eq!(curl(api.port, "POST", "/api/v1/login", &[], Some("{not json")).0, 400);
+}
+
+/// TOTP by Python's standard library (RFC 6238, SHA-1, 6 digits, 30 s).
+fn python_totp(secret_b32: &str) -> String {
+    let py = format!(
+        "import base64,hmac,hashlib,struct,time\n\
+         k=base64.b32decode('{secret_b32}'+'='*(-len('{secret_b32}')%8))\n\
+         h=hmac.new(k,struct.pack('>Q',int(time.time())//30),hashlib.sha1).digest()\n\
+         o=h[-1]&15\n\
+         print('%06d'%((struct.unpack('>I',h[o:o+4])[0]&0x7fffffff)%1000000))"
+    );
+    let o = Command::new("python3").args(["-c", &py]).output().expect("python3");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn idle_and_half_sent_connections_do_not_starve_others() {
+    let Setup { _cam, v, api, .. } = setup();
+    // 300 connections from 127.0.0.1: idle TCP, never a TLS handshake.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        if let Ok(s) = TcpStream::connect(("127.0.0.1", api.port)) {
+            idle.push(s);
+        }
+    }
+    // Half-sent requests over completed TLS handshakes.
+    let mut half = Vec::new();
+    for _ in 0..5 {
+        let mut c = Command::new("openssl")
+            .args(["s_client", "-quiet", "-connect", &format!("127.0.0.1:{}", api.port)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let _ = c
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n");
+        half.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // Another client (another address) is answered at once.
+    let t = Instant::now();
+    let (code, _) = curl(api.port, "GET", "/health/ready", &["--interface", "127.0.0.2"], None);
+    let took = t.elapsed();
+    assert_eq!(code, 200);
+    assert!(
+        took < Duration::from_secs(1),
+        "/health/ready took {took:?} beside 300 idle connections"
+    );
+    // The timeouts close them: the idle ones and the half-sent requests.
+    std::thread::sleep(Duration::from_secs(12));
+    let mut still_open = 0;
+    for s in idle.iter_mut() {
+        let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+        let mut b = [0u8; 1];
+        if let Err(e) = s.read(&mut b) {
+            if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut {
+                still_open += 1;
+            }
+        }
+    }
+    assert_eq!(still_open, 0, "{still_open} idle connections were not closed");
+    for mut c in half {
+        let done = wait_for(Duration::from_secs(5), || c.try_wait().ok().flatten());
+        assert!(
+            done.is_some(),
+            "a half-sent request was not closed by the header timeout"
+        );
+        kill_and_wait(&mut c);
+    }
+    let m = curl(api.port, "GET", "/health/live", &[], None);
+    assert_eq!(m.0, 200);
+    drop(v);
+}
