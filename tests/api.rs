@@ -230,6 +230,13 @@ fn rbac_matrix_covers_every_route() {
             [401, 200, 200, 200, 200],
         ),
         (
+            "GET /api/v1/cameras/{name}/view.mp4",
+            "GET",
+            "/api/v1/cameras/cam/view.mp4?start=2000-01-01T00:00:00Z&end=2000-01-01T00:01:00Z",
+            None,
+            [401, 404, 404, 404, 404],
+        ),
+        (
             "GET /api/v1/recordings",
             "GET",
             "/api/v1/recordings?camera=cam",
@@ -500,4 +507,123 @@ fn idle_and_half_sent_connections_do_not_starve_others() {
     let m = curl(api.port, "GET", "/health/live", &[], None);
     assert_eq!(m.0, 200);
     drop(v);
+}
+
+/// (status, response headers) of a request whose body goes to `out`.
+fn curl_to(port: u16, path: &str, extra: &[&str], out: &std::path::Path) -> (u16, String) {
+    let hdr = out.with_extension("headers");
+    let o = Command::new("curl")
+        .args(["-sk", "-m", "60", "-o"])
+        .arg(out)
+        .arg("-D")
+        .arg(&hdr)
+        .args(["-w", "%{http_code}"])
+        .args(extra)
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl");
+    let code = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0);
+    (code, std::fs::read_to_string(&hdr).unwrap_or_default().to_lowercase())
+}
+
+fn header<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
+    headers
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .map(str::trim)
+}
+
+#[test]
+fn view_mp4_ranges_are_exactly_the_bytes_of_the_full_download() {
+    let cam = Camera::start(&[]);
+    let mut v = Vigil::new(
+        &[Cam {
+            name: "cam",
+            url: cam.url("/h264"),
+        }],
+        2,
+    );
+    let port = v.enable_http("");
+    v.start();
+    let _ = v.first_admin_password();
+    let src = wait_for(Duration::from_secs(40), || {
+        v.recordings()
+            .into_iter()
+            .find(|r| r.camera == "cam" && r.state == "complete")
+    })
+    .expect("a complete recording");
+    // Ten minutes of archive, made by replaying it through the recorder.
+    let o = v.cli(&[
+        "bench-synthesize",
+        "--camera",
+        "ten",
+        "--source-recording",
+        &src.id.to_string(),
+        "--minutes",
+        "10",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let recs: Vec<Rec> = v.recordings().into_iter().filter(|r| r.camera == "ten").collect();
+    let (start, end) = (recs[0].start.clone(), recs.last().unwrap().end.clone());
+    let token = String::from_utf8_lossy(
+        &v.cli(&["users", "token", "--name", "player", "--role", "viewer"])
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let auth = format!("Authorization: Bearer {token}");
+    let path = format!("/api/v1/cameras/ten/view.mp4?start={start}&end={end}");
+
+    let whole_path = v.path("whole.mp4");
+    let (code, h) = curl_to(port, &path, &["-H", &auth], &whole_path);
+    assert_eq!(code, 200, "{h}");
+    let whole = std::fs::read(&whole_path).unwrap();
+    assert_eq!(header(&h, "content-length"), Some(whole.len().to_string().as_str()));
+    assert_eq!(header(&h, "accept-ranges"), Some("bytes"));
+    let etag = header(&h, "etag").expect("an ETag").to_string();
+    let probe = ffprobe(&whole_path).expect("ffprobe accepts the view");
+    let frames: i64 = recs.iter().map(|r| r.frames).sum();
+    assert_eq!(probe.frames as i64, frames, "every frame of the ten minutes");
+    println!("view.mp4 of 10 min: {} bytes, {} frames", whole.len(), frames);
+
+    let n = whole.len() as u64;
+    let mid = n / 2;
+    for (range, from, to) in [
+        (format!("bytes={mid}-{}", mid + 99_999), mid, mid + 99_999),
+        ("bytes=0-2047".to_string(), 0, 2047),
+        (format!("bytes=-{}", 5000), n - 5000, n - 1),
+        (format!("bytes={}-", n - 1234), n - 1234, n - 1),
+        (format!("bytes={}-{}", n / 3, n / 3), n / 3, n / 3),
+    ] {
+        let out = v.path("part.bin");
+        let (code, h) = curl_to(port, &path, &["-H", &auth, "-H", &format!("Range: {range}")], &out);
+        assert_eq!(code, 206, "{range}: {h}");
+        assert_eq!(
+            header(&h, "content-range"),
+            Some(format!("bytes {from}-{to}/{n}").as_str()),
+            "{range}"
+        );
+        assert_eq!(header(&h, "etag"), Some(etag.as_str()));
+        let part = std::fs::read(&out).unwrap();
+        assert!(
+            part == whole[from as usize..=to as usize],
+            "{range}: not the same bytes as the full download"
+        );
+    }
+    let (code, _) = curl_to(
+        port,
+        &path,
+        &["-H", &auth, "-H", &format!("Range: bytes={n}-")],
+        &v.path("x"),
+    );
+    assert_eq!(code, 416);
+    let (code, _) = curl_to(
+        port,
+        &path,
+        &["-H", &auth, "-H", &format!("If-None-Match: {etag}")],
+        &v.path("x"),
+    );
+    assert_eq!(code, 304);
+    let (code, _) = curl_to(port, &path, &[], &v.path("x"));
+    assert_eq!(code, 401);
 }

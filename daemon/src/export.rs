@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::index::{ns_to_ticks, Index, IndexError, RecordingRow};
+use crate::index::{ns_to_ticks, ChunkRow, Index, IndexError, RecordingRow};
 use crate::keys::KeyLookup;
 use crate::mp4;
 use crate::storage::Storage;
@@ -332,4 +332,178 @@ pub fn export_to_file(
         let _ = std::fs::remove_file(&partial);
     }
     result
+}
+
+/// A chunk-granular view of a time range as one fragmented MP4 whose every
+/// byte offset is known from the index before anything is decrypted: the
+/// init segment, then one fragment per whole chunk overlapping the range
+/// (so it may run up to a chunk, about 1 s, past `end`). Any byte range of
+/// it can be produced by decrypting only the chunks that range touches;
+/// HTTP Range requests use this.
+pub struct ViewLayout {
+    pub init: Vec<u8>,
+    pub fragments: Vec<ViewFragment>,
+    pub total_len: u64,
+    /// Changes whenever any byte of the view would (a recording grew, was
+    /// re-encrypted or deleted).
+    pub etag: String,
+    pub first_wall_ns: i64,
+    pub end_wall_ns: i64,
+}
+
+pub struct ViewFragment {
+    /// Offset of this fragment in the view.
+    pub offset: u64,
+    pub len: u64,
+    recording: RecordingRow,
+    chunk: ChunkRow,
+    decode_time: u64,
+    sequence: u32,
+    description: u32,
+}
+
+impl ViewLayout {
+    /// Index of the fragment holding byte `pos` (pos >= init length).
+    pub fn fragment_at(&self, pos: u64) -> usize {
+        self.fragments.partition_point(|f| f.offset + f.len <= pos)
+    }
+}
+
+/// Plans a view (see [`ViewLayout`]): reads the index and each recording's
+/// stream record, nothing else.
+pub fn view_layout(archive: Archive<'_>, camera: &str, start_ns: i64, end_ns: i64) -> Result<ViewLayout, ExportError> {
+    let Archive { index, storage, keys } = archive;
+    let planned = plan(index, camera, start_ns, end_ns)?;
+    let mut entries: Vec<Vec<u8>> = Vec::new();
+    let mut infos = Vec::with_capacity(planned.len());
+    let mut etag = ring::digest::Context::new(&ring::digest::SHA256);
+    etag.update(format!("{camera}\0{start_ns}\0{end_ns}").as_bytes());
+    for p in &planned {
+        let si = check_recording(storage, keys, p)?;
+        let desc = match entries.iter().position(|e| *e == si.sample_entry) {
+            Some(i) => i,
+            None => {
+                entries.push(si.sample_entry.clone());
+                entries.len() - 1
+            }
+        };
+        etag.update(&p.rec.id.to_be_bytes());
+        etag.update(p.rec.file_name.as_bytes());
+        etag.update(&p.rec.bytes.to_be_bytes());
+        etag.update(&p.rec.chunks.to_be_bytes());
+        infos.push((si, desc as u32 + 1));
+    }
+    let timescale = infos[0].0.timescale;
+    if infos.iter().any(|(si, _)| si.timescale != timescale) {
+        return Err(ExportError::MixedTimescales);
+    }
+    let ts = i64::from(timescale);
+    let first = &planned[0];
+    let origin_ns = first.rec.wall_of(first.first_pts);
+    let last = &planned[planned.len() - 1];
+    let end_wall_ns = last.rec.wall_of(last.end_pts);
+    let init = mp4::init_segment(&mp4::TrackInfo {
+        timescale,
+        width: infos[0].0.width,
+        height: infos[0].0.height,
+        duration: ns_to_ticks(end_wall_ns - origin_ns, ts).max(0) as u64,
+        sample_entries: &entries,
+    });
+    let mut offset = init.len() as u64;
+    let mut fragments = Vec::new();
+    let mut prev_end: Option<i64> = None;
+    let mut seq = 0u32;
+    for (p, (_, desc)) in planned.iter().zip(&infos) {
+        let mut base = ns_to_ticks(p.rec.start_wall_ns - origin_ns, ts);
+        if let Some(pe) = prev_end {
+            if (base - pe).abs() <= ts / 1000 || base < pe {
+                base = pe;
+            }
+        }
+        let rows = index.chunks(p.rec.id)?;
+        let rows = rows.get(p.chunks.clone()).ok_or_else(|| ExportError::Mismatch {
+            id: p.rec.id,
+            file: p.rec.file_name.clone(),
+            what: "its chunk index changed".into(),
+        })?;
+        for c in rows {
+            let data = vseg::media_data_len(c.len as u64, c.frames as u64).ok_or_else(|| ExportError::Mismatch {
+                id: p.rec.id,
+                file: p.rec.file_name.clone(),
+                what: format!("chunk {} is shorter than its frame table", c.idx),
+            })?;
+            let len = mp4::fragment_len(c.frames as usize, data);
+            let decode = base + (c.first_pts - p.rec.start_pts);
+            seq += 1;
+            fragments.push(ViewFragment {
+                offset,
+                len,
+                recording: p.rec.clone(),
+                chunk: c.clone(),
+                decode_time: decode.max(0) as u64,
+                sequence: seq,
+                description: *desc,
+            });
+            offset += len;
+            prev_end = Some(decode + c.duration);
+        }
+    }
+    let etag = format!("\"{}\"", &vseg::hex(etag.finish().as_ref())[..32]);
+    Ok(ViewLayout {
+        init,
+        fragments,
+        total_len: offset,
+        etag,
+        first_wall_ns: origin_ns,
+        end_wall_ns,
+    })
+}
+
+/// Produces fragment `i` of a view: decrypts and authenticates its chunk
+/// and checks it against the layout (a mismatch is an integrity error: the
+/// stream must stop rather than send bytes at the wrong offsets).
+pub fn view_fragment(
+    storage: &Storage,
+    keys: &dyn KeyLookup,
+    layout: &ViewLayout,
+    i: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), ExportError> {
+    let f = layout.fragments.get(i).ok_or(ExportError::EmptyRange)?;
+    let rec = &f.recording;
+    let path = storage.path_of(&rec.file_name);
+    let mut reader = SegmentReader::open(&path, keys).map_err(|source| ExportError::reading(rec.id, source))?;
+    let mut buf = Vec::new();
+    let (kind, _) = reader
+        .read_record_into(f.chunk.idx as u64, f.chunk.offset as u64, &mut buf)
+        .map_err(|source| ExportError::reading(rec.id, source))?;
+    let bad = |what: String| ExportError::Mismatch {
+        id: rec.id,
+        file: rec.file_name.clone(),
+        what,
+    };
+    if kind != RecordKind::Media {
+        return Err(bad(format!("chunk {} is a {kind:?} record", f.chunk.idx)));
+    }
+    let chunk = Chunk::decode(&buf).map_err(|w| bad(format!("chunk {}: {w}", f.chunk.idx)))?;
+    if chunk.first_pts != f.chunk.first_pts || chunk.frames.len() as i64 != f.chunk.frames {
+        return Err(bad(format!("chunk {} does not match the index", f.chunk.idx)));
+    }
+    let samples: Vec<mp4::Sample> = chunk
+        .frames
+        .iter()
+        .map(|m| mp4::Sample {
+            duration: m.duration,
+            size: m.size,
+            key: m.key,
+        })
+        .collect();
+    let datas: Vec<&[u8]> = chunk.iter().map(|(_, _, d)| d).collect();
+    out.clear();
+    let n = mp4::write_fragment(out, f.sequence, f.decode_time, f.description, &samples, &datas)
+        .map_err(|e| bad(e.to_string()))?;
+    if n != f.len {
+        return Err(bad(format!("fragment is {n} bytes, the layout says {}", f.len)));
+    }
+    Ok(())
 }

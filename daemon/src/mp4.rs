@@ -145,6 +145,12 @@ pub struct Sample {
     pub key: bool,
 }
 
+/// The length [`write_fragment`] writes for `samples` samples carrying
+/// `data_len` bytes: moof (92 + 12 per sample) + mdat header + data.
+pub fn fragment_len(samples: usize, data_len: u64) -> u64 {
+    92 + 12 * samples as u64 + 8 + data_len
+}
+
 const SAMPLE_FLAGS_SYNC: u32 = 0x0200_0000;
 const SAMPLE_FLAGS_NON_SYNC: u32 = 0x0101_0000;
 
@@ -198,4 +204,29 @@ pub fn write_fragment<W: Write>(
         out.write_all(d)?;
     }
     Ok((moof.len() + 8 + total) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fragment_len_is_what_write_fragment_writes() {
+        for n in [1usize, 2, 25, 300] {
+            let samples: Vec<Sample> = (0..n)
+                .map(|i| Sample {
+                    duration: 3600,
+                    size: 10 + i as u32,
+                    key: i == 0,
+                })
+                .collect();
+            let datas: Vec<Vec<u8>> = samples.iter().map(|s| vec![0u8; s.size as usize]).collect();
+            let refs: Vec<&[u8]> = datas.iter().map(|d| d.as_slice()).collect();
+            let mut out = Vec::new();
+            let len = write_fragment(&mut out, 1, 0, 1, &samples, &refs).unwrap();
+            let data: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
+            assert_eq!(len, out.len() as u64);
+            assert_eq!(fragment_len(n, data), len);
+        }
+    }
 }

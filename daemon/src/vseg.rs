@@ -363,6 +363,14 @@ pub struct Chunk<'a> {
 
 pub const CHUNK_FRAME_ENTRY_LEN: usize = 9;
 
+/// The frame data bytes in a media record of `record_len` bytes (prefix and
+/// tag included) holding `frames` frames: what an MP4 fragment of it carries.
+pub fn media_data_len(record_len: u64, frames: u64) -> Option<u64> {
+    record_len
+        .checked_sub((RECORD_PREFIX_LEN + TAG_LEN + 12) as u64)?
+        .checked_sub(frames.checked_mul(CHUNK_FRAME_ENTRY_LEN as u64)?)
+}
+
 impl<'a> Chunk<'a> {
     /// Starts a chunk plaintext in `buf`; frames are added with [`push_frame_meta`]
     /// and their data appended afterwards by the caller.

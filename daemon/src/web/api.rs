@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -55,6 +55,7 @@ pub const ROUTES: &[RouteSpec] = &[
     route("POST", "/api/v1/me/password", VIEWER),
     route("GET", "/api/v1/cameras", VIEWER),
     route("GET", "/api/v1/cameras/{name}", VIEWER),
+    route("GET", "/api/v1/cameras/{name}/view.mp4", VIEWER),
     route("GET", "/api/v1/recordings", VIEWER),
     route("GET", "/api/v1/users", ADMIN),
     route("POST", "/api/v1/users", ADMIN),
@@ -110,10 +111,16 @@ impl From<rusqlite::Error> for ApiError {
     }
 }
 
-type Reply = Result<Response<Full<Bytes>>, ApiError>;
+/// Response bodies: whole (JSON) or streamed (video).
+pub type Body = BoxBody<Bytes, std::io::Error>;
+type Reply = Result<Response<Body>, ApiError>;
 
-fn json_reply(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+fn json_reply(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(full(v.to_string()));
     *r.status_mut() = status;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -127,7 +134,7 @@ fn ok(v: Value) -> Reply {
 }
 
 /// Headers on every response.
-fn harden(r: &mut Response<Full<Bytes>>) {
+fn harden(r: &mut Response<Body>) {
     let h = r.headers_mut();
     for (k, v) in [
         ("strict-transport-security", "max-age=31536000"),
@@ -262,7 +269,7 @@ fn str_field<'a>(v: &'a Value, k: &str) -> Result<&'a str, ApiError> {
 }
 
 /// Entry point for every request.
-pub async fn handle(st: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+pub async fn handle(st: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     st.counters.requests.fetch_add(1, Ordering::Relaxed);
     let mut r = match route_request(&st, req, peer).await {
         Ok(r) => r,
@@ -346,6 +353,7 @@ async fn route_request(st: &Arc<AppState>, req: Request<Incoming>, peer: SocketA
         ("POST", "/api/v1/me/password") => change_password(st, req, caller).await,
         ("GET", "/api/v1/cameras") => cameras(st, None).await,
         ("GET", "/api/v1/cameras/{name}") => cameras(st, params.into_iter().next()).await,
+        ("GET", "/api/v1/cameras/{name}/view.mp4") => view_mp4(st, &req, params.into_iter().next()).await,
         ("GET", "/api/v1/recordings") => recordings(st, &req).await,
         ("GET", "/api/v1/users") => list_users(st).await,
         ("POST", "/api/v1/users") => add_user(st, req, caller).await,
@@ -551,14 +559,29 @@ async fn change_password(st: &Arc<AppState>, req: Request<Incoming>, caller: Opt
     ok(json!({ "status": "password changed; log in again" }))
 }
 
-async fn cameras(st: &Arc<AppState>, one: Option<String>) -> Reply {
-    if let Some(n) = &one {
-        if !st.camera_names.contains(n) {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "no such camera"));
+/// Configured cameras, then cameras only the archive knows (imports, removed ones).
+async fn camera_names(st: &Arc<AppState>) -> Result<(Vec<String>, Vec<crate::index::CameraRow>), ApiError> {
+    let rows = st.db(|idx| Ok(idx.cameras()?)).await?;
+    let mut names = st.camera_names.clone();
+    for r in &rows {
+        if !names.contains(&r.name) {
+            names.push(r.name.clone());
         }
     }
-    let configured = st.camera_names.clone();
-    let rows = st.db(|idx| Ok(idx.cameras()?)).await?;
+    Ok((names, rows))
+}
+
+async fn known_camera(st: &Arc<AppState>, name: Option<String>) -> Result<String, ApiError> {
+    let (names, _) = camera_names(st).await?;
+    name.filter(|n| names.contains(n))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))
+}
+
+async fn cameras(st: &Arc<AppState>, one: Option<String>) -> Reply {
+    if one.is_some() {
+        known_camera(st, one.clone()).await?;
+    }
+    let (configured, rows) = camera_names(st).await?;
     let list: Vec<Value> = configured
         .iter()
         .filter(|n| one.as_ref().is_none_or(|o| o == *n))
@@ -592,9 +615,7 @@ async fn recordings(st: &Arc<AppState>, req: &Request<Incoming>) -> Reply {
     let camera = param(&q, "camera")
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"camera\" is required"))?
         .to_string();
-    if !st.camera_names.contains(&camera) {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "no such camera"));
-    }
+    let camera = known_camera(st, Some(camera)).await?;
     let end = time_param(&q, "end")?.unwrap_or(i64::MAX);
     let start = time_param(&q, "start")?.unwrap_or(i64::MIN);
     if start >= end {
@@ -624,6 +645,165 @@ async fn recordings(st: &Arc<AppState>, req: &Request<Incoming>) -> Reply {
         })
         .collect();
     ok(Value::Array(list))
+}
+
+/// One `bytes=` range of a `total`-byte entity: Ok(None) for none, Err for
+/// an unsatisfiable or unsupported one.
+fn byte_range(header: Option<&str>, total: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(h) = header else { return Ok(None) };
+    let Some(spec) = h.trim().strip_prefix("bytes=") else {
+        return Err(());
+    };
+    if spec.contains(',') {
+        return Ok(None); // several ranges: answer with the whole entity (allowed by RFC 9110)
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 {
+            return Err(());
+        }
+        (total.saturating_sub(n), total.checked_sub(1).ok_or(())?)
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let end: u64 = if b.is_empty() {
+            total.saturating_sub(1)
+        } else {
+            b.parse::<u64>().map_err(|_| ())?.min(total.saturating_sub(1))
+        };
+        (start, end)
+    };
+    if range.0 > range.1 || range.0 >= total {
+        return Err(());
+    }
+    Ok(Some(range))
+}
+
+/// A time range of a camera as a fragmented MP4, with Range and ETag: every
+/// byte offset is computed from the index; only the chunks a request covers
+/// are decrypted, streamed with back-pressure.
+async fn view_mp4(st: &Arc<AppState>, req: &Request<Incoming>, name: Option<String>) -> Reply {
+    let camera = known_camera(st, name).await?;
+    let q = query(req);
+    let start =
+        time_param(&q, "start")?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"start\" is required"))?;
+    let end = time_param(&q, "end")?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"end\" is required"))?;
+    let storage = st.storage.clone();
+    let keyring = st.keyring.clone();
+    let layout = st
+        .db(move |idx| {
+            let archive = crate::export::Archive {
+                index: idx,
+                storage: &storage,
+                keys: keyring.as_ref(),
+            };
+            crate::export::view_layout(archive, &camera, start, end).map_err(|e| match e {
+                crate::export::ExportError::NothingToExport { .. } | crate::export::ExportError::UnknownCamera(_) => {
+                    ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+                }
+                crate::export::ExportError::EmptyRange => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+                e if e.is_integrity() => {
+                    tracing::error!("view refused: {e}");
+                    ApiError::new(
+                        StatusCode::CONFLICT,
+                        "a recording in this range failed its integrity check; see `vigil verify`",
+                    )
+                }
+                e => ApiError::internal(e.to_string()),
+            })
+        })
+        .await?;
+    let layout = Arc::new(layout);
+    let total = layout.total_len;
+    let etag = layout.etag.clone();
+    if req
+        .headers()
+        .get(hyper::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        let mut r = Response::new(full(Bytes::new()));
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            r.headers_mut().insert(hyper::header::ETAG, v);
+        }
+        return Ok(r);
+    }
+    let range_header = req.headers().get(hyper::header::RANGE).and_then(|v| v.to_str().ok());
+    let range = match byte_range(range_header, total) {
+        Ok(r) => r,
+        Err(()) => {
+            let mut r = json_reply(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                &json!({ "error": "range not satisfiable" }),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
+                r.headers_mut().insert(hyper::header::CONTENT_RANGE, v);
+            }
+            return Ok(r);
+        }
+    };
+    let (first, last) = range.unwrap_or((0, total.saturating_sub(1)));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(4);
+    let storage = st.storage.clone();
+    let keyring = st.keyring.clone();
+    let lay = layout.clone();
+    tokio::task::spawn_blocking(move || {
+        let end = last + 1;
+        let init_len = lay.init.len() as u64;
+        let mut pos = first;
+        if pos < init_len {
+            let stop = end.min(init_len);
+            let chunk = Bytes::copy_from_slice(&lay.init[pos as usize..stop as usize]);
+            if tx.blocking_send(Ok(hyper::body::Frame::data(chunk))).is_err() {
+                return;
+            }
+            pos = stop;
+        }
+        let mut buf = Vec::new();
+        let mut i = lay.fragment_at(pos);
+        while pos < end {
+            let Some(f) = lay.fragments.get(i) else { break };
+            if let Err(e) = crate::export::view_fragment(&storage, keyring.as_ref(), &lay, i, &mut buf) {
+                tracing::error!("view stopped at byte {pos}: {e}");
+                let _ = tx.blocking_send(Err(std::io::Error::other("integrity failure")));
+                return;
+            }
+            let from = (pos - f.offset) as usize;
+            let to = (end.min(f.offset + f.len) - f.offset) as usize;
+            if tx
+                .blocking_send(Ok(hyper::body::Frame::data(Bytes::copy_from_slice(&buf[from..to]))))
+                .is_err()
+            {
+                return; // the client went away
+            }
+            pos = f.offset + to as u64;
+            i += 1;
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    *r.status_mut() = if range.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let h = r.headers_mut();
+    h.insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    h.insert(hyper::header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&(last + 1 - first).to_string()) {
+        h.insert(hyper::header::CONTENT_LENGTH, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(hyper::header::ETAG, v);
+    }
+    if range.is_some() {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {first}-{last}/{total}")) {
+            h.insert(hyper::header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(r)
 }
 
 async fn list_users(st: &Arc<AppState>) -> Reply {
@@ -837,7 +1017,7 @@ async fn metrics(st: &Arc<AppState>) -> Reply {
             ("{outcome=\"failed\"}".into(), n(&c.logins_failed)),
         ],
     );
-    let mut r = Response::new(Full::new(Bytes::from(out)));
+    let mut r = Response::new(full(out));
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -848,6 +1028,20 @@ async fn metrics(st: &Arc<AppState>) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_ranges() {
+        assert_eq!(byte_range(None, 100), Ok(None));
+        assert_eq!(byte_range(Some("bytes=0-9"), 100), Ok(Some((0, 9))));
+        assert_eq!(byte_range(Some("bytes=90-"), 100), Ok(Some((90, 99))));
+        assert_eq!(byte_range(Some("bytes=-10"), 100), Ok(Some((90, 99))));
+        assert_eq!(byte_range(Some("bytes=50-500"), 100), Ok(Some((50, 99))));
+        assert_eq!(byte_range(Some("bytes=100-"), 100), Err(()));
+        assert_eq!(byte_range(Some("bytes=9-1"), 100), Err(()));
+        assert_eq!(byte_range(Some("bytes=-0"), 100), Err(()));
+        assert_eq!(byte_range(Some("items=0-1"), 100), Err(()));
+        assert_eq!(byte_range(Some("bytes=0-1,5-6"), 100), Ok(None));
+    }
 
     #[test]
     fn patterns_match_one_segment_and_decode_it() {

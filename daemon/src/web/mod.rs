@@ -191,6 +191,7 @@ async fn serve_connection(
     peer: SocketAddr,
 ) {
     let svc = service_fn(move |req| {
+        // (returns a streamed or whole body; see api::Body)
         let st = st.clone();
         async move { Ok::<_, Infallible>(api::handle(st, req, peer).await) }
     });
