@@ -295,6 +295,25 @@ fn rbac_matrix_covers_every_route() {
     for m in &matrix {
         assert!(routes.iter().any(|r| r == m.0), "the matrix row {} is not a route", m.0);
     }
+    // ...and is described in docs/openapi.yaml.
+    let spec = std::fs::read_to_string(workspace().join("docs/openapi.yaml")).unwrap();
+    for r in &routes {
+        let (method, path) = r.split_once(' ').unwrap();
+        let at = spec
+            .find(&format!("\n  {path}:\n"))
+            .unwrap_or_else(|| panic!("{path} is not in docs/openapi.yaml"));
+        let section: String = spec[at + 1..]
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("   ") || l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            section.contains(&format!("\n    {}:", method.to_lowercase()))
+                || section.starts_with(&format!("    {}:", method.to_lowercase())),
+            "{r} is not in docs/openapi.yaml"
+        );
+    }
     let mut failures = Vec::new();
     for (route, method, path, body, expect) in &matrix {
         for (i, who) in ["anonymous", "viewer", "operator", "admin", "token"].iter().enumerate() {
