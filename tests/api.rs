@@ -237,6 +237,16 @@ fn rbac_matrix_covers_every_route() {
             [401, 404, 404, 404, 404],
         ),
         (
+            "GET /api/v1/cameras/{name}/live.mp4",
+            "GET",
+            "/api/v1/cameras/nope/live.mp4",
+            None,
+            [401, 404, 404, 404, 404],
+        ),
+        ("GET /", "GET", "/", None, [200, 200, 200, 200, 200]),
+        ("GET /app.js", "GET", "/app.js", None, [200, 200, 200, 200, 200]),
+        ("GET /app.css", "GET", "/app.css", None, [200, 200, 200, 200, 200]),
+        (
             "GET /api/v1/recordings",
             "GET",
             "/api/v1/recordings?camera=cam",

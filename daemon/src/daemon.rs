@@ -140,6 +140,9 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let live = Arc::new(crate::live::LiveHub::new(
+        config.cameras.iter().map(|c| c.name.as_str()),
+    ));
     let mut recorders = Vec::new();
     let mut tasks = Vec::new();
     for (cam, password) in config.cameras.iter().filter(|c| c.enabled).zip(passwords) {
@@ -166,6 +169,7 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         tasks.push(runtime.spawn(crate::rtsp::run_camera(
             cam.clone(),
             password,
+            live.tap(&cam.name),
             config.stall_timeout,
             tx,
             shutdown_rx.clone(),
@@ -187,6 +191,7 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             storage.clone(),
             config.cameras.iter().map(|c| c.name.clone()).collect(),
             fingerprint,
+            live.clone(),
         ));
         tasks.push(runtime.spawn(crate::web::serve(
             state,

@@ -15,6 +15,7 @@ pub mod import;
 pub mod index;
 pub mod keyring;
 pub mod keys;
+pub mod live;
 pub mod mp4;
 pub mod mp4_demux;
 pub mod recorder;

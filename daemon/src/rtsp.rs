@@ -64,6 +64,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(8);
 pub async fn run_camera(
     cam: CameraConfig,
     password: Option<zeroize::Zeroizing<String>>,
+    live: Option<tokio::sync::broadcast::Sender<crate::live::LiveFrame>>,
     stall_timeout: Duration,
     tx: mpsc::Sender<Event>,
     mut shutdown: watch::Receiver<bool>,
@@ -83,7 +84,7 @@ pub async fn run_camera(
         let mut streamed = false;
         let mut batch = Vec::new();
         let result = tokio::select! {
-            r = stream_once(&cam, password.as_deref().map(String::as_str), stall_timeout, &tx, &mut streamed, &mut batch) => r,
+            r = stream_once(&cam, password.as_deref().map(String::as_str), live.as_ref(), stall_timeout, &tx, &mut streamed, &mut batch) => r,
             // Shutting down: handled just below, once the batch is handed over.
             _ = shutdown.changed() => Ok(()),
         };
@@ -141,6 +142,7 @@ const MAX_BATCH_AGE: Duration = Duration::from_secs(1);
 async fn stream_once(
     cam: &CameraConfig,
     password: Option<&str>,
+    live: Option<&tokio::sync::broadcast::Sender<crate::live::LiveFrame>>,
     stall: Duration,
     tx: &mpsc::Sender<Event>,
     streamed: &mut bool,
@@ -175,6 +177,7 @@ async fn stream_once(
     let playing = timed("PLAY", session.play(PlayOptions::default())).await?;
     let mut demuxed = playing.demuxed()?;
     let mut sent_params = false;
+    let mut live_params: Option<Arc<StreamParams>> = None;
     // One watchdog timer, pushed forward on every frame.
     let watchdog = tokio::time::sleep(stall);
     tokio::pin!(watchdog);
@@ -222,12 +225,23 @@ async fn stream_once(
         if batch.is_empty() {
             batch_started = now;
         }
-        batch.push(Frame {
-            pts: f.timestamp().timestamp(),
-            key,
-            params,
-            data: f.into_data(),
-        });
+        if let Some(p) = &params {
+            live_params = Some(p.clone());
+        }
+        let pts = f.timestamp().timestamp();
+        let data = f.into_data();
+        if let (Some(live), Some(p)) = (live, &live_params) {
+            // Copied only while someone watches.
+            if live.receiver_count() > 0 {
+                let _ = live.send(crate::live::LiveFrame {
+                    pts,
+                    key,
+                    data: bytes::Bytes::copy_from_slice(&data),
+                    params: p.clone(),
+                });
+            }
+        }
+        batch.push(Frame { pts, key, params, data });
         if key || now.duration_since(batch_started) >= MAX_BATCH_AGE {
             tx.send(Event::Frames(std::mem::take(batch)))
                 .await

@@ -46,6 +46,9 @@ const ADMIN: Access = Access::At(Role::Admin);
 /// Every route the server answers. `vigil http-routes` prints this table and
 /// the RBAC test checks that each has a row in its matrix.
 pub const ROUTES: &[RouteSpec] = &[
+    route("GET", "/", Access::Public),
+    route("GET", "/app.js", Access::Public),
+    route("GET", "/app.css", Access::Public),
     route("GET", "/health/live", Access::Public),
     route("GET", "/health/ready", Access::Public),
     route("GET", "/metrics", VIEWER),
@@ -56,6 +59,7 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/api/v1/cameras", VIEWER),
     route("GET", "/api/v1/cameras/{name}", VIEWER),
     route("GET", "/api/v1/cameras/{name}/view.mp4", VIEWER),
+    route("GET", "/api/v1/cameras/{name}/live.mp4", VIEWER),
     route("GET", "/api/v1/recordings", VIEWER),
     route("GET", "/api/v1/users", ADMIN),
     route("POST", "/api/v1/users", ADMIN),
@@ -138,7 +142,11 @@ fn harden(r: &mut Response<Body>) {
     let h = r.headers_mut();
     for (k, v) in [
         ("strict-transport-security", "max-age=31536000"),
-        ("content-security-policy", "default-src 'self'; frame-ancestors 'none'"),
+        // MSE players need blob: media URLs; nothing else leaves 'self'.
+        (
+            "content-security-policy",
+            "default-src 'self'; media-src 'self' blob:; frame-ancestors 'none'",
+        ),
         ("x-frame-options", "DENY"),
         ("x-content-type-options", "nosniff"),
         ("referrer-policy", "no-referrer"),
@@ -344,6 +352,9 @@ async fn route_request(st: &Arc<AppState>, req: Request<Incoming>, peer: SocketA
         }
     };
     match (spec.method, spec.path) {
+        ("GET", "/") => Ok(asset("text/html; charset=utf-8", include_str!("ui/index.html"))),
+        ("GET", "/app.js") => Ok(asset("text/javascript; charset=utf-8", include_str!("ui/app.js"))),
+        ("GET", "/app.css") => Ok(asset("text/css; charset=utf-8", include_str!("ui/app.css"))),
         ("GET", "/health/live") => ok(json!({ "status": "live" })),
         ("GET", "/health/ready") => ready(st).await,
         ("GET", "/metrics") => metrics(st).await,
@@ -354,6 +365,7 @@ async fn route_request(st: &Arc<AppState>, req: Request<Incoming>, peer: SocketA
         ("GET", "/api/v1/cameras") => cameras(st, None).await,
         ("GET", "/api/v1/cameras/{name}") => cameras(st, params.into_iter().next()).await,
         ("GET", "/api/v1/cameras/{name}/view.mp4") => view_mp4(st, &req, params.into_iter().next()).await,
+        ("GET", "/api/v1/cameras/{name}/live.mp4") => live_mp4(st, params.into_iter().next()).await,
         ("GET", "/api/v1/recordings") => recordings(st, &req).await,
         ("GET", "/api/v1/users") => list_users(st).await,
         ("POST", "/api/v1/users") => add_user(st, req, caller).await,
@@ -645,6 +657,99 @@ async fn recordings(st: &Arc<AppState>, req: &Request<Incoming>) -> Reply {
         })
         .collect();
     ok(Value::Array(list))
+}
+
+/// A static file of the web UI (compiled into the binary; nothing is fetched
+/// from anywhere else).
+fn asset(content_type: &'static str, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    r.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// Live video as a never-ending fragmented MP4: the init segment, then one
+/// fragment per frame from the next key frame on (one frame of delay, to
+/// know its duration). `X-Codec` gives the codec string for Media Source
+/// Extensions. Ends when the camera's parameters change or this viewer falls
+/// behind; the player reconnects.
+async fn live_mp4(st: &Arc<AppState>, name: Option<String>) -> Reply {
+    let camera = name
+        .filter(|n| st.camera_names.contains(n))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
+    let mut rx = st
+        .live
+        .subscribe(&camera)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match rx.recv().await {
+                Ok(f) if f.key => return Some(f),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the camera is not streaming"))?;
+    let params = first.params.clone();
+    let codec = crate::live::codec_string(&params.sample_entry);
+    let init = crate::mp4::init_segment(&crate::mp4::TrackInfo {
+        timescale: params.timescale,
+        width: params.width,
+        height: params.height,
+        duration: 0,
+        sample_entries: std::slice::from_ref(&params.sample_entry),
+    });
+    let (tx, out) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(8);
+    tokio::spawn(async move {
+        if tx.send(Ok(hyper::body::Frame::data(Bytes::from(init)))).await.is_err() {
+            return;
+        }
+        let origin = first.pts;
+        let mut held = first;
+        let mut seq = 0u32;
+        let mut buf = Vec::new();
+        loop {
+            let next = match rx.recv().await {
+                Ok(f) => f,
+                Err(_) => return, // behind, or the camera stopped: the player reconnects
+            };
+            if !Arc::ptr_eq(&next.params, &held.params) && *next.params != *held.params {
+                return;
+            }
+            let duration = (next.pts - held.pts).clamp(1, i64::from(u32::MAX)) as u32;
+            seq = seq.wrapping_add(1);
+            buf.clear();
+            let sample = crate::mp4::Sample {
+                duration,
+                size: held.data.len() as u32,
+                key: held.key,
+            };
+            let decode = (held.pts - origin).max(0) as u64;
+            if crate::mp4::write_fragment(&mut buf, seq, decode, 1, &[sample], &[&held.data]).is_err() {
+                return;
+            }
+            if tx
+                .send(Ok(hyper::body::Frame::data(Bytes::from(std::mem::take(&mut buf)))))
+                .await
+                .is_err()
+            {
+                return; // the viewer left
+            }
+            held = next;
+        }
+    });
+    let stream = futures::stream::unfold(out, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    r.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    if let Ok(v) = HeaderValue::from_str(&codec) {
+        r.headers_mut().insert(HeaderName::from_static("x-codec"), v);
+    }
+    Ok(r)
 }
 
 /// One `bytes=` range of a `total`-byte entity: Ok(None) for none, Err for

@@ -93,6 +93,7 @@ pub struct AppState {
     pub counters: Counters,
     pub fingerprint: String,
     pub started: std::time::Instant,
+    pub live: Arc<crate::live::LiveHub>,
     pool: Mutex<Vec<Index>>,
 }
 
@@ -103,6 +104,7 @@ impl AppState {
         storage: Storage,
         camera_names: Vec<String>,
         fingerprint: String,
+        live: Arc<crate::live::LiveHub>,
     ) -> Self {
         AppState {
             db_path,
@@ -113,6 +115,7 @@ impl AppState {
             counters: Counters::default(),
             fingerprint,
             started: std::time::Instant::now(),
+            live,
             pool: Mutex::new(Vec::new()),
         }
     }

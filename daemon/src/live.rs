@@ -1,0 +1,63 @@
+//! Live view: each camera's ingest offers its frames on a bounded broadcast
+//! channel as they arrive (before batching for the recorder), only while
+//! someone watches. Viewers that fall behind are cut off, never buffered
+//! without bound.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::broadcast;
+
+use crate::recorder::StreamParams;
+
+/// Frames held for viewers: about 2.5 s at 25 fps.
+const CAPACITY: usize = 64;
+
+#[derive(Clone, Debug)]
+pub struct LiveFrame {
+    pub pts: i64,
+    pub key: bool,
+    pub data: Bytes,
+    pub params: Arc<StreamParams>,
+}
+
+/// The channels of every configured camera.
+#[derive(Default)]
+pub struct LiveHub {
+    cams: HashMap<String, broadcast::Sender<LiveFrame>>,
+}
+
+impl LiveHub {
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        LiveHub {
+            cams: names
+                .into_iter()
+                .map(|n| (n.to_string(), broadcast::channel(CAPACITY).0))
+                .collect(),
+        }
+    }
+
+    /// The sending side, for the camera's ingest.
+    pub fn tap(&self, camera: &str) -> Option<broadcast::Sender<LiveFrame>> {
+        self.cams.get(camera).cloned()
+    }
+
+    pub fn subscribe(&self, camera: &str) -> Option<broadcast::Receiver<LiveFrame>> {
+        self.cams.get(camera).map(|s| s.subscribe())
+    }
+}
+
+/// The RFC 6381 codec string of an H.264 sample entry (`avc1.PPCCLL`), for
+/// Media Source Extensions; "hvc1" for H.265.
+pub fn codec_string(sample_entry: &[u8]) -> String {
+    if let Some(i) = sample_entry.windows(4).position(|w| w == b"avcC") {
+        if let Some(b) = sample_entry.get(i + 5..i + 8) {
+            return format!("avc1.{:02x}{:02x}{:02x}", b[0], b[1], b[2]);
+        }
+    }
+    if sample_entry.windows(4).any(|w| w == b"hvcC") {
+        return "hvc1".into();
+    }
+    "avc1.42e01e".into()
+}

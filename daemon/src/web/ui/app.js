@@ -1,0 +1,288 @@
+// Vigil web UI: plain JavaScript, served by the box itself, nothing fetched
+// from elsewhere. The CSRF token lives in sessionStorage; the session cookie
+// is HttpOnly.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let me = null;
+let liveAbort = null;
+
+async function api(method, path, body) {
+  const headers = {};
+  const csrf = sessionStorage.getItem("csrf");
+  if (csrf) headers["X-CSRF-Token"] = csrf;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
+  let data = null;
+  try { data = await r.json(); } catch (e) { data = null; }
+  if (!r.ok) {
+    const err = new Error((data && data.error) || r.statusText);
+    err.status = r.status;
+    throw err;
+  }
+  return data;
+}
+
+function text(el, s) { el.textContent = s; return el; }
+function cell(tr, s) { tr.appendChild(text(document.createElement("td"), s)); }
+
+function show(id) {
+  for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== id;
+  $("top").hidden = !me || id === "login" || id === "password";
+  if (liveAbort && id !== "live") { liveAbort.abort(); liveAbort = null; }
+}
+
+async function route() {
+  const [page, arg] = (location.hash.slice(1) || "dashboard").split("/");
+  try {
+    me = await api("GET", "/api/v1/me");
+  } catch (e) {
+    me = null;
+    return show("login");
+  }
+  if (me.csrf_token) sessionStorage.setItem("csrf", me.csrf_token);
+  $("who").textContent = me.actor.replace(/^user:/, "") + " (" + me.role + ")";
+  for (const a of document.querySelectorAll(".admin")) a.hidden = me.role !== "admin";
+  if (me.must_change_password) return show("password");
+  if (page === "live") return live(decodeURIComponent(arg || ""));
+  if (page === "playback") return playback(decodeURIComponent(arg || ""));
+  if (page === "users") return users();
+  if (page === "audit") return audit();
+  return dashboard();
+}
+
+// ---- login and password ----
+$("login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  const body = { name: f.get("name"), password: f.get("password") };
+  if (f.get("totp")) body.totp = f.get("totp");
+  try {
+    const r = await api("POST", "/api/v1/login", body);
+    sessionStorage.setItem("csrf", r.csrf_token);
+    ev.target.reset();
+    text($("login-error"), "");
+    location.hash = "#dashboard";
+    route();
+  } catch (e) {
+    text($("login-error"), e.status === 429 ? "Too many failed attempts: wait a minute." : e.message);
+  }
+});
+
+$("password-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  try {
+    await api("POST", "/api/v1/me/password", { old_password: f.get("old_password"), new_password: f.get("new_password") });
+    ev.target.reset();
+    sessionStorage.removeItem("csrf");
+    me = null;
+    show("login");
+    text($("login-error"), "Password changed: log in with the new one.");
+  } catch (e) {
+    text($("password-error"), e.message);
+  }
+});
+
+$("logout").addEventListener("click", async () => {
+  try { await api("POST", "/api/v1/logout"); } catch (e) { /* already out */ }
+  sessionStorage.removeItem("csrf");
+  me = null;
+  show("login");
+});
+
+// ---- dashboard ----
+let dashTimer = null;
+async function dashboard() {
+  show("dashboard");
+  clearTimeout(dashTimer);
+  try {
+    const [health, cams] = await Promise.all([
+      fetch("/health/ready").then((r) => r.json()),
+      api("GET", "/api/v1/cameras"),
+    ]);
+    const alerts = $("alerts");
+    alerts.replaceChildren();
+    const alert = (s) => alerts.appendChild(text(Object.assign(document.createElement("div"), { className: "alert" }), s));
+    if (health.status !== "ready") alert("Not ready: check storage and the database.");
+    if (health.free_percent !== null && health.free_percent < 10) alert("Disk low: " + health.free_percent + "% free.");
+    if (!health.time_synchronised) alert("The clock is not synchronised (NTP): timestamps may drift.");
+    for (const c of cams) if (c.state === "offline") alert(c.name + " is offline: " + (c.last_error || "no reason given"));
+    const sys = $("system");
+    sys.replaceChildren();
+    const fact = (s) => sys.appendChild(text(document.createElement("span"), s));
+    fact("Disk free: " + (health.free_percent === null ? "?" : health.free_percent + "%"));
+    fact("Clock: " + (health.time_synchronised ? "synchronised" : "not synchronised"));
+    fact("Keys: " + health.key_source);
+    const tiles = $("tiles");
+    tiles.replaceChildren();
+    for (const c of cams) {
+      const t = document.createElement("div");
+      t.className = "tile " + c.state;
+      t.appendChild(text(document.createElement("h2"), c.name));
+      t.appendChild(text(document.createElement("div"), c.state + (c.since ? " since " + c.since : "")));
+      if (c.last_error) t.appendChild(text(Object.assign(document.createElement("div"), { className: "muted" }), c.last_error));
+      const links = document.createElement("div");
+      const l = Object.assign(document.createElement("a"), { href: "#live/" + encodeURIComponent(c.name) });
+      links.appendChild(text(l, "Live"));
+      links.appendChild(document.createTextNode(" · "));
+      const p = Object.assign(document.createElement("a"), { href: "#playback/" + encodeURIComponent(c.name) });
+      links.appendChild(text(p, "Playback"));
+      t.appendChild(links);
+      tiles.appendChild(t);
+    }
+  } catch (e) {
+    if (e.status === 401) return show("login");
+  }
+  dashTimer = setTimeout(() => { if (!$("dashboard").hidden) dashboard(); }, 5000);
+}
+
+// ---- live view: fMP4 over a streamed fetch into Media Source Extensions ----
+async function live(name) {
+  show("live");
+  text($("live-name"), name);
+  const video = $("live-video");
+  const status = $("live-status");
+  const ctl = new AbortController();
+  liveAbort = ctl;
+  for (let attempt = 0; attempt < 1000 && !ctl.signal.aborted; attempt++) {
+    try {
+      text(status, "connecting…");
+      const r = await fetch("/api/v1/cameras/" + encodeURIComponent(name) + "/live.mp4", { signal: ctl.signal, credentials: "same-origin" });
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      const mime = 'video/mp4; codecs="' + (r.headers.get("X-Codec") || "avc1.42e01e") + '"';
+      if (!window.MediaSource || !MediaSource.isTypeSupported(mime)) { text(status, "This browser cannot play " + mime); return; }
+      const ms = new MediaSource();
+      video.src = URL.createObjectURL(ms);
+      await new Promise((res) => ms.addEventListener("sourceopen", res, { once: true }));
+      const sb = ms.addSourceBuffer(mime);
+      sb.mode = "segments";
+      const reader = r.body.getReader();
+      text(status, "live");
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        if (sb.updating) await new Promise((res) => sb.addEventListener("updateend", res, { once: true }));
+        sb.appendBuffer(value);
+        await new Promise((res) => sb.addEventListener("updateend", res, { once: true }));
+        const b = sb.buffered;
+        if (b.length) {
+          const edge = b.end(b.length - 1);
+          // Stay near the live edge; drop what is far behind.
+          if (edge - video.currentTime > 1.5) video.currentTime = edge - 0.3;
+          if (video.paused) video.play().catch(() => {});
+          if (b.start(0) < edge - 30 && !sb.updating) {
+            sb.remove(0, edge - 20);
+            await new Promise((res) => sb.addEventListener("updateend", res, { once: true }));
+          }
+        }
+      }
+    } catch (e) {
+      if (ctl.signal.aborted) return;
+      text(status, "reconnecting (" + e.message + ")");
+    }
+    await new Promise((res) => setTimeout(res, 1000));
+  }
+}
+
+// ---- playback ----
+function localInput(d) {
+  const p = (n) => String(n).padStart(2, "0");
+  return d.getFullYear() + "-" + p(d.getMonth() + 1) + "-" + p(d.getDate()) + "T" + p(d.getHours()) + ":" + p(d.getMinutes()) + ":" + p(d.getSeconds());
+}
+
+async function playback(name) {
+  show("playback");
+  const sel = $("pb-camera");
+  const cams = await api("GET", "/api/v1/cameras");
+  sel.replaceChildren(...cams.map((c) => text(Object.assign(document.createElement("option"), { value: c.name }), c.name)));
+  if (name) sel.value = name;
+  const f = $("playback-form");
+  if (!f.start.value) {
+    const now = new Date();
+    f.end.value = localInput(now);
+    f.start.value = localInput(new Date(now.getTime() - 5 * 60 * 1000));
+  }
+}
+
+$("playback-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = ev.target;
+  const cam = f.camera.value;
+  const start = new Date(f.start.value).toISOString();
+  const end = new Date(f.end.value).toISOString();
+  text($("pb-error"), "");
+  try {
+    const recs = await api("GET", "/api/v1/recordings?camera=" + encodeURIComponent(cam) + "&start=" + start + "&end=" + end);
+    const tl = $("timeline");
+    tl.replaceChildren();
+    const t0 = Date.parse(start), t1 = Date.parse(end);
+    for (const r of recs) {
+      const a = Math.max(t0, Date.parse(r.start)), b = Math.min(t1, Date.parse(r.end));
+      const seg = document.createElement("div");
+      seg.className = "seg";
+      seg.style.left = ((a - t0) * 100 / (t1 - t0)) + "%";
+      seg.style.width = Math.max(0.2, (b - a) * 100 / (t1 - t0)) + "%";
+      seg.title = r.start + " – " + r.end;
+      tl.appendChild(seg);
+    }
+    if (!recs.length) { text($("pb-error"), "Nothing recorded in this range."); return; }
+    const url = "/api/v1/cameras/" + encodeURIComponent(cam) + "/view.mp4?start=" + start + "&end=" + end;
+    $("pb-video").src = url;
+    const dl = $("pb-download");
+    dl.href = url;
+    dl.download = cam + "-" + start.replace(/[:.]/g, "") + ".mp4";
+    dl.hidden = false;
+  } catch (e) {
+    text($("pb-error"), e.message);
+  }
+});
+
+// ---- users (admin) ----
+async function users() {
+  show("users");
+  const rows = $("user-rows");
+  rows.replaceChildren();
+  for (const u of await api("GET", "/api/v1/users")) {
+    const tr = document.createElement("tr");
+    cell(tr, u.name);
+    cell(tr, u.role);
+    cell(tr, u.disabled ? "disabled" : u.must_change_password ? "must change password" : "active");
+    cell(tr, u.mfa ? "yes" : "no");
+    rows.appendChild(tr);
+  }
+}
+
+$("user-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  try {
+    await api("POST", "/api/v1/users", { name: f.get("name"), role: f.get("role"), password: f.get("password") });
+    ev.target.reset();
+    text($("user-error"), "");
+    users();
+  } catch (e) {
+    text($("user-error"), e.message);
+  }
+});
+
+// ---- audit (admin) ----
+async function audit() {
+  show("audit");
+  const rows = $("audit-rows");
+  rows.replaceChildren();
+  const entries = await api("GET", "/api/v1/audit?limit=200");
+  for (const e of entries.reverse()) {
+    const tr = document.createElement("tr");
+    for (const k of ["id", "time", "actor", "action", "target", "outcome", "detail"]) cell(tr, String(e[k]));
+    rows.appendChild(tr);
+  }
+}
+
+$("audit-verify").addEventListener("click", async () => {
+  const r = await api("GET", "/api/v1/audit/verify");
+  text($("audit-result"), r.intact ? "intact: " + r.entries + " entries" : "BROKEN: " + r.problem);
+});
+
+window.addEventListener("hashchange", route);
+route();

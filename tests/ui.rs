@@ -1,0 +1,108 @@
+//! Acceptance: headless Chromium (Debian's, driven over the DevTools
+//! protocol by tests/fixtures/ui_check.py) logs in with a password and TOTP,
+//! sees the dashboard, watches a recording camera live, plays back a
+//! recorded range and exports it. Screenshots are kept in
+//! target/test-artifacts/ui/.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use vigil_e2e::*;
+
+#[test]
+fn chromium_logs_in_with_totp_watches_live_plays_back_and_exports() {
+    let cam = Camera::start(&[]);
+    let mut v = Vigil::new(
+        &[Cam {
+            name: "cam",
+            url: cam.url("/h264"),
+        }],
+        4,
+    );
+    let port = v.enable_http("");
+    v.start();
+    let otp = v.first_admin_password();
+    let recs = wait_for(Duration::from_secs(60), || {
+        let r: Vec<Rec> = v.recordings().into_iter().filter(|r| r.state == "complete").collect();
+        (r.len() >= 2).then_some(r)
+    })
+    .expect("two complete recordings");
+    // The admin's one-time password is changed (CLI), and a second factor enrolled.
+    let pw = "chromium test password";
+    assert!(v
+        .cli_stdin(&["users", "passwd", "admin"], pw.as_bytes())
+        .status
+        .success());
+    let o = v.cli(&["users", "enable-mfa", "admin"]);
+    assert!(o.status.success());
+    let uri = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let secret = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
+    let _ = otp;
+
+    let shots = workspace().join("target/test-artifacts/ui");
+    let _ = std::fs::remove_dir_all(&shots);
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(workspace().join("tests/fixtures/ui_check.py"))
+        .args(["--url", &format!("https://127.0.0.1:{port}")])
+        .args([
+            "--user",
+            "admin",
+            "--password",
+            pw,
+            "--totp-secret",
+            &secret,
+            "--camera",
+            "cam",
+        ])
+        .args(["--start", &recs[0].start, "--end", &recs[1].end])
+        .arg("--shots")
+        .arg(&shots)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("python3 tests/fixtures/ui_check.py (scripts/test installs python3-websocket and chromium)");
+    let pid = child.id();
+    let done = wait_for(Duration::from_secs(120), || child.try_wait().ok().flatten());
+    if done.is_none() {
+        // Chromium is in the driver's process group: kill the whole group.
+        let _ = Command::new("kill").args(["-9", &format!("-{pid}")]).status();
+    }
+    let out = child.wait_with_output().expect("driver output");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    println!("{stdout}");
+    let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap_or_default();
+    assert_eq!(
+        r["ok"],
+        true,
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        v.log()
+    );
+    assert!(r["dashboard"].to_string().contains("streaming"), "{}", r["dashboard"]);
+    let advanced = r["live_advanced_s"].as_f64().unwrap_or(0.0);
+    assert!(advanced > 1.0, "live video advanced {advanced} s in 2 s");
+    let lag = r["live_edge_lag_s"].as_f64().unwrap_or(99.0);
+    assert!(
+        (0.0..2.0).contains(&lag),
+        "live view {lag} s behind the newest frame received"
+    );
+    assert!(r["playback_duration_s"].as_f64().unwrap_or(0.0) > 4.0);
+    assert!(r["timeline_segments"].as_u64().unwrap_or(0) >= 2);
+    assert_eq!(r["export"]["status"], 200);
+    assert_eq!(r["export"]["type"], "video/mp4");
+    assert!(r["export"]["bytes"].as_u64().unwrap_or(0) > 10_000);
+    for s in ["1-login.png", "2-dashboard.png", "3-live.png", "4-playback.png"] {
+        assert!(shots.join(s).exists(), "screenshot {s}");
+    }
+    let audit = String::from_utf8_lossy(&v.cli(&["audit", "tail", "-n", "30"]).stdout).to_string();
+    assert!(audit.contains("login") && audit.contains("user:admin"), "{audit}");
+}
