@@ -108,6 +108,10 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with("")
+}
+
+fn setup_with(http_extra: &str) -> Setup {
     let cam = Camera::start(&[]);
     let mut v = Vigil::new(
         &[Cam {
@@ -116,7 +120,7 @@ fn setup() -> Setup {
         }],
         10,
     );
-    let port = v.enable_http("");
+    let port = v.enable_http(http_extra);
     v.start();
     let api = Api { port };
     let otp = v.first_admin_password();
@@ -477,7 +481,23 @@ fn python_totp(secret_b32: &str) -> String {
 
 #[test]
 fn idle_and_half_sent_connections_do_not_starve_others() {
-    let Setup { _cam, v, api, .. } = setup();
+    let Setup { _cam, v, api, .. } = setup_with("idle_timeout_seconds = 5\n");
+    // A kept-alive connection that asks nothing more is closed after the idle timeout.
+    let mut kept = Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect", &format!("127.0.0.1:{}", api.port)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _ = kept
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n");
+    let t = Instant::now();
+    // Let it connect and be answered before the flood fills this address's cap.
+    std::thread::sleep(Duration::from_millis(1500));
     // 300 connections from 127.0.0.1: idle TCP, never a TLS handshake.
     let mut idle = Vec::new();
     for _ in 0..300 {
@@ -533,6 +553,13 @@ fn idle_and_half_sent_connections_do_not_starve_others() {
         );
         kill_and_wait(&mut c);
     }
+    let closed = wait_for(Duration::from_secs(10), || kept.try_wait().ok().flatten());
+    let mut out = String::new();
+    let _ = kept.stdout.take().unwrap().read_to_string(&mut out);
+    assert!(closed.is_some(), "an idle kept-alive connection stayed open");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let idle_closed = t.elapsed();
+    assert!(idle_closed >= Duration::from_secs(4), "closed after {idle_closed:?}");
     let m = curl(api.port, "GET", "/health/live", &[], None);
     assert_eq!(m.0, 200);
     drop(v);

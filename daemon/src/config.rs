@@ -42,6 +42,7 @@ struct RawHttp {
     #[serde(default)]
     tls12: bool,
     max_connections_per_ip: Option<Spanned<u32>>,
+    idle_timeout_seconds: Option<Spanned<u32>>,
 }
 
 /// `[http]`: the HTTPS API and web UI. Absent: no listener.
@@ -54,6 +55,8 @@ pub struct HttpConfig {
     /// Also accept TLS 1.2 (TLS 1.3 only by default).
     pub tls12: bool,
     pub max_connections_per_ip: usize,
+    /// A connection that moves no byte for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -487,11 +490,19 @@ impl Config {
                     }
                     None => 32,
                 };
+                let idle_timeout = match h.idle_timeout_seconds {
+                    Some(m) if (1..=3600).contains(m.get_ref()) => Duration::from_secs(u64::from(*m.get_ref())),
+                    Some(m) => {
+                        return Err(src.err(m.span(), "http.idle_timeout_seconds", "must be between 1 and 3600"))
+                    }
+                    None => Duration::from_secs(30),
+                };
                 Some(HttpConfig {
                     listen,
                     cert_key,
                     tls12: h.tls12,
                     max_connections_per_ip,
+                    idle_timeout,
                 })
             }
         };

@@ -198,6 +198,7 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             listener,
             tokio_rustls::TlsAcceptor::from(tls),
             http.max_connections_per_ip,
+            http.idle_timeout,
             shutdown_rx.clone(),
         )));
     }

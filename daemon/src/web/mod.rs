@@ -32,6 +32,63 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections from all clients together.
 const MAX_CONNECTIONS: usize = 1024;
 
+/// A stream that notes when it last moved a byte.
+struct Activity<S> {
+    inner: S,
+    last: Arc<std::sync::atomic::AtomicU64>,
+    epoch: std::time::Instant,
+}
+
+impl<S> Activity<S> {
+    fn touch(&self) {
+        self.last.store(
+            self.epoch.elapsed().as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Activity<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Activity<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Counts open connections per client address.
 #[derive(Default)]
 pub struct ConnLimiter {
@@ -150,6 +207,7 @@ pub async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     per_ip: usize,
+    idle_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limiter = Arc::new(ConnLimiter::default());
@@ -183,26 +241,54 @@ pub async fn serve(
                 Ok(Ok(s)) => s,
                 _ => return,
             };
-            serve_connection(st, tls, peer).await;
+            serve_connection(st, tls, peer, idle_timeout).await;
         });
     }
 }
 
+/// Serves one connection; closes it when no byte has moved for `idle_timeout`
+/// (a kept-alive connection waiting for its next request, a stalled reader).
 async fn serve_connection(
     st: Arc<AppState>,
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     peer: SocketAddr,
+    idle_timeout: Duration,
 ) {
     let svc = service_fn(move |req| {
         // (returns a streamed or whole body; see api::Body)
         let st = st.clone();
         async move { Ok::<_, Infallible>(api::handle(st, req, peer).await) }
     });
+    let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let epoch = std::time::Instant::now();
+    let io = Activity {
+        inner: tls,
+        last: last.clone(),
+        epoch,
+    };
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .keep_alive(true)
         .max_buf_size(64 * 1024)
-        .serve_connection(TokioIo::new(tls), svc);
-    let _ = conn.await;
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let mut closing = None;
+    loop {
+        tokio::select! {
+            _ = &mut conn => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                let idle = epoch.elapsed().as_millis() as u64 - last.load(std::sync::atomic::Ordering::Relaxed);
+                match closing {
+                    None if idle >= idle_timeout.as_millis() as u64 => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = Some(std::time::Instant::now());
+                    }
+                    // A response that cannot finish (its reader stalled): drop it.
+                    Some(t) if t.elapsed() > Duration::from_secs(5) => return,
+                    _ => {}
+                }
+            }
+        }
+    }
 }
