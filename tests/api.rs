@@ -495,7 +495,7 @@ fn idle_and_half_sent_connections_do_not_starve_others() {
         .as_mut()
         .unwrap()
         .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n");
-    let t = Instant::now();
+    let kept_since = Instant::now();
     // Let it connect and be answered before the flood fills this address's cap.
     std::thread::sleep(Duration::from_millis(1500));
     // 300 connections from 127.0.0.1: idle TCP, never a TLS handshake.
@@ -558,7 +558,7 @@ fn idle_and_half_sent_connections_do_not_starve_others() {
     let _ = kept.stdout.take().unwrap().read_to_string(&mut out);
     assert!(closed.is_some(), "an idle kept-alive connection stayed open");
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    let idle_closed = t.elapsed();
+    let idle_closed = kept_since.elapsed();
     assert!(idle_closed >= Duration::from_secs(4), "closed after {idle_closed:?}");
     let m = curl(api.port, "GET", "/health/live", &[], None);
     assert_eq!(m.0, 200);
