@@ -349,7 +349,18 @@ fn rbac_matrix_covers_every_route() {
 
 #[test]
 fn tls_13_only_and_the_fingerprint_matches() {
-    let Setup { _cam, v, api, .. } = setup();
+    let plain = free_port();
+    let Setup { _cam, v, api, .. } = setup_with(&format!("plain_listen = \"127.0.0.1:{plain}\"\n"));
+    // Plain HTTP only redirects to the same path over HTTPS.
+    let o = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}"])
+        .arg(format!("http://127.0.0.1:{plain}/api/v1/me?x=1"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("308 https://127.0.0.1:{}/api/v1/me?x=1", api.port)
+    );
     let addr = format!("127.0.0.1:{}", api.port);
     let s_client = |args: &[&str]| {
         let o = Command::new("openssl")

@@ -43,6 +43,10 @@ struct RawHttp {
     tls12: bool,
     max_connections_per_ip: Option<Spanned<u32>>,
     idle_timeout_seconds: Option<Spanned<u32>>,
+    plain_listen: Option<Spanned<String>>,
+    plain_action: Option<Spanned<String>>,
+    #[serde(default)]
+    require_mfa_for_admins: bool,
 }
 
 /// `[http]`: the HTTPS API and web UI. Absent: no listener.
@@ -57,6 +61,17 @@ pub struct HttpConfig {
     pub max_connections_per_ip: usize,
     /// A connection that moves no byte for this long is closed.
     pub idle_timeout: Duration,
+    /// An optional plain-HTTP listener that only redirects to HTTPS
+    /// (`redirect`) or refuses with 403 (`refuse`).
+    pub plain: Option<(std::net::SocketAddr, PlainAction)>,
+    /// Admins must enrol a TOTP second factor before doing anything else.
+    pub require_mfa_for_admins: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlainAction {
+    Redirect,
+    Refuse,
 }
 
 #[derive(Debug, Deserialize)]
@@ -497,12 +512,39 @@ impl Config {
                     }
                     None => Duration::from_secs(30),
                 };
+                let plain = match h.plain_listen {
+                    None => None,
+                    Some(l) => {
+                        let addr = l.get_ref().parse().map_err(|_| {
+                            src.err(
+                                l.span(),
+                                "http.plain_listen",
+                                format!("\"{}\": expected address:port, e.g. \"0.0.0.0:8080\"", l.get_ref()),
+                            )
+                        })?;
+                        let action = match h.plain_action.as_ref().map(|a| a.get_ref().as_str()) {
+                            None | Some("redirect") => PlainAction::Redirect,
+                            Some("refuse") => PlainAction::Refuse,
+                            Some(other) => {
+                                let span = h.plain_action.as_ref().map(|a| a.span()).unwrap_or(span.clone());
+                                return Err(src.err(
+                                    span,
+                                    "http.plain_action",
+                                    format!("\"{other}\": expected \"redirect\" or \"refuse\""),
+                                ));
+                            }
+                        };
+                        Some((addr, action))
+                    }
+                };
                 Some(HttpConfig {
                     listen,
                     cert_key,
                     tls12: h.tls12,
                     max_connections_per_ip,
                     idle_timeout,
+                    plain,
+                    require_mfa_for_admins: h.require_mfa_for_admins,
                 })
             }
         };

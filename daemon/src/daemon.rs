@@ -193,6 +193,19 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             fingerprint,
             live.clone(),
         ));
+        if let Some((addr, action)) = http.plain {
+            let plain = runtime
+                .block_on(tokio::net::TcpListener::bind(addr))
+                .with_context(|| format!("cannot listen on {addr} ([http] plain_listen)"))?;
+            tracing::info!(listen = %addr, ?action, "plain HTTP listener (redirects to HTTPS or refuses; serves nothing)");
+            tasks.push(runtime.spawn(crate::web::serve_plain(
+                plain,
+                http.listen.port(),
+                action,
+                http.max_connections_per_ip,
+                shutdown_rx.clone(),
+            )));
+        }
         tasks.push(runtime.spawn(crate::web::serve(
             state,
             listener,

@@ -659,6 +659,49 @@ async fn recordings(st: &Arc<AppState>, req: &Request<Incoming>) -> Reply {
     ok(Value::Array(list))
 }
 
+/// The host name of a Host header without its port; None if it holds
+/// anything a host name cannot (so a redirect never carries it elsewhere).
+fn host_name(h: &str) -> Option<&str> {
+    let name = match h.rsplit_once(':') {
+        Some((n, p))
+            if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (!n.contains(':') || n.ends_with(']')) =>
+        {
+            n
+        }
+        _ => h,
+    };
+    let ok = !name.is_empty()
+        && name.len() < 256
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b));
+    ok.then_some(name)
+}
+
+/// The plain-HTTP listener's only answer: a redirect to the same path over
+/// HTTPS (the host name the client used, checked), or 403.
+pub fn plain_reply(req: &Request<Incoming>, https_port: u16, action: crate::config::PlainAction) -> Response<Body> {
+    let host = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(host_name);
+    let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut r = match (action, host) {
+        (crate::config::PlainAction::Redirect, Some(host)) => {
+            let mut r = json_reply(StatusCode::PERMANENT_REDIRECT, &json!({ "error": "use HTTPS" }));
+            if let Ok(v) = HeaderValue::from_str(&format!("https://{host}:{https_port}{path}")) {
+                r.headers_mut().insert(hyper::header::LOCATION, v);
+            }
+            r
+        }
+        _ => json_reply(
+            StatusCode::FORBIDDEN,
+            &json!({ "error": "plain HTTP is not served; use HTTPS" }),
+        ),
+    };
+    harden(&mut r);
+    r
+}
+
 /// A static file of the web UI (compiled into the binary; nothing is fetched
 /// from anywhere else).
 fn asset(content_type: &'static str, body: &'static str) -> Response<Body> {
@@ -1133,6 +1176,15 @@ async fn metrics(st: &Arc<AppState>) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_names() {
+        assert_eq!(host_name("vigil.local:8080"), Some("vigil.local"));
+        assert_eq!(host_name("vigil.local"), Some("vigil.local"));
+        assert_eq!(host_name("[::1]:8080"), Some("[::1]"));
+        assert_eq!(host_name("evil.com/@x"), None);
+        assert_eq!(host_name(""), None);
+    }
 
     #[test]
     fn byte_ranges() {

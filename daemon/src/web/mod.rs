@@ -292,3 +292,42 @@ async fn serve_connection(
         }
     }
 }
+
+/// The optional plain-HTTP listener: every request is redirected (308) to
+/// the same path on HTTPS, or refused (403); nothing else is served.
+pub async fn serve_plain(
+    listener: TcpListener,
+    https_port: u16,
+    action: crate::config::PlainAction,
+    per_ip: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limiter = Arc::new(ConnLimiter::default());
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let Some(guard) = limiter.acquire(peer.ip(), per_ip) else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let _guard = guard;
+            let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| async move {
+                Ok::<_, Infallible>(api::plain_reply(&req, https_port, action))
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(tcp), svc);
+            let _ = tokio::time::timeout(HEADER_TIMEOUT + Duration::from_secs(5), conn).await;
+        });
+    }
+}
