@@ -1,5 +1,7 @@
 //! Acceptance: headless Chromium (Debian's, driven over the DevTools
-//! protocol by tests/fixtures/ui_check.py) logs in with a password and TOTP,
+//! protocol by tests/fixtures/ui_check.py) logs in with the one-time
+//! password, changes it, enrols TOTP from the QR page (admins must), logs in
+//! with password and TOTP,
 //! sees the dashboard, watches a recording camera live, plays back a
 //! recorded range and exports it. Screenshots are kept in
 //! target/test-artifacts/ui/.
@@ -20,7 +22,7 @@ fn chromium_logs_in_with_totp_watches_live_plays_back_and_exports() {
         }],
         4,
     );
-    let port = v.enable_http("");
+    let port = v.enable_http("require_mfa_for_admins = true\n");
     v.start();
     let otp = v.first_admin_password();
     let recs = wait_for(Duration::from_secs(60), || {
@@ -28,25 +30,7 @@ fn chromium_logs_in_with_totp_watches_live_plays_back_and_exports() {
         (r.len() >= 2).then_some(r)
     })
     .expect("two complete recordings");
-    // The admin's one-time password is changed (CLI), and a second factor enrolled.
     let pw = "chromium test password";
-    assert!(v
-        .cli_stdin(&["users", "passwd", "admin"], pw.as_bytes())
-        .status
-        .success());
-    let o = v.cli(&["users", "enable-mfa", "admin"]);
-    assert!(o.status.success());
-    let uri = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    let secret = uri
-        .split("secret=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .to_string();
-    let _ = otp;
-
     let shots = workspace().join("target/test-artifacts/ui");
     let _ = std::fs::remove_dir_all(&shots);
     let mut child = Command::new("/usr/bin/python3")
@@ -55,10 +39,10 @@ fn chromium_logs_in_with_totp_watches_live_plays_back_and_exports() {
         .args([
             "--user",
             "admin",
+            "--one-time-password",
+            &otp,
             "--password",
             pw,
-            "--totp-secret",
-            &secret,
             "--camera",
             "cam",
         ])
@@ -100,9 +84,18 @@ fn chromium_logs_in_with_totp_watches_live_plays_back_and_exports() {
     assert_eq!(r["export"]["status"], 200);
     assert_eq!(r["export"]["type"], "video/mp4");
     assert!(r["export"]["bytes"].as_u64().unwrap_or(0) > 10_000);
-    for s in ["1-login.png", "2-dashboard.png", "3-live.png", "4-playback.png"] {
+    assert_eq!(r["qr_shown"], true);
+    for s in [
+        "1-login.png",
+        "2-enrol.png",
+        "3-dashboard.png",
+        "4-live.png",
+        "5-playback.png",
+    ] {
         assert!(shots.join(s).exists(), "screenshot {s}");
     }
     let audit = String::from_utf8_lossy(&v.cli(&["audit", "tail", "-n", "30"]).stdout).to_string();
-    assert!(audit.contains("login") && audit.contains("user:admin"), "{audit}");
+    for action in ["login", "user.password", "user.mfa.enable", "logout"] {
+        assert!(audit.contains(action), "{action} audited: {audit}");
+    }
 }

@@ -185,14 +185,16 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             tls = if http.tls12 { "1.3, 1.2" } else { "1.3 only" },
             "HTTPS API listening; compare the certificate fingerprint with the browser's"
         );
-        let state = Arc::new(crate::web::AppState::new(
+        let mut state = crate::web::AppState::new(
             config.db_path.clone(),
             keyring.clone(),
             storage.clone(),
             config.cameras.iter().map(|c| c.name.clone()).collect(),
             fingerprint,
             live.clone(),
-        ));
+        );
+        state.require_admin_mfa = http.require_mfa_for_admins;
+        let state = Arc::new(state);
         if let Some((addr, action)) = http.plain {
             let plain = runtime
                 .block_on(tokio::net::TcpListener::bind(addr))

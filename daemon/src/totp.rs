@@ -79,6 +79,28 @@ pub fn otpauth_uri(issuer: &str, account: &str, secret: &[u8]) -> String {
     )
 }
 
+/// A QR code of `text` as an SVG document (for the enrolment page; no
+/// image is fetched from anywhere).
+pub fn qr_svg(text: &str) -> Option<String> {
+    let qr = qrcodegen::QrCode::encode_text(text, qrcodegen::QrCodeEcc::Medium).ok()?;
+    let n = qr.size();
+    let border = 4;
+    let mut path = String::new();
+    for y in 0..n {
+        for x in 0..n {
+            if qr.get_module(x, y) {
+                path.push_str(&format!("M{},{}h1v1h-1z", x + border, y + border));
+            }
+        }
+    }
+    let dim = n + 2 * border;
+    Some(format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {dim} {dim}\" width=\"240\" height=\"240\" \
+         shape-rendering=\"crispEdges\"><rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\
+         <path d=\"{path}\" fill=\"#000\"/></svg>"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +131,7 @@ mod tests {
         assert_eq!(verify(s, &code, t, Some(step_of(t))), None, "used twice");
         assert_eq!(verify(s, "12345", t, None), None);
         assert_eq!(base32(b"foobar"), "MZXW6YTBOI");
+        let svg = qr_svg(&otpauth_uri("Vigil", "admin", s)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("<path d=\"M"));
     }
 }

@@ -56,6 +56,8 @@ pub const ROUTES: &[RouteSpec] = &[
     route("POST", "/api/v1/logout", VIEWER),
     route("GET", "/api/v1/me", VIEWER),
     route("POST", "/api/v1/me/password", VIEWER),
+    route("POST", "/api/v1/me/mfa", VIEWER),
+    route("POST", "/api/v1/me/mfa/confirm", VIEWER),
     route("GET", "/api/v1/cameras", VIEWER),
     route("GET", "/api/v1/cameras/{name}", VIEWER),
     route("GET", "/api/v1/cameras/{name}/view.mp4", VIEWER),
@@ -63,12 +65,23 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/api/v1/recordings", VIEWER),
     route("GET", "/api/v1/users", ADMIN),
     route("POST", "/api/v1/users", ADMIN),
+    route("POST", "/api/v1/users/{name}/disable", ADMIN),
+    route("POST", "/api/v1/users/{name}/enable", ADMIN),
+    route("POST", "/api/v1/users/{name}/reset-mfa", ADMIN),
     route("GET", "/api/v1/audit", ADMIN),
     route("GET", "/api/v1/audit/verify", ADMIN),
 ];
 
 /// Routes a user who must change the password may still call.
 const BEFORE_PASSWORD_CHANGE: &[&str] = &["/api/v1/me", "/api/v1/me/password", "/api/v1/logout"];
+/// Routes an admin without a second factor may still call when one is required.
+const BEFORE_MFA: &[&str] = &[
+    "/api/v1/me",
+    "/api/v1/me/password",
+    "/api/v1/me/mfa",
+    "/api/v1/me/mfa/confirm",
+    "/api/v1/logout",
+];
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -339,6 +352,19 @@ async fn route_request(st: &Arc<AppState>, req: Request<Incoming>, peer: SocketA
                     "change the one-time password first",
                 ));
             }
+            if st.require_admin_mfa && c.role == Role::Admin && c.user_id.is_some() && !BEFORE_MFA.contains(&spec.path)
+            {
+                let name = c.actor.trim_start_matches("user:").to_string();
+                let enrolled = st
+                    .db(move |idx| Ok(crate::secrets::exists(idx.conn(), &users::totp_secret_name(&name))?))
+                    .await?;
+                if !enrolled {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "enrol a second factor (TOTP) first",
+                    ));
+                }
+            }
             let changes_state = !matches!(method, Method::GET | Method::HEAD);
             if changes_state {
                 if let Some(csrf) = &c.csrf {
@@ -362,6 +388,11 @@ async fn route_request(st: &Arc<AppState>, req: Request<Incoming>, peer: SocketA
         ("POST", "/api/v1/logout") => logout(st, caller).await,
         ("GET", "/api/v1/me") => me(st, caller).await,
         ("POST", "/api/v1/me/password") => change_password(st, req, caller).await,
+        ("POST", "/api/v1/me/mfa") => mfa_start(st, caller).await,
+        ("POST", "/api/v1/me/mfa/confirm") => mfa_confirm(st, req, caller).await,
+        ("POST", "/api/v1/users/{name}/disable") => user_action(st, caller, params, "disable").await,
+        ("POST", "/api/v1/users/{name}/enable") => user_action(st, caller, params, "enable").await,
+        ("POST", "/api/v1/users/{name}/reset-mfa") => user_action(st, caller, params, "reset-mfa").await,
         ("GET", "/api/v1/cameras") => cameras(st, None).await,
         ("GET", "/api/v1/cameras/{name}") => cameras(st, params.into_iter().next()).await,
         ("GET", "/api/v1/cameras/{name}/view.mp4") => view_mp4(st, &req, params.into_iter().next()).await,
@@ -539,6 +570,7 @@ async fn me(st: &Arc<AppState>, caller: Option<Caller>) -> Reply {
         "role": c.role.as_str(),
         "must_change_password": c.must_change_password,
         "mfa": mfa,
+        "mfa_required": st.require_admin_mfa && c.role == Role::Admin && c.user_id.is_some() && !mfa,
         "csrf_token": c.csrf,
     }))
 }
@@ -587,6 +619,114 @@ async fn known_camera(st: &Arc<AppState>, name: Option<String>) -> Result<String
     let (names, _) = camera_names(st).await?;
     name.filter(|n| names.contains(n))
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))
+}
+
+/// The secrets-store name of a TOTP seed being enrolled (not yet confirmed).
+fn pending_totp_name(user: &str) -> String {
+    format!("totp-pending.{user}")
+}
+
+fn session_user(c: &Caller) -> Result<String, ApiError> {
+    c.actor
+        .strip_prefix("user:")
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "API tokens have no second factor"))
+}
+
+/// Starts TOTP enrolment: a new seed, kept pending until a code from it is
+/// confirmed; returns the otpauth URI and its QR code (SVG).
+async fn mfa_start(st: &Arc<AppState>, caller: Option<Caller>) -> Reply {
+    let c = caller_of(caller)?;
+    let name = session_user(&c)?;
+    let seed =
+        zeroize::Zeroizing::new(crate::keys::random_bytes::<20>().map_err(|e| ApiError::internal(e.to_string()))?);
+    let keyring = st.keyring.clone();
+    let uri = crate::totp::otpauth_uri("Vigil", &name, &seed[..]);
+    let n = name.clone();
+    st.db(move |idx| {
+        crate::secrets::set(&keyring, &pending_totp_name(&n), &seed[..], None)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        audit::append(idx.conn(), &c.actor, "user.mfa.enrol", &n, Outcome::Ok, "started")?;
+        Ok(())
+    })
+    .await?;
+    let svg = crate::totp::qr_svg(&uri).ok_or_else(|| ApiError::internal("QR code too long".into()))?;
+    ok(json!({ "otpauth_uri": uri, "qr_svg": svg }))
+}
+
+/// Confirms enrolment with a code from the new seed; the seed becomes the
+/// user's second factor.
+async fn mfa_confirm(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<Caller>) -> Reply {
+    let c = caller_of(caller)?;
+    let name = session_user(&c)?;
+    let v = body_json(req).await?;
+    let code = str_field(&v, "code")?.to_string();
+    let keyring = st.keyring.clone();
+    let user_id = c.user_id;
+    st.db(move |idx| {
+        let pending = pending_totp_name(&name);
+        if !crate::secrets::exists(idx.conn(), &pending)? {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "start the enrolment first"));
+        }
+        let seed = crate::secrets::get(&keyring, &pending, "second factor enrolment")
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let now = crate::recorder::now_ns() / 1_000_000_000;
+        let Some(step) = crate::totp::verify(&seed, &code, now, None) else {
+            audit::append(
+                idx.conn(),
+                &c.actor,
+                "user.mfa.enrol",
+                &name,
+                Outcome::Denied,
+                "wrong code",
+            )?;
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "wrong code: check the phone's clock and try the next one",
+            ));
+        };
+        crate::secrets::set(&keyring, &users::totp_secret_name(&name), &seed, None)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        crate::secrets::remove(&keyring, &pending).map_err(|e| ApiError::internal(e.to_string()))?;
+        if let Some(id) = user_id {
+            users::set_totp_step(idx, id, step)?;
+        }
+        audit::append(idx.conn(), &c.actor, "user.mfa.enable", &name, Outcome::Ok, "")?;
+        Ok(())
+    })
+    .await?;
+    ok(json!({ "status": "second factor enrolled" }))
+}
+
+/// Admin actions on a user: disable (ends their sessions), enable, reset-mfa.
+async fn user_action(st: &Arc<AppState>, caller: Option<Caller>, params: Vec<String>, action: &'static str) -> Reply {
+    let c = caller_of(caller)?;
+    let name = params
+        .into_iter()
+        .next()
+        .filter(|n| users::valid_user_name(n))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such user"))?;
+    if action == "disable" && c.actor == format!("user:{name}") {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "you cannot disable yourself"));
+    }
+    let keyring = st.keyring.clone();
+    st.db(move |idx| {
+        if users::find(idx, &name)?.is_none() {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "no such user"));
+        }
+        match action {
+            "disable" => users::set_disabled(idx, &name, true)?,
+            "enable" => users::set_disabled(idx, &name, false)?,
+            _ => match crate::secrets::remove(&keyring, &users::totp_secret_name(&name)) {
+                Ok(()) | Err(crate::secrets::SecretError::NotFound(_)) => {}
+                Err(e) => return Err(ApiError::internal(e.to_string())),
+            },
+        }
+        audit::append(idx.conn(), &c.actor, &format!("user.{action}"), &name, Outcome::Ok, "")?;
+        Ok(())
+    })
+    .await?;
+    ok(json!({ "status": "done" }))
 }
 
 async fn cameras(st: &Arc<AppState>, one: Option<String>) -> Reply {

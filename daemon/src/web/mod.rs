@@ -151,6 +151,8 @@ pub struct AppState {
     pub fingerprint: String,
     pub started: std::time::Instant,
     pub live: Arc<crate::live::LiveHub>,
+    /// Admins must enrol TOTP before anything else.
+    pub require_admin_mfa: bool,
     pool: Mutex<Vec<Index>>,
 }
 
@@ -173,6 +175,7 @@ impl AppState {
             fingerprint,
             started: std::time::Instant::now(),
             live,
+            require_admin_mfa: false,
             pool: Mutex::new(Vec::new()),
         }
     }

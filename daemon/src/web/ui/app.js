@@ -28,22 +28,30 @@ function cell(tr, s) { tr.appendChild(text(document.createElement("td"), s)); }
 
 function show(id) {
   for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== id;
-  $("top").hidden = !me || id === "login" || id === "password";
+  $("top").hidden = !me || id === "login" || id === "password" || (id === "mfa" && me.mfa_required);
   if (liveAbort && id !== "live") { liveAbort.abort(); liveAbort = null; }
 }
 
+let navigation = 0;
 async function route() {
+  // Only the newest navigation may change the page (an older one may still
+  // be waiting for the server).
+  const mine = ++navigation;
   const [page, arg] = (location.hash.slice(1) || "dashboard").split("/");
+  let who = null;
   try {
-    me = await api("GET", "/api/v1/me");
+    who = await api("GET", "/api/v1/me");
   } catch (e) {
-    me = null;
-    return show("login");
+    who = null;
   }
+  if (mine !== navigation) return;
+  me = who;
+  if (!me) return show("login");
   if (me.csrf_token) sessionStorage.setItem("csrf", me.csrf_token);
   $("who").textContent = me.actor.replace(/^user:/, "") + " (" + me.role + ")";
   for (const a of document.querySelectorAll(".admin")) a.hidden = me.role !== "admin";
   if (me.must_change_password) return show("password");
+  if (me.mfa_required || page === "mfa") return mfa(me.mfa_required);
   if (page === "live") return live(decodeURIComponent(arg || ""));
   if (page === "playback") return playback(decodeURIComponent(arg || ""));
   if (page === "users") return users();
@@ -86,9 +94,45 @@ $("password-form").addEventListener("submit", async (ev) => {
 
 $("logout").addEventListener("click", async () => {
   try { await api("POST", "/api/v1/logout"); } catch (e) { /* already out */ }
+  $("tiles").replaceChildren();
   sessionStorage.removeItem("csrf");
   me = null;
   show("login");
+});
+
+// ---- second factor enrolment ----
+function mfa(required) {
+  show("mfa");
+  text($("mfa-why"), required
+    ? "An administrator must sign in with a second factor. Scan the code with an authenticator app (any TOTP app), then enter the 6-digit code it shows."
+    : (me.mfa ? "A second factor is enrolled. Enrolling again replaces it." : "Add a second factor: an authenticator app on your phone gives a 6-digit code at each login."));
+}
+
+$("mfa-start").addEventListener("click", async () => {
+  try {
+    const r = await api("POST", "/api/v1/me/mfa");
+    const svg = new DOMParser().parseFromString(r.qr_svg, "image/svg+xml").documentElement;
+    $("mfa-qr").replaceChildren(document.importNode(svg, true));
+    text($("mfa-uri"), r.otpauth_uri);
+    $("mfa-form").hidden = false;
+  } catch (e) {
+    text($("mfa-error"), e.message);
+  }
+});
+
+$("mfa-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  try {
+    await api("POST", "/api/v1/me/mfa/confirm", { code: f.get("code") });
+    ev.target.reset();
+    $("mfa-qr").replaceChildren();
+    text($("mfa-uri"), "");
+    location.hash = "#dashboard";
+    route();
+  } catch (e) {
+    text($("mfa-error"), e.message);
+  }
 });
 
 // ---- dashboard ----
@@ -249,6 +293,18 @@ async function users() {
     cell(tr, u.role);
     cell(tr, u.disabled ? "disabled" : u.must_change_password ? "must change password" : "active");
     cell(tr, u.mfa ? "yes" : "no");
+    const td = document.createElement("td");
+    const act = (label, what) => {
+      const b = text(Object.assign(document.createElement("button"), { type: "button" }), label);
+      b.addEventListener("click", async () => {
+        try { await api("POST", "/api/v1/users/" + encodeURIComponent(u.name) + "/" + what); users(); }
+        catch (e) { text($("user-error"), e.message); }
+      });
+      td.appendChild(b);
+    };
+    act(u.disabled ? "Enable" : "Disable", u.disabled ? "enable" : "disable");
+    if (u.mfa) act("Reset 2FA", "reset-mfa");
+    tr.appendChild(td);
     rows.appendChild(tr);
   }
 }
