@@ -18,11 +18,13 @@ struct Api {
 /// (status, body) of one HTTPS request made by curl.
 fn curl(port: u16, method: &str, path: &str, extra: &[&str], body: Option<&str>) -> (u16, String) {
     let mut c = Command::new("curl");
+    // The event stream never ends: its status is all a caller here needs.
+    let limit = if path.starts_with("/api/v1/events") { "2" } else { "10" };
     c.args([
         "-sk",
         "--path-as-is",
         "-m",
-        "10",
+        limit,
         "-o",
         "-",
         "-w",
@@ -250,6 +252,13 @@ fn rbac_matrix_covers_every_route() {
         ("GET /", "GET", "/", None, [200, 200, 200, 200, 200]),
         ("GET /app.js", "GET", "/app.js", None, [200, 200, 200, 200, 200]),
         ("GET /app.css", "GET", "/app.css", None, [200, 200, 200, 200, 200]),
+        (
+            "GET /api/v1/events",
+            "GET",
+            "/api/v1/events",
+            None,
+            [401, 200, 200, 200, 200],
+        ),
         (
             "GET /api/v1/recordings",
             "GET",
@@ -728,4 +737,43 @@ fn view_mp4_ranges_are_exactly_the_bytes_of_the_full_download() {
     assert_eq!(code, 304);
     let (code, _) = curl_to(port, &path, &[], &v.path("x"));
     assert_eq!(code, 401);
+}
+
+#[test]
+fn server_sent_events_report_camera_changes_and_new_recordings() {
+    let Setup {
+        _cam: mut cam,
+        v,
+        api,
+        token,
+    } = setup();
+    let port = api.port;
+    let auth = format!("Authorization: Bearer {token}");
+    let listener = std::thread::spawn(move || {
+        let o = Command::new("curl")
+            .args(["-skN", "-m", "14", "-H", &auth])
+            .arg(format!("https://127.0.0.1:{port}/api/v1/events"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    cam.kill();
+    assert!(v.wait_state("cam", "offline", Duration::from_secs(5)).is_some());
+    std::thread::sleep(Duration::from_secs(1));
+    cam.restart();
+    assert!(v.wait_state("cam", "streaming", Duration::from_secs(8)).is_some());
+    let out = listener.join().unwrap();
+    assert!(out.starts_with(": connected"), "{out}");
+    assert!(
+        out.contains("event: camera\ndata: {\"camera\":\"cam\",\"error\""),
+        "{out}"
+    );
+    assert!(out.contains("\"state\":\"offline\""), "camera down: {out}");
+    assert!(out.contains("\"state\":\"streaming\""), "camera up: {out}");
+    assert!(
+        out.contains("event: recording\n"),
+        "a new recording after the reconnect: {out}"
+    );
+    assert_eq!(curl(api.port, "GET", "/api/v1/events", &[], None).0, 401);
 }

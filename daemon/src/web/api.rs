@@ -63,6 +63,7 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/api/v1/cameras/{name}/view.mp4", VIEWER),
     route("GET", "/api/v1/cameras/{name}/live.mp4", VIEWER),
     route("GET", "/api/v1/recordings", VIEWER),
+    route("GET", "/api/v1/events", VIEWER),
     route("GET", "/api/v1/users", ADMIN),
     route("POST", "/api/v1/users", ADMIN),
     route("POST", "/api/v1/users/{name}/disable", ADMIN),
@@ -398,6 +399,7 @@ async fn route_request(st: &Arc<AppState>, req: Request<Incoming>, peer: SocketA
         ("GET", "/api/v1/cameras/{name}/view.mp4") => view_mp4(st, &req, params.into_iter().next()).await,
         ("GET", "/api/v1/cameras/{name}/live.mp4") => live_mp4(st, params.into_iter().next()).await,
         ("GET", "/api/v1/recordings") => recordings(st, &req).await,
+        ("GET", "/api/v1/events") => events(st),
         ("GET", "/api/v1/users") => list_users(st).await,
         ("POST", "/api/v1/users") => add_user(st, req, caller).await,
         ("GET", "/api/v1/audit") => audit_log(st, &req).await,
@@ -840,6 +842,38 @@ pub fn plain_reply(req: &Request<Incoming>, https_port: u16, action: crate::conf
     };
     harden(&mut r);
     r
+}
+
+/// Server-sent events: `camera` (state changes), `recording` (started),
+/// `disk_low`; a comment every 15 s keeps the connection alive.
+fn events(st: &Arc<AppState>) -> Reply {
+    let rx = st.events.subscribe();
+    let stream = futures::stream::unfold((rx, true), |(mut rx, first)| async move {
+        if first {
+            return Some((
+                Ok(hyper::body::Frame::data(Bytes::from_static(b": connected\n\n"))),
+                (rx, false),
+            ));
+        }
+        let msg = tokio::select! {
+            m = rx.recv() => match m {
+                Ok(m) => m,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n"),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            },
+            _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => ": keepalive\n\n".to_string(),
+        };
+        Some((
+            Ok::<_, std::io::Error>(hyper::body::Frame::data(Bytes::from(msg))),
+            (rx, false),
+        ))
+    });
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    Ok(r)
 }
 
 /// A static file of the web UI (compiled into the binary; nothing is fetched

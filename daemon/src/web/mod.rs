@@ -153,6 +153,8 @@ pub struct AppState {
     pub live: Arc<crate::live::LiveHub>,
     /// Admins must enrol TOTP before anything else.
     pub require_admin_mfa: bool,
+    /// Server-sent events, already formatted (`event: ...\ndata: ...\n\n`).
+    pub events: tokio::sync::broadcast::Sender<String>,
     pool: Mutex<Vec<Index>>,
 }
 
@@ -176,6 +178,7 @@ impl AppState {
             started: std::time::Instant::now(),
             live,
             require_admin_mfa: false,
+            events: tokio::sync::broadcast::channel(256).0,
             pool: Mutex::new(Vec::new()),
         }
     }
@@ -214,6 +217,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limiter = Arc::new(ConnLimiter::default());
+    tokio::spawn(watch_events(state.clone(), shutdown.clone()));
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -332,5 +336,66 @@ pub async fn serve_plain(
                 .serve_connection(TokioIo::new(tcp), svc);
             let _ = tokio::time::timeout(HEADER_TIMEOUT + Duration::from_secs(5), conn).await;
         });
+    }
+}
+
+/// Turns changes in the index into server-sent events, polled once a second:
+/// camera state changes, new recordings, free space falling below 10 %.
+async fn watch_events(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    let mut states: HashMap<String, String> = HashMap::new();
+    let mut last_recording: Option<i64> = None;
+    let mut disk_low = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => return,
+        }
+        let snapshot = st
+            .db(|idx| {
+                let cams = idx.cameras()?;
+                let newest: Option<i64> = idx
+                    .conn()
+                    .query_row("SELECT max(id) FROM recording", [], |r| r.get(0))?;
+                let new = match newest {
+                    Some(n) => idx.recordings_page(None, n - 50, 50)?,
+                    None => Vec::new(),
+                };
+                Ok((cams, newest, new))
+            })
+            .await;
+        let Ok((cams, newest, recent)) = snapshot else { continue };
+        let send = |kind: &str, v: serde_json::Value| {
+            let _ = st.events.send(format!("event: {kind}\ndata: {v}\n\n"));
+        };
+        for c in cams {
+            if states.get(&c.name) != Some(&c.state) {
+                if states.contains_key(&c.name) || c.state != "unknown" {
+                    send(
+                        "camera",
+                        serde_json::json!({ "camera": c.name, "state": c.state, "error": c.last_error }),
+                    );
+                }
+                states.insert(c.name.clone(), c.state.clone());
+            }
+        }
+        if let Some(prev) = last_recording {
+            for r in recent.iter().filter(|r| r.id > prev) {
+                send(
+                    "recording",
+                    serde_json::json!({ "camera": r.camera, "id": r.id, "start": crate::cli_time::format_ns(r.start_wall_ns) }),
+                );
+            }
+        }
+        last_recording = newest.or(last_recording).or(Some(0));
+        if let Some((avail, total)) = crate::host::fs_space(st.storage.dir()) {
+            let low = total > 0 && avail * 10 < total;
+            if low && !disk_low {
+                send(
+                    "disk_low",
+                    serde_json::json!({ "free_bytes": avail, "total_bytes": total }),
+                );
+            }
+            disk_low = low;
+        }
     }
 }
