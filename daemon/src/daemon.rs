@@ -135,8 +135,11 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             None
         }
     };
+    // Blocking work (SQLite, file reads, password hashing) runs on a small,
+    // bounded pool: every extra thread would keep its own malloc arena.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(8)
         .enable_all()
         .build()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

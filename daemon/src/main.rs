@@ -308,7 +308,22 @@ impl From<rekey::RekeyError> for Failure {
     }
 }
 
+/// At most two malloc arenas and a fixed mmap threshold: on a small board,
+/// memory an allocator keeps is memory the page cache and the cameras do not get.
+fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator parameter; called once, first thing.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        // Large blocks (argon2's 19 MiB, video buffers) always come from mmap
+        // and go back to the system when freed, instead of the threshold
+        // growing until such blocks stay in the heap for good.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

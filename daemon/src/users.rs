@@ -77,14 +77,36 @@ pub fn hash_password(pw: &str) -> Result<String, UserError> {
         return Err(UserError::WeakPassword);
     }
     let salt = SaltString::encode_b64(&random_bytes::<16>()?).map_err(|e| UserError::Hash(e.to_string()))?;
-    Ok(argon2()
-        .hash_password(pw.as_bytes(), &salt)
-        .map_err(|e| UserError::Hash(e.to_string()))?
-        .to_string())
+    with_hash_slot(|| {
+        Ok(argon2()
+            .hash_password(pw.as_bytes(), &salt)
+            .map_err(|e| UserError::Hash(e.to_string()))?
+            .to_string())
+    })
+}
+
+/// At most this many argon2 computations at once (19 MiB and ~50 ms of a
+/// core each): a login flood queues instead of exhausting a small board.
+const MAX_CONCURRENT_HASHES: usize = 2;
+static HASHING: (std::sync::Mutex<usize>, std::sync::Condvar) = (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+fn with_hash_slot<T>(f: impl FnOnce() -> T) -> T {
+    let (lock, cv) = &HASHING;
+    let mut n = lock.lock().unwrap_or_else(|p| p.into_inner());
+    while *n >= MAX_CONCURRENT_HASHES {
+        n = cv.wait(n).unwrap_or_else(|p| p.into_inner());
+    }
+    *n += 1;
+    drop(n);
+    let r = f();
+    let mut n = lock.lock().unwrap_or_else(|p| p.into_inner());
+    *n -= 1;
+    cv.notify_one();
+    r
 }
 
 pub fn verify_password(hash: &str, pw: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| argon2().verify_password(pw.as_bytes(), &h).is_ok())
+    with_hash_slot(|| PasswordHash::new(hash).is_ok_and(|h| argon2().verify_password(pw.as_bytes(), &h).is_ok()))
 }
 
 /// A hash that no password matches, verified against when the user does not
