@@ -73,6 +73,8 @@ enum Command {
     },
     /// Cameras and their last known state.
     Cameras,
+    /// The box at a glance: cameras, disk, clock, keys, HTTPS certificate fingerprint.
+    Status,
     /// Export a time range of one camera as MP4.
     Export {
         #[arg(long)]
@@ -408,6 +410,17 @@ fn parse_date(s: &str) -> Result<i64, Failure> {
         s.to_string()
     };
     cli_time::parse_rfc3339(&full).map_err(Failure::Usage)
+}
+
+fn human_bytes(b: u64) -> String {
+    let mut v = b as f64;
+    for unit in ["B", "KiB", "MiB", "GiB", "TiB"] {
+        if v < 1024.0 {
+            return format!("{v:.1} {unit}");
+        }
+        v /= 1024.0;
+    }
+    format!("{v:.1} PiB")
 }
 
 fn hex(b: &[u8]) -> String {
@@ -922,6 +935,63 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                     r.state,
                     hex(&r.key_id)
                 );
+            }
+            Ok(())
+        }
+        Command::Status => {
+            let config = load_config(&cli.config)?;
+            let index = open_index(&config)?;
+            let cams = index.cameras()?;
+            let streaming = cams.iter().filter(|c| c.state == "streaming").count();
+            println!(
+                "cameras: {streaming}/{} streaming",
+                config.cameras.iter().filter(|c| c.enabled).count()
+            );
+            for c in &cams {
+                println!(
+                    "  {:<16} {:<10} since {}",
+                    c.name,
+                    c.state,
+                    cli_time::format_ns(c.state_since_ns)
+                );
+            }
+            match vigil::host::fs_space(&config.storage_dir) {
+                Some((avail, total)) => println!(
+                    "storage: {} free of {} ({:.1}%) in {}",
+                    human_bytes(avail),
+                    human_bytes(total),
+                    avail as f64 * 100.0 / total.max(1) as f64,
+                    config.storage_dir.display()
+                ),
+                None => println!("storage: {} is not readable", config.storage_dir.display()),
+            }
+            let ts = vigil::host::time_sync();
+            println!(
+                "clock: {} (max error {} ms)",
+                if ts.synchronised { "synchronised" } else { "NOT synchronised" },
+                ts.max_error_us / 1000
+            );
+            println!("keys: {}", KekSealer::new(config.keys.clone()).describe());
+            match &config.http {
+                None => println!("https: off (no [http] section)"),
+                Some(http) => {
+                    let fp = match &http.cert_key {
+                        Some((cert, _)) => std::fs::read(cert)
+                            .ok()
+                            .and_then(|pem| rustls_pemfile::certs(&mut &pem[..]).next()?.ok())
+                            .map(|der| vigil::web::tls::fingerprint(der.as_ref())),
+                        None => open_keyring(&config, &audit::cli_actor())
+                            .ok()
+                            .and_then(|kr| secrets::get(&kr, vigil::web::tls::CERT_SECRET, "status: certificate fingerprint").ok())
+                            .and_then(|pem| rustls_pemfile::certs(&mut &pem[..]).next()?.ok())
+                            .map(|der| vigil::web::tls::fingerprint(der.as_ref())),
+                    };
+                    println!("https: https://{} ", http.listen);
+                    println!(
+                        "certificate SHA-256 fingerprint: {}",
+                        fp.unwrap_or_else(|| "(not made yet: the daemon makes it at first start)".into())
+                    );
+                }
             }
             Ok(())
         }
