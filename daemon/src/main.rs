@@ -968,7 +968,11 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             let ts = vigil::host::time_sync();
             println!(
                 "clock: {} (max error {} ms)",
-                if ts.synchronised { "synchronised" } else { "NOT synchronised" },
+                if ts.synchronised {
+                    "synchronised"
+                } else {
+                    "NOT synchronised"
+                },
                 ts.max_error_us / 1000
             );
             println!("keys: {}", KekSealer::new(config.keys.clone()).describe());
@@ -982,7 +986,9 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                             .map(|der| vigil::web::tls::fingerprint(der.as_ref())),
                         None => open_keyring(&config, &audit::cli_actor())
                             .ok()
-                            .and_then(|kr| secrets::get(&kr, vigil::web::tls::CERT_SECRET, "status: certificate fingerprint").ok())
+                            .and_then(|kr| {
+                                secrets::get(&kr, vigil::web::tls::CERT_SECRET, "status: certificate fingerprint").ok()
+                            })
                             .and_then(|pem| rustls_pemfile::certs(&mut &pem[..]).next()?.ok())
                             .map(|der| vigil::web::tls::fingerprint(der.as_ref())),
                     };
