@@ -122,8 +122,9 @@ fn setup_with(http_extra: &str) -> Setup {
         }],
         10,
     );
-    let port = v.enable_http(http_extra);
+    v.enable_http(http_extra);
     v.start();
+    let port = v.https_port();
     let api = Api { port };
     let otp = v.first_admin_password();
     assert!(wait_for(Duration::from_secs(20), || (curl(
@@ -252,6 +253,41 @@ fn rbac_matrix_covers_every_route() {
         ("GET /", "GET", "/", None, [200, 200, 200, 200, 200]),
         ("GET /app.js", "GET", "/app.js", None, [200, 200, 200, 200, 200]),
         ("GET /app.css", "GET", "/app.css", None, [200, 200, 200, 200, 200]),
+        (
+            "POST /api/v1/cameras",
+            "POST",
+            "/api/v1/cameras",
+            Some(r#"{"name":"NAME","url":"not a url"}"#),
+            [401, 403, 403, 400, 403],
+        ),
+        (
+            "PUT /api/v1/cameras/{name}",
+            "PUT",
+            "/api/v1/cameras/cam",
+            Some(r#"{"url":"rtsp://127.0.0.1:9/x"}"#),
+            [401, 403, 403, 409, 403],
+        ),
+        (
+            "DELETE /api/v1/cameras/{name}",
+            "DELETE",
+            "/api/v1/cameras/cam",
+            None,
+            [401, 403, 403, 409, 403],
+        ),
+        (
+            "GET /api/v1/cameras/{name}/snapshot.mp4",
+            "GET",
+            "/api/v1/cameras/nope/snapshot.mp4",
+            None,
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            "POST /api/v1/probe-camera",
+            "POST",
+            "/api/v1/probe-camera",
+            Some(r#"{"url":"ftp://x/"}"#),
+            [401, 403, 403, 400, 403],
+        ),
         (
             "GET /api/v1/events",
             "GET",
@@ -393,8 +429,8 @@ fn rbac_matrix_covers_every_route() {
 
 #[test]
 fn tls_13_only_and_the_fingerprint_matches() {
-    let plain = free_port();
-    let Setup { _cam, v, api, .. } = setup_with(&format!("plain_listen = \"127.0.0.1:{plain}\"\n"));
+    let Setup { _cam, v, api, .. } = setup_with("plain_listen = \"127.0.0.1:0\"\n");
+    let plain = v.logged_port("plain HTTP listener");
     // Plain HTTP only redirects to the same path over HTTPS.
     let o = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}"])
@@ -654,8 +690,9 @@ fn view_mp4_ranges_are_exactly_the_bytes_of_the_full_download() {
         }],
         2,
     );
-    let port = v.enable_http("");
+    v.enable_http("");
     v.start();
+    let port = v.https_port();
     let _ = v.first_admin_password();
     let src = wait_for(Duration::from_secs(40), || {
         v.recordings()
@@ -776,4 +813,104 @@ fn server_sent_events_report_camera_changes_and_new_recordings() {
         "a new recording after the reconnect: {out}"
     );
     assert_eq!(curl(api.port, "GET", "/api/v1/events", &[], None).0, 401);
+}
+
+#[test]
+fn cameras_are_tested_added_changed_and_removed_through_the_api() {
+    let Setup { _cam, mut v, api, .. } = setup();
+    let dir = v.dir.path().to_path_buf();
+    let admin = api.login(&dir, "admin", ADMIN_PW, None).1.expect("admin logs in");
+    let door = Camera::start(&["--user", "u", "--password", "door-pass-4711"]);
+    let url = door.url("/h264");
+    let body = |pw: &str| format!(r#"{{"name":"door","url":"{url}","username":"u","password":"{pw}"}}"#);
+    let field_json = |b: &str| serde_json::from_str::<serde_json::Value>(b).unwrap_or_default();
+
+    // The test shows the exact error, or the stream and a snapshot.
+    let (c, b) = api.call(&admin, "POST", "/api/v1/probe-camera", Some(&body("wrong")));
+    assert_eq!(c, 200);
+    let r = field_json(&b);
+    assert_eq!(r["ok"], false);
+    assert!(r["error"].as_str().unwrap_or_default().contains("401"), "{b}");
+    let nowhere = format!(r#"{{"url":"rtsp://127.0.0.1:{}/h264"}}"#, free_port());
+    let r = field_json(&api.call(&admin, "POST", "/api/v1/probe-camera", Some(&nowhere)).1);
+    assert_eq!(r["ok"], false);
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase()
+            .contains("refused"),
+        "{r}"
+    );
+    let (_, b) = api.call(&admin, "POST", "/api/v1/probe-camera", Some(&body("door-pass-4711")));
+    let r = field_json(&b);
+    assert_eq!(r["ok"], true, "{b}");
+    assert_eq!(r["codec"], "h264");
+    let b64 = dir.join("snap.b64");
+    std::fs::write(&b64, r["snapshot_mp4_base64"].as_str().unwrap()).unwrap();
+    let snap = dir.join("snap.mp4");
+    let o = Command::new("base64").arg("-d").arg(&b64).output().unwrap();
+    std::fs::write(&snap, o.stdout).unwrap();
+    assert_eq!(ffprobe(&snap).expect("the snapshot is an MP4").frames, 1);
+
+    // Bad input gets a clear 400; vigil.toml's cameras are not changed here.
+    let bad = r#"{"name":"door","url":"http://x/"}"#;
+    let (c, b) = api.call(&admin, "POST", "/api/v1/cameras", Some(bad));
+    assert!(c == 400 && b.contains("rtsp://"), "{c} {b}");
+    let cam_body = format!(r#"{{"url":"{}"}}"#, url);
+    assert_eq!(api.call(&admin, "PUT", "/api/v1/cameras/cam", Some(&cam_body)).0, 409);
+    assert_eq!(api.call(&admin, "DELETE", "/api/v1/cameras/cam", None).0, 409);
+
+    // Added: it records, and its password is nowhere in the clear.
+    let (c, b) = api.call(&admin, "POST", "/api/v1/cameras", Some(&body("door-pass-4711")));
+    assert_eq!(c, 201, "{b}");
+    assert_eq!(
+        api.call(&admin, "POST", "/api/v1/cameras", Some(&body("x"))).0,
+        409,
+        "added twice"
+    );
+    assert!(
+        v.wait_state("door", "streaming", Duration::from_secs(20)).is_some(),
+        "{}",
+        v.log()
+    );
+    let (c, _) = curl_to(
+        api.port,
+        "/api/v1/cameras/door/snapshot.mp4",
+        &["-b", &admin.jar.to_string_lossy()],
+        &snap,
+    );
+    assert_eq!(c, 200);
+    assert_eq!(ffprobe(&snap).expect("snapshot").frames, 1);
+    let (_, list) = api.call(&admin, "GET", "/api/v1/cameras", None);
+    assert!(
+        list.contains("\"source\":\"web\"") && !list.contains("door-pass-4711"),
+        "{list}"
+    );
+    for f in ["vigil.db", "vigil.db-wal"] {
+        let b = std::fs::read(v.path(f)).unwrap_or_default();
+        assert!(!contains_bytes(&b, b"door-pass-4711"), "{f} holds the camera password");
+    }
+
+    // Kept across a restart (on a new ephemeral port).
+    assert!(v.stop());
+    v.start();
+    assert!(
+        v.wait_state("door", "streaming", Duration::from_secs(20)).is_some(),
+        "{}",
+        v.log()
+    );
+    let api = Api { port: v.https_port() };
+
+    // Disabled: it stops. Removed: gone from the running set, recordings kept.
+    let admin = api.login(&dir, "admin", ADMIN_PW, None).1.expect("admin logs in again");
+    let off = format!(r#"{{"url":"{url}","username":"u","enabled":false}}"#);
+    assert_eq!(api.call(&admin, "PUT", "/api/v1/cameras/door", Some(&off)).0, 200);
+    assert!(v.wait_state("door", "stopped", Duration::from_secs(10)).is_some());
+    assert_eq!(api.call(&admin, "DELETE", "/api/v1/cameras/door", None).0, 200);
+    assert_eq!(api.call(&admin, "DELETE", "/api/v1/cameras/door", None).0, 404);
+    let audit = String::from_utf8_lossy(&v.cli(&["audit", "tail", "-n", "100"]).stdout).to_string();
+    for a in ["camera.add", "camera.update", "camera.delete"] {
+        assert!(audit.contains(a), "{a}: {audit}");
+    }
 }

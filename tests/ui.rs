@@ -22,8 +22,9 @@ fn chromium_logs_in_with_totp_watches_live_plays_back_and_exports() {
         }],
         4,
     );
-    let port = v.enable_http("require_mfa_for_admins = true\n");
+    v.enable_http("require_mfa_for_admins = true\n");
     v.start();
+    let port = v.https_port();
     let otp = v.first_admin_password();
     let recs = wait_for(Duration::from_secs(60), || {
         let r: Vec<Rec> = v.recordings().into_iter().filter(|r| r.state == "complete").collect();

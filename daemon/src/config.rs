@@ -396,14 +396,11 @@ impl Config {
         for cam in raw.camera {
             let cam = cam.into_inner();
             let name = cam.name.get_ref().clone();
-            if name.is_empty()
-                || name.len() > 64
-                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
+            if !valid_camera_name(&name) {
                 return Err(src.err(
                     cam.name.span(),
                     "camera.name",
-                    format!("\"{name}\": use 1 to 64 letters, digits, '-' or '_'"),
+                    format!("\"{name}\": {CAMERA_NAME_RULE}"),
                 ));
             }
             if !names.insert(name.clone()) {
@@ -413,30 +410,7 @@ impl Config {
                     format!("duplicate camera name \"{name}\""),
                 ));
             }
-            let url = url::Url::parse(cam.url.get_ref()).map_err(|e| {
-                src.err(
-                    cam.url.span(),
-                    "camera.url",
-                    format!("invalid URL \"{}\": {e}", cam.url.get_ref()),
-                )
-            })?;
-            if url.scheme() != "rtsp" {
-                return Err(src.err(
-                    cam.url.span(),
-                    "camera.url",
-                    format!("unsupported URL scheme \"{}\" (expected rtsp://)", url.scheme()),
-                ));
-            }
-            if url.host_str().is_none_or(|h| h.is_empty()) {
-                return Err(src.err(cam.url.span(), "camera.url", "URL has no host"));
-            }
-            if !url.username().is_empty() || url.password().is_some() {
-                return Err(src.err(
-                    cam.url.span(),
-                    "camera.url",
-                    "put credentials in username/password, not in the URL",
-                ));
-            }
+            let url = camera_url(cam.url.get_ref()).map_err(|m| src.err(cam.url.span(), "camera.url", m))?;
             let (password, password_origin) = match (cam.password, cam.password_secret) {
                 (Some(_), Some(s)) => {
                     return Err(src.err(
@@ -564,6 +538,31 @@ impl Config {
     pub fn camera(&self, name: &str) -> Option<&CameraConfig> {
         self.cameras.iter().find(|c| c.name == name)
     }
+}
+
+pub const CAMERA_NAME_RULE: &str = "use 1 to 64 letters, digits, '-' or '_'";
+
+pub fn valid_camera_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// A camera URL as Vigil takes it: rtsp://, a host, no credentials inside
+/// (they go in username / the secrets store). The error is one sentence.
+pub fn camera_url(s: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("invalid URL \"{s}\": {e}"))?;
+    if url.scheme() != "rtsp" {
+        return Err(format!(
+            "unsupported URL scheme \"{}\" (expected rtsp://)",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(|h| h.is_empty()) {
+        return Err("URL has no host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("put credentials in username/password, not in the URL".into());
+    }
+    Ok(url)
 }
 
 fn absolute(src: &Src<'_>, p: Spanned<PathBuf>, key: &str) -> Result<PathBuf, ConfigError> {

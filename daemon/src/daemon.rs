@@ -4,19 +4,13 @@ use std::fs::File;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::config::{CameraPassword, Config};
 use crate::index::Index;
 use crate::keyring::Keyring;
 use crate::keys::KeyLookup;
-use crate::recorder::{Recorder, RecorderConfig};
 use crate::storage::Storage;
-
-/// Frame batches buffered between a camera's ingest task and its recorder
-/// thread before ingest waits. A batch ends at a key frame or after 1 s of
-/// media, so this holds about 10 s of video, as when the queue held frames.
-const BATCH_QUEUE: usize = 10;
 
 /// Holds an exclusive lock so that two daemons never write one index.
 fn lock_instance(config: &Config) -> anyhow::Result<File> {
@@ -106,8 +100,20 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(e) => tracing::warn!("cannot prune unused data keys: {e}"),
     }
+    // The cameras to run: vigil.toml's, then those added from the web UI.
+    let mut cameras: Vec<crate::config::CameraConfig> = config.cameras.clone();
+    for m in crate::cameras::managed(&index)? {
+        if config.camera(&m.name).is_some() {
+            tracing::warn!(camera = %m.name, "a camera added from the web UI has the name of one in vigil.toml; the file's wins");
+            continue;
+        }
+        match m.to_config() {
+            Some(c) => cameras.push(c),
+            None => tracing::error!(camera = %m.name, url = %m.url, "stored camera has an unusable URL; skipped"),
+        }
+    }
     let mut passwords = Vec::new();
-    for cam in config.cameras.iter().filter(|c| c.enabled) {
+    for cam in cameras.iter().filter(|c| c.enabled) {
         passwords.push(camera_password(&config, cam, &keyring)?);
     }
     index.reset_camera_states(crate::recorder::now_ns())?;
@@ -143,47 +149,28 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let live = Arc::new(crate::live::LiveHub::new(
-        config.cameras.iter().map(|c| c.name.as_str()),
+    let live = Arc::new(crate::live::LiveHub::new());
+    let supervisor = Arc::new(crate::cameras::Supervisor::new(
+        runtime.handle().clone(),
+        storage.clone(),
+        config.db_path.clone(),
+        keys.clone(),
+        live.clone(),
+        config.segment_duration,
+        config.stall_timeout,
+        config.cameras.iter().map(|c| c.name.clone()).collect(),
     ));
-    let mut recorders = Vec::new();
     let mut tasks = Vec::new();
-    for (cam, password) in config.cameras.iter().filter(|c| c.enabled).zip(passwords) {
-        let camera_id = index.camera_id(&cam.name)?;
-        let rec_index = Index::open(&config.db_path)?;
-        let recorder = Recorder::new(
-            RecorderConfig {
-                camera_id,
-                camera: cam.name.clone(),
-                segment_duration: config.segment_duration,
-                import_start_wall_ns: None,
-            },
-            storage.clone(),
-            rec_index,
-            keys.clone(),
-        )?;
-        let (tx, rx) = mpsc::channel(BATCH_QUEUE);
-        let name = cam.name.clone();
-        recorders.push(
-            std::thread::Builder::new()
-                .name(format!("rec-{}", cam.name))
-                .spawn(move || (name, recorder.run(rx)))?,
-        );
-        tasks.push(runtime.spawn(crate::rtsp::run_camera(
-            cam.clone(),
-            password,
-            live.tap(&cam.name),
-            config.stall_timeout,
-            tx,
-            shutdown_rx.clone(),
-        )));
+    for (cam, password) in cameras.iter().filter(|c| c.enabled).zip(passwords) {
+        supervisor.start(cam, password)?;
     }
     if let Some((http, tls, fingerprint)) = web {
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(http.listen))
             .with_context(|| format!("cannot listen on {} ([http] listen)", http.listen))?;
+        let bound = listener.local_addr().unwrap_or(http.listen);
         tracing::info!(
-            listen = %http.listen,
+            listen = %bound,
             fingerprint = %fingerprint,
             tls = if http.tls12 { "1.3, 1.2" } else { "1.3 only" },
             "HTTPS API listening; compare the certificate fingerprint with the browser's"
@@ -192,7 +179,7 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             config.db_path.clone(),
             keyring.clone(),
             storage.clone(),
-            config.cameras.iter().map(|c| c.name.clone()).collect(),
+            supervisor.clone(),
             fingerprint,
             live.clone(),
         );
@@ -202,10 +189,14 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             let plain = runtime
                 .block_on(tokio::net::TcpListener::bind(addr))
                 .with_context(|| format!("cannot listen on {addr} ([http] plain_listen)"))?;
-            tracing::info!(listen = %addr, ?action, "plain HTTP listener (redirects to HTTPS or refuses; serves nothing)");
+            tracing::info!(
+                listen = %plain.local_addr().unwrap_or(addr),
+                ?action,
+                "plain HTTP listener (redirects to HTTPS or refuses; serves nothing)"
+            );
             tasks.push(runtime.spawn(crate::web::serve_plain(
                 plain,
-                http.listen.port(),
+                bound.port(),
                 action,
                 http.max_connections_per_ip,
                 shutdown_rx.clone(),
@@ -221,7 +212,7 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         )));
     }
     tracing::info!(
-        cameras = recorders.len(),
+        cameras = supervisor.running().len(),
         storage = %config.storage_dir.display(),
         "vigil running"
     );
@@ -233,17 +224,12 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
         }
         let _ = shutdown_tx.send(true);
+        supervisor.stop_all().await;
         for t in tasks {
             let _ = t.await;
         }
         anyhow::Ok(())
     })?;
-    for r in recorders {
-        match r.join() {
-            Ok((name, stats)) => tracing::info!(camera = %name, ?stats, "recorder stopped"),
-            Err(_) => tracing::error!("a recorder thread panicked"),
-        }
-    }
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     tracing::info!("stopped; every open recording was finalised");
     Ok(())

@@ -22,7 +22,7 @@ pub enum IndexError {
     Io(#[from] std::io::Error),
 }
 
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE camera (
@@ -170,8 +170,21 @@ CREATE TABLE api_token (
 );
 "#;
 
+/// v5: cameras added from the web UI (passwords in the secrets store).
+const SCHEMA_V5: &str = r#"
+CREATE TABLE managed_camera (
+    name TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    username TEXT,
+    has_password INTEGER NOT NULL DEFAULT 0,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    created_ns INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;
+
 /// Each step takes the schema from version i to i + 1.
-const MIGRATIONS: [&str; 4] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+const MIGRATIONS: [&str; 5] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
 
 #[derive(Clone, Debug)]
 pub struct RecordingRow {

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod cameras;
 pub mod cli_time;
 pub mod config;
 pub mod daemon;

@@ -22,29 +22,37 @@ pub struct LiveFrame {
     pub params: Arc<StreamParams>,
 }
 
-/// The channels of every configured camera.
+/// The channels of the running cameras (added and removed at run time).
 #[derive(Default)]
 pub struct LiveHub {
-    cams: HashMap<String, broadcast::Sender<LiveFrame>>,
+    cams: std::sync::Mutex<HashMap<String, broadcast::Sender<LiveFrame>>>,
 }
 
 impl LiveHub {
-    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
-        LiveHub {
-            cams: names
-                .into_iter()
-                .map(|n| (n.to_string(), broadcast::channel(CAPACITY).0))
-                .collect(),
-        }
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// The sending side, for the camera's ingest.
+    /// The sending side, for the camera's ingest (made on first use).
     pub fn tap(&self, camera: &str) -> Option<broadcast::Sender<LiveFrame>> {
-        self.cams.get(camera).cloned()
+        let mut m = self.cams.lock().ok()?;
+        Some(
+            m.entry(camera.to_string())
+                .or_insert_with(|| broadcast::channel(CAPACITY).0)
+                .clone(),
+        )
     }
 
+    /// A viewer's receiver; None for a camera that is not running.
     pub fn subscribe(&self, camera: &str) -> Option<broadcast::Receiver<LiveFrame>> {
-        self.cams.get(camera).map(|s| s.subscribe())
+        self.cams.lock().ok()?.get(camera).map(|s| s.subscribe())
+    }
+
+    /// A camera stopped: its viewers see the stream end.
+    pub fn remove(&self, camera: &str) {
+        if let Ok(mut m) = self.cams.lock() {
+            m.remove(camera);
+        }
     }
 }
 

@@ -139,23 +139,21 @@ async fn timed<T, E: Into<IngestError>>(
 /// when this much media has been batched.
 const MAX_BATCH_AGE: Duration = Duration::from_secs(1);
 
-async fn stream_once(
-    cam: &CameraConfig,
+/// The demuxed frames of a camera's first H.264/H.265 stream (DESCRIBE,
+/// SETUP over TCP, PLAY; each step bounded by the connect timeout).
+async fn open_stream(
+    url: &url::Url,
+    username: Option<&str>,
     password: Option<&str>,
-    live: Option<&tokio::sync::broadcast::Sender<crate::live::LiveFrame>>,
-    stall: Duration,
-    tx: &mpsc::Sender<Event>,
-    streamed: &mut bool,
-    batch: &mut Vec<Frame>,
-) -> Result<(), IngestError> {
-    let creds = cam.username.as_ref().map(|u| Credentials {
-        username: u.clone(),
+) -> Result<(retina::client::Demuxed, usize), IngestError> {
+    let creds = username.map(|u| Credentials {
+        username: u.to_string(),
         password: password.map(str::to_string).unwrap_or_default(),
     });
     let opts = SessionOptions::default()
         .creds(creds)
         .user_agent(format!("vigil/{}", env!("CARGO_PKG_VERSION")));
-    let mut session = timed("DESCRIBE", Session::describe(cam.url.clone(), opts)).await?;
+    let mut session = timed("DESCRIBE", Session::describe(url.clone(), opts)).await?;
     let video = session
         .streams()
         .iter()
@@ -175,7 +173,62 @@ async fn stream_once(
         .frame_format(FrameFormat::MP4);
     timed("SETUP", session.setup(video, setup)).await?;
     let playing = timed("PLAY", session.play(PlayOptions::default())).await?;
-    let mut demuxed = playing.demuxed()?;
+    Ok((playing.demuxed()?, video))
+}
+
+/// What a camera test found: the stream's parameters and its first key frame.
+pub struct ProbeResult {
+    pub params: Arc<StreamParams>,
+    pub key_frame: Vec<u8>,
+}
+
+/// Connects to a camera as the recorder would and waits (bounded by
+/// `limit`) for its first key frame: the camera test of the web UI. The
+/// error is retina's own words (wrong password, refused, no video...).
+pub async fn probe(
+    url: &url::Url,
+    username: Option<&str>,
+    password: Option<&str>,
+    limit: Duration,
+) -> Result<ProbeResult, IngestError> {
+    let work = async {
+        let (mut demuxed, video) = open_stream(url, username, password).await?;
+        loop {
+            let item = match demuxed.next().await {
+                None => return Err(IngestError::Ended),
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(item)) => item,
+            };
+            let CodecItem::VideoFrame(f) = item else { continue };
+            if f.stream_id() != video || !f.is_random_access_point() {
+                continue;
+            }
+            let params = match demuxed.streams()[video].parameters() {
+                Some(ParametersRef::Video(v)) => stream_params(v, demuxed.streams()[video].clock_rate_hz())?,
+                _ => return Err(IngestError::Params("no video parameters yet".into())),
+            };
+            return Ok(ProbeResult {
+                params: Arc::new(params),
+                key_frame: f.into_data(),
+            });
+        }
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(r) => r,
+        Err(_) => Err(IngestError::Timeout("waiting for a key frame", limit)),
+    }
+}
+
+async fn stream_once(
+    cam: &CameraConfig,
+    password: Option<&str>,
+    live: Option<&tokio::sync::broadcast::Sender<crate::live::LiveFrame>>,
+    stall: Duration,
+    tx: &mpsc::Sender<Event>,
+    streamed: &mut bool,
+    batch: &mut Vec<Frame>,
+) -> Result<(), IngestError> {
+    let (mut demuxed, video) = open_stream(&cam.url, cam.username.as_deref(), password).await?;
     let mut sent_params = false;
     let mut live_params: Option<Arc<StreamParams>> = None;
     // One watchdog timer, pushed forward on every frame.

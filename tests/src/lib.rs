@@ -242,13 +242,34 @@ impl Vigil {
         v
     }
 
-    /// Adds an `[http]` section listening on a free loopback port; returns the port.
-    pub fn enable_http(&mut self, extra: &str) -> u16 {
-        let port = free_port();
+    /// Adds an `[http]` section on an ephemeral loopback port (the daemon
+    /// binds port 0, so parallel tests never race for a port; see
+    /// [`Vigil::https_port`]).
+    pub fn enable_http(&mut self, extra: &str) {
         let mut cfg = std::fs::read_to_string(&self.config).expect("config");
-        cfg.push_str(&format!("\n[http]\nlisten = \"127.0.0.1:{port}\"\n{extra}"));
+        cfg.push_str(&format!("\n[http]\nlisten = \"127.0.0.1:0\"\n{extra}"));
         std::fs::write(&self.config, cfg).expect("config");
-        port
+    }
+
+    /// The port a listener the daemon logged is bound to (waits up to 20 s).
+    /// `what` is the start of the log message, e.g. "HTTPS API listening".
+    pub fn logged_port(&self, what: &str) -> u16 {
+        let port = wait_for(Duration::from_secs(20), || {
+            let log = self.log();
+            let line = log.lines().rev().find(|l| l.contains(what))?;
+            let at = line.find("listen=127.0.0.1:")? + 17;
+            line[at..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .ok()
+        });
+        port.unwrap_or_else(|| panic!("the daemon never logged \"{what}\":\n{}", self.log()))
+    }
+
+    pub fn https_port(&self) -> u16 {
+        self.logged_port("HTTPS API listening")
     }
 
     /// The first-start admin password the daemon printed (waits up to 20 s).

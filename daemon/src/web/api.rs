@@ -59,7 +59,12 @@ pub const ROUTES: &[RouteSpec] = &[
     route("POST", "/api/v1/me/mfa", VIEWER),
     route("POST", "/api/v1/me/mfa/confirm", VIEWER),
     route("GET", "/api/v1/cameras", VIEWER),
+    route("POST", "/api/v1/cameras", ADMIN),
     route("GET", "/api/v1/cameras/{name}", VIEWER),
+    route("PUT", "/api/v1/cameras/{name}", ADMIN),
+    route("DELETE", "/api/v1/cameras/{name}", ADMIN),
+    route("GET", "/api/v1/cameras/{name}/snapshot.mp4", VIEWER),
+    route("POST", "/api/v1/probe-camera", ADMIN),
     route("GET", "/api/v1/cameras/{name}/view.mp4", VIEWER),
     route("GET", "/api/v1/cameras/{name}/live.mp4", VIEWER),
     route("GET", "/api/v1/recordings", VIEWER),
@@ -396,6 +401,11 @@ async fn route_request(st: &Arc<AppState>, req: Request<Incoming>, peer: SocketA
         ("POST", "/api/v1/users/{name}/reset-mfa") => user_action(st, caller, params, "reset-mfa").await,
         ("GET", "/api/v1/cameras") => cameras(st, None).await,
         ("GET", "/api/v1/cameras/{name}") => cameras(st, params.into_iter().next()).await,
+        ("POST", "/api/v1/cameras") => camera_put(st, req, caller, None).await,
+        ("PUT", "/api/v1/cameras/{name}") => camera_put(st, req, caller, params.into_iter().next()).await,
+        ("DELETE", "/api/v1/cameras/{name}") => camera_delete(st, caller, params.into_iter().next()).await,
+        ("GET", "/api/v1/cameras/{name}/snapshot.mp4") => snapshot(st, params.into_iter().next()).await,
+        ("POST", "/api/v1/probe-camera") => probe_camera(req).await,
         ("GET", "/api/v1/cameras/{name}/view.mp4") => view_mp4(st, &req, params.into_iter().next()).await,
         ("GET", "/api/v1/cameras/{name}/live.mp4") => live_mp4(st, params.into_iter().next()).await,
         ("GET", "/api/v1/recordings") => recordings(st, &req).await,
@@ -608,7 +618,7 @@ async fn change_password(st: &Arc<AppState>, req: Request<Incoming>, caller: Opt
 /// Configured cameras, then cameras only the archive knows (imports, removed ones).
 async fn camera_names(st: &Arc<AppState>) -> Result<(Vec<String>, Vec<crate::index::CameraRow>), ApiError> {
     let rows = st.db(|idx| Ok(idx.cameras()?)).await?;
-    let mut names = st.camera_names.clone();
+    let mut names = st.active_cameras();
     for r in &rows {
         if !names.contains(&r.name) {
             names.push(r.name.clone());
@@ -736,13 +746,28 @@ async fn cameras(st: &Arc<AppState>, one: Option<String>) -> Reply {
         known_camera(st, one.clone()).await?;
     }
     let (configured, rows) = camera_names(st).await?;
+    let managed = st.db(|idx| Ok(crate::cameras::managed(idx)?)).await?;
+    let running = st.cameras.running();
     let list: Vec<Value> = configured
         .iter()
         .filter(|n| one.as_ref().is_none_or(|o| o == *n))
         .map(|n| {
             let row = rows.iter().find(|r| &r.name == n);
+            let m = managed.iter().find(|m| &m.name == n);
+            let source = if st.cameras.is_provisioned(n) {
+                "vigil.toml"
+            } else if m.is_some() {
+                "web"
+            } else {
+                "archive"
+            };
             json!({
                 "name": n,
+                "source": source,
+                "running": running.contains(n),
+                "enabled": m.map(|m| m.enabled).unwrap_or(source == "vigil.toml"),
+                "url": m.map(|m| m.url.clone()),
+                "username": m.and_then(|m| m.username.clone()),
                 "state": row.map(|r| r.state.as_str()).unwrap_or("unknown"),
                 "since": row.map(|r| crate::cli_time::format_ns(r.state_since_ns)),
                 "last_error": row.and_then(|r| r.last_error.clone()),
@@ -753,6 +778,257 @@ async fn cameras(st: &Arc<AppState>, one: Option<String>) -> Reply {
         Some(_) => ok(list.into_iter().next().unwrap_or(Value::Null)),
         None => ok(Value::Array(list)),
     }
+}
+
+fn opt_str(v: &Value, k: &str) -> Result<Option<String>, ApiError> {
+    match v.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("\"{k}\" must be a string"),
+        )),
+    }
+}
+
+/// Adds (`name` None: it is in the body) or changes a camera managed from
+/// the web UI, stores its password in the secrets store, and (re)starts it.
+/// Cameras from vigil.toml are changed in the file, not here.
+async fn camera_put(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<Caller>, name: Option<String>) -> Reply {
+    let c = caller_of(caller)?;
+    let v = body_json(req).await?;
+    let adding = name.is_none();
+    let name = match name {
+        Some(n) => n,
+        None => str_field(&v, "name")?.to_string(),
+    };
+    if !crate::config::valid_camera_name(&name) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("\"{name}\": {}", crate::config::CAMERA_NAME_RULE),
+        ));
+    }
+    if st.cameras.is_provisioned(&name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this camera is defined in vigil.toml; change it there",
+        ));
+    }
+    let url = str_field(&v, "url")?.to_string();
+    crate::config::camera_url(&url).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+    let username = opt_str(&v, "username")?.filter(|u| !u.is_empty());
+    let password = opt_str(&v, "password")?.map(zeroize::Zeroizing::new);
+    let enabled = v.get("enabled").and_then(Value::as_bool).unwrap_or(true);
+    let keyring = st.keyring.clone();
+    let n = name.clone();
+    let actor = c.actor.clone();
+    let cam = st
+        .db(move |idx| {
+            let existing = crate::cameras::find_managed(idx, &n)?;
+            match (&existing, adding) {
+                (Some(_), true) => return Err(ApiError::new(StatusCode::CONFLICT, "a camera of that name exists")),
+                (None, false) => {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "no camera of that name was added here",
+                    ))
+                }
+                _ => {}
+            }
+            if adding && idx.find_camera_id(&n)?.is_some() {
+                // An archive camera (imported, or removed earlier): adding it again continues its recordings.
+                tracing::info!(camera = %n, "a camera with earlier recordings is added again");
+            }
+            let secret = crate::cameras::password_secret_name(&n);
+            let has_password = match &password {
+                Some(p) if p.is_empty() => {
+                    let _ = crate::secrets::remove(&keyring, &secret);
+                    false
+                }
+                Some(p) => {
+                    crate::secrets::set(&keyring, &secret, p.as_bytes(), None)
+                        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+                    true
+                }
+                None => existing.as_ref().is_some_and(|e| e.has_password),
+            };
+            let m = crate::cameras::ManagedCamera {
+                name: n.clone(),
+                url: url.clone(),
+                username,
+                has_password,
+                enabled,
+            };
+            crate::cameras::store_managed(idx, &m)?;
+            audit::append(
+                idx.conn(),
+                &actor,
+                if adding { "camera.add" } else { "camera.update" },
+                &n,
+                Outcome::Ok,
+                &format!("{url} (enabled: {enabled})"),
+            )?;
+            Ok(m)
+        })
+        .await?;
+    // Restart with the new settings (stopping finalises the open recording).
+    st.cameras.stop(&name).await;
+    if cam.enabled {
+        let cfg = cam
+            .to_config()
+            .ok_or_else(|| ApiError::internal("stored camera URL unusable".into()))?;
+        let password = match cam.has_password {
+            true => {
+                let kr = st.keyring.clone();
+                let secret = crate::cameras::password_secret_name(&name);
+                let who = format!("camera {name} login");
+                let v = tokio::task::spawn_blocking(move || crate::secrets::get(&kr, &secret, &who))
+                    .await
+                    .map_err(|e| ApiError::internal(e.to_string()))?
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                Some(zeroize::Zeroizing::new(String::from_utf8_lossy(&v).into_owned()))
+            }
+            false => None,
+        };
+        st.cameras
+            .start(&cfg, password)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+    }
+    Ok(json_reply(
+        if adding { StatusCode::CREATED } else { StatusCode::OK },
+        &json!({ "name": name, "enabled": cam.enabled }),
+    ))
+}
+
+/// Stops and removes a camera added from the web UI; its recordings stay
+/// (the camera is then listed as an archive).
+async fn camera_delete(st: &Arc<AppState>, caller: Option<Caller>, name: Option<String>) -> Reply {
+    let c = caller_of(caller)?;
+    let name = name.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
+    if st.cameras.is_provisioned(&name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this camera is defined in vigil.toml; remove it there",
+        ));
+    }
+    let keyring = st.keyring.clone();
+    let n = name.clone();
+    st.db(move |idx| {
+        if !crate::cameras::delete_managed(idx, &n)? {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no camera of that name was added here",
+            ));
+        }
+        let _ = crate::secrets::remove(&keyring, &crate::cameras::password_secret_name(&n));
+        audit::append(
+            idx.conn(),
+            &c.actor,
+            "camera.delete",
+            &n,
+            Outcome::Ok,
+            "recordings kept",
+        )?;
+        Ok(())
+    })
+    .await?;
+    st.cameras.stop(&name).await;
+    ok(json!({ "status": "removed; its recordings are kept" }))
+}
+
+/// An init segment and one fragment holding `frame`: a playable one-frame MP4.
+fn one_frame_mp4(params: &crate::recorder::StreamParams, frame: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let mut out = crate::mp4::init_segment(&crate::mp4::TrackInfo {
+        timescale: params.timescale,
+        width: params.width,
+        height: params.height,
+        duration: u64::from(params.timescale / 25),
+        sample_entries: std::slice::from_ref(&params.sample_entry),
+    });
+    let sample = crate::mp4::Sample {
+        duration: (params.timescale / 25).max(1),
+        size: frame.len() as u32,
+        key: true,
+    };
+    crate::mp4::write_fragment(&mut out, 1, 0, 1, &[sample], &[frame])
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(out)
+}
+
+/// The next key frame of a running camera as a one-frame MP4.
+async fn snapshot(st: &Arc<AppState>, name: Option<String>) -> Reply {
+    let camera = name.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
+    let mut rx = st
+        .live
+        .subscribe(&camera)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera running"))?;
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match rx.recv().await {
+                Ok(f) if f.key => return Some(f),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the camera is not streaming"))?;
+    let mut r = Response::new(full(one_frame_mp4(&frame.params, &frame.data)?));
+    r.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    Ok(r)
+}
+
+/// Tries a camera before it is added: connects as the recorder would and
+/// returns its codec, size and first key frame (a one-frame MP4, base64), or
+/// the exact error.
+async fn probe_camera(req: Request<Incoming>) -> Reply {
+    let v = body_json(req).await?;
+    let url =
+        crate::config::camera_url(str_field(&v, "url")?).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+    let username = opt_str(&v, "username")?.filter(|u| !u.is_empty());
+    let password = opt_str(&v, "password")?.map(zeroize::Zeroizing::new);
+    match crate::rtsp::probe(
+        &url,
+        username.as_deref(),
+        password.as_deref().map(String::as_str),
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    {
+        Ok(p) => {
+            let mp4 = one_frame_mp4(&p.params, &p.key_frame)?;
+            ok(json!({
+                "ok": true,
+                "codec": p.params.codec.name(),
+                "width": p.params.width,
+                "height": p.params.height,
+                "codec_string": crate::live::codec_string(&p.params.sample_entry),
+                "snapshot_mp4_base64": base64_encode(&mp4),
+            }))
+        }
+        Err(e) => ok(json!({ "ok": false, "error": e.to_string() })),
+    }
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
+    for c in b.chunks(3) {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        out.push(A[(n >> 18) as usize & 63] as char);
+        out.push(A[(n >> 12) as usize & 63] as char);
+        out.push(if c.len() > 1 {
+            A[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if c.len() > 2 { A[n as usize & 63] as char } else { '=' });
+    }
+    out
 }
 
 fn time_param(q: &[(String, String)], k: &str) -> Result<Option<i64>, ApiError> {
@@ -891,9 +1167,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response<Body> {
 /// Extensions. Ends when the camera's parameters change or this viewer falls
 /// behind; the player reconnects.
 async fn live_mp4(st: &Arc<AppState>, name: Option<String>) -> Reply {
-    let camera = name
-        .filter(|n| st.camera_names.contains(n))
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
+    let camera = name.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
     let mut rx = st
         .live
         .subscribe(&camera)
@@ -1226,7 +1500,7 @@ async fn ready(st: &Arc<AppState>) -> Reply {
     let (writable, space, self_test, sealing, ts) = checks;
     let ready = db_ok && writable && self_test;
     let cameras: Vec<Value> = st
-        .camera_names
+        .active_cameras()
         .iter()
         .map(|n| {
             let state = cams
@@ -1286,7 +1560,7 @@ async fn metrics(st: &Arc<AppState>) -> Reply {
         "vigil_camera_streaming",
         "1 when the camera is streaming",
         "gauge",
-        st.camera_names
+        st.active_cameras()
             .iter()
             .map(|n| {
                 let s = cams.iter().any(|c| &c.name == n && c.state == "streaming");
@@ -1350,6 +1624,19 @@ async fn metrics(st: &Arc<AppState>) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(i.as_bytes()), o);
+        }
+    }
 
     #[test]
     fn host_names() {

@@ -145,7 +145,7 @@ pub struct AppState {
     pub db_path: PathBuf,
     pub keyring: Arc<Keyring>,
     pub storage: Storage,
-    pub camera_names: Vec<String>,
+    pub cameras: Arc<crate::cameras::Supervisor>,
     pub throttle: Mutex<Throttle>,
     pub counters: Counters,
     pub fingerprint: String,
@@ -163,7 +163,7 @@ impl AppState {
         db_path: PathBuf,
         keyring: Arc<Keyring>,
         storage: Storage,
-        camera_names: Vec<String>,
+        cameras: Arc<crate::cameras::Supervisor>,
         fingerprint: String,
         live: Arc<crate::live::LiveHub>,
     ) -> Self {
@@ -171,7 +171,7 @@ impl AppState {
             db_path,
             keyring,
             storage,
-            camera_names,
+            cameras,
             throttle: Mutex::new(Throttle::default()),
             counters: Counters::default(),
             fingerprint,
@@ -181,6 +181,17 @@ impl AppState {
             events: tokio::sync::broadcast::channel(256).0,
             pool: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Cameras from vigil.toml, then the running ones added from the web UI.
+    pub fn active_cameras(&self) -> Vec<String> {
+        let mut v = self.cameras.provisioned().to_vec();
+        for n in self.cameras.running() {
+            if !v.contains(&n) {
+                v.push(n);
+            }
+        }
+        v
     }
 
     /// Runs blocking database work off the async threads, on a pooled connection.

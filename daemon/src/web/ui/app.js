@@ -55,6 +55,7 @@ async function route() {
   if (page === "live") return live(decodeURIComponent(arg || ""));
   if (page === "playback") return playback(decodeURIComponent(arg || ""));
   if (page === "users") return users();
+  if (page === "cameras") return cameraAdmin();
   if (page === "audit") return audit();
   return dashboard();
 }
@@ -279,6 +280,71 @@ $("playback-form").addEventListener("submit", async (ev) => {
     dl.hidden = false;
   } catch (e) {
     text($("pb-error"), e.message);
+  }
+});
+
+// ---- cameras (admin) ----
+async function cameraAdmin() {
+  show("cameras");
+  const rows = $("camera-rows");
+  rows.replaceChildren();
+  for (const c of await api("GET", "/api/v1/cameras")) {
+    const tr = document.createElement("tr");
+    cell(tr, c.name);
+    cell(tr, c.source);
+    cell(tr, c.state + (c.last_error ? " (" + c.last_error + ")" : ""));
+    cell(tr, c.url || "");
+    const td = document.createElement("td");
+    if (c.source === "web") {
+      const act = (label, fn) => {
+        const b = text(Object.assign(document.createElement("button"), { type: "button" }), label);
+        b.addEventListener("click", async () => {
+          try { await fn(); cameraAdmin(); } catch (e) { text($("camera-error"), e.message); }
+        });
+        td.appendChild(b);
+      };
+      act(c.enabled ? "Disable" : "Enable", () => api("PUT", "/api/v1/cameras/" + encodeURIComponent(c.name), { url: c.url, username: c.username, enabled: !c.enabled }));
+      act("Remove", () => api("DELETE", "/api/v1/cameras/" + encodeURIComponent(c.name)));
+    }
+    tr.appendChild(td);
+    rows.appendChild(tr);
+  }
+}
+
+function cameraBody() {
+  const f = new FormData($("camera-form"));
+  const body = { name: f.get("name"), url: f.get("url") };
+  if (f.get("username")) body.username = f.get("username");
+  if (f.get("password")) body.password = f.get("password");
+  return body;
+}
+
+$("camera-test").addEventListener("click", async () => {
+  const out = $("camera-test-result");
+  const video = $("camera-snapshot");
+  text(out, "testing…");
+  video.hidden = true;
+  try {
+    const r = await api("POST", "/api/v1/probe-camera", cameraBody());
+    if (!r.ok) { text(out, "Failed: " + r.error); return; }
+    text(out, "OK: " + r.codec + " " + r.width + "x" + r.height);
+    const bytes = Uint8Array.from(atob(r.snapshot_mp4_base64), (ch) => ch.charCodeAt(0));
+    video.src = URL.createObjectURL(new Blob([bytes], { type: "video/mp4" }));
+    video.hidden = false;
+  } catch (e) {
+    text(out, "Failed: " + e.message);
+  }
+});
+
+$("camera-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  try {
+    await api("POST", "/api/v1/cameras", cameraBody());
+    ev.target.reset();
+    text($("camera-error"), "");
+    cameraAdmin();
+  } catch (e) {
+    text($("camera-error"), e.message);
   }
 });
 
