@@ -536,6 +536,24 @@ fn throttling_totp_csrf_and_traversal() {
     assert_eq!(c, 403);
     assert_eq!(api.call(&s, "GET", "/api/v1/me", None).0, 200, "still logged in");
 
+    // /metrics is Prometheus text; /health/ready fails (503) when storage is not writable.
+    let (c, m) = api.call(&s, "GET", "/metrics", None);
+    assert!(
+        c == 200 && m.contains("# TYPE vigil_up gauge") && m.contains("vigil_up 1"),
+        "{m}"
+    );
+    assert!(m.contains("vigil_camera_streaming{camera=\"cam\"}"), "{m}");
+    let rec = v.storage();
+    let moved = v.path("recordings.away");
+    std::fs::rename(&rec, &moved).unwrap();
+    std::fs::write(&rec, b"not a directory").unwrap();
+    let (c, body) = curl(api.port, "GET", "/health/ready", &[], None);
+    std::fs::remove_file(&rec).unwrap();
+    std::fs::rename(&moved, &rec).unwrap();
+    assert_eq!(c, 503, "{body}");
+    assert!(body.contains("\"storage_writable\":false"), "{body}");
+    assert_eq!(curl(api.port, "GET", "/health/ready", &[], None).0, 200);
+
     // Path traversal in any parameter fails cleanly.
     for path in [
         "/api/v1/cameras/..%2F..%2Fetc%2Fpasswd",

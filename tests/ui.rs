@@ -80,12 +80,15 @@ fn chromium_logs_in_with_totp_watches_live_plays_back_and_exports() {
         (0.0..2.0).contains(&lag),
         "live view {lag} s behind the newest frame received"
     );
+    let behind = r["live_lag_s"].as_f64().unwrap_or(99.0);
+    assert!((0.0..2.0).contains(&behind), "live picture {behind} s behind real time");
     assert!(r["playback_duration_s"].as_f64().unwrap_or(0.0) > 4.0);
     assert!(r["timeline_segments"].as_u64().unwrap_or(0) >= 2);
     assert_eq!(r["export"]["status"], 200);
     assert_eq!(r["export"]["type"], "video/mp4");
     assert!(r["export"]["bytes"].as_u64().unwrap_or(0) > 10_000);
     assert_eq!(r["qr_shown"], true);
+    assert_eq!(r["phone_fits"], true, "the dashboard fits a 390 px wide phone screen");
     for s in [
         "1-login.png",
         "2-enrol.png",
@@ -96,7 +99,7 @@ fn chromium_logs_in_with_totp_watches_live_plays_back_and_exports() {
         assert!(shots.join(s).exists(), "screenshot {s}");
     }
     let audit = String::from_utf8_lossy(&v.cli(&["audit", "tail", "-n", "30"]).stdout).to_string();
-    for action in ["login", "user.password", "user.mfa.enable", "logout"] {
+    for action in ["login", "user.password", "user.mfa.enable", "logout", "export.download"] {
         assert!(audit.contains(action), "{action} audited: {audit}");
     }
 }

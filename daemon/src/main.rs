@@ -1051,6 +1051,21 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                         r.bytes,
                         out.display()
                     );
+                    let _ = audit::append(
+                        index.conn(),
+                        &audit::cli_actor(),
+                        "export",
+                        &camera,
+                        audit::Outcome::Ok,
+                        &format!(
+                            "{} to {}, {} frames, {} bytes, to {}",
+                            cli_time::format_ns(r.first_wall_ns),
+                            cli_time::format_ns(r.end_wall_ns),
+                            r.frames,
+                            r.bytes,
+                            out.display()
+                        ),
+                    );
                     // With `--out -` standard output carries the MP4.
                     if out == Path::new("-") {
                         eprintln!("{summary}");

@@ -485,6 +485,38 @@ mod tests {
     }
 
     #[test]
+    fn sessions_end_after_idle_and_absolute_limits() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("v.db")).unwrap();
+        let id = add(&idx, "v", Role::Viewer, "a long enough password", false).unwrap();
+        let now = crate::recorder::now_ns();
+        let (idle, _) = create_session(&idx, id, "t").unwrap();
+        let (old, _) = create_session(&idx, id, "t").unwrap();
+        let (fresh, _) = create_session(&idx, id, "t").unwrap();
+        let h = |c: &str| sha256(&parse_token(c).unwrap());
+        idx.conn()
+            .execute(
+                "UPDATE session SET last_seen_ns = ?2 WHERE id_hash = ?1",
+                params![h(&idle), now - SESSION_IDLE.as_nanos() as i64 - 1_000_000_000],
+            )
+            .unwrap();
+        idx.conn()
+            .execute(
+                "UPDATE session SET created_ns = ?2 WHERE id_hash = ?1",
+                params![h(&old), now - SESSION_ABSOLUTE.as_nanos() as i64 - 1_000_000_000],
+            )
+            .unwrap();
+        assert!(session(&idx, &idle).unwrap().is_none(), "idle for 30 min");
+        assert!(session(&idx, &old).unwrap().is_none(), "older than 12 h, though active");
+        assert!(session(&idx, &fresh).unwrap().is_some());
+        let left: i64 = idx
+            .conn()
+            .query_row("SELECT count(*) FROM session", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 1, "expired sessions are deleted");
+    }
+
+    #[test]
     fn throttle_locks_the_sixth_attempt() {
         let mut t = Throttle::default();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();

@@ -406,7 +406,7 @@ async fn route_request(st: &Arc<AppState>, req: Request<Incoming>, peer: SocketA
         ("DELETE", "/api/v1/cameras/{name}") => camera_delete(st, caller, params.into_iter().next()).await,
         ("GET", "/api/v1/cameras/{name}/snapshot.mp4") => snapshot(st, params.into_iter().next()).await,
         ("POST", "/api/v1/probe-camera") => probe_camera(req).await,
-        ("GET", "/api/v1/cameras/{name}/view.mp4") => view_mp4(st, &req, params.into_iter().next()).await,
+        ("GET", "/api/v1/cameras/{name}/view.mp4") => view_mp4(st, &req, params.into_iter().next(), caller).await,
         ("GET", "/api/v1/cameras/{name}/live.mp4") => live_mp4(st, params.into_iter().next()).await,
         ("GET", "/api/v1/recordings") => recordings(st, &req).await,
         ("GET", "/api/v1/events") => events(st),
@@ -1194,6 +1194,9 @@ async fn live_mp4(st: &Arc<AppState>, name: Option<String>) -> Reply {
         duration: 0,
         sample_entries: std::slice::from_ref(&params.sample_entry),
     });
+    // When the server had the first frame: with the player's position, how
+    // far behind real time the picture is.
+    let first_wall_ms = crate::recorder::now_ns() / 1_000_000;
     let (tx, out) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(8);
     tokio::spawn(async move {
         if tx.send(Ok(hyper::body::Frame::data(Bytes::from(init)))).await.is_err() {
@@ -1240,6 +1243,10 @@ async fn live_mp4(st: &Arc<AppState>, name: Option<String>) -> Reply {
     if let Ok(v) = HeaderValue::from_str(&codec) {
         r.headers_mut().insert(HeaderName::from_static("x-codec"), v);
     }
+    if let Ok(v) = HeaderValue::from_str(&first_wall_ms.to_string()) {
+        r.headers_mut()
+            .insert(HeaderName::from_static("x-first-frame-wall-ms"), v);
+    }
     Ok(r)
 }
 
@@ -1279,14 +1286,17 @@ fn byte_range(header: Option<&str>, total: u64) -> Result<Option<(u64, u64)>, ()
 /// A time range of a camera as a fragmented MP4, with Range and ETag: every
 /// byte offset is computed from the index; only the chunks a request covers
 /// are decrypted, streamed with back-pressure.
-async fn view_mp4(st: &Arc<AppState>, req: &Request<Incoming>, name: Option<String>) -> Reply {
+async fn view_mp4(st: &Arc<AppState>, req: &Request<Incoming>, name: Option<String>, caller: Option<Caller>) -> Reply {
     let camera = known_camera(st, name).await?;
     let q = query(req);
+    let download = param(&q, "download") == Some("1");
     let start =
         time_param(&q, "start")?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"start\" is required"))?;
     let end = time_param(&q, "end")?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"end\" is required"))?;
     let storage = st.storage.clone();
     let keyring = st.keyring.clone();
+    let events = st.events.clone();
+    let cam = camera.clone();
     let layout = st
         .db(move |idx| {
             let archive = crate::export::Archive {
@@ -1294,13 +1304,17 @@ async fn view_mp4(st: &Arc<AppState>, req: &Request<Incoming>, name: Option<Stri
                 storage: &storage,
                 keys: keyring.as_ref(),
             };
-            crate::export::view_layout(archive, &camera, start, end).map_err(|e| match e {
+            crate::export::view_layout(archive, &cam, start, end).map_err(|e| match e {
                 crate::export::ExportError::NothingToExport { .. } | crate::export::ExportError::UnknownCamera(_) => {
                     ApiError::new(StatusCode::NOT_FOUND, e.to_string())
                 }
                 crate::export::ExportError::EmptyRange => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
                 e if e.is_integrity() => {
                     tracing::error!("view refused: {e}");
+                    let _ = events.send(format!(
+                        "event: integrity\ndata: {}\n\n",
+                        json!({ "camera": cam, "error": e.to_string() })
+                    ));
                     ApiError::new(
                         StatusCode::CONFLICT,
                         "a recording in this range failed its integrity check; see `vigil verify`",
@@ -1313,6 +1327,28 @@ async fn view_mp4(st: &Arc<AppState>, req: &Request<Incoming>, name: Option<Stri
     let layout = Arc::new(layout);
     let total = layout.total_len;
     let etag = layout.etag.clone();
+    if download && req.headers().get(hyper::header::RANGE).is_none() {
+        // A download (not playback seeking) is an export: audited.
+        let c = caller_of(caller)?;
+        let detail = format!(
+            "{} to {} ({} bytes, ETag {etag})",
+            crate::cli_time::format_ns(layout.first_wall_ns),
+            crate::cli_time::format_ns(layout.end_wall_ns),
+            total
+        );
+        let cam = camera.clone();
+        st.db(move |idx| {
+            Ok(audit::append(
+                idx.conn(),
+                &c.actor,
+                "export.download",
+                &cam,
+                Outcome::Ok,
+                &detail,
+            )?)
+        })
+        .await?;
+    }
     if req
         .headers()
         .get(hyper::header::IF_NONE_MATCH)
@@ -1341,6 +1377,8 @@ async fn view_mp4(st: &Arc<AppState>, req: &Request<Incoming>, name: Option<Stri
         }
     };
     let (first, last) = range.unwrap_or((0, total.saturating_sub(1)));
+    let events = st.events.clone();
+    let camera_for_events = camera.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(4);
     let storage = st.storage.clone();
     let keyring = st.keyring.clone();
@@ -1363,6 +1401,10 @@ async fn view_mp4(st: &Arc<AppState>, req: &Request<Incoming>, name: Option<Stri
             let Some(f) = lay.fragments.get(i) else { break };
             if let Err(e) = crate::export::view_fragment(&storage, keyring.as_ref(), &lay, i, &mut buf) {
                 tracing::error!("view stopped at byte {pos}: {e}");
+                let _ = events.send(format!(
+                    "event: integrity\ndata: {}\n\n",
+                    json!({ "camera": camera_for_events, "error": e.to_string() })
+                ));
                 let _ = tx.blocking_send(Err(std::io::Error::other("integrity failure")));
                 return;
             }
@@ -1397,6 +1439,14 @@ async fn view_mp4(st: &Arc<AppState>, req: &Request<Incoming>, name: Option<Stri
     if range.is_some() {
         if let Ok(v) = HeaderValue::from_str(&format!("bytes {first}-{last}/{total}")) {
             h.insert(hyper::header::CONTENT_RANGE, v);
+        }
+    }
+    if download {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "attachment; filename=\"{camera}-{}.mp4\"",
+            crate::cli_time::format_ns(layout.first_wall_ns).replace(':', "")
+        )) {
+            h.insert(hyper::header::CONTENT_DISPOSITION, v);
         }
     }
     Ok(r)

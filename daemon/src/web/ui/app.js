@@ -196,6 +196,9 @@ async function live(name) {
       const r = await fetch("/api/v1/cameras/" + encodeURIComponent(name) + "/live.mp4", { signal: ctl.signal, credentials: "same-origin" });
       if (!r.ok) throw new Error("HTTP " + r.status);
       const mime = 'video/mp4; codecs="' + (r.headers.get("X-Codec") || "avc1.42e01e") + '"';
+      // Wall-clock ms at which the server had the first frame: the picture at
+      // video.currentTime is that much later, so the lag behind real time is known.
+      video.dataset.firstFrameWallMs = r.headers.get("X-First-Frame-Wall-Ms") || "";
       if (!window.MediaSource || !MediaSource.isTypeSupported(mime)) { text(status, "This browser cannot play " + mime); return; }
       const ms = new MediaSource();
       video.src = URL.createObjectURL(ms);
@@ -275,7 +278,7 @@ $("playback-form").addEventListener("submit", async (ev) => {
     const url = "/api/v1/cameras/" + encodeURIComponent(cam) + "/view.mp4?start=" + start + "&end=" + end;
     $("pb-video").src = url;
     const dl = $("pb-download");
-    dl.href = url;
+    dl.href = url + "&download=1";
     dl.download = cam + "-" + start.replace(/[:.]/g, "") + ".mp4";
     dl.hidden = false;
   } catch (e) {
