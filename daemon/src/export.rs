@@ -162,6 +162,46 @@ fn check_recording(storage: &Storage, keys: &dyn KeyLookup, p: &Planned) -> Resu
     Ok(si)
 }
 
+/// The sample entries of an export, and per recording its stream info and
+/// the 1-based index of its entry.
+type Checked = (Vec<Vec<u8>>, Vec<(vseg::StreamInfo, u32)>);
+
+/// Checks every planned recording (see [`check_recording`]) before any byte
+/// goes out, one file open at a time, and collects the distinct sample
+/// entries: (entries, per recording its stream info and 1-based entry index).
+/// All recordings must share one timescale.
+fn check_all(storage: &Storage, keys: &dyn KeyLookup, planned: &[Planned]) -> Result<Checked, ExportError> {
+    let mut entries: Vec<Vec<u8>> = Vec::new();
+    let mut infos = Vec::with_capacity(planned.len());
+    for p in planned {
+        let si = check_recording(storage, keys, p)?;
+        let desc = match entries.iter().position(|e| *e == si.sample_entry) {
+            Some(i) => i,
+            None => {
+                entries.push(si.sample_entry.clone());
+                entries.len() - 1
+            }
+        };
+        infos.push((si, desc as u32 + 1));
+    }
+    let timescale = infos.first().map(|(si, _)| si.timescale).unwrap_or(90_000);
+    if infos.iter().any(|(si, _)| si.timescale != timescale) {
+        return Err(ExportError::MixedTimescales);
+    }
+    Ok((entries, infos))
+}
+
+/// The decode time of a recording's start in an export whose time 0 is
+/// `origin_ns`: snapped onto the previous recording's end when they are
+/// contiguous (sub-millisecond rounding) or would overlap.
+fn decode_base(rec: &RecordingRow, origin_ns: i64, ts: i64, prev_end: Option<i64>) -> i64 {
+    let base = ns_to_ticks(rec.start_wall_ns - origin_ns, ts);
+    match prev_end {
+        Some(pe) if (base - pe).abs() <= ts / 1000 || base < pe => pe,
+        _ => base,
+    }
+}
+
 /// What an export reads from: the index, the recordings, and their keys.
 #[derive(Clone, Copy)]
 pub struct Archive<'a> {
@@ -189,23 +229,8 @@ pub fn export<W: Write>(
 
     // Check every recording first, so a tampered file fails before output
     // starts. Each is closed again: one open file at a time, whatever the range.
-    let mut opened = Vec::with_capacity(planned.len());
-    let mut entries: Vec<Vec<u8>> = Vec::new();
-    for p in &planned {
-        let si = check_recording(storage, keys, p)?;
-        let desc = match entries.iter().position(|e| *e == si.sample_entry) {
-            Some(i) => i,
-            None => {
-                entries.push(si.sample_entry.clone());
-                entries.len() - 1
-            }
-        };
-        opened.push((si, desc as u32 + 1));
-    }
+    let (entries, opened) = check_all(storage, keys, &planned)?;
     let timescale = opened[0].0.timescale;
-    if opened.iter().any(|(si, _)| si.timescale != timescale) {
-        return Err(ExportError::MixedTimescales);
-    }
     let ts = i64::from(timescale);
     let first = &planned[0];
     let origin_ns = first.rec.wall_of(first.first_pts);
@@ -241,14 +266,7 @@ pub fn export<W: Write>(
             file: p.rec.file_name.clone(),
             what: "its chunk index changed during the export".into(),
         })?;
-        // Decode time of this recording's first pts, snapped onto the previous
-        // recording's end when they are contiguous (sub-millisecond rounding).
-        let mut base = ns_to_ticks(p.rec.start_wall_ns - origin_ns, ts);
-        if let Some(pe) = prev_end {
-            if (base - pe).abs() <= ts / 1000 || base < pe {
-                base = pe;
-            }
-        }
+        let base = decode_base(&p.rec, origin_ns, ts, prev_end);
         for c in chunks {
             let (kind, _) = reader
                 .read_record_into(c.idx as u64, c.offset as u64, &mut buf)
@@ -374,29 +392,16 @@ impl ViewLayout {
 pub fn view_layout(archive: Archive<'_>, camera: &str, start_ns: i64, end_ns: i64) -> Result<ViewLayout, ExportError> {
     let Archive { index, storage, keys } = archive;
     let planned = plan(index, camera, start_ns, end_ns)?;
-    let mut entries: Vec<Vec<u8>> = Vec::new();
-    let mut infos = Vec::with_capacity(planned.len());
+    let (entries, infos) = check_all(storage, keys, &planned)?;
     let mut etag = ring::digest::Context::new(&ring::digest::SHA256);
     etag.update(format!("{camera}\0{start_ns}\0{end_ns}").as_bytes());
     for p in &planned {
-        let si = check_recording(storage, keys, p)?;
-        let desc = match entries.iter().position(|e| *e == si.sample_entry) {
-            Some(i) => i,
-            None => {
-                entries.push(si.sample_entry.clone());
-                entries.len() - 1
-            }
-        };
         etag.update(&p.rec.id.to_be_bytes());
         etag.update(p.rec.file_name.as_bytes());
         etag.update(&p.rec.bytes.to_be_bytes());
         etag.update(&p.rec.chunks.to_be_bytes());
-        infos.push((si, desc as u32 + 1));
     }
     let timescale = infos[0].0.timescale;
-    if infos.iter().any(|(si, _)| si.timescale != timescale) {
-        return Err(ExportError::MixedTimescales);
-    }
     let ts = i64::from(timescale);
     let first = &planned[0];
     let origin_ns = first.rec.wall_of(first.first_pts);
@@ -414,12 +419,7 @@ pub fn view_layout(archive: Archive<'_>, camera: &str, start_ns: i64, end_ns: i6
     let mut prev_end: Option<i64> = None;
     let mut seq = 0u32;
     for (p, (_, desc)) in planned.iter().zip(&infos) {
-        let mut base = ns_to_ticks(p.rec.start_wall_ns - origin_ns, ts);
-        if let Some(pe) = prev_end {
-            if (base - pe).abs() <= ts / 1000 || base < pe {
-                base = pe;
-            }
-        }
+        let base = decode_base(&p.rec, origin_ns, ts, prev_end);
         let rows = index.chunks(p.rec.id)?;
         let rows = rows.get(p.chunks.clone()).ok_or_else(|| ExportError::Mismatch {
             id: p.rec.id,

@@ -56,6 +56,40 @@ impl LiveHub {
     }
 }
 
+/// Why no frame came.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoFrame {
+    /// The camera is not running.
+    NotRunning,
+    /// Running, but no key frame within the time allowed.
+    NotStreaming,
+}
+
+impl LiveHub {
+    /// Subscribes to `camera` and waits (at most `limit`) for its next key
+    /// frame: where a live stream or a snapshot starts.
+    pub async fn next_key_frame(
+        &self,
+        camera: &str,
+        limit: std::time::Duration,
+    ) -> Result<(broadcast::Receiver<LiveFrame>, LiveFrame), NoFrame> {
+        let mut rx = self.subscribe(camera).ok_or(NoFrame::NotRunning)?;
+        let wait = async {
+            loop {
+                match rx.recv().await {
+                    Ok(f) if f.key => return Some(f),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        };
+        match tokio::time::timeout(limit, wait).await {
+            Ok(Some(f)) => Ok((rx, f)),
+            _ => Err(NoFrame::NotStreaming),
+        }
+    }
+}
+
 /// The RFC 6381 codec string of an H.264 sample entry (`avc1.PPCCLL`), for
 /// Media Source Extensions; "hvc1" for H.265.
 pub fn codec_string(sample_entry: &[u8]) -> String {

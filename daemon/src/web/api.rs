@@ -955,26 +955,32 @@ fn one_frame_mp4(params: &crate::recorder::StreamParams, frame: &[u8]) -> Result
     Ok(out)
 }
 
+/// The next key frame of a running camera, and the subscription it came on.
+async fn next_key_frame(
+    st: &Arc<AppState>,
+    camera: &str,
+) -> Result<
+    (
+        tokio::sync::broadcast::Receiver<crate::live::LiveFrame>,
+        crate::live::LiveFrame,
+    ),
+    ApiError,
+> {
+    st.live
+        .next_key_frame(camera, std::time::Duration::from_secs(10))
+        .await
+        .map_err(|e| match e {
+            crate::live::NoFrame::NotRunning => ApiError::new(StatusCode::NOT_FOUND, "no such camera running"),
+            crate::live::NoFrame::NotStreaming => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the camera is not streaming")
+            }
+        })
+}
+
 /// The next key frame of a running camera as a one-frame MP4.
 async fn snapshot(st: &Arc<AppState>, name: Option<String>) -> Reply {
     let camera = name.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
-    let mut rx = st
-        .live
-        .subscribe(&camera)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera running"))?;
-    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        loop {
-            match rx.recv().await {
-                Ok(f) if f.key => return Some(f),
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
-    .await
-    .ok()
-    .flatten()
-    .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the camera is not streaming"))?;
+    let (_, frame) = next_key_frame(st, &camera).await?;
     let mut r = Response::new(full(one_frame_mp4(&frame.params, &frame.data)?));
     r.headers_mut()
         .insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
@@ -1168,23 +1174,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response<Body> {
 /// behind; the player reconnects.
 async fn live_mp4(st: &Arc<AppState>, name: Option<String>) -> Reply {
     let camera = name.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
-    let mut rx = st
-        .live
-        .subscribe(&camera)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
-    let first = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        loop {
-            match rx.recv().await {
-                Ok(f) if f.key => return Some(f),
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
-    .await
-    .ok()
-    .flatten()
-    .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the camera is not streaming"))?;
+    let (mut rx, first) = next_key_frame(st, &camera).await?;
     let params = first.params.clone();
     let codec = crate::live::codec_string(&params.sample_entry);
     let init = crate::mp4::init_segment(&crate::mp4::TrackInfo {
