@@ -792,6 +792,30 @@ fn view_mp4_ranges_are_exactly_the_bytes_of_the_full_download() {
     assert_eq!(code, 304);
     let (code, _) = curl_to(port, &path, &[], &v.path("x"));
     assert_eq!(code, 401);
+    // A download (an export) needs the operator role, and is audited.
+    let dl = format!("{path}&download=1");
+    let (code, _) = curl_to(port, &dl, &["-H", &auth], &v.path("x"));
+    assert_eq!(code, 403, "a viewer cannot export");
+    let op = String::from_utf8_lossy(&v.cli(&["users", "token", "--name", "op", "--role", "operator"]).stdout)
+        .trim()
+        .to_string();
+    let (code, h) = curl_to(
+        port,
+        &dl,
+        &["-H", &format!("Authorization: Bearer {op}")],
+        &v.path("dl.mp4"),
+    );
+    assert_eq!(code, 200);
+    assert!(
+        header(&h, "content-disposition").is_some_and(|d| d.starts_with("attachment")),
+        "{h}"
+    );
+    assert_eq!(std::fs::read(v.path("dl.mp4")).unwrap(), whole);
+    let audit = String::from_utf8_lossy(&v.cli(&["audit", "tail", "-n", "20"]).stdout).to_string();
+    assert!(
+        audit.contains("export.download") && audit.contains("token:op"),
+        "{audit}"
+    );
 }
 
 #[test]

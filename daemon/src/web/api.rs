@@ -1280,6 +1280,13 @@ async fn view_mp4(st: &Arc<AppState>, req: &Request<Incoming>, name: Option<Stri
     let camera = known_camera(st, name).await?;
     let q = query(req);
     let download = param(&q, "download") == Some("1");
+    // Watching is for viewers; taking a copy away (an export) is for operators.
+    if download && caller.as_ref().is_none_or(|c| c.role < Role::Operator) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "exporting needs the operator role",
+        ));
+    }
     let start =
         time_param(&q, "start")?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"start\" is required"))?;
     let end = time_param(&q, "end")?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"end\" is required"))?;

@@ -280,7 +280,7 @@ $("playback-form").addEventListener("submit", async (ev) => {
     const dl = $("pb-download");
     dl.href = url + "&download=1";
     dl.download = cam + "-" + start.replace(/[:.]/g, "") + ".mp4";
-    dl.hidden = false;
+    dl.hidden = me.role === "viewer"; // exporting is for operators and admins
   } catch (e) {
     text($("pb-error"), e.message);
   }
