@@ -7,7 +7,7 @@
 //! KEK rotation escrows the new KEK without anyone typing the recovery key,
 //! and a party that learned an old KEK learns nothing about the new one.
 
-use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use ring::hkdf;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
@@ -82,8 +82,6 @@ impl RecoveryKey {
             }
             out.push(ALPHABET[check_value(g, chunk) as usize] as char);
         }
-        bits = 0;
-        let _ = bits;
         vals.iter_mut().for_each(|v| *v = 0);
         out
     }
@@ -242,9 +240,6 @@ pub fn escrow(kek: &Kek, recovery_pub: &[u8; 32]) -> Result<Vec<u8>, KeyError> {
     zeroize::Zeroize::zeroize(&mut buf);
     Ok(out)
 }
-
-#[allow(dead_code)]
-fn _assert_aead_alg(_: &'static aead::Algorithm) {}
 
 #[cfg(test)]
 mod tests {
