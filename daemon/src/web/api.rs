@@ -426,6 +426,11 @@ fn caller_of(c: Option<Caller>) -> Result<Caller, ApiError> {
     c.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "log in first"))
 }
 
+/// A login attempt's audit entry (who tried, what happened).
+fn audit_login(idx: &crate::index::Index, name: &str, outcome: Outcome, detail: &str) -> rusqlite::Result<i64> {
+    audit::append(idx.conn(), &format!("user:{name}"), "login", name, outcome, detail)
+}
+
 async fn login(st: &Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Reply {
     let v = body_json(req).await?;
     let name = str_field(&v, "name")?.to_string();
@@ -439,14 +444,7 @@ async fn login(st: &Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> 
         let stc = st.clone();
         let n = name.clone();
         st.db(move |idx| {
-            audit::append(
-                idx.conn(),
-                &format!("user:{n}"),
-                "login",
-                &n,
-                Outcome::Denied,
-                &format!("throttled, from {ip}"),
-            )?;
+            audit_login(idx, &n, Outcome::Denied, &format!("throttled, from {ip}"))?;
             Ok(())
         })
         .await?;
@@ -463,27 +461,13 @@ async fn login(st: &Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> 
     let outcome: Result<(users::User, String, String), &'static str> = st
         .db(move |idx| {
             let Some(user) = users::check_password(idx, &n, &password)? else {
-                audit::append(
-                    idx.conn(),
-                    &format!("user:{n}"),
-                    "login",
-                    &n,
-                    Outcome::Denied,
-                    &format!("wrong password, from {ip}"),
-                )?;
+                audit_login(idx, &n, Outcome::Denied, &format!("wrong password, from {ip}"))?;
                 return Ok(Err("wrong name, password or code"));
             };
             let totp_name = users::totp_secret_name(&n);
             if crate::secrets::exists(idx.conn(), &totp_name)? {
                 let Some(code) = code else {
-                    audit::append(
-                        idx.conn(),
-                        &format!("user:{n}"),
-                        "login",
-                        &n,
-                        Outcome::Denied,
-                        "no TOTP code",
-                    )?;
+                    audit_login(idx, &n, Outcome::Denied, "no TOTP code")?;
                     return Ok(Err("a TOTP code is required"));
                 };
                 let seed = crate::secrets::get(&keyring, &totp_name, "login second factor")
@@ -491,26 +475,12 @@ async fn login(st: &Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> 
                 let now = crate::recorder::now_ns() / 1_000_000_000;
                 let step = crate::totp::verify(&seed, &code, now, user.totp_last_step);
                 if !step.is_some_and(|s| users::set_totp_step(idx, user.id, s).unwrap_or(false)) {
-                    audit::append(
-                        idx.conn(),
-                        &format!("user:{n}"),
-                        "login",
-                        &n,
-                        Outcome::Denied,
-                        "wrong or reused TOTP code",
-                    )?;
+                    audit_login(idx, &n, Outcome::Denied, "wrong or reused TOTP code")?;
                     return Ok(Err("wrong name, password or code"));
                 }
             }
             let (cookie, csrf) = users::create_session(idx, user.id, &ip.to_string())?;
-            audit::append(
-                idx.conn(),
-                &format!("user:{n}"),
-                "login",
-                &n,
-                Outcome::Ok,
-                &format!("from {ip}"),
-            )?;
+            audit_login(idx, &n, Outcome::Ok, &format!("from {ip}"))?;
             Ok(Ok((user, cookie, csrf)))
         })
         .await?;
