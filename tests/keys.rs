@@ -112,15 +112,31 @@ fn tpm_sealed_kek_records_and_a_pcr_mismatch_is_refused_by_name() {
     // reads $CREDENTIALS_DIRECTORY: it then needs no TPM access of its own.
     let creds = v.path("credentials");
     std::fs::create_dir_all(&creds).unwrap();
-    let o = std::process::Command::new("systemd-creds")
-        .args(["decrypt", "--name=vigil-kek"])
-        .arg(format!("--tpm2-device={}", tpm.tcti()))
-        .arg(v.path("kek.cred"))
-        .arg(creds.join("vigil-kek"))
-        .env("DBUS_SESSION_BUS_ADDRESS", tpm.bus_address())
-        .output()
-        .unwrap();
+    let load_credential = || {
+        let o = std::process::Command::new("systemd-creds")
+            .args(["decrypt", "--name=vigil-kek"])
+            .arg(format!("--tpm2-device={}", tpm.tcti()))
+            .arg(v.path("kek.cred"))
+            .arg(creds.join("vigil-kek"))
+            .env("DBUS_SESSION_BUS_ADDRESS", tpm.bus_address())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    load_credential();
+    // A rotation after the unit started leaves systemd's copy stale: vigil
+    // then unseals the newer sealed file itself.
+    let o = v.cli(&["keys", "rotate-kek"]);
     assert!(o.status.success(), "{}", text(&o));
+    let creds_env = creds.to_string_lossy().to_string();
+    let o = v.cli_with_env(&["verify"], &[("CREDENTIALS_DIRECTORY", &creds_env)]);
+    assert!(
+        o.status.success(),
+        "a stale unit-start copy after a rotation: {}",
+        text(&o)
+    );
+    let _ = std::fs::remove_file(creds.join("vigil-kek"));
+    load_credential();
     tpm.wipe();
     assert_eq!(
         v.cli(&["verify"]).status.code(),

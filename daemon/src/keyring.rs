@@ -318,6 +318,15 @@ fn unseal_matching(db: &Path, sealer: &KekSealer, expected: [u8; 8]) -> Result<K
         },
         Err(e) => e,
     };
+    // Under systemd the first try read the unit-start copy; a rotation since
+    // then sealed a newer KEK into the file itself.
+    if sealer.has_loaded_copy() {
+        if let Ok(k) = sealer.unseal_file(Slot::Current) {
+            if k.id() == expected {
+                return Ok(k);
+            }
+        }
+    }
     if sealer.exists(Slot::Next) {
         let _lock = KeysLock::acquire(db)?;
         if sealer.exists(Slot::Next) {
@@ -328,7 +337,7 @@ fn unseal_matching(db: &Path, sealer: &KekSealer, expected: [u8; 8]) -> Result<K
                     return Ok(k);
                 }
             }
-        } else if let Ok(k) = sealer.unseal(Slot::Current) {
+        } else if let Ok(k) = sealer.unseal_file(Slot::Current) {
             // Another process finished it meanwhile.
             if k.id() == expected {
                 return Ok(k);

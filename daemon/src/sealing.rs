@@ -151,8 +151,39 @@ impl KekSealer {
         self.path(slot).exists()
     }
 
-    /// Unseals the KEK in `slot`.
+    /// The copy systemd unsealed at unit start (`LoadCredentialEncrypted=`),
+    /// if there is one: `$CREDENTIALS_DIRECTORY/<name>`.
+    fn loaded_copy(&self) -> Option<PathBuf> {
+        let KeySourceConfig::Credential(c) = &self.config else {
+            return None;
+        };
+        let p = Path::new(&std::env::var_os("CREDENTIALS_DIRECTORY")?).join(&c.name);
+        p.exists().then_some(p)
+    }
+
+    /// Whether the current KEK comes from systemd's unit-start copy, which a
+    /// later rotation does not change (the sealed file then is newer).
+    pub fn has_loaded_copy(&self) -> bool {
+        self.loaded_copy().is_some()
+    }
+
+    /// Unseals the KEK in `slot`; for the current slot, systemd's copy when
+    /// there is one (no TPM access needed).
     pub fn unseal(&self, slot: Slot) -> Result<Kek, KeyError> {
+        if slot == Slot::Current {
+            if let Some(p) = self.loaded_copy() {
+                let text = zeroize::Zeroizing::new(std::fs::read(&p).map_err(|source| KeyError::Io {
+                    path: p.clone(),
+                    source,
+                })?);
+                return Kek::from_text(&p, &text);
+            }
+        }
+        self.unseal_file(slot)
+    }
+
+    /// Unseals the KEK from the sealed file of `slot` itself.
+    pub fn unseal_file(&self, slot: Slot) -> Result<Kek, KeyError> {
         let path = self.path(slot);
         match &self.config {
             KeySourceConfig::File { .. } => {
@@ -172,19 +203,6 @@ impl KekSealer {
                 Kek::from_text(&path, &text)
             }
             KeySourceConfig::Credential(c) => {
-                if slot == Slot::Current {
-                    // Under systemd, LoadCredentialEncrypted= has already unsealed it.
-                    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-                        let p = Path::new(&dir).join(&c.name);
-                        if p.exists() {
-                            let text = zeroize::Zeroizing::new(std::fs::read(&p).map_err(|source| KeyError::Io {
-                                path: p.clone(),
-                                source,
-                            })?);
-                            return Kek::from_text(&p, &text);
-                        }
-                    }
-                }
                 if !path.exists() {
                     return Err(KeyError::Missing(path));
                 }

@@ -302,6 +302,14 @@ impl Vigil {
         c
     }
 
+    /// Runs a CLI command with extra environment for this call only.
+    pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run vigil")
+    }
+
     /// Runs a CLI command with `input` on standard input.
     pub fn cli_stdin(&self, args: &[&str], input: &[u8]) -> Output {
         use std::io::Write;
