@@ -62,6 +62,7 @@ impl ManagedCamera {
             },
             password_origin: None,
             enabled: self.enabled,
+            limits: Default::default(),
         })
     }
 }

@@ -31,6 +31,26 @@ struct RawConfig {
     camera: Vec<Spanned<RawCamera>>,
     #[serde(default)]
     http: Option<Spanned<RawHttp>>,
+    #[serde(default)]
+    retention: Option<Spanned<RawRetention>>,
+    #[serde(default)]
+    fixity: Option<Spanned<RawFixity>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    min_free_percent: Option<Spanned<f64>>,
+    min_free_bytes: Option<Spanned<u64>>,
+    days: Option<Spanned<u32>>,
+    interval_seconds: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFixity {
+    rate_mb_per_s: Option<Spanned<f64>>,
+    cycle_seconds: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +130,8 @@ struct RawCamera {
     password_secret: Option<Spanned<String>>,
     #[serde(default = "yes")]
     enabled: bool,
+    retention_days: Option<Spanned<u32>>,
+    max_bytes: Option<Spanned<u64>>,
 }
 
 fn yes() -> bool {
@@ -181,6 +203,7 @@ pub struct CameraConfig {
     /// Where `password` was written, for the warning that says to move it.
     pub password_origin: Option<Origin>,
     pub enabled: bool,
+    pub limits: crate::retention::CameraLimits,
 }
 
 #[derive(Clone, Debug)]
@@ -193,6 +216,8 @@ pub struct Config {
     pub stall_timeout: Duration,
     pub cameras: Vec<CameraConfig>,
     pub http: Option<HttpConfig>,
+    pub retention: crate::retention::Policy,
+    pub fixity: crate::fixity::FixityConfig,
 }
 
 struct Src<'a> {
@@ -442,6 +467,16 @@ impl Config {
                 }
                 (None, None) => (CameraPassword::None, None),
             };
+            if let Some(d) = &cam.retention_days {
+                if !(1..=36_500).contains(d.get_ref()) {
+                    return Err(src.err(d.span(), "camera.retention_days", "must be between 1 and 36500"));
+                }
+            }
+            if let Some(m) = &cam.max_bytes {
+                if *m.get_ref() < 1 << 20 {
+                    return Err(src.err(m.span(), "camera.max_bytes", "must be at least 1048576 (1 MiB)"));
+                }
+            }
             cameras.push(CameraConfig {
                 name,
                 url,
@@ -449,6 +484,10 @@ impl Config {
                 password,
                 password_origin,
                 enabled: cam.enabled,
+                limits: crate::retention::CameraLimits {
+                    retention_days: cam.retention_days.map(|d| d.into_inner()),
+                    max_bytes: cam.max_bytes.map(|m| m.into_inner()),
+                },
             });
         }
 
@@ -523,7 +562,54 @@ impl Config {
             }
         };
 
+        let mut retention = crate::retention::Policy::default();
+        if let Some(r) = raw.retention {
+            let r = r.into_inner();
+            if let Some(p) = r.min_free_percent {
+                if !(0.0..=90.0).contains(p.get_ref()) {
+                    return Err(src.err(p.span(), "retention.min_free_percent", "must be between 0 and 90"));
+                }
+                retention.min_free_percent = *p.get_ref();
+            }
+            if let Some(b) = r.min_free_bytes {
+                retention.min_free_bytes = b.into_inner();
+            }
+            if let Some(d) = r.days {
+                if !(1..=36_500).contains(d.get_ref()) {
+                    return Err(src.err(d.span(), "retention.days", "must be between 1 and 36500"));
+                }
+                retention.default_days = Some(d.into_inner());
+            }
+            if let Some(i) = r.interval_seconds {
+                if !(5..=86_400).contains(i.get_ref()) {
+                    return Err(src.err(i.span(), "retention.interval_seconds", "must be between 5 and 86400"));
+                }
+                retention.interval = Duration::from_secs(u64::from(i.into_inner()));
+            }
+        }
+        for c in &cameras {
+            retention.cameras.insert(c.name.clone(), c.limits);
+        }
+        let mut fixity = crate::fixity::FixityConfig::default();
+        if let Some(f) = raw.fixity {
+            let f = f.into_inner();
+            if let Some(r) = f.rate_mb_per_s {
+                if !(0.0..=10_000.0).contains(r.get_ref()) {
+                    return Err(src.err(r.span(), "fixity.rate_mb_per_s", "must be between 0 (off) and 10000"));
+                }
+                fixity.rate_bytes_per_s = (*r.get_ref() * 1_048_576.0) as u64;
+            }
+            if let Some(c) = f.cycle_seconds {
+                if !(1..=365 * 86_400).contains(c.get_ref()) {
+                    return Err(src.err(c.span(), "fixity.cycle_seconds", "must be between 1 and 31536000"));
+                }
+                fixity.cycle = Duration::from_secs(c.into_inner());
+            }
+        }
+
         Ok(Config {
+            retention,
+            fixity,
             http,
             path: path.to_path_buf(),
             storage_dir: dir,

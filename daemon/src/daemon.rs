@@ -70,6 +70,7 @@ fn camera_password(
 pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
     let keys: Arc<dyn KeyLookup> = keyring.clone();
     let storage = Storage::new(&config.storage_dir);
+    let mut storage = storage;
     storage.ensure()?;
     let mut index = Index::open(&config.db_path)?;
     let _lock = lock_instance(&config)?;
@@ -160,6 +161,34 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         config.stall_timeout,
         config.cameras.iter().map(|c| c.name.clone()).collect(),
     ));
+    // Retention and the fixity scrub: plain threads with their own index
+    // connections, stopped through one flag at shutdown.
+    let background_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut background = Vec::new();
+    {
+        let (st, db, policy, stop) = (
+            storage.clone(),
+            config.db_path.clone(),
+            config.retention.clone(),
+            background_stop.clone(),
+        );
+        background.push(
+            std::thread::Builder::new()
+                .name("retention".into())
+                .spawn(move || crate::retention::run_thread(st, db, policy, stop))?,
+        );
+        let (st, db, cfg, stop) = (
+            storage.clone(),
+            config.db_path.clone(),
+            config.fixity.clone(),
+            background_stop.clone(),
+        );
+        background.push(
+            std::thread::Builder::new()
+                .name("fixity".into())
+                .spawn(move || crate::fixity::run_thread(st, db, cfg, stop))?,
+        );
+    }
     let mut tasks = Vec::new();
     for (cam, password) in cameras.iter().filter(|c| c.enabled).zip(passwords) {
         supervisor.start(cam, password)?;
@@ -230,6 +259,11 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })?;
+    background_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    storage.alarm().raise();
+    for t in background {
+        let _ = t.join();
+    }
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     tracing::info!("stopped; every open recording was finalised");
     Ok(())

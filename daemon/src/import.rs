@@ -57,7 +57,7 @@ pub fn import(
         Some(s) if s > 946_684_800_000_000_000 => s, // after 2000-01-01
         _ => return Err(ImportError::NoStartTime(file.display().to_string())),
     };
-    storage.ensure().map_err(|e| ImportError::Storage {
+    storage.clone().ensure().map_err(|e| ImportError::Storage {
         frames: 0,
         errors: {
             tracing::error!("{e}");

@@ -22,7 +22,7 @@ pub enum IndexError {
     Io(#[from] std::io::Error),
 }
 
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE camera (
@@ -183,8 +183,57 @@ CREATE TABLE managed_camera (
 ) WITHOUT ROWID;
 "#;
 
+/// v6: evidence. The device identity, exports and the recordings each one
+/// drew on, legal holds, and the fixity (scrub) result of every recording.
+const SCHEMA_V6: &str = r#"
+CREATE TABLE device (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    device_id TEXT NOT NULL,
+    signing_public_key BLOB NOT NULL,
+    created_ns INTEGER NOT NULL
+);
+CREATE TABLE export (
+    id INTEGER PRIMARY KEY,
+    created_ns INTEGER NOT NULL,
+    operator TEXT NOT NULL,
+    camera TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    file_name TEXT,
+    bytes INTEGER NOT NULL,
+    sha256 BLOB NOT NULL,
+    manifest_sha256 BLOB NOT NULL
+);
+CREATE TABLE export_recording (
+    export_id INTEGER NOT NULL REFERENCES export(id) ON DELETE CASCADE,
+    recording_id INTEGER NOT NULL,
+    PRIMARY KEY (export_id, recording_id)
+) WITHOUT ROWID;
+CREATE INDEX export_recording_by_recording ON export_recording (recording_id);
+CREATE TABLE legal_hold (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('recording', 'range', 'export')),
+    recording_id INTEGER,
+    camera_id INTEGER,
+    start_ns INTEGER,
+    end_ns INTEGER,
+    export_id INTEGER,
+    reason TEXT NOT NULL,
+    placed_by TEXT NOT NULL,
+    placed_ns INTEGER NOT NULL,
+    released_by TEXT,
+    released_ns INTEGER,
+    release_reason TEXT
+);
+ALTER TABLE recording ADD COLUMN fixity_ns INTEGER;
+ALTER TABLE recording ADD COLUMN fixity_ok INTEGER;
+ALTER TABLE recording ADD COLUMN fixity_detail TEXT;
+CREATE INDEX recording_fixity ON recording (fixity_ns);
+CREATE INDEX recording_start ON recording (start_wall_ns);
+"#;
+
 /// Each step takes the schema from version i to i + 1.
-const MIGRATIONS: [&str; 5] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+const MIGRATIONS: [&str; 6] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6];
 
 #[derive(Clone, Debug)]
 pub struct RecordingRow {
@@ -717,6 +766,29 @@ impl Index {
         self.conn
             .execute("DELETE FROM garbage WHERE file_name = ?1", [file_name])?;
         Ok(())
+    }
+
+    /// Drops many garbage rows in one transaction.
+    pub fn forget_garbage_all(&mut self, names: &[String]) -> Result<(), IndexError> {
+        let tx = self.conn.transaction()?;
+        for n in names {
+            tx.execute("DELETE FROM garbage WHERE file_name = ?1", [n])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// One recording, read inside a caller's transaction.
+    pub fn recording_in(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<Option<RecordingRow>, IndexError> {
+        Ok(tx
+            .query_row(
+                &format!(
+                    "SELECT {RECORDING_COLUMNS} FROM recording r JOIN camera c ON c.id = r.camera_id WHERE r.id = ?1"
+                ),
+                [id],
+                recording_from_row,
+            )
+            .optional()?)
     }
 }
 

@@ -153,6 +153,9 @@ enum KeysCommand {
         /// Without it, only say what would be shredded.
         #[arg(long)]
         yes: bool,
+        /// Shred recordings under a legal hold too (admins only; audited).
+        #[arg(long)]
+        override_hold: bool,
     },
     /// Re-encrypt everything under a compromised data key, then destroy it.
     /// Resumable: run it again after an interruption.
@@ -559,6 +562,7 @@ fn keys_command(cli_config: &Path, command: KeysCommand) -> Result<(), Failure> 
             before,
             recording,
             yes,
+            override_hold,
         } => {
             let target = match (camera, before, recording) {
                 (Some(camera), Some(before), None) => rekey::ShredTarget::CameraBefore {
@@ -591,7 +595,14 @@ fn keys_command(cli_config: &Path, command: KeysCommand) -> Result<(), Failure> 
             }
             let kr = open_keyring(&config, &actor)?;
             let wait = config.segment_duration + std::time::Duration::from_secs(30);
-            let r = rekey::shred(&kr, &storage, &target, wait)?;
+            let r = rekey::shred(&kr, &storage, &target, wait, override_hold)?;
+            if !r.held_skipped.is_empty() {
+                println!(
+                    "kept {} recording(s) under legal hold: {:?} (see `vigil hold list`)",
+                    r.held_skipped.len(),
+                    r.held_skipped
+                );
+            }
             println!(
                 "shredded {} recording(s) ({} bytes); destroyed {} data key(s); re-encrypted {} other recording(s); WAL {}",
                 r.shredded.len(),

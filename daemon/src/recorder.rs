@@ -142,7 +142,7 @@ pub struct Recorder {
     /// Wall-clock end of this camera's latest recording (ordering across clock steps).
     last_end_wall_ns: i64,
     /// After a storage failure: no new recording before this instant (1 s,
-    /// doubling to 30 s; reset by the first chunk written).
+    /// doubling to 4 s; reset by the first chunk written).
     retry_at: Option<std::time::Instant>,
     write_backoff: Duration,
     /// Importing: the media time that `import_start_wall_ns` names.
@@ -483,7 +483,10 @@ impl Recorder {
     /// full or failing disk does not get a new, empty recording every GOP.
     fn storage_failed(&mut self) {
         self.stats.write_errors += 1;
-        self.write_backoff = (self.write_backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        // Wake retention: an emergency prune may free space before the retry.
+        self.storage.alarm().raise();
+        // Capped at 4 s so recording resumes within seconds of space returning.
+        self.write_backoff = (self.write_backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(4));
         self.retry_at = Some(std::time::Instant::now() + self.write_backoff);
         tracing::warn!(
             camera = %self.cfg.camera,

@@ -68,6 +68,8 @@ pub struct RekeyReport {
     pub shredded_bytes: u64,
     pub keys_destroyed: Vec<KeyId>,
     pub secrets_resealed: usize,
+    /// Recordings a shred left alone because they are under a legal hold.
+    pub held_skipped: Vec<i64>,
     /// Whether the WAL was checkpointed and truncated afterwards.
     pub wal_truncated: bool,
 }
@@ -338,10 +340,18 @@ pub enum ShredTarget {
 }
 
 /// Crypto-shreds the target recordings (see the module doc). Resumable.
-pub fn shred(kr: &Keyring, storage: &Storage, target: &ShredTarget, wait: Duration) -> Result<RekeyReport, RekeyError> {
+/// Recordings under a legal hold are skipped (a camera-and-date shred) or
+/// refused (one recording) unless `override_hold`, which is audited.
+pub fn shred(
+    kr: &Keyring,
+    storage: &Storage,
+    target: &ShredTarget,
+    wait: Duration,
+    override_hold: bool,
+) -> Result<RekeyReport, RekeyError> {
     let mut report = RekeyReport::default();
     let mut index = Index::open(kr.db_path())?;
-    let recs: Vec<RecordingRow> = match target {
+    let mut recs: Vec<RecordingRow> = match target {
         ShredTarget::CameraBefore { camera, before_ns } => {
             if index.find_camera_id(camera)?.is_none() {
                 return Err(RekeyError::Refused(format!(
@@ -359,6 +369,32 @@ pub fn shred(kr: &Keyring, storage: &Storage, target: &ShredTarget, wait: Durati
             None => return Err(RekeyError::Refused(format!("no recording {id}"))),
         },
     };
+    let mut held = Vec::new();
+    for r in &recs {
+        if crate::holds::is_held(index.conn(), r.id)? {
+            held.push(r.id);
+        }
+    }
+    if !held.is_empty() {
+        if override_hold {
+            crate::audit::append(
+                index.conn(),
+                kr.actor(),
+                "shred.override-hold",
+                &format!("{target:?}"),
+                crate::audit::Outcome::Ok,
+                &format!("shredding recording(s) under legal hold: {held:?}"),
+            )?;
+        } else if let ShredTarget::Recording(id) = target {
+            return Err(RekeyError::Refused(format!(
+                "recording {id} is under a legal hold (see `vigil hold list`); an admin may shred it anyway with \
+                 --override-hold, which is audited"
+            )));
+        } else {
+            recs.retain(|r| !held.contains(&r.id));
+            report.held_skipped = held;
+        }
+    }
     if let Some(r) = recs.iter().find(|r| r.state == "writing") {
         return Err(RekeyError::Refused(format!(
             "recording {} is still being written; shred it once it has closed",
@@ -501,7 +537,7 @@ mod tests {
         let sealer = crate::keyring::tests_support::file_sealer(d.path());
         crate::keyring::init(&db, &sealer, "t").unwrap();
         let kr = Keyring::open(&db, sealer, "t").unwrap();
-        let storage = Storage::new(&d.path().join("rec"));
+        let mut storage = Storage::new(&d.path().join("rec"));
         storage.ensure().unwrap();
         let mut index = Index::open(&db).unwrap();
         let t = 1_700_000_000_000_000_000;
@@ -509,7 +545,7 @@ mod tests {
         let (b, _) = record(&kr, &storage, &mut index, "cam", t + 1_000_000_000);
         let a_copy = d.path().join("a-copy.vseg");
         std::fs::copy(storage.path_of(std::str::from_utf8(&a_name).unwrap()), &a_copy).unwrap();
-        let rep = shred(&kr, &storage, &ShredTarget::Recording(a), Duration::from_secs(1)).unwrap();
+        let rep = shred(&kr, &storage, &ShredTarget::Recording(a), Duration::from_secs(1), false).unwrap();
         assert_eq!(rep.shredded, vec![a]);
         assert_eq!(rep.reencrypted, vec![b]);
         assert!(rep.wal_truncated);

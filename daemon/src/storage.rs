@@ -2,7 +2,11 @@
 //! deletion, and reconciliation between files and index rows.
 
 use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+use rusqlite::OptionalExtension;
 
 use crate::index::{ChunkRow, Index, IndexError, RecordingRow};
 use crate::keys::KeyLookup;
@@ -27,6 +31,55 @@ pub const FILE_EXTENSION: &str = "vseg";
 #[derive(Clone, Debug)]
 pub struct Storage {
     dir: PathBuf,
+    /// Device number of the storage dir when the daemon started: a different
+    /// one later means the volume was unmounted (the mount point's own
+    /// filesystem is showing), and nothing is written there.
+    dev: Option<u64>,
+    alarm: Arc<StorageAlarm>,
+}
+
+/// Shared between the recorders (which raise it when a write fails), the
+/// retention thread (which wakes up on it and prunes at once) and health
+/// (which shows why recording is paused).
+#[derive(Debug, Default)]
+pub struct StorageAlarm {
+    raised: Mutex<bool>,
+    cv: Condvar,
+    paused: Mutex<Option<String>>,
+}
+
+impl StorageAlarm {
+    /// A write failed (e.g. ENOSPC): wake the retention thread now.
+    pub fn raise(&self) {
+        if let Ok(mut r) = self.raised.lock() {
+            *r = true;
+            self.cv.notify_all();
+        }
+    }
+
+    /// Waits up to `timeout` for [`raise`](Self::raise); true if raised.
+    pub fn wait(&self, timeout: std::time::Duration) -> bool {
+        let Ok(guard) = self.raised.lock() else {
+            std::thread::sleep(timeout);
+            return false;
+        };
+        let Ok((mut g, _)) = self.cv.wait_timeout_while(guard, timeout, |r| !*r) else {
+            return false;
+        };
+        std::mem::take(&mut *g)
+    }
+
+    /// Why recording cannot go on (space below the floor and nothing that
+    /// may be deleted), or None.
+    pub fn set_paused(&self, why: Option<String>) {
+        if let Ok(mut p) = self.paused.lock() {
+            *p = why;
+        }
+    }
+
+    pub fn paused(&self) -> Option<String> {
+        self.paused.lock().ok().and_then(|p| p.clone())
+    }
 }
 
 /// What start-up reconciliation found.
@@ -53,7 +106,15 @@ pub struct RecoveredRecording {
 
 impl Storage {
     pub fn new(dir: &Path) -> Self {
-        Storage { dir: dir.to_path_buf() }
+        Storage {
+            dir: dir.to_path_buf(),
+            dev: None,
+            alarm: Arc::default(),
+        }
+    }
+
+    pub fn alarm(&self) -> &Arc<StorageAlarm> {
+        &self.alarm
     }
 
     pub fn dir(&self) -> &Path {
@@ -71,16 +132,40 @@ impl Storage {
         }
     }
 
-    /// Makes sure the storage dir exists and is a writable directory.
-    pub fn ensure(&self) -> Result<(), StorageError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| self.io(&self.dir, e))
+    /// Makes sure the storage dir exists and is a directory, and remembers
+    /// which filesystem it is on (see [`check_volume`](Self::check_volume)).
+    pub fn ensure(&mut self) -> Result<(), StorageError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| self.io(&self.dir, e))?;
+        let md = std::fs::metadata(&self.dir).map_err(|e| self.io(&self.dir, e))?;
+        self.dev = Some(md.dev());
+        Ok(())
+    }
+
+    /// Fails when the storage dir is gone or is no longer on the filesystem
+    /// it was on at start (an unmounted volume): recording then stops
+    /// instead of filling the root filesystem under the mount point.
+    pub fn check_volume(&self) -> Result<(), StorageError> {
+        let md = std::fs::metadata(&self.dir).map_err(|e| self.io(&self.dir, e))?;
+        match self.dev {
+            Some(dev) if dev != md.dev() => Err(self.io(
+                &self.dir,
+                std::io::Error::other("the storage volume is no longer mounted here (device changed since start)"),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// `<camera>/<file id>.vseg`, with the camera directory created durably.
+    /// The storage dir itself is never created here (see `check_volume`).
     pub fn new_file_name(&self, camera: &str, file_id: &[u8; 16]) -> Result<String, StorageError> {
+        self.check_volume()?;
         let cam_dir = self.dir.join(camera);
         if !cam_dir.is_dir() {
-            std::fs::create_dir_all(&cam_dir).map_err(|e| self.io(&cam_dir, e))?;
+            match std::fs::create_dir(&cam_dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(self.io(&cam_dir, e)),
+            }
             vseg::sync_dir(&self.dir)?;
         }
         Ok(format!("{camera}/{}.{FILE_EXTENSION}", vseg::hex(file_id)))
@@ -201,21 +286,83 @@ impl Storage {
         Ok(true)
     }
 
-    /// Finishes deletions queued in the garbage table.
+    /// Finishes deletions queued in the garbage table: every file unlinked,
+    /// each directory synced once, then the garbage rows go in one transaction.
     pub fn collect_garbage(&self, index: &mut Index) -> Result<(), StorageError> {
-        for name in index.garbage()? {
+        let names = index.garbage()?;
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut dirs = std::collections::BTreeSet::new();
+        let mut done = Vec::with_capacity(names.len());
+        let mut first_err = None;
+        for name in names {
             let path = self.path_of(&name);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(self.io(&path, e)),
+                Err(e) => {
+                    first_err.get_or_insert(self.io(&path, e));
+                    continue;
+                }
             }
             if let Some(dir) = path.parent() {
-                vseg::sync_dir(dir)?;
+                dirs.insert(dir.to_path_buf());
             }
-            index.forget_garbage(&name)?;
+            done.push(name);
         }
-        Ok(())
+        for dir in &dirs {
+            vseg::sync_dir(dir)?;
+        }
+        index.forget_garbage_all(&done)?;
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Durable deletion of a batch for retention: in one transaction each
+    /// row that may still be deleted (finished, not under a legal hold) moves
+    /// to the garbage table; then the files go (see `collect_garbage`).
+    /// Returns the rows deleted (rows that became held or vanished are skipped).
+    pub fn delete_unheld(
+        &self,
+        index: &mut Index,
+        ids: &[i64],
+        reason: &str,
+        now_ns: i64,
+    ) -> Result<Vec<RecordingRow>, StorageError> {
+        let mut deleted = Vec::with_capacity(ids.len());
+        {
+            let tx = index
+                .conn_mut()
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(IndexError::from)?;
+            for &id in ids {
+                let deletable: bool = tx
+                    .query_row(
+                        &format!(
+                            "SELECT r.state != 'writing' AND NOT {} FROM recording r WHERE r.id = ?1",
+                            crate::holds::HELD_SQL
+                        ),
+                        [id],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(IndexError::from)?
+                    .unwrap_or(false);
+                if !deletable {
+                    continue;
+                }
+                let row = Index::recording_in(&tx, id)?;
+                if Index::queue_deletion_in(&tx, id, reason, now_ns)?.is_some() {
+                    deleted.extend(row);
+                }
+            }
+            tx.commit().map_err(IndexError::from)?;
+        }
+        self.collect_garbage(index)?;
+        Ok(deleted)
     }
 }
 
@@ -230,7 +377,7 @@ mod tests {
 
     fn setup() -> (tempfile::TempDir, Storage, Index, OneKey) {
         let d = tempfile::tempdir().unwrap();
-        let storage = Storage::new(&d.path().join("rec"));
+        let mut storage = Storage::new(&d.path().join("rec"));
         storage.ensure().unwrap();
         let index = Index::open(&d.path().join("db/vigil.db")).unwrap();
         (d, storage, index, OneKey::new(DataKey::from_bytes([1; 32])))
