@@ -214,3 +214,110 @@ pub fn keys(kr: &crate::keyring::Keyring, iterations: usize) -> Result<String, c
         summarize(get)
     ))
 }
+
+/// One retention pass over an index of `n` recordings (4 cameras, 1-minute
+/// recordings, one empty file each) with 100 legal holds: first a pass with
+/// nothing to delete, then one where the age rule deletes the oldest 10%
+/// (durably: garbage rows, unlink, directory fsync). Prints both timings.
+pub fn retention_pass(n: usize) -> anyhow::Result<()> {
+    use crate::retention::{run_pass, CameraLimits, Policy};
+    let dir = tempfile_dir("vigil-retention-bench")?;
+    let mut storage = Storage::new(&dir.join("rec"));
+    storage.ensure()?;
+    let mut index = Index::open(&dir.join("db/vigil.db"))?;
+    let minute = 60_000_000_000i64;
+    let now = crate::recorder::now_ns();
+    let start0 = now - n as i64 / 4 * minute;
+    let t = Instant::now();
+    {
+        let cams: Vec<i64> = (0..4)
+            .map(|c| index.camera_id(&format!("cam{c}")))
+            .collect::<Result<_, _>>()?;
+        for c in 0..4 {
+            std::fs::create_dir_all(storage.dir().join(format!("cam{c}")))?;
+        }
+        let tx = index.conn_mut().transaction()?;
+        {
+            let mut ins = tx.prepare(
+                "INSERT INTO recording (camera_id, file_name, file_id, key_id, codec, state, start_wall_ns, \
+                 observed_wall_ns, timescale, start_pts, end_pts, frames, chunks, bytes, sha256, end_wall_ns) \
+                 VALUES (?1, ?2, ?3, x'0000000000000000', 'h264', 'complete', ?4, ?4, 90000, 0, 5400000, 1500, 60, \
+                 30000000, NULL, ?5)",
+            )?;
+            for i in 0..n {
+                let cam = i % 4;
+                let start = start0 + (i / 4) as i64 * minute;
+                let name = format!("cam{cam}/{i:08}.vseg");
+                std::fs::File::create(storage.path_of(&name))?;
+                ins.execute(rusqlite::params![
+                    cams[cam],
+                    name,
+                    (i as u128).to_le_bytes().to_vec(),
+                    start,
+                    start + minute
+                ])?;
+            }
+        }
+        tx.commit()?;
+        for h in 0..100 {
+            let s = start0 + h * 1000 * minute;
+            crate::holds::place(
+                index.conn(),
+                &crate::holds::HoldTarget::Range {
+                    camera: format!("cam{}", h % 4),
+                    start_ns: s,
+                    end_ns: s + 10 * minute,
+                },
+                "bench",
+                "bench",
+            )?;
+        }
+    }
+    println!(
+        "retention_setup recordings={n} holds=100 seconds={:.1}",
+        t.elapsed().as_secs_f64()
+    );
+    let space = || Some((1u64 << 40, 1u64 << 41));
+    let mut policy = Policy::default();
+    let t = Instant::now();
+    let rep = run_pass(&storage, &mut index, &policy, now, &space, "bench")?;
+    println!(
+        "retention_pass_idle recordings={n} deleted={} ms={:.1}",
+        rep.deleted.len(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    // Days so that the oldest 10% are past it.
+    let keep_minutes = (n as i64 / 4) * 9 / 10;
+    let days = (keep_minutes / 1440).max(1) as u32;
+    for c in 0..4 {
+        policy.cameras.insert(
+            format!("cam{c}"),
+            CameraLimits {
+                retention_days: Some(days),
+                max_bytes: None,
+            },
+        );
+    }
+    let t = Instant::now();
+    let rep = run_pass(&storage, &mut index, &policy, now, &space, "bench")?;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "retention_pass_delete recordings={n} deleted={} held_kept={} ms={:.1} per_deletion_us={:.0}",
+        rep.deleted.len(),
+        rep.held_kept,
+        secs * 1e3,
+        secs * 1e6 / rep.deleted.len().max(1) as f64
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn tempfile_dir(prefix: &str) -> anyhow::Result<std::path::PathBuf> {
+    let base = std::env::var_os("BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let d = base.join(format!("{prefix}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}

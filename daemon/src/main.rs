@@ -75,18 +75,50 @@ enum Command {
     Cameras,
     /// The box at a glance: cameras, disk, clock, keys, HTTPS certificate fingerprint.
     Status,
-    /// Export a time range of one camera as MP4.
+    /// Export a time range as MP4 (`--out`), or as a signed evidence bundle
+    /// (`--bundle DIR` or `--bundle FILE.zip`; one clip per `--camera`).
     Export {
-        #[arg(long)]
-        camera: String,
+        #[arg(long, required = true)]
+        camera: Vec<String>,
         /// RFC 3339, e.g. 2026-11-22T06:41:00Z
         #[arg(long)]
         start: String,
         #[arg(long)]
         end: String,
         /// Output file, or `-` to stream the MP4 to standard output.
+        #[arg(long, required_unless_present = "bundle", conflicts_with = "bundle")]
+        out: Option<PathBuf>,
+        /// A signed evidence bundle: a new directory, or a path ending in .zip.
         #[arg(long)]
-        out: PathBuf,
+        bundle: Option<PathBuf>,
+    },
+    /// Check an evidence bundle offline: signature, every file, nothing added
+    /// or removed. Needs no device, database or key. Exit 0 if intact, 1 if not.
+    VerifyExport {
+        bundle: PathBuf,
+        /// The device public key (PEM, from `vigil device`) to check the signature against.
+        #[arg(long, conflicts_with = "fingerprint")]
+        pubkey: Option<PathBuf>,
+        /// The device key fingerprint (SHA-256 hex, from `vigil device`).
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
+    /// The device id and the public half of the device signing key.
+    Device,
+    /// Legal holds: what retention and shredding must keep.
+    Hold {
+        #[command(subcommand)]
+        command: HoldCommand,
+    },
+    /// The background integrity scrub (re-hashes every recording's ciphertext).
+    Fixity {
+        #[command(subcommand)]
+        command: FixityCommand,
+    },
+    /// Run one retention pass now (the daemon runs them on its own).
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
     },
     /// Authenticate every chunk and check every file against the index.
     Verify {
@@ -115,6 +147,56 @@ enum Command {
         source_recording: i64,
         #[arg(long, default_value_t = 60)]
         minutes: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum HoldCommand {
+    /// Place a hold on a recording, a camera's time range, or an export.
+    Add {
+        #[arg(long, conflicts_with_all = ["camera", "export"])]
+        recording: Option<i64>,
+        #[arg(long, requires_all = ["start", "end"], conflicts_with = "export")]
+        camera: Option<String>,
+        /// RFC 3339.
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(long)]
+        export: Option<i64>,
+        /// Why (case number, request); required.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Active holds (with --all, released ones too).
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Release a hold (admins). Its record stays.
+    Remove {
+        id: i64,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum FixityCommand {
+    /// What was verified, when, and every mismatch found.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Apply retention_days, max_bytes and the free-space floor now.
+    Run,
+    /// Time one pass over a large synthetic index (benchmark).
+    #[command(hide = true)]
+    Bench {
+        #[arg(long, default_value_t = 100_000)]
+        recordings: usize,
     },
 }
 
@@ -1033,8 +1115,18 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             camera,
             start,
             end,
-            out,
+            out: None,
+            bundle: Some(bundle),
+        } => export_bundle(&cli.config, &camera, &start, &end, &bundle),
+        Command::Export {
+            camera,
+            start,
+            end,
+            out: Some(out),
+            ..
         } => {
+            let [camera] = <[String; 1]>::try_from(camera)
+                .map_err(|_| Failure::Usage("an MP4 export takes one --camera; use --bundle for several".into()))?;
             let config = load_config(&cli.config)?;
             let start_ns = cli_time::parse_rfc3339(&start).map_err(Failure::Usage)?;
             let end_ns = cli_time::parse_rfc3339(&end).map_err(Failure::Usage)?;
@@ -1094,6 +1186,62 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 Err(e) => Err(Failure::Runtime(e.into())),
             }
         }
+        Command::Export { .. } => Err(Failure::Usage("give --out FILE or --bundle DIR|FILE.zip".into())),
+        Command::VerifyExport {
+            bundle,
+            pubkey,
+            fingerprint,
+        } => verify_export(&bundle, pubkey.as_deref(), fingerprint),
+        Command::Device => {
+            let config = load_config(&cli.config)?;
+            let kr = open_keyring(&config, &audit::cli_actor())?;
+            let key = vigil::device::DeviceKey::load_or_create(&kr, "vigil device")
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            let id = key.identity();
+            println!("device id:   {}", id.device_id);
+            println!("fingerprint: {}", id.fingerprint());
+            print!("{}", id.public_key_pem());
+            Ok(())
+        }
+        Command::Hold { command } => hold_command(&cli.config, command),
+        Command::Fixity {
+            command: FixityCommand::Status,
+        } => {
+            let config = load_config(&cli.config)?;
+            let index = open_index(&config)?;
+            let st = vigil::fixity::status(index.conn()).map_err(|e| Failure::Runtime(e.into()))?;
+            let when = |t: Option<i64>| t.map(cli_time::format_ns).unwrap_or_else(|| "never".into());
+            println!(
+                "{} recording(s): {} verified, {} not yet; oldest check {}, newest {}",
+                st.recordings,
+                st.verified,
+                st.never_verified,
+                when(st.oldest_verified_ns),
+                when(st.newest_verified_ns)
+            );
+            let rate = config.fixity.rate_bytes_per_s as f64 / 1_048_576.0;
+            println!(
+                "scrub: {rate:.1} MB/s cap, a cycle every {} s",
+                config.fixity.cycle.as_secs()
+            );
+            for f in &st.failures {
+                println!(
+                    "MISMATCH recording {} ({}, {}) checked {}: {}",
+                    f.id,
+                    f.camera,
+                    f.file,
+                    cli_time::format_ns(f.checked_ns),
+                    f.detail
+                );
+            }
+            if st.failures.is_empty() {
+                println!("no mismatches");
+                Ok(())
+            } else {
+                Err(Failure::Integrity(format!("{} recording(s) failed fixity", st.failures.len())))
+            }
+        }
+        Command::Retention { command } => retention_command(&cli.config, command),
         Command::Verify { file: Some(file), .. } => {
             let config = load_config(&cli.config)?;
             let keys = load_keys(&config)?;
@@ -1161,6 +1309,242 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             )?;
             println!("synthesized {frames} frames ({minutes} min) for camera {camera}");
             Ok(())
+        }
+    }
+}
+
+fn export_bundle(config_path: &Path, cameras: &[String], start: &str, end: &str, out: &Path) -> Result<(), Failure> {
+    let config = load_config(config_path)?;
+    let start_ns = cli_time::parse_rfc3339(start).map_err(Failure::Usage)?;
+    let end_ns = cli_time::parse_rfc3339(end).map_err(Failure::Usage)?;
+    let actor = audit::cli_actor();
+    let kr = open_keyring(&config, &actor)?;
+    let device = vigil::device::DeviceKey::load_or_create(&kr, "sign an export").map_err(|e| Failure::Runtime(e.into()))?;
+    let index = open_index(&config)?;
+    let storage = Storage::new(&config.storage_dir);
+    let keys: Arc<dyn KeyLookup> = kr.clone();
+    let archive = export::Archive {
+        index: &index,
+        storage: &storage,
+        keys: keys.as_ref(),
+    };
+    let req = vigil::evidence::BundleRequest {
+        cameras,
+        start_ns,
+        end_ns,
+        operator: &actor,
+    };
+    let target = vigil::evidence::BundleTarget::from_path(out);
+    match vigil::evidence::create_bundle(archive, &device, &req, &target) {
+        Ok(r) => {
+            let digest = r.archive_sha256.unwrap_or(r.manifest_sha256);
+            let _ = audit::append(
+                index.conn(),
+                &actor,
+                "export.bundle",
+                &cameras.join(","),
+                audit::Outcome::Ok,
+                &format!(
+                    "export {}: {} to {}, {} frames, {} bytes, sha256 {} to {}",
+                    r.export_id,
+                    cli_time::format_ns(r.manifest.actual.start_ns),
+                    cli_time::format_ns(r.manifest.actual.end_ns),
+                    r.frames,
+                    r.archive_bytes,
+                    vigil::vseg::hex(&digest),
+                    out.display()
+                ),
+            );
+            println!(
+                "export {}: {} frames, {} to {}, {} bytes in {}",
+                r.export_id,
+                r.frames,
+                cli_time::format_ns(r.manifest.actual.start_ns),
+                cli_time::format_ns(r.manifest.actual.end_ns),
+                r.archive_bytes,
+                out.display()
+            );
+            match r.archive_sha256 {
+                Some(d) => println!("sha256 of the zip: {}", vigil::vseg::hex(&d)),
+                None => println!("sha256 of manifest.json: {}", vigil::vseg::hex(&r.manifest_sha256)),
+            }
+            println!("signed by device {} (key fingerprint {})", r.manifest.device_id, r.manifest.signing_key.fingerprint_sha256);
+            Ok(())
+        }
+        Err(e) if e.is_integrity() => Err(Failure::Integrity(format!("export refused: {e}"))),
+        Err(
+            e @ (vigil::evidence::EvidenceError::Usage(_)
+            | vigil::evidence::EvidenceError::Export(
+                export::ExportError::UnknownCamera(_)
+                | export::ExportError::NothingToExport { .. }
+                | export::ExportError::EmptyRange,
+            )),
+        ) => Err(Failure::Usage(e.to_string())),
+        Err(e) => Err(Failure::Runtime(e.into())),
+    }
+}
+
+fn verify_export(bundle: &Path, pubkey: Option<&Path>, fingerprint: Option<String>) -> Result<(), Failure> {
+    use vigil::evidence::Pin;
+    let pin = match (pubkey, fingerprint) {
+        (Some(p), _) => {
+            let text = std::fs::read_to_string(p).map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?;
+            Pin::PublicKey(vigil::device::parse_public_key(&text).map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?)
+        }
+        (None, Some(f)) => {
+            let hexd: String = f.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+            if hexd.len() != 64 {
+                return Err(Failure::Usage(format!("\"{f}\": a fingerprint is 64 hex digits (SHA-256)")));
+            }
+            Pin::Fingerprint(hexd)
+        }
+        (None, None) => Pin::None,
+    };
+    let rep = vigil::evidence::verify_bundle(bundle, &pin);
+    println!("Vigil evidence bundle: {}", bundle.display());
+    if let Some(m) = &rep.manifest {
+        println!("  device      {}", m.device_id);
+        println!("  export      {} by {} at {} ({})", m.export_id, m.operator, m.exported_utc, m.software);
+        println!(
+            "  clock       {} (max error {} us)",
+            if m.time_sync.synchronised { "synchronised" } else { "NOT synchronised" },
+            m.time_sync.max_error_us
+        );
+        println!("  requested   {} to {}", m.requested.start_utc, m.requested.end_utc);
+        for c in &m.clips {
+            println!(
+                "  clip        {}: camera {}, {} to {}, {} frames, from recording(s) {:?}",
+                c.file,
+                c.camera,
+                c.actual.start_utc,
+                c.actual.end_utc,
+                c.frames,
+                c.source_recordings.iter().map(|r| r.id).collect::<Vec<_>>()
+            );
+        }
+        println!("  image type  {}", m.image_type);
+    }
+    for f in &rep.findings {
+        println!("{} {}", if f.ok { "  ok  " } else { "  FAIL" }, f.text);
+    }
+    if !rep.pinned {
+        println!(
+            "  note  the signature was checked with the key shipped in the bundle; to prove which device signed it, \
+             run again with --fingerprint (from `vigil device` on the recorder) or --pubkey"
+        );
+    }
+    if rep.ok() {
+        println!("RESULT: INTACT");
+        Ok(())
+    } else {
+        println!("RESULT: NOT INTACT: {} problem(s)", rep.findings.iter().filter(|f| !f.ok).count());
+        Err(Failure::Integrity("the bundle failed verification".into()))
+    }
+}
+
+fn hold_command(config_path: &Path, command: HoldCommand) -> Result<(), Failure> {
+    use vigil::holds::{self, HoldError, HoldTarget};
+    let config = load_config(config_path)?;
+    let index = open_index(&config)?;
+    let actor = audit::cli_actor();
+    let hold_err = |e: HoldError| match e {
+        HoldError::Sql(e) => Failure::Runtime(e.into()),
+        other => Failure::Usage(other.to_string()),
+    };
+    match command {
+        HoldCommand::Add {
+            recording,
+            camera,
+            start,
+            end,
+            export,
+            reason,
+        } => {
+            let target = match (recording, camera, export) {
+                (Some(id), None, None) => HoldTarget::Recording(id),
+                (None, Some(camera), None) => HoldTarget::Range {
+                    camera,
+                    start_ns: cli_time::parse_rfc3339(start.as_deref().unwrap_or("")).map_err(Failure::Usage)?,
+                    end_ns: cli_time::parse_rfc3339(end.as_deref().unwrap_or("")).map_err(Failure::Usage)?,
+                },
+                (None, None, Some(id)) => HoldTarget::Export(id),
+                _ => {
+                    return Err(Failure::Usage(
+                        "give one of --recording ID, --camera NAME --start T --end T, --export ID".into(),
+                    ))
+                }
+            };
+            let id = holds::place(index.conn(), &target, &reason, &actor).map_err(hold_err)?;
+            println!("hold {id} placed");
+            Ok(())
+        }
+        HoldCommand::List { all } => {
+            let list = holds::list(index.conn(), all).map_err(|e| Failure::Runtime(e.into()))?;
+            if list.is_empty() {
+                println!("no {}holds", if all { "" } else { "active " });
+            }
+            for h in list {
+                let released = match (&h.released_by, h.released_ns) {
+                    (Some(by), Some(t)) => format!(
+                        "  RELEASED {} by {by}: {}",
+                        cli_time::format_ns(t),
+                        h.release_reason.as_deref().unwrap_or("")
+                    ),
+                    _ => String::new(),
+                };
+                println!(
+                    "{}\t{}\tplaced {} by {}\treason: {}{released}",
+                    h.id,
+                    h.describe(),
+                    cli_time::format_ns(h.placed_ns),
+                    h.placed_by,
+                    h.reason
+                );
+            }
+            Ok(())
+        }
+        HoldCommand::Remove { id, reason } => {
+            let h = holds::release(index.conn(), id, &reason, &actor).map_err(hold_err)?;
+            println!("hold {id} released ({})", h.describe());
+            Ok(())
+        }
+    }
+}
+
+fn retention_command(config_path: &Path, command: RetentionCommand) -> Result<(), Failure> {
+    match command {
+        RetentionCommand::Run => {
+            let config = load_config(config_path)?;
+            let mut index = open_index(&config)?;
+            let storage = Storage::new(&config.storage_dir);
+            let dir = config.storage_dir.clone();
+            let rep = vigil::retention::run_pass(
+                &storage,
+                &mut index,
+                &config.retention,
+                vigil::recorder::now_ns(),
+                &move || vigil::host::fs_space(&dir),
+                &audit::cli_actor(),
+            )
+            .map_err(|e| Failure::Runtime(e.into()))?;
+            println!(
+                "deleted {} recording(s), {} bytes; {} kept under legal hold",
+                rep.deleted.len(),
+                rep.bytes_freed,
+                rep.held_kept
+            );
+            if let Some((avail, floor)) = rep.space_after {
+                println!("free {avail} bytes, floor {floor}");
+            }
+            if rep.below_floor {
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    "still below the free-space floor and nothing more may be deleted"
+                )));
+            }
+            Ok(())
+        }
+        RetentionCommand::Bench { recordings } => {
+            vigil::bench::retention_pass(recordings).map_err(Failure::Runtime)
         }
     }
 }

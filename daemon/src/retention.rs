@@ -237,20 +237,26 @@ pub fn run_pass(
     Ok(rep)
 }
 
-/// Compresses sorted ids into "1-4, 7, 9-12".
+/// Compresses ids into runs: "1-4, 7, 9-21/4" (/4: every 4th id, as when
+/// several cameras' recordings interleave).
 fn id_ranges(ids: &mut [i64]) -> String {
     ids.sort_unstable();
     let mut out = Vec::new();
     let mut i = 0;
     while i < ids.len() {
+        let step = ids.get(i + 1).map(|n| n - ids[i]).unwrap_or(1).max(1);
         let mut j = i;
-        while j + 1 < ids.len() && ids[j + 1] == ids[j] + 1 {
+        while j + 1 < ids.len() && ids[j + 1] == ids[j] + step {
             j += 1;
         }
-        out.push(if i == j {
-            ids[i].to_string()
-        } else {
-            format!("{}-{}", ids[i], ids[j])
+        // Two ids with a step > 1 read better as "a, b".
+        if step > 1 && j == i + 1 {
+            j = i;
+        }
+        out.push(match (j - i, step) {
+            (0, _) => ids[i].to_string(),
+            (_, 1) => format!("{}-{}", ids[i], ids[j]),
+            _ => format!("{}-{}/{step}", ids[i], ids[j]),
         });
         i = j + 1;
     }
@@ -365,6 +371,8 @@ mod tests {
     #[test]
     fn id_ranges_compress() {
         assert_eq!(id_ranges(&mut [9, 1, 2, 3, 7, 10, 11]), "1-3, 7, 9-11");
+        assert_eq!(id_ranges(&mut [2, 6, 10, 14, 15]), "2-14/4, 15");
+        assert_eq!(id_ranges(&mut [2, 6]), "2, 6");
         assert_eq!(id_ranges(&mut []), "");
     }
 
