@@ -1238,7 +1238,10 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 println!("no mismatches");
                 Ok(())
             } else {
-                Err(Failure::Integrity(format!("{} recording(s) failed fixity", st.failures.len())))
+                Err(Failure::Integrity(format!(
+                    "{} recording(s) failed fixity",
+                    st.failures.len()
+                )))
             }
         }
         Command::Retention { command } => retention_command(&cli.config, command),
@@ -1319,7 +1322,8 @@ fn export_bundle(config_path: &Path, cameras: &[String], start: &str, end: &str,
     let end_ns = cli_time::parse_rfc3339(end).map_err(Failure::Usage)?;
     let actor = audit::cli_actor();
     let kr = open_keyring(&config, &actor)?;
-    let device = vigil::device::DeviceKey::load_or_create(&kr, "sign an export").map_err(|e| Failure::Runtime(e.into()))?;
+    let device =
+        vigil::device::DeviceKey::load_or_create(&kr, "sign an export").map_err(|e| Failure::Runtime(e.into()))?;
     let index = open_index(&config)?;
     let storage = Storage::new(&config.storage_dir);
     let keys: Arc<dyn KeyLookup> = kr.clone();
@@ -1368,7 +1372,10 @@ fn export_bundle(config_path: &Path, cameras: &[String], start: &str, end: &str,
                 Some(d) => println!("sha256 of the zip: {}", vigil::vseg::hex(&d)),
                 None => println!("sha256 of manifest.json: {}", vigil::vseg::hex(&r.manifest_sha256)),
             }
-            println!("signed by device {} (key fingerprint {})", r.manifest.device_id, r.manifest.signing_key.fingerprint_sha256);
+            println!(
+                "signed by device {} (key fingerprint {})",
+                r.manifest.device_id, r.manifest.signing_key.fingerprint_sha256
+            );
             Ok(())
         }
         Err(e) if e.is_integrity() => Err(Failure::Integrity(format!("export refused: {e}"))),
@@ -1389,12 +1396,16 @@ fn verify_export(bundle: &Path, pubkey: Option<&Path>, fingerprint: Option<Strin
     let pin = match (pubkey, fingerprint) {
         (Some(p), _) => {
             let text = std::fs::read_to_string(p).map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?;
-            Pin::PublicKey(vigil::device::parse_public_key(&text).map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?)
+            Pin::PublicKey(
+                vigil::device::parse_public_key(&text).map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?,
+            )
         }
         (None, Some(f)) => {
             let hexd: String = f.chars().filter(|c| c.is_ascii_hexdigit()).collect();
             if hexd.len() != 64 {
-                return Err(Failure::Usage(format!("\"{f}\": a fingerprint is 64 hex digits (SHA-256)")));
+                return Err(Failure::Usage(format!(
+                    "\"{f}\": a fingerprint is 64 hex digits (SHA-256)"
+                )));
             }
             Pin::Fingerprint(hexd)
         }
@@ -1404,10 +1415,17 @@ fn verify_export(bundle: &Path, pubkey: Option<&Path>, fingerprint: Option<Strin
     println!("Vigil evidence bundle: {}", bundle.display());
     if let Some(m) = &rep.manifest {
         println!("  device      {}", m.device_id);
-        println!("  export      {} by {} at {} ({})", m.export_id, m.operator, m.exported_utc, m.software);
+        println!(
+            "  export      {} by {} at {} ({})",
+            m.export_id, m.operator, m.exported_utc, m.software
+        );
         println!(
             "  clock       {} (max error {} us)",
-            if m.time_sync.synchronised { "synchronised" } else { "NOT synchronised" },
+            if m.time_sync.synchronised {
+                "synchronised"
+            } else {
+                "NOT synchronised"
+            },
             m.time_sync.max_error_us
         );
         println!("  requested   {} to {}", m.requested.start_utc, m.requested.end_utc);
@@ -1437,7 +1455,10 @@ fn verify_export(bundle: &Path, pubkey: Option<&Path>, fingerprint: Option<Strin
         println!("RESULT: INTACT");
         Ok(())
     } else {
-        println!("RESULT: NOT INTACT: {} problem(s)", rep.findings.iter().filter(|f| !f.ok).count());
+        println!(
+            "RESULT: NOT INTACT: {} problem(s)",
+            rep.findings.iter().filter(|f| !f.ok).count()
+        );
         Err(Failure::Integrity("the bundle failed verification".into()))
     }
 }
@@ -1543,8 +1564,6 @@ fn retention_command(config_path: &Path, command: RetentionCommand) -> Result<()
             }
             Ok(())
         }
-        RetentionCommand::Bench { recordings } => {
-            vigil::bench::retention_pass(recordings).map_err(Failure::Runtime)
-        }
+        RetentionCommand::Bench { recordings } => vigil::bench::retention_pass(recordings).map_err(Failure::Runtime),
     }
 }

@@ -41,6 +41,7 @@ const fn route(method: &'static str, path: &'static str, access: Access) -> Rout
 }
 
 const VIEWER: Access = Access::At(Role::Viewer);
+const OPERATOR: Access = Access::At(Role::Operator);
 const ADMIN: Access = Access::At(Role::Admin);
 
 /// Every route the server answers. `vigil http-routes` prints this table and
@@ -68,6 +69,15 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/api/v1/cameras/{name}/view.mp4", VIEWER),
     route("GET", "/api/v1/cameras/{name}/live.mp4", VIEWER),
     route("GET", "/api/v1/recordings", VIEWER),
+    route("GET", "/api/v1/recordings/{id}/manifest", VIEWER),
+    route("GET", "/api/v1/exports", OPERATOR),
+    route("POST", "/api/v1/exports", OPERATOR),
+    route("GET", "/api/v1/exports/{id}/download", OPERATOR),
+    route("GET", "/api/v1/holds", VIEWER),
+    route("POST", "/api/v1/holds", OPERATOR),
+    route("POST", "/api/v1/holds/{id}/release", ADMIN),
+    route("GET", "/api/v1/fixity", VIEWER),
+    route("GET", "/api/v1/device", VIEWER),
     route("GET", "/api/v1/events", VIEWER),
     route("GET", "/api/v1/users", ADMIN),
     route("POST", "/api/v1/users", ADMIN),
@@ -409,6 +419,15 @@ async fn route_request(st: &Arc<AppState>, req: Request<Incoming>, peer: SocketA
         ("GET", "/api/v1/cameras/{name}/view.mp4") => view_mp4(st, &req, params.into_iter().next(), caller).await,
         ("GET", "/api/v1/cameras/{name}/live.mp4") => live_mp4(st, params.into_iter().next()).await,
         ("GET", "/api/v1/recordings") => recordings(st, &req).await,
+        ("GET", "/api/v1/recordings/{id}/manifest") => recording_manifest(st, id_param(&params)?).await,
+        ("GET", "/api/v1/exports") => list_exports(st).await,
+        ("POST", "/api/v1/exports") => create_export(st, req, caller).await,
+        ("GET", "/api/v1/exports/{id}/download") => download_export(st, id_param(&params)?, caller).await,
+        ("GET", "/api/v1/holds") => list_holds(st, &req).await,
+        ("POST", "/api/v1/holds") => place_hold(st, req, caller).await,
+        ("POST", "/api/v1/holds/{id}/release") => release_hold(st, req, id_param(&params)?, caller).await,
+        ("GET", "/api/v1/fixity") => fixity(st).await,
+        ("GET", "/api/v1/device") => device(st).await,
         ("GET", "/api/v1/events") => events(st),
         ("GET", "/api/v1/users") => list_users(st).await,
         ("POST", "/api/v1/users") => add_user(st, req, caller).await,
@@ -1498,10 +1517,14 @@ async fn audit_verify(st: &Arc<AppState>) -> Reply {
 async fn ready(st: &Arc<AppState>) -> Reply {
     let storage_dir = st.storage.dir().to_path_buf();
     let keyring = st.keyring.clone();
-    let (db_ok, cams) = match st.db(|idx| Ok(idx.cameras()?)).await {
-        Ok(c) => (true, c),
-        Err(_) => (false, Vec::new()),
+    let (db_ok, cams, fixity_failures) = match st
+        .db(|idx| Ok((idx.cameras()?, crate::fixity::failures(idx.conn())?.len())))
+        .await
+    {
+        Ok((c, f)) => (true, c, f),
+        Err(_) => (false, Vec::new(), 0),
     };
+    let paused = st.storage.alarm().paused();
     let checks = tokio::task::spawn_blocking(move || {
         let probe = storage_dir.join(".vigil-ready-probe");
         let writable = std::fs::write(&probe, b"probe")
@@ -1515,7 +1538,19 @@ async fn ready(st: &Arc<AppState>) -> Reply {
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
     let (writable, space, self_test, sealing, ts) = checks;
-    let ready = db_ok && writable && self_test;
+    let ready = db_ok && writable && self_test && fixity_failures == 0 && paused.is_none();
+    let mut problems = Vec::new();
+    if !writable {
+        problems.push("the recordings directory is not writable".to_string());
+    }
+    if fixity_failures > 0 {
+        problems.push(format!(
+            "{fixity_failures} recording(s) failed the fixity check (see `vigil fixity status`)"
+        ));
+    }
+    if let Some(p) = &paused {
+        problems.push(p.clone());
+    }
     let cameras: Vec<Value> = st
         .active_cameras()
         .iter()
@@ -1538,6 +1573,9 @@ async fn ready(st: &Arc<AppState>) -> Reply {
         "key_source": sealing,
         "time_synchronised": ts.synchronised,
         "time_max_error_us": ts.max_error_us,
+        "fixity_failures": fixity_failures,
+        "storage_paused": paused,
+        "problems": problems,
         "cameras": cameras,
     });
     Ok(json_reply(
@@ -1636,6 +1674,394 @@ async fn metrics(st: &Arc<AppState>) -> Reply {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     Ok(r)
+}
+
+fn id_param(params: &[String]) -> Result<i64, ApiError> {
+    params
+        .first()
+        .and_then(|p| p.parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "the id must be a positive integer"))
+}
+
+fn time_field(v: &Value, k: &str) -> Result<i64, ApiError> {
+    crate::cli_time::parse_rfc3339(str_field(v, k)?)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{k}: {e}")))
+}
+
+fn exports_dir(st: &AppState) -> std::path::PathBuf {
+    st.db_path
+        .parent()
+        .map(|p| p.join("exports"))
+        .unwrap_or_else(|| std::path::PathBuf::from("exports"))
+}
+
+/// The device key, unsealed on a blocking thread.
+async fn device_key(st: &Arc<AppState>, why: &'static str) -> Result<Arc<crate::device::DeviceKey>, ApiError> {
+    let kr = st.keyring.clone();
+    tokio::task::spawn_blocking(move || crate::device::DeviceKey::load_or_create(&kr, why).map(Arc::new))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(format!("device signing key: {e}")))
+}
+
+async fn device(st: &Arc<AppState>) -> Reply {
+    let key = device_key(st, "show the device key").await?;
+    let id = key.identity();
+    ok(json!({
+        "device_id": id.device_id,
+        "signing_key": {
+            "algorithm": "Ed25519",
+            "public_key_pem": id.public_key_pem(),
+            "fingerprint_sha256": id.fingerprint(),
+        },
+        "https_certificate_fingerprint": st.fingerprint,
+    }))
+}
+
+async fn recording_manifest(st: &Arc<AppState>, id: i64) -> Reply {
+    let key = device_key(st, "sign a recording manifest").await?;
+    let signed = st
+        .db(move |idx| {
+            crate::evidence::recording_manifest(idx, &key, id)
+                .map(|m| m.map(|(b, sig)| (b, sig, key.identity().fingerprint())))
+                .map_err(|e| ApiError::internal(e.to_string()))
+        })
+        .await?;
+    let Some((body, sig, fp)) = signed else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no recording {id}")));
+    };
+    let mut r = Response::new(full(body));
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&crate::device::base64(&sig)) {
+        h.insert(HeaderName::from_static("x-signature-ed25519"), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&fp) {
+        h.insert(HeaderName::from_static("x-signing-key-fingerprint"), v);
+    }
+    Ok(r)
+}
+
+async fn list_exports(st: &Arc<AppState>) -> Reply {
+    let rows = st
+        .db(|idx| {
+            let mut q = idx.conn().prepare(
+                "SELECT e.id, e.created_ns, e.operator, e.camera, e.start_ns, e.end_ns, e.bytes, e.sha256, e.file_name, \
+                 EXISTS (SELECT 1 FROM legal_hold h WHERE h.kind = 'export' AND h.export_id = e.id AND h.released_ns IS NULL) \
+                 FROM export e WHERE length(e.sha256) > 0 ORDER BY e.id DESC LIMIT 500",
+            )?;
+            let rows = q.query_map([], |r| {
+                let sha: Vec<u8> = r.get(7)?;
+                let file: Option<String> = r.get(8)?;
+                Ok(json!({
+                    "id": r.get::<_, i64>(0)?,
+                    "created": crate::cli_time::format_ns(r.get(1)?),
+                    "operator": r.get::<_, String>(2)?,
+                    "cameras": r.get::<_, String>(3)?.split(',').collect::<Vec<_>>(),
+                    "start": crate::cli_time::format_ns(r.get(4)?),
+                    "end": crate::cli_time::format_ns(r.get(5)?),
+                    "bytes": r.get::<_, i64>(6)?,
+                    "sha256": crate::vseg::hex(&sha),
+                    "downloadable": file.is_some(),
+                    "held": r.get::<_, bool>(9)?,
+                }))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await?;
+    ok(Value::Array(rows))
+}
+
+async fn create_export(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<Caller>) -> Reply {
+    let c = caller_of(caller)?;
+    let v = body_json(req).await?;
+    let cameras: Vec<String> = match v.get("cameras").and_then(Value::as_array) {
+        Some(a) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        None => vec![str_field(&v, "camera")?.to_string()],
+    };
+    if cameras.is_empty() || cameras.len() > 16 || cameras.iter().any(|n| !crate::config::valid_camera_name(n)) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "name 1 to 16 valid cameras"));
+    }
+    let (start_ns, end_ns) = (time_field(&v, "start")?, time_field(&v, "end")?);
+    let Ok(_permit) = st.export_gate.try_acquire() else {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "another export is being made; try again shortly",
+        );
+        e.retry_after = Some(5);
+        return Err(e);
+    };
+    let device = device_key(st, "sign an export").await?;
+    let dir = exports_dir(st);
+    let storage = st.storage.clone();
+    let keyring = st.keyring.clone();
+    let db_path = st.db_path.clone();
+    let actor = c.actor.clone();
+    let result = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
+        let index = crate::index::Index::open_existing(&db_path).map_err(|e| ApiError::internal(e.to_string()))?;
+        let tmp = dir.join(format!(
+            "pending-{}.zip",
+            crate::vseg::hex(&crate::keys::random_bytes::<8>().unwrap_or([0; 8]))
+        ));
+        let archive = crate::export::Archive {
+            index: &index,
+            storage: &storage,
+            keys: keyring.as_ref(),
+        };
+        let req = crate::evidence::BundleRequest {
+            cameras: &cameras,
+            start_ns,
+            end_ns,
+            operator: &actor,
+        };
+        let rep =
+            crate::evidence::create_bundle(archive, &device, &req, &crate::evidence::BundleTarget::Zip(tmp.clone()));
+        let rep = match rep {
+            Ok(r) => r,
+            Err(e) => {
+                let status = match &e {
+                    crate::evidence::EvidenceError::Export(
+                        crate::export::ExportError::UnknownCamera(_)
+                        | crate::export::ExportError::NothingToExport { .. }
+                        | crate::export::ExportError::EmptyRange,
+                    ) => StatusCode::NOT_FOUND,
+                    e if e.is_integrity() => StatusCode::CONFLICT,
+                    _ => return Err(ApiError::internal(e.to_string())),
+                };
+                let _ = audit::append(
+                    index.conn(),
+                    &actor,
+                    "export.bundle",
+                    &cameras.join(","),
+                    Outcome::Failed,
+                    &e.to_string(),
+                );
+                return Err(ApiError::new(status, e.to_string()));
+            }
+        };
+        let name = format!("export-{}.zip", rep.export_id);
+        std::fs::rename(&tmp, dir.join(&name)).map_err(|e| ApiError::internal(e.to_string()))?;
+        let _ = crate::vseg::sync_dir(&dir);
+        let sha = rep.archive_sha256.unwrap_or(rep.manifest_sha256);
+        index.conn().execute(
+            "UPDATE export SET file_name = ?2 WHERE id = ?1",
+            rusqlite::params![rep.export_id, name],
+        )?;
+        audit::append(
+            index.conn(),
+            &actor,
+            "export.bundle",
+            &cameras.join(","),
+            Outcome::Ok,
+            &format!(
+                "export {}: {} to {}, {} frames, {} bytes, sha256 {}",
+                rep.export_id,
+                crate::cli_time::format_ns(rep.manifest.actual.start_ns),
+                crate::cli_time::format_ns(rep.manifest.actual.end_ns),
+                rep.frames,
+                rep.archive_bytes,
+                crate::vseg::hex(&sha)
+            ),
+        )?;
+        Ok(json!({
+            "id": rep.export_id,
+            "bytes": rep.archive_bytes,
+            "sha256": crate::vseg::hex(&sha),
+            "frames": rep.frames,
+            "exported_utc": rep.manifest.exported_utc,
+            "actual": { "start": rep.manifest.actual.start_utc, "end": rep.manifest.actual.end_utc },
+            "device_id": rep.manifest.device_id,
+            "signing_key_fingerprint": rep.manifest.signing_key.fingerprint_sha256,
+            "download": format!("/api/v1/exports/{}/download", rep.export_id),
+        }))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(json_reply(StatusCode::CREATED, &result))
+}
+
+async fn download_export(st: &Arc<AppState>, id: i64, caller: Option<Caller>) -> Reply {
+    let c = caller_of(caller)?;
+    let row: Option<(Option<String>, Vec<u8>, i64, i64)> = st
+        .db(move |idx| {
+            use rusqlite::OptionalExtension;
+            Ok(idx
+                .conn()
+                .query_row(
+                    "SELECT file_name, sha256, created_ns, bytes FROM export WHERE id = ?1 AND length(sha256) > 0",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?)
+        })
+        .await?;
+    let Some((Some(name), sha, created_ns, bytes)) = row else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no downloadable export {id}"),
+        ));
+    };
+    let path = exports_dir(st).join(&name);
+    let file = std::fs::File::open(&path)
+        .map_err(|e| ApiError::new(StatusCode::GONE, format!("export {id}'s file is gone: {e}")))?;
+    let sha_hex = crate::vseg::hex(&sha);
+    let actor = c.actor.clone();
+    let detail = format!("{bytes} bytes, sha256 {sha_hex}");
+    st.db(move |idx| {
+        Ok(audit::append(
+            idx.conn(),
+            &actor,
+            "export.download",
+            &format!("export {id}"),
+            Outcome::Ok,
+            &detail,
+        )?)
+    })
+    .await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut file = file;
+        loop {
+            let mut buf = vec![0u8; 256 * 1024];
+            match file.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx
+                        .blocking_send(Ok(hyper::body::Frame::data(Bytes::from(buf))))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    let h = r.headers_mut();
+    h.insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    for (k, v) in [
+        ("content-length", bytes.to_string()),
+        (
+            "content-disposition",
+            format!("attachment; filename=\"vigil-export-{id}.zip\""),
+        ),
+        ("x-export-sha256", sha_hex),
+        ("x-export-utc", crate::cli_time::format_ns(created_ns)),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(HeaderName::from_static(k), v);
+        }
+    }
+    Ok(r)
+}
+
+fn hold_json(h: &crate::holds::Hold) -> Value {
+    let t = |o: Option<i64>| o.map(crate::cli_time::format_ns);
+    json!({
+        "id": h.id,
+        "kind": h.kind,
+        "what": h.describe(),
+        "recording_id": h.recording_id,
+        "camera": h.camera,
+        "start": t(h.start_ns),
+        "end": t(h.end_ns),
+        "export_id": h.export_id,
+        "reason": h.reason,
+        "placed_by": h.placed_by,
+        "placed": crate::cli_time::format_ns(h.placed_ns),
+        "released_by": h.released_by,
+        "released": t(h.released_ns),
+        "release_reason": h.release_reason,
+    })
+}
+
+fn hold_error(e: crate::holds::HoldError) -> ApiError {
+    use crate::holds::HoldError;
+    match e {
+        HoldError::Sql(e) => ApiError::internal(e.to_string()),
+        e @ (HoldError::NoRecording(_)
+        | HoldError::NoExport(_)
+        | HoldError::NoHold(_)
+        | HoldError::UnknownCamera(_)) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+        e => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+async fn list_holds(st: &Arc<AppState>, req: &Request<Incoming>) -> Reply {
+    let all = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "all=1" || p == "all=true"));
+    let holds = st.db(move |idx| Ok(crate::holds::list(idx.conn(), all)?)).await?;
+    ok(Value::Array(holds.iter().map(hold_json).collect()))
+}
+
+async fn place_hold(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<Caller>) -> Reply {
+    use crate::holds::HoldTarget;
+    let c = caller_of(caller)?;
+    let v = body_json(req).await?;
+    let reason = str_field(&v, "reason")?.to_string();
+    let target = if let Some(id) = v.get("recording_id").and_then(Value::as_i64) {
+        HoldTarget::Recording(id)
+    } else if let Some(id) = v.get("export_id").and_then(Value::as_i64) {
+        HoldTarget::Export(id)
+    } else {
+        HoldTarget::Range {
+            camera: str_field(&v, "camera")?.to_string(),
+            start_ns: time_field(&v, "start")?,
+            end_ns: time_field(&v, "end")?,
+        }
+    };
+    let actor = c.actor.clone();
+    let hold = st
+        .db(move |idx| {
+            let id = crate::holds::place(idx.conn(), &target, &reason, &actor).map_err(hold_error)?;
+            crate::holds::get(idx.conn(), id)?.ok_or_else(|| ApiError::internal("hold vanished".into()))
+        })
+        .await?;
+    Ok(json_reply(StatusCode::CREATED, &hold_json(&hold)))
+}
+
+async fn release_hold(st: &Arc<AppState>, req: Request<Incoming>, id: i64, caller: Option<Caller>) -> Reply {
+    let c = caller_of(caller)?;
+    let v = body_json(req).await?;
+    let reason = str_field(&v, "reason")?.to_string();
+    let actor = c.actor.clone();
+    let hold = st
+        .db(move |idx| crate::holds::release(idx.conn(), id, &reason, &actor).map_err(hold_error))
+        .await?;
+    ok(hold_json(&hold))
+}
+
+async fn fixity(st: &Arc<AppState>) -> Reply {
+    let s = st.db(|idx| Ok(crate::fixity::status(idx.conn())?)).await?;
+    let t = |o: Option<i64>| o.map(crate::cli_time::format_ns);
+    ok(json!({
+        "recordings": s.recordings,
+        "verified": s.verified,
+        "never_verified": s.never_verified,
+        "oldest_check": t(s.oldest_verified_ns),
+        "newest_check": t(s.newest_verified_ns),
+        "failures": s.failures.iter().map(|f| json!({
+            "recording_id": f.id,
+            "camera": f.camera,
+            "file": f.file,
+            "checked": crate::cli_time::format_ns(f.checked_ns),
+            "detail": f.detail,
+        })).collect::<Vec<_>>(),
+    }))
 }
 
 #[cfg(test)]

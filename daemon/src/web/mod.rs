@@ -155,6 +155,8 @@ pub struct AppState {
     pub require_admin_mfa: bool,
     /// Server-sent events, already formatted (`event: ...\ndata: ...\n\n`).
     pub events: tokio::sync::broadcast::Sender<String>,
+    /// One evidence bundle is built at a time (they read whole ranges).
+    pub export_gate: tokio::sync::Semaphore,
     pool: Mutex<Vec<Index>>,
 }
 
@@ -168,6 +170,7 @@ impl AppState {
         live: Arc<crate::live::LiveHub>,
     ) -> Self {
         AppState {
+            export_gate: tokio::sync::Semaphore::new(1),
             db_path,
             keyring,
             storage,
@@ -356,6 +359,8 @@ async fn watch_events(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     let mut states: HashMap<String, String> = HashMap::new();
     let mut last_recording: Option<i64> = None;
     let mut disk_low = false;
+    let mut fixity_failed: std::collections::HashSet<i64> = Default::default();
+    let mut paused: Option<String> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -371,10 +376,13 @@ async fn watch_events(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
                     Some(n) => idx.recordings_page(None, n - 50, 50)?,
                     None => Vec::new(),
                 };
-                Ok((cams, newest, new))
+                let failures = crate::fixity::failures(idx.conn())?;
+                Ok((cams, newest, new, failures))
             })
             .await;
-        let Ok((cams, newest, recent)) = snapshot else { continue };
+        let Ok((cams, newest, recent, failures)) = snapshot else {
+            continue;
+        };
         let send = |kind: &str, v: serde_json::Value| {
             let _ = st.events.send(format!("event: {kind}\ndata: {v}\n\n"));
         };
@@ -398,6 +406,19 @@ async fn watch_events(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
             }
         }
         last_recording = newest.or(last_recording).or(Some(0));
+        for f in failures {
+            if fixity_failed.insert(f.id) {
+                send(
+                    "integrity",
+                    serde_json::json!({ "camera": f.camera, "recording_id": f.id, "error": format!("fixity: {}", f.detail) }),
+                );
+            }
+        }
+        let now_paused = st.storage.alarm().paused();
+        if now_paused != paused {
+            send("storage", serde_json::json!({ "paused": now_paused }));
+            paused = now_paused;
+        }
         if let Some((avail, total)) = crate::host::fs_space(st.storage.dir()) {
             let low = total > 0 && avail * 10 < total;
             if low && !disk_low {
