@@ -60,7 +60,7 @@ pub fn public_key_pem(public_key: &[u8; 32]) -> String {
     der.extend_from_slice(public_key);
     format!(
         "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-        base64(&der)
+        base64_pem(&der)
     )
 }
 
@@ -186,13 +186,10 @@ impl DeviceKey {
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/// Standard base64 with padding, wrapped at 64 columns as PEM wants.
+/// Standard base64 with padding, on one line.
 pub fn base64(data: &[u8]) -> String {
-    let mut s = String::new();
-    for (n, c) in data.chunks(3).enumerate() {
-        if n > 0 && n % 16 == 0 {
-            s.push('\n');
-        }
+    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
         let b = [c[0], c.get(1).copied().unwrap_or(0), c.get(2).copied().unwrap_or(0)];
         let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
@@ -204,6 +201,16 @@ pub fn base64(data: &[u8]) -> String {
         }
     }
     s
+}
+
+/// Base64 wrapped at 64 columns, as PEM wants.
+fn base64_pem(data: &[u8]) -> String {
+    let one = base64(data);
+    one.as_bytes()
+        .chunks(64)
+        .map(|c| String::from_utf8_lossy(c).to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn unbase64(s: &str) -> Option<Vec<u8>> {

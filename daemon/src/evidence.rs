@@ -806,6 +806,10 @@ fn verify_source(src: &mut dyn BundleSource, pin: &Pin, rep: &mut VerifyReport) 
                 };
                 rep.fail(format!("{}: CHANGED: {what}", f.name));
             }
+            Err(e) if e.to_string().contains("checksum") => rep.fail(format!(
+                "{}: CHANGED: its bytes no longer match the zip's CRC-32 ({e})",
+                f.name
+            )),
             Err(e) => rep.fail(format!("{}: cannot read it: {e}", f.name)),
         }
     }

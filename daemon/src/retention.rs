@@ -63,6 +63,12 @@ impl Policy {
         pct.max(self.min_free_bytes).min(total)
     }
 
+    /// The band above the floor where pruning starts (2% of the
+    /// filesystem, at most 1 GiB, at least 1 MiB).
+    pub fn headroom(&self, total: u64) -> u64 {
+        (total / 50).clamp(1 << 20, 1 << 30).min(total / 4)
+    }
+
     fn limits(&self, camera: &str) -> CameraLimits {
         let mut l = self.cameras.get(camera).copied().unwrap_or_default();
         if l.retention_days.is_none() {
@@ -199,15 +205,23 @@ pub fn run_pass(
         }
     }
 
-    // 3. The storage floor, oldest first across cameras.
+    // 3. The storage floor, oldest first across cameras. Pruning starts when
+    // free space comes within `headroom` of the floor and goes on until it is
+    // two headrooms above it, so writes between passes never reach the floor.
+    let mut pruning = false;
     for _ in 0..10_000 {
         let Some((avail, total)) = space() else { break };
-        let floor = policy.floor(total);
+        let (floor, head) = (policy.floor(total), policy.headroom(total));
         rep.space_after = Some((avail, floor));
-        if avail >= floor {
+        if !pruning && avail >= floor.saturating_add(head) {
             break;
         }
-        let mut need = (floor - avail) as i64;
+        pruning = true;
+        let target = floor.saturating_add(2 * head).min(total);
+        if avail >= target {
+            break;
+        }
+        let mut need = (target - avail) as i64;
         let cands = oldest(index, "1", &[], BATCH).map_err(sql_err)?;
         let mut ids = Vec::new();
         for (id, bytes) in cands {
@@ -223,7 +237,7 @@ pub fn run_pass(
             storage.delete_unheld(index, &ids, "retention: free space", now_ns)?
         };
         if gone.is_empty() {
-            rep.below_floor = true;
+            rep.below_floor = avail < floor;
             rep.held_kept += count_held(index, "1", &[]).map_err(sql_err)?;
             break;
         }
@@ -318,7 +332,7 @@ pub fn run_thread(
     while !stop.load(Ordering::Relaxed) {
         let raised = storage.alarm().wait(tick);
         let now = std::time::Instant::now();
-        let low = space().is_some_and(|(a, t)| a < policy.floor(t));
+        let low = space().is_some_and(|(a, t)| a < policy.floor(t).saturating_add(policy.headroom(t)));
         if !(raised || low || now >= next_pass) {
             continue;
         }

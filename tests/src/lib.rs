@@ -857,3 +857,31 @@ impl Drop for Swtpm {
 pub fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// (status, body) of one HTTPS request made by curl.
+pub fn curl(port: u16, method: &str, path: &str, extra: &[&str], body: Option<&str>) -> (u16, String) {
+    let mut c = Command::new("curl");
+    // The event stream never ends: its status is all a caller here needs.
+    let limit = if path.starts_with("/api/v1/events") { "2" } else { "10" };
+    c.args([
+        "-sk",
+        "--path-as-is",
+        "-m",
+        limit,
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        method,
+    ]);
+    c.args(extra);
+    if let Some(b) = body {
+        c.args(["-H", "content-type: application/json", "--data-binary", b]);
+    }
+    c.arg(format!("https://127.0.0.1:{port}{path}"));
+    let o = c.output().expect("curl (scripts/test installs it)");
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let (b, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), b.to_string())
+}
