@@ -80,7 +80,7 @@ fn bundles_verify_offline_and_every_tampering_is_detected() {
     let end = recs
         .iter()
         .filter(|r| r.state == "complete")
-        .last()
+        .next_back()
         .unwrap()
         .end
         .clone();
