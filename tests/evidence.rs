@@ -77,13 +77,7 @@ fn bundles_verify_offline_and_every_tampering_is_detected() {
     assert!(enough.is_some(), "no recordings: {}", v.log());
     let recs = v.recordings();
     let start = recs[0].start.clone();
-    let end = recs
-        .iter()
-        .filter(|r| r.state == "complete")
-        .next_back()
-        .unwrap()
-        .end
-        .clone();
+    let end = recs.iter().rfind(|r| r.state == "complete").unwrap().end.clone();
 
     // The device's public identity, as an investigator would get it from the box.
     let dev = v.cli(&["device"]);
