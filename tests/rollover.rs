@@ -6,17 +6,6 @@ use std::time::Duration;
 
 use vigil_e2e::*;
 
-fn libfaketime() -> Option<String> {
-    let out = std::process::Command::new("dpkg")
-        .args(["-L", "libfaketime"])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.ends_with("libfaketimeMT.so.1"))
-        .map(str::to_string)
-}
-
 #[test]
 fn recording_crosses_a_day_rollover_without_a_gap() {
     let lib = libfaketime().expect("libfaketime (scripts/test installs faketime)");

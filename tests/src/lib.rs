@@ -885,3 +885,44 @@ pub fn curl(port: u16, method: &str, path: &str, extra: &[&str], body: Option<&s
     let (b, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), b.to_string())
 }
+
+/// A tmpfs mounted over `dir`, unmounted when dropped (also on failure).
+pub struct Tmpfs(pub std::path::PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .ok()?
+            .success();
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+    pub fn resize(&self, size: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status();
+        assert!(st.is_ok_and(|s| s.success()), "remount");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The path of libfaketime's multi-threaded library, if installed.
+pub fn libfaketime() -> Option<String> {
+    let out = std::process::Command::new("dpkg")
+        .args(["-L", "libfaketime"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.ends_with("libfaketimeMT.so.1"))
+        .map(str::to_string)
+}

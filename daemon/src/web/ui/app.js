@@ -57,6 +57,7 @@ async function route() {
   if (page === "users") return users();
   if (page === "cameras") return cameraAdmin();
   if (page === "audit") return audit();
+  if (page === "evidence") return evidence();
   return dashboard();
 }
 
@@ -281,10 +282,105 @@ $("playback-form").addEventListener("submit", async (ev) => {
     dl.href = url + "&download=1";
     dl.download = cam + "-" + start.replace(/[:.]/g, "") + ".mp4";
     dl.hidden = me.role === "viewer"; // exporting is for operators and admins
+    $("pb-bundle").hidden = me.role === "viewer";
+    $("pb-hold").hidden = me.role === "viewer";
+    lastRange = { camera: cam, start, end };
   } catch (e) {
     text($("pb-error"), e.message);
   }
 });
+
+// ---- evidence: bundles and legal holds ----
+let lastRange = null;
+
+$("pb-bundle").addEventListener("click", async () => {
+  if (!lastRange) return;
+  text($("pb-error"), "Making the bundle…");
+  try {
+    const r = await api("POST", "/api/v1/exports", lastRange);
+    text($("pb-error"), "Bundle " + r.id + " made: " + r.frames + " frames, SHA-256 " + r.sha256 + ". Download it from Evidence.");
+  } catch (e) {
+    text($("pb-error"), e.message);
+  }
+});
+
+$("pb-hold").addEventListener("click", async () => {
+  if (!lastRange) return;
+  const reason = prompt("Reason for the legal hold (case number, request):");
+  if (!reason) return;
+  try {
+    const h = await api("POST", "/api/v1/holds", Object.assign({ reason }, lastRange));
+    text($("pb-error"), "Hold " + h.id + " placed on " + h.what + ".");
+  } catch (e) {
+    text($("pb-error"), e.message);
+  }
+});
+
+async function evidence() {
+  show("evidence");
+  text($("evidence-error"), "");
+  try {
+    const d = await api("GET", "/api/v1/device");
+    text($("device-id"), "Device " + d.device_id + ", signing key fingerprint " + d.signing_key.fingerprint_sha256);
+  } catch (e) {
+    text($("device-id"), "");
+  }
+  const holds = $("hold-rows");
+  holds.replaceChildren();
+  for (const h of await api("GET", "/api/v1/holds")) {
+    const tr = document.createElement("tr");
+    cell(tr, String(h.id));
+    cell(tr, h.what);
+    cell(tr, h.reason);
+    cell(tr, h.placed);
+    cell(tr, h.placed_by);
+    const td = document.createElement("td");
+    if (me.role === "admin") {
+      const b = text(Object.assign(document.createElement("button"), { type: "button" }), "Release");
+      b.addEventListener("click", async () => {
+        const reason = prompt("Why is hold " + h.id + " released?");
+        if (!reason) return;
+        try { await api("POST", "/api/v1/holds/" + h.id + "/release", { reason }); evidence(); }
+        catch (e) { text($("evidence-error"), e.message); }
+      });
+      td.appendChild(b);
+    }
+    tr.appendChild(td);
+    holds.appendChild(tr);
+  }
+  const rows = $("export-rows");
+  rows.replaceChildren();
+  if (me.role === "viewer") return;
+  for (const x of await api("GET", "/api/v1/exports")) {
+    const tr = document.createElement("tr");
+    cell(tr, String(x.id));
+    cell(tr, x.created);
+    cell(tr, x.operator);
+    cell(tr, x.cameras.join(", "));
+    cell(tr, x.start + " – " + x.end);
+    cell(tr, (x.bytes / 1048576).toFixed(1) + " MiB");
+    cell(tr, x.sha256);
+    const td = document.createElement("td");
+    if (x.downloadable) {
+      const a = text(Object.assign(document.createElement("a"), { href: "/api/v1/exports/" + x.id + "/download" }), "Download");
+      td.appendChild(a);
+    }
+    if (!x.held) {
+      const b = text(Object.assign(document.createElement("button"), { type: "button" }), "Hold");
+      b.addEventListener("click", async () => {
+        const reason = prompt("Reason for holding export " + x.id + ":");
+        if (!reason) return;
+        try { await api("POST", "/api/v1/holds", { export_id: x.id, reason }); evidence(); }
+        catch (e) { text($("evidence-error"), e.message); }
+      });
+      td.appendChild(b);
+    } else {
+      td.appendChild(text(document.createElement("span"), " held"));
+    }
+    tr.appendChild(td);
+    rows.appendChild(tr);
+  }
+}
 
 // ---- cameras (admin) ----
 async function cameraAdmin() {
