@@ -193,11 +193,13 @@ fn check_all(storage: &Storage, keys: &dyn KeyLookup, planned: &[Planned]) -> Re
 
 /// The decode time of a recording's start in an export whose time 0 is
 /// `origin_ns`: snapped onto the previous recording's end when they are
-/// contiguous (sub-millisecond rounding) or would overlap.
+/// contiguous (sub-millisecond rounding), would overlap, or the recording
+/// continues the previous one in media time (the wall clock stepped between
+/// them: the video itself has no gap).
 fn decode_base(rec: &RecordingRow, origin_ns: i64, ts: i64, prev_end: Option<i64>) -> i64 {
     let base = ns_to_ticks(rec.start_wall_ns - origin_ns, ts);
     match prev_end {
-        Some(pe) if (base - pe).abs() <= ts / 1000 || base < pe => pe,
+        Some(pe) if rec.continues_previous || (base - pe).abs() <= ts / 1000 || base < pe => pe,
         _ => base,
     }
 }
@@ -236,7 +238,16 @@ pub fn export<W: Write>(
     let origin_ns = first.rec.wall_of(first.first_pts);
     let last = &planned[planned.len() - 1];
     let end_guess = end_ns.min(last.rec.wall_of(last.end_pts));
-    let duration = ns_to_ticks(end_guess - origin_ns, ts).max(0) as u64;
+    // The media timeline's length: a wall-clock step between continuing
+    // recordings is not part of it.
+    let mut media_end = None;
+    for p in &planned {
+        let b = decode_base(&p.rec, origin_ns, ts, media_end);
+        media_end = Some(b + (p.end_pts - p.rec.start_pts));
+    }
+    let duration = ns_to_ticks(end_guess - origin_ns, ts)
+        .min(media_end.unwrap_or(0))
+        .max(0) as u64;
     let si0 = &opened[0].0;
     let init = mp4::init_segment(&mp4::TrackInfo {
         timescale,

@@ -230,6 +230,7 @@ ALTER TABLE recording ADD COLUMN fixity_ok INTEGER;
 ALTER TABLE recording ADD COLUMN fixity_detail TEXT;
 CREATE INDEX recording_fixity ON recording (fixity_ns);
 CREATE INDEX recording_start ON recording (start_wall_ns);
+ALTER TABLE recording ADD COLUMN continues_previous INTEGER NOT NULL DEFAULT 0;
 "#;
 
 /// Each step takes the schema from version i to i + 1.
@@ -253,6 +254,9 @@ pub struct RecordingRow {
     pub bytes: i64,
     pub sha256: Option<Vec<u8>>,
     pub end_reason: Option<String>,
+    /// Continues the previous recording of the camera in media time (same
+    /// camera session), even if the wall clock moved between them.
+    pub continues_previous: bool,
 }
 
 impl RecordingRow {
@@ -319,7 +323,7 @@ pub struct Index {
 }
 
 const RECORDING_COLUMNS: &str = "r.id, r.camera_id, c.name, r.file_name, r.key_id, r.codec, r.state, r.start_wall_ns, \
-     r.timescale, r.start_pts, r.end_pts, r.frames, r.chunks, r.bytes, r.sha256, r.end_reason";
+     r.timescale, r.start_pts, r.end_pts, r.frames, r.chunks, r.bytes, r.sha256, r.end_reason, r.continues_previous";
 
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
@@ -363,6 +367,7 @@ fn recording_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {
         bytes: r.get(13)?,
         sha256: r.get(14)?,
         end_reason: r.get(15)?,
+        continues_previous: r.get(16)?,
     })
 }
 
@@ -518,6 +523,13 @@ impl Index {
             ],
         )?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Marks recording `id` as continuing the previous one in media time.
+    pub fn mark_continuous(&self, id: i64) -> Result<(), IndexError> {
+        self.conn
+            .execute("UPDATE recording SET continues_previous = 1 WHERE id = ?1", [id])?;
+        Ok(())
     }
 
     /// Records a chunk that is already durable in the file.

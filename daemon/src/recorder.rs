@@ -335,16 +335,36 @@ impl Recorder {
             return;
         }
         let observed = now_ns();
-        let start_wall_ns = match self.continue_wall_ns {
-            Some(prev) if (observed - prev).abs() < 5_000_000_000 => prev,
-            Some(prev) => observed.max(prev),
-            None => observed.max(self.last_end_wall_ns),
+        // Within one camera session a recording continues the previous one
+        // in media time. The wall clock is followed only when it has moved
+        // more than 5 s away (drift re-anchoring, or a clock step forward,
+        // e.g. NTP correcting a wrong boot time); the recording is then
+        // marked as continuing the previous one, so exports stay continuous.
+        // A clock that went back never reorders recordings.
+        let (start_wall_ns, continues) = match self.continue_wall_ns {
+            Some(prev) if (observed - prev).abs() < 5_000_000_000 => (prev, true),
+            Some(prev) if observed > prev => {
+                tracing::warn!(
+                    camera = %self.cfg.camera,
+                    step_s = (observed - prev) / 1_000_000_000,
+                    "wall clock moved forward during a continuous recording; the next recording starts at the new time \
+                     and exports keep media time continuous"
+                );
+                (observed, true)
+            }
+            Some(prev) => (prev, true),
+            None => (observed.max(self.last_end_wall_ns), false),
         };
         if start_wall_ns > observed + 1_000_000_000 {
             tracing::warn!(camera = %self.cfg.camera, "wall clock is behind the last recording's end; keeping recordings in order");
         }
         match self.create_recording(params, pts, start_wall_ns, observed) {
             Ok(open) => {
+                if continues {
+                    if let Err(e) = self.index.mark_continuous(open.id) {
+                        tracing::warn!(camera = %self.cfg.camera, recording = open.id, "cannot mark continuity: {e}");
+                    }
+                }
                 tracing::info!(camera = %self.cfg.camera, recording = open.id, "recording started");
                 self.stats.recordings += 1;
                 self.open = Some(open);
