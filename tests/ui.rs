@@ -87,6 +87,21 @@ fn chromium_logs_in_with_totp_watches_live_plays_back_and_exports() {
     assert_eq!(r["export"]["status"], 200);
     assert_eq!(r["export"]["type"], "video/mp4");
     assert!(r["export"]["bytes"].as_u64().unwrap_or(0) > 10_000);
+    assert!(
+        r["bundle_message"].to_string().contains("SHA-256"),
+        "{}",
+        r["bundle_message"]
+    );
+    assert!(
+        r["evidence_rows"].to_string().contains("Download"),
+        "{}",
+        r["evidence_rows"]
+    );
+    assert!(
+        r["device_line"].to_string().contains("fingerprint"),
+        "{}",
+        r["device_line"]
+    );
     assert_eq!(r["qr_shown"], true);
     assert_eq!(r["phone_fits"], true, "the dashboard fits a 390 px wide phone screen");
     for s in [
@@ -95,11 +110,19 @@ fn chromium_logs_in_with_totp_watches_live_plays_back_and_exports() {
         "3-dashboard.png",
         "4-live.png",
         "5-playback.png",
+        "6-evidence.png",
     ] {
         assert!(shots.join(s).exists(), "screenshot {s}");
     }
     let audit = String::from_utf8_lossy(&v.cli(&["audit", "tail", "-n", "30"]).stdout).to_string();
-    for action in ["login", "user.password", "user.mfa.enable", "logout", "export.download"] {
+    for action in [
+        "login",
+        "user.password",
+        "user.mfa.enable",
+        "logout",
+        "export.download",
+        "export.bundle",
+    ] {
         assert!(audit.contains(action), "{action} audited: {audit}");
     }
 }

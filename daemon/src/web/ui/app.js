@@ -327,7 +327,14 @@ async function evidence() {
   }
   const holds = $("hold-rows");
   holds.replaceChildren();
-  for (const h of await api("GET", "/api/v1/holds")) {
+  const active = await api("GET", "/api/v1/holds");
+  if (!active.length) {
+    const tr = document.createElement("tr");
+    cell(tr, "");
+    cell(tr, "No active holds.");
+    holds.appendChild(tr);
+  }
+  for (const h of active) {
     const tr = document.createElement("tr");
     cell(tr, String(h.id));
     cell(tr, h.what);
