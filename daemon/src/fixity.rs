@@ -52,12 +52,16 @@ struct Candidate {
     sha256: Vec<u8>,
 }
 
+/// The next recording to scrub in the cycle that started at `cycle_start_ns`:
+/// never verified ones first, then the least recently verified. A recording
+/// finished after the cycle started waits for the next one (it was hashed
+/// as it was written).
 fn next_candidate(index: &Index, cycle_start_ns: i64) -> rusqlite::Result<Option<Candidate>> {
     index
         .conn()
         .query_row(
             "SELECT id, file_name, bytes, sha256 FROM recording \
-             WHERE state != 'writing' AND sha256 IS NOT NULL AND (fixity_ns IS NULL OR fixity_ns < ?1) \
+             WHERE state != 'writing' AND sha256 IS NOT NULL AND coalesce(fixity_ns, end_wall_ns) < ?1 \
              ORDER BY fixity_ns IS NOT NULL, fixity_ns, id LIMIT 1",
             [cycle_start_ns],
             |r| {
@@ -77,7 +81,7 @@ fn next_candidate(index: &Index, cycle_start_ns: i64) -> rusqlite::Result<Option
 pub fn hash_file(path: &std::path::Path, rate: u64, stop: &AtomicBool) -> std::io::Result<Option<([u8; 32], u64)>> {
     let mut f = std::fs::File::open(path)?;
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; 256 << 10];
     let mut len = 0u64;
     let t0 = Instant::now();
     loop {
@@ -180,6 +184,8 @@ pub fn run_thread(storage: Storage, db_path: PathBuf, cfg: FixityConfig, stop: A
             return;
         }
     };
+    // A background connection: a small page cache is plenty.
+    let _ = index.conn().execute_batch("PRAGMA cache_size = -256");
     let sleep = |d: Duration| {
         let until = Instant::now() + d;
         while !stop.load(Ordering::Relaxed) && Instant::now() < until {
@@ -189,7 +195,19 @@ pub fn run_thread(storage: Storage, db_path: PathBuf, cfg: FixityConfig, stop: A
     let mut cycle_started = Instant::now();
     let mut cycle_start_ns = crate::recorder::now_ns();
     let (mut checked, mut failed) = (0u64, 0u64);
+    let mut volume_gone = false;
     while !stop.load(Ordering::Relaxed) {
+        // A vanished volume is a storage fault (recording reports it), not
+        // a change to the files: pause the scrub until it is back.
+        if let Err(e) = storage.check_volume() {
+            if !volume_gone {
+                tracing::warn!("fixity scrub paused: {e}");
+                volume_gone = true;
+            }
+            sleep(Duration::from_secs(5));
+            continue;
+        }
+        volume_gone = false;
         match next_candidate(&index, cycle_start_ns) {
             Ok(Some(c)) => match scrub_one(&storage, &index, &c, cfg.rate_bytes_per_s, &stop) {
                 Ok(Some(Outcome::Ok)) => checked += 1,

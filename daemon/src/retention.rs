@@ -325,6 +325,8 @@ pub fn run_thread(
             return;
         }
     };
+    // A background connection: a small page cache is plenty.
+    let _ = index.conn().execute_batch("PRAGMA cache_size = -256");
     let dir = storage.dir().to_path_buf();
     let space = move || crate::host::fs_space(&dir);
     let mut next_pass = std::time::Instant::now();
@@ -388,6 +390,135 @@ mod tests {
         assert_eq!(id_ranges(&mut [2, 6, 10, 14, 15]), "2-14/4, 15");
         assert_eq!(id_ranges(&mut [2, 6]), "2, 6");
         assert_eq!(id_ranges(&mut []), "");
+    }
+
+    /// An index with `n` finished one-minute recordings per camera (10 MB
+    /// each, an empty file each), the oldest `n` minutes before `now`.
+    fn archive(n: i64, now: i64) -> (tempfile::TempDir, Storage, Index) {
+        let d = tempfile::tempdir().unwrap();
+        let mut storage = Storage::new(&d.path().join("rec"));
+        storage.ensure().unwrap();
+        let index = Index::open(&d.path().join("v.db")).unwrap();
+        let minute = 60_000_000_000i64;
+        for cam in ["a", "b"] {
+            let cid = index.camera_id(cam).unwrap();
+            std::fs::create_dir_all(storage.dir().join(cam)).unwrap();
+            for i in 0..n {
+                let name = format!("{cam}/{i}.vseg");
+                std::fs::write(storage.path_of(&name), b"x").unwrap();
+                let start = now - (n - i) * minute;
+                index
+                    .conn()
+                    .execute(
+                        "INSERT INTO recording (camera_id, file_name, file_id, key_id, codec, state, start_wall_ns, \
+                         observed_wall_ns, timescale, start_pts, end_pts, bytes, end_wall_ns) \
+                         VALUES (?1, ?2, x'00', x'00', 'h264', ?3, ?4, ?4, 1000000000, 0, ?5, 10000000, ?6)",
+                        rusqlite::params![
+                            cid,
+                            name,
+                            if i == n - 1 { "writing" } else { "complete" },
+                            start,
+                            minute,
+                            start + minute
+                        ],
+                    )
+                    .unwrap();
+            }
+        }
+        (d, storage, index)
+    }
+
+    fn ids(index: &Index, cam: &str) -> Vec<i64> {
+        index.recordings(Some(cam)).unwrap().iter().map(|r| r.id).collect()
+    }
+
+    #[test]
+    fn age_size_and_floor_rules_delete_oldest_first_and_skip_holds_and_the_open_recording() {
+        let now = 1_800_000_000_000_000_000i64;
+        let day = 1440;
+        // Three days of one-minute recordings per camera.
+        let (_d, storage, mut index) = archive(3 * day, now);
+        let all_a = ids(&index, "a");
+        // Hold camera a's very first hour.
+        let first = index.recordings(Some("a")).unwrap()[0].clone();
+        crate::holds::place(
+            index.conn(),
+            &crate::holds::HoldTarget::Range {
+                camera: "a".into(),
+                start_ns: first.start_wall_ns,
+                end_ns: first.start_wall_ns + 3_600_000_000_000,
+            },
+            "case",
+            "t",
+        )
+        .unwrap();
+        let plenty = || Some((1u64 << 40, 1u64 << 41));
+        let mut policy = Policy::default();
+        policy.cameras.insert(
+            "a".into(),
+            CameraLimits {
+                retention_days: Some(2),
+                max_bytes: None,
+            },
+        );
+        // b: at most 600 recordings' worth.
+        policy.cameras.insert(
+            "b".into(),
+            CameraLimits {
+                retention_days: None,
+                max_bytes: Some(600 * 10_000_000),
+            },
+        );
+        let rep = run_pass(&storage, &mut index, &policy, now, &plenty, "t").unwrap();
+        let a = ids(&index, "a");
+        let b = ids(&index, "b");
+        // a: the first day is gone except the held hour (60 recordings).
+        assert_eq!(a.len(), 2 * day as usize + 60, "{}", a.len());
+        assert_eq!(a[..60], all_a[..60], "held hour kept");
+        assert_eq!(a[60], all_a[day as usize], "then everything from day 2 on");
+        assert_eq!(rep.held_kept, 60);
+        // b: the newest 600, the open recording included.
+        assert_eq!(b.len(), 600);
+        assert!(index.recordings(Some("b")).unwrap().last().unwrap().state == "writing");
+        // Files went with the rows; nothing is left in the garbage queue.
+        assert!(!storage.path_of("a/100.vseg").exists() && storage.path_of("a/10.vseg").exists());
+        assert!(index.garbage().unwrap().is_empty());
+
+        // The floor: a disk 490 MB below a 10% floor, where each deleted
+        // recording (one unlinked file) frees 10 MB.
+        let total = 100_000_000_000u64;
+        let base = total / 10 - 490_000_000;
+        let files = || {
+            ["a", "b"]
+                .iter()
+                .map(|c| std::fs::read_dir(storage.dir().join(c)).map(|d| d.count()).unwrap_or(0))
+                .sum::<usize>() as u64
+        };
+        let before = files();
+        let space_fs = || Some((base + (before - files()) * 10_000_000, total));
+        let oldest_before: Vec<i64> = {
+            let mut v: Vec<_> = index.recordings(None).unwrap();
+            v.sort_by_key(|r| (r.start_wall_ns, r.id));
+            v.iter().map(|r| r.id).collect()
+        };
+        let rep = run_pass(&storage, &mut index, &Policy::default(), now, &space_fs, "t").unwrap();
+        let (avail, floor) = rep.space_after.unwrap();
+        assert!(
+            avail >= floor + Policy::default().headroom(total),
+            "{avail} < {floor} + headroom"
+        );
+        assert!(!rep.below_floor);
+        // Oldest first across cameras, skipping the held hour.
+        let gone: std::collections::BTreeSet<i64> = rep.deleted.iter().map(|(r, _)| r.id).collect();
+        let unheld: Vec<i64> = oldest_before
+            .iter()
+            .copied()
+            .filter(|id| !a[..60].contains(id))
+            .collect();
+        assert!(
+            unheld[..gone.len()].iter().all(|id| gone.contains(id)),
+            "not the oldest first"
+        );
     }
 
     #[test]

@@ -1525,11 +1525,14 @@ async fn ready(st: &Arc<AppState>) -> Reply {
         Err(_) => (false, Vec::new(), 0),
     };
     let paused = st.storage.alarm().paused();
+    let storage = st.storage.clone();
     let checks = tokio::task::spawn_blocking(move || {
+        // Never probe the mount point's own filesystem if the volume is gone.
         let probe = storage_dir.join(".vigil-ready-probe");
-        let writable = std::fs::write(&probe, b"probe")
-            .and_then(|()| std::fs::remove_file(&probe))
-            .is_ok();
+        let writable = storage.check_volume().is_ok()
+            && std::fs::write(&probe, b"probe")
+                .and_then(|()| std::fs::remove_file(&probe))
+                .is_ok();
         let space = crate::host::fs_space(&storage_dir);
         let self_test = crate::vseg::self_test();
         let sealing = keyring.sealer().describe();
