@@ -348,6 +348,12 @@ fn bundles_verify_offline_and_every_tampering_is_detected() {
         let c = clip_of(d);
         std::fs::rename(&c, d.join("renamed.mp4")).unwrap();
     });
+    // A hostile bundle: the clip replaced by a symlink to an endless device.
+    assert_detected(&clean, w, "symlinked-clip", "not a regular file", |d| {
+        let c = clip_of(d);
+        std::fs::remove_file(&c).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &c).unwrap();
+    });
     // A zip with one byte of the clip flipped.
     let bad_zip = work.path().join("bad.zip");
     let mut z = std::fs::read(&clean_zip).unwrap();

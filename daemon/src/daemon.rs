@@ -101,6 +101,16 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(e) => tracing::warn!("cannot prune unused data keys: {e}"),
     }
+    // The device identity exists from the first start, so exports made
+    // later by the daemon and the CLI never race to create it.
+    match crate::device::DeviceKey::load_or_create(&keyring, "daemon start") {
+        Ok(k) => tracing::info!(
+            device = %k.identity().device_id,
+            signing_key = %k.identity().fingerprint(),
+            "device signing key loaded"
+        ),
+        Err(e) => tracing::error!("device signing key unavailable; evidence bundles will fail: {e}"),
+    }
     // The cameras to run: vigil.toml's, then those added from the web UI.
     let mut cameras: Vec<crate::config::CameraConfig> = config.cameras.clone();
     for m in crate::cameras::managed(&index)? {

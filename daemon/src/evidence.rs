@@ -634,7 +634,13 @@ impl BundleSource for DirSource {
         &self.names
     }
     fn open(&mut self, name: &str) -> std::io::Result<Box<dyn Read + '_>> {
-        Ok(Box::new(std::fs::File::open(self.dir.join(name))?))
+        // Only regular files: a symlink or a device in a bundle (say, to
+        // /dev/zero) must not make the verifier read outside it, or forever.
+        let p = self.dir.join(name);
+        if !std::fs::symlink_metadata(&p)?.file_type().is_file() {
+            return Err(std::io::Error::other("not a regular file (a symlink, device or pipe)"));
+        }
+        Ok(Box::new(std::fs::File::open(p)?))
     }
 }
 

@@ -1912,6 +1912,8 @@ async fn download_export(st: &Arc<AppState>, id: i64, caller: Option<Caller>) ->
     let path = exports_dir(st).join(&name);
     let file = std::fs::File::open(&path)
         .map_err(|e| ApiError::new(StatusCode::GONE, format!("export {id}'s file is gone: {e}")))?;
+    // The length of the file as it is (the body must match Content-Length).
+    let bytes = file.metadata().map(|m| m.len() as i64).unwrap_or(bytes);
     let sha_hex = crate::vseg::hex(&sha);
     let actor = c.actor.clone();
     let detail = format!("{bytes} bytes, sha256 {sha_hex}");
