@@ -103,3 +103,53 @@ fn bad_configs_give_one_line_and_exit_2() {
         "keys init refuses to overwrite"
     );
 }
+
+/// Recording on a directory that is not on a dm-crypt (LUKS2) volume is
+/// refused, naming the directory and the override; with the override the
+/// daemon runs and health shows a warning.
+#[test]
+fn an_unencrypted_recordings_volume_is_refused_without_the_override() {
+    let mut v = Vigil::new(
+        &[Cam {
+            name: "a",
+            url: "rtsp://127.0.0.1:9/h264".into(),
+        }],
+        10,
+    );
+    let good = std::fs::read_to_string(&v.config).unwrap();
+    let strict = good.replace("allow_unencrypted_volume = true", "");
+    assert_ne!(good, strict);
+    std::fs::write(&v.config, &strict).unwrap();
+    let mut child = std::process::Command::new(vigil_bin())
+        .arg("--config")
+        .arg(&v.config)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn vigil run");
+    let status = wait_bounded(&mut child, std::time::Duration::from_secs(20)).expect("vigil run exits");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    println!("{err}");
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("not a dm-crypt LUKS2 volume"), "{err}");
+    assert!(err.contains("allow_unencrypted_volume = true"), "{err}");
+    assert!(err.contains("refusing to record"), "{err}");
+    assert!(!v.storage().join("a").exists(), "nothing was recorded");
+
+    // With the override: it runs, and health says why it is not ideal.
+    std::fs::write(&v.config, &good).unwrap();
+    v.enable_http("");
+    v.start();
+    let port = v.https_port();
+    let (code, body) = curl(port, "GET", "/health/ready", &[], None);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"storage_encrypted_volume\":false"), "{body}");
+    assert!(body.contains("not a dm-crypt LUKS2 volume"), "{body}");
+    assert!(v.log().contains("UNENCRYPTED VOLUME"));
+    assert!(v.stop());
+}

@@ -22,14 +22,6 @@ fn verify_export(bundle: &Path, extra: &[&str]) -> Output {
         .expect("run vigil verify-export")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn copy_dir(from: &Path, to: &Path) {
     let st = Command::new("cp").arg("-a").arg(from).arg(to).status().expect("cp");
     assert!(st.success());

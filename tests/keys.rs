@@ -3,18 +3,9 @@
 //! recovery after a wiped TPM, KEK rotation under `kill -9`, and
 //! crypto-shredding.
 
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use vigil_e2e::*;
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn complete(v: &Vigil) -> Vec<Rec> {
     v.recordings().into_iter().filter(|r| r.state == "complete").collect()

@@ -7,14 +7,6 @@ use std::time::Duration;
 
 use vigil_e2e::*;
 
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn camera_password_from_the_store_never_leaks() {
     let sentinel = format!("S3ntinel-{}", std::process::id());

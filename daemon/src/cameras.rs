@@ -121,6 +121,10 @@ struct Running {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     recorder: std::thread::JoinHandle<RecorderStats>,
+    /// When the recorder last finished handling an event ([`crate::health::mono_ms`]).
+    beat: Arc<std::sync::atomic::AtomicI64>,
+    /// A sender kept only to read the queue's depth.
+    queue: mpsc::Sender<crate::recorder::Event>,
 }
 
 /// Starts and stops cameras while the daemon runs.
@@ -205,6 +209,10 @@ impl Supervisor {
             self.keys.clone(),
         )?;
         let (tx, rx) = mpsc::channel(BATCH_QUEUE);
+        let beat = Arc::new(std::sync::atomic::AtomicI64::new(crate::health::mono_ms()));
+        let mut recorder = recorder;
+        recorder.set_heartbeat(beat.clone());
+        let queue = tx.clone();
         let recorder = std::thread::Builder::new()
             .name(format!("rec-{}", cam.name))
             .spawn(move || recorder.run(rx))?;
@@ -217,7 +225,16 @@ impl Supervisor {
             tx,
             stop_rx,
         ));
-        running.insert(cam.name.clone(), Running { stop, task, recorder });
+        running.insert(
+            cam.name.clone(),
+            Running {
+                stop,
+                task,
+                recorder,
+                beat,
+                queue,
+            },
+        );
         tracing::info!(camera = %cam.name, "camera started");
         Ok(())
     }
@@ -229,14 +246,43 @@ impl Supervisor {
             return false;
         };
         self.live.remove(name);
-        let _ = r.stop.send(true);
-        let _ = r.task.await;
-        let joined = tokio::task::spawn_blocking(move || r.recorder.join()).await;
+        let Running {
+            stop,
+            task,
+            recorder,
+            queue,
+            ..
+        } = r;
+        // The recorder ends when every sender is gone: ours too.
+        drop(queue);
+        let _ = stop.send(true);
+        let _ = task.await;
+        let joined = tokio::task::spawn_blocking(move || recorder.join()).await;
         match joined {
             Ok(Ok(stats)) => tracing::info!(camera = %name, ?stats, "camera stopped"),
             _ => tracing::error!(camera = %name, "a recorder thread panicked"),
         }
         true
+    }
+
+    /// Each running camera's heartbeats, for the health supervisor.
+    pub fn health(&self) -> Vec<crate::health::CameraHealth> {
+        let now = crate::health::mono_ms();
+        let Ok(m) = self.running.lock() else { return Vec::new() };
+        let mut v: Vec<_> = m
+            .iter()
+            .map(|(name, r)| crate::health::CameraHealth {
+                name: name.clone(),
+                // The queue keeps our own sender: capacity counts free slots.
+                queued: r.queue.max_capacity() - r.queue.capacity(),
+                writer_idle: std::time::Duration::from_millis(
+                    (now - r.beat.load(std::sync::atomic::Ordering::Relaxed)).max(0) as u64,
+                ),
+                ingest_alive: !r.task.is_finished(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
     }
 
     /// Stops every camera (daemon shutdown).

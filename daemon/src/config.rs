@@ -99,6 +99,8 @@ pub enum PlainAction {
 struct RawStorage {
     dir: Spanned<PathBuf>,
     db: Spanned<PathBuf>,
+    #[serde(default)]
+    allow_unencrypted_volume: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,6 +213,9 @@ pub struct Config {
     pub path: PathBuf,
     pub storage_dir: PathBuf,
     pub db_path: PathBuf,
+    /// Record even when the recordings directory is not on a dm-crypt
+    /// (LUKS2) volume (development; health shows a warning).
+    pub allow_unencrypted_volume: bool,
     pub keys: KeySourceConfig,
     pub segment_duration: Duration,
     pub stall_timeout: Duration,
@@ -301,6 +306,7 @@ impl Config {
         })?;
 
         let storage = raw.storage.into_inner();
+        let allow_unencrypted_volume = storage.allow_unencrypted_volume;
         let dir = absolute(&src, storage.dir, "storage.dir")?;
         let db = absolute(&src, storage.db, "storage.db")?;
 
@@ -608,6 +614,7 @@ impl Config {
         }
 
         Ok(Config {
+            allow_unencrypted_volume,
             retention,
             fixity,
             http,

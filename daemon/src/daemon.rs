@@ -67,11 +67,45 @@ fn camera_password(
     }
 }
 
+/// The recordings directory is not on a dm-crypt (LUKS2) volume and the
+/// override is not set: recording is refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UnencryptedVolume(pub String);
+
+/// Refuses a recordings directory that is not on a LUKS2 volume unless
+/// `[storage] allow_unencrypted_volume = true`; then returns the warning
+/// health shows.
+fn check_volume(config: &Config, storage: &Storage) -> anyhow::Result<Option<String>> {
+    let v = crate::host::volume(storage.dir())
+        .with_context(|| format!("cannot inspect the volume of {}", storage.dir().display()))?;
+    if v.is_luks2() {
+        tracing::info!(volume = %v.describe(), "recordings are on an encrypted volume");
+        return Ok(None);
+    }
+    let what = format!(
+        "the recordings directory {} is on {}, not a dm-crypt LUKS2 volume",
+        storage.dir().display(),
+        v.describe()
+    );
+    if !config.allow_unencrypted_volume {
+        return Err(UnencryptedVolume(format!(
+            "{}: {what}; refusing to record. Put it on the encrypted volume (scripts/provision), \
+             or set [storage] allow_unencrypted_volume = true (development only)",
+            config.path.display()
+        ))
+        .into());
+    }
+    tracing::warn!("UNENCRYPTED VOLUME: {what} (allowed by [storage] allow_unencrypted_volume); recordings are still chunk-encrypted");
+    Ok(Some(format!("{what} (allowed by allow_unencrypted_volume)")))
+}
+
 pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
     let keys: Arc<dyn KeyLookup> = keyring.clone();
     let storage = Storage::new(&config.storage_dir);
     let mut storage = storage;
     storage.ensure()?;
+    let volume_warning = check_volume(&config, &storage)?;
     let mut index = Index::open(&config.db_path)?;
     let _lock = lock_instance(&config)?;
 
@@ -223,6 +257,7 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             live.clone(),
         );
         state.require_admin_mfa = http.require_mfa_for_admins;
+        state.volume_warning = volume_warning.clone();
         let state = Arc::new(state);
         if let Some((addr, action)) = http.plain {
             let plain = runtime
@@ -250,6 +285,45 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             shutdown_rx.clone(),
         )));
     }
+    // The runtime's heartbeat: one tick a second from a task on it.
+    let runtime_beat = Arc::new(std::sync::atomic::AtomicI64::new(crate::health::mono_ms()));
+    {
+        let beat = runtime_beat.clone();
+        let mut shutdown = shutdown_rx.clone();
+        runtime.spawn(async move {
+            loop {
+                beat.store(crate::health::mono_ms(), std::sync::atomic::Ordering::Relaxed);
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        });
+    }
+    // Database open, keys loaded, listeners bound: ready.
+    let notifier = crate::notify::Notifier::from_env();
+    notifier.send(&format!(
+        "READY=1\nSTATUS={} camera(s) starting",
+        supervisor.running().len()
+    ));
+    if notifier.enabled() {
+        tracing::info!(watchdog = ?notifier.watchdog(), "told systemd we are ready");
+    }
+    {
+        let hs = crate::health::HealthSupervisor {
+            notifier,
+            cameras: supervisor.clone(),
+            db_path: config.db_path.clone(),
+            storage: storage.clone(),
+            runtime_beat,
+        };
+        let stop = background_stop.clone();
+        background.push(
+            std::thread::Builder::new()
+                .name("health".into())
+                .spawn(move || hs.run(stop))?,
+        );
+    }
     tracing::info!(
         cameras = supervisor.running().len(),
         storage = %config.storage_dir.display(),
@@ -262,6 +336,7 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             _ = term.recv() => tracing::info!("SIGTERM: stopping"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
         }
+        crate::notify::Notifier::from_env().send("STOPPING=1\nSTATUS=stopping: finalising recordings");
         let _ = shutdown_tx.send(true);
         supervisor.stop_all().await;
         for t in tasks {

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod board;
 pub mod cameras;
 pub mod cli_time;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod device;
 pub mod evidence;
 pub mod export;
 pub mod fixity;
+pub mod health;
 pub mod holds;
 pub mod host;
 pub mod import;
@@ -23,6 +25,7 @@ pub mod keys;
 pub mod live;
 pub mod mp4;
 pub mod mp4_demux;
+pub mod notify;
 pub mod recorder;
 pub mod recovery;
 pub mod rekey;

@@ -115,6 +115,11 @@ enum Command {
         #[command(subcommand)]
         command: FixityCommand,
     },
+    /// Board profiles: which one this machine is, or all of them.
+    Board {
+        #[command(subcommand)]
+        command: BoardCommand,
+    },
     /// Run one retention pass now (the daemon runs them on its own).
     Retention {
         #[command(subcommand)]
@@ -180,6 +185,21 @@ enum HoldCommand {
         #[arg(long)]
         reason: String,
     },
+}
+
+#[derive(Subcommand)]
+enum BoardCommand {
+    /// Pick the profile from the device tree or DMI; exit 1 if none matches.
+    Detect {
+        /// `KEY=value` lines for scripts (BOARD, STORAGE_DEVICE, CIPHER, WATCHDOG, LED_STATUS, LED_FAULT).
+        #[arg(long)]
+        env: bool,
+        /// Use this profile instead of detecting one.
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Every profile this build knows.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -1005,7 +1025,10 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 Ok(()) => Ok(()),
                 Err(e) => match e.downcast::<vigil::daemon::PasswordError>() {
                     Ok(p) => Err(Failure::Usage(format!("config error: {}", p.0))),
-                    Err(e) => Err(Failure::Runtime(e)),
+                    Err(e) => match e.downcast::<vigil::daemon::UnencryptedVolume>() {
+                        Ok(v) => Err(Failure::Usage(v.0)),
+                        Err(e) => Err(Failure::Runtime(e)),
+                    },
                 },
             }
         }
@@ -1245,6 +1268,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Retention { command } => retention_command(&cli.config, command),
+        Command::Board { command } => board_command(command),
         Command::Verify { file: Some(file), .. } => {
             let config = load_config(&cli.config)?;
             let keys = load_keys(&config)?;
@@ -1565,5 +1589,63 @@ fn retention_command(config_path: &Path, command: RetentionCommand) -> Result<()
             Ok(())
         }
         RetentionCommand::Bench { recordings } => vigil::bench::retention_pass(recordings).map_err(Failure::Runtime),
+    }
+}
+
+fn board_command(command: BoardCommand) -> Result<(), Failure> {
+    use vigil::board;
+    let profiles = board::profiles();
+    match command {
+        BoardCommand::List => {
+            for p in &profiles {
+                println!("{:<20} {}", p.name, p.description);
+            }
+            Ok(())
+        }
+        BoardCommand::Detect { env, profile } => {
+            let id = board::identity();
+            let p = match &profile {
+                Some(n) => profiles
+                    .iter()
+                    .find(|p| &p.name == n)
+                    .ok_or_else(|| Failure::Usage(format!("no board profile \"{n}\" (see `vigil board list`)")))?,
+                None => board::detect(&id, &profiles).ok_or_else(|| {
+                    Failure::Runtime(anyhow::anyhow!(
+                        "no board profile matches this machine (device tree: {:?}, DMI vendor: {}); \
+                         name one with --profile (see `vigil board list`)",
+                        id.compatible,
+                        id.dmi_vendor.as_deref().unwrap_or("none")
+                    ))
+                })?,
+            };
+            let aes = board::cpu_has_aes();
+            let cipher = board::cipher(p, aes);
+            if env {
+                println!("BOARD={}", p.name);
+                println!("STORAGE_DEVICE={}", p.storage_device);
+                println!("CIPHER={cipher}");
+                println!("WATCHDOG={}", p.watchdog);
+                println!("LED_STATUS={}", p.led_status);
+                println!("LED_FAULT={}", p.led_fault);
+                return Ok(());
+            }
+            let why = if profile.is_some() {
+                "named with --profile".to_string()
+            } else if let Some(c) = id.compatible.iter().find(|c| p.compatible.contains(c)) {
+                format!("device tree \"{c}\"")
+            } else {
+                format!("DMI vendor \"{}\"", id.dmi_vendor.as_deref().unwrap_or(""))
+            };
+            println!("board:          {} ({}), from {why}", p.name, p.description);
+            println!("storage device: {}", p.storage_device);
+            println!(
+                "cipher:         {cipher} (CPU AES instructions: {})",
+                if aes { "yes" } else { "no" }
+            );
+            println!("watchdog:       {}", p.watchdog);
+            println!("status LEDs:    {} / fault {}", p.led_status, p.led_fault);
+            println!("cameras:        {}", p.cameras.join(", "));
+            Ok(())
+        }
     }
 }

@@ -147,6 +147,8 @@ pub struct Recorder {
     write_backoff: Duration,
     /// Importing: the media time that `import_start_wall_ns` names.
     import_origin_pts: Option<i64>,
+    /// The health supervisor's view of this recorder.
+    beat: Option<Arc<std::sync::atomic::AtomicI64>>,
     pub stats: RecorderStats,
 }
 
@@ -176,14 +178,23 @@ impl Recorder {
             retry_at: None,
             write_backoff: Duration::ZERO,
             import_origin_pts: None,
+            beat: None,
             stats: RecorderStats::default(),
         })
+    }
+
+    /// Stamps `beat` ([`crate::health::mono_ms`]) after each event handled.
+    pub fn set_heartbeat(&mut self, beat: Arc<std::sync::atomic::AtomicI64>) {
+        self.beat = Some(beat);
     }
 
     /// Runs until the channel closes; closes the open recording on the way out.
     pub fn run(mut self, mut rx: mpsc::Receiver<Event>) -> RecorderStats {
         while let Some(ev) = rx.blocking_recv() {
             self.handle(ev);
+            if let Some(b) = &self.beat {
+                b.store(crate::health::mono_ms(), std::sync::atomic::Ordering::Relaxed);
+            }
         }
         self.close("stopped");
         self.handle(Event::State {

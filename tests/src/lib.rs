@@ -202,7 +202,9 @@ impl Vigil {
             .expect("tempdir");
         let d = dir.path();
         let mut toml = format!(
-            "[storage]\ndir = \"{}/recordings\"\ndb = \"{}/vigil.db\"\n\n[keys]\n{}\n\
+            "[storage]\ndir = \"{}/recordings\"\ndb = \"{}/vigil.db\"\n\
+             # Test directories are not on a LUKS volume (the VM test has one).\n\
+             allow_unencrypted_volume = true\n\n[keys]\n{}\n\
              [recording]\nsegment_seconds = {segment_seconds}\nstall_timeout_seconds = 5\n",
             d.display(),
             d.display(),
@@ -402,6 +404,11 @@ impl Vigil {
                 false
             }
         }
+    }
+
+    /// The running daemon's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(|c| c.id())
     }
 
     /// SIGKILL, as a power cut would.
@@ -925,4 +932,13 @@ pub fn libfaketime() -> Option<String> {
         .lines()
         .find(|l| l.ends_with("libfaketimeMT.so.1"))
         .map(str::to_string)
+}
+
+/// A command's standard output then its standard error, as text.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }

@@ -1579,6 +1579,8 @@ async fn ready(st: &Arc<AppState>) -> Reply {
         "fixity_failures": fixity_failures,
         "storage_paused": paused,
         "problems": problems,
+        "warnings": st.volume_warning.iter().collect::<Vec<_>>(),
+        "storage_encrypted_volume": st.volume_warning.is_none(),
         "cameras": cameras,
     });
     Ok(json_reply(

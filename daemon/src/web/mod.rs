@@ -155,6 +155,8 @@ pub struct AppState {
     pub require_admin_mfa: bool,
     /// Server-sent events, already formatted (`event: ...\ndata: ...\n\n`).
     pub events: tokio::sync::broadcast::Sender<String>,
+    /// Set when the recordings are not on a LUKS2 volume (allowed by config).
+    pub volume_warning: Option<String>,
     /// One evidence bundle is built at a time (they read whole ranges).
     pub export_gate: tokio::sync::Semaphore,
     pool: Mutex<Vec<Index>>,
@@ -170,6 +172,7 @@ impl AppState {
         live: Arc<crate::live::LiveHub>,
     ) -> Self {
         AppState {
+            volume_warning: None,
             export_gate: tokio::sync::Semaphore::new(1),
             db_path,
             keyring,
