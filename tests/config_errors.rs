@@ -26,6 +26,7 @@ fn bad_configs_give_one_line_and_exit_2() {
     let bad_url = good.replace("rtsp://127.0.0.1:9/h264", "rtsp//127.0.0.1/h264");
     let dup = format!("{good}\n[[camera]]\nname = \"a\"\nurl = \"rtsp://127.0.0.1:9/x\"\n");
     let missing_key = good.replace("kek.key", "no-such.key");
+    let bad_board = format!("{good}\n[board]\nprofile = \"toaster\"\n");
     let cases: Vec<(&str, String, usize, &str)> = vec![
         (
             "unknown key",
@@ -34,6 +35,12 @@ fn bad_configs_give_one_line_and_exit_2() {
             "recording.segment_secnds",
         ),
         ("bad URL", bad_url.clone(), line_of(&bad_url, "rtsp//"), "camera.url"),
+        (
+            "unknown board profile",
+            bad_board.clone(),
+            line_of(&bad_board, "toaster"),
+            "board.profile",
+        ),
         (
             "duplicate camera",
             dup.clone(),

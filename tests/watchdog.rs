@@ -4,7 +4,8 @@
 //! cameras recording, N% free"); they stop while the database's write lock
 //! cannot be had (a heartbeat goes stale) and resume after; and they stop
 //! while the process is frozen (kill -STOP), which is what gets it
-//! restarted by systemd's watchdog.
+//! restarted by systemd's watchdog. The board's hardware watchdog is fed
+//! and the status LEDs follow the same verdict.
 
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
@@ -41,6 +42,29 @@ fn ready_then_watchdog_pings_only_while_heartbeats_are_fresh() {
         }],
         2,
     );
+    // The board's watchdog and LEDs: a file standing in for /dev/watchdog
+    // (the VM test has a real i6300esb) and two sysfs-style LED directories.
+    let (wd, led_ok, led_fault) = (v.path("watchdog"), v.path("led-ok"), v.path("led-fault"));
+    std::fs::write(&wd, b"").unwrap();
+    for l in [&led_ok, &led_fault] {
+        std::fs::create_dir_all(l).unwrap();
+        std::fs::write(l.join("trigger"), "heartbeat").unwrap();
+        std::fs::write(l.join("brightness"), "0").unwrap();
+    }
+    let mut cfg = std::fs::read_to_string(&v.config).unwrap();
+    cfg.push_str(&format!(
+        "\n[board]\nwatchdog = \"{}\"\nled_status = \"{}\"\nled_fault = \"{}\"\n",
+        wd.display(),
+        led_ok.display(),
+        led_fault.display()
+    ));
+    std::fs::write(&v.config, cfg).unwrap();
+    let led = |l: &std::path::Path| {
+        (
+            std::fs::read_to_string(l.join("trigger")).unwrap_or_default(),
+            std::fs::read_to_string(l.join("brightness")).unwrap_or_default(),
+        )
+    };
     let path = v.path("notify.sock");
     let sock = UnixDatagram::bind(&path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
@@ -68,6 +92,14 @@ fn ready_then_watchdog_pings_only_while_heartbeats_are_fresh() {
     let p = pings(&m);
     println!("healthy: {} pings in 4 s; last: {:?}", p.len(), m.last().map(|x| &x.1));
     assert!(p.len() >= 5, "{m:?}");
+    let fed = std::fs::metadata(&wd).unwrap().len();
+    assert!(fed >= 5, "the hardware watchdog was fed {fed} times");
+    assert_eq!(
+        led(&led_ok),
+        ("none".into(), "1".into()),
+        "status LED on while recording"
+    );
+    assert_eq!(led(&led_fault).1, "0");
     assert!(
         m.iter()
             .any(|(_, s)| s.contains("STATUS=1/1 cameras recording") && s.contains("% free")),
@@ -78,8 +110,16 @@ fn ready_then_watchdog_pings_only_while_heartbeats_are_fresh() {
     // heartbeat fails (5 s busy timeout), so pings stop, then resume.
     let db = rusqlite::Connection::open(v.path("vigil.db")).unwrap();
     db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let fed_before = std::fs::metadata(&wd).unwrap().len();
     let m = collect(&sock, Duration::from_secs(9));
+    let fault_shown = led(&led_fault).1 == "1" && led(&led_ok).1 == "0";
+    let fed_during = std::fs::metadata(&wd).unwrap().len() - fed_before;
     db.execute_batch("ROLLBACK").unwrap();
+    assert!(fault_shown, "fault LED not shown while unhealthy");
+    assert!(
+        fed_during <= 2,
+        "the hardware watchdog was fed {fed_during} times while unhealthy"
+    );
     let p = pings(&m);
     let longest_gap = p
         .windows(2)
@@ -117,5 +157,12 @@ fn ready_then_watchdog_pings_only_while_heartbeats_are_fresh() {
     assert!(v.stop());
     let m = collect(&sock, Duration::from_millis(500));
     assert!(m.iter().any(|(_, s)| s.contains("STOPPING=1")), "{m:?}");
+    let w = std::fs::read(&wd).unwrap();
+    assert_eq!(
+        w.last(),
+        Some(&b'V'),
+        "a clean stop disarms the hardware watchdog (magic close)"
+    );
+    assert!(w[..w.len() - 1].iter().all(|b| *b == 0));
     assert!(!v.log().contains("panicked"));
 }

@@ -35,6 +35,27 @@ struct RawConfig {
     retention: Option<Spanned<RawRetention>>,
     #[serde(default)]
     fixity: Option<Spanned<RawFixity>>,
+    #[serde(default)]
+    board: Option<Spanned<RawBoard>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBoard {
+    profile: Option<Spanned<String>>,
+    watchdog: Option<String>,
+    led_status: Option<String>,
+    led_fault: Option<String>,
+}
+
+/// `[board]`: the hardware watchdog and status LEDs the health supervisor
+/// drives (from a board profile, or named one by one; "" for none).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BoardConfig {
+    pub profile: Option<String>,
+    pub watchdog: Option<PathBuf>,
+    pub led_status: Option<PathBuf>,
+    pub led_fault: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,6 +244,7 @@ pub struct Config {
     pub http: Option<HttpConfig>,
     pub retention: crate::retention::Policy,
     pub fixity: crate::fixity::FixityConfig,
+    pub board: BoardConfig,
 }
 
 struct Src<'a> {
@@ -613,7 +635,37 @@ impl Config {
             }
         }
 
+        let mut board = BoardConfig::default();
+        if let Some(b) = raw.board {
+            let b = b.into_inner();
+            let path = |s: String| (!s.is_empty()).then(|| PathBuf::from(s));
+            if let Some(name) = b.profile {
+                let profiles = crate::board::profiles();
+                let Some(p) = profiles.iter().find(|p| &p.name == name.get_ref()) else {
+                    return Err(src.err(
+                        name.span(),
+                        "board.profile",
+                        format!("no board profile \"{}\" (see `vigil board list`)", name.get_ref()),
+                    ));
+                };
+                board.profile = Some(p.name.clone());
+                board.watchdog = path(p.watchdog.clone());
+                board.led_status = path(p.led_status.clone());
+                board.led_fault = path(p.led_fault.clone());
+            }
+            if let Some(w) = b.watchdog {
+                board.watchdog = path(w);
+            }
+            if let Some(l) = b.led_status {
+                board.led_status = path(l);
+            }
+            if let Some(l) = b.led_fault {
+                board.led_fault = path(l);
+            }
+        }
+
         Ok(Config {
+            board,
             allow_unencrypted_volume,
             retention,
             fixity,

@@ -312,6 +312,7 @@ pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
     {
         let hs = crate::health::HealthSupervisor {
             notifier,
+            board: crate::health::BoardIo::open(&config.board),
             cameras: supervisor.clone(),
             db_path: config.db_path.clone(),
             storage: storage.clone(),

@@ -45,6 +45,8 @@ pub struct CameraHealth {
 pub struct Verdict {
     pub problems: Vec<String>,
     pub status: String,
+    /// Healthy, but not every camera is recording (or the disk is full).
+    pub degraded: bool,
 }
 
 /// Judges the heartbeats. Pure, so it is unit-tested.
@@ -81,8 +83,99 @@ fn database_check(conn: &rusqlite::Connection) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// What the status LEDs show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedState {
+    /// Healthy, every camera recording: status LED on.
+    Recording,
+    /// Healthy, but a camera is not recording or the disk is full: status LED blinks.
+    Degraded,
+    /// A heartbeat is stale: status LED off, fault LED on.
+    Fault,
+}
+
+/// The board's hardware watchdog and LEDs (sysfs `leds` class), driven by
+/// the same verdict as the systemd watchdog.
+pub struct BoardIo {
+    watchdog: Option<(std::path::PathBuf, std::fs::File)>,
+    led_status: Option<std::path::PathBuf>,
+    led_fault: Option<std::path::PathBuf>,
+    shown: Option<LedState>,
+}
+
+impl BoardIo {
+    pub fn open(cfg: &crate::config::BoardConfig) -> BoardIo {
+        let watchdog = cfg
+            .watchdog
+            .as_ref()
+            .and_then(|p| match std::fs::OpenOptions::new().write(true).open(p) {
+                Ok(f) => {
+                    tracing::info!(device = %p.display(), "feeding the hardware watchdog while healthy");
+                    Some((p.clone(), f))
+                }
+                Err(e) => {
+                    tracing::error!(device = %p.display(), "cannot open the hardware watchdog: {e}");
+                    None
+                }
+            });
+        BoardIo {
+            watchdog,
+            led_status: cfg.led_status.clone(),
+            led_fault: cfg.led_fault.clone(),
+            shown: None,
+        }
+    }
+
+    /// One keep-alive write (any byte but 'V').
+    fn feed(&mut self) {
+        use std::io::Write;
+        if let Some((p, f)) = &mut self.watchdog {
+            if let Err(e) = f.write_all(b"\0") {
+                tracing::warn!(device = %p.display(), "cannot feed the hardware watchdog: {e}");
+            }
+        }
+    }
+
+    fn led_write(led: &std::path::Path, trigger: &str, brightness: &str) {
+        for (f, v) in [("trigger", trigger), ("brightness", brightness)] {
+            if let Err(e) = std::fs::write(led.join(f), v) {
+                tracing::warn!(led = %led.display(), "cannot set the LED's {f}: {e}");
+            }
+        }
+    }
+
+    pub fn show(&mut self, state: LedState) {
+        if self.shown == Some(state) {
+            return;
+        }
+        self.shown = Some(state);
+        if let Some(l) = &self.led_status {
+            match state {
+                LedState::Recording => Self::led_write(l, "none", "1"),
+                LedState::Degraded => Self::led_write(l, "timer", "1"),
+                LedState::Fault => Self::led_write(l, "none", "0"),
+            }
+        }
+        if let Some(l) = &self.led_fault {
+            Self::led_write(l, "none", if state == LedState::Fault { "1" } else { "0" });
+        }
+    }
+
+    /// A clean stop: the magic close ('V') disarms the hardware watchdog so
+    /// an orderly shutdown does not reset the board.
+    pub fn close(&mut self) {
+        use std::io::Write;
+        if let Some((p, mut f)) = self.watchdog.take() {
+            if let Err(e) = f.write_all(b"V") {
+                tracing::warn!(device = %p.display(), "cannot disarm the hardware watchdog: {e}");
+            }
+        }
+    }
+}
+
 pub struct HealthSupervisor {
     pub notifier: Notifier,
+    pub board: BoardIo,
     pub cameras: Arc<crate::cameras::Supervisor>,
     pub db_path: std::path::PathBuf,
     pub storage: crate::storage::Storage,
@@ -92,7 +185,7 @@ pub struct HealthSupervisor {
 impl HealthSupervisor {
     /// Runs until `stop`. Checks every quarter of the watchdog interval
     /// (every 5 s without one).
-    pub fn run(self, stop: Arc<AtomicBool>) {
+    pub fn run(mut self, stop: Arc<AtomicBool>) {
         let tick = self
             .notifier
             .watchdog()
@@ -107,10 +200,17 @@ impl HealthSupervisor {
             let v = self.check(conn.as_ref().map_err(|e| e.to_string()));
             if v.problems.is_empty() {
                 self.notifier.send(&format!("WATCHDOG=1\nSTATUS={}", v.status));
+                self.board.feed();
+                self.board.show(if v.degraded {
+                    LedState::Degraded
+                } else {
+                    LedState::Recording
+                });
                 if !last_problems.is_empty() {
                     tracing::info!("health: all heartbeats fresh again; watchdog pings resumed");
                 }
             } else {
+                self.board.show(LedState::Fault);
                 self.notifier
                     .send(&format!("STATUS=unhealthy: {}", v.problems.join("; ")));
                 if v.problems != last_problems {
@@ -126,6 +226,7 @@ impl HealthSupervisor {
                 std::thread::sleep(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now())));
             }
         }
+        self.board.close();
     }
 
     fn check(&self, conn: Result<&rusqlite::Connection, String>) -> Verdict {
@@ -153,6 +254,7 @@ impl HealthSupervisor {
             .unwrap_or_default();
         Verdict {
             problems,
+            degraded: (streaming as usize) < cams.len() || !paused.is_empty(),
             status: format!("{streaming}/{} cameras recording{free}{paused}", cams.len()),
         }
     }
