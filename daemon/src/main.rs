@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use std::io::{Read, Write};
+use std::io::Read;
 
 use vigil::config::Config;
 use vigil::keyring::{self, Keyring};
@@ -114,6 +114,21 @@ enum Command {
     Fixity {
         #[command(subcommand)]
         command: FixityCommand,
+    },
+    /// After `keys init`: make the device signing key, the HTTPS certificate
+    /// and the first admin (one-time password), then print the provisioning
+    /// report. Idempotent: run again, it changes nothing and reports.
+    Provision {
+        /// Write the admin's one-time password to this new file (mode 0600)
+        /// instead of printing it.
+        #[arg(long)]
+        admin_password_file: Option<PathBuf>,
+        /// Where the recovery key went (for the report), e.g. "printed" or a path.
+        #[arg(long, default_value = "printed at `vigil keys init`")]
+        recovery_key: String,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Board profiles: which one this machine is, or all of them.
     Board {
@@ -552,16 +567,7 @@ fn keys_command(cli_config: &Path, command: KeysCommand) -> Result<(), Failure> 
             let text = rep.recovery_key.to_display();
             match recovery_key_file {
                 Some(p) => {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    let mut f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&p)
-                        .map_err(|e| Failure::Runtime(anyhow::anyhow!("{}: {e}", p.display())))?;
-                    f.write_all(format!("{}\n", text.as_str()).as_bytes())
-                        .and_then(|()| f.sync_all())
-                        .map_err(|e| Failure::Runtime(anyhow::anyhow!("{}: {e}", p.display())))?;
+                    write_private(&p, &format!("{}\n", text.as_str()))?;
                     println!(
                         "recovery key written to {} (mode 0600): move it to escrow now",
                         p.display()
@@ -1269,6 +1275,16 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         }
         Command::Retention { command } => retention_command(&cli.config, command),
         Command::Board { command } => board_command(command),
+        Command::Provision {
+            admin_password_file,
+            recovery_key,
+            report,
+        } => provision(
+            &cli.config,
+            admin_password_file.as_deref(),
+            &recovery_key,
+            report.as_deref(),
+        ),
         Command::Verify { file: Some(file), .. } => {
             let config = load_config(&cli.config)?;
             let keys = load_keys(&config)?;
@@ -1648,4 +1664,121 @@ fn board_command(command: BoardCommand) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// Writes `text` to a new file with mode 0600 (refuses to overwrite).
+fn write_private(path: &Path, text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("{}: {e}", path.display())))
+}
+
+fn provision(
+    config_path: &Path,
+    admin_password_file: Option<&Path>,
+    recovery_key: &str,
+    report_path: Option<&Path>,
+) -> Result<(), Failure> {
+    let config = load_config(config_path)?;
+    let actor = audit::cli_actor();
+    let kr = open_keyring(&config, &actor)?;
+    let index = open_index(&config)?;
+    let device =
+        vigil::device::DeviceKey::load_or_create(&kr, "provisioning").map_err(|e| Failure::Runtime(e.into()))?;
+    let https = match &config.http {
+        Some(http) => Some(
+            vigil::web::tls::server_config(http, &kr)
+                .map_err(|e| Failure::Runtime(e.into()))?
+                .1,
+        ),
+        None => None,
+    };
+    let admin = match vigil::users::ensure_first_admin(&index).map_err(|e| Failure::Runtime(e.into()))? {
+        Some(pw) => {
+            let _ = audit::append(
+                index.conn(),
+                &actor,
+                "user.add",
+                "admin",
+                audit::Outcome::Ok,
+                "provisioning: admin with a one-time password",
+            );
+            match admin_password_file {
+                Some(p) => {
+                    write_private(p, &format!("{pw}\n"))?;
+                    format!("created; one-time password written to {}", p.display())
+                }
+                None => {
+                    println!("ADMIN ONE-TIME PASSWORD (shown once; it must be changed at first login): {pw}");
+                    "created; one-time password printed above".to_string()
+                }
+            }
+        }
+        None => "exists (not changed)".to_string(),
+    };
+    let ks = vigil::keyring::status(&index).map_err(Failure::from)?;
+    let kr_row = ks
+        .keyring
+        .ok_or_else(|| Failure::Usage("run `vigil keys init` first".into()))?;
+    let volume = vigil::host::volume(&config.storage_dir).ok();
+    let id = device.identity();
+    let report = serde_json::json!({
+        "device_id": id.device_id,
+        "signing_key_fingerprint_sha256": id.fingerprint(),
+        "https_certificate_fingerprint_sha256": https,
+        "kek": { "id": vigil::vseg::hex(&kr_row.kek_id), "sealing": kr_row.sealing, "pcrs": kr_row.pcrs },
+        "recovery_key": recovery_key,
+        "recordings_volume": volume.as_ref().map(|v| v.describe()),
+        "recordings_volume_luks2": volume.as_ref().is_some_and(|v| v.is_luks2()),
+        "admin": admin,
+        "software": vigil::evidence::software_version(),
+    });
+    let _ = audit::append(
+        index.conn(),
+        &actor,
+        "device.provision",
+        &id.device_id,
+        audit::Outcome::Ok,
+        &format!("signing key {}, admin {admin}", id.fingerprint()),
+    );
+    println!("=== Vigil provisioning report");
+    println!("device id:                 {}", id.device_id);
+    println!("signing key fingerprint:   {}", id.fingerprint());
+    println!(
+        "HTTPS certificate:         {}",
+        https.as_deref().unwrap_or("none (no [http] section)")
+    );
+    println!(
+        "key-encryption key:        {} sealed by {} (PCRs: {})",
+        vigil::vseg::hex(&kr_row.kek_id),
+        kr_row.sealing,
+        if kr_row.pcrs.is_empty() {
+            "none"
+        } else {
+            kr_row.pcrs.as_str()
+        }
+    );
+    println!("recovery key:              {recovery_key}");
+    println!(
+        "recordings volume:         {}",
+        volume
+            .as_ref()
+            .map(|v| v.describe())
+            .unwrap_or_else(|| "unknown".into())
+    );
+    println!("admin:                     {admin}");
+    if let Some(p) = report_path {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| Failure::Runtime(e.into()))?;
+        std::fs::write(p, format!("{text}\n")).map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?;
+        println!("report:                    {}", p.display());
+    }
+    Ok(())
 }
