@@ -1728,7 +1728,12 @@ fn provision(
     let kr_row = ks
         .keyring
         .ok_or_else(|| Failure::Usage("run `vigil keys init` first".into()))?;
-    let volume = vigil::host::volume(&config.storage_dir).ok();
+    // The recordings directory may not exist yet: its nearest existing ancestor is on the same volume.
+    let volume = config
+        .storage_dir
+        .ancestors()
+        .find(|p| p.exists())
+        .and_then(|p| vigil::host::volume(p).ok());
     let id = device.identity();
     let report = serde_json::json!({
         "device_id": id.device_id,
