@@ -1643,6 +1643,7 @@ fn board_command(command: BoardCommand) -> Result<(), Failure> {
                 println!("WATCHDOG={}", p.watchdog);
                 println!("LED_STATUS={}", p.led_status);
                 println!("LED_FAULT={}", p.led_fault);
+                println!("CAMERAS={}", p.cameras.join(" "));
                 return Ok(());
             }
             let why = if profile.is_some() {

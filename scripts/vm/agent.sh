@@ -1,0 +1,94 @@
+#!/bin/bash
+# Runs inside the whole-board VM at every boot (vm-agent.service) and does
+# the guest's part of scripts/vm-test, one phase per boot, named on the
+# kernel command line (vigil.vmtest=provision|check|locked). Every result is
+# a line starting with VMCHECK on the console; the host reads the serial log.
+set -uo pipefail
+out() { echo "VMCHECK $*" > /dev/console; }
+phase=$(sed -n 's/.*vigil\.vmtest=\([a-z]*\).*/\1/p' /proc/cmdline)
+up() { cut -d' ' -f1 /proc/uptime; }
+# Bounded wait: wait_until SECONDS COMMAND...
+wait_until() { local n=$(( $1 * 2 )); shift; for _ in $(seq "$n"); do "$@" && return 0; sleep 0.5; done; return 1; }
+complete_recordings() { vigil --config /etc/vigil/vigil.toml recordings 2>/dev/null | awk 'NR>1 && $7=="complete"' | wc -l; }
+# (Evaluated at each try, unlike an argument built once.)
+more_recordings_than() { [ "$(complete_recordings)" -gt "$1" ]; }
+
+case "$phase" in
+provision)
+  out "boot-1 at $(up) s: provisioning"
+  t0=$(up)
+  if /usr/libexec/vigil/provision --device /dev/vdb --pcrs 7 --fast-kdf --segment-seconds 5 \
+       --camera cam=rtsp://127.0.0.1:8554/h264 > /root/provision.log 2>&1; then
+    out "provisioned in $(awk -v a="$t0" -v b="$(up)" 'BEGIN{printf "%.1f", b-a}') s"
+    sed 's/^/VMCHECK provision-log: /' /root/provision.log > /dev/console
+    out "report $(tr -d '\n ' < /root/vigil-provisioning-report.json)"
+  else
+    sed 's/^/VMCHECK provision-log: /' /root/provision.log > /dev/console
+    out "FAIL provisioning"
+  fi
+  systemctl reboot
+  ;;
+check)
+  out "boot-2 at $(up) s"
+  if systemctl is-active --quiet 'systemd-cryptsetup@vigil\x2drec.service' && [ -e /dev/mapper/vigil-rec ]; then
+    out "volume unlocked at boot with no passphrase (headless): its key slots are the TPM2 token ($(cryptsetup luksDump /dev/vdb | grep -c 'systemd-tpm2')) and the recovery key only"
+  else
+    out "FAIL volume locked: $(journalctl -b -u 'systemd-cryptsetup@vigil\x2drec.service' --no-pager -o cat | tail -3 | tr '\n' ' ')"
+  fi
+  mountpoint -q /srv/vigil/recordings && out "recordings volume mounted" || out "FAIL recordings volume not mounted"
+  if wait_until 120 systemctl is-active --quiet vigil.service; then
+    out "vigil active (Type=notify: READY) at $(up) s, unsealed credential(s) in its credentials directory: $(ls /run/credentials/vigil.service/ 2>/dev/null | tr "\n" " ")"
+  else
+    out "FAIL vigil not active: $(journalctl -b -u vigil --no-pager -o cat | tail -5 | tr '\n' ' ')"
+  fi
+  if wait_until 120 more_recordings_than 1; then
+    out "recording: $(complete_recordings) complete recordings at $(up) s ($(systemctl show -p StatusText --value vigil.service))"
+  else
+    out "FAIL no recordings: $(vigil --config /etc/vigil/vigil.toml recordings 2>&1 | tail -3 | tr '\n' ' ')"
+  fi
+  out "rss-kib $(awk '/VmRSS/{print $2}' /proc/"$(systemctl show -p MainPID --value vigil.service)"/status)"
+  token=$(vigil --config /etc/vigil/vigil.toml users token --name vmtest --role operator 2>/dev/null)
+  out "token $token"
+  out "fingerprint $(vigil --config /etc/vigil/vigil.toml device | sed -n 's/^fingerprint: *//p')"
+  out "ready-for-host"
+  # The host exports and verifies through the port forward meanwhile.
+  sleep 45
+  pid=$(systemctl show -p MainPID --value vigil.service)
+  before=$(complete_recordings)
+  t0=$(up)
+  kill -STOP "$pid"
+  out "froze vigil (pid $pid) at $t0 s"
+  if wait_until 90 sh -c "p=\$(systemctl show -p MainPID --value vigil.service); [ \"\$p\" != 0 ] && [ \"\$p\" != $pid ] && systemctl is-active --quiet vigil.service"; then
+    out "watchdog restarted vigil after $(awk -v a="$t0" -v b="$(up)" 'BEGIN{printf "%.1f", b-a}') s: $(journalctl -b -u vigil --no-pager -o cat | grep -m1 "Watchdog timeout")"
+  else
+    out "FAIL vigil was not restarted by the watchdog"
+  fi
+  if wait_until 90 more_recordings_than "$before"; then
+    out "recording resumed after the restart ($(complete_recordings) complete)"
+  else
+    out "FAIL recording did not resume after the restart"
+  fi
+  out "done-check"
+  systemctl poweroff
+  ;;
+locked)
+  out "boot-3 at $(up) s (another TPM)"
+  sleep 5
+  if [ -e /dev/mapper/vigil-rec ]; then
+    out "FAIL the volume opened with another TPM"
+  else
+    out "volume stays locked; the log says: $(journalctl -b --no-pager -o cat -t systemd-cryptsetup | grep -v '^$' | tail -3 | tr '\n' ' ')"
+  fi
+  if cryptsetup open --key-file /root/vigil-volume-recovery-key.txt /dev/vdb vigil-rec && mount /dev/mapper/vigil-rec /mnt; then
+    out "the recovery key opens it: $(find /mnt -name '*.vseg' | wc -l) recording files"
+    umount /mnt; cryptsetup close vigil-rec
+  else
+    out "FAIL the recovery key does not open the volume"
+  fi
+  out "done-locked"
+  systemctl poweroff
+  ;;
+*)
+  out "no vigil.vmtest phase on the kernel command line"
+  ;;
+esac
