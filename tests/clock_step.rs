@@ -91,19 +91,7 @@ fn wall_clock_steps_do_not_break_ordering_or_playback() {
         v.log().contains("wall clock moved forward"),
         "the +1 h step was not seen by the daemon"
     );
-    let first = recs.first().unwrap();
-    let last = recs.last().unwrap();
-    let out = v.path("across-steps.mp4");
-    let o = v.export("c", &first.start, &last.end, &out);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let p = ffprobe(&out).expect("ffprobe accepts the export");
-    let frames: i64 = recs.iter().map(|r| r.frames).sum();
-    assert_eq!(p.frames as i64, frames, "every recorded frame is in the export");
-    let (max_gap, increasing) = dts_continuity(&p.dts);
-    assert!(
-        increasing && max_gap < 0.1,
-        "timestamps continuous across both steps (max gap {max_gap} s)"
-    );
+    assert_one_export_holds_every_frame(&v, "c", &recs, &v.path("across-steps.mp4"), "across both steps");
     let o = v.cli(&["verify"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
 }

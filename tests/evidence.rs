@@ -22,6 +22,44 @@ fn verify_export(bundle: &Path, extra: &[&str]) -> Output {
         .expect("run vigil verify-export")
 }
 
+/// GET `path` over HTTPS with `bearer` into `out`; returns the response headers.
+fn download(port: u16, path: &str, bearer: &str, out: &Path) -> String {
+    let hdrs = out.with_extension("headers");
+    let o = Command::new("curl")
+        .args(["-sk", "-m", "30", "-D"])
+        .arg(&hdrs)
+        .arg("-o")
+        .arg(out)
+        .args(["-H", bearer])
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl");
+    assert!(o.status.success(), "GET {path}: {}", text(&o));
+    std::fs::read_to_string(&hdrs).unwrap_or_default()
+}
+
+/// The value of header `name` (any case) in a curl header dump.
+fn header(headers: &str, name: &str) -> Option<String> {
+    headers.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
+
+/// openssl's verdict on an Ed25519 signature (an independent implementation).
+fn openssl_verify(pubkey: &Path, message: &Path, signature: &Path) -> Output {
+    Command::new("openssl")
+        .args(["pkeyutl", "-verify", "-pubin", "-inkey"])
+        .arg(pubkey)
+        .arg("-rawin")
+        .arg("-in")
+        .arg(message)
+        .arg("-sigfile")
+        .arg(signature)
+        .output()
+        .expect("openssl")
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     let st = Command::new("cp").arg("-a").arg(from).arg(to).status().expect("cp");
     assert!(st.success());
@@ -132,24 +170,9 @@ fn bundles_verify_offline_and_every_tampering_is_detected() {
     let made: serde_json::Value = serde_json::from_str(&made).unwrap();
     let id = made["id"].as_i64().unwrap();
     let api_zip = work.path().join("api.zip");
-    let hdrs = work.path().join("headers.txt");
-    let o = Command::new("curl")
-        .args(["-sk", "-m", "30", "-D"])
-        .arg(&hdrs)
-        .arg("-o")
-        .arg(&api_zip)
-        .args(["-H", &bearer])
-        .arg(format!("https://127.0.0.1:{port}/api/v1/exports/{id}/download"))
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let headers = std::fs::read_to_string(&hdrs).unwrap().to_lowercase();
-    let sha_header = headers
-        .lines()
-        .find_map(|l| l.strip_prefix("x-export-sha256: "))
-        .map(|s| s.trim().to_string())
-        .expect("X-Export-SHA256");
-    assert!(headers.contains("x-export-utc: "), "{headers}");
+    let headers = download(port, &format!("/api/v1/exports/{id}/download"), &bearer, &api_zip);
+    let sha_header = header(&headers, "x-export-sha256").expect("X-Export-SHA256");
+    assert!(header(&headers, "x-export-utc").is_some(), "{headers}");
     let sum = Command::new("sha256sum").arg(&api_zip).output().unwrap();
     let sum = String::from_utf8_lossy(&sum.stdout)
         .split_whitespace()
@@ -162,26 +185,8 @@ fn bundles_verify_offline_and_every_tampering_is_detected() {
     // The signed primary-image manifest of one recording, checked with openssl.
     let rid = recs[0].id;
     let mf = work.path().join("rec-manifest.json");
-    let mh = work.path().join("rec-headers.txt");
-    let o = Command::new("curl")
-        .args(["-sk", "-m", "20", "-D"])
-        .arg(&mh)
-        .arg("-o")
-        .arg(&mf)
-        .args(["-H", &bearer])
-        .arg(format!("https://127.0.0.1:{port}/api/v1/recordings/{rid}/manifest"))
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let mh = std::fs::read_to_string(&mh).unwrap();
-    let sig_b64 = mh
-        .lines()
-        .find_map(|l| {
-            l.to_lowercase()
-                .starts_with("x-signature-ed25519:")
-                .then(|| l[20..].trim().to_string())
-        })
-        .expect("X-Signature-Ed25519");
+    let mh = download(port, &format!("/api/v1/recordings/{rid}/manifest"), &bearer, &mf);
+    let sig_b64 = header(&mh, "x-signature-ed25519").expect("X-Signature-Ed25519");
     let sig_file = work.path().join("rec-manifest.sig");
     let dec = Command::new("base64")
         .arg("-d")
@@ -203,16 +208,7 @@ fn bundles_verify_offline_and_every_tampering_is_detected() {
         manifest["recording"]["ciphertext_sha256"].as_str().map(str::len),
         Some(64)
     );
-    let ossl = Command::new("openssl")
-        .args(["pkeyutl", "-verify", "-pubin", "-inkey"])
-        .arg(&pubkey)
-        .arg("-rawin")
-        .arg("-in")
-        .arg(&mf)
-        .arg("-sigfile")
-        .arg(&sig_file)
-        .output()
-        .unwrap();
+    let ossl = openssl_verify(&pubkey, &mf, &sig_file);
     assert!(
         ossl.status.success(),
         "openssl rejects the recording manifest signature: {}",
@@ -280,16 +276,11 @@ fn bundles_verify_offline_and_every_tampering_is_detected() {
     let sum = Command::new("sha256sum").arg(&clean_zip).output().unwrap();
     assert!(String::from_utf8_lossy(&sum.stdout).starts_with(&zip_sha));
     // openssl agrees with the bundle's signature.
-    let ossl = Command::new("openssl")
-        .args(["pkeyutl", "-verify", "-pubin", "-inkey"])
-        .arg(clean.join("device-public-key.pem"))
-        .arg("-rawin")
-        .arg("-in")
-        .arg(clean.join("manifest.json"))
-        .arg("-sigfile")
-        .arg(clean.join("manifest.sig"))
-        .output()
-        .unwrap();
+    let ossl = openssl_verify(
+        &clean.join("device-public-key.pem"),
+        &clean.join("manifest.json"),
+        &clean.join("manifest.sig"),
+    );
     assert!(ossl.status.success(), "openssl: {}", text(&ossl));
     // The clip is a playable MP4.
     let probe = ffprobe(&clip_of(&clean)).expect("ffprobe accepts the clip");

@@ -62,19 +62,7 @@ fn recording_crosses_a_day_rollover_without_a_gap() {
         );
     }
     // One export across midnight holds every frame, evenly spaced.
-    let first = recs.first().unwrap();
-    let last = recs.last().unwrap();
-    let out = v.path("midnight.mp4");
-    let o = v.export("c", &first.start, &last.end, &out);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let p = ffprobe(&out).expect("ffprobe accepts the export");
-    let frames: i64 = recs.iter().map(|r| r.frames).sum();
-    assert_eq!(p.frames as i64, frames, "every recorded frame is in the export");
-    let (max_gap, increasing) = dts_continuity(&p.dts);
-    assert!(
-        increasing && max_gap < 0.1,
-        "timestamps continuous across midnight (max gap {max_gap} s)"
-    );
+    assert_one_export_holds_every_frame(&v, "c", &recs, &v.path("midnight.mp4"), "across midnight");
     let st = String::from_utf8_lossy(&v.cli(&["keys", "status"]).stdout).to_string();
     assert!(st.contains("data keys: 2 recording"), "{st}");
 }

@@ -942,3 +942,25 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// Exports `camera` from the first to the last of `recs` (consecutive
+/// recordings) into `out` and asserts that the MP4 holds every recorded
+/// frame with continuous, increasing timestamps (`what` names the case).
+pub fn assert_one_export_holds_every_frame(v: &Vigil, camera: &str, recs: &[Rec], out: &Path, what: &str) {
+    let (Some(first), Some(last)) = (recs.first(), recs.last()) else {
+        panic!("no recordings to export ({what})");
+    };
+    let o = v.export(camera, &first.start, &last.end, out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p = ffprobe(out).expect("ffprobe accepts the export");
+    let frames: i64 = recs.iter().map(|r| r.frames).sum();
+    assert_eq!(
+        p.frames as i64, frames,
+        "every recorded frame is in the export ({what})"
+    );
+    let (max_gap, increasing) = dts_continuity(&p.dts);
+    assert!(
+        increasing && max_gap < 0.1,
+        "timestamps continuous {what} (max gap {max_gap} s)"
+    );
+}
