@@ -30,6 +30,23 @@ fn the_service_verifies_and_rates_2_5_or_lower() {
         text(&o)
     );
 
+    // The first-boot provisioning unit, pointed at the repository's script.
+    let prov = std::fs::read_to_string(workspace().join("systemd/vigil-provision.service")).unwrap();
+    assert!(prov.contains("ExecStart=/usr/libexec/vigil/provision "));
+    let local_prov = d.path().join("vigil-provision.service");
+    let script = workspace().join("scripts/provision");
+    std::fs::write(
+        &local_prov,
+        prov.replace("/usr/libexec/vigil/provision", &script.to_string_lossy()),
+    )
+    .unwrap();
+    let o = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&local_prov)
+        .output()
+        .unwrap();
+    assert!(o.status.success() && text(&o).trim().is_empty(), "verify: {}", text(&o));
+
     let o = Command::new("systemd-analyze")
         .args(["security", "--offline=yes", "--no-pager"])
         .arg(&local)

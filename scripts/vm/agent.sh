@@ -15,16 +15,18 @@ more_recordings_than() { [ "$(complete_recordings)" -gt "$1" ]; }
 
 case "$phase" in
 provision)
-  out "boot-1 at $(up) s: provisioning"
-  t0=$(up)
-  if /usr/libexec/vigil/provision --device /dev/vdb --pcrs 7 --fast-kdf --segment-seconds 5 \
-       --camera cam=rtsp://127.0.0.1:8554/h264 > /root/provision.log 2>&1; then
-    out "provisioned in $(awk -v a="$t0" -v b="$(up)" 'BEGIN{printf "%.1f", b-a}') s"
-    sed 's/^/VMCHECK provision-log: /' /root/provision.log > /dev/console
+  out "boot-1 at $(up) s: first boot, vigil-provision.service provisions"
+  if wait_until 600 sh -c '[ "$(systemctl show -p ActiveState --value vigil-provision.service)" != activating ] && \
+       [ "$(systemctl show -p ActiveState --value vigil-provision.service)" != inactive ]'; then :; fi
+  journalctl -b -u vigil-provision.service --no-pager -o cat | sed 's/^/VMCHECK provision-log: /' > /dev/console
+  if [ "$(systemctl show -p Result --value vigil-provision.service)" = success ] && \
+     [ "$(systemctl show -p ActiveState --value vigil-provision.service)" = active ]; then
+    a=$(systemctl show -p ExecMainStartTimestampMonotonic --value vigil-provision.service)
+    b=$(systemctl show -p ExecMainExitTimestampMonotonic --value vigil-provision.service)
+    out "provisioned in $(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.1f", (b-a)/1e6}') s by vigil-provision.service"
     out "report $(tr -d '\n ' < /root/vigil-provisioning-report.json)"
   else
-    sed 's/^/VMCHECK provision-log: /' /root/provision.log > /dev/console
-    out "FAIL provisioning"
+    out "FAIL provisioning: vigil-provision.service $(systemctl show -p ActiveState,Result --value vigil-provision.service | tr '\n' ' ')"
   fi
   systemctl reboot
   ;;
@@ -41,12 +43,16 @@ check)
   else
     out "FAIL vigil not active: $(journalctl -b -u vigil --no-pager -o cat | tail -5 | tr '\n' ' ')"
   fi
-  if wait_until 120 more_recordings_than 1; then
+  if wait_until 120 sh -c 'vigil --config /etc/vigil/vigil.toml recordings 2>/dev/null | awk "NR>1" | grep -q .'; then
+    out "boot-to-recording: the first recording exists $(up) s after the kernel started; systemd: $(systemd-analyze time 2>/dev/null | head -1)"
+  fi
+  if wait_until 120 more_recordings_than 3; then
     out "recording: $(complete_recordings) complete recordings at $(up) s ($(systemctl show -p StatusText --value vigil.service))"
   else
     out "FAIL no recordings: $(vigil --config /etc/vigil/vigil.toml recordings 2>&1 | tail -3 | tr '\n' ' ')"
   fi
-  out "rss-kib $(awk '/VmRSS/{print $2}' /proc/"$(systemctl show -p MainPID --value vigil.service)"/status)"
+  main=$(systemctl show -p MainPID --value vigil.service)
+  out "memory with 4 cameras: VmRSS $(awk '/VmRSS/{print $2}' /proc/"$main"/status) KiB, VmHWM $(awk '/VmHWM/{print $2}' /proc/"$main"/status) KiB"
   token=$(vigil --config /etc/vigil/vigil.toml users token --name vmtest --role operator 2>/dev/null)
   out "token $token"
   out "fingerprint $(vigil --config /etc/vigil/vigil.toml device | sed -n 's/^fingerprint: *//p')"
