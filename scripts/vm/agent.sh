@@ -32,6 +32,7 @@ provision)
   ;;
 check)
   out "boot-2 at $(up) s"
+  ready_at=none
   if systemctl is-active --quiet 'systemd-cryptsetup@vigil\x2drec.service' && [ -e /dev/mapper/vigil-rec ]; then
     out "volume unlocked at boot with no passphrase (headless): its key slots are the TPM2 token ($(cryptsetup luksDump /dev/vdb | grep -c 'systemd-tpm2')) and the recovery key only"
   else
@@ -39,17 +40,29 @@ check)
   fi
   mountpoint -q /srv/vigil/recordings && out "recordings volume mounted" || out "FAIL recordings volume not mounted"
   if wait_until 120 systemctl is-active --quiet vigil.service; then
-    out "vigil active (Type=notify: READY) at $(up) s, unsealed credential(s) in its credentials directory: $(ls /run/credentials/vigil.service/ 2>/dev/null | tr "\n" " ")"
+    ready_at=$(up)
+    out "vigil active (Type=notify: READY) at $ready_at s, unsealed credential(s) in its credentials directory: $(ls /run/credentials/vigil.service/ 2>/dev/null | tr "\n" " ")"
   else
     out "FAIL vigil not active: $(journalctl -b -u vigil --no-pager -o cat | tail -5 | tr '\n' ' ')"
   fi
   if wait_until 120 sh -c 'vigil --config /etc/vigil/vigil.toml recordings 2>/dev/null | awk "NR>1" | grep -q .'; then
-    out "boot-to-recording: the first recording exists $(up) s after the kernel started; systemd: $(systemd-analyze time 2>/dev/null | head -1)"
+    out "boot-to-recording: the first recording exists $(up) s after the kernel started (READY at $ready_at s)"
   fi
   if wait_until 120 more_recordings_than 3; then
     out "recording: $(complete_recordings) complete recordings at $(up) s ($(systemctl show -p StatusText --value vigil.service))"
   else
     out "FAIL no recordings: $(vigil --config /etc/vigil/vigil.toml recordings 2>&1 | tail -3 | tr '\n' ' ')"
+  fi
+  # Provisioning again changes nothing.
+  id_before=$(vigil --config /etc/vigil/vigil.toml device | sed -n 's/^device id: *//p')
+  . /etc/vigil/provision.env
+  # shellcheck disable=SC2086
+  if /usr/libexec/vigil/provision $PROVISION_ARGS > /root/provision-again.log 2>&1 \
+     && ! grep -q "formatting\|enrolling the TPM\|sealing the key\|VOLUME RECOVERY KEY\|recovery key written" /root/provision-again.log \
+     && grep -q "$id_before" /root/provision-again.log; then
+    out "provisioning again: nothing changed (same device $id_before)"
+  else
+    out "FAIL provisioning is not idempotent: $(tail -5 /root/provision-again.log | tr '\n' ' ')"
   fi
   main=$(systemctl show -p MainPID --value vigil.service)
   out "memory with 4 cameras: VmRSS $(awk '/VmRSS/{print $2}' /proc/"$main"/status) KiB, VmHWM $(awk '/VmHWM/{print $2}' /proc/"$main"/status) KiB"
