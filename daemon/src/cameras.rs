@@ -195,6 +195,10 @@ impl Supervisor {
         if running.contains_key(&cam.name) {
             return Ok(());
         }
+        let v4l2_source = match cam.url.scheme() {
+            "v4l2" => Some(crate::v4l2::parse_url(&cam.url).map_err(|e| anyhow::anyhow!("camera {}: {e}", cam.name))?),
+            _ => None,
+        };
         let index = Index::open(&self.db_path)?;
         let camera_id = index.camera_id(&cam.name)?;
         let recorder = Recorder::new(
@@ -217,14 +221,25 @@ impl Supervisor {
             .name(format!("rec-{}", cam.name))
             .spawn(move || recorder.run(rx))?;
         let (stop, stop_rx) = watch::channel(false);
-        let task = self.runtime.spawn(crate::rtsp::run_camera(
-            cam.clone(),
-            password,
-            self.live.tap(&cam.name),
-            self.stall,
-            tx,
-            stop_rx,
-        ));
+        let task = if let Some(src) = v4l2_source {
+            self.runtime.spawn(crate::v4l2::run_camera(
+                cam.clone(),
+                src,
+                self.live.tap(&cam.name),
+                self.stall,
+                tx,
+                stop_rx,
+            ))
+        } else {
+            self.runtime.spawn(crate::rtsp::run_camera(
+                cam.clone(),
+                password,
+                self.live.tap(&cam.name),
+                self.stall,
+                tx,
+                stop_rx,
+            ))
+        };
         running.insert(
             cam.name.clone(),
             Running {

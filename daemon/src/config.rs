@@ -691,13 +691,19 @@ pub fn valid_camera_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// A camera URL as Vigil takes it: rtsp://, a host, no credentials inside
-/// (they go in username / the secrets store). The error is one sentence.
+/// A camera URL as Vigil takes it: rtsp:// with a host and no credentials
+/// inside (they go in username / the secrets store), or a V4L2 device
+/// `v4l2:///dev/video0?format=mjpeg&width=1280&height=720&fps=30`.
+/// The error is one sentence.
 pub fn camera_url(s: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(s).map_err(|e| format!("invalid URL \"{s}\": {e}"))?;
+    if url.scheme() == "v4l2" {
+        crate::v4l2::parse_url(&url)?;
+        return Ok(url);
+    }
     if url.scheme() != "rtsp" {
         return Err(format!(
-            "unsupported URL scheme \"{}\" (expected rtsp://)",
+            "unsupported URL scheme \"{}\" (expected rtsp:// or v4l2:///dev/videoN)",
             url.scheme()
         ));
     }

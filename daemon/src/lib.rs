@@ -1,9 +1,10 @@
 //! Vigil: a network video recorder that keeps every recording chunk-encrypted.
 //!
-//! Data path: [`rtsp`] (camera in) → [`recorder`] (frames to chunks) →
+//! Data path: [`rtsp`] / [`v4l2`] (camera in) → [`recorder`] (frames to chunks) →
 //! [`vseg`] (the on-disk format, sole owner) + [`index`] (SQLite) →
 //! [`export`] / [`verify`]. See docs/ARCHITECTURE.md.
 
+pub mod annexb;
 pub mod audit;
 pub mod bench;
 pub mod board;
@@ -12,6 +13,8 @@ pub mod cli_time;
 pub mod config;
 pub mod daemon;
 pub mod device;
+#[cfg(feature = "ffmpeg")]
+pub mod encoder;
 pub mod evidence;
 pub mod export;
 pub mod fixity;
@@ -36,6 +39,7 @@ pub mod secrets;
 pub mod storage;
 pub mod totp;
 pub mod users;
+pub mod v4l2;
 pub mod verify;
 pub mod vseg;
 pub mod web;

@@ -71,8 +71,12 @@ enum Command {
         #[arg(long)]
         camera: Option<String>,
     },
-    /// Cameras and their last known state.
-    Cameras,
+    /// Cameras and their last known state; `cameras probe` lists the V4L2
+    /// (USB/CSI) devices with their formats, sizes and frame rates.
+    Cameras {
+        #[command(subcommand)]
+        action: Option<CamerasCmd>,
+    },
     /// The box at a glance: cameras, disk, clock, keys, HTTPS certificate fingerprint.
     Status,
     /// Export a time range as MP4 (`--out`), or as a signed evidence bundle
@@ -167,6 +171,17 @@ enum Command {
         source_recording: i64,
         #[arg(long, default_value_t = 60)]
         minutes: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum CamerasCmd {
+    /// Lists /dev/video* devices: driver, formats, sizes and frame rates, and
+    /// which of them Vigil records in this build. Needs no config.
+    Probe {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -1123,7 +1138,10 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Cameras => {
+        Command::Cameras {
+            action: Some(CamerasCmd::Probe { json }),
+        } => Ok(cameras_probe(json)?),
+        Command::Cameras { action: None } => {
             let config = load_config(&cli.config)?;
             let index = open_index(&config)?;
             for c in index.cameras()? {
@@ -1785,6 +1803,44 @@ fn provision(
         let text = serde_json::to_string_pretty(&report).map_err(|e| Failure::Runtime(e.into()))?;
         std::fs::write(p, format!("{text}\n")).map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?;
         println!("report:                    {}", p.display());
+    }
+    Ok(())
+}
+
+fn cameras_probe(json: bool) -> anyhow::Result<()> {
+    let devices = vigil::v4l2::probe_devices();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&devices)?);
+        return Ok(());
+    }
+    if devices.is_empty() {
+        println!("no V4L2 devices (/dev/video*)");
+        return Ok(());
+    }
+    for d in &devices {
+        if let Some(e) = &d.error {
+            println!("{}: cannot query: {e}", d.path);
+            continue;
+        }
+        println!("{}: {} (driver {}, {})", d.path, d.card, d.driver, d.bus);
+        if !d.capture {
+            println!("    not a video capture device (metadata or output node)");
+            continue;
+        }
+        for f in &d.formats {
+            let note = match f.vigil {
+                Some(v) => format!("records as {v}: v4l2://{}?format={v}", d.path),
+                None if f.fourcc == "YUYV" => "raw: needs the build with --features ffmpeg".to_string(),
+                None => "not recorded by Vigil".to_string(),
+            };
+            println!("    {} {:<28} {note}", f.fourcc, format!("({})", f.description));
+            for s in &f.sizes {
+                println!("        {s}");
+            }
+        }
+    }
+    if !vigil::v4l2::HAS_ENCODER {
+        println!("(this build has no encoder: raw formats need vigil built with --features ffmpeg)");
     }
     Ok(())
 }

@@ -33,6 +33,40 @@ fn u64b(b: &mut Vec<u8>, v: u64) {
     b.extend_from_slice(&v.to_be_bytes());
 }
 
+/// A VisualSampleEntry box (ISO/IEC 14496-12 12.1.3) with its child boxes.
+fn visual_sample_entry(fourcc: &[u8; 4], width: u16, height: u16, children: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut b = Vec::with_capacity(128);
+    bx(&mut b, fourcc, |b| {
+        b.extend_from_slice(&[0; 6]); // reserved
+        u16b(b, 1); // data_reference_index
+        b.extend_from_slice(&[0; 16]); // pre_defined, reserved
+        u16b(b, width);
+        u16b(b, height);
+        u32b(b, 0x0048_0000); // 72 dpi
+        u32b(b, 0x0048_0000);
+        u32b(b, 0);
+        u16b(b, 1); // frame_count
+        b.extend_from_slice(&[0; 32]); // compressorname
+        u16b(b, 0x0018); // depth
+        u16b(b, 0xffff); // pre_defined = -1
+        children(b);
+    });
+    b
+}
+
+/// `avc1` with its `avcC` (the body from `annexb::avc_config`).
+pub fn avc1_sample_entry(width: u16, height: u16, avc_config: &[u8]) -> Vec<u8> {
+    visual_sample_entry(b"avc1", width, height, |b| {
+        bx(b, b"avcC", |b| b.extend_from_slice(avc_config))
+    })
+}
+
+/// Motion JPEG: the QuickTime `jpeg` entry, which ffmpeg, VLC and GStreamer
+/// read from MP4 as well; every sample is a complete JPEG image.
+pub fn jpeg_sample_entry(width: u16, height: u16) -> Vec<u8> {
+    visual_sample_entry(b"jpeg", width, height, |_| {})
+}
+
 const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
 
 pub struct TrackInfo<'a> {

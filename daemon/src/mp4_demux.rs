@@ -210,6 +210,7 @@ fn parse_trak(trak: &[u8]) -> Result<Option<TrackInfo>, String> {
     let codec = match &typ {
         b"avc1" | b"avc3" => Codec::H264,
         b"hvc1" | b"hev1" => Codec::H265,
+        b"jpeg" => Codec::Mjpeg,
         other => {
             return Err(format!(
                 "video codec '{}' (Vigil stores H.264 and H.265)",

@@ -280,6 +280,8 @@ pub fn record_aad(header_hash: &[u8; 32], index: u64, kind: RecordKind, ct_len: 
 pub enum Codec {
     H264 = 1,
     H265 = 2,
+    /// Motion JPEG from a V4L2 camera: every frame a key frame.
+    Mjpeg = 3,
 }
 
 impl Codec {
@@ -287,6 +289,7 @@ impl Codec {
         match self {
             Codec::H264 => "h264",
             Codec::H265 => "h265",
+            Codec::Mjpeg => "mjpeg",
         }
     }
 }
@@ -322,6 +325,7 @@ impl StreamInfo {
         let codec = match r.u8()? {
             1 => Codec::H264,
             2 => Codec::H265,
+            3 => Codec::Mjpeg,
             c => return Err(format!("unknown codec {c}")),
         };
         let timescale = r.u32()?;

@@ -985,6 +985,19 @@ async fn probe_camera(req: Request<Incoming>) -> Reply {
         crate::config::camera_url(str_field(&v, "url")?).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
     let username = opt_str(&v, "username")?.filter(|u| !u.is_empty());
     let password = opt_str(&v, "password")?.map(zeroize::Zeroizing::new);
+    if url.scheme() == "v4l2" {
+        // A local device: what it offers, and whether Vigil records one of its formats.
+        let src = crate::v4l2::parse_url(&url).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+        let report = tokio::task::spawn_blocking(move || crate::v4l2::probe_device(&src.device))
+            .await
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "probe failed"))?;
+        let recordable = report.capture && report.formats.iter().any(|f| f.vigil.is_some());
+        let error = report.error.clone().or_else(|| {
+            (!recordable)
+                .then(|| "the device offers no format this build records (see `vigil cameras probe`)".to_string())
+        });
+        return ok(json!({ "ok": recordable, "device": report, "error": error }));
+    }
     match crate::rtsp::probe(
         &url,
         username.as_deref(),
