@@ -8,6 +8,14 @@ export PATH="$HOME/.cargo/bin:$PATH"
 CAMERA_PACKAGES="gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi python3-gst-1.0 gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav ffmpeg"
 
+# The `ffmpeg` cargo feature (raw V4L2 cameras encoded with libavcodec;
+# ffmpeg-sys-next generates its bindings with libclang).
+FFMPEG_DEV_PACKAGES="libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libclang-dev clang pkg-config"
+
+# Cross-building and running the aarch64 build: Debian's cross gcc and
+# qemu-user; the ARM board VM: qemu-system-arm and an arm64 kernel.
+ARM_PACKAGES="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static qemu-system-arm"
+
 # A software TPM behind a resource manager (as a board's /dev/tpmrm0 is),
 # systemd-creds to seal with it, and libfaketime for the day-rollover test.
 TPM_PACKAGES="systemd swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon faketime"

@@ -69,6 +69,42 @@ check)
   token=$(vigil --config /etc/vigil/vigil.toml users token --name vmtest --role operator 2>/dev/null)
   out "token $token"
   out "fingerprint $(vigil --config /etc/vigil/vigil.toml device | sed -n 's/^fingerprint: *//p')"
+  # The USB camera (vivid, loaded at boot by /etc/modules-load.d): 60 s
+  # recorded, then unplugged (the driver unbound, as a pulled USB cable
+  # unregisters the device) and plugged back in.
+  usb_frames() { vigil --config /etc/vigil/vigil.toml recordings --camera usb1 2>/dev/null | awk -v b="$1" 'NR>1 && $3 >= b {n += $5} END {print n+0}'; }
+  usb_first() { vigil --config /etc/vigil/vigil.toml recordings --camera usb1 2>/dev/null | awk -v b="$1" 'NR>1 && $3 >= b {print $3; exit}'; }
+  boot_utc=$(date -u -d "-$(up | cut -d. -f1) sec" +%FT%TZ)
+  out "v4l2 devices: $(vigil cameras probe | grep -c '^/dev/video') ($(vigil cameras probe | sed -n 's/^\(\/dev\/video0: [^(]*\).*/\1/p'))"
+  if wait_until 120 sh -c "[ -n \"\$(vigil --config /etc/vigil/vigil.toml recordings --camera usb1 2>/dev/null | awk 'NR>1' | head -1)\" ]"; then
+    first=$(usb_first "$boot_utc")
+    wait_s=$(( 62 - ( $(date +%s) - $(date -d "$first" +%s) ) ))
+    [ "$wait_s" -gt 0 ] && sleep "$wait_s"
+    out "usb1 (V4L2 vivid, YUYV encoded by vigil) recording since $first: $(usb_frames "$boot_utc") frames in complete and open recordings at $(up) s"
+    since=$(date '+%F %T')
+    echo vivid.0 > /sys/bus/platform/drivers/vivid/unbind
+    t_unplug=$(date +%s.%N)
+    if wait_until 30 sh -c "journalctl -u vigil --since '$since' -o cat | grep -q 'V4L2 capture ended'"; then
+      ended=$(journalctl -u vigil --since "$since" -o cat | grep 'V4L2 capture ended' | tail -1)
+      captured=$(echo "$ended" | sed -n 's/.*captured=\([0-9]*\).*/\1/p')
+      out "unplugged: $(echo "$ended" | tr -s ' ')"
+      sleep 3
+      out "v4l2-export $boot_utc $(date -u +%FT%TZ) $captured $(usb_frames "$boot_utc")"
+    else
+      out "FAIL the unplugged camera was not noticed: $(journalctl -u vigil --since "$since" -o cat | tail -3 | tr '\n' ' ')"
+    fi
+    since=$(date '+%F %T')
+    before=$(usb_frames "$boot_utc")
+    echo vivid.0 > /sys/bus/platform/drivers/vivid/bind
+    t_plug=$(date +%s.%N)
+    if wait_until 60 sh -c "[ \$(vigil --config /etc/vigil/vigil.toml recordings --camera usb1 2>/dev/null | awk 'NR>1 {n += \$5} END {print n+0}') -gt $((before + 30)) ]"; then
+      out "replugged: recording resumed, $(( $(usb_frames "$boot_utc") - before )) new frames $(awk -v a="$t_plug" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s after the device came back ($(journalctl -u vigil --since "$since" -o cat | grep -c 'opening V4L2 device') reopen attempts)"
+    else
+      out "FAIL recording did not resume after replug: $(journalctl -u vigil --since "$since" -o cat | tail -4 | tr '\n' ' ')"
+    fi
+  else
+    out "FAIL usb1 never recorded: $(vigil --config /etc/vigil/vigil.toml cameras 2>&1 | grep usb1)"
+  fi
   out "ready-for-host"
   # The host exports and verifies through the port forward meanwhile.
   sleep 45
