@@ -257,6 +257,8 @@ struct Session {
     unusable: u64,
     params: Option<Arc<StreamParams>>,
     last_pts: Option<i64>,
+    /// Streaming was started (the counts are worth a log line).
+    started: bool,
 }
 
 impl Session {
@@ -279,6 +281,7 @@ impl Session {
             unusable: 0,
             params: None,
             last_pts: None,
+            started: false,
         }
     }
 
@@ -334,6 +337,7 @@ impl Session {
         tracing::info!(camera = %self.camera, format = pix.name(), width = fmt.width, height = fmt.height, fps, "capturing");
         let mut stream = MmapStream::with_buffers(&dev, Type::VideoCapture, BUFFERS).map_err(&err)?;
         stream.set_timeout(POLL);
+        self.started = true;
         let mut last_frame = Instant::now();
         let mut last_seq: Option<u32> = None;
         let mut buf = Vec::new();
@@ -451,6 +455,9 @@ impl Session {
     fn finish(&mut self) {
         if !self.batch.is_empty() {
             let _ = self.tx.blocking_send(Event::Frames(std::mem::take(&mut self.batch)));
+        }
+        if !self.started {
+            return;
         }
         tracing::info!(
             camera = %self.camera,

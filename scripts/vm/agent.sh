@@ -85,7 +85,7 @@ check)
     echo vivid.0 > /sys/bus/platform/drivers/vivid/unbind
     t_unplug=$(date +%s.%N)
     if wait_until 30 sh -c "journalctl -u vigil --since '$since' -o cat | grep -q 'V4L2 capture ended'"; then
-      ended=$(journalctl -u vigil --since "$since" -o cat | grep 'V4L2 capture ended' | tail -1)
+      ended=$(journalctl -u vigil --since "$since" -o cat | grep 'V4L2 capture ended' | head -1)
       captured=$(echo "$ended" | sed -n 's/.*captured=\([0-9]*\).*/\1/p')
       out "unplugged: $(echo "$ended" | tr -s ' ')"
       sleep 3
