@@ -25,6 +25,7 @@ fn bad_configs_give_one_line_and_exit_2() {
     let unknown = good.replace("segment_seconds = 10", "segment_seconds = 10\nsegment_secnds = 5");
     let bad_url = good.replace("rtsp://127.0.0.1:9/h264", "rtsp//127.0.0.1/h264");
     let dup = format!("{good}\n[[camera]]\nname = \"a\"\nurl = \"rtsp://127.0.0.1:9/x\"\n");
+    let bad_v4l2 = good.replace("rtsp://127.0.0.1:9/h264", "v4l2:///dev/video0?format=rgb24");
     let missing_key = good.replace("kek.key", "no-such.key");
     let bad_board = format!("{good}\n[board]\nprofile = \"toaster\"\n");
     let cases: Vec<(&str, String, usize, &str)> = vec![
@@ -35,6 +36,12 @@ fn bad_configs_give_one_line_and_exit_2() {
             "recording.segment_secnds",
         ),
         ("bad URL", bad_url.clone(), line_of(&bad_url, "rtsp//"), "camera.url"),
+        (
+            "bad V4L2 option",
+            bad_v4l2.clone(),
+            line_of(&bad_v4l2, "rgb24"),
+            "camera.url",
+        ),
         (
             "unknown board profile",
             bad_board.clone(),

@@ -174,8 +174,9 @@ pub async fn run_camera(
     tx: mpsc::Sender<Event>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // A replugged camera is back within a second or two: retry quickly, cap low.
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+    // A replugged camera is back within a second or two, and trying a device
+    // node that is not there costs one failed open(): retry every 2 s at most.
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(2));
     loop {
         if *shutdown.borrow() {
             break;
