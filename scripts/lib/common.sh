@@ -39,6 +39,19 @@ need_packages() {
   fi
 }
 
+# FFmpeg's arm64 libraries and headers beside the host's (multiarch), for
+# cross-building the ffmpeg feature; they bring the arm64 libc6 that
+# qemu-aarch64 runs the binaries with (scripts/lib/aarch64-env.sh).
+need_arm64_ffmpeg() {
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo dpkg --add-architecture arm64
+    $sudo apt-get update -q >/dev/null
+  fi
+  need_packages libavcodec-dev:arm64 libavformat-dev:arm64 libavutil-dev:arm64 libswscale-dev:arm64
+}
+
 need_rust() {
   command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 2; }
 }

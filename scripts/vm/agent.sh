@@ -65,7 +65,7 @@ check)
     out "FAIL provisioning is not idempotent: $(tail -5 /root/provision-again.log | tr '\n' ' ')"
   fi
   main=$(systemctl show -p MainPID --value vigil.service)
-  out "memory with 4 cameras: VmRSS $(awk '/VmRSS/{print $2}' /proc/"$main"/status) KiB, VmHWM $(awk '/VmHWM/{print $2}' /proc/"$main"/status) KiB"
+  out "memory with 5 cameras (4 RTSP, 1 USB encoded with libx264): VmRSS $(awk '/VmRSS/{print $2}' /proc/"$main"/status) KiB, VmHWM $(awk '/VmHWM/{print $2}' /proc/"$main"/status) KiB"
   token=$(vigil --config /etc/vigil/vigil.toml users token --name vmtest --role operator 2>/dev/null)
   out "token $token"
   out "fingerprint $(vigil --config /etc/vigil/vigil.toml device | sed -n 's/^fingerprint: *//p')"
