@@ -13,7 +13,7 @@ fn a_missing_usb_camera_is_offline_with_its_reason_and_others_record() {
         &[
             Cam {
                 name: "door",
-                url: cam.url("h264"),
+                url: cam.url("/h264"),
             },
             Cam {
                 name: "usb",
