@@ -30,19 +30,34 @@ fn a_missing_usb_camera_is_offline_with_its_reason_and_others_record() {
     );
     assert!(v.wait_state("usb", "offline", Duration::from_secs(20)).is_some());
     let listing = text(&v.cli(&["cameras"]));
-    let line = listing.lines().find(|l| l.starts_with("usb")).unwrap_or_default().to_string();
+    let line = listing
+        .lines()
+        .find(|l| l.starts_with("usb"))
+        .unwrap_or_default()
+        .to_string();
     assert!(
         line.contains("/dev/video-vigil-absent") && line.contains("No such file"),
         "the error names the device and the reason: {line}"
     );
     // Retried: more than one open attempt within a few seconds.
     assert!(
-        wait_for(Duration::from_secs(10), || (v.log().matches("opening V4L2 device").count() >= 2).then_some(())).is_some(),
+        wait_for(Duration::from_secs(10), || (v
+            .log()
+            .matches("opening V4L2 device")
+            .count()
+            >= 2)
+            .then_some(()))
+        .is_some(),
         "retried: {}",
         v.log()
     );
     assert!(
-        wait_for(Duration::from_secs(20), || v.recordings().iter().any(|r| r.camera == "door").then_some(())).is_some(),
+        wait_for(Duration::from_secs(20), || v
+            .recordings()
+            .iter()
+            .any(|r| r.camera == "door")
+            .then_some(()))
+        .is_some(),
         "the RTSP camera has recordings"
     );
     assert!(v.stop(), "clean stop");
