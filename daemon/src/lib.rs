@@ -1,45 +1,23 @@
 //! Vigil: a network video recorder that keeps every recording chunk-encrypted.
 //!
-//! Data path: [`rtsp`] / [`v4l2`] (camera in) → [`recorder`] (frames to chunks) →
-//! [`vseg`] (the on-disk format, sole owner) + [`index`] (SQLite) →
-//! [`export`] / [`verify`]. See docs/ARCHITECTURE.md.
+//! Layers, bottom up; each imports only from the layers below it
+//! (`scripts/check-layers` enforces it, docs/ARCHITECTURE.md draws it):
+//! [`base`] → [`config`] → [`db`] → [`keys`] → [`storage`] →
+//! [`ingest`] | [`archive`] | [`evidence`] → [`run`] → [`web`] → [`cli`].
+//! The on-disk format is its own crate, `vigil_format`, below all of them.
+//!
+//! Data path: [`ingest`] (camera in) → [`storage::recorder`] (frames to
+//! chunks) → `vigil_format::vseg` (the on-disk format, sole owner) +
+//! [`db`] (SQLite) → [`evidence::export`] / [`archive::verify`].
 
-pub mod annexb;
-pub mod audit;
-pub mod bench;
-pub mod board;
-pub mod cameras;
-pub mod cli_time;
+pub mod archive;
+pub mod base;
+pub mod cli;
 pub mod config;
-pub mod daemon;
-pub mod device;
-#[cfg(feature = "ffmpeg")]
-pub mod encoder;
+pub mod db;
 pub mod evidence;
-pub mod export;
-pub mod fixity;
-pub mod health;
-pub mod holds;
-pub mod host;
-pub mod import;
-pub mod index;
-pub mod keyring;
+pub mod ingest;
 pub mod keys;
-pub mod live;
-pub mod mp4;
-pub mod mp4_demux;
-pub mod notify;
-pub mod recorder;
-pub mod recovery;
-pub mod rekey;
-pub mod retention;
-pub mod rtsp;
-pub mod sealing;
-pub mod secrets;
+pub mod run;
 pub mod storage;
-pub mod totp;
-pub mod users;
-pub mod v4l2;
-pub mod verify;
-pub mod vseg;
 pub mod web;

@@ -8,12 +8,17 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use std::io::Read;
 
+use vigil::archive::{rekey, verify};
+use vigil::base::time as cli_time;
 use vigil::config::Config;
-use vigil::keyring::{self, Keyring};
+use vigil::db::{audit, Index};
+use vigil::evidence::export;
+use vigil::keys::keyring::{self, Keyring};
+use vigil::keys::recovery::RecoveryKey;
+use vigil::keys::sealing::KekSealer;
+use vigil::keys::secrets;
 use vigil::keys::{KeyError, KeyLookup};
-use vigil::recovery::RecoveryKey;
-use vigil::sealing::KekSealer;
-use vigil::{audit, cli_time, export, index::Index, rekey, secrets, storage::Storage, verify};
+use vigil::storage::Storage;
 
 #[derive(Parser)]
 #[command(
@@ -402,8 +407,8 @@ impl From<anyhow::Error> for Failure {
         Failure::Runtime(e)
     }
 }
-impl From<vigil::index::IndexError> for Failure {
-    fn from(e: vigil::index::IndexError) -> Self {
+impl From<vigil::db::IndexError> for Failure {
+    fn from(e: vigil::db::IndexError) -> Self {
         Failure::Runtime(e.into())
     }
 }
@@ -559,7 +564,7 @@ fn human_bytes(b: u64) -> String {
 }
 
 fn hex(b: &[u8]) -> String {
-    vigil::vseg::hex(b)
+    vigil_format::hex(b)
 }
 
 fn keys_command(cli_config: &Path, command: KeysCommand) -> Result<(), Failure> {
@@ -640,7 +645,7 @@ fn keys_command(cli_config: &Path, command: KeysCommand) -> Result<(), Failure> 
             for (k, reason) in &st.pending_jobs {
                 println!("pending re-encryption of data key {k} ({reason}): run `vigil keys reencrypt --key {k}`");
             }
-            let now = vigil::recorder::now_ns();
+            let now = vigil::base::clock::now_ns();
             for m in secrets::list_in(index.conn()).map_err(|e| Failure::Runtime(e.into()))? {
                 let state = m.expiry_state(now);
                 if !state.is_empty() {
@@ -761,7 +766,7 @@ fn keys_command(cli_config: &Path, command: KeysCommand) -> Result<(), Failure> 
         }
         KeysCommand::Bench { iterations } => {
             let kr = open_keyring(&config, &actor)?;
-            let r = vigil::bench::keys(&kr, iterations)?;
+            let r = vigil::cli::bench::keys(&kr, iterations)?;
             println!("{r}");
             Ok(())
         }
@@ -785,7 +790,7 @@ fn secrets_command(cli_config: &Path, command: SecretsCommand) -> Result<(), Fai
         }
         SecretsCommand::List => {
             let index = open_index(&config)?;
-            let now = vigil::recorder::now_ns();
+            let now = vigil::base::clock::now_ns();
             println!(
                 "{:<32} {:>7}  {:<24} {:<24} {:<16} status",
                 "name", "version", "updated", "expires", "key"
@@ -839,7 +844,7 @@ fn secrets_command(cli_config: &Path, command: SecretsCommand) -> Result<(), Fai
 }
 
 fn users_command(cli_config: &Path, command: UsersCommand) -> Result<(), Failure> {
-    use vigil::users::{self, Role, UserError};
+    use vigil::db::users::{self, Role, UserError};
     let config = load_config(cli_config)?;
     let actor = audit::cli_actor();
     let index = Index::open(&config.db_path)?;
@@ -911,7 +916,7 @@ fn users_command(cli_config: &Path, command: UsersCommand) -> Result<(), Failure
             secrets::set(&kr, &users::totp_secret_name(&name), &seed[..], None)?;
             record("user.mfa.enable", &name, "")?;
             // Shown once, for the authenticator app (the web UI shows it as a QR code).
-            println!("{}", vigil::totp::otpauth_uri("Vigil", &name, &seed[..]));
+            println!("{}", vigil::base::totp::otpauth_uri("Vigil", &name, &seed[..]));
         }
         UsersCommand::ResetMfa { name } => {
             let kr = open_keyring(&config, &actor)?;
@@ -990,7 +995,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         }
         Command::Import { camera, start, file } => {
             let config = load_config(&cli.config)?;
-            if !vigil::secrets::valid_name(&camera) || camera.contains('.') {
+            if !vigil::keys::secrets::valid_name(&camera) || camera.contains('.') {
                 return Err(Failure::Usage(format!(
                     "\"{camera}\": use 1 to 64 letters, digits, '-' or '_'"
                 )));
@@ -998,7 +1003,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             let start = start.as_deref().map(parse_date).transpose()?;
             let keys = load_keys(&config)?;
             let storage = Storage::new(&config.storage_dir);
-            match vigil::import::import(
+            match vigil::ingest::import::import(
                 &config.db_path,
                 &storage,
                 keys,
@@ -1032,9 +1037,9 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                     Ok(())
                 }
                 Err(
-                    e @ (vigil::import::ImportError::Demux(_)
-                    | vigil::import::ImportError::InsideStorage(_)
-                    | vigil::import::ImportError::NoStartTime(_)),
+                    e @ (vigil::ingest::import::ImportError::Demux(_)
+                    | vigil::ingest::import::ImportError::InsideStorage(_)
+                    | vigil::ingest::import::ImportError::NoStartTime(_)),
                 ) => Err(Failure::Usage(e.to_string())),
                 Err(e) => Err(Failure::Runtime(e.into())),
             }
@@ -1042,11 +1047,11 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Run => {
             let config = load_config(&cli.config)?;
             let keyring = open_keyring(&config, "daemon")?;
-            match vigil::daemon::run(config, keyring) {
+            match vigil::run::daemon::run(config, keyring) {
                 Ok(()) => Ok(()),
-                Err(e) => match e.downcast::<vigil::daemon::PasswordError>() {
+                Err(e) => match e.downcast::<vigil::run::daemon::PasswordError>() {
                     Ok(p) => Err(Failure::Usage(format!("config error: {}", p.0))),
-                    Err(e) => match e.downcast::<vigil::daemon::UnencryptedVolume>() {
+                    Err(e) => match e.downcast::<vigil::run::daemon::UnencryptedVolume>() {
                         Ok(v) => Err(Failure::Usage(v.0)),
                         Err(e) => Err(Failure::Runtime(e)),
                     },
@@ -1092,7 +1097,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                     cli_time::format_ns(c.state_since_ns)
                 );
             }
-            match vigil::host::fs_space(&config.storage_dir) {
+            match vigil::base::host::fs_space(&config.storage_dir) {
                 Some((avail, total)) => println!(
                     "storage: {} free of {} ({:.1}%) in {}",
                     human_bytes(avail),
@@ -1102,7 +1107,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 ),
                 None => println!("storage: {} is not readable", config.storage_dir.display()),
             }
-            let ts = vigil::host::time_sync();
+            let ts = vigil::base::host::time_sync();
             println!(
                 "clock: {} (max error {} ms)",
                 if ts.synchronised {
@@ -1242,7 +1247,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Device => {
             let config = load_config(&cli.config)?;
             let kr = open_keyring(&config, &audit::cli_actor())?;
-            let key = vigil::device::DeviceKey::load_or_create(&kr, "vigil device")
+            let key = vigil::evidence::device::DeviceKey::load_or_create(&kr, "vigil device")
                 .map_err(|e| Failure::Runtime(e.into()))?;
             let id = key.identity();
             println!("device id:   {}", id.device_id);
@@ -1256,7 +1261,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         } => {
             let config = load_config(&cli.config)?;
             let index = open_index(&config)?;
-            let st = vigil::fixity::status(index.conn()).map_err(|e| Failure::Runtime(e.into()))?;
+            let st = vigil::archive::fixity::status(index.conn()).map_err(|e| Failure::Runtime(e.into()))?;
             let when = |t: Option<i64>| t.map(cli_time::format_ns).unwrap_or_else(|| "never".into());
             println!(
                 "{} recording(s): {} verified, {} not yet; oldest check {}, newest {}",
@@ -1337,13 +1342,13 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::BenchWriter { dir, mib, record_kib } => {
-            let (bytes, secs) = vigil::bench::seal_throughput(mib, record_kib)?;
+            let (bytes, secs) = vigil::cli::bench::seal_throughput(mib, record_kib)?;
             println!(
                 "seal: {:.1} MiB as {record_kib} KiB records in {secs:.3} s = {:.1} MB/s (ring ChaCha20-Poly1305, in memory)",
                 bytes as f64 / 1048576.0,
                 bytes as f64 / secs / 1e6
             );
-            let (bytes, secs) = vigil::bench::writer_throughput(&dir, mib, record_kib)?;
+            let (bytes, secs) = vigil::cli::bench::writer_throughput(&dir, mib, record_kib)?;
             println!(
                 "writer: {:.1} MiB as {record_kib} KiB records in {secs:.3} s = {:.1} MB/s (seal + write + fdatasync per record)",
                 bytes as f64 / 1048576.0,
@@ -1359,7 +1364,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             let config = load_config(&cli.config)?;
             let keys = load_keys(&config)?;
             let storage = Storage::new(&config.storage_dir);
-            let frames = vigil::bench::synthesize(
+            let frames = vigil::cli::bench::synthesize(
                 &storage,
                 &config.db_path,
                 keys,
@@ -1380,8 +1385,8 @@ fn export_bundle(config_path: &Path, cameras: &[String], start: &str, end: &str,
     let end_ns = cli_time::parse_rfc3339(end).map_err(Failure::Usage)?;
     let actor = audit::cli_actor();
     let kr = open_keyring(&config, &actor)?;
-    let device =
-        vigil::device::DeviceKey::load_or_create(&kr, "sign an export").map_err(|e| Failure::Runtime(e.into()))?;
+    let device = vigil::evidence::device::DeviceKey::load_or_create(&kr, "sign an export")
+        .map_err(|e| Failure::Runtime(e.into()))?;
     let index = open_index(&config)?;
     let storage = Storage::new(&config.storage_dir);
     let keys: Arc<dyn KeyLookup> = kr.clone();
@@ -1390,14 +1395,14 @@ fn export_bundle(config_path: &Path, cameras: &[String], start: &str, end: &str,
         storage: &storage,
         keys: keys.as_ref(),
     };
-    let req = vigil::evidence::BundleRequest {
+    let req = vigil::evidence::bundle::BundleRequest {
         cameras,
         start_ns,
         end_ns,
         operator: &actor,
     };
-    let target = vigil::evidence::BundleTarget::from_path(out);
-    match vigil::evidence::create_bundle(archive, &device, &req, &target) {
+    let target = vigil::evidence::bundle::BundleTarget::from_path(out);
+    match vigil::evidence::bundle::create_bundle(archive, &device, &req, &target) {
         Ok(r) => {
             let digest = r.archive_sha256.unwrap_or(r.manifest_sha256);
             let _ = audit::append(
@@ -1413,7 +1418,7 @@ fn export_bundle(config_path: &Path, cameras: &[String], start: &str, end: &str,
                     cli_time::format_ns(r.manifest.actual.end_ns),
                     r.frames,
                     r.archive_bytes,
-                    vigil::vseg::hex(&digest),
+                    vigil_format::hex(&digest),
                     out.display()
                 ),
             );
@@ -1427,8 +1432,8 @@ fn export_bundle(config_path: &Path, cameras: &[String], start: &str, end: &str,
                 out.display()
             );
             match r.archive_sha256 {
-                Some(d) => println!("sha256 of the zip: {}", vigil::vseg::hex(&d)),
-                None => println!("sha256 of manifest.json: {}", vigil::vseg::hex(&r.manifest_sha256)),
+                Some(d) => println!("sha256 of the zip: {}", vigil_format::hex(&d)),
+                None => println!("sha256 of manifest.json: {}", vigil_format::hex(&r.manifest_sha256)),
             }
             println!(
                 "signed by device {} (key fingerprint {})",
@@ -1438,8 +1443,8 @@ fn export_bundle(config_path: &Path, cameras: &[String], start: &str, end: &str,
         }
         Err(e) if e.is_integrity() => Err(Failure::Integrity(format!("export refused: {e}"))),
         Err(
-            e @ (vigil::evidence::EvidenceError::Usage(_)
-            | vigil::evidence::EvidenceError::Export(
+            e @ (vigil::evidence::bundle::EvidenceError::Usage(_)
+            | vigil::evidence::bundle::EvidenceError::Export(
                 export::ExportError::UnknownCamera(_)
                 | export::ExportError::NothingToExport { .. }
                 | export::ExportError::EmptyRange,
@@ -1450,12 +1455,13 @@ fn export_bundle(config_path: &Path, cameras: &[String], start: &str, end: &str,
 }
 
 fn verify_export(bundle: &Path, pubkey: Option<&Path>, fingerprint: Option<String>) -> Result<(), Failure> {
-    use vigil::evidence::Pin;
+    use vigil::evidence::bundle::Pin;
     let pin = match (pubkey, fingerprint) {
         (Some(p), _) => {
             let text = std::fs::read_to_string(p).map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?;
             Pin::PublicKey(
-                vigil::device::parse_public_key(&text).map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?,
+                vigil::evidence::device::parse_public_key(&text)
+                    .map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?,
             )
         }
         (None, Some(f)) => {
@@ -1469,7 +1475,7 @@ fn verify_export(bundle: &Path, pubkey: Option<&Path>, fingerprint: Option<Strin
         }
         (None, None) => Pin::None,
     };
-    let rep = vigil::evidence::verify_bundle(bundle, &pin);
+    let rep = vigil::evidence::bundle::verify_bundle(bundle, &pin);
     println!("Vigil evidence bundle: {}", bundle.display());
     if let Some(m) = &rep.manifest {
         println!("  device      {}", m.device_id);
@@ -1522,7 +1528,7 @@ fn verify_export(bundle: &Path, pubkey: Option<&Path>, fingerprint: Option<Strin
 }
 
 fn hold_command(config_path: &Path, command: HoldCommand) -> Result<(), Failure> {
-    use vigil::holds::{self, HoldError, HoldTarget};
+    use vigil::db::holds::{self, HoldError, HoldTarget};
     let config = load_config(config_path)?;
     let index = open_index(&config)?;
     let actor = audit::cli_actor();
@@ -1597,12 +1603,12 @@ fn retention_command(config_path: &Path, command: RetentionCommand) -> Result<()
             let mut index = open_index(&config)?;
             let storage = Storage::new(&config.storage_dir);
             let dir = config.storage_dir.clone();
-            let rep = vigil::retention::run_pass(
+            let rep = vigil::archive::retention::run_pass(
                 &storage,
                 &mut index,
                 &config.retention,
-                vigil::recorder::now_ns(),
-                &move || vigil::host::fs_space(&dir),
+                vigil::base::clock::now_ns(),
+                &move || vigil::base::host::fs_space(&dir),
                 &audit::cli_actor(),
             )
             .map_err(|e| Failure::Runtime(e.into()))?;
@@ -1622,12 +1628,14 @@ fn retention_command(config_path: &Path, command: RetentionCommand) -> Result<()
             }
             Ok(())
         }
-        RetentionCommand::Bench { recordings } => vigil::bench::retention_pass(recordings).map_err(Failure::Runtime),
+        RetentionCommand::Bench { recordings } => {
+            vigil::cli::bench::retention_pass(recordings).map_err(Failure::Runtime)
+        }
     }
 }
 
 fn board_command(command: BoardCommand) -> Result<(), Failure> {
-    use vigil::board;
+    use vigil::base::board;
     let profiles = board::profiles();
     match command {
         BoardCommand::List => {
@@ -1710,8 +1718,8 @@ fn provision(
     let actor = audit::cli_actor();
     let kr = open_keyring(&config, &actor)?;
     let index = open_index(&config)?;
-    let device =
-        vigil::device::DeviceKey::load_or_create(&kr, "provisioning").map_err(|e| Failure::Runtime(e.into()))?;
+    let device = vigil::evidence::device::DeviceKey::load_or_create(&kr, "provisioning")
+        .map_err(|e| Failure::Runtime(e.into()))?;
     let https = match &config.http {
         Some(http) => Some(
             vigil::web::tls::server_config(http, &kr)
@@ -1720,7 +1728,7 @@ fn provision(
         ),
         None => None,
     };
-    let admin = match vigil::users::ensure_first_admin(&index).map_err(|e| Failure::Runtime(e.into()))? {
+    let admin = match vigil::db::users::ensure_first_admin(&index).map_err(|e| Failure::Runtime(e.into()))? {
         Some(pw) => {
             let _ = audit::append(
                 index.conn(),
@@ -1743,7 +1751,7 @@ fn provision(
         }
         None => "exists (not changed)".to_string(),
     };
-    let ks = vigil::keyring::status(&index).map_err(Failure::from)?;
+    let ks = vigil::keys::keyring::status(&index).map_err(Failure::from)?;
     let kr_row = ks
         .keyring
         .ok_or_else(|| Failure::Usage("run `vigil keys init` first".into()))?;
@@ -1752,18 +1760,18 @@ fn provision(
         .storage_dir
         .ancestors()
         .find(|p| p.exists())
-        .and_then(|p| vigil::host::volume(p).ok());
+        .and_then(|p| vigil::base::host::volume(p).ok());
     let id = device.identity();
     let report = serde_json::json!({
         "device_id": id.device_id,
         "signing_key_fingerprint_sha256": id.fingerprint(),
         "https_certificate_fingerprint_sha256": https,
-        "kek": { "id": vigil::vseg::hex(&kr_row.kek_id), "sealing": kr_row.sealing, "pcrs": kr_row.pcrs },
+        "kek": { "id": vigil_format::hex(&kr_row.kek_id), "sealing": kr_row.sealing, "pcrs": kr_row.pcrs },
         "recovery_key": recovery_key,
         "recordings_volume": volume.as_ref().map(|v| v.describe()),
         "recordings_volume_luks2": volume.as_ref().is_some_and(|v| v.is_luks2()),
         "admin": admin,
-        "software": vigil::evidence::software_version(),
+        "software": vigil::evidence::bundle::software_version(),
     });
     let _ = audit::append(
         index.conn(),
@@ -1782,7 +1790,7 @@ fn provision(
     );
     println!(
         "key-encryption key:        {} sealed by {} (PCRs: {})",
-        vigil::vseg::hex(&kr_row.kek_id),
+        vigil_format::hex(&kr_row.kek_id),
         kr_row.sealing,
         if kr_row.pcrs.is_empty() {
             "none"
@@ -1808,7 +1816,7 @@ fn provision(
 }
 
 fn cameras_probe(json: bool) -> anyhow::Result<()> {
-    let devices = vigil::v4l2::probe_devices();
+    let devices = vigil::ingest::v4l2::probe_devices();
     if json {
         println!("{}", serde_json::to_string_pretty(&devices)?);
         return Ok(());
@@ -1839,7 +1847,7 @@ fn cameras_probe(json: bool) -> anyhow::Result<()> {
             }
         }
     }
-    if !vigil::v4l2::HAS_ENCODER {
+    if !vigil::ingest::v4l2::HAS_ENCODER {
         println!("(this build has no encoder: raw formats need vigil built with --features ffmpeg)");
     }
     Ok(())

@@ -15,8 +15,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::AppState;
-use crate::audit::{self, Outcome};
-use crate::users::{self, Role};
+use crate::db::audit::{self, Outcome};
+use crate::db::users::{self, Role};
 
 /// Largest request body accepted (JSON).
 const MAX_BODY: usize = 64 * 1024;
@@ -133,8 +133,8 @@ impl From<users::UserError> for ApiError {
         }
     }
 }
-impl From<crate::index::IndexError> for ApiError {
-    fn from(e: crate::index::IndexError) -> Self {
+impl From<crate::db::IndexError> for ApiError {
+    fn from(e: crate::db::IndexError) -> Self {
         ApiError::internal(e.to_string())
     }
 }
@@ -372,7 +372,12 @@ async fn route_request(st: &Arc<AppState>, req: Request<Incoming>, peer: SocketA
             {
                 let name = c.actor.trim_start_matches("user:").to_string();
                 let enrolled = st
-                    .db(move |idx| Ok(crate::secrets::exists(idx.conn(), &users::totp_secret_name(&name))?))
+                    .db(move |idx| {
+                        Ok(crate::keys::secrets::exists(
+                            idx.conn(),
+                            &users::totp_secret_name(&name),
+                        )?)
+                    })
                     .await?;
                 if !enrolled {
                     return Err(ApiError::new(
@@ -446,7 +451,7 @@ fn caller_of(c: Option<Caller>) -> Result<Caller, ApiError> {
 }
 
 /// A login attempt's audit entry (who tried, what happened).
-fn audit_login(idx: &crate::index::Index, name: &str, outcome: Outcome, detail: &str) -> rusqlite::Result<i64> {
+fn audit_login(idx: &crate::db::Index, name: &str, outcome: Outcome, detail: &str) -> rusqlite::Result<i64> {
     audit::append(idx.conn(), &format!("user:{name}"), "login", name, outcome, detail)
 }
 
@@ -484,15 +489,15 @@ async fn login(st: &Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> 
                 return Ok(Err("wrong name, password or code"));
             };
             let totp_name = users::totp_secret_name(&n);
-            if crate::secrets::exists(idx.conn(), &totp_name)? {
+            if crate::keys::secrets::exists(idx.conn(), &totp_name)? {
                 let Some(code) = code else {
                     audit_login(idx, &n, Outcome::Denied, "no TOTP code")?;
                     return Ok(Err("a TOTP code is required"));
                 };
-                let seed = crate::secrets::get(&keyring, &totp_name, "login second factor")
+                let seed = crate::keys::secrets::get(&keyring, &totp_name, "login second factor")
                     .map_err(|e| ApiError::internal(e.to_string()))?;
-                let now = crate::recorder::now_ns() / 1_000_000_000;
-                let step = crate::totp::verify(&seed, &code, now, user.totp_last_step);
+                let now = crate::base::clock::now_ns() / 1_000_000_000;
+                let step = crate::base::totp::verify(&seed, &code, now, user.totp_last_step);
                 if !step.is_some_and(|s| users::set_totp_step(idx, user.id, s).unwrap_or(false)) {
                     audit_login(idx, &n, Outcome::Denied, "wrong or reused TOTP code")?;
                     return Ok(Err("wrong name, password or code"));
@@ -561,8 +566,13 @@ async fn me(st: &Arc<AppState>, caller: Option<Caller>) -> Reply {
     let mfa = match c.user_id {
         Some(_) => {
             let name = c.actor.trim_start_matches("user:").to_string();
-            st.db(move |idx| Ok(crate::secrets::exists(idx.conn(), &users::totp_secret_name(&name))?))
-                .await?
+            st.db(move |idx| {
+                Ok(crate::keys::secrets::exists(
+                    idx.conn(),
+                    &users::totp_secret_name(&name),
+                )?)
+            })
+            .await?
         }
         None => false,
     };
@@ -605,7 +615,7 @@ async fn change_password(st: &Arc<AppState>, req: Request<Incoming>, caller: Opt
 }
 
 /// Configured cameras, then cameras only the archive knows (imports, removed ones).
-async fn camera_names(st: &Arc<AppState>) -> Result<(Vec<String>, Vec<crate::index::CameraRow>), ApiError> {
+async fn camera_names(st: &Arc<AppState>) -> Result<(Vec<String>, Vec<crate::db::CameraRow>), ApiError> {
     let rows = st.db(|idx| Ok(idx.cameras()?)).await?;
     let mut names = st.active_cameras();
     for r in &rows {
@@ -642,16 +652,16 @@ async fn mfa_start(st: &Arc<AppState>, caller: Option<Caller>) -> Reply {
     let seed =
         zeroize::Zeroizing::new(crate::keys::random_bytes::<20>().map_err(|e| ApiError::internal(e.to_string()))?);
     let keyring = st.keyring.clone();
-    let uri = crate::totp::otpauth_uri("Vigil", &name, &seed[..]);
+    let uri = crate::base::totp::otpauth_uri("Vigil", &name, &seed[..]);
     let n = name.clone();
     st.db(move |idx| {
-        crate::secrets::set(&keyring, &pending_totp_name(&n), &seed[..], None)
+        crate::keys::secrets::set(&keyring, &pending_totp_name(&n), &seed[..], None)
             .map_err(|e| ApiError::internal(e.to_string()))?;
         audit::append(idx.conn(), &c.actor, "user.mfa.enrol", &n, Outcome::Ok, "started")?;
         Ok(())
     })
     .await?;
-    let svg = crate::totp::qr_svg(&uri).ok_or_else(|| ApiError::internal("QR code too long".into()))?;
+    let svg = crate::base::totp::qr_svg(&uri).ok_or_else(|| ApiError::internal("QR code too long".into()))?;
     ok(json!({ "otpauth_uri": uri, "qr_svg": svg }))
 }
 
@@ -666,13 +676,13 @@ async fn mfa_confirm(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<
     let user_id = c.user_id;
     st.db(move |idx| {
         let pending = pending_totp_name(&name);
-        if !crate::secrets::exists(idx.conn(), &pending)? {
+        if !crate::keys::secrets::exists(idx.conn(), &pending)? {
             return Err(ApiError::new(StatusCode::BAD_REQUEST, "start the enrolment first"));
         }
-        let seed = crate::secrets::get(&keyring, &pending, "second factor enrolment")
+        let seed = crate::keys::secrets::get(&keyring, &pending, "second factor enrolment")
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        let now = crate::recorder::now_ns() / 1_000_000_000;
-        let Some(step) = crate::totp::verify(&seed, &code, now, None) else {
+        let now = crate::base::clock::now_ns() / 1_000_000_000;
+        let Some(step) = crate::base::totp::verify(&seed, &code, now, None) else {
             audit::append(
                 idx.conn(),
                 &c.actor,
@@ -686,9 +696,9 @@ async fn mfa_confirm(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<
                 "wrong code: check the phone's clock and try the next one",
             ));
         };
-        crate::secrets::set(&keyring, &users::totp_secret_name(&name), &seed, None)
+        crate::keys::secrets::set(&keyring, &users::totp_secret_name(&name), &seed, None)
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        crate::secrets::remove(&keyring, &pending).map_err(|e| ApiError::internal(e.to_string()))?;
+        crate::keys::secrets::remove(&keyring, &pending).map_err(|e| ApiError::internal(e.to_string()))?;
         if let Some(id) = user_id {
             users::set_totp_step(idx, id, step)?;
         }
@@ -718,8 +728,8 @@ async fn user_action(st: &Arc<AppState>, caller: Option<Caller>, params: Vec<Str
         match action {
             "disable" => users::set_disabled(idx, &name, true)?,
             "enable" => users::set_disabled(idx, &name, false)?,
-            _ => match crate::secrets::remove(&keyring, &users::totp_secret_name(&name)) {
-                Ok(()) | Err(crate::secrets::SecretError::NotFound(_)) => {}
+            _ => match crate::keys::secrets::remove(&keyring, &users::totp_secret_name(&name)) {
+                Ok(()) | Err(crate::keys::secrets::SecretError::NotFound(_)) => {}
                 Err(e) => return Err(ApiError::internal(e.to_string())),
             },
         }
@@ -735,7 +745,7 @@ async fn cameras(st: &Arc<AppState>, one: Option<String>) -> Reply {
         known_camera(st, one.clone()).await?;
     }
     let (configured, rows) = camera_names(st).await?;
-    let managed = st.db(|idx| Ok(crate::cameras::managed(idx)?)).await?;
+    let managed = st.db(|idx| Ok(crate::run::cameras::managed(idx)?)).await?;
     let running = st.cameras.running();
     let list: Vec<Value> = configured
         .iter()
@@ -758,7 +768,7 @@ async fn cameras(st: &Arc<AppState>, one: Option<String>) -> Reply {
                 "url": m.map(|m| m.url.clone()),
                 "username": m.and_then(|m| m.username.clone()),
                 "state": row.map(|r| r.state.as_str()).unwrap_or("unknown"),
-                "since": row.map(|r| crate::cli_time::format_ns(r.state_since_ns)),
+                "since": row.map(|r| crate::base::time::format_ns(r.state_since_ns)),
                 "last_error": row.and_then(|r| r.last_error.clone()),
             })
         })
@@ -813,7 +823,7 @@ async fn camera_put(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<C
     let actor = c.actor.clone();
     let cam = st
         .db(move |idx| {
-            let existing = crate::cameras::find_managed(idx, &n)?;
+            let existing = crate::run::cameras::find_managed(idx, &n)?;
             match (&existing, adding) {
                 (Some(_), true) => return Err(ApiError::new(StatusCode::CONFLICT, "a camera of that name exists")),
                 (None, false) => {
@@ -828,27 +838,27 @@ async fn camera_put(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<C
                 // An archive camera (imported, or removed earlier): adding it again continues its recordings.
                 tracing::info!(camera = %n, "a camera with earlier recordings is added again");
             }
-            let secret = crate::cameras::password_secret_name(&n);
+            let secret = crate::run::cameras::password_secret_name(&n);
             let has_password = match &password {
                 Some(p) if p.is_empty() => {
-                    let _ = crate::secrets::remove(&keyring, &secret);
+                    let _ = crate::keys::secrets::remove(&keyring, &secret);
                     false
                 }
                 Some(p) => {
-                    crate::secrets::set(&keyring, &secret, p.as_bytes(), None)
+                    crate::keys::secrets::set(&keyring, &secret, p.as_bytes(), None)
                         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
                     true
                 }
                 None => existing.as_ref().is_some_and(|e| e.has_password),
             };
-            let m = crate::cameras::ManagedCamera {
+            let m = crate::run::cameras::ManagedCamera {
                 name: n.clone(),
                 url: url.clone(),
                 username,
                 has_password,
                 enabled,
             };
-            crate::cameras::store_managed(idx, &m)?;
+            crate::run::cameras::store_managed(idx, &m)?;
             audit::append(
                 idx.conn(),
                 &actor,
@@ -869,9 +879,9 @@ async fn camera_put(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<C
         let password = match cam.has_password {
             true => {
                 let kr = st.keyring.clone();
-                let secret = crate::cameras::password_secret_name(&name);
+                let secret = crate::run::cameras::password_secret_name(&name);
                 let who = format!("camera {name} login");
-                let v = tokio::task::spawn_blocking(move || crate::secrets::get(&kr, &secret, &who))
+                let v = tokio::task::spawn_blocking(move || crate::keys::secrets::get(&kr, &secret, &who))
                     .await
                     .map_err(|e| ApiError::internal(e.to_string()))?
                     .map_err(|e| ApiError::internal(e.to_string()))?;
@@ -903,13 +913,13 @@ async fn camera_delete(st: &Arc<AppState>, caller: Option<Caller>, name: Option<
     let keyring = st.keyring.clone();
     let n = name.clone();
     st.db(move |idx| {
-        if !crate::cameras::delete_managed(idx, &n)? {
+        if !crate::run::cameras::delete_managed(idx, &n)? {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "no camera of that name was added here",
             ));
         }
-        let _ = crate::secrets::remove(&keyring, &crate::cameras::password_secret_name(&n));
+        let _ = crate::keys::secrets::remove(&keyring, &crate::run::cameras::password_secret_name(&n));
         audit::append(
             idx.conn(),
             &c.actor,
@@ -926,20 +936,20 @@ async fn camera_delete(st: &Arc<AppState>, caller: Option<Caller>, name: Option<
 }
 
 /// An init segment and one fragment holding `frame`: a playable one-frame MP4.
-fn one_frame_mp4(params: &crate::recorder::StreamParams, frame: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let mut out = crate::mp4::init_segment(&crate::mp4::TrackInfo {
+fn one_frame_mp4(params: &crate::storage::recorder::StreamParams, frame: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let mut out = vigil_format::mp4::init_segment(&vigil_format::mp4::TrackInfo {
         timescale: params.timescale,
         width: params.width,
         height: params.height,
         duration: u64::from(params.timescale / 25),
         sample_entries: std::slice::from_ref(&params.sample_entry),
     });
-    let sample = crate::mp4::Sample {
+    let sample = vigil_format::mp4::Sample {
         duration: (params.timescale / 25).max(1),
         size: frame.len() as u32,
         key: true,
     };
-    crate::mp4::write_fragment(&mut out, 1, 0, 1, &[sample], &[frame])
+    vigil_format::mp4::write_fragment(&mut out, 1, 0, 1, &[sample], &[frame])
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(out)
 }
@@ -950,8 +960,8 @@ async fn next_key_frame(
     camera: &str,
 ) -> Result<
     (
-        tokio::sync::broadcast::Receiver<crate::live::LiveFrame>,
-        crate::live::LiveFrame,
+        tokio::sync::broadcast::Receiver<crate::ingest::live::LiveFrame>,
+        crate::ingest::live::LiveFrame,
     ),
     ApiError,
 > {
@@ -959,8 +969,8 @@ async fn next_key_frame(
         .next_key_frame(camera, std::time::Duration::from_secs(10))
         .await
         .map_err(|e| match e {
-            crate::live::NoFrame::NotRunning => ApiError::new(StatusCode::NOT_FOUND, "no such camera running"),
-            crate::live::NoFrame::NotStreaming => {
+            crate::ingest::live::NoFrame::NotRunning => ApiError::new(StatusCode::NOT_FOUND, "no such camera running"),
+            crate::ingest::live::NoFrame::NotStreaming => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the camera is not streaming")
             }
         })
@@ -987,8 +997,8 @@ async fn probe_camera(req: Request<Incoming>) -> Reply {
     let password = opt_str(&v, "password")?.map(zeroize::Zeroizing::new);
     if url.scheme() == "v4l2" {
         // A local device: what it offers, and whether Vigil records one of its formats.
-        let src = crate::v4l2::parse_url(&url).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
-        let report = tokio::task::spawn_blocking(move || crate::v4l2::probe_device(&src.device))
+        let src = crate::ingest::v4l2::parse_url(&url).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+        let report = tokio::task::spawn_blocking(move || crate::ingest::v4l2::probe_device(&src.device))
             .await
             .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "probe failed"))?;
         let recordable = report.capture && report.formats.iter().any(|f| f.vigil.is_some());
@@ -998,7 +1008,7 @@ async fn probe_camera(req: Request<Incoming>) -> Reply {
         });
         return ok(json!({ "ok": recordable, "device": report, "error": error }));
     }
-    match crate::rtsp::probe(
+    match crate::ingest::rtsp::probe(
         &url,
         username.as_deref(),
         password.as_deref().map(String::as_str),
@@ -1013,7 +1023,7 @@ async fn probe_camera(req: Request<Incoming>) -> Reply {
                 "codec": p.params.codec.name(),
                 "width": p.params.width,
                 "height": p.params.height,
-                "codec_string": crate::live::codec_string(&p.params.sample_entry),
+                "codec_string": vigil_format::media::codec_string(&p.params.sample_entry),
                 "snapshot_mp4_base64": base64_encode(&mp4),
             }))
         }
@@ -1042,7 +1052,7 @@ fn base64_encode(b: &[u8]) -> String {
 fn time_param(q: &[(String, String)], k: &str) -> Result<Option<i64>, ApiError> {
     match param(q, k) {
         None => Ok(None),
-        Some(s) => crate::cli_time::parse_rfc3339(s)
+        Some(s) => crate::base::time::parse_rfc3339(s)
             .map(Some)
             .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("\"{k}\" must be an RFC 3339 time"))),
     }
@@ -1073,8 +1083,8 @@ async fn recordings(st: &Arc<AppState>, req: &Request<Incoming>) -> Reply {
         .map(|r| {
             json!({
                 "id": r.id,
-                "start": crate::cli_time::format_ns(r.start_wall_ns),
-                "end": crate::cli_time::format_ns(r.end_wall_ns()),
+                "start": crate::base::time::format_ns(r.start_wall_ns),
+                "end": crate::base::time::format_ns(r.end_wall_ns()),
                 "frames": r.frames,
                 "bytes": r.bytes,
                 "codec": r.codec,
@@ -1178,8 +1188,8 @@ async fn live_mp4(st: &Arc<AppState>, name: Option<String>) -> Reply {
     let camera = name.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
     let (mut rx, first) = next_key_frame(st, &camera).await?;
     let params = first.params.clone();
-    let codec = crate::live::codec_string(&params.sample_entry);
-    let init = crate::mp4::init_segment(&crate::mp4::TrackInfo {
+    let codec = vigil_format::media::codec_string(&params.sample_entry);
+    let init = vigil_format::mp4::init_segment(&vigil_format::mp4::TrackInfo {
         timescale: params.timescale,
         width: params.width,
         height: params.height,
@@ -1188,7 +1198,7 @@ async fn live_mp4(st: &Arc<AppState>, name: Option<String>) -> Reply {
     });
     // When the server had the first frame: with the player's position, how
     // far behind real time the picture is.
-    let first_wall_ms = crate::recorder::now_ns() / 1_000_000;
+    let first_wall_ms = crate::base::clock::now_ns() / 1_000_000;
     let (tx, out) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(8);
     tokio::spawn(async move {
         if tx.send(Ok(hyper::body::Frame::data(Bytes::from(init)))).await.is_err() {
@@ -1209,13 +1219,13 @@ async fn live_mp4(st: &Arc<AppState>, name: Option<String>) -> Reply {
             let duration = (next.pts - held.pts).clamp(1, i64::from(u32::MAX)) as u32;
             seq = seq.wrapping_add(1);
             buf.clear();
-            let sample = crate::mp4::Sample {
+            let sample = vigil_format::mp4::Sample {
                 duration,
                 size: held.data.len() as u32,
                 key: held.key,
             };
             let decode = (held.pts - origin).max(0) as u64;
-            if crate::mp4::write_fragment(&mut buf, seq, decode, 1, &[sample], &[&held.data]).is_err() {
+            if vigil_format::mp4::write_fragment(&mut buf, seq, decode, 1, &[sample], &[&held.data]).is_err() {
                 return;
             }
             if tx
@@ -1298,16 +1308,19 @@ async fn view_mp4(st: &Arc<AppState>, req: &Request<Incoming>, name: Option<Stri
     let cam = camera.clone();
     let layout = st
         .db(move |idx| {
-            let archive = crate::export::Archive {
+            let archive = crate::evidence::export::Archive {
                 index: idx,
                 storage: &storage,
                 keys: keyring.as_ref(),
             };
-            crate::export::view_layout(archive, &cam, start, end).map_err(|e| match e {
-                crate::export::ExportError::NothingToExport { .. } | crate::export::ExportError::UnknownCamera(_) => {
+            crate::evidence::export::view_layout(archive, &cam, start, end).map_err(|e| match e {
+                crate::evidence::export::ExportError::NothingToExport { .. }
+                | crate::evidence::export::ExportError::UnknownCamera(_) => {
                     ApiError::new(StatusCode::NOT_FOUND, e.to_string())
                 }
-                crate::export::ExportError::EmptyRange => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+                crate::evidence::export::ExportError::EmptyRange => {
+                    ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+                }
                 e if e.is_integrity() => {
                     tracing::error!("view refused: {e}");
                     let _ = events.send(format!(
@@ -1331,8 +1344,8 @@ async fn view_mp4(st: &Arc<AppState>, req: &Request<Incoming>, name: Option<Stri
         let c = caller_of(caller)?;
         let detail = format!(
             "{} to {} ({} bytes, ETag {etag})",
-            crate::cli_time::format_ns(layout.first_wall_ns),
-            crate::cli_time::format_ns(layout.end_wall_ns),
+            crate::base::time::format_ns(layout.first_wall_ns),
+            crate::base::time::format_ns(layout.end_wall_ns),
             total
         );
         let cam = camera.clone();
@@ -1398,7 +1411,7 @@ async fn view_mp4(st: &Arc<AppState>, req: &Request<Incoming>, name: Option<Stri
         let mut i = lay.fragment_at(pos);
         while pos < end {
             let Some(f) = lay.fragments.get(i) else { break };
-            if let Err(e) = crate::export::view_fragment(&storage, keyring.as_ref(), &lay, i, &mut buf) {
+            if let Err(e) = crate::evidence::export::view_fragment(&storage, keyring.as_ref(), &lay, i, &mut buf) {
                 tracing::error!("view stopped at byte {pos}: {e}");
                 let _ = events.send(format!(
                     "event: integrity\ndata: {}\n\n",
@@ -1443,7 +1456,7 @@ async fn view_mp4(st: &Arc<AppState>, req: &Request<Incoming>, name: Option<Stri
     if download {
         if let Ok(v) = HeaderValue::from_str(&format!(
             "attachment; filename=\"{camera}-{}.mp4\"",
-            crate::cli_time::format_ns(layout.first_wall_ns).replace(':', "")
+            crate::base::time::format_ns(layout.first_wall_ns).replace(':', "")
         )) {
             h.insert(hyper::header::CONTENT_DISPOSITION, v);
         }
@@ -1456,14 +1469,14 @@ async fn list_users(st: &Arc<AppState>) -> Reply {
         .db(|idx| {
             let mut out = Vec::new();
             for u in users::list(idx)? {
-                let mfa = crate::secrets::exists(idx.conn(), &users::totp_secret_name(&u.name))?;
+                let mfa = crate::keys::secrets::exists(idx.conn(), &users::totp_secret_name(&u.name))?;
                 out.push(json!({
                     "name": u.name,
                     "role": u.role.as_str(),
                     "disabled": u.disabled,
                     "must_change_password": u.must_change_password,
                     "mfa": mfa,
-                    "created": crate::cli_time::format_ns(u.created_ns),
+                    "created": crate::base::time::format_ns(u.created_ns),
                 }));
             }
             Ok(out)
@@ -1508,7 +1521,7 @@ async fn audit_log(st: &Arc<AppState>, req: &Request<Incoming>) -> Reply {
             .map(|e| {
                 json!({
                     "id": e.id,
-                    "time": crate::cli_time::format_ns(e.ts_ns),
+                    "time": crate::base::time::format_ns(e.ts_ns),
                     "actor": e.actor,
                     "action": e.action,
                     "target": e.target,
@@ -1531,7 +1544,7 @@ async fn ready(st: &Arc<AppState>) -> Reply {
     let storage_dir = st.storage.dir().to_path_buf();
     let keyring = st.keyring.clone();
     let (db_ok, cams, fixity_failures) = match st
-        .db(|idx| Ok((idx.cameras()?, crate::fixity::failures(idx.conn())?.len())))
+        .db(|idx| Ok((idx.cameras()?, crate::archive::fixity::failures(idx.conn())?.len())))
         .await
     {
         Ok((c, f)) => (true, c, f),
@@ -1546,10 +1559,10 @@ async fn ready(st: &Arc<AppState>) -> Reply {
             && std::fs::write(&probe, b"probe")
                 .and_then(|()| std::fs::remove_file(&probe))
                 .is_ok();
-        let space = crate::host::fs_space(&storage_dir);
-        let self_test = crate::vseg::self_test();
+        let space = crate::base::host::fs_space(&storage_dir);
+        let self_test = vigil_format::vseg::self_test();
         let sealing = keyring.sealer().describe();
-        (writable, space, self_test, sealing, crate::host::time_sync())
+        (writable, space, self_test, sealing, crate::base::host::time_sync())
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
@@ -1608,7 +1621,7 @@ async fn ready(st: &Arc<AppState>) -> Reply {
 
 async fn metrics(st: &Arc<AppState>) -> Reply {
     let cams = st.db(|idx| Ok(idx.cameras()?)).await?;
-    let space = crate::host::fs_space(st.storage.dir());
+    let space = crate::base::host::fs_space(st.storage.dir());
     let c = &st.counters;
     let mut out = String::new();
     let mut metric = |name: &str, help: &str, kind: &str, lines: Vec<(String, String)>| {
@@ -1703,7 +1716,7 @@ fn id_param(params: &[String]) -> Result<i64, ApiError> {
 }
 
 fn time_field(v: &Value, k: &str) -> Result<i64, ApiError> {
-    crate::cli_time::parse_rfc3339(str_field(v, k)?)
+    crate::base::time::parse_rfc3339(str_field(v, k)?)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{k}: {e}")))
 }
 
@@ -1715,9 +1728,12 @@ fn exports_dir(st: &AppState) -> std::path::PathBuf {
 }
 
 /// The device key, unsealed on a blocking thread.
-async fn device_key(st: &Arc<AppState>, why: &'static str) -> Result<Arc<crate::device::DeviceKey>, ApiError> {
+async fn device_key(
+    st: &Arc<AppState>,
+    why: &'static str,
+) -> Result<Arc<crate::evidence::device::DeviceKey>, ApiError> {
     let kr = st.keyring.clone();
-    tokio::task::spawn_blocking(move || crate::device::DeviceKey::load_or_create(&kr, why).map(Arc::new))
+    tokio::task::spawn_blocking(move || crate::evidence::device::DeviceKey::load_or_create(&kr, why).map(Arc::new))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(format!("device signing key: {e}")))
@@ -1741,7 +1757,7 @@ async fn recording_manifest(st: &Arc<AppState>, id: i64) -> Reply {
     let key = device_key(st, "sign a recording manifest").await?;
     let signed = st
         .db(move |idx| {
-            crate::evidence::recording_manifest(idx, &key, id)
+            crate::evidence::bundle::recording_manifest(idx, &key, id)
                 .map(|m| m.map(|(b, sig)| (b, sig, key.identity().fingerprint())))
                 .map_err(|e| ApiError::internal(e.to_string()))
         })
@@ -1755,7 +1771,7 @@ async fn recording_manifest(st: &Arc<AppState>, id: i64) -> Reply {
         hyper::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = HeaderValue::from_str(&crate::device::base64(&sig)) {
+    if let Ok(v) = HeaderValue::from_str(&crate::evidence::device::base64(&sig)) {
         h.insert(HeaderName::from_static("x-signature-ed25519"), v);
     }
     if let Ok(v) = HeaderValue::from_str(&fp) {
@@ -1777,13 +1793,13 @@ async fn list_exports(st: &Arc<AppState>) -> Reply {
                 let file: Option<String> = r.get(8)?;
                 Ok(json!({
                     "id": r.get::<_, i64>(0)?,
-                    "created": crate::cli_time::format_ns(r.get(1)?),
+                    "created": crate::base::time::format_ns(r.get(1)?),
                     "operator": r.get::<_, String>(2)?,
                     "cameras": r.get::<_, String>(3)?.split(',').collect::<Vec<_>>(),
-                    "start": crate::cli_time::format_ns(r.get(4)?),
-                    "end": crate::cli_time::format_ns(r.get(5)?),
+                    "start": crate::base::time::format_ns(r.get(4)?),
+                    "end": crate::base::time::format_ns(r.get(5)?),
                     "bytes": r.get::<_, i64>(6)?,
-                    "sha256": crate::vseg::hex(&sha),
+                    "sha256": vigil_format::hex(&sha),
                     "downloadable": file.is_some(),
                     "held": r.get::<_, bool>(9)?,
                 }))
@@ -1821,32 +1837,36 @@ async fn create_export(st: &Arc<AppState>, req: Request<Incoming>, caller: Optio
     let actor = c.actor.clone();
     let result = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
         std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
-        let index = crate::index::Index::open_existing(&db_path).map_err(|e| ApiError::internal(e.to_string()))?;
+        let index = crate::db::Index::open_existing(&db_path).map_err(|e| ApiError::internal(e.to_string()))?;
         let tmp = dir.join(format!(
             "pending-{}.zip",
-            crate::vseg::hex(&crate::keys::random_bytes::<8>().unwrap_or([0; 8]))
+            vigil_format::hex(&crate::keys::random_bytes::<8>().unwrap_or([0; 8]))
         ));
-        let archive = crate::export::Archive {
+        let archive = crate::evidence::export::Archive {
             index: &index,
             storage: &storage,
             keys: keyring.as_ref(),
         };
-        let req = crate::evidence::BundleRequest {
+        let req = crate::evidence::bundle::BundleRequest {
             cameras: &cameras,
             start_ns,
             end_ns,
             operator: &actor,
         };
-        let rep =
-            crate::evidence::create_bundle(archive, &device, &req, &crate::evidence::BundleTarget::Zip(tmp.clone()));
+        let rep = crate::evidence::bundle::create_bundle(
+            archive,
+            &device,
+            &req,
+            &crate::evidence::bundle::BundleTarget::Zip(tmp.clone()),
+        );
         let rep = match rep {
             Ok(r) => r,
             Err(e) => {
                 let status = match &e {
-                    crate::evidence::EvidenceError::Export(
-                        crate::export::ExportError::UnknownCamera(_)
-                        | crate::export::ExportError::NothingToExport { .. }
-                        | crate::export::ExportError::EmptyRange,
+                    crate::evidence::bundle::EvidenceError::Export(
+                        crate::evidence::export::ExportError::UnknownCamera(_)
+                        | crate::evidence::export::ExportError::NothingToExport { .. }
+                        | crate::evidence::export::ExportError::EmptyRange,
                     ) => StatusCode::NOT_FOUND,
                     e if e.is_integrity() => StatusCode::CONFLICT,
                     _ => return Err(ApiError::internal(e.to_string())),
@@ -1864,7 +1884,7 @@ async fn create_export(st: &Arc<AppState>, req: Request<Incoming>, caller: Optio
         };
         let name = format!("export-{}.zip", rep.export_id);
         std::fs::rename(&tmp, dir.join(&name)).map_err(|e| ApiError::internal(e.to_string()))?;
-        let _ = crate::vseg::sync_dir(&dir);
+        let _ = vigil_format::vseg::sync_dir(&dir);
         let sha = rep.archive_sha256.unwrap_or(rep.manifest_sha256);
         index.conn().execute(
             "UPDATE export SET file_name = ?2 WHERE id = ?1",
@@ -1879,17 +1899,17 @@ async fn create_export(st: &Arc<AppState>, req: Request<Incoming>, caller: Optio
             &format!(
                 "export {}: {} to {}, {} frames, {} bytes, sha256 {}",
                 rep.export_id,
-                crate::cli_time::format_ns(rep.manifest.actual.start_ns),
-                crate::cli_time::format_ns(rep.manifest.actual.end_ns),
+                crate::base::time::format_ns(rep.manifest.actual.start_ns),
+                crate::base::time::format_ns(rep.manifest.actual.end_ns),
                 rep.frames,
                 rep.archive_bytes,
-                crate::vseg::hex(&sha)
+                vigil_format::hex(&sha)
             ),
         )?;
         Ok(json!({
             "id": rep.export_id,
             "bytes": rep.archive_bytes,
-            "sha256": crate::vseg::hex(&sha),
+            "sha256": vigil_format::hex(&sha),
             "frames": rep.frames,
             "exported_utc": rep.manifest.exported_utc,
             "actual": { "start": rep.manifest.actual.start_utc, "end": rep.manifest.actual.end_utc },
@@ -1929,7 +1949,7 @@ async fn download_export(st: &Arc<AppState>, id: i64, caller: Option<Caller>) ->
         .map_err(|e| ApiError::new(StatusCode::GONE, format!("export {id}'s file is gone: {e}")))?;
     // The length of the file as it is (the body must match Content-Length).
     let bytes = file.metadata().map(|m| m.len() as i64).unwrap_or(bytes);
-    let sha_hex = crate::vseg::hex(&sha);
+    let sha_hex = vigil_format::hex(&sha);
     let actor = c.actor.clone();
     let detail = format!("{bytes} bytes, sha256 {sha_hex}");
     st.db(move |idx| {
@@ -1978,7 +1998,7 @@ async fn download_export(st: &Arc<AppState>, id: i64, caller: Option<Caller>) ->
             format!("attachment; filename=\"vigil-export-{id}.zip\""),
         ),
         ("x-export-sha256", sha_hex),
-        ("x-export-utc", crate::cli_time::format_ns(created_ns)),
+        ("x-export-utc", crate::base::time::format_ns(created_ns)),
     ] {
         if let Ok(v) = HeaderValue::from_str(&v) {
             h.insert(HeaderName::from_static(k), v);
@@ -1987,8 +2007,8 @@ async fn download_export(st: &Arc<AppState>, id: i64, caller: Option<Caller>) ->
     Ok(r)
 }
 
-fn hold_json(h: &crate::holds::Hold) -> Value {
-    let t = |o: Option<i64>| o.map(crate::cli_time::format_ns);
+fn hold_json(h: &crate::db::holds::Hold) -> Value {
+    let t = |o: Option<i64>| o.map(crate::base::time::format_ns);
     json!({
         "id": h.id,
         "kind": h.kind,
@@ -2000,15 +2020,15 @@ fn hold_json(h: &crate::holds::Hold) -> Value {
         "export_id": h.export_id,
         "reason": h.reason,
         "placed_by": h.placed_by,
-        "placed": crate::cli_time::format_ns(h.placed_ns),
+        "placed": crate::base::time::format_ns(h.placed_ns),
         "released_by": h.released_by,
         "released": t(h.released_ns),
         "release_reason": h.release_reason,
     })
 }
 
-fn hold_error(e: crate::holds::HoldError) -> ApiError {
-    use crate::holds::HoldError;
+fn hold_error(e: crate::db::holds::HoldError) -> ApiError {
+    use crate::db::holds::HoldError;
     match e {
         HoldError::Sql(e) => ApiError::internal(e.to_string()),
         e @ (HoldError::NoRecording(_)
@@ -2024,12 +2044,12 @@ async fn list_holds(st: &Arc<AppState>, req: &Request<Incoming>) -> Reply {
         .uri()
         .query()
         .is_some_and(|q| q.split('&').any(|p| p == "all=1" || p == "all=true"));
-    let holds = st.db(move |idx| Ok(crate::holds::list(idx.conn(), all)?)).await?;
+    let holds = st.db(move |idx| Ok(crate::db::holds::list(idx.conn(), all)?)).await?;
     ok(Value::Array(holds.iter().map(hold_json).collect()))
 }
 
 async fn place_hold(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<Caller>) -> Reply {
-    use crate::holds::HoldTarget;
+    use crate::db::holds::HoldTarget;
     let c = caller_of(caller)?;
     let v = body_json(req).await?;
     let reason = str_field(&v, "reason")?.to_string();
@@ -2047,8 +2067,8 @@ async fn place_hold(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<C
     let actor = c.actor.clone();
     let hold = st
         .db(move |idx| {
-            let id = crate::holds::place(idx.conn(), &target, &reason, &actor).map_err(hold_error)?;
-            crate::holds::get(idx.conn(), id)?.ok_or_else(|| ApiError::internal("hold vanished".into()))
+            let id = crate::db::holds::place(idx.conn(), &target, &reason, &actor).map_err(hold_error)?;
+            crate::db::holds::get(idx.conn(), id)?.ok_or_else(|| ApiError::internal("hold vanished".into()))
         })
         .await?;
     Ok(json_reply(StatusCode::CREATED, &hold_json(&hold)))
@@ -2060,14 +2080,14 @@ async fn release_hold(st: &Arc<AppState>, req: Request<Incoming>, id: i64, calle
     let reason = str_field(&v, "reason")?.to_string();
     let actor = c.actor.clone();
     let hold = st
-        .db(move |idx| crate::holds::release(idx.conn(), id, &reason, &actor).map_err(hold_error))
+        .db(move |idx| crate::db::holds::release(idx.conn(), id, &reason, &actor).map_err(hold_error))
         .await?;
     ok(hold_json(&hold))
 }
 
 async fn fixity(st: &Arc<AppState>) -> Reply {
-    let s = st.db(|idx| Ok(crate::fixity::status(idx.conn())?)).await?;
-    let t = |o: Option<i64>| o.map(crate::cli_time::format_ns);
+    let s = st.db(|idx| Ok(crate::archive::fixity::status(idx.conn())?)).await?;
+    let t = |o: Option<i64>| o.map(crate::base::time::format_ns);
     ok(json!({
         "recordings": s.recordings,
         "verified": s.verified,
@@ -2078,7 +2098,7 @@ async fn fixity(st: &Arc<AppState>) -> Reply {
             "recording_id": f.id,
             "camera": f.camera,
             "file": f.file,
-            "checked": crate::cli_time::format_ns(f.checked_ns),
+            "checked": crate::base::time::format_ns(f.checked_ns),
             "detail": f.detail,
         })).collect::<Vec<_>>(),
     }))

@@ -19,10 +19,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::index::Index;
-use crate::keyring::Keyring;
+use crate::db::users::Throttle;
+use crate::db::Index;
+use crate::keys::keyring::Keyring;
 use crate::storage::Storage;
-use crate::users::Throttle;
 
 /// A TLS handshake must finish within this.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -145,12 +145,12 @@ pub struct AppState {
     pub db_path: PathBuf,
     pub keyring: Arc<Keyring>,
     pub storage: Storage,
-    pub cameras: Arc<crate::cameras::Supervisor>,
+    pub cameras: Arc<crate::run::cameras::Supervisor>,
     pub throttle: Mutex<Throttle>,
     pub counters: Counters,
     pub fingerprint: String,
     pub started: std::time::Instant,
-    pub live: Arc<crate::live::LiveHub>,
+    pub live: Arc<crate::ingest::live::LiveHub>,
     /// Admins must enrol TOTP before anything else.
     pub require_admin_mfa: bool,
     /// Server-sent events, already formatted (`event: ...\ndata: ...\n\n`).
@@ -167,9 +167,9 @@ impl AppState {
         db_path: PathBuf,
         keyring: Arc<Keyring>,
         storage: Storage,
-        cameras: Arc<crate::cameras::Supervisor>,
+        cameras: Arc<crate::run::cameras::Supervisor>,
         fingerprint: String,
-        live: Arc<crate::live::LiveHub>,
+        live: Arc<crate::ingest::live::LiveHub>,
     ) -> Self {
         AppState {
             volume_warning: None,
@@ -379,7 +379,7 @@ async fn watch_events(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
                     Some(n) => idx.recordings_page(None, n - 50, 50)?,
                     None => Vec::new(),
                 };
-                let failures = crate::fixity::failures(idx.conn())?;
+                let failures = crate::archive::fixity::failures(idx.conn())?;
                 Ok((cams, newest, new, failures))
             })
             .await;
@@ -404,7 +404,7 @@ async fn watch_events(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
             for r in recent.iter().filter(|r| r.id > prev) {
                 send(
                     "recording",
-                    serde_json::json!({ "camera": r.camera, "id": r.id, "start": crate::cli_time::format_ns(r.start_wall_ns) }),
+                    serde_json::json!({ "camera": r.camera, "id": r.id, "start": crate::base::time::format_ns(r.start_wall_ns) }),
                 );
             }
         }
@@ -422,7 +422,7 @@ async fn watch_events(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
             send("storage", serde_json::json!({ "paused": now_paused }));
             paused = now_paused;
         }
-        if let Some((avail, total)) = crate::host::fs_space(st.storage.dir()) {
+        if let Some((avail, total)) = crate::base::host::fs_space(st.storage.dir()) {
             let low = total > 0 && avail * 10 < total;
             if low && !disk_low {
                 send(

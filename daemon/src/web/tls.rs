@@ -8,8 +8,8 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::HttpConfig;
-use crate::keyring::Keyring;
-use crate::secrets::{self, SecretError};
+use crate::keys::keyring::Keyring;
+use crate::keys::secrets::{self, SecretError};
 
 pub const KEY_SECRET: &str = "https.key";
 pub const CERT_SECRET: &str = "https.cert";

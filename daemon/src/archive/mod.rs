@@ -1,0 +1,8 @@
+//! The archive layer: jobs over recordings already written. Retention frees
+//! space and honours legal holds; fixity re-hashes ciphertext; rekey
+//! re-encrypts or crypto-shreds; verify authenticates every chunk.
+
+pub mod fixity;
+pub mod rekey;
+pub mod retention;
+pub mod verify;

@@ -1,0 +1,209 @@
+//! The audit log: an append-only table in which every entry carries the
+//! SHA-256 of the one before it, so an edited, deleted or reordered entry
+//! breaks the chain. Each entry also goes to the journal (target `audit`).
+
+use ring::digest;
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Who did something: `cli:<user>`, `daemon`, or (later) `user:<name>`.
+/// The CLI user is the one sudo ran for, else the process's own user.
+pub fn cli_actor() -> String {
+    let user = std::env::var("SUDO_USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(process_user)
+        .unwrap_or_else(|| "unknown".to_string());
+    format!("cli:{user}")
+}
+
+/// The real user of this process, from /proc and /etc/passwd (no unsafe FFI).
+fn process_user() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 2 && f[2] == uid).then(|| f[0].to_string())
+    });
+    Some(name.unwrap_or_else(|| format!("uid {uid}")))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Denied,
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Denied => "denied",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub id: i64,
+    pub ts_ns: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+fn entry_hash(prev: &[u8], e: &Entry) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(b"vigil audit v1\0");
+    ctx.update(prev);
+    ctx.update(&e.id.to_be_bytes());
+    ctx.update(&e.ts_ns.to_be_bytes());
+    for field in [&e.actor, &e.action, &e.target, &e.outcome, &e.detail] {
+        ctx.update(&(field.len() as u64).to_be_bytes());
+        ctx.update(field.as_bytes());
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// Appends one entry. Call inside the caller's transaction when the entry
+/// belongs to a change (so both commit or neither does).
+pub fn append(
+    conn: &Connection,
+    actor: &str,
+    action: &str,
+    target: &str,
+    outcome: Outcome,
+    detail: &str,
+) -> rusqlite::Result<i64> {
+    let last: Option<(i64, Vec<u8>)> = conn
+        .query_row("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let (id, prev) = match last {
+        Some((id, h)) => (id + 1, h),
+        None => (1, vec![0u8; 32]),
+    };
+    let e = Entry {
+        id,
+        ts_ns: crate::base::clock::now_ns(),
+        actor: actor.to_string(),
+        action: action.to_string(),
+        target: target.to_string(),
+        outcome: outcome.as_str().to_string(),
+        detail: detail.to_string(),
+    };
+    let hash = entry_hash(&prev, &e);
+    conn.execute(
+        "INSERT INTO audit_log (id, ts_ns, actor, action, target, outcome, detail, prev_hash, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            e.id,
+            e.ts_ns,
+            e.actor,
+            e.action,
+            e.target,
+            e.outcome,
+            e.detail,
+            prev,
+            hash.as_slice()
+        ],
+    )?;
+    tracing::info!(target: "audit", id, actor, action, target, outcome = outcome.as_str(), detail, "audit");
+    Ok(id)
+}
+
+/// The latest entries, newest last.
+pub fn tail(conn: &Connection, n: usize) -> rusqlite::Result<Vec<Entry>> {
+    let mut st = conn.prepare(
+        "SELECT id, ts_ns, actor, action, target, outcome, detail FROM \
+         (SELECT * FROM audit_log ORDER BY id DESC LIMIT ?1) ORDER BY id",
+    )?;
+    let rows = st.query_map([n as i64], entry_from_row)?;
+    rows.collect()
+}
+
+/// Columns 0..7: id, ts_ns, actor, action, target, outcome, detail.
+fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    Ok(Entry {
+        id: r.get(0)?,
+        ts_ns: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        target: r.get(4)?,
+        outcome: r.get(5)?,
+        detail: r.get(6)?,
+    })
+}
+
+/// The first break in the chain, if any, in words.
+pub fn verify(conn: &Connection) -> rusqlite::Result<Result<u64, String>> {
+    let mut st = conn.prepare(
+        "SELECT id, ts_ns, actor, action, target, outcome, detail, prev_hash, hash FROM audit_log ORDER BY id",
+    )?;
+    let mut rows = st.query([])?;
+    let mut prev = vec![0u8; 32];
+    let mut expect_id = 1i64;
+    let mut n = 0u64;
+    while let Some(r) = rows.next()? {
+        let e = entry_from_row(r)?;
+        let prev_hash: Vec<u8> = r.get(7)?;
+        let hash: Vec<u8> = r.get(8)?;
+        if e.id != expect_id {
+            return Ok(Err(format!("entry {expect_id} is missing (next entry is {})", e.id)));
+        }
+        if prev_hash != prev {
+            return Ok(Err(format!(
+                "entry {} does not follow entry {} (deleted or reordered)",
+                e.id,
+                e.id - 1
+            )));
+        }
+        if hash != entry_hash(&prev, &e) {
+            return Ok(Err(format!("entry {} was edited", e.id)));
+        }
+        prev = hash;
+        expect_id += 1;
+        n += 1;
+    }
+    Ok(Ok(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, crate::db::Index) {
+        let d = tempfile::tempdir().unwrap();
+        let i = crate::db::Index::open(&d.path().join("v.db")).unwrap();
+        (d, i)
+    }
+
+    #[test]
+    fn chain_detects_edit_delete_and_reorder() {
+        let (_d, i) = db();
+        let c = i.conn();
+        for n in 0..5 {
+            append(c, "cli:t", "secret.read", &format!("s{n}"), Outcome::Ok, "").unwrap();
+        }
+        assert_eq!(verify(c).unwrap(), Ok(5));
+        c.execute("UPDATE audit_log SET outcome = 'denied' WHERE id = 3", [])
+            .unwrap();
+        assert_eq!(verify(c).unwrap(), Err("entry 3 was edited".into()));
+        c.execute("UPDATE audit_log SET outcome = 'ok' WHERE id = 3", [])
+            .unwrap();
+        c.execute("DELETE FROM audit_log WHERE id = 2", []).unwrap();
+        assert!(verify(c).unwrap().unwrap_err().contains("entry 2 is missing"));
+    }
+}

@@ -1,0 +1,531 @@
+//! Users, roles, passwords (argon2id), TOTP second factors, sessions and API
+//! tokens. Session ids and API tokens are 256 random bits; only their
+//! SHA-256 is stored. TOTP seeds live in the encrypted secrets store
+//! (`totp.<user>`). Login throttling is in [`Throttle`].
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use ring::digest;
+use rusqlite::{params, OptionalExtension};
+
+use crate::db::Index;
+use vigil_format::keys::random_bytes;
+
+/// Roles, in increasing power: each has what the one before has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("no user named \"{0}\"")]
+    NoSuchUser(String),
+    #[error("a user named \"{0}\" exists")]
+    Exists(String),
+    #[error("\"{0}\": a user name is 1 to 64 letters, digits, '.', '-' or '_'")]
+    BadName(String),
+    #[error("unknown role \"{0}\" (viewer, operator or admin)")]
+    BadRole(String),
+    #[error("the password must be 12 to 1024 characters")]
+    WeakPassword,
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Random(#[from] vigil_format::keys::RandomError),
+}
+
+pub use crate::base::names::valid_user_name;
+
+/// argon2id with OWASP's minimum: 19 MiB, 2 passes, 1 lane.
+fn argon2() -> Argon2<'static> {
+    // These parameters are constants within argon2's limits.
+    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+pub fn hash_password(pw: &str) -> Result<String, UserError> {
+    if pw.chars().count() < 12 || pw.len() > 1024 {
+        return Err(UserError::WeakPassword);
+    }
+    let salt = SaltString::encode_b64(&random_bytes::<16>()?).map_err(|e| UserError::Hash(e.to_string()))?;
+    with_hash_slot(|| {
+        Ok(argon2()
+            .hash_password(pw.as_bytes(), &salt)
+            .map_err(|e| UserError::Hash(e.to_string()))?
+            .to_string())
+    })
+}
+
+/// At most this many argon2 computations at once (19 MiB and ~50 ms of a
+/// core each): a login flood queues instead of exhausting a small board.
+const MAX_CONCURRENT_HASHES: usize = 2;
+static HASHING: (std::sync::Mutex<usize>, std::sync::Condvar) = (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+fn with_hash_slot<T>(f: impl FnOnce() -> T) -> T {
+    let (lock, cv) = &HASHING;
+    let mut n = lock.lock().unwrap_or_else(|p| p.into_inner());
+    while *n >= MAX_CONCURRENT_HASHES {
+        n = cv.wait(n).unwrap_or_else(|p| p.into_inner());
+    }
+    *n += 1;
+    drop(n);
+    let r = f();
+    let mut n = lock.lock().unwrap_or_else(|p| p.into_inner());
+    *n -= 1;
+    cv.notify_one();
+    r
+}
+
+pub fn verify_password(hash: &str, pw: &str) -> bool {
+    with_hash_slot(|| PasswordHash::new(hash).is_ok_and(|h| argon2().verify_password(pw.as_bytes(), &h).is_ok()))
+}
+
+/// A hash that no password matches, verified against when the user does not
+/// exist, so that the answer takes as long either way.
+fn dummy_hash() -> &'static str {
+    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    H.get_or_init(|| hash_password("not a password of anyone").unwrap_or_default())
+}
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub must_change_password: bool,
+    pub disabled: bool,
+    pub totp_last_step: Option<i64>,
+    pub created_ns: i64,
+}
+
+fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(User, String)> {
+    let role: String = r.get(2)?;
+    Ok((
+        User {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            role: Role::parse(&role).unwrap_or(Role::Viewer),
+            must_change_password: r.get(3)?,
+            disabled: r.get(4)?,
+            totp_last_step: r.get(5)?,
+            created_ns: r.get(6)?,
+        },
+        r.get(7)?,
+    ))
+}
+
+const USER_COLUMNS: &str = "id, name, role, must_change_password, disabled, totp_last_step, created_ns, password_hash";
+
+pub fn find(idx: &Index, name: &str) -> Result<Option<(User, String)>, UserError> {
+    Ok(idx
+        .conn()
+        .query_row(
+            &format!("SELECT {USER_COLUMNS} FROM user WHERE name = ?1"),
+            [name],
+            user_from_row,
+        )
+        .optional()?)
+}
+
+pub fn by_id(idx: &Index, id: i64) -> Result<Option<User>, UserError> {
+    Ok(idx
+        .conn()
+        .query_row(
+            &format!("SELECT {USER_COLUMNS} FROM user WHERE id = ?1"),
+            [id],
+            user_from_row,
+        )
+        .optional()?
+        .map(|(u, _)| u))
+}
+
+pub fn list(idx: &Index) -> Result<Vec<User>, UserError> {
+    let mut st = idx
+        .conn()
+        .prepare(&format!("SELECT {USER_COLUMNS} FROM user ORDER BY name"))?;
+    let rows = st.query_map([], user_from_row)?;
+    Ok(rows.map(|r| r.map(|(u, _)| u)).collect::<Result<_, _>>()?)
+}
+
+pub fn add(idx: &Index, name: &str, role: Role, password: &str, must_change: bool) -> Result<i64, UserError> {
+    if !valid_user_name(name) {
+        return Err(UserError::BadName(name.to_string()));
+    }
+    if find(idx, name)?.is_some() {
+        return Err(UserError::Exists(name.to_string()));
+    }
+    let hash = hash_password(password)?;
+    let now = crate::base::clock::now_ns();
+    idx.conn().execute(
+        "INSERT INTO user (name, role, password_hash, must_change_password, disabled, created_ns, updated_ns) \
+         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5)",
+        params![name, role.as_str(), hash, must_change, now],
+    )?;
+    Ok(idx.conn().last_insert_rowid())
+}
+
+pub fn set_password(idx: &Index, name: &str, password: &str) -> Result<(), UserError> {
+    let hash = hash_password(password)?;
+    let n = idx.conn().execute(
+        "UPDATE user SET password_hash = ?2, must_change_password = 0, updated_ns = ?3 WHERE name = ?1",
+        params![name, hash, crate::base::clock::now_ns()],
+    )?;
+    if n == 0 {
+        return Err(UserError::NoSuchUser(name.to_string()));
+    }
+    // A new password ends every session of that user.
+    idx.conn().execute(
+        "DELETE FROM session WHERE user_id = (SELECT id FROM user WHERE name = ?1)",
+        [name],
+    )?;
+    Ok(())
+}
+
+pub fn set_disabled(idx: &Index, name: &str, disabled: bool) -> Result<(), UserError> {
+    let n = idx.conn().execute(
+        "UPDATE user SET disabled = ?2, updated_ns = ?3 WHERE name = ?1",
+        params![name, disabled, crate::base::clock::now_ns()],
+    )?;
+    if n == 0 {
+        return Err(UserError::NoSuchUser(name.to_string()));
+    }
+    if disabled {
+        idx.conn().execute(
+            "DELETE FROM session WHERE user_id = (SELECT id FROM user WHERE name = ?1)",
+            [name],
+        )?;
+    }
+    Ok(())
+}
+
+pub fn set_totp_step(idx: &Index, user_id: i64, step: i64) -> Result<bool, UserError> {
+    // Only forward: a code (or an older one) used once is never accepted again.
+    let n = idx.conn().execute(
+        "UPDATE user SET totp_last_step = ?2 WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
+        params![user_id, step],
+    )?;
+    Ok(n == 1)
+}
+
+/// The secrets-store name of a user's TOTP seed.
+pub fn totp_secret_name(user: &str) -> String {
+    format!("totp.{user}")
+}
+
+/// When there is no user at all: an `admin` with a random one-time password
+/// that must be changed at first login. Returns that password once.
+pub fn ensure_first_admin(idx: &Index) -> Result<Option<String>, UserError> {
+    let n: i64 = idx.conn().query_row("SELECT count(*) FROM user", [], |r| r.get(0))?;
+    if n > 0 {
+        return Ok(None);
+    }
+    let pw = crate::base::totp::base32(&random_bytes::<10>()?).to_lowercase();
+    add(idx, "admin", Role::Admin, &pw, true)?;
+    Ok(Some(pw))
+}
+
+fn sha256(b: &[u8]) -> Vec<u8> {
+    digest::digest(&digest::SHA256, b).as_ref().to_vec()
+}
+
+fn token_text(b: &[u8; 32]) -> String {
+    vigil_format::hex(b)
+}
+
+/// Session lifetimes.
+pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+pub const SESSION_ABSOLUTE: Duration = Duration::from_secs(12 * 3600);
+
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub user: User,
+    pub csrf: String,
+    pub created_ns: i64,
+}
+
+/// A new session: (the cookie value, the CSRF token). Only the SHA-256 of the
+/// session id is stored.
+pub fn create_session(idx: &Index, user_id: i64, client: &str) -> Result<(String, String), UserError> {
+    let id = random_bytes::<32>()?;
+    let csrf = token_text(&random_bytes::<32>()?);
+    let now = crate::base::clock::now_ns();
+    idx.conn().execute(
+        "INSERT INTO session (id_hash, user_id, csrf, created_ns, last_seen_ns, client) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+        params![sha256(&id), user_id, csrf, now, client],
+    )?;
+    Ok((token_text(&id), csrf))
+}
+
+/// The session of a cookie value, if it is live (not idle for 30 min, not
+/// older than 12 h, user enabled); touches it.
+pub fn session(idx: &Index, cookie: &str) -> Result<Option<Session>, UserError> {
+    let Some(raw) = parse_token(cookie) else {
+        return Ok(None);
+    };
+    let h = sha256(&raw);
+    let row: Option<(i64, String, i64, i64)> = idx
+        .conn()
+        .query_row(
+            "SELECT user_id, csrf, created_ns, last_seen_ns FROM session WHERE id_hash = ?1",
+            [&h],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((user_id, csrf, created, seen)) = row else {
+        return Ok(None);
+    };
+    let now = crate::base::clock::now_ns();
+    let expired = now - seen > SESSION_IDLE.as_nanos() as i64 || now - created > SESSION_ABSOLUTE.as_nanos() as i64;
+    let user = by_id(idx, user_id)?;
+    match user {
+        Some(u) if !expired && !u.disabled => {
+            idx.conn().execute(
+                "UPDATE session SET last_seen_ns = ?2 WHERE id_hash = ?1",
+                params![h, now],
+            )?;
+            Ok(Some(Session {
+                user: u,
+                csrf,
+                created_ns: created,
+            }))
+        }
+        _ => {
+            idx.conn().execute("DELETE FROM session WHERE id_hash = ?1", [&h])?;
+            Ok(None)
+        }
+    }
+}
+
+pub fn revoke_session(idx: &Index, cookie: &str) -> Result<(), UserError> {
+    if let Some(raw) = parse_token(cookie) {
+        idx.conn()
+            .execute("DELETE FROM session WHERE id_hash = ?1", [sha256(&raw)])?;
+    }
+    Ok(())
+}
+
+fn parse_token(s: &str) -> Option<[u8; 32]> {
+    vigil_format::keys::parse_hex32(s.trim())
+}
+
+/// A new API token with `role`: returned once; only its SHA-256 is stored.
+pub fn create_token(idx: &Index, name: &str, role: Role) -> Result<String, UserError> {
+    if !valid_user_name(name) {
+        return Err(UserError::BadName(name.to_string()));
+    }
+    let raw = random_bytes::<32>()?;
+    idx.conn()
+        .execute(
+            "INSERT INTO api_token (name, token_hash, role, created_ns) VALUES (?1, ?2, ?3, ?4)",
+            params![name, sha256(&raw), role.as_str(), crate::base::clock::now_ns()],
+        )
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::ConstraintViolation) => UserError::Exists(name.to_string()),
+            _ => UserError::Sql(e),
+        })?;
+    Ok(format!("vigil_{}", token_text(&raw)))
+}
+
+/// The (name, role) of an API token.
+pub fn token(idx: &Index, text: &str) -> Result<Option<(String, Role)>, UserError> {
+    let Some(raw) = text.strip_prefix("vigil_").and_then(parse_token) else {
+        return Ok(None);
+    };
+    let h = sha256(&raw);
+    let row: Option<(String, String)> = idx
+        .conn()
+        .query_row("SELECT name, role FROM api_token WHERE token_hash = ?1", [&h], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    if row.is_some() {
+        idx.conn().execute(
+            "UPDATE api_token SET last_used_ns = ?2 WHERE token_hash = ?1",
+            params![h, crate::base::clock::now_ns()],
+        )?;
+    }
+    Ok(row.and_then(|(n, r)| Role::parse(&r).map(|r| (n, r))))
+}
+
+/// Checks a password login; `Ok(Some(user))` only for the right password of
+/// an enabled user. Takes as long for an unknown user.
+pub fn check_password(idx: &Index, name: &str, password: &str) -> Result<Option<User>, UserError> {
+    match find(idx, name)? {
+        Some((u, hash)) => Ok((verify_password(&hash, password) && !u.disabled).then_some(u)),
+        None => {
+            let _ = verify_password(dummy_hash(), password);
+            Ok(None)
+        }
+    }
+}
+
+/// Failed-login throttling: at most 5 failures per user and 20 per client
+/// address in any minute; past that, every attempt (right or wrong) is
+/// refused until the minute has passed.
+#[derive(Default)]
+pub struct Throttle {
+    by_user: HashMap<String, VecDeque<Instant>>,
+    by_ip: HashMap<IpAddr, VecDeque<Instant>>,
+}
+
+pub const WINDOW: Duration = Duration::from_secs(60);
+pub const MAX_FAILURES_PER_USER: usize = 5;
+pub const MAX_FAILURES_PER_IP: usize = 20;
+
+impl Throttle {
+    fn prune(q: &mut VecDeque<Instant>, now: Instant) {
+        while q.front().is_some_and(|t| now.duration_since(*t) > WINDOW) {
+            q.pop_front();
+        }
+    }
+
+    /// Seconds to wait, if this user or address is locked out now.
+    pub fn locked(&mut self, user: &str, ip: IpAddr) -> Option<u64> {
+        let now = Instant::now();
+        let mut wait = None;
+        for (q, max) in [
+            (self.by_user.get_mut(user), MAX_FAILURES_PER_USER),
+            (self.by_ip.get_mut(&ip), MAX_FAILURES_PER_IP),
+        ] {
+            if let Some(q) = q {
+                Self::prune(q, now);
+                if q.len() >= max {
+                    if let Some(first) = q.front() {
+                        let left = WINDOW.saturating_sub(now.duration_since(*first)).as_secs() + 1;
+                        wait = Some(wait.map_or(left, |w: u64| w.max(left)));
+                    }
+                }
+            }
+        }
+        wait
+    }
+
+    pub fn failed(&mut self, user: &str, ip: IpAddr) {
+        let now = Instant::now();
+        // Bounded memory: an address or name flood cannot grow these maps forever.
+        if self.by_user.len() > 10_000 {
+            self.by_user
+                .retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
+        }
+        if self.by_ip.len() > 10_000 {
+            self.by_ip
+                .retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
+        }
+        self.by_user.entry(user.to_string()).or_default().push_back(now);
+        self.by_ip.entry(ip).or_default().push_back(now);
+    }
+
+    pub fn succeeded(&mut self, user: &str) {
+        self.by_user.remove(user);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_sessions_tokens() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("v.db")).unwrap();
+        let pw = ensure_first_admin(&idx).unwrap().unwrap();
+        assert!(ensure_first_admin(&idx).unwrap().is_none());
+        let admin = check_password(&idx, "admin", &pw).unwrap().unwrap();
+        assert!(admin.must_change_password && admin.role == Role::Admin);
+        assert!(check_password(&idx, "admin", "wrong password!").unwrap().is_none());
+        assert!(matches!(
+            add(&idx, "v", Role::Viewer, "short", false),
+            Err(UserError::WeakPassword)
+        ));
+        add(&idx, "v", Role::Viewer, "a long enough password", false).unwrap();
+        let (cookie, csrf) = create_session(&idx, admin.id, "127.0.0.1").unwrap();
+        let s = session(&idx, &cookie).unwrap().unwrap();
+        assert_eq!((s.user.name.as_str(), s.csrf.as_str()), ("admin", csrf.as_str()));
+        let stored: Vec<u8> = idx
+            .conn()
+            .query_row("SELECT id_hash FROM session", [], |r| r.get(0))
+            .unwrap();
+        assert!(!vigil_format::hex(&stored).contains(&cookie), "only the hash is stored");
+        revoke_session(&idx, &cookie).unwrap();
+        assert!(session(&idx, &cookie).unwrap().is_none());
+        let t = create_token(&idx, "prometheus", Role::Viewer).unwrap();
+        assert_eq!(token(&idx, &t).unwrap(), Some(("prometheus".into(), Role::Viewer)));
+        assert_eq!(token(&idx, "vigil_00").unwrap(), None);
+        set_disabled(&idx, "v", true).unwrap();
+        assert!(check_password(&idx, "v", "a long enough password").unwrap().is_none());
+    }
+
+    #[test]
+    fn sessions_end_after_idle_and_absolute_limits() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("v.db")).unwrap();
+        let id = add(&idx, "v", Role::Viewer, "a long enough password", false).unwrap();
+        let now = crate::base::clock::now_ns();
+        let (idle, _) = create_session(&idx, id, "t").unwrap();
+        let (old, _) = create_session(&idx, id, "t").unwrap();
+        let (fresh, _) = create_session(&idx, id, "t").unwrap();
+        let h = |c: &str| sha256(&parse_token(c).unwrap());
+        idx.conn()
+            .execute(
+                "UPDATE session SET last_seen_ns = ?2 WHERE id_hash = ?1",
+                params![h(&idle), now - SESSION_IDLE.as_nanos() as i64 - 1_000_000_000],
+            )
+            .unwrap();
+        idx.conn()
+            .execute(
+                "UPDATE session SET created_ns = ?2 WHERE id_hash = ?1",
+                params![h(&old), now - SESSION_ABSOLUTE.as_nanos() as i64 - 1_000_000_000],
+            )
+            .unwrap();
+        assert!(session(&idx, &idle).unwrap().is_none(), "idle for 30 min");
+        assert!(session(&idx, &old).unwrap().is_none(), "older than 12 h, though active");
+        assert!(session(&idx, &fresh).unwrap().is_some());
+        let left: i64 = idx
+            .conn()
+            .query_row("SELECT count(*) FROM session", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 1, "expired sessions are deleted");
+    }
+
+    #[test]
+    fn throttle_locks_the_sixth_attempt() {
+        let mut t = Throttle::default();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        for _ in 0..5 {
+            assert!(t.locked("a", ip).is_none());
+            t.failed("a", ip);
+        }
+        assert!(t.locked("a", ip).is_some());
+        assert!(
+            t.locked("b", ip).is_none(),
+            "another user from the address is not locked yet"
+        );
+    }
+}

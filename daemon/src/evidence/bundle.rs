@@ -1,0 +1,920 @@
+//! Evidence: signed export bundles, their offline verifier, and the signed
+//! "primary image" manifest of one recording.
+//!
+//! A bundle is a directory or a `.zip` holding:
+//! - one MP4 clip per camera (the working image, made by [`crate::evidence::export`]);
+//! - `manifest.json`: what was asked for and what was delivered, the source
+//!   recordings with the SHA-256 of their ciphertext, every file's size,
+//!   SHA-256 and SHA3-256, the export time, the clock's sync state, the
+//!   operator and the software version;
+//! - `manifest.sig`: the raw 64-byte Ed25519 signature of `manifest.json`'s
+//!   exact bytes by the device signing key;
+//! - `device-public-key.pem`: the public half (SPKI PEM).
+//!
+//! [`verify_bundle`] needs none of the device's data or keys: it checks the
+//! signature, every listed file, and that the bundle holds nothing else.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha3::Digest;
+
+use crate::base::time::format_ns;
+use crate::evidence::device::{DeviceError, DeviceKey};
+use crate::evidence::export::{self, Archive, ExportError};
+use vigil_format::hex;
+
+pub const MANIFEST: &str = "manifest.json";
+pub const SIGNATURE: &str = "manifest.sig";
+pub const PUBLIC_KEY: &str = "device-public-key.pem";
+pub const BUNDLE_FORMAT: &str = "vigil-evidence-bundle/1";
+pub const RECORDING_MANIFEST_FORMAT: &str = "vigil-recording-manifest/1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Index(#[from] crate::db::IndexError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("writing the zip: {0}")]
+    Zip(String),
+}
+
+impl EvidenceError {
+    pub fn is_integrity(&self) -> bool {
+        matches!(self, EvidenceError::Export(e) if e.is_integrity())
+    }
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> EvidenceError + '_ {
+    move |source| EvidenceError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TimeSyncState {
+    pub synchronised: bool,
+    pub max_error_us: i64,
+}
+
+impl TimeSyncState {
+    pub fn now() -> Self {
+        let t = crate::base::host::time_sync();
+        TimeSyncState {
+            synchronised: t.synchronised,
+            max_error_us: t.max_error_us,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Range {
+    pub start_utc: String,
+    pub end_utc: String,
+    pub start_ns: i64,
+    pub end_ns: i64,
+}
+
+impl Range {
+    fn of(start_ns: i64, end_ns: i64) -> Self {
+        Range {
+            start_utc: format_ns(start_ns),
+            end_utc: format_ns(end_ns),
+            start_ns,
+            end_ns,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SourceRecording {
+    pub id: i64,
+    pub file: String,
+    pub key_id: String,
+    pub start_utc: String,
+    pub end_utc: String,
+    pub bytes: i64,
+    /// SHA-256 of the whole encrypted file as stored (what fixity checks).
+    pub ciphertext_sha256: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Clip {
+    pub file: String,
+    pub camera: String,
+    pub actual: Range,
+    pub frames: u64,
+    pub source_recordings: Vec<SourceRecording>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileEntry {
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub sha3_256: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SigningKey {
+    pub algorithm: String,
+    pub public_key_file: String,
+    pub public_key_hex: String,
+    pub fingerprint_sha256: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BundleManifest {
+    pub format: String,
+    pub image_type: String,
+    pub export_id: i64,
+    pub device_id: String,
+    pub exported_utc: String,
+    pub exported_ns: i64,
+    pub operator: String,
+    pub software: String,
+    pub time_sync: TimeSyncState,
+    pub requested: Range,
+    pub actual: Range,
+    pub clips: Vec<Clip>,
+    pub files: Vec<FileEntry>,
+    pub signing_key: SigningKey,
+}
+
+pub fn software_version() -> String {
+    format!("vigil {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// A writer that hashes (SHA-256 and SHA3-256) and counts what passes.
+struct Hashing<W> {
+    inner: W,
+    sha256: ring::digest::Context,
+    sha3: sha3::Sha3_256,
+    len: u64,
+}
+
+impl<W: Write> Hashing<W> {
+    fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            sha256: ring::digest::Context::new(&ring::digest::SHA256),
+            sha3: sha3::Sha3_256::new(),
+            len: 0,
+        }
+    }
+    fn entry(self, name: &str) -> (W, FileEntry) {
+        let e = FileEntry {
+            name: name.to_string(),
+            bytes: self.len,
+            sha256: hex(self.sha256.finish().as_ref()),
+            sha3_256: hex(&self.sha3.finalize()),
+        };
+        (self.inner, e)
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha256.update(&buf[..n]);
+        self.sha3.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Hashes a reader to its end.
+fn hash_reader(name: &str, r: &mut dyn Read) -> std::io::Result<FileEntry> {
+    let mut h = Hashing::new(std::io::sink());
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.write_all(&buf[..n])?;
+    }
+    Ok(h.entry(name).1)
+}
+
+/// Where a bundle goes: a new directory, or a `.zip` file.
+#[derive(Clone, Debug)]
+pub enum BundleTarget {
+    Dir(PathBuf),
+    Zip(PathBuf),
+}
+
+impl BundleTarget {
+    pub fn from_path(p: &Path) -> Self {
+        if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) {
+            BundleTarget::Zip(p.to_path_buf())
+        } else {
+            BundleTarget::Dir(p.to_path_buf())
+        }
+    }
+}
+
+pub struct BundleRequest<'a> {
+    pub cameras: &'a [String],
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub operator: &'a str,
+}
+
+#[derive(Debug, Clone)]
+pub struct BundleReport {
+    pub export_id: i64,
+    pub manifest: BundleManifest,
+    pub manifest_sha256: [u8; 32],
+    /// For a zip: the SHA-256 and size of the whole file.
+    pub archive_sha256: Option<[u8; 32]>,
+    pub archive_bytes: u64,
+    pub frames: u64,
+}
+
+/// One file of the bundle being written.
+trait Sink {
+    fn begin(&mut self, name: &str) -> Result<Box<dyn Write + '_>, EvidenceError>;
+}
+
+struct DirSink {
+    dir: PathBuf,
+}
+
+/// A file in a bundle directory: synced when done.
+struct DirFile {
+    w: std::io::BufWriter<std::fs::File>,
+}
+
+impl Write for DirFile {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.w.write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.w.flush()?;
+        self.w.get_ref().sync_all()
+    }
+}
+
+impl Sink for DirSink {
+    fn begin(&mut self, name: &str) -> Result<Box<dyn Write + '_>, EvidenceError> {
+        let p = self.dir.join(name);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+            .map_err(io_err(&p))?;
+        Ok(Box::new(DirFile {
+            w: std::io::BufWriter::with_capacity(256 * 1024, f),
+        }))
+    }
+}
+
+struct ZipSink {
+    zip: zip::ZipWriter<std::io::BufWriter<std::fs::File>>,
+}
+
+impl Sink for ZipSink {
+    fn begin(&mut self, name: &str) -> Result<Box<dyn Write + '_>, EvidenceError> {
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(true)
+            .unix_permissions(0o644);
+        self.zip
+            .start_file(name, opts)
+            .map_err(|e| EvidenceError::Zip(e.to_string()))?;
+        Ok(Box::new(&mut self.zip))
+    }
+}
+
+fn clip_name(camera: &str, start_ns: i64) -> String {
+    let t = format_ns(start_ns).replace([':', '-'], "");
+    let t = t.split('.').next().unwrap_or(&t).trim_end_matches('Z').to_string();
+    format!("{camera}_{t}Z.mp4")
+}
+
+/// Writes the clips, the manifest, its signature and the public key into `sink`.
+fn write_bundle(
+    archive: Archive<'_>,
+    device: &DeviceKey,
+    req: &BundleRequest<'_>,
+    export_id: i64,
+    sink: &mut dyn Sink,
+) -> Result<(BundleManifest, [u8; 32], u64), EvidenceError> {
+    let exported_ns = crate::base::clock::now_ns();
+    let mut clips = Vec::new();
+    let mut files = Vec::new();
+    let mut frames = 0;
+    for camera in req.cameras {
+        let name = clip_name(camera, req.start_ns);
+        let w = sink.begin(&name)?;
+        let mut h = Hashing::new(w);
+        let r = export::export(archive, camera, req.start_ns, req.end_ns, &mut h, Path::new(&name))?;
+        h.flush().map_err(io_err(Path::new(&name)))?;
+        let (_, entry) = h.entry(&name);
+        let mut sources = Vec::new();
+        for id in &r.recordings {
+            if let Some(rec) = archive.index.recording(*id)? {
+                sources.push(SourceRecording {
+                    id: rec.id,
+                    file: rec.file_name.clone(),
+                    key_id: hex(&rec.key_id),
+                    start_utc: format_ns(rec.start_wall_ns),
+                    end_utc: format_ns(rec.end_wall_ns()),
+                    bytes: rec.bytes,
+                    ciphertext_sha256: rec.sha256.as_deref().map(hex),
+                });
+            }
+        }
+        frames += r.frames;
+        clips.push(Clip {
+            file: name,
+            camera: camera.clone(),
+            actual: Range::of(r.first_wall_ns, r.end_wall_ns),
+            frames: r.frames,
+            source_recordings: sources,
+        });
+        files.push(entry);
+    }
+    let public_pem = device.identity().public_key_pem();
+    {
+        let mut w = sink.begin(PUBLIC_KEY)?;
+        w.write_all(public_pem.as_bytes())
+            .map_err(io_err(Path::new(PUBLIC_KEY)))?;
+        w.flush().map_err(io_err(Path::new(PUBLIC_KEY)))?;
+    }
+    let actual = Range::of(
+        clips.iter().map(|c| c.actual.start_ns).min().unwrap_or(req.start_ns),
+        clips.iter().map(|c| c.actual.end_ns).max().unwrap_or(req.end_ns),
+    );
+    let manifest = BundleManifest {
+        format: BUNDLE_FORMAT.into(),
+        image_type: "working".into(),
+        export_id,
+        device_id: device.identity().device_id.clone(),
+        exported_utc: format_ns(exported_ns),
+        exported_ns,
+        operator: req.operator.to_string(),
+        software: software_version(),
+        time_sync: TimeSyncState::now(),
+        requested: Range::of(req.start_ns, req.end_ns),
+        actual,
+        clips,
+        files,
+        signing_key: SigningKey {
+            algorithm: "Ed25519".into(),
+            public_key_file: PUBLIC_KEY.into(),
+            public_key_hex: hex(&device.identity().public_key),
+            fingerprint_sha256: device.identity().fingerprint(),
+        },
+    };
+    let mut bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| EvidenceError::Zip(e.to_string()))?;
+    bytes.push(b'\n');
+    let sig = device.sign(&bytes);
+    for (name, data) in [(MANIFEST, &bytes[..]), (SIGNATURE, &sig[..])] {
+        let mut w = sink.begin(name)?;
+        w.write_all(data).map_err(io_err(Path::new(name)))?;
+        w.flush().map_err(io_err(Path::new(name)))?;
+    }
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref());
+    Ok((manifest, digest, frames))
+}
+
+/// Makes a signed bundle of `req` at `target` and records it in the
+/// `export` table. On any error nothing is left at `target` and no row stays.
+pub fn create_bundle(
+    archive: Archive<'_>,
+    device: &DeviceKey,
+    req: &BundleRequest<'_>,
+    target: &BundleTarget,
+) -> Result<BundleReport, EvidenceError> {
+    if req.cameras.is_empty() {
+        return Err(EvidenceError::Usage("name at least one camera".into()));
+    }
+    if req.end_ns <= req.start_ns {
+        return Err(EvidenceError::Export(ExportError::EmptyRange));
+    }
+    let conn = archive.index.conn();
+    conn.execute(
+        "INSERT INTO export (created_ns, operator, camera, start_ns, end_ns, file_name, bytes, sha256, manifest_sha256) \
+         VALUES (?1, ?2, ?3, ?4, ?5, NULL, 0, x'', x'')",
+        rusqlite::params![
+            crate::base::clock::now_ns(),
+            req.operator,
+            req.cameras.join(","),
+            req.start_ns,
+            req.end_ns
+        ],
+    )?;
+    let export_id = conn.last_insert_rowid();
+    let result = build(archive, device, req, target, export_id);
+    match result {
+        Ok(rep) => {
+            let tx = conn.unchecked_transaction()?;
+            let digest = rep.archive_sha256.unwrap_or(rep.manifest_sha256);
+            tx.execute(
+                "UPDATE export SET bytes = ?2, sha256 = ?3, manifest_sha256 = ?4 WHERE id = ?1",
+                rusqlite::params![
+                    export_id,
+                    rep.archive_bytes as i64,
+                    &digest[..],
+                    &rep.manifest_sha256[..]
+                ],
+            )?;
+            for c in &rep.manifest.clips {
+                for s in &c.source_recordings {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO export_recording (export_id, recording_id) VALUES (?1, ?2)",
+                        [export_id, s.id],
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok(rep)
+        }
+        Err(e) => {
+            let _ = conn.execute("DELETE FROM export WHERE id = ?1", [export_id]);
+            Err(e)
+        }
+    }
+}
+
+fn build(
+    archive: Archive<'_>,
+    device: &DeviceKey,
+    req: &BundleRequest<'_>,
+    target: &BundleTarget,
+    export_id: i64,
+) -> Result<BundleReport, EvidenceError> {
+    match target {
+        BundleTarget::Dir(dir) => {
+            if dir.exists() && std::fs::read_dir(dir).map_err(io_err(dir))?.next().is_some() {
+                return Err(EvidenceError::Usage(format!(
+                    "{} exists and is not empty; give a new directory or a .zip",
+                    dir.display()
+                )));
+            }
+            let mut partial = dir.as_os_str().to_owned();
+            partial.push(".partial");
+            let partial = PathBuf::from(partial);
+            let _ = std::fs::remove_dir_all(&partial);
+            std::fs::create_dir_all(&partial).map_err(io_err(&partial))?;
+            let mut sink = DirSink { dir: partial.clone() };
+            let res = write_bundle(archive, device, req, export_id, &mut sink).and_then(|r| {
+                vigil_format::vseg::sync_dir(&partial).map_err(|e| EvidenceError::Zip(e.to_string()))?;
+                if dir.exists() {
+                    std::fs::remove_dir(dir).map_err(io_err(dir))?;
+                }
+                std::fs::rename(&partial, dir).map_err(io_err(dir))?;
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    let _ = vigil_format::vseg::sync_dir(parent);
+                }
+                Ok(r)
+            });
+            if res.is_err() {
+                let _ = std::fs::remove_dir_all(&partial);
+            }
+            let (manifest, manifest_sha256, frames) = res?;
+            let archive_bytes = manifest.files.iter().map(|f| f.bytes).sum();
+            Ok(BundleReport {
+                export_id,
+                manifest,
+                manifest_sha256,
+                archive_sha256: None,
+                archive_bytes,
+                frames,
+            })
+        }
+        BundleTarget::Zip(path) => {
+            let mut partial = path.as_os_str().to_owned();
+            partial.push(".partial");
+            let partial = PathBuf::from(partial);
+            let res: Result<_, EvidenceError> = (|| {
+                let f = std::fs::File::create(&partial).map_err(io_err(&partial))?;
+                let mut sink = ZipSink {
+                    zip: zip::ZipWriter::new(std::io::BufWriter::with_capacity(256 * 1024, f)),
+                };
+                let r = write_bundle(archive, device, req, export_id, &mut sink)?;
+                let w = sink.zip.finish().map_err(|e| EvidenceError::Zip(e.to_string()))?;
+                let f = w.into_inner().map_err(|e| EvidenceError::Io {
+                    path: partial.clone(),
+                    source: e.into_error(),
+                })?;
+                f.sync_all().map_err(io_err(&partial))?;
+                drop(f);
+                let mut f = std::fs::File::open(&partial).map_err(io_err(&partial))?;
+                let whole = hash_reader("", &mut f).map_err(io_err(&partial))?;
+                std::fs::rename(&partial, path).map_err(io_err(path))?;
+                Ok((r, whole))
+            })();
+            if res.is_err() {
+                let _ = std::fs::remove_file(&partial);
+            }
+            let ((manifest, manifest_sha256, frames), whole) = res?;
+            let mut digest = [0u8; 32];
+            for (i, b) in digest.iter_mut().enumerate() {
+                *b = u8::from_str_radix(&whole.sha256[2 * i..2 * i + 2], 16).unwrap_or(0);
+            }
+            Ok(BundleReport {
+                export_id,
+                manifest,
+                manifest_sha256,
+                archive_sha256: Some(digest),
+                archive_bytes: whole.bytes,
+                frames,
+            })
+        }
+    }
+}
+
+/// How the verifier knows the device's key.
+#[derive(Clone, Debug)]
+pub enum Pin {
+    /// Trust the key shipped in the bundle (and say so).
+    None,
+    PublicKey([u8; 32]),
+    Fingerprint(String),
+}
+
+/// One line of the verifier's report.
+#[derive(Clone, Debug)]
+pub struct Finding {
+    pub ok: bool,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct VerifyReport {
+    pub findings: Vec<Finding>,
+    pub manifest: Option<BundleManifest>,
+    /// True when the signing key was checked against a key the caller supplied.
+    pub pinned: bool,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        !self.findings.is_empty() && self.findings.iter().all(|f| f.ok)
+    }
+    fn pass(&mut self, t: impl Into<String>) {
+        self.findings.push(Finding {
+            ok: true,
+            text: t.into(),
+        });
+    }
+    fn fail(&mut self, t: impl Into<String>) {
+        self.findings.push(Finding {
+            ok: false,
+            text: t.into(),
+        });
+    }
+}
+
+/// What a bundle holds: names, and a way to read each.
+trait BundleSource {
+    fn names(&self) -> &[String];
+    fn open(&mut self, name: &str) -> std::io::Result<Box<dyn Read + '_>>;
+}
+
+struct DirSource {
+    dir: PathBuf,
+    names: Vec<String>,
+}
+
+impl DirSource {
+    fn new(dir: &Path) -> std::io::Result<Self> {
+        let mut names = Vec::new();
+        let mut stack = vec![PathBuf::new()];
+        let mut visited = 0;
+        while let Some(rel) = stack.pop() {
+            visited += 1;
+            if visited > 10_000 {
+                return Err(std::io::Error::other("more than 10,000 directories in the bundle"));
+            }
+            for e in std::fs::read_dir(dir.join(&rel))? {
+                let e = e?;
+                let r = rel.join(e.file_name());
+                let ft = e.file_type()?;
+                if ft.is_dir() {
+                    stack.push(r);
+                } else {
+                    names.push(r.to_string_lossy().to_string());
+                }
+            }
+        }
+        names.sort();
+        Ok(DirSource {
+            dir: dir.to_path_buf(),
+            names,
+        })
+    }
+}
+
+impl BundleSource for DirSource {
+    fn names(&self) -> &[String] {
+        &self.names
+    }
+    fn open(&mut self, name: &str) -> std::io::Result<Box<dyn Read + '_>> {
+        // Only regular files: a symlink or a device in a bundle (say, to
+        // /dev/zero) must not make the verifier read outside it, or forever.
+        let p = self.dir.join(name);
+        if !std::fs::symlink_metadata(&p)?.file_type().is_file() {
+            return Err(std::io::Error::other("not a regular file (a symlink, device or pipe)"));
+        }
+        Ok(Box::new(std::fs::File::open(p)?))
+    }
+}
+
+struct ZipSource<R: Read + Seek> {
+    zip: zip::ZipArchive<R>,
+    names: Vec<String>,
+}
+
+impl<R: Read + Seek> BundleSource for ZipSource<R> {
+    fn names(&self) -> &[String] {
+        &self.names
+    }
+    fn open(&mut self, name: &str) -> std::io::Result<Box<dyn Read + '_>> {
+        let f = self.zip.by_name(name).map_err(std::io::Error::other)?;
+        Ok(Box::new(f))
+    }
+}
+
+const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
+fn read_small(src: &mut dyn BundleSource, name: &str) -> std::io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    src.open(name)?.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut v)?;
+    if v.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(std::io::Error::other("larger than 16 MiB"));
+    }
+    Ok(v)
+}
+
+/// Verifies a bundle (directory or zip) using only what is in it and the pin.
+pub fn verify_bundle(path: &Path, pin: &Pin) -> VerifyReport {
+    let mut rep = VerifyReport::default();
+    let src: Result<Box<dyn BundleSource>, String> = if path.is_dir() {
+        DirSource::new(path)
+            .map(|s| Box::new(s) as Box<dyn BundleSource>)
+            .map_err(|e| e.to_string())
+    } else {
+        std::fs::File::open(path)
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                zip::ZipArchive::new(std::io::BufReader::new(f)).map_err(|e| format!("not a readable zip: {e}"))
+            })
+            .and_then(|zip| {
+                let mut names = Vec::new();
+                for n in zip.file_names() {
+                    let n = n.map_err(|e| format!("an entry name in the zip is unreadable: {e}"))?;
+                    if !n.ends_with('/') {
+                        names.push(n.to_string());
+                    }
+                }
+                names.sort();
+                Ok(Box::new(ZipSource { zip, names }) as Box<dyn BundleSource>)
+            })
+    };
+    let mut src = match src {
+        Ok(s) => s,
+        Err(e) => {
+            rep.fail(format!("cannot read the bundle {}: {e}", path.display()));
+            return rep;
+        }
+    };
+    verify_source(src.as_mut(), pin, &mut rep);
+    rep
+}
+
+fn verify_source(src: &mut dyn BundleSource, pin: &Pin, rep: &mut VerifyReport) {
+    let manifest_bytes = match read_small(src, MANIFEST) {
+        Ok(b) => b,
+        Err(e) => return rep.fail(format!("{MANIFEST}: cannot read it ({e}); nothing can be checked")),
+    };
+    let sig = read_small(src, SIGNATURE).unwrap_or_default();
+    let key_text = read_small(src, PUBLIC_KEY)
+        .map(|b| String::from_utf8_lossy(&b).to_string())
+        .unwrap_or_default();
+    let bundled_key = crate::evidence::device::parse_public_key(&key_text);
+
+    // The key to check against: the pinned one, else the bundled one.
+    let key = match (pin, &bundled_key) {
+        (Pin::PublicKey(k), _) => {
+            rep.pinned = true;
+            if bundled_key.as_ref().ok() != Some(k) {
+                rep.fail(format!(
+                    "{PUBLIC_KEY} is not the key you gave (bundled fingerprint {}, yours {})",
+                    bundled_key
+                        .as_ref()
+                        .map(crate::evidence::device::fingerprint)
+                        .unwrap_or_else(|e| e.clone()),
+                    crate::evidence::device::fingerprint(k)
+                ));
+            }
+            Some(*k)
+        }
+        (Pin::Fingerprint(fp), Ok(k)) => {
+            rep.pinned = true;
+            let have = crate::evidence::device::fingerprint(k);
+            let want: String = fp
+                .to_ascii_lowercase()
+                .chars()
+                .filter(|c| c.is_ascii_hexdigit())
+                .collect();
+            if have == want {
+                rep.pass(format!("device key fingerprint {have} matches the one you gave"));
+                Some(*k)
+            } else {
+                rep.fail(format!(
+                    "device key fingerprint {have} is not the one you gave ({want}): signed by another key"
+                ));
+                None
+            }
+        }
+        (_, Err(e)) => {
+            rep.fail(format!("{PUBLIC_KEY}: {e}"));
+            None
+        }
+        (Pin::None, Ok(k)) => Some(*k),
+    };
+    match key {
+        Some(k) if crate::evidence::device::verify_signature(&k, &manifest_bytes, &sig) => rep.pass(format!(
+            "{SIGNATURE}: valid Ed25519 signature of {MANIFEST} by key {}",
+            crate::evidence::device::fingerprint(&k)
+        )),
+        Some(_) if sig.len() != 64 => rep.fail(format!(
+            "{SIGNATURE}: missing or not a 64-byte Ed25519 signature ({} bytes)",
+            sig.len()
+        )),
+        Some(_) => rep.fail(format!(
+            "{SIGNATURE}: the signature does not match {MANIFEST}: the manifest or the signature was changed"
+        )),
+        None => rep.fail(format!("{SIGNATURE}: not checked: no trusted key")),
+    }
+
+    let manifest: BundleManifest = match serde_json::from_slice(&manifest_bytes) {
+        Ok(m) => m,
+        Err(e) => return rep.fail(format!("{MANIFEST}: not a Vigil bundle manifest ({e})")),
+    };
+    if manifest.format != BUNDLE_FORMAT {
+        rep.fail(format!("{MANIFEST}: unknown format \"{}\"", manifest.format));
+    }
+    if let Ok(k) = &bundled_key {
+        if manifest.signing_key.public_key_hex != hex(k) {
+            rep.fail(format!("{MANIFEST} names a different signing key than {PUBLIC_KEY}"));
+        }
+    }
+
+    // Every listed file: present, same size and hashes.
+    let mut listed: BTreeMap<&str, &FileEntry> = BTreeMap::new();
+    for f in &manifest.files {
+        listed.insert(f.name.as_str(), f);
+    }
+    let present: std::collections::BTreeSet<String> = src.names().iter().cloned().collect();
+    let mut missing = Vec::new();
+    let mut present_hashes = BTreeMap::new();
+    for f in &manifest.files {
+        if !present.contains(&f.name) {
+            missing.push(f);
+            continue;
+        }
+        let got = src.open(&f.name).and_then(|mut r| hash_reader(&f.name, &mut r));
+        match got {
+            Ok(g) if g == *f => rep.pass(format!(
+                "{}: {} bytes, SHA-256 and SHA3-256 match the manifest",
+                f.name, f.bytes
+            )),
+            Ok(g) => {
+                let what = if g.bytes != f.bytes {
+                    format!("size {} bytes, the manifest says {}", g.bytes, f.bytes)
+                } else {
+                    "same size but different content (hashes differ)".into()
+                };
+                rep.fail(format!("{}: CHANGED: {what}", f.name));
+            }
+            Err(e) if e.to_string().contains("checksum") => rep.fail(format!(
+                "{}: CHANGED: its bytes no longer match the zip's CRC-32 ({e})",
+                f.name
+            )),
+            Err(e) => rep.fail(format!("{}: cannot read it: {e}", f.name)),
+        }
+    }
+    // Files the manifest does not list.
+    let fixed = [MANIFEST, SIGNATURE, PUBLIC_KEY];
+    for name in &present {
+        if listed.contains_key(name.as_str()) || fixed.contains(&name.as_str()) {
+            continue;
+        }
+        let h = src.open(name).and_then(|mut r| hash_reader(name, &mut r)).ok();
+        if let Some(h) = &h {
+            present_hashes.insert(name.clone(), h.sha256.clone());
+        }
+        let renamed_from = h
+            .as_ref()
+            .and_then(|h| missing.iter().find(|m| m.sha256 == h.sha256 && m.bytes == h.bytes));
+        match renamed_from {
+            Some(m) => rep.fail(format!("{name}: RENAMED: it is {} under another name", m.name)),
+            None => rep.fail(format!("{name}: ADDED: the manifest does not list this file")),
+        }
+    }
+    for m in &missing {
+        if !present_hashes.values().any(|h| *h == m.sha256) {
+            rep.fail(format!(
+                "{}: REMOVED: listed in the manifest but not in the bundle",
+                m.name
+            ));
+        }
+    }
+    for f in fixed {
+        if !present.contains(f) {
+            rep.fail(format!("{f}: REMOVED from the bundle"));
+        }
+    }
+    if manifest.files.is_empty() {
+        rep.fail(format!("{MANIFEST} lists no files"));
+    }
+    rep.manifest = Some(manifest);
+}
+
+/// A manifest's exact bytes and their Ed25519 signature.
+pub type SignedManifest = (Vec<u8>, [u8; 64]);
+
+/// The signed "primary image" manifest of one stored recording: the
+/// ciphertext's SHA-256 as written, its fixity state, its time range.
+/// Returns the manifest's exact bytes and their Ed25519 signature.
+pub fn recording_manifest(
+    index: &crate::db::Index,
+    device: &DeviceKey,
+    id: i64,
+) -> Result<Option<SignedManifest>, EvidenceError> {
+    let Some(rec) = index.recording(id)? else {
+        return Ok(None);
+    };
+    let fixity: Option<(Option<i64>, Option<i64>)> = index
+        .conn()
+        .query_row("SELECT fixity_ns, fixity_ok FROM recording WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .ok();
+    let (fixity_ns, fixity_ok) = fixity.unwrap_or((None, None));
+    let now = crate::base::clock::now_ns();
+    let m = serde_json::json!({
+        "format": RECORDING_MANIFEST_FORMAT,
+        "image_type": "primary",
+        "device_id": device.identity().device_id,
+        "generated_utc": format_ns(now),
+        "software": software_version(),
+        "time_sync": TimeSyncState::now(),
+        "recording": {
+            "id": rec.id,
+            "camera": rec.camera,
+            "file": rec.file_name,
+            "state": rec.state,
+            "codec": rec.codec,
+            "key_id": hex(&rec.key_id),
+            "start_utc": format_ns(rec.start_wall_ns),
+            "end_utc": format_ns(rec.end_wall_ns()),
+            "frames": rec.frames,
+            "bytes": rec.bytes,
+            "ciphertext_sha256": rec.sha256.as_deref().map(hex),
+        },
+        "fixity": {
+            "last_verified_utc": fixity_ns.map(format_ns),
+            "result": match fixity_ok { Some(1) => "ok", Some(_) => "mismatch", None => "not yet verified" },
+        },
+        "signing_key": {
+            "algorithm": "Ed25519",
+            "public_key_hex": hex(&device.identity().public_key),
+            "fingerprint_sha256": device.identity().fingerprint(),
+        },
+    });
+    let mut bytes = serde_json::to_vec_pretty(&m).map_err(|e| EvidenceError::Zip(e.to_string()))?;
+    bytes.push(b'\n');
+    let sig = device.sign(&bytes);
+    Ok(Some((bytes, sig)))
+}
+
+/// Hex of a 32-byte digest for headers and listings.
+pub fn digest_hex(d: &[u8; 32]) -> String {
+    hex(d)
+}

@@ -1,0 +1,93 @@
+//! Live view: each camera's ingest offers its frames on a bounded broadcast
+//! channel as they arrive (before batching for the recorder), only while
+//! someone watches. Viewers that fall behind are cut off, never buffered
+//! without bound.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::broadcast;
+
+use crate::storage::recorder::StreamParams;
+
+/// Frames held for viewers: about 2.5 s at 25 fps.
+const CAPACITY: usize = 64;
+
+#[derive(Clone, Debug)]
+pub struct LiveFrame {
+    pub pts: i64,
+    pub key: bool,
+    pub data: Bytes,
+    pub params: Arc<StreamParams>,
+}
+
+/// The channels of the running cameras (added and removed at run time).
+#[derive(Default)]
+pub struct LiveHub {
+    cams: std::sync::Mutex<HashMap<String, broadcast::Sender<LiveFrame>>>,
+}
+
+impl LiveHub {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The sending side, for the camera's ingest (made on first use).
+    pub fn tap(&self, camera: &str) -> Option<broadcast::Sender<LiveFrame>> {
+        let mut m = self.cams.lock().ok()?;
+        Some(
+            m.entry(camera.to_string())
+                .or_insert_with(|| broadcast::channel(CAPACITY).0)
+                .clone(),
+        )
+    }
+
+    /// A viewer's receiver; None for a camera that is not running.
+    pub fn subscribe(&self, camera: &str) -> Option<broadcast::Receiver<LiveFrame>> {
+        self.cams.lock().ok()?.get(camera).map(|s| s.subscribe())
+    }
+
+    /// A camera stopped: its viewers see the stream end.
+    pub fn remove(&self, camera: &str) {
+        if let Ok(mut m) = self.cams.lock() {
+            m.remove(camera);
+        }
+    }
+}
+
+/// Why no frame came.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoFrame {
+    /// The camera is not running.
+    NotRunning,
+    /// Running, but no key frame within the time allowed.
+    NotStreaming,
+}
+
+impl LiveHub {
+    /// Subscribes to `camera` and waits (at most `limit`) for its next key
+    /// frame: where a live stream or a snapshot starts.
+    pub async fn next_key_frame(
+        &self,
+        camera: &str,
+        limit: std::time::Duration,
+    ) -> Result<(broadcast::Receiver<LiveFrame>, LiveFrame), NoFrame> {
+        let mut rx = self.subscribe(camera).ok_or(NoFrame::NotRunning)?;
+        let wait = async {
+            loop {
+                match rx.recv().await {
+                    Ok(f) if f.key => return Some(f),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        };
+        match tokio::time::timeout(limit, wait).await {
+            Ok(Some(f)) => Ok((rx, f)),
+            _ => Err(NoFrame::NotStreaming),
+        }
+    }
+}
+
+pub use vigil_format::media::codec_string;

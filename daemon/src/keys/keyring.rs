@@ -1,0 +1,992 @@
+//! The keyring: data keys (DEKs) wrapped by the key-encryption key (KEK) in
+//! SQLite, one per camera per UTC day for recordings and one for the secrets
+//! store. The KEK itself is sealed by the TPM ([`crate::keys::sealing`]) and
+//! escrowed to the recovery key ([`crate::keys::recovery`]).
+//!
+//! Wrapping: ChaCha20-Poly1305 under the KEK, a random 96-bit nonce per row,
+//! AAD = "vigil-dek-v1\0" || dek id || KEK id || purpose || "\0" || scope.
+//! A row moved to another key id, purpose or scope no longer unwraps.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use zeroize::Zeroizing;
+
+use crate::db::audit::{self, Outcome};
+use crate::db::Index;
+use crate::keys::recovery::{self, RecoveryKey};
+use crate::keys::sealing::{Kek, KekSealer, Slot};
+use crate::keys::{random_bytes, DataKey, KeyError, KeyId, KeyLookup, KeyUnavailable};
+
+/// What a data key protects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Recording,
+    Secrets,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Recording => "recording",
+            Purpose::Secrets => "secrets",
+        }
+    }
+}
+
+pub const SECRETS_SCOPE: &str = "secrets";
+
+/// The scope of a recording key: one camera, one UTC day.
+pub fn recording_scope(camera_id: i64, wall_ns: i64) -> (String, String) {
+    let day = utc_day(wall_ns);
+    (format!("camera:{camera_id}:{day}"), day)
+}
+
+/// `YYYY-MM-DD` of a wall-clock instant, in UTC.
+pub fn utc_day(wall_ns: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(wall_ns))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+}
+
+fn kek_aead(kek: &Kek) -> LessSafeKey {
+    // A 32-byte key is always a valid ChaCha20-Poly1305 key.
+    LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, kek.bytes()).unwrap_or_else(|_| unreachable!()))
+}
+
+fn dek_aad(dek_id: &KeyId, kek_id: &[u8; 8], purpose: &str, scope: &str) -> Vec<u8> {
+    let mut a = Vec::with_capacity(13 + 16 + purpose.len() + 1 + scope.len());
+    a.extend_from_slice(b"vigil-dek-v1\0");
+    a.extend_from_slice(&dek_id.0);
+    a.extend_from_slice(kek_id);
+    a.extend_from_slice(purpose.as_bytes());
+    a.push(0);
+    a.extend_from_slice(scope.as_bytes());
+    a
+}
+
+/// Wraps `dek` under `kek`: (nonce, ciphertext || tag).
+pub fn wrap_dek(kek: &Kek, dek: &DataKey, purpose: &str, scope: &str) -> Result<([u8; 12], Vec<u8>), KeyError> {
+    let nonce = random_bytes::<12>()?;
+    let mut buf = dek.bytes().to_vec();
+    kek_aead(kek)
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(dek_aad(&dek.id(), &kek.id(), purpose, scope)),
+            &mut buf,
+        )
+        .map_err(|_| KeyError::Keyring("wrapping a data key failed".into()))?;
+    Ok((nonce, buf))
+}
+
+pub fn unwrap_dek(
+    kek: &Kek,
+    id: KeyId,
+    purpose: &str,
+    scope: &str,
+    nonce: &[u8],
+    wrapped: &[u8],
+) -> Result<DataKey, KeyError> {
+    let nonce: [u8; 12] = nonce.try_into().map_err(|_| KeyError::Unwrap(id))?;
+    let mut buf = Zeroizing::new(wrapped.to_vec());
+    let plain = kek_aead(kek)
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(dek_aad(&id, &kek.id(), purpose, scope)),
+            &mut buf,
+        )
+        .map_err(|_| KeyError::Unwrap(id))?;
+    let bytes: [u8; 32] = plain.try_into().map_err(|_| KeyError::Unwrap(id))?;
+    Ok(DataKey::new(id, bytes))
+}
+
+fn key_id_of(v: &[u8]) -> Result<KeyId, KeyError> {
+    let a: [u8; 8] = v
+        .try_into()
+        .map_err(|_| KeyError::Keyring(format!("key id of {} bytes in the keyring", v.len())))?;
+    Ok(KeyId(a))
+}
+
+fn kek_id_of(v: &[u8]) -> Result<[u8; 8], KeyError> {
+    key_id_of(v).map(|k| k.0)
+}
+
+/// A data_key row as stored: id, purpose, scope, KEK id, nonce, wrapped key.
+type WrappedRow = (Vec<u8>, String, String, Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// The keyring's own row.
+#[derive(Clone, Debug)]
+pub struct KeyringRow {
+    pub kek_id: [u8; 8],
+    pub kek_generation: i64,
+    pub kek_created_ns: i64,
+    pub sealing: String,
+    pub pcrs: String,
+    pub recovery_pub: [u8; 32],
+    pub escrow: Vec<u8>,
+    pub created_ns: i64,
+    pub rotated_ns: Option<i64>,
+}
+
+pub fn keyring_row(index: &Index) -> Result<Option<KeyringRow>, KeyError> {
+    let r = index
+        .conn()
+        .query_row(
+            "SELECT kek_id, kek_generation, kek_created_ns, sealing, pcrs, recovery_pub, escrow, created_ns, rotated_ns \
+             FROM keyring WHERE id = 1",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get::<_, Vec<u8>>(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((kek_id, kek_generation, kek_created_ns, sealing, pcrs, rp, escrow, created_ns, rotated_ns)) = r else {
+        return Ok(None);
+    };
+    let recovery_pub: [u8; 32] = rp
+        .as_slice()
+        .try_into()
+        .map_err(|_| KeyError::Keyring("recovery public key has the wrong length".into()))?;
+    Ok(Some(KeyringRow {
+        kek_id: kek_id_of(&kek_id)?,
+        kek_generation,
+        kek_created_ns,
+        sealing,
+        pcrs,
+        recovery_pub,
+        escrow,
+        created_ns,
+        rotated_ns,
+    }))
+}
+
+/// A keyring mutex; a poisoned one (a panic elsewhere) is an error, not a panic.
+fn locked<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, KeyError> {
+    m.lock().map_err(|_| KeyError::Keyring("keyring lock poisoned".into()))
+}
+
+/// The KEK id the keyring row names, read inside a transaction.
+fn keyring_kek_id(tx: &rusqlite::Transaction<'_>) -> Result<[u8; 8], KeyError> {
+    let v: Vec<u8> = tx.query_row("SELECT kek_id FROM keyring WHERE id = 1", [], |r| r.get(0))?;
+    kek_id_of(&v)
+}
+
+/// Serialises key operations across processes (init, rotation, recovery,
+/// completing an interrupted rotation): an exclusive lock on `<db>.keys.lock`.
+pub struct KeysLock(#[allow(dead_code)] File);
+
+impl KeysLock {
+    fn path(db: &Path) -> PathBuf {
+        let mut p = db.to_path_buf().into_os_string();
+        p.push(".keys.lock");
+        PathBuf::from(p)
+    }
+    /// Waits (bounded: 60 s) for the lock.
+    pub fn acquire(db: &Path) -> Result<Self, KeyError> {
+        let p = Self::path(db);
+        let f = File::create(&p).map_err(|source| KeyError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match f.try_lock() {
+                Ok(()) => return Ok(KeysLock(f)),
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(_) => {
+                    return Err(KeyError::Keyring(format!(
+                        "another key operation holds {} (waited 60 s)",
+                        p.display()
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// What `keys init` produced.
+pub struct InitReport {
+    pub kek_id: [u8; 8],
+    pub recovery_key: RecoveryKey,
+    /// A sealed file that no keyring referenced was replaced.
+    pub replaced_stray: bool,
+}
+
+/// What `keys rotate-kek` did.
+#[derive(Debug)]
+pub struct RotateReport {
+    pub old_kek_id: [u8; 8],
+    pub new_kek_id: [u8; 8],
+    pub generation: i64,
+    pub rewrapped: usize,
+    pub seal_ms: f64,
+    pub rewrap_ms: f64,
+}
+
+/// Creates the KEK, seals it, escrows it to a new recovery key and records
+/// the keyring. Refuses if a keyring exists.
+pub fn init(db: &Path, sealer: &KekSealer, actor: &str) -> Result<InitReport, KeyError> {
+    let _lock = KeysLock::acquire(db)?;
+    let mut index = Index::open(db).map_err(|e| KeyError::Keyring(e.to_string()))?;
+    if let Some(row) = keyring_row(&index)? {
+        return Err(KeyError::AlreadyInitialised(vigil_format::hex(&row.kek_id)));
+    }
+    let kek = Kek::generate()?;
+    let recovery_key = RecoveryKey::generate()?;
+    let recovery_pub = recovery_key.public_key();
+    let escrow = recovery::escrow(&kek, &recovery_pub)?;
+    let replaced_stray = sealer.exists(Slot::Current);
+    sealer.discard_next()?;
+    sealer.seal(&kek, Slot::Current)?;
+    // Prove the seal opens before anything depends on it.
+    if sealer.unseal(Slot::Current)?.id() != kek.id() {
+        return Err(KeyError::Seal("the sealed key did not unseal to the same key".into()));
+    }
+    let now = crate::base::clock::now_ns();
+    let tx = index
+        .conn_mut()
+        .transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT INTO keyring (id, kek_id, kek_generation, kek_created_ns, sealing, pcrs, recovery_pub, escrow, created_ns) \
+         VALUES (1, ?1, 1, ?2, ?3, ?4, ?5, ?6, ?2)",
+        params![
+            kek.id().as_slice(),
+            now,
+            sealer.describe(),
+            sealer.pcrs(),
+            recovery_pub.as_slice(),
+            escrow
+        ],
+    )?;
+    audit::append(
+        &tx,
+        actor,
+        "keys.init",
+        &vigil_format::hex(&kek.id()),
+        Outcome::Ok,
+        &sealer.describe(),
+    )?;
+    tx.commit()?;
+    Ok(InitReport {
+        kek_id: kek.id(),
+        recovery_key,
+        replaced_stray,
+    })
+}
+
+/// Unseals the KEK that matches the keyring, finishing an interrupted
+/// rotation if needed: the current slot, else `.next` (promoted).
+fn unseal_matching(db: &Path, sealer: &KekSealer, expected: [u8; 8]) -> Result<Kek, KeyError> {
+    let first_err = match sealer.unseal(Slot::Current) {
+        Ok(k) if k.id() == expected => {
+            if sealer.exists(Slot::Next) {
+                // A rotation that never committed: its .next is useless. Only
+                // removed under the keys lock (a rotation may be running).
+                if let Ok(lock) = try_keys_lock(db) {
+                    if let Ok(row_now) = Index::open(db)
+                        .map_err(|e| KeyError::Keyring(e.to_string()))
+                        .and_then(|i| keyring_row(&i))
+                    {
+                        if row_now.is_some_and(|r| r.kek_id == expected) {
+                            let _ = sealer.discard_next();
+                        }
+                    }
+                    drop(lock);
+                }
+            }
+            return Ok(k);
+        }
+        Ok(k) => KeyError::KekMismatch {
+            found: vigil_format::hex(&k.id()),
+            expected: vigil_format::hex(&expected),
+        },
+        Err(e) => e,
+    };
+    // Under systemd the first try read the unit-start copy; a rotation since
+    // then sealed a newer KEK into the file itself.
+    if sealer.has_loaded_copy() {
+        if let Ok(k) = sealer.unseal_file(Slot::Current) {
+            if k.id() == expected {
+                return Ok(k);
+            }
+        }
+    }
+    if sealer.exists(Slot::Next) {
+        let _lock = KeysLock::acquire(db)?;
+        if sealer.exists(Slot::Next) {
+            if let Ok(k) = sealer.unseal(Slot::Next) {
+                if k.id() == expected {
+                    sealer.promote_next()?;
+                    tracing::warn!(kek = %vigil_format::hex(&expected), "finished an interrupted key rotation");
+                    return Ok(k);
+                }
+            }
+        } else if let Ok(k) = sealer.unseal_file(Slot::Current) {
+            // Another process finished it meanwhile.
+            if k.id() == expected {
+                return Ok(k);
+            }
+        }
+    }
+    Err(first_err)
+}
+
+fn try_keys_lock(db: &Path) -> Result<KeysLock, KeyError> {
+    let p = KeysLock::path(db);
+    let f = File::create(&p).map_err(|source| KeyError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    f.try_lock().map_err(|_| KeyError::Keyring("keys lock busy".into()))?;
+    Ok(KeysLock(f))
+}
+
+/// The open keyring: the unsealed KEK, a cache of unwrapped data keys, and
+/// its own connection to the database.
+pub struct Keyring {
+    db_path: PathBuf,
+    index: Mutex<Index>,
+    sealer: KekSealer,
+    kek: Mutex<Kek>,
+    cache: Mutex<HashMap<KeyId, DataKey>>,
+    actor: String,
+}
+
+impl Keyring {
+    /// Opens the keyring in `db` and unseals its KEK (finishing an
+    /// interrupted rotation). Fails closed: no KEK, no keyring.
+    pub fn open(db: &Path, sealer: KekSealer, actor: &str) -> Result<Self, KeyError> {
+        let index = Index::open(db).map_err(|e| KeyError::Keyring(e.to_string()))?;
+        index.conn().execute_batch("PRAGMA secure_delete = ON;")?;
+        let row = keyring_row(&index)?.ok_or(KeyError::NotInitialised)?;
+        let kek = unseal_matching(db, &sealer, row.kek_id)?;
+        if sealer.is_development() {
+            tracing::warn!(
+                key_file = %sealer.path(Slot::Current).display(),
+                "DEVELOPMENT KEY SOURCE: the key-encryption key is a plain file, not sealed by a TPM; \
+                 do not use this on a deployed box"
+            );
+        }
+        Ok(Keyring {
+            db_path: db.to_path_buf(),
+            index: Mutex::new(index),
+            sealer,
+            kek: Mutex::new(kek),
+            cache: Mutex::new(HashMap::new()),
+            actor: actor.to_string(),
+        })
+    }
+
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    pub fn sealer(&self) -> &KekSealer {
+        &self.sealer
+    }
+
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
+    /// Runs `f` with the keyring's database connection.
+    pub fn with_index<T>(&self, f: impl FnOnce(&mut Index) -> Result<T, KeyError>) -> Result<T, KeyError> {
+        let mut idx = locked(&self.index)?;
+        f(&mut idx)
+    }
+
+    fn kek_id(&self) -> Result<[u8; 8], KeyError> {
+        Ok(locked(&self.kek)?.id())
+    }
+
+    /// Re-reads the keyring's KEK id and, if another process rotated the
+    /// KEK, unseals the new one.
+    fn refresh_kek(&self, expected: [u8; 8]) -> Result<(), KeyError> {
+        if self.kek_id()? == expected {
+            return Ok(());
+        }
+        let k = unseal_matching(&self.db_path, &self.sealer, expected)?;
+        tracing::info!(kek = %vigil_format::hex(&expected), "the key-encryption key was rotated; reloaded");
+        *locked(&self.kek)? = k;
+        Ok(())
+    }
+
+    fn unwrap_row(
+        &self,
+        id: KeyId,
+        purpose: &str,
+        scope: &str,
+        kek_id: [u8; 8],
+        nonce: &[u8],
+        wrapped: &[u8],
+    ) -> Result<DataKey, KeyError> {
+        self.refresh_kek(kek_id)?;
+        let kek = locked(&self.kek)?;
+        unwrap_dek(&kek, id, purpose, scope, nonce, wrapped)
+    }
+
+    fn cache_put(&self, k: &DataKey) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(k.id(), k.clone());
+        }
+    }
+
+    fn cache_get(&self, id: &KeyId) -> Option<DataKey> {
+        self.cache.lock().ok().and_then(|c| c.get(id).cloned())
+    }
+
+    fn cache_drop(&self, id: &KeyId) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(id);
+        }
+    }
+
+    /// The active key of `scope`, created (wrapped under the current KEK) if
+    /// there is none.
+    pub fn active_key(
+        &self,
+        purpose: Purpose,
+        scope: &str,
+        camera_id: Option<i64>,
+        day: Option<&str>,
+    ) -> Result<DataKey, KeyError> {
+        for _ in 0..3 {
+            let row = self.with_index(|idx| {
+                Ok(idx
+                    .conn()
+                    .query_row(
+                        "SELECT id, kek_id, nonce, wrapped FROM data_key WHERE scope = ?1 AND state = 'active'",
+                        [scope],
+                        |r| {
+                            Ok((
+                                r.get::<_, Vec<u8>>(0)?,
+                                r.get::<_, Vec<u8>>(1)?,
+                                r.get::<_, Vec<u8>>(2)?,
+                                r.get::<_, Vec<u8>>(3)?,
+                            ))
+                        },
+                    )
+                    .optional()?)
+            })?;
+            if let Some((id, kek_id, nonce, wrapped)) = row {
+                let id = key_id_of(&id)?;
+                if let Some(k) = self.cache_get(&id) {
+                    return Ok(k);
+                }
+                let k = self.unwrap_row(id, purpose.as_str(), scope, kek_id_of(&kek_id)?, &nonce, &wrapped)?;
+                self.cache_put(&k);
+                return Ok(k);
+            }
+            match self.create_key(purpose, scope, camera_id, day) {
+                Ok(Some(k)) => return Ok(k),
+                Ok(None) => continue, // lost a race or the KEK rotated: look again
+                Err(e) => return Err(e),
+            }
+        }
+        Err(KeyError::Keyring(format!("could not create a data key for {scope}")))
+    }
+
+    /// Inserts a new active key for `scope` in one transaction that checks the
+    /// KEK it is wrapped under is still the keyring's. `None`: try again.
+    fn create_key(
+        &self,
+        purpose: Purpose,
+        scope: &str,
+        camera_id: Option<i64>,
+        day: Option<&str>,
+    ) -> Result<Option<DataKey>, KeyError> {
+        let dek = DataKey::new(KeyId(random_bytes::<8>()?), random_bytes::<32>()?);
+        let mut idx = locked(&self.index)?;
+        let tx = idx
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current = keyring_kek_id(&tx)?;
+        let kek = locked(&self.kek)?;
+        if kek.id() != current {
+            drop(kek);
+            drop(tx);
+            drop(idx);
+            self.refresh_kek(current)?;
+            return Ok(None);
+        }
+        let exists: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM data_key WHERE scope = ?1 AND state = 'active'",
+                [scope],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if exists.is_some() {
+            return Ok(None);
+        }
+        let (nonce, wrapped) = wrap_dek(&kek, &dek, purpose.as_str(), scope)?;
+        tx.execute(
+            "INSERT INTO data_key (id, purpose, scope, camera_id, day, state, created_ns, kek_id, nonce, wrapped) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, ?7, ?8, ?9)",
+            params![
+                dek.id().0.as_slice(),
+                purpose.as_str(),
+                scope,
+                camera_id,
+                day,
+                crate::base::clock::now_ns(),
+                current.as_slice(),
+                nonce.as_slice(),
+                wrapped
+            ],
+        )?;
+        tx.commit()?;
+        drop(kek);
+        self.cache_put(&dek);
+        tracing::info!(key = %dek.id(), scope, "new data key");
+        Ok(Some(dek))
+    }
+
+    /// The data key `id`, if the keyring still has it.
+    pub fn lookup(&self, id: &KeyId) -> Result<Option<DataKey>, KeyError> {
+        let row = self.with_index(|idx| {
+            Ok(idx
+                .conn()
+                .query_row(
+                    "SELECT purpose, scope, kek_id, nonce, wrapped FROM data_key WHERE id = ?1",
+                    [id.0.as_slice()],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Vec<u8>>(2)?,
+                            r.get::<_, Vec<u8>>(3)?,
+                            r.get::<_, Vec<u8>>(4)?,
+                        ))
+                    },
+                )
+                .optional()?)
+        })?;
+        let Some((purpose, scope, kek_id, nonce, wrapped)) = row else {
+            // Shredded (perhaps by another process): forget it here too.
+            self.cache_drop(id);
+            return Ok(None);
+        };
+        if let Some(k) = self.cache_get(id) {
+            return Ok(Some(k));
+        }
+        let k = self.unwrap_row(*id, &purpose, &scope, kek_id_of(&kek_id)?, &nonce, &wrapped)?;
+        self.cache_put(&k);
+        Ok(Some(k))
+    }
+
+    /// Forgets cached copies of keys (after shredding them).
+    pub fn forget(&self, ids: &[KeyId]) {
+        ids.iter().for_each(|id| self.cache_drop(id));
+    }
+
+    /// Destroys recording keys whose recordings are all gone (deleted by
+    /// retention or by hand), except today's and yesterday's, which a
+    /// recording may still be about to use. Returns the keys destroyed.
+    pub fn prune_unused(&self, now_ns: i64) -> Result<Vec<KeyId>, KeyError> {
+        let keep_from = utc_day(now_ns - 86_400_000_000_000);
+        let actor = self.actor.clone();
+        let ids = self.with_index(|idx| {
+            let tx = idx
+                .conn_mut()
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let ids: Vec<Vec<u8>> = {
+                let mut st = tx.prepare(
+                    "SELECT d.id FROM data_key d WHERE d.purpose = 'recording' AND d.day IS NOT NULL AND d.day < ?1 \
+                     AND d.created_ns < ?2 \
+                     AND NOT EXISTS (SELECT 1 FROM recording r WHERE r.key_id = d.id) \
+                     AND NOT EXISTS (SELECT 1 FROM key_job j WHERE j.key_id = d.id)",
+                )?;
+                // A key created in the last hour may be about to get its first
+                // recording (an import of old footage): never pruned.
+                let it = st.query_map(params![keep_from, now_ns - 3_600_000_000_000], |r| r.get(0))?;
+                it.collect::<Result<_, _>>()?
+            };
+            for id in &ids {
+                tx.execute("DELETE FROM data_key WHERE id = ?1", [id])?;
+            }
+            if !ids.is_empty() {
+                audit::append(
+                    &tx,
+                    &actor,
+                    "keys.prune",
+                    &format!("{} data key(s)", ids.len()),
+                    Outcome::Ok,
+                    "no recording uses them any more",
+                )?;
+            }
+            tx.commit()?;
+            ids.iter().map(|v| key_id_of(v)).collect::<Result<Vec<_>, _>>()
+        })?;
+        self.forget(&ids);
+        Ok(ids)
+    }
+
+    /// A new KEK: sealed into `.next`, every DEK rewrapped and the keyring
+    /// row replaced in one transaction, then `.next` becomes current. A crash
+    /// at any point leaves the old or the new KEK working (see `open`).
+    pub fn rotate_kek(&self) -> Result<RotateReport, KeyError> {
+        let _lock = KeysLock::acquire(&self.db_path)?;
+        let row = self
+            .with_index(|idx| keyring_row(idx))?
+            .ok_or(KeyError::NotInitialised)?;
+        self.refresh_kek(row.kek_id)?;
+        let old_id = row.kek_id;
+        let new = Kek::generate()?;
+        let new_id = new.id();
+        let escrow = recovery::escrow(&new, &row.recovery_pub)?;
+        let t0 = std::time::Instant::now();
+        self.sealer.discard_next()?;
+        self.sealer.seal(&new, Slot::Next)?;
+        if self.sealer.unseal(Slot::Next)?.id() != new_id {
+            return Err(KeyError::Seal("the new key did not unseal to the same key".into()));
+        }
+        let seal_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let t1 = std::time::Instant::now();
+        let rewrapped = {
+            let mut idx = locked(&self.index)?;
+            let old = locked(&self.kek)?;
+            let tx = idx
+                .conn_mut()
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if keyring_kek_id(&tx)? != old_id {
+                return Err(KeyError::Keyring(
+                    "the keyring changed during rotation; try again".into(),
+                ));
+            }
+            let rows: Vec<WrappedRow> = {
+                let mut st = tx.prepare("SELECT id, purpose, scope, kek_id, nonce, wrapped FROM data_key")?;
+                let it = st.query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                })?;
+                it.collect::<Result<_, _>>()?
+            };
+            {
+                let mut up = tx.prepare("UPDATE data_key SET kek_id = ?1, nonce = ?2, wrapped = ?3 WHERE id = ?4")?;
+                for (id, purpose, scope, kid, nonce, wrapped) in &rows {
+                    let id = key_id_of(id)?;
+                    if kek_id_of(kid)? != old_id {
+                        return Err(KeyError::Keyring(format!(
+                            "data key {id} is wrapped under an unknown key-encryption key"
+                        )));
+                    }
+                    let dek = unwrap_dek(&old, id, purpose, scope, nonce, wrapped)?;
+                    let (n2, w2) = wrap_dek(&new, &dek, purpose, scope)?;
+                    up.execute(params![new_id.as_slice(), n2.as_slice(), w2, id.0.as_slice()])?;
+                }
+            }
+            let now = crate::base::clock::now_ns();
+            tx.execute(
+                "UPDATE keyring SET kek_id = ?1, kek_generation = kek_generation + 1, kek_created_ns = ?2, \
+                 rotated_ns = ?2, escrow = ?3, sealing = ?4, pcrs = ?5 WHERE id = 1",
+                params![
+                    new_id.as_slice(),
+                    now,
+                    escrow,
+                    self.sealer.describe(),
+                    self.sealer.pcrs()
+                ],
+            )?;
+            audit::append(
+                &tx,
+                &self.actor,
+                "keys.rotate-kek",
+                &vigil_format::hex(&new_id),
+                Outcome::Ok,
+                &format!(
+                    "from {} ; {} data keys rewrapped",
+                    vigil_format::hex(&old_id),
+                    rows.len()
+                ),
+            )?;
+            tx.commit()?;
+            rows.len()
+        };
+        let rewrap_ms = t1.elapsed().as_secs_f64() * 1e3;
+        self.sealer.promote_next()?;
+        *locked(&self.kek)? = new;
+        // The old wrapped forms linger in the WAL until a checkpoint.
+        let _ = self.with_index(checkpoint_truncate);
+        Ok(RotateReport {
+            old_kek_id: old_id,
+            new_kek_id: new_id,
+            generation: row.kek_generation + 1,
+            rewrapped,
+            seal_ms,
+            rewrap_ms,
+        })
+    }
+}
+
+impl KeyLookup for Keyring {
+    fn data_key(&self, id: &KeyId) -> Result<Option<DataKey>, KeyUnavailable> {
+        Ok(self.lookup(id)?)
+    }
+    fn recording_key(&self, camera_id: i64, wall_ns: i64) -> Result<DataKey, KeyUnavailable> {
+        let (scope, day) = recording_scope(camera_id, wall_ns);
+        Ok(self.active_key(Purpose::Recording, &scope, Some(camera_id), Some(&day))?)
+    }
+}
+
+/// `PRAGMA wal_checkpoint(TRUNCATE)`, retried while readers hold old pages
+/// (bounded: 100 x 50 ms). Returns whether the WAL was emptied.
+pub fn checkpoint_truncate(idx: &mut Index) -> Result<bool, KeyError> {
+    for _ in 0..100 {
+        let (busy, _log, _done): (i64, i64, i64) =
+            idx.conn().query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        if busy == 0 {
+            return Ok(true);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(false)
+}
+
+/// Re-seals the KEK after a board swap or a wiped TPM: the recovery key
+/// opens the escrowed KEK, which is sealed again with the configured sealer.
+pub fn recover(db: &Path, sealer: &KekSealer, recovery_key: &RecoveryKey, actor: &str) -> Result<[u8; 8], KeyError> {
+    let _lock = KeysLock::acquire(db)?;
+    let index = Index::open(db).map_err(|e| KeyError::Keyring(e.to_string()))?;
+    let row = keyring_row(&index)?.ok_or(KeyError::NotInitialised)?;
+    let kek = match recovery_key.open_escrow(&row.recovery_pub, &row.kek_id, &row.escrow) {
+        Ok(k) => k,
+        Err(e) => {
+            audit::append(
+                index.conn(),
+                actor,
+                "keys.recover",
+                &vigil_format::hex(&row.kek_id),
+                Outcome::Denied,
+                &e.to_string(),
+            )?;
+            return Err(e);
+        }
+    };
+    sealer.discard_next()?;
+    sealer.seal(&kek, Slot::Current)?;
+    if sealer.unseal(Slot::Current)?.id() != row.kek_id {
+        return Err(KeyError::Seal(
+            "the re-sealed key did not unseal to the same key".into(),
+        ));
+    }
+    index.conn().execute(
+        "UPDATE keyring SET sealing = ?1, pcrs = ?2 WHERE id = 1",
+        params![sealer.describe(), sealer.pcrs()],
+    )?;
+    audit::append(
+        index.conn(),
+        actor,
+        "keys.recover",
+        &vigil_format::hex(&row.kek_id),
+        Outcome::Ok,
+        &format!("re-sealed: {}", sealer.describe()),
+    )?;
+    Ok(row.kek_id)
+}
+
+/// `keys status`: everything that can be said without unsealing.
+#[derive(Debug)]
+pub struct Status {
+    pub keyring: Option<KeyringRow>,
+    pub recording_keys: i64,
+    pub secrets_keys: i64,
+    pub retired_keys: i64,
+    pub oldest_ns: Option<i64>,
+    pub newest_ns: Option<i64>,
+    pub pending_jobs: Vec<(KeyId, String)>,
+}
+
+pub fn status(index: &Index) -> Result<Status, KeyError> {
+    let keyring = keyring_row(index)?;
+    let c = index.conn();
+    let count = |sql: &str| -> Result<i64, KeyError> { Ok(c.query_row(sql, [], |r| r.get(0))?) };
+    let recording_keys = count("SELECT count(*) FROM data_key WHERE purpose = 'recording'")?;
+    let secrets_keys = count("SELECT count(*) FROM data_key WHERE purpose = 'secrets'")?;
+    let retired_keys = count("SELECT count(*) FROM data_key WHERE state = 'retired'")?;
+    let (oldest_ns, newest_ns) = c.query_row("SELECT min(created_ns), max(created_ns) FROM data_key", [], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    let mut st = c.prepare("SELECT key_id, reason FROM key_job ORDER BY started_ns")?;
+    let jobs = st
+        .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut pending_jobs = Vec::new();
+    for (id, reason) in jobs {
+        pending_jobs.push((key_id_of(&id)?, reason));
+    }
+    Ok(Status {
+        keyring,
+        recording_keys,
+        secrets_keys,
+        retired_keys,
+        oldest_ns,
+        newest_ns,
+        pending_jobs,
+    })
+}
+
+#[cfg(test)]
+pub mod tests_support {
+    use super::*;
+    use crate::config::{KeySourceConfig, Origin};
+
+    pub fn file_sealer(dir: &Path) -> KekSealer {
+        KekSealer::new(KeySourceConfig::File {
+            path: dir.join("kek.key"),
+            origin: Origin {
+                file: "t".into(),
+                line: 1,
+                key: "keys.file".into(),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::file_sealer;
+    use super::*;
+
+    /// A temporary directory with an initialised keyring (development KEK file).
+    fn initialised() -> (tempfile::TempDir, PathBuf, KekSealer) {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("v.db");
+        let sealer = file_sealer(d.path());
+        init(&db, &sealer, "t").unwrap();
+        (d, db, sealer)
+    }
+
+    #[test]
+    fn keys_per_camera_per_day_survive_rotation_and_recovery() {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("v.db");
+        let sealer = file_sealer(d.path());
+        assert!(matches!(
+            Keyring::open(&db, sealer.clone(), "t"),
+            Err(KeyError::NotInitialised)
+        ));
+        let rep = init(&db, &sealer, "t").unwrap();
+        assert!(matches!(init(&db, &sealer, "t"), Err(KeyError::AlreadyInitialised(_))));
+        let kr = Keyring::open(&db, sealer.clone(), "t").unwrap();
+        let day1 = 1_700_000_000_000_000_000;
+        let a = kr.recording_key(1, day1).unwrap();
+        assert_eq!(kr.recording_key(1, day1 + 1_000_000_000).unwrap().id(), a.id());
+        let b = kr.recording_key(1, day1 + 86_400_000_000_000).unwrap();
+        let c = kr.recording_key(2, day1).unwrap();
+        assert_ne!(a.id(), b.id());
+        assert_ne!(a.id(), c.id());
+
+        let r = kr.rotate_kek().unwrap();
+        assert_eq!(r.rewrapped, 3);
+        assert_ne!(r.new_kek_id, rep.kek_id);
+        drop(kr);
+        let kr = Keyring::open(&db, sealer.clone(), "t").unwrap();
+        assert_eq!(kr.lookup(&a.id()).unwrap().unwrap().bytes(), a.bytes());
+
+        // The sealed KEK is lost (a wiped TPM): the recovery key restores it,
+        // even though it was escrowed before the rotation.
+        std::fs::remove_file(sealer.path(Slot::Current)).unwrap();
+        drop(kr);
+        assert!(Keyring::open(&db, sealer.clone(), "t").is_err());
+        let wrong = RecoveryKey::generate().unwrap();
+        assert!(matches!(recover(&db, &sealer, &wrong, "t"), Err(KeyError::Recovery(_))));
+        recover(&db, &sealer, &rep.recovery_key, "t").unwrap();
+        let kr = Keyring::open(&db, sealer.clone(), "t").unwrap();
+        assert_eq!(kr.lookup(&c.id()).unwrap().unwrap().bytes(), c.bytes());
+    }
+
+    #[test]
+    fn an_interrupted_rotation_is_finished_or_discarded() {
+        let (_d, db, sealer) = initialised();
+        let kr = Keyring::open(&db, sealer.clone(), "t").unwrap();
+        let a = kr.recording_key(1, 0).unwrap();
+        // Crash after sealing .next, before the commit: .next is discarded.
+        sealer.seal(&Kek::generate().unwrap(), Slot::Next).unwrap();
+        drop(kr);
+        let kr = Keyring::open(&db, sealer.clone(), "t").unwrap();
+        assert!(!sealer.exists(Slot::Next));
+        assert!(kr.lookup(&a.id()).unwrap().is_some());
+        // Crash after the commit, before the rename: .next is promoted.
+        let cur = std::fs::read(sealer.path(Slot::Current)).unwrap();
+        kr.rotate_kek().unwrap();
+        std::fs::rename(sealer.path(Slot::Current), sealer.path(Slot::Next)).unwrap();
+        std::fs::write(sealer.path(Slot::Current), cur).unwrap();
+        drop(kr);
+        let kr = Keyring::open(&db, sealer.clone(), "t").unwrap();
+        assert!(!sealer.exists(Slot::Next));
+        assert_eq!(kr.lookup(&a.id()).unwrap().unwrap().bytes(), a.bytes());
+    }
+
+    #[test]
+    fn a_running_keyring_follows_a_rotation_made_by_another_process() {
+        let (_d, db, sealer) = initialised();
+        let daemon = Keyring::open(&db, sealer.clone(), "daemon").unwrap();
+        let cli = Keyring::open(&db, sealer, "cli").unwrap();
+        let before = daemon.recording_key(1, 0).unwrap();
+        cli.rotate_kek().unwrap();
+        // A key the CLI creates under the new KEK, and a new key the daemon
+        // creates: both work in the daemon, which still held the old KEK.
+        let by_cli = cli.recording_key(2, 0).unwrap();
+        assert_eq!(daemon.lookup(&by_cli.id()).unwrap().unwrap().bytes(), by_cli.bytes());
+        let by_daemon = daemon.recording_key(3, 0).unwrap();
+        assert_eq!(cli.lookup(&by_daemon.id()).unwrap().unwrap().bytes(), by_daemon.bytes());
+        assert_eq!(daemon.recording_key(1, 0).unwrap().id(), before.id());
+    }
+
+    #[test]
+    fn keys_without_recordings_are_pruned_after_their_day() {
+        let (_d, db, sealer) = initialised();
+        let kr = Keyring::open(&db, sealer, "t").unwrap();
+        let day = 86_400_000_000_000i64;
+        let now = crate::base::clock::now_ns();
+        let old = kr.recording_key(1, now - 5 * day).unwrap();
+        let recent = kr.recording_key(1, now - day).unwrap();
+        let today = kr.recording_key(1, now).unwrap();
+        // Just created: kept for an hour whatever its day.
+        assert!(kr.prune_unused(now).unwrap().is_empty());
+        kr.with_index(|i| {
+            i.conn()
+                .execute("UPDATE data_key SET created_ns = ?1", [now - 2 * 3_600_000_000_000])?;
+            Ok(())
+        })
+        .unwrap();
+        let pruned = kr.prune_unused(now).unwrap();
+        assert_eq!(pruned, vec![old.id()]);
+        assert!(kr.lookup(&old.id()).unwrap().is_none());
+        assert!(kr.lookup(&recent.id()).unwrap().is_some());
+        assert!(kr.lookup(&today.id()).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_moved_or_edited_row_does_not_unwrap() {
+        let (_d, db, sealer) = initialised();
+        let kr = Keyring::open(&db, sealer.clone(), "t").unwrap();
+        let a = kr.recording_key(1, 0).unwrap();
+        drop(kr);
+        let idx = Index::open(&db).unwrap();
+        idx.conn()
+            .execute("UPDATE data_key SET scope = 'camera:2:1970-01-01'", [])
+            .unwrap();
+        drop(idx);
+        let kr = Keyring::open(&db, sealer, "t").unwrap();
+        assert!(matches!(kr.lookup(&a.id()), Err(KeyError::Unwrap(_))));
+    }
+}

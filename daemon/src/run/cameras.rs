@@ -1,0 +1,311 @@
+//! The cameras the daemon runs, and the ones added from the web UI.
+//!
+//! Cameras come from two places: `[[camera]]` in vigil.toml (provisioned;
+//! read-only from the API) and the `managed_camera` table (added, changed and
+//! removed through the API; their passwords in the secrets store as
+//! `camera.<name>`). The [`Supervisor`] starts and stops each one at run time:
+//! an ingest task with its own stop switch and a recorder thread.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, OptionalExtension};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{CameraConfig, CameraPassword};
+use crate::db::Index;
+use crate::ingest::live::LiveHub;
+use crate::keys::KeyLookup;
+use crate::storage::recorder::{Recorder, RecorderConfig, RecorderStats};
+use crate::storage::Storage;
+
+/// Frame batches buffered between a camera's ingest task and its recorder
+/// thread before ingest waits. A batch ends at a key frame or after 1 s of
+/// media, so this holds about 10 s of video.
+const BATCH_QUEUE: usize = 10;
+
+/// The secrets-store name of a managed camera's password.
+pub fn password_secret_name(camera: &str) -> String {
+    format!("camera.{camera}")
+}
+
+/// A camera added through the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagedCamera {
+    pub name: String,
+    pub url: String,
+    pub username: Option<String>,
+    pub has_password: bool,
+    pub enabled: bool,
+}
+
+impl ManagedCamera {
+    /// As the supervisor runs it (the URL was checked when it was stored).
+    pub fn to_config(&self) -> Option<CameraConfig> {
+        Some(CameraConfig {
+            name: self.name.clone(),
+            url: crate::config::camera_url(&self.url).ok()?,
+            username: self.username.clone(),
+            password: if self.has_password {
+                CameraPassword::Secret {
+                    name: password_secret_name(&self.name),
+                    origin: crate::config::Origin {
+                        file: "(web UI)".into(),
+                        line: 0,
+                        key: "camera.password".into(),
+                    },
+                }
+            } else {
+                CameraPassword::None
+            },
+            password_origin: None,
+            enabled: self.enabled,
+            limits: Default::default(),
+        })
+    }
+}
+
+pub fn managed(idx: &Index) -> rusqlite::Result<Vec<ManagedCamera>> {
+    let mut st = idx
+        .conn()
+        .prepare("SELECT name, url, username, has_password, enabled FROM managed_camera ORDER BY name")?;
+    let rows = st.query_map([], |r| {
+        Ok(ManagedCamera {
+            name: r.get(0)?,
+            url: r.get(1)?,
+            username: r.get(2)?,
+            has_password: r.get(3)?,
+            enabled: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub fn find_managed(idx: &Index, name: &str) -> rusqlite::Result<Option<ManagedCamera>> {
+    Ok(managed(idx)?.into_iter().find(|c| c.name == name))
+}
+
+/// Inserts or replaces a managed camera.
+pub fn store_managed(idx: &Index, c: &ManagedCamera) -> rusqlite::Result<()> {
+    let now = crate::base::clock::now_ns();
+    let existed: Option<i64> = idx
+        .conn()
+        .query_row("SELECT 1 FROM managed_camera WHERE name = ?1", [&c.name], |r| r.get(0))
+        .optional()?;
+    if existed.is_some() {
+        idx.conn().execute(
+            "UPDATE managed_camera SET url = ?2, username = ?3, has_password = ?4, enabled = ?5, updated_ns = ?6 \
+             WHERE name = ?1",
+            params![c.name, c.url, c.username, c.has_password, c.enabled, now],
+        )?;
+    } else {
+        idx.conn().execute(
+            "INSERT INTO managed_camera (name, url, username, has_password, enabled, created_ns, updated_ns) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            params![c.name, c.url, c.username, c.has_password, c.enabled, now],
+        )?;
+    }
+    Ok(())
+}
+
+pub fn delete_managed(idx: &Index, name: &str) -> rusqlite::Result<bool> {
+    Ok(idx
+        .conn()
+        .execute("DELETE FROM managed_camera WHERE name = ?1", [name])?
+        > 0)
+}
+
+struct Running {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    recorder: std::thread::JoinHandle<RecorderStats>,
+    /// When the recorder last finished handling an event ([`crate::base::clock::mono_ms`]).
+    beat: Arc<std::sync::atomic::AtomicI64>,
+    /// A sender kept only to read the queue's depth.
+    queue: mpsc::Sender<crate::storage::recorder::Event>,
+}
+
+/// Starts and stops cameras while the daemon runs.
+pub struct Supervisor {
+    runtime: tokio::runtime::Handle,
+    storage: Storage,
+    db_path: PathBuf,
+    keys: Arc<dyn KeyLookup>,
+    live: Arc<LiveHub>,
+    segment: Duration,
+    stall: Duration,
+    /// Names from vigil.toml (not changeable through the API).
+    provisioned: Vec<String>,
+    running: Mutex<HashMap<String, Running>>,
+}
+
+impl Supervisor {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        runtime: tokio::runtime::Handle,
+        storage: Storage,
+        db_path: PathBuf,
+        keys: Arc<dyn KeyLookup>,
+        live: Arc<LiveHub>,
+        segment: Duration,
+        stall: Duration,
+        provisioned: Vec<String>,
+    ) -> Self {
+        Supervisor {
+            runtime,
+            storage,
+            db_path,
+            keys,
+            live,
+            segment,
+            stall,
+            provisioned,
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn is_provisioned(&self, name: &str) -> bool {
+        self.provisioned.iter().any(|n| n == name)
+    }
+
+    pub fn provisioned(&self) -> &[String] {
+        &self.provisioned
+    }
+
+    /// Names of the cameras running now.
+    pub fn running(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .running
+            .lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Starts `cam` (its recorder thread and ingest task). A camera of that
+    /// name that runs already is left alone.
+    pub fn start(&self, cam: &CameraConfig, password: Option<zeroize::Zeroizing<String>>) -> anyhow::Result<()> {
+        let mut running = self
+            .running
+            .lock()
+            .map_err(|_| anyhow::anyhow!("camera table poisoned"))?;
+        if running.contains_key(&cam.name) {
+            return Ok(());
+        }
+        let v4l2_source = match cam.url.scheme() {
+            "v4l2" => Some(
+                crate::ingest::v4l2::parse_url(&cam.url).map_err(|e| anyhow::anyhow!("camera {}: {e}", cam.name))?,
+            ),
+            _ => None,
+        };
+        let index = Index::open(&self.db_path)?;
+        let camera_id = index.camera_id(&cam.name)?;
+        let recorder = Recorder::new(
+            RecorderConfig {
+                camera_id,
+                camera: cam.name.clone(),
+                segment_duration: self.segment,
+                import_start_wall_ns: None,
+            },
+            self.storage.clone(),
+            index,
+            self.keys.clone(),
+        )?;
+        let (tx, rx) = mpsc::channel(BATCH_QUEUE);
+        let beat = Arc::new(std::sync::atomic::AtomicI64::new(crate::base::clock::mono_ms()));
+        let mut recorder = recorder;
+        recorder.set_heartbeat(beat.clone());
+        let queue = tx.clone();
+        let recorder = std::thread::Builder::new()
+            .name(format!("rec-{}", cam.name))
+            .spawn(move || recorder.run(rx))?;
+        let (stop, stop_rx) = watch::channel(false);
+        let task = if let Some(src) = v4l2_source {
+            self.runtime.spawn(crate::ingest::v4l2::run_camera(
+                cam.clone(),
+                src,
+                self.live.tap(&cam.name),
+                self.stall,
+                tx,
+                stop_rx,
+            ))
+        } else {
+            self.runtime.spawn(crate::ingest::rtsp::run_camera(
+                cam.clone(),
+                password,
+                self.live.tap(&cam.name),
+                self.stall,
+                tx,
+                stop_rx,
+            ))
+        };
+        running.insert(
+            cam.name.clone(),
+            Running {
+                stop,
+                task,
+                recorder,
+                beat,
+                queue,
+            },
+        );
+        tracing::info!(camera = %cam.name, "camera started");
+        Ok(())
+    }
+
+    /// Stops a camera: its ingest hands over what it holds, its recorder
+    /// finalises the open recording. Returns whether it was running.
+    pub async fn stop(&self, name: &str) -> bool {
+        let Some(r) = self.running.lock().ok().and_then(|mut m| m.remove(name)) else {
+            return false;
+        };
+        self.live.remove(name);
+        let Running {
+            stop,
+            task,
+            recorder,
+            queue,
+            ..
+        } = r;
+        // The recorder ends when every sender is gone: ours too.
+        drop(queue);
+        let _ = stop.send(true);
+        let _ = task.await;
+        let joined = tokio::task::spawn_blocking(move || recorder.join()).await;
+        match joined {
+            Ok(Ok(stats)) => tracing::info!(camera = %name, ?stats, "camera stopped"),
+            _ => tracing::error!(camera = %name, "a recorder thread panicked"),
+        }
+        true
+    }
+
+    /// Each running camera's heartbeats, for the health supervisor.
+    pub fn health(&self) -> Vec<crate::run::health::CameraHealth> {
+        let now = crate::base::clock::mono_ms();
+        let Ok(m) = self.running.lock() else { return Vec::new() };
+        let mut v: Vec<_> = m
+            .iter()
+            .map(|(name, r)| crate::run::health::CameraHealth {
+                name: name.clone(),
+                // The queue keeps our own sender: capacity counts free slots.
+                queued: r.queue.max_capacity() - r.queue.capacity(),
+                writer_idle: std::time::Duration::from_millis(
+                    (now - r.beat.load(std::sync::atomic::Ordering::Relaxed)).max(0) as u64,
+                ),
+                ingest_alive: !r.task.is_finished(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Stops every camera (daemon shutdown).
+    pub async fn stop_all(&self) {
+        for name in self.running() {
+            self.stop(&name).await;
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! `vigil run`: recover, then record every enabled camera until SIGTERM.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::config::{CameraPassword, Config};
+use crate::db::Index;
+use crate::keys::keyring::Keyring;
+use crate::keys::KeyLookup;
+use crate::storage::Storage;
+
+/// Holds an exclusive lock so that two daemons never write one index.
+fn lock_instance(config: &Config) -> anyhow::Result<File> {
+    let mut p = config.db_path.clone().into_os_string();
+    p.push(".lock");
+    let f = File::create(&p).with_context(|| format!("creating lock file {}", p.to_string_lossy()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(_) => anyhow::bail!("another vigil is already running on {}", config.db_path.display()),
+    }
+}
+
+/// A camera password the daemon cannot resolve: a configuration error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PasswordError(pub crate::config::ConfigError);
+
+/// The password to log in to `cam` with: from the secrets store (audited),
+/// or the plaintext in the config (with a warning saying how to move it).
+fn camera_password(
+    config: &Config,
+    cam: &crate::config::CameraConfig,
+    keyring: &Keyring,
+) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
+    match &cam.password {
+        CameraPassword::None => Ok(None),
+        CameraPassword::Plain(p) => {
+            let line = cam.password_origin.as_ref().map(|o| o.line).unwrap_or(0);
+            tracing::warn!(
+                camera = %cam.name,
+                "camera password is stored in plain text in {}:{line}; move it to the encrypted store: \
+                 `vigil secrets set {}-password` (value on stdin), then replace `password = ...` with \
+                 `password_secret = \"{}-password\"`",
+                config.path.display(),
+                cam.name,
+                cam.name
+            );
+            Ok(Some(zeroize::Zeroizing::new(p.clone())))
+        }
+        CameraPassword::Secret { name, origin } => {
+            match crate::keys::secrets::get(keyring, name, &format!("camera {} login", cam.name)) {
+                Ok(v) => {
+                    let s = String::from_utf8(v.to_vec())
+                        .map_err(|_| PasswordError(origin.error(format!("secret \"{name}\" is not UTF-8 text"))))?;
+                    Ok(Some(zeroize::Zeroizing::new(s)))
+                }
+                Err(crate::keys::secrets::SecretError::NotFound(_)) => Err(PasswordError(origin.error(format!(
+                    "no secret named \"{name}\"; add it with `vigil secrets set {name}` (value on stdin)"
+                )))
+                .into()),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+/// The recordings directory is not on a dm-crypt (LUKS2) volume and the
+/// override is not set: recording is refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UnencryptedVolume(pub String);
+
+/// Refuses a recordings directory that is not on a LUKS2 volume unless
+/// `[storage] allow_unencrypted_volume = true`; then returns the warning
+/// health shows.
+fn check_volume(config: &Config, storage: &Storage) -> anyhow::Result<Option<String>> {
+    let v = crate::base::host::volume(storage.dir())
+        .with_context(|| format!("cannot inspect the volume of {}", storage.dir().display()))?;
+    if v.is_luks2() {
+        tracing::info!(volume = %v.describe(), "recordings are on an encrypted volume");
+        return Ok(None);
+    }
+    let what = format!(
+        "the recordings directory {} is on {}, not a dm-crypt LUKS2 volume",
+        storage.dir().display(),
+        v.describe()
+    );
+    if !config.allow_unencrypted_volume {
+        return Err(UnencryptedVolume(format!(
+            "{}: {what}; refusing to record. Put it on the encrypted volume (scripts/provision), \
+             or set [storage] allow_unencrypted_volume = true (development only)",
+            config.path.display()
+        ))
+        .into());
+    }
+    tracing::warn!("UNENCRYPTED VOLUME: {what} (allowed by [storage] allow_unencrypted_volume); recordings are still chunk-encrypted");
+    Ok(Some(format!("{what} (allowed by allow_unencrypted_volume)")))
+}
+
+pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
+    let keys: Arc<dyn KeyLookup> = keyring.clone();
+    let storage = Storage::new(&config.storage_dir);
+    let mut storage = storage;
+    storage.ensure()?;
+    let volume_warning = check_volume(&config, &storage)?;
+    let mut index = Index::open(&config.db_path)?;
+    let _lock = lock_instance(&config)?;
+
+    let rep = storage.reconcile(&mut index, keys.as_ref())?;
+    for r in &rep.recovered {
+        tracing::warn!(
+            recording = r.id,
+            file = %r.file_name,
+            frames_kept = r.frames_kept,
+            frames_indexed = r.frames_indexed,
+            bytes_cut = r.truncated_bytes,
+            "recovered an interrupted recording"
+        );
+    }
+    for r in &rep.missing_files {
+        tracing::error!(recording = r.id, file = %r.file_name, "index row has no file (row kept; see `vigil verify`)");
+    }
+    for f in &rep.orphan_files {
+        tracing::error!(file = %f, "file has no index row (file kept; see `vigil verify`)");
+    }
+    for (id, e) in &rep.failed {
+        tracing::error!(recording = id, "cannot recover: {e}");
+    }
+
+    match keyring.prune_unused(crate::base::clock::now_ns()) {
+        Ok(ids) if !ids.is_empty() => tracing::info!(count = ids.len(), "destroyed data keys no recording uses"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot prune unused data keys: {e}"),
+    }
+    // The device identity exists from the first start, so exports made
+    // later by the daemon and the CLI never race to create it.
+    match crate::evidence::device::DeviceKey::load_or_create(&keyring, "daemon start") {
+        Ok(k) => tracing::info!(
+            device = %k.identity().device_id,
+            signing_key = %k.identity().fingerprint(),
+            "device signing key loaded"
+        ),
+        Err(e) => tracing::error!("device signing key unavailable; evidence bundles will fail: {e}"),
+    }
+    // The cameras to run: vigil.toml's, then those added from the web UI.
+    let mut cameras: Vec<crate::config::CameraConfig> = config.cameras.clone();
+    for m in crate::run::cameras::managed(&index)? {
+        if config.camera(&m.name).is_some() {
+            tracing::warn!(camera = %m.name, "a camera added from the web UI has the name of one in vigil.toml; the file's wins");
+            continue;
+        }
+        match m.to_config() {
+            Some(c) => cameras.push(c),
+            None => tracing::error!(camera = %m.name, url = %m.url, "stored camera has an unusable URL; skipped"),
+        }
+    }
+    let mut passwords = Vec::new();
+    for cam in cameras.iter().filter(|c| c.enabled) {
+        passwords.push(camera_password(&config, cam, &keyring)?);
+    }
+    index.reset_camera_states(crate::base::clock::now_ns())?;
+    let web = match &config.http {
+        Some(http) => {
+            let (tls, fingerprint) = crate::web::tls::server_config(http, &keyring)?;
+            if let Some(pw) = crate::db::users::ensure_first_admin(&index)? {
+                eprintln!(
+                    "\n=== FIRST START: web user \"admin\", one-time password: {pw}\n=== \
+                     It must be changed at first login; it is shown only this once.\n"
+                );
+                let _ = crate::db::audit::append(
+                    index.conn(),
+                    "daemon",
+                    "user.add",
+                    "admin",
+                    crate::db::audit::Outcome::Ok,
+                    "first start: admin with a one-time password",
+                );
+            }
+            Some((http.clone(), tls, fingerprint))
+        }
+        None => {
+            tracing::info!("no [http] section: the HTTPS API and web UI are off");
+            None
+        }
+    };
+    // Blocking work (SQLite, file reads, password hashing) runs on a small,
+    // bounded pool: every extra thread would keep its own malloc arena.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let live = Arc::new(crate::ingest::live::LiveHub::new());
+    let supervisor = Arc::new(crate::run::cameras::Supervisor::new(
+        runtime.handle().clone(),
+        storage.clone(),
+        config.db_path.clone(),
+        keys.clone(),
+        live.clone(),
+        config.segment_duration,
+        config.stall_timeout,
+        config.cameras.iter().map(|c| c.name.clone()).collect(),
+    ));
+    // Retention and the fixity scrub: plain threads with their own index
+    // connections, stopped through one flag at shutdown.
+    let background_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut background = Vec::new();
+    {
+        let (st, db, policy, stop) = (
+            storage.clone(),
+            config.db_path.clone(),
+            config.retention.clone(),
+            background_stop.clone(),
+        );
+        background.push(
+            std::thread::Builder::new()
+                .name("retention".into())
+                .spawn(move || crate::archive::retention::run_thread(st, db, policy, stop))?,
+        );
+        let (st, db, cfg, stop) = (
+            storage.clone(),
+            config.db_path.clone(),
+            config.fixity.clone(),
+            background_stop.clone(),
+        );
+        background.push(
+            std::thread::Builder::new()
+                .name("fixity".into())
+                .spawn(move || crate::archive::fixity::run_thread(st, db, cfg, stop))?,
+        );
+    }
+    let mut tasks = Vec::new();
+    for (cam, password) in cameras.iter().filter(|c| c.enabled).zip(passwords) {
+        supervisor.start(cam, password)?;
+    }
+    if let Some((http, tls, fingerprint)) = web {
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(http.listen))
+            .with_context(|| format!("cannot listen on {} ([http] listen)", http.listen))?;
+        let bound = listener.local_addr().unwrap_or(http.listen);
+        tracing::info!(
+            listen = %bound,
+            fingerprint = %fingerprint,
+            tls = if http.tls12 { "1.3, 1.2" } else { "1.3 only" },
+            "HTTPS API listening; compare the certificate fingerprint with the browser's"
+        );
+        let mut state = crate::web::AppState::new(
+            config.db_path.clone(),
+            keyring.clone(),
+            storage.clone(),
+            supervisor.clone(),
+            fingerprint,
+            live.clone(),
+        );
+        state.require_admin_mfa = http.require_mfa_for_admins;
+        state.volume_warning = volume_warning.clone();
+        let state = Arc::new(state);
+        if let Some((addr, action)) = http.plain {
+            let plain = runtime
+                .block_on(tokio::net::TcpListener::bind(addr))
+                .with_context(|| format!("cannot listen on {addr} ([http] plain_listen)"))?;
+            tracing::info!(
+                listen = %plain.local_addr().unwrap_or(addr),
+                ?action,
+                "plain HTTP listener (redirects to HTTPS or refuses; serves nothing)"
+            );
+            tasks.push(runtime.spawn(crate::web::serve_plain(
+                plain,
+                bound.port(),
+                action,
+                http.max_connections_per_ip,
+                shutdown_rx.clone(),
+            )));
+        }
+        tasks.push(runtime.spawn(crate::web::serve(
+            state,
+            listener,
+            tokio_rustls::TlsAcceptor::from(tls),
+            http.max_connections_per_ip,
+            http.idle_timeout,
+            shutdown_rx.clone(),
+        )));
+    }
+    // The runtime's heartbeat: one tick a second from a task on it.
+    let runtime_beat = Arc::new(std::sync::atomic::AtomicI64::new(crate::base::clock::mono_ms()));
+    {
+        let beat = runtime_beat.clone();
+        let mut shutdown = shutdown_rx.clone();
+        runtime.spawn(async move {
+            loop {
+                beat.store(crate::base::clock::mono_ms(), std::sync::atomic::Ordering::Relaxed);
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        });
+    }
+    // Database open, keys loaded, listeners bound: ready.
+    let notifier = crate::run::notify::Notifier::from_env();
+    notifier.send(&format!(
+        "READY=1\nSTATUS={} camera(s) starting",
+        supervisor.running().len()
+    ));
+    if notifier.enabled() {
+        tracing::info!(watchdog = ?notifier.watchdog(), "told systemd we are ready");
+    }
+    {
+        let hs = crate::run::health::HealthSupervisor {
+            notifier,
+            board: crate::run::health::BoardIo::open(&config.board),
+            cameras: supervisor.clone(),
+            db_path: config.db_path.clone(),
+            storage: storage.clone(),
+            runtime_beat,
+        };
+        let stop = background_stop.clone();
+        background.push(
+            std::thread::Builder::new()
+                .name("health".into())
+                .spawn(move || hs.run(stop))?,
+        );
+    }
+    tracing::info!(
+        cameras = supervisor.running().len(),
+        storage = %config.storage_dir.display(),
+        "vigil running"
+    );
+
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        }
+        crate::run::notify::Notifier::from_env().send("STOPPING=1\nSTATUS=stopping: finalising recordings");
+        let _ = shutdown_tx.send(true);
+        supervisor.stop_all().await;
+        for t in tasks {
+            let _ = t.await;
+        }
+        anyhow::Ok(())
+    })?;
+    background_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    storage.alarm().raise();
+    for t in background {
+        let _ = t.join();
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    tracing::info!("stopped; every open recording was finalised");
+    Ok(())
+}

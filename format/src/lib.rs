@@ -1,0 +1,35 @@
+//! Vigil's formats, and nothing else: the VSEG recording file (the one owner
+//! of the on-disk format, see docs/format.md), fragmented MP4 writing and
+//! reading, H.264 Annex B, the key types a recording names, and the media
+//! types that sources hand to the recorder.
+//!
+//! This crate has no database, no async runtime and no knowledge of the
+//! daemon: the fuzz targets and the offline bundle verifier depend on it
+//! alone, and the compiler keeps it that way.
+
+pub mod annexb;
+pub mod keys;
+pub mod media;
+pub mod mp4;
+pub mod mp4_demux;
+pub mod vseg;
+
+/// Lower-case hexadecimal of `b`.
+pub fn hex(b: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(DIGITS[(x >> 4) as usize] as char);
+        s.push(DIGITS[(x & 15) as usize] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_is_lower_case_two_digits_per_byte() {
+        assert_eq!(super::hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+        assert_eq!(super::hex(&[]), "");
+    }
+}

@@ -1,0 +1,1368 @@
+//! VSEG v1: the one owner of Vigil's on-disk recording format.
+//!
+//! Every component that touches a recording file (recorder, crash recovery,
+//! export, verify, and later retention) goes through this module. The byte
+//! layout is specified in `docs/format.md`; the constants and checks here are
+//! the normative implementation of that document.
+//!
+//! A file is a 128-byte cleartext header followed by records:
+//! `u32 ciphertext length || u8 kind || ChaCha20-Poly1305(file_key, nonce, plaintext, aad)`.
+//! Record 0 is the stream description, then media chunks, then exactly one
+//! final (or recovered-final) record. Nothing may follow the final record.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+use ring::digest;
+use ring::hkdf;
+
+use crate::keys::{DataKey, KeyId};
+
+pub const MAGIC: &[u8; 8] = b"VIGILSEG";
+pub const VERSION: u16 = 1;
+/// Suite 1: HKDF-SHA-256 file keys, ChaCha20-Poly1305 records, SHA-256 header hash.
+pub const SUITE_CHACHA20_POLY1305: u16 = 1;
+pub const HEADER_LEN: usize = 128;
+/// Largest plaintext a record may carry (a ~1 s chunk of a 50 Mbit/s stream fits easily).
+pub const DEFAULT_MAX_RECORD_PLAINTEXT: u32 = 16 * 1024 * 1024;
+pub const TAG_LEN: usize = 16;
+/// `u32` length + `u8` kind.
+pub const RECORD_PREFIX_LEN: usize = 5;
+const FILE_KEY_INFO: &[u8] = b"vigil vseg v1 file key";
+/// Plaintext length of a final / recovered-final record.
+pub const FINAL_PLAINTEXT_LEN: usize = 4 + 8 + 8;
+/// On-disk length of a final / recovered-final record.
+pub const FINAL_RECORD_LEN: u64 = (RECORD_PREFIX_LEN + FINAL_PLAINTEXT_LEN + TAG_LEN) as u64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("{path}: i/o error: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a Vigil recording (bad magic)")]
+    BadMagic { path: PathBuf },
+    #[error("{path}: unsupported format version {version} / suite {suite}")]
+    Unsupported { path: PathBuf, version: u16, suite: u16 },
+    #[error("{path}: header is malformed: {what}")]
+    BadHeader { path: PathBuf, what: &'static str },
+    #[error(
+        "{path}: sealed under data key {needed}, which this device does not have \
+         (shredded, or the file comes from another device)"
+    )]
+    WrongKey { path: PathBuf, needed: KeyId },
+    #[error("{path}: data key {needed} is unavailable: {reason}")]
+    KeyUnavailable {
+        path: PathBuf,
+        needed: KeyId,
+        reason: String,
+    },
+    #[error(
+        "{path}: chunk {index} at byte {offset}: authentication failed (tampered, reordered, spliced or wrong key)"
+    )]
+    AuthFailed { path: PathBuf, index: u64, offset: u64 },
+    #[error("{path}: chunk {index} at byte {offset}: truncated (file ends inside the record)")]
+    Truncated { path: PathBuf, index: u64, offset: u64 },
+    #[error("{path}: chunk {index} at byte {offset}: malformed: {what}")]
+    Malformed {
+        path: PathBuf,
+        index: u64,
+        offset: u64,
+        what: String,
+    },
+    #[error("{path}: incomplete: no final record after chunk {last_index} (truncated or still being written)")]
+    MissingFinal { path: PathBuf, last_index: u64 },
+    #[error("{path}: {extra} bytes after the final record")]
+    TrailingData { path: PathBuf, extra: u64 },
+    #[error("record of {0} bytes exceeds the file's limit")]
+    RecordTooLarge(usize),
+}
+
+impl FormatError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        FormatError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// What a record carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RecordKind {
+    /// Record 0: codec and sample entry.
+    Stream = 1,
+    /// One GOP or at most ~1 s of frames.
+    Media = 2,
+    /// Written by the recorder when it closes the file normally.
+    Final = 3,
+    /// Appended by crash recovery after the longest authenticated prefix.
+    RecoveredFinal = 4,
+}
+
+impl RecordKind {
+    fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Self::Stream),
+            2 => Some(Self::Media),
+            3 => Some(Self::Final),
+            4 => Some(Self::RecoveredFinal),
+            _ => None,
+        }
+    }
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Final | Self::RecoveredFinal)
+    }
+}
+
+/// The cleartext header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub max_record_plaintext: u32,
+    pub key_id: KeyId,
+    pub file_id: [u8; 16],
+    pub camera_id: u64,
+    pub start_wall_ns: i64,
+    pub salt: [u8; 32],
+}
+
+impl Header {
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[0..8].copy_from_slice(MAGIC);
+        h[8..10].copy_from_slice(&VERSION.to_be_bytes());
+        h[10..12].copy_from_slice(&SUITE_CHACHA20_POLY1305.to_be_bytes());
+        h[12..14].copy_from_slice(&(HEADER_LEN as u16).to_be_bytes());
+        h[14..18].copy_from_slice(&self.max_record_plaintext.to_be_bytes());
+        h[18..26].copy_from_slice(&self.key_id.0);
+        h[26..42].copy_from_slice(&self.file_id);
+        h[42..50].copy_from_slice(&self.camera_id.to_be_bytes());
+        h[50..58].copy_from_slice(&self.start_wall_ns.to_be_bytes());
+        h[58..90].copy_from_slice(&self.salt);
+        h
+    }
+
+    pub fn decode(path: &Path, h: &[u8; HEADER_LEN]) -> Result<Self, FormatError> {
+        if &h[0..8] != MAGIC {
+            return Err(FormatError::BadMagic {
+                path: path.to_path_buf(),
+            });
+        }
+        let version = u16::from_be_bytes([h[8], h[9]]);
+        let suite = u16::from_be_bytes([h[10], h[11]]);
+        if version != VERSION || suite != SUITE_CHACHA20_POLY1305 {
+            return Err(FormatError::Unsupported {
+                path: path.to_path_buf(),
+                version,
+                suite,
+            });
+        }
+        let bad = |what| FormatError::BadHeader {
+            path: path.to_path_buf(),
+            what,
+        };
+        if u16::from_be_bytes([h[12], h[13]]) as usize != HEADER_LEN {
+            return Err(bad("header length"));
+        }
+        if h[90..].iter().any(|&b| b != 0) {
+            return Err(bad("reserved bytes are not zero"));
+        }
+        let max_record_plaintext = u32::from_be_bytes(arr(&h[14..18]));
+        if max_record_plaintext == 0 || max_record_plaintext > 256 * 1024 * 1024 {
+            return Err(bad("max record size"));
+        }
+        Ok(Header {
+            max_record_plaintext,
+            key_id: KeyId(arr(&h[18..26])),
+            file_id: arr(&h[26..42]),
+            camera_id: u64::from_be_bytes(arr(&h[42..50])),
+            start_wall_ns: i64::from_be_bytes(arr(&h[50..58])),
+            salt: arr(&h[58..90]),
+        })
+    }
+}
+
+fn arr<const N: usize>(s: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(&s[..N]);
+    a
+}
+
+/// The per-file sealing state: header hash and the HKDF-derived file key.
+pub struct FileSealer {
+    header_hash: [u8; 32],
+    key: LessSafeKey,
+}
+
+struct OkmLen;
+impl hkdf::KeyType for OkmLen {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
+impl FileSealer {
+    pub fn new(data_key: &DataKey, header: &[u8; HEADER_LEN], salt: &[u8; 32]) -> Self {
+        let header_hash: [u8; 32] = arr(digest::digest(&digest::SHA256, header).as_ref());
+        let file_key = derive_file_key(data_key.bytes(), salt, &header_hash);
+        // A 32-byte key is always valid for ChaCha20-Poly1305.
+        let unbound = match UnboundKey::new(&CHACHA20_POLY1305, &file_key) {
+            Ok(k) => k,
+            Err(_) => unreachable!("32-byte key"),
+        };
+        FileSealer {
+            header_hash,
+            key: LessSafeKey::new(unbound),
+        }
+    }
+
+    /// Seals `buf` (plaintext) in place and appends the tag.
+    pub fn seal(&self, index: u64, kind: RecordKind, buf: &mut Vec<u8>) {
+        let len = (buf.len() + TAG_LEN) as u32;
+        let aad = record_aad(&self.header_hash, index, kind, len);
+        // Sealing only fails for inputs larger than ChaCha20's 256 GiB limit.
+        if self
+            .key
+            .seal_in_place_append_tag(record_nonce(index, kind), Aad::from(&aad[..]), buf)
+            .is_err()
+        {
+            unreachable!("record larger than the AEAD limit");
+        }
+    }
+
+    /// Opens `buf` (ciphertext || tag) in place; returns the plaintext length.
+    pub fn open(&self, index: u64, kind: RecordKind, buf: &mut [u8]) -> Option<usize> {
+        let aad = record_aad(&self.header_hash, index, kind, buf.len() as u32);
+        self.key
+            .open_in_place(record_nonce(index, kind), Aad::from(&aad[..]), buf)
+            .ok()
+            .map(|p| p.len())
+    }
+}
+
+/// HKDF-SHA-256(ikm = data key, salt, info = label || SHA-256(header)).
+pub fn derive_file_key(data_key: &[u8; 32], salt: &[u8; 32], header_hash: &[u8; 32]) -> [u8; 32] {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(data_key);
+    let info = [FILE_KEY_INFO, &header_hash[..]];
+    let mut out = [0u8; 32];
+    // expand/fill only fail when the requested length exceeds 255 * 32 bytes.
+    match prk.expand(&info, OkmLen).and_then(|okm| okm.fill(&mut out)) {
+        Ok(()) => out,
+        Err(_) => unreachable!("32-byte HKDF output"),
+    }
+}
+
+/// nonce = kind || 0 0 0 || index (u64 BE).
+pub fn record_nonce(index: u64, kind: RecordKind) -> Nonce {
+    let mut n = [0u8; 12];
+    n[0] = kind as u8;
+    n[4..].copy_from_slice(&index.to_be_bytes());
+    Nonce::assume_unique_for_key(n)
+}
+
+/// aad = SHA-256(header) || index (u64 BE) || kind || ciphertext length (u32 BE).
+pub fn record_aad(header_hash: &[u8; 32], index: u64, kind: RecordKind, ct_len: u32) -> [u8; 45] {
+    let mut a = [0u8; 45];
+    a[..32].copy_from_slice(header_hash);
+    a[32..40].copy_from_slice(&index.to_be_bytes());
+    a[40] = kind as u8;
+    a[41..45].copy_from_slice(&ct_len.to_be_bytes());
+    a
+}
+
+/// Codec of a recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    H264 = 1,
+    H265 = 2,
+    /// Motion JPEG from a V4L2 camera: every frame a key frame.
+    Mjpeg = 3,
+}
+
+impl Codec {
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::H264 => "h264",
+            Codec::H265 => "h265",
+            Codec::Mjpeg => "mjpeg",
+        }
+    }
+}
+
+/// Record 0: everything needed to build an MP4 track for the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamInfo {
+    pub codec: Codec,
+    pub timescale: u32,
+    pub width: u16,
+    pub height: u16,
+    /// Media time (in `timescale` units) of the first frame.
+    pub start_pts: i64,
+    /// The complete ISO BMFF VisualSampleEntry box (`avc1`/`hvc1` with `avcC`/`hvcC`).
+    pub sample_entry: Vec<u8>,
+}
+
+impl StreamInfo {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(21 + self.sample_entry.len());
+        b.push(self.codec as u8);
+        b.extend_from_slice(&self.timescale.to_be_bytes());
+        b.extend_from_slice(&self.width.to_be_bytes());
+        b.extend_from_slice(&self.height.to_be_bytes());
+        b.extend_from_slice(&self.start_pts.to_be_bytes());
+        b.extend_from_slice(&(self.sample_entry.len() as u32).to_be_bytes());
+        b.extend_from_slice(&self.sample_entry);
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, String> {
+        let mut r = ByteReader(b);
+        let codec = match r.u8()? {
+            1 => Codec::H264,
+            2 => Codec::H265,
+            3 => Codec::Mjpeg,
+            c => return Err(format!("unknown codec {c}")),
+        };
+        let timescale = r.u32()?;
+        if timescale == 0 {
+            return Err("timescale 0".into());
+        }
+        let width = r.u16()?;
+        let height = r.u16()?;
+        let start_pts = r.i64()?;
+        let n = r.u32()? as usize;
+        let sample_entry = r.take(n)?.to_vec();
+        r.end()?;
+        Ok(StreamInfo {
+            codec,
+            timescale,
+            width,
+            height,
+            start_pts,
+            sample_entry,
+        })
+    }
+}
+
+/// One video frame inside a media chunk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameMeta {
+    pub duration: u32,
+    pub size: u32,
+    pub key: bool,
+}
+
+/// Media chunk plaintext: `u32 n, i64 first_pts, n x (u32 duration, u32 size, u8 flags), data`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Chunk<'a> {
+    pub first_pts: i64,
+    pub frames: Vec<FrameMeta>,
+    pub data: &'a [u8],
+}
+
+pub const CHUNK_FRAME_ENTRY_LEN: usize = 9;
+
+/// The frame data bytes in a media record of `record_len` bytes (prefix and
+/// tag included) holding `frames` frames: what an MP4 fragment of it carries.
+pub fn media_data_len(record_len: u64, frames: u64) -> Option<u64> {
+    record_len
+        .checked_sub((RECORD_PREFIX_LEN + TAG_LEN + 12) as u64)?
+        .checked_sub(frames.checked_mul(CHUNK_FRAME_ENTRY_LEN as u64)?)
+}
+
+impl<'a> Chunk<'a> {
+    /// Starts a chunk plaintext in `buf`; frames are added with [`push_frame_meta`]
+    /// and their data appended afterwards by the caller.
+    pub fn encode_into(first_pts: i64, frames: &[FrameMeta], datas: &[&[u8]], buf: &mut Vec<u8>) {
+        buf.clear();
+        let total: usize = datas.iter().map(|d| d.len()).sum();
+        buf.reserve(12 + frames.len() * CHUNK_FRAME_ENTRY_LEN + total + TAG_LEN);
+        buf.extend_from_slice(&(frames.len() as u32).to_be_bytes());
+        buf.extend_from_slice(&first_pts.to_be_bytes());
+        for f in frames {
+            buf.extend_from_slice(&f.duration.to_be_bytes());
+            buf.extend_from_slice(&f.size.to_be_bytes());
+            buf.push(u8::from(f.key));
+        }
+        for d in datas {
+            buf.extend_from_slice(d);
+        }
+    }
+
+    pub fn decode(b: &'a [u8]) -> Result<Self, String> {
+        let mut r = ByteReader(b);
+        let n = r.u32()? as usize;
+        let first_pts = r.i64()?;
+        if n == 0 || n.saturating_mul(CHUNK_FRAME_ENTRY_LEN) > r.0.len() {
+            return Err(format!("bad frame count {n}"));
+        }
+        let mut frames = Vec::with_capacity(n);
+        let mut total = 0usize;
+        for _ in 0..n {
+            let duration = r.u32()?;
+            let size = r.u32()?;
+            let flags = r.u8()?;
+            if flags > 1 {
+                return Err(format!("bad frame flags {flags}"));
+            }
+            total = total.saturating_add(size as usize);
+            frames.push(FrameMeta {
+                duration,
+                size,
+                key: flags == 1,
+            });
+        }
+        if total != r.0.len() {
+            return Err(format!("frame sizes sum to {total}, data is {} bytes", r.0.len()));
+        }
+        Ok(Chunk {
+            first_pts,
+            frames,
+            data: r.0,
+        })
+    }
+
+    /// Iterates `(pts, meta, data)`.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &FrameMeta, &'a [u8])> + '_ {
+        let mut pts = self.first_pts;
+        let mut off = 0usize;
+        self.frames.iter().map(move |f| {
+            let d = &self.data[off..off + f.size as usize];
+            let p = pts;
+            off += f.size as usize;
+            pts += i64::from(f.duration);
+            (p, f, d)
+        })
+    }
+
+    pub fn duration(&self) -> i64 {
+        self.frames.iter().map(|f| i64::from(f.duration)).sum()
+    }
+}
+
+/// Final / recovered-final record plaintext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub media_chunks: u32,
+    pub frames: u64,
+    pub end_pts: i64,
+}
+
+impl Summary {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(FINAL_PLAINTEXT_LEN + TAG_LEN);
+        b.extend_from_slice(&self.media_chunks.to_be_bytes());
+        b.extend_from_slice(&self.frames.to_be_bytes());
+        b.extend_from_slice(&self.end_pts.to_be_bytes());
+        b
+    }
+    pub fn decode(b: &[u8]) -> Result<Self, String> {
+        let mut r = ByteReader(b);
+        let s = Summary {
+            media_chunks: r.u32()?,
+            frames: r.u64()?,
+            end_pts: r.i64()?,
+        };
+        r.end()?;
+        Ok(s)
+    }
+}
+
+struct ByteReader<'a>(&'a [u8]);
+impl<'a> ByteReader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err(format!("needs {n} more bytes, {} left", self.0.len()));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, String> {
+        Ok(u16::from_be_bytes(arr(self.take(2)?)))
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_be_bytes(arr(self.take(4)?)))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_be_bytes(arr(self.take(8)?)))
+    }
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_be_bytes(arr(self.take(8)?)))
+    }
+    fn end(&self) -> Result<(), String> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} unexpected trailing bytes", self.0.len()))
+        }
+    }
+}
+
+/// Where a record landed in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordPos {
+    pub index: u64,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// Fsyncs a directory so that a create, rename or unlink in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<(), FormatError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| FormatError::io(dir, e))
+}
+
+/// Writes one recording. Created with header + stream record durable; every
+/// record is fdatasync'ed before `append_*` returns.
+pub struct SegmentWriter {
+    file: File,
+    path: PathBuf,
+    sealer: FileSealer,
+    max_plain: u32,
+    next_index: u64,
+    len: u64,
+    hash: digest::Context,
+    summary: Summary,
+}
+
+/// What a finished file is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    pub bytes: u64,
+    pub sha256: [u8; 32],
+    pub summary: Summary,
+    pub records: u64,
+}
+
+impl SegmentWriter {
+    /// Creates `path` (must not exist), writes the header and the stream record,
+    /// fdatasyncs the file and fsyncs its directory.
+    pub fn create(path: &Path, header: &Header, key: &DataKey, stream: &StreamInfo) -> Result<Self, FormatError> {
+        let mut w = Self::create_raw(path, header, key)?;
+        w.summary.end_pts = stream.start_pts;
+        let mut buf = stream.encode();
+        w.append_record(RecordKind::Stream, &mut buf)?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+        Ok(w)
+    }
+
+    /// Creates `path` (must not exist) and writes the header only.
+    fn create_raw(path: &Path, header: &Header, key: &DataKey) -> Result<Self, FormatError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| FormatError::io(path, e))?;
+        let hbytes = header.encode();
+        let mut w = SegmentWriter {
+            file,
+            path: path.to_path_buf(),
+            sealer: FileSealer::new(key, &hbytes, &header.salt),
+            max_plain: header.max_record_plaintext,
+            next_index: 0,
+            len: 0,
+            hash: digest::Context::new(&digest::SHA256),
+            summary: Summary::default(),
+        };
+        w.write_all(&hbytes)?;
+        Ok(w)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn summary(&self) -> Summary {
+        self.summary
+    }
+
+    fn write_all(&mut self, b: &[u8]) -> Result<(), FormatError> {
+        self.file.write_all(b).map_err(|e| FormatError::io(&self.path, e))?;
+        self.hash.update(b);
+        self.len += b.len() as u64;
+        Ok(())
+    }
+
+    /// Seals `buf` in place (it becomes ciphertext), writes and fdatasyncs it.
+    fn append_record(&mut self, kind: RecordKind, buf: &mut Vec<u8>) -> Result<RecordPos, FormatError> {
+        if buf.len() > self.max_plain as usize {
+            return Err(FormatError::RecordTooLarge(buf.len()));
+        }
+        let index = self.next_index;
+        let offset = self.len;
+        self.sealer.seal(index, kind, buf);
+        let mut prefix = [0u8; RECORD_PREFIX_LEN];
+        prefix[..4].copy_from_slice(&(buf.len() as u32).to_be_bytes());
+        prefix[4] = kind as u8;
+        self.write_all(&prefix)?;
+        self.write_all(buf)?;
+        self.file.sync_data().map_err(|e| FormatError::io(&self.path, e))?;
+        self.next_index += 1;
+        Ok(RecordPos {
+            index,
+            offset,
+            len: self.len - offset,
+        })
+    }
+
+    /// Appends a media chunk. `plaintext` is built with [`Chunk::encode_into`];
+    /// it is sealed in place.
+    pub fn append_chunk(
+        &mut self,
+        plaintext: &mut Vec<u8>,
+        frames: u32,
+        chunk_duration: i64,
+    ) -> Result<RecordPos, FormatError> {
+        let pos = self.append_record(RecordKind::Media, plaintext)?;
+        self.summary.media_chunks += 1;
+        self.summary.frames += u64::from(frames);
+        self.summary.end_pts += chunk_duration;
+        Ok(pos)
+    }
+
+    /// Writes the final record and returns the file's length and SHA-256.
+    pub fn finish(mut self) -> Result<Finished, FormatError> {
+        let mut buf = self.summary.encode();
+        self.append_record(RecordKind::Final, &mut buf)?;
+        let sha256 = arr(self.hash.finish().as_ref());
+        Ok(Finished {
+            bytes: self.len,
+            sha256,
+            summary: self.summary,
+            records: self.next_index,
+        })
+    }
+}
+
+/// One authenticated record.
+pub struct Record {
+    pub pos: RecordPos,
+    pub kind: RecordKind,
+    pub plaintext: Vec<u8>,
+}
+
+/// How a scan of a whole file ended.
+#[derive(Debug)]
+pub struct Scan {
+    pub header: Header,
+    pub stream: Option<StreamInfo>,
+    /// Media chunk positions and their decoded first pts / frame count / key flag.
+    pub chunks: Vec<ScannedChunk>,
+    pub summary: Summary,
+    /// The final record, if the file has one.
+    pub final_kind: Option<RecordKind>,
+    /// Bytes covered by authenticated records (header included).
+    pub authenticated_len: u64,
+    pub file_len: u64,
+    pub sha256: [u8; 32],
+    /// The first problem after the authenticated prefix, if any.
+    pub error: Option<FormatError>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScannedChunk {
+    pub pos: RecordPos,
+    pub first_pts: i64,
+    pub frames: u32,
+    pub duration: i64,
+    pub key_frame: bool,
+}
+
+/// Reads one recording, authenticating every record it returns.
+pub struct SegmentReader {
+    file: File,
+    path: PathBuf,
+    header: Header,
+    sealer: FileSealer,
+    file_len: u64,
+    header_bytes: [u8; HEADER_LEN],
+}
+
+impl SegmentReader {
+    /// Opens `path` and checks the header. `key_for` returns the data key for
+    /// a key id, or `None` (then the error names both ids).
+    pub fn open(path: &Path, keys: &dyn crate::keys::KeyLookup) -> Result<Self, FormatError> {
+        let mut file = File::open(path).map_err(|e| FormatError::io(path, e))?;
+        let file_len = file.metadata().map_err(|e| FormatError::io(path, e))?.len();
+        let mut hb = [0u8; HEADER_LEN];
+        if file_len < HEADER_LEN as u64 {
+            return Err(FormatError::BadHeader {
+                path: path.to_path_buf(),
+                what: "file shorter than the header",
+            });
+        }
+        file.read_exact(&mut hb).map_err(|e| FormatError::io(path, e))?;
+        let header = Header::decode(path, &hb)?;
+        let key = match keys.data_key(&header.key_id) {
+            Ok(Some(k)) => k,
+            Ok(None) => {
+                return Err(FormatError::WrongKey {
+                    path: path.to_path_buf(),
+                    needed: header.key_id,
+                })
+            }
+            Err(e) => {
+                return Err(FormatError::KeyUnavailable {
+                    path: path.to_path_buf(),
+                    needed: header.key_id,
+                    reason: e.to_string(),
+                })
+            }
+        };
+        let sealer = FileSealer::new(&key, &hb, &header.salt);
+        Ok(SegmentReader {
+            file,
+            path: path.to_path_buf(),
+            header,
+            sealer,
+            file_len,
+            header_bytes: hb,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn file_len(&self) -> u64 {
+        self.file_len
+    }
+
+    /// Reads and authenticates the record that must be record `index` at `offset`.
+    /// `buf` is reused to avoid an allocation per chunk.
+    pub fn read_record_into(
+        &mut self,
+        index: u64,
+        offset: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(RecordKind, RecordPos), FormatError> {
+        let path = &self.path;
+        let truncated = || FormatError::Truncated {
+            path: path.clone(),
+            index,
+            offset,
+        };
+        if offset + RECORD_PREFIX_LEN as u64 > self.file_len {
+            return Err(truncated());
+        }
+        self.file
+            .seek(SeekFrom::Start(offset))
+            .map_err(|e| FormatError::io(path, e))?;
+        let mut prefix = [0u8; RECORD_PREFIX_LEN];
+        self.file
+            .read_exact(&mut prefix)
+            .map_err(|e| FormatError::io(path, e))?;
+        let ct_len = u32::from_be_bytes(arr(&prefix[..4])) as u64;
+        let malformed = |what: String| FormatError::Malformed {
+            path: path.clone(),
+            index,
+            offset,
+            what,
+        };
+        let kind =
+            RecordKind::from_u8(prefix[4]).ok_or_else(|| malformed(format!("unknown record kind {}", prefix[4])))?;
+        if ct_len < TAG_LEN as u64 || ct_len > u64::from(self.header.max_record_plaintext) + TAG_LEN as u64 {
+            return Err(malformed(format!("record length {ct_len} out of range")));
+        }
+        if offset + RECORD_PREFIX_LEN as u64 + ct_len > self.file_len {
+            return Err(truncated());
+        }
+        buf.clear();
+        buf.resize(ct_len as usize, 0);
+        self.file.read_exact(buf).map_err(|e| FormatError::io(path, e))?;
+        let n = self.sealer.open(index, kind, buf).ok_or(FormatError::AuthFailed {
+            path: path.clone(),
+            index,
+            offset,
+        })?;
+        buf.truncate(n);
+        let pos = RecordPos {
+            index,
+            offset,
+            len: RECORD_PREFIX_LEN as u64 + ct_len,
+        };
+        // Structural rules of the record sequence.
+        let ok = match kind {
+            RecordKind::Stream => index == 0,
+            _ => index > 0,
+        };
+        if !ok {
+            return Err(malformed(format!("{kind:?} record at position {index}")));
+        }
+        Ok((kind, pos))
+    }
+
+    /// Reads the stream description (record 0).
+    pub fn read_stream_info(&mut self) -> Result<(StreamInfo, RecordPos), FormatError> {
+        let mut buf = Vec::new();
+        let (_, pos) = self.read_record_into(0, HEADER_LEN as u64, &mut buf)?;
+        let si = StreamInfo::decode(&buf).map_err(|what| FormatError::Malformed {
+            path: self.path.clone(),
+            index: 0,
+            offset: HEADER_LEN as u64,
+            what,
+        })?;
+        Ok((si, pos))
+    }
+
+    /// Reads the final record, which must be the last `FINAL_RECORD_LEN` bytes
+    /// of a file holding `records` records.
+    pub fn read_final(&mut self, records: u64) -> Result<Summary, FormatError> {
+        let index = records.saturating_sub(1);
+        if self.file_len < HEADER_LEN as u64 + FINAL_RECORD_LEN {
+            return Err(FormatError::MissingFinal {
+                path: self.path.clone(),
+                last_index: index,
+            });
+        }
+        let offset = self.file_len - FINAL_RECORD_LEN;
+        let mut buf = Vec::new();
+        match self.read_record_into(index, offset, &mut buf) {
+            Ok((kind, _)) if kind.is_final() => {}
+            Ok(_) | Err(FormatError::AuthFailed { .. }) | Err(FormatError::Malformed { .. }) => {
+                return Err(FormatError::MissingFinal {
+                    path: self.path.clone(),
+                    last_index: index,
+                })
+            }
+            Err(e) => return Err(e),
+        }
+        Summary::decode(&buf).map_err(|what| FormatError::Malformed {
+            path: self.path.clone(),
+            index,
+            offset,
+            what,
+        })
+    }
+
+    /// Authenticates every record from the start, stopping at the first
+    /// problem. Never fails for content problems: they are in `Scan::error`.
+    pub fn scan(&mut self) -> Result<Scan, FormatError> {
+        let mut hash = digest::Context::new(&digest::SHA256);
+        hash.update(&self.header_bytes);
+        let mut scan = Scan {
+            header: self.header.clone(),
+            stream: None,
+            chunks: Vec::new(),
+            summary: Summary::default(),
+            final_kind: None,
+            authenticated_len: HEADER_LEN as u64,
+            file_len: self.file_len,
+            sha256: [0; 32],
+            error: None,
+        };
+        let mut buf = Vec::new();
+        let mut index = 0u64;
+        let mut offset = HEADER_LEN as u64;
+        loop {
+            if offset == self.file_len {
+                scan.error = Some(FormatError::MissingFinal {
+                    path: self.path.clone(),
+                    last_index: index.saturating_sub(1),
+                });
+                break;
+            }
+            let (kind, pos) = match self.read_record_into(index, offset, &mut buf) {
+                Ok(r) => r,
+                Err(e @ FormatError::Io { .. }) => return Err(e),
+                Err(e) => {
+                    scan.error = Some(e);
+                    break;
+                }
+            };
+            let malformed = |what: String| FormatError::Malformed {
+                path: self.path.clone(),
+                index,
+                offset,
+                what,
+            };
+            let step = match kind {
+                RecordKind::Stream => StreamInfo::decode(&buf).map(|s| {
+                    scan.summary.end_pts = s.start_pts;
+                    scan.stream = Some(s);
+                }),
+                RecordKind::Media => Chunk::decode(&buf).map(|c| {
+                    let duration = c.duration();
+                    scan.chunks.push(ScannedChunk {
+                        pos,
+                        first_pts: c.first_pts,
+                        frames: c.frames.len() as u32,
+                        duration,
+                        key_frame: c.frames.first().is_some_and(|f| f.key),
+                    });
+                    scan.summary.media_chunks += 1;
+                    scan.summary.frames += c.frames.len() as u64;
+                    scan.summary.end_pts = c.first_pts + duration;
+                }),
+                RecordKind::Final | RecordKind::RecoveredFinal => Summary::decode(&buf).and_then(|s| {
+                    if s == scan.summary {
+                        scan.final_kind = Some(kind);
+                        Ok(())
+                    } else {
+                        Err(format!("final record says {s:?}, records say {:?}", scan.summary))
+                    }
+                }),
+            };
+            if let Err(what) = step {
+                scan.error = Some(malformed(what));
+                break;
+            }
+            // Hash exactly the authenticated bytes.
+            self.hash_range(&mut hash, offset, pos.len)?;
+            offset += pos.len;
+            scan.authenticated_len = offset;
+            index += 1;
+            if scan.final_kind.is_some() {
+                if offset != self.file_len {
+                    scan.error = Some(FormatError::TrailingData {
+                        path: self.path.clone(),
+                        extra: self.file_len - offset,
+                    });
+                }
+                break;
+            }
+        }
+        if scan.error.is_some() && scan.authenticated_len != self.file_len {
+            // The hash of the whole file, so that callers can compare it with the index.
+            self.hash_range(
+                &mut hash,
+                scan.authenticated_len,
+                self.file_len - scan.authenticated_len,
+            )?;
+        }
+        scan.sha256 = arr(hash.finish().as_ref());
+        Ok(scan)
+    }
+
+    fn hash_range(&mut self, hash: &mut digest::Context, offset: u64, len: u64) -> Result<(), FormatError> {
+        self.file
+            .seek(SeekFrom::Start(offset))
+            .map_err(|e| FormatError::io(&self.path, e))?;
+        let mut left = len;
+        let mut b = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let n = left.min(b.len() as u64) as usize;
+            self.file
+                .read_exact(&mut b[..n])
+                .map_err(|e| FormatError::io(&self.path, e))?;
+            hash.update(&b[..n]);
+            left -= n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Seals and opens one record under a fresh random key: proves the AEAD
+/// works on this machine (the health check's encryption self-test).
+pub fn self_test() -> bool {
+    let Ok(key) = crate::keys::random_bytes::<32>() else {
+        return false;
+    };
+    let Ok(salt) = crate::keys::random_bytes::<32>() else {
+        return false;
+    };
+    let dk = DataKey::from_bytes(key);
+    let header = [7u8; HEADER_LEN];
+    let sealer = FileSealer::new(&dk, &header, &salt);
+    let plain = b"vigil self-test record".to_vec();
+    let mut buf = plain.clone();
+    sealer.seal(3, RecordKind::Media, &mut buf);
+    if buf.len() != plain.len() + TAG_LEN || buf[..plain.len()] == plain[..] {
+        return false;
+    }
+    let mut tampered = buf.clone();
+    tampered[0] ^= 1;
+    let n = sealer.open(3, RecordKind::Media, &mut buf);
+    n == Some(plain.len())
+        && buf[..plain.len()] == plain[..]
+        && sealer.open(3, RecordKind::Media, &mut tampered).is_none()
+}
+
+/// Re-seals a finished recording under another data key: every record of
+/// `src` is authenticated and re-sealed, with the same kind, position and
+/// plaintext, into `dst` (which must not exist) under `header`. Record
+/// lengths do not change, so the index's chunk offsets stay valid. `src`
+/// must end with a final record. `dst` is synced, its directory too.
+pub fn reseal(
+    src: &Path,
+    keys: &dyn crate::keys::KeyLookup,
+    dst: &Path,
+    header: &Header,
+    key: &DataKey,
+) -> Result<Finished, FormatError> {
+    let mut reader = SegmentReader::open(src, keys)?;
+    if header.max_record_plaintext < reader.header.max_record_plaintext {
+        return Err(FormatError::BadHeader {
+            path: dst.to_path_buf(),
+            what: "new header allows smaller records than the source",
+        });
+    }
+    let mut w = SegmentWriter::create_raw(dst, header, key)?;
+    let mut buf = Vec::new();
+    let mut index = 0u64;
+    let mut offset = HEADER_LEN as u64;
+    loop {
+        if offset >= reader.file_len {
+            return Err(FormatError::MissingFinal {
+                path: src.to_path_buf(),
+                last_index: index.saturating_sub(1),
+            });
+        }
+        let (kind, pos) = reader.read_record_into(index, offset, &mut buf)?;
+        w.append_record(kind, &mut buf)?;
+        offset += pos.len;
+        index += 1;
+        if kind.is_final() {
+            break;
+        }
+    }
+    if offset != reader.file_len {
+        return Err(FormatError::TrailingData {
+            path: src.to_path_buf(),
+            extra: reader.file_len - offset,
+        });
+    }
+    if let Some(dir) = dst.parent() {
+        sync_dir(dir)?;
+    }
+    let sha256 = arr(w.hash.clone().finish().as_ref());
+    Ok(Finished {
+        bytes: w.len,
+        sha256,
+        summary: w.summary,
+        records: w.next_index,
+    })
+}
+
+/// Result of crash recovery on one file.
+#[derive(Debug)]
+pub struct Recovered {
+    pub scan: Scan,
+    /// Bytes cut from a torn or unauthenticated tail.
+    pub truncated_bytes: u64,
+    /// Whether a recovered-final record was appended by this call.
+    pub appended: bool,
+    pub finished: Finished,
+}
+
+/// Crash recovery: keep the longest authenticated prefix, cut the rest, and
+/// append a recovered-final record unless the file is already final.
+/// Idempotent: running it twice changes nothing the second time.
+pub fn recover(path: &Path, keys: &dyn crate::keys::KeyLookup) -> Result<Recovered, FormatError> {
+    let mut reader = SegmentReader::open(path, keys)?;
+    let scan = reader.scan()?;
+    if scan.final_kind.is_some() && scan.error.is_none() {
+        let finished = Finished {
+            bytes: scan.file_len,
+            sha256: scan.sha256,
+            summary: scan.summary,
+            records: scan.chunks.len() as u64 + 2,
+        };
+        return Ok(Recovered {
+            scan,
+            truncated_bytes: 0,
+            appended: false,
+            finished,
+        });
+    }
+    if scan.stream.is_none() {
+        // Not even the stream record survived: nothing to keep.
+        return Err(scan.error.unwrap_or(FormatError::MissingFinal {
+            path: path.to_path_buf(),
+            last_index: 0,
+        }));
+    }
+    // Keep the authenticated prefix (with a final record present, this cuts trailing junk).
+    let keep = scan.authenticated_len;
+    let truncated_bytes = scan.file_len - keep;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| FormatError::io(path, e))?;
+    file.set_len(keep).map_err(|e| FormatError::io(path, e))?;
+    file.sync_all().map_err(|e| FormatError::io(path, e))?;
+    drop(file);
+    let mut appended = false;
+    if scan.final_kind.is_none() {
+        let records = 1 + scan.chunks.len() as u64;
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| FormatError::io(path, e))?;
+        let mut buf = scan.summary.encode();
+        reader.sealer.seal(records, RecordKind::RecoveredFinal, &mut buf);
+        let mut rec = Vec::with_capacity(RECORD_PREFIX_LEN + buf.len());
+        rec.extend_from_slice(&(buf.len() as u32).to_be_bytes());
+        rec.push(RecordKind::RecoveredFinal as u8);
+        rec.extend_from_slice(&buf);
+        f.write_all(&rec).map_err(|e| FormatError::io(path, e))?;
+        f.sync_data().map_err(|e| FormatError::io(path, e))?;
+        appended = true;
+    }
+    // Re-scan so the returned hash and length describe the file as it now is.
+    let mut reader = SegmentReader::open(path, keys)?;
+    let scan = reader.scan()?;
+    if let Some(e) = scan.error {
+        return Err(e);
+    }
+    let finished = Finished {
+        bytes: scan.file_len,
+        sha256: scan.sha256,
+        summary: scan.summary,
+        records: scan.chunks.len() as u64 + 2,
+    };
+    Ok(Recovered {
+        scan,
+        truncated_bytes,
+        appended,
+        finished,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hex;
+    use crate::keys::DataKey;
+    use proptest::prelude::*;
+
+    type OneKey = crate::keys::SingleKey;
+
+    fn key(b: u8) -> OneKey {
+        OneKey::new(DataKey::from_bytes([b; 32]))
+    }
+
+    fn header(k: &OneKey, salt: u8) -> Header {
+        Header {
+            max_record_plaintext: DEFAULT_MAX_RECORD_PLAINTEXT,
+            key_id: k.current_key_id(),
+            file_id: [salt; 16],
+            camera_id: 7,
+            start_wall_ns: 1_700_000_000_000_000_000,
+            salt: [salt; 32],
+        }
+    }
+
+    fn stream() -> StreamInfo {
+        StreamInfo {
+            codec: Codec::H264,
+            timescale: 90_000,
+            width: 640,
+            height: 360,
+            start_pts: 1000,
+            sample_entry: b"avc1-entry".to_vec(),
+        }
+    }
+
+    /// Writes a file with `n` chunks of `frames` frames each; returns the path.
+    fn write_file(dir: &Path, name: &str, k: &OneKey, salt: u8, n: usize, finish: bool) -> PathBuf {
+        let path = dir.join(name);
+        let mut w = SegmentWriter::create(&path, &header(k, salt), &k.current_key(), &stream()).unwrap();
+        let mut buf = Vec::new();
+        let mut pts = 1000;
+        for i in 0..n {
+            let datas: Vec<Vec<u8>> = (0..3).map(|j| vec![(i * 3 + j) as u8; 100 + j]).collect();
+            let refs: Vec<&[u8]> = datas.iter().map(|d| d.as_slice()).collect();
+            let metas: Vec<FrameMeta> = datas
+                .iter()
+                .enumerate()
+                .map(|(j, d)| FrameMeta {
+                    duration: 3600,
+                    size: d.len() as u32,
+                    key: j == 0,
+                })
+                .collect();
+            Chunk::encode_into(pts, &metas, &refs, &mut buf);
+            w.append_chunk(&mut buf, 3, 3 * 3600).unwrap();
+            pts += 3 * 3600;
+        }
+        if finish {
+            w.finish().unwrap();
+        }
+        path
+    }
+
+    const HKDF_KAT: &str = "a3cc07bff3627e997218bf7f57570b45e8b49afb74ca99f54fc6a320f8b97caf";
+
+    fn scan(path: &Path, k: &OneKey) -> Scan {
+        SegmentReader::open(path, k).unwrap().scan().unwrap()
+    }
+
+    /// ring's output equals RustCrypto's, byte for byte, for fixed inputs.
+    #[test]
+    fn ring_seal_matches_rustcrypto() {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let data_key = DataKey::from_bytes(*b"0123456789abcdef0123456789abcdef");
+        let h = header(&OneKey::new(data_key.clone()), 9).encode();
+        let salt = [9u8; 32];
+        let sealer = FileSealer::new(&data_key, &h, &salt);
+        let hh: [u8; 32] = arr(digest::digest(&digest::SHA256, &h).as_ref());
+        // HKDF cross-check: RFC 5869 by hand with ring's HMAC would be circular;
+        // check instead that the key derived here seals what RustCrypto seals.
+        let file_key = derive_file_key(data_key.bytes(), &salt, &hh);
+        let rc = chacha20poly1305::ChaCha20Poly1305::new(&file_key.into());
+        for (index, kind, msg) in [
+            (0u64, RecordKind::Stream, &b"stream"[..]),
+            (1, RecordKind::Media, &[0xabu8; 4096][..]),
+            (2, RecordKind::Final, b""),
+        ] {
+            let mut ours = msg.to_vec();
+            sealer.seal(index, kind, &mut ours);
+            let mut nonce = [0u8; 12];
+            nonce[0] = kind as u8;
+            nonce[4..].copy_from_slice(&index.to_be_bytes());
+            let aad = record_aad(&hh, index, kind, (msg.len() + TAG_LEN) as u32);
+            let theirs = rc.encrypt(&nonce.into(), Payload { msg, aad: &aad }).unwrap();
+            assert_eq!(ours, theirs, "record {index}");
+        }
+        // HKDF known answer, computed independently (Python hmac/hashlib, RFC 5869).
+        assert_eq!(hex(&derive_file_key(&[0x30; 32], &[9; 32], &[7; 32])), HKDF_KAT);
+    }
+
+    #[test]
+    fn round_trip_and_recover_is_idempotent() {
+        let d = tempfile::tempdir().unwrap();
+        let k = key(1);
+        let p = write_file(d.path(), "a.vseg", &k, 1, 5, true);
+        let s = scan(&p, &k);
+        assert!(s.error.is_none(), "{:?}", s.error);
+        assert_eq!(s.final_kind, Some(RecordKind::Final));
+        assert_eq!((s.summary.media_chunks, s.summary.frames), (5, 15));
+        assert_eq!(s.stream, Some(stream()));
+        let r = recover(&p, &k).unwrap();
+        assert!(!r.appended);
+
+        // Unfinished file: recovery appends a recovered-final once.
+        let p = write_file(d.path(), "b.vseg", &k, 2, 4, false);
+        let len = std::fs::metadata(&p).unwrap().len();
+        // Torn tail: half a record.
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(&[0, 0, 1, 0, 2, 9, 9, 9]).unwrap();
+        let r = recover(&p, &k).unwrap();
+        assert!(r.appended);
+        assert_eq!(r.truncated_bytes, 8);
+        assert_eq!(r.finished.summary.frames, 12);
+        assert_eq!(r.finished.bytes, len + FINAL_RECORD_LEN);
+        let again = recover(&p, &k).unwrap();
+        assert!(!again.appended);
+        assert_eq!(again.finished.sha256, r.finished.sha256);
+        assert_eq!(scan(&p, &k).final_kind, Some(RecordKind::RecoveredFinal));
+    }
+
+    #[test]
+    fn tampering_is_detected() {
+        let d = tempfile::tempdir().unwrap();
+        let k = key(3);
+        let p = write_file(d.path(), "t.vseg", &k, 3, 4, true);
+        let other = write_file(d.path(), "o.vseg", &k, 4, 4, true);
+        let good = std::fs::read(&p).unwrap();
+        let s = scan(&p, &k);
+        let c1 = s.chunks[0].pos;
+        let c2 = s.chunks[1].pos;
+        let o1 = scan(&other, &k).chunks[0].pos;
+        let check = |bytes: Vec<u8>, what: &str| {
+            std::fs::write(&p, &bytes).unwrap();
+            let r = SegmentReader::open(&p, &k);
+            let failed = match r {
+                Err(_) => true,
+                Ok(mut r) => r.scan().unwrap().error.is_some(),
+            };
+            assert!(failed, "{what} not detected");
+        };
+        let mut b = good.clone();
+        b[c1.offset as usize + 20] ^= 1;
+        check(b, "bit flip");
+        check(good[..good.len() - 100].to_vec(), "truncation");
+        check(good[..good.len() - FINAL_RECORD_LEN as usize].to_vec(), "final removed");
+        let mut b = good.clone();
+        let (a, bb) = (c1.offset as usize, c2.offset as usize);
+        let first = good[a..a + c1.len as usize].to_vec();
+        let second = good[bb..bb + c2.len as usize].to_vec();
+        b.splice(a..bb + c2.len as usize, second.iter().chain(first.iter()).copied());
+        check(b, "swap");
+        let ob = std::fs::read(&other).unwrap();
+        let mut b = good.clone();
+        b.splice(
+            a..a + c1.len as usize,
+            ob[o1.offset as usize..(o1.offset + o1.len) as usize].iter().copied(),
+        );
+        check(b, "splice");
+        let mut b = good.clone();
+        b[50] ^= 0x80; // start time in the header
+        check(b, "header edit");
+        std::fs::write(&p, &good).unwrap();
+        assert!(matches!(
+            SegmentReader::open(&p, &key(4)),
+            Err(FormatError::WrongKey { .. })
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any chunk content round-trips.
+        #[test]
+        fn chunk_round_trip(frames in proptest::collection::vec((1u32..10_000, proptest::collection::vec(any::<u8>(), 0..300), any::<bool>()), 1..20), pts in any::<i32>()) {
+            let metas: Vec<FrameMeta> = frames.iter().map(|(d, b, k)| FrameMeta { duration: *d, size: b.len() as u32, key: *k }).collect();
+            let refs: Vec<&[u8]> = frames.iter().map(|(_, b, _)| b.as_slice()).collect();
+            let mut buf = Vec::new();
+            Chunk::encode_into(i64::from(pts), &metas, &refs, &mut buf);
+            let c = Chunk::decode(&buf).unwrap();
+            prop_assert_eq!(&c.frames, &metas);
+            let back: Vec<&[u8]> = c.iter().map(|(_, _, d)| d).collect();
+            prop_assert_eq!(back, refs);
+        }
+
+        /// Flipping any byte of a sealed file is detected, never panics.
+        #[test]
+        fn random_corruption_detected(pos in 0usize..100_000, bit in 0u8..8) {
+            let d = tempfile::tempdir().unwrap();
+            let k = key(5);
+            let p = write_file(d.path(), "c.vseg", &k, 5, 3, true);
+            let mut b = std::fs::read(&p).unwrap();
+            let pos = pos % b.len();
+            b[pos] ^= 1 << bit;
+            std::fs::write(&p, &b).unwrap();
+            let detected = match SegmentReader::open(&p, &k) {
+                Err(_) => true,
+                Ok(mut r) => { let s = r.scan().unwrap(); s.error.is_some() || s.final_kind.is_none() }
+            };
+            prop_assert!(detected, "flip at {} undetected", pos);
+        }
+
+        /// Arbitrary bytes after a valid header never panic the reader.
+        #[test]
+        fn garbage_never_panics(tail in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let d = tempfile::tempdir().unwrap();
+            let k = key(6);
+            let p = d.path().join("g.vseg");
+            let mut b = header(&k, 6).encode().to_vec();
+            b.extend_from_slice(&tail);
+            std::fs::write(&p, &b).unwrap();
+            let mut r = SegmentReader::open(&p, &k).unwrap();
+            let s = r.scan().unwrap();
+            prop_assert!(s.error.is_some());
+        }
+    }
+}
