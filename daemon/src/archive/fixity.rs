@@ -132,7 +132,7 @@ fn scrub_one(
             Ok(Some(Outcome::Ok))
         }
         Some(what) => {
-            let tx = index.conn().unchecked_transaction()?;
+            let tx = rusqlite::Transaction::new_unchecked(index.conn(), rusqlite::TransactionBehavior::Immediate)?;
             let was_ok: Option<i64> =
                 tx.query_row("SELECT fixity_ok FROM recording WHERE id = ?1", [c.id], |r| r.get(0))?;
             tx.execute(

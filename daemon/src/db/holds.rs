@@ -82,7 +82,7 @@ pub fn place(conn: &Connection, target: &HoldTarget, reason: &str, actor: &str) 
         return Err(HoldError::NoReason);
     }
     let now = crate::base::clock::now_ns();
-    let tx = conn.unchecked_transaction()?;
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     let (kind, rec, cam, start, end, exp) = match target {
         HoldTarget::Recording(id) => {
             let found: Option<i64> = tx
@@ -134,7 +134,7 @@ pub fn place(conn: &Connection, target: &HoldTarget, reason: &str, actor: &str) 
 
 /// Releases an active hold (its row stays, marked released).
 pub fn release(conn: &Connection, id: i64, reason: &str, actor: &str) -> Result<Hold, HoldError> {
-    let tx = conn.unchecked_transaction()?;
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     let n = tx.execute(
         "UPDATE legal_hold SET released_by = ?2, released_ns = ?3, release_reason = ?4 \
          WHERE id = ?1 AND released_ns IS NULL",

@@ -3,5 +3,7 @@
 //! the device identity that signs them.
 
 pub mod bundle;
+pub mod bundle_verify;
 pub mod device;
 pub mod export;
+pub mod manifest;

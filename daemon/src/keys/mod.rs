@@ -10,6 +10,7 @@ pub mod keyring;
 pub mod recovery;
 pub mod sealing;
 pub mod secrets;
+pub mod wrap;
 
 pub use vigil_format::keys::{
     parse_hex32, parse_key_id, random_bytes, DataKey, KeyId, KeyLookup, KeyUnavailable, RandomError, SingleKey,

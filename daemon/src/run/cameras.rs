@@ -282,8 +282,17 @@ impl Supervisor {
         true
     }
 
+    /// Stops every camera (daemon shutdown).
+    pub async fn stop_all(&self) {
+        for name in self.running() {
+            self.stop(&name).await;
+        }
+    }
+}
+
+impl crate::run::health::CameraHealthSource for Supervisor {
     /// Each running camera's heartbeats, for the health supervisor.
-    pub fn health(&self) -> Vec<crate::run::health::CameraHealth> {
+    fn camera_health(&self) -> Vec<crate::run::health::CameraHealth> {
         let now = crate::base::clock::mono_ms();
         let Ok(m) = self.running.lock() else { return Vec::new() };
         let mut v: Vec<_> = m
@@ -300,12 +309,5 @@ impl Supervisor {
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
-    }
-
-    /// Stops every camera (daemon shutdown).
-    pub async fn stop_all(&self) {
-        for name in self.running() {
-            self.stop(&name).await;
-        }
     }
 }

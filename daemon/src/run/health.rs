@@ -169,10 +169,16 @@ impl BoardIo {
     }
 }
 
+/// Where the health supervisor reads each camera's state from (the camera
+/// supervisor), so that the judge does not depend on who runs the cameras.
+pub trait CameraHealthSource: Send + Sync {
+    fn camera_health(&self) -> Vec<CameraHealth>;
+}
+
 pub struct HealthSupervisor {
     pub notifier: Notifier,
     pub board: BoardIo,
-    pub cameras: Arc<crate::run::cameras::Supervisor>,
+    pub cameras: Arc<dyn CameraHealthSource>,
     pub db_path: std::path::PathBuf,
     pub storage: crate::storage::Storage,
     pub runtime_beat: Arc<AtomicI64>,
@@ -227,7 +233,7 @@ impl HealthSupervisor {
 
     fn check(&self, conn: Result<&rusqlite::Connection, String>) -> Verdict {
         let runtime_idle = Duration::from_millis((mono_ms() - self.runtime_beat.load(Ordering::Relaxed)).max(0) as u64);
-        let cams = self.cameras.health();
+        let cams = self.cameras.camera_health();
         let db = conn.and_then(database_check);
         let problems = judge(runtime_idle, &cams, db);
         // "N/M cameras recording": streaming per the index, of those running.

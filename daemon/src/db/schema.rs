@@ -1,0 +1,215 @@
+//! The index's schema, one migration per version: a database at
+//! `PRAGMA user_version` N runs migrations N+1.. in one transaction each
+//! ([`super::Index::open`]). Never edit a released migration; add one.
+
+const SCHEMA_V1: &str = r#"
+CREATE TABLE camera (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL DEFAULT 'unknown',
+    state_since_ns INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE TABLE recording (
+    id INTEGER PRIMARY KEY,
+    camera_id INTEGER NOT NULL REFERENCES camera(id),
+    file_name TEXT NOT NULL UNIQUE,
+    file_id BLOB NOT NULL,
+    key_id BLOB NOT NULL,
+    codec TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('writing', 'complete', 'recovered')),
+    start_wall_ns INTEGER NOT NULL,
+    observed_wall_ns INTEGER NOT NULL,
+    timescale INTEGER NOT NULL,
+    start_pts INTEGER NOT NULL,
+    end_pts INTEGER NOT NULL,
+    frames INTEGER NOT NULL DEFAULT 0,
+    chunks INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    sha256 BLOB,
+    end_reason TEXT
+);
+CREATE INDEX recording_camera_start ON recording (camera_id, start_wall_ns, id);
+CREATE TABLE chunk (
+    recording_id INTEGER NOT NULL REFERENCES recording(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    len INTEGER NOT NULL,
+    first_pts INTEGER NOT NULL,
+    duration INTEGER NOT NULL,
+    frames INTEGER NOT NULL,
+    key_frame INTEGER NOT NULL,
+    PRIMARY KEY (recording_id, idx)
+) WITHOUT ROWID;
+CREATE TABLE garbage (
+    file_name TEXT PRIMARY KEY,
+    recording_id INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    queued_ns INTEGER NOT NULL
+);
+"#;
+
+/// v2: the wall-clock end of each recording as an indexed column
+/// (`start_wall_ns + (end_pts - start_pts)` in ns), so range queries and the
+/// last-end lookup use an index instead of reading every row.
+const SCHEMA_V2: &str = r#"
+ALTER TABLE recording ADD COLUMN end_wall_ns INTEGER NOT NULL DEFAULT 0;
+UPDATE recording SET end_wall_ns = start_wall_ns + ((end_pts - start_pts) * 1000000000) / timescale;
+CREATE INDEX recording_camera_end ON recording (camera_id, end_wall_ns);
+"#;
+
+/// v3: the keyring (the KEK's id and escrow, wrapped data keys), the
+/// encrypted secrets store, the audit log and key jobs (re-encryption).
+const SCHEMA_V3: &str = r#"
+CREATE TABLE keyring (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    kek_id BLOB NOT NULL,
+    kek_generation INTEGER NOT NULL,
+    kek_created_ns INTEGER NOT NULL,
+    sealing TEXT NOT NULL,
+    pcrs TEXT NOT NULL,
+    recovery_pub BLOB NOT NULL,
+    escrow BLOB NOT NULL,
+    created_ns INTEGER NOT NULL,
+    rotated_ns INTEGER
+);
+CREATE TABLE data_key (
+    id BLOB PRIMARY KEY,
+    purpose TEXT NOT NULL CHECK (purpose IN ('recording', 'secrets')),
+    scope TEXT NOT NULL,
+    camera_id INTEGER,
+    day TEXT,
+    state TEXT NOT NULL CHECK (state IN ('active', 'retired')),
+    created_ns INTEGER NOT NULL,
+    kek_id BLOB NOT NULL,
+    nonce BLOB NOT NULL,
+    wrapped BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX data_key_active_scope ON data_key (scope) WHERE state = 'active';
+CREATE INDEX recording_key ON recording (key_id);
+CREATE TABLE secret (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    version INTEGER NOT NULL,
+    key_id BLOB NOT NULL,
+    nonce BLOB NOT NULL,
+    value BLOB NOT NULL,
+    created_ns INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL,
+    expires_ns INTEGER
+);
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY,
+    ts_ns INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hash BLOB NOT NULL
+);
+CREATE TABLE key_job (
+    key_id BLOB PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('reencrypt')),
+    reason TEXT NOT NULL,
+    started_ns INTEGER NOT NULL
+);
+"#;
+
+/// v4: users, sessions (hashed ids) and API tokens (hashed) for the HTTPS API.
+const SCHEMA_V4: &str = r#"
+CREATE TABLE user (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    password_hash TEXT NOT NULL,
+    must_change_password INTEGER NOT NULL DEFAULT 0,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    totp_last_step INTEGER,
+    created_ns INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL
+);
+CREATE TABLE session (
+    id_hash BLOB PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    last_seen_ns INTEGER NOT NULL,
+    client TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE api_token (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    token_hash BLOB NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    created_ns INTEGER NOT NULL,
+    last_used_ns INTEGER
+);
+"#;
+
+/// v5: cameras added from the web UI (passwords in the secrets store).
+const SCHEMA_V5: &str = r#"
+CREATE TABLE managed_camera (
+    name TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    username TEXT,
+    has_password INTEGER NOT NULL DEFAULT 0,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    created_ns INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;
+
+/// v6: evidence. The device identity, exports and the recordings each one
+/// drew on, legal holds, and the fixity (scrub) result of every recording.
+const SCHEMA_V6: &str = r#"
+CREATE TABLE device (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    device_id TEXT NOT NULL,
+    signing_public_key BLOB NOT NULL,
+    created_ns INTEGER NOT NULL
+);
+CREATE TABLE export (
+    id INTEGER PRIMARY KEY,
+    created_ns INTEGER NOT NULL,
+    operator TEXT NOT NULL,
+    camera TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    file_name TEXT,
+    bytes INTEGER NOT NULL,
+    sha256 BLOB NOT NULL,
+    manifest_sha256 BLOB NOT NULL
+);
+CREATE TABLE export_recording (
+    export_id INTEGER NOT NULL REFERENCES export(id) ON DELETE CASCADE,
+    recording_id INTEGER NOT NULL,
+    PRIMARY KEY (export_id, recording_id)
+) WITHOUT ROWID;
+CREATE INDEX export_recording_by_recording ON export_recording (recording_id);
+CREATE TABLE legal_hold (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('recording', 'range', 'export')),
+    recording_id INTEGER,
+    camera_id INTEGER,
+    start_ns INTEGER,
+    end_ns INTEGER,
+    export_id INTEGER,
+    reason TEXT NOT NULL,
+    placed_by TEXT NOT NULL,
+    placed_ns INTEGER NOT NULL,
+    released_by TEXT,
+    released_ns INTEGER,
+    release_reason TEXT
+);
+ALTER TABLE recording ADD COLUMN fixity_ns INTEGER;
+ALTER TABLE recording ADD COLUMN fixity_ok INTEGER;
+ALTER TABLE recording ADD COLUMN fixity_detail TEXT;
+CREATE INDEX recording_fixity ON recording (fixity_ns);
+CREATE INDEX recording_start ON recording (start_wall_ns);
+ALTER TABLE recording ADD COLUMN continues_previous INTEGER NOT NULL DEFAULT 0;
+"#;
+
+/// Each step takes the schema from version i to i + 1.
+pub(crate) const MIGRATIONS: [&str; 6] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6];
