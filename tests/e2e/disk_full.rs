@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use vigil_e2e::*;
 
+use crate::common::timed;
+
 #[test]
 fn full_disk_pauses_and_resumes_without_damage() {
+    let _gate = timed(); // recording resumes within 10 s of space returning
     let cam = Camera::start(&["--gop", "25", "--pattern", "snow", "--bitrate", "2000"]);
     let mut v = Vigil::new(
         &[Cam {

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use vigil_e2e::*;
 
+use crate::common::timed;
+
 /// Datagrams received within `d`, with their arrival times.
 fn collect(sock: &UnixDatagram, d: Duration) -> Vec<(Instant, String)> {
     let mut out = Vec::new();
@@ -34,6 +36,7 @@ fn pings(msgs: &[(Instant, String)]) -> Vec<Instant> {
 
 #[test]
 fn ready_then_watchdog_pings_only_while_heartbeats_are_fresh() {
+    let _gate = timed(); // a ping every 0.5 s; none for 3 s while unhealthy
     let cam = Camera::start(&["--gop", "25"]);
     let mut v = Vigil::new(
         &[Cam {

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use vigil_e2e::*;
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
-}
+use crate::common::heavy;
 
 /// The parameter-set NAL units inside an exported file's avcC/hvcC.
 fn parameter_sets(mp4: &[u8], boxname: &[u8; 4]) -> Vec<Vec<u8>> {
@@ -38,6 +36,7 @@ fn parameter_sets(mp4: &[u8], boxname: &[u8; 4]) -> Vec<Vec<u8>> {
 
 #[test]
 fn h264_and_h265_recorded_exported_and_nothing_in_the_clear() {
+    let _gate = heavy(); // H.264 and H.265 encoded, with audio
     let cam = Camera::start(&["--audio", "--gop", "25", "--fps", "25"]);
     let mut v = Vigil::new(
         &[
@@ -120,7 +119,7 @@ fn h264_and_h265_recorded_exported_and_nothing_in_the_clear() {
         for f in files_under(&v.storage()) {
             let b = std::fs::read(&f).unwrap();
             for s in &sets {
-                assert!(!contains(&b, s), "{}: SPS in the clear", f.display());
+                assert!(!contains_bytes(&b, s), "{}: SPS in the clear", f.display());
             }
         }
     }
@@ -136,7 +135,7 @@ fn h264_and_h265_recorded_exported_and_nothing_in_the_clear() {
             b"\x00\x00\x00\x01\x40\x01",
         ] {
             assert!(
-                !contains(&b, pat),
+                !contains_bytes(&b, pat),
                 "{}: {:?} in the clear",
                 f.display(),
                 String::from_utf8_lossy(pat)

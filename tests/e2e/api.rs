@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use vigil_e2e::*;
 
+use crate::common::{heavy, timed};
+
 struct Api {
     port: u16,
 }
@@ -625,6 +627,7 @@ fn python_totp(secret_b32: &str) -> String {
 
 #[test]
 fn idle_and_half_sent_connections_do_not_starve_others() {
+    let _gate = timed(); // a reply within 1 s beside 300 idle connections; timeouts of 5 s
     let Setup { _cam, v, api, .. } = setup_with("idle_timeout_seconds = 5\n");
     // A kept-alive connection that asks nothing more is closed after the idle timeout.
     let mut kept = Command::new("openssl")
@@ -735,6 +738,7 @@ fn header<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
 
 #[test]
 fn view_mp4_ranges_are_exactly_the_bytes_of_the_full_download() {
+    let _gate = heavy(); // ten minutes of archive synthesized, then decoded whole
     let cam = Camera::start(&[]);
     let mut v = Vigil::new(
         &[Cam {
@@ -855,6 +859,7 @@ fn view_mp4_ranges_are_exactly_the_bytes_of_the_full_download() {
 
 #[test]
 fn server_sent_events_report_camera_changes_and_new_recordings() {
+    let _gate = timed(); // offline within 5 s, back within 8 s, all inside a 14 s event stream
     let Setup {
         _cam: mut cam,
         v,

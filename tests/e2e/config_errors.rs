@@ -66,6 +66,9 @@ fn bad_configs_give_one_line_and_exit_2() {
             "keys.file",
         ),
     ];
+    // Export targets inside this test's own directory, never a fixed path
+    // that another test or another run could hold.
+    let x_mp4 = v.path("x.mp4").to_string_lossy().to_string();
     for (what, text, line, key) in cases {
         for cmd in [
             &["run"][..],
@@ -79,7 +82,7 @@ fn bad_configs_give_one_line_and_exit_2() {
                 "--end",
                 "2026-01-01T00:01:00Z",
                 "--out",
-                "/tmp/x.mp4",
+                &x_mp4,
             ],
         ] {
             let (code, err) = run_with(&v, &text, cmd);
@@ -94,6 +97,7 @@ fn bad_configs_give_one_line_and_exit_2() {
     }
     // Usage errors exit 2 too.
     std::fs::write(&v.config, &good).unwrap();
+    let y_mp4 = v.path("y.mp4").to_string_lossy().to_string();
     assert_eq!(v.cli(&["export", "--camera", "a"]).status.code(), Some(2));
     assert_eq!(
         v.cli(&[
@@ -105,7 +109,7 @@ fn bad_configs_give_one_line_and_exit_2() {
             "--end",
             "now",
             "--out",
-            "/tmp/y.mp4"
+            &y_mp4
         ])
         .status
         .code(),

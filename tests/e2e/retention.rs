@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use vigil_e2e::*;
 
+use crate::common::timed;
+
 /// (available, total) bytes of the filesystem holding `p`, from df.
 fn space(p: &std::path::Path) -> Option<(u64, u64)> {
     let o = Command::new("df")
@@ -27,6 +29,7 @@ fn space(p: &std::path::Path) -> Option<(u64, u64)> {
 
 #[test]
 fn retention_keeps_the_floor_and_the_holds_and_survives_enospc() {
+    let _gate = timed(); // resumes within 10 s of an emergency prune
     let args = ["--gop", "25", "--pattern", "snow", "--bitrate", "1500"];
     let (cam_a, cam_b) = (Camera::start(&args), Camera::start(&args));
     let mut v = Vigil::with_keys(

@@ -12,8 +12,11 @@ use std::time::Duration;
 
 use vigil_e2e::*;
 
+use crate::common::heavy;
+
 #[test]
 fn chromium_logs_in_with_totp_watches_live_plays_back_and_exports() {
+    let _gate = heavy(); // Chromium; the live view within 2 s of real time
     let cam = Camera::start(&[]);
     let mut v = Vigil::new(
         &[Cam {

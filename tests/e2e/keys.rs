@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use vigil_e2e::*;
 
+use crate::common::heavy;
+
 fn complete(v: &Vigil) -> Vec<Rec> {
     v.recordings().into_iter().filter(|r| r.state == "complete").collect()
 }
@@ -198,6 +200,7 @@ impl Lcg {
 
 #[test]
 fn rotate_kek_with_10000_data_keys_survives_kill9_at_random_moments() {
+    let _gate = heavy(); // 10 000 data keys rewrapped 21 times
     let cam = Camera::start(&[]);
     let tpm = Swtpm::start();
     let mut v = one_camera_sealed(&cam, &tpm);
@@ -333,6 +336,7 @@ fn wrapped_key(v: &Vigil, key_hex: &str) -> Vec<u8> {
 
 #[test]
 fn reencrypting_a_compromised_key_resumes_after_kill9() {
+    let _gate = heavy(); // up to 60 re-encryption runs, each verified
     let cam = Camera::start(&[]);
     let mut v = Vigil::new(
         &[Cam {

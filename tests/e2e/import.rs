@@ -7,6 +7,8 @@ use std::process::Command;
 
 use vigil_e2e::*;
 
+use crate::common::heavy;
+
 fn ffmpeg(args: &[&str], out: &std::path::Path) {
     let o = Command::new("ffmpeg")
         .args([
@@ -27,6 +29,7 @@ fn ffmpeg(args: &[&str], out: &std::path::Path) {
 
 #[test]
 fn import_encrypts_every_frame_and_refuses_what_it_cannot_store_faithfully() {
+    let _gate = heavy(); // ffmpeg encodes H.264 and H.265
     let v = Vigil::new(&[], 5);
     let src = v.path("src");
     std::fs::create_dir_all(&src).unwrap();

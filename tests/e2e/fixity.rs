@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 
 use vigil_e2e::*;
 
+use crate::common::timed;
+
 #[test]
 fn a_flipped_ciphertext_byte_is_reported_within_one_scrub_cycle() {
+    let _gate = timed(); // a flip detected within 10 s
     let cam = Camera::start(&["--gop", "25"]);
     let mut v = Vigil::new(
         &[Cam {

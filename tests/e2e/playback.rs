@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use vigil_e2e::*;
 
+use crate::common::heavy;
+
 #[test]
 fn h264_export_plays_in_chromium() {
+    let _gate = heavy(); // Chromium
     let cam = Camera::start(&["--gop", "25"]);
     let mut v = Vigil::recording_one("gate", cam.url("/h264"), 4);
     std::thread::sleep(Duration::from_secs(7));

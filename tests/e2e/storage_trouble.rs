@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use vigil_e2e::*;
 
+use crate::common::timed;
+
 fn run(cmd: &[&str]) {
     let st = Command::new(cmd[0]).args(&cmd[1..]).status();
     assert!(st.is_ok_and(|s| s.success()), "{cmd:?}");
@@ -18,6 +20,7 @@ fn run(cmd: &[&str]) {
 
 #[test]
 fn read_only_and_vanished_storage_never_crash_or_leak_recordings() {
+    let _gate = timed(); // recording resumes within 10 s
     let cam = Camera::start(&["--gop", "25"]);
     let mut v = Vigil::new(
         &[Cam {
