@@ -1,4 +1,4 @@
-# Shared by scripts/demo, scripts/test and scripts/bench. Source it; do not run it.
+# Shared by the scripts under scripts/. Source it; do not run it.
 # Installs Debian packages only when missing (idempotent), and finds the repo root.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -8,9 +8,20 @@ export PATH="$HOME/.cargo/bin:$PATH"
 CAMERA_PACKAGES="gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi python3-gst-1.0 gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav ffmpeg"
 
+# What `cargo build -p vigil` needs on Debian 12 besides Rust (rustup brings
+# no C toolchain): gcc, the linker driver rustc calls (`cc`) and the C
+# compiler of ring and the bundled SQLite; libc6-dev, the C library's headers
+# and the kernel's (linux-libc-dev); libclang-dev, with which bindgen
+# (v4l2-sys-mit, under the v4l crate) parses <linux/videodev2.h>: the library
+# only, bindgen needs no clang binary. No pkg-config: nothing in the default
+# build looks a library up. Every script that runs cargo installs these
+# (scripts/fresh-machine-test checks it on a fresh Debian 12 for scripts/demo).
+BUILD_PACKAGES="gcc libc6-dev libclang-dev"
+
 # The `ffmpeg` cargo feature (raw V4L2 cameras encoded with libavcodec;
-# ffmpeg-sys-next generates its bindings with libclang).
-FFMPEG_DEV_PACKAGES="libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libclang-dev clang pkg-config"
+# ffmpeg-sys-next generates its bindings with libclang and finds FFmpeg with
+# pkg-config), on top of the plain build's packages.
+FFMPEG_DEV_PACKAGES="$BUILD_PACKAGES libavcodec-dev libavformat-dev libavutil-dev libswscale-dev clang pkg-config"
 
 # Cross-building and running the aarch64 build: Debian's cross gcc and
 # qemu-user; the ARM board VM: qemu-system-arm and an arm64 kernel.
@@ -22,7 +33,10 @@ TPM_PACKAGES="systemd swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrm
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-# need_packages PKG...: apt-get install whatever is not installed yet.
+# need_packages PKG...: apt-get install whatever is not installed yet. A
+# fresh system (a container, a new root filesystem) has no package lists
+# yet: then apt-get update first; otherwise only when the install fails
+# (stale lists).
 need_packages() {
   local missing=()
   for p in "$@"; do
@@ -33,6 +47,9 @@ need_packages() {
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
+  if ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null; then
+    $sudo apt-get update -q >/dev/null
+  fi
   if ! $sudo apt-get install -y -q "${missing[@]}" >/dev/null; then
     $sudo apt-get update -q >/dev/null
     $sudo apt-get install -y -q "${missing[@]}" >/dev/null
