@@ -1,8 +1,8 @@
-//! The run layer: `vigil run` itself. The daemon's start-up and shutdown, the
-//! camera supervisor, the health supervisor (systemd watchdog, board LEDs and
-//! hardware watchdog), and the systemd notification protocol.
+//! The run layer: what `vigil run` keeps running. The camera supervisor, the
+//! health supervisor (systemd watchdog, board LEDs and hardware watchdog), and
+//! the systemd notification protocol. The start-up and shutdown that ties them
+//! to the web server is `cli::run`.
 
 pub mod cameras;
-pub mod daemon;
 pub mod health;
 pub mod notify;

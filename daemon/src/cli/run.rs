@@ -1,6 +1,8 @@
-//! `vigil run`: recover, then record every enabled camera until SIGTERM.
+//! `vigil run`: recover, then record every enabled camera (and serve the
+//! HTTPS API and web UI) until SIGTERM.
 
 use std::fs::File;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -11,6 +13,25 @@ use crate::db::Index;
 use crate::keys::keyring::Keyring;
 use crate::keys::KeyLookup;
 use crate::storage::Storage;
+
+use super::{load_config, open_keyring, Failure};
+
+/// `vigil run`: a camera password that cannot be resolved, or a recordings
+/// directory refused for being unencrypted, is a configuration error.
+pub fn run(config_path: &Path) -> Result<(), Failure> {
+    let config = load_config(config_path)?;
+    let keyring = open_keyring(&config, "daemon")?;
+    match run_daemon(config, keyring) {
+        Ok(()) => Ok(()),
+        Err(e) => match e.downcast::<PasswordError>() {
+            Ok(p) => Err(Failure::Usage(format!("config error: {}", p.0))),
+            Err(e) => match e.downcast::<UnencryptedVolume>() {
+                Ok(v) => Err(Failure::Usage(v.0)),
+                Err(e) => Err(Failure::Runtime(e)),
+            },
+        },
+    }
+}
 
 /// Holds an exclusive lock so that two daemons never write one index.
 fn lock_instance(config: &Config) -> anyhow::Result<File> {
@@ -100,7 +121,10 @@ fn check_volume(config: &Config, storage: &Storage) -> anyhow::Result<Option<Str
     Ok(Some(format!("{what} (allowed by allow_unencrypted_volume)")))
 }
 
-pub fn run(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
+/// Recovers interrupted recordings, starts the cameras, the background
+/// threads and the web server, tells systemd it is ready, and stops it all
+/// cleanly at SIGTERM or SIGINT.
+pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
     let keys: Arc<dyn KeyLookup> = keyring.clone();
     let storage = Storage::new(&config.storage_dir);
     let mut storage = storage;

@@ -1,0 +1,14 @@
+//! `vigil http-routes` (hidden): the HTTPS routes and who may call them.
+
+use super::Failure;
+
+pub fn run() -> Result<(), Failure> {
+    for r in crate::web::api::ROUTES {
+        let access = match r.access {
+            crate::web::api::Access::Public => "public",
+            crate::web::api::Access::At(role) => role.as_str(),
+        };
+        println!("{} {} {access}", r.method, r.path);
+    }
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! `vigil users`: web users, their second factor, and API tokens.
+
+use std::path::Path;
+
+use clap::Subcommand;
+
+use super::{load_config, open_keyring, read_stdin_secret, Failure};
+use crate::db::{audit, Index};
+use crate::keys::secrets;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Add a user; the password is read from standard input.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// viewer, operator or admin
+        #[arg(long)]
+        role: String,
+        /// Required: the password comes from standard input, never argv.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Let the user keep this password (default: change at first login).
+        #[arg(long)]
+        no_change_required: bool,
+    },
+    List,
+    /// Set a new password (from standard input); ends the user's sessions.
+    Passwd {
+        name: String,
+    },
+    Disable {
+        name: String,
+    },
+    Enable {
+        name: String,
+    },
+    /// Enrol a TOTP second factor: prints the otpauth:// URI once.
+    EnableMfa {
+        name: String,
+    },
+    /// Remove the TOTP second factor (a lost phone).
+    ResetMfa {
+        name: String,
+    },
+    /// Create an API token with a role: printed once, stored hashed.
+    Token {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: String,
+    },
+}
+
+pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
+    use crate::db::users::{self, Role, UserError};
+    let config = load_config(cli_config)?;
+    let actor = audit::cli_actor();
+    let index = Index::open(&config.db_path)?;
+    let fail = |e: UserError| match e {
+        UserError::Sql(_) | UserError::Hash(_) | UserError::Random(_) => Failure::Runtime(e.into()),
+        other => Failure::Usage(other.to_string()),
+    };
+    let role_of = |r: &str| Role::parse(r).ok_or_else(|| fail(UserError::BadRole(r.to_string())));
+    let record = |action: &str, target: &str, detail: &str| {
+        audit::append(index.conn(), &actor, action, target, audit::Outcome::Ok, detail)
+            .map_err(|e| Failure::Runtime(e.into()))
+    };
+    let password = |what: &str| -> Result<zeroize::Zeroizing<String>, Failure> {
+        let v = read_stdin_secret(what)?;
+        String::from_utf8(v.to_vec())
+            .map(zeroize::Zeroizing::new)
+            .map_err(|_| Failure::Usage("the password is not UTF-8 text".into()))
+    };
+    match command {
+        Command::Add {
+            name,
+            role,
+            no_change_required,
+            ..
+        } => {
+            let role = role_of(&role)?;
+            let pw = password("the password")?;
+            users::add(&index, &name, role, &pw, !no_change_required).map_err(fail)?;
+            record("user.add", &name, role.as_str())?;
+            println!("user {name} added ({})", role.as_str());
+        }
+        Command::List => {
+            println!("{:<24} {:<9} {:<9} {:<5} must-change", "name", "role", "state", "mfa");
+            for u in users::list(&index).map_err(fail)? {
+                let mfa = secrets::exists(index.conn(), &users::totp_secret_name(&u.name)).unwrap_or(false);
+                println!(
+                    "{:<24} {:<9} {:<9} {:<5} {}",
+                    u.name,
+                    u.role.as_str(),
+                    if u.disabled { "disabled" } else { "enabled" },
+                    if mfa { "yes" } else { "no" },
+                    if u.must_change_password { "yes" } else { "no" }
+                );
+            }
+        }
+        Command::Passwd { name } => {
+            let pw = password("the new password")?;
+            users::set_password(&index, &name, &pw).map_err(fail)?;
+            record("user.password", &name, "set from the CLI")?;
+            println!("password of {name} changed; their sessions ended");
+        }
+        Command::Disable { name } => {
+            users::set_disabled(&index, &name, true).map_err(fail)?;
+            record("user.disable", &name, "")?;
+            println!("user {name} disabled; their sessions ended");
+        }
+        Command::Enable { name } => {
+            users::set_disabled(&index, &name, false).map_err(fail)?;
+            record("user.enable", &name, "")?;
+            println!("user {name} enabled");
+        }
+        Command::EnableMfa { name } => {
+            if users::find(&index, &name).map_err(fail)?.is_none() {
+                return Err(fail(UserError::NoSuchUser(name)));
+            }
+            let seed =
+                zeroize::Zeroizing::new(crate::keys::random_bytes::<20>().map_err(|e| Failure::Runtime(e.into()))?);
+            let kr = open_keyring(&config, &actor)?;
+            secrets::set(&kr, &users::totp_secret_name(&name), &seed[..], None)?;
+            record("user.mfa.enable", &name, "")?;
+            // Shown once, for the authenticator app (the web UI shows it as a QR code).
+            println!("{}", crate::base::totp::otpauth_uri("Vigil", &name, &seed[..]));
+        }
+        Command::ResetMfa { name } => {
+            let kr = open_keyring(&config, &actor)?;
+            secrets::remove(&kr, &users::totp_secret_name(&name))?;
+            record("user.mfa.reset", &name, "")?;
+            println!("second factor of {name} removed");
+        }
+        Command::Token { name, role } => {
+            let role = role_of(&role)?;
+            let t = users::create_token(&index, &name, role).map_err(fail)?;
+            record("token.add", &name, role.as_str())?;
+            println!("{t}");
+            eprintln!(
+                "API token {name} ({}): shown once; send it as `Authorization: Bearer <token>`",
+                role.as_str()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! `vigil verify-export`: check an evidence bundle offline (signature, every
+//! file, nothing added or removed). Needs no device, database or key.
+
+use std::path::{Path, PathBuf};
+
+use super::Failure;
+
+#[derive(clap::Args)]
+pub struct Args {
+    bundle: PathBuf,
+    /// The device public key (PEM, from `vigil device`) to check the signature against.
+    #[arg(long, conflicts_with = "fingerprint")]
+    pubkey: Option<PathBuf>,
+    /// The device key fingerprint (SHA-256 hex, from `vigil device`).
+    #[arg(long)]
+    fingerprint: Option<String>,
+}
+
+pub fn run(
+    Args {
+        bundle,
+        pubkey,
+        fingerprint,
+    }: Args,
+) -> Result<(), Failure> {
+    verify_export(&bundle, pubkey.as_deref(), fingerprint)
+}
+
+fn verify_export(bundle: &Path, pubkey: Option<&Path>, fingerprint: Option<String>) -> Result<(), Failure> {
+    use crate::evidence::bundle::Pin;
+    let pin = match (pubkey, fingerprint) {
+        (Some(p), _) => {
+            let text = std::fs::read_to_string(p).map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?;
+            Pin::PublicKey(
+                crate::evidence::device::parse_public_key(&text)
+                    .map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?,
+            )
+        }
+        (None, Some(f)) => {
+            let hexd: String = f.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+            if hexd.len() != 64 {
+                return Err(Failure::Usage(format!(
+                    "\"{f}\": a fingerprint is 64 hex digits (SHA-256)"
+                )));
+            }
+            Pin::Fingerprint(hexd)
+        }
+        (None, None) => Pin::None,
+    };
+    let rep = crate::evidence::bundle::verify_bundle(bundle, &pin);
+    println!("Vigil evidence bundle: {}", bundle.display());
+    if let Some(m) = &rep.manifest {
+        println!("  device      {}", m.device_id);
+        println!(
+            "  export      {} by {} at {} ({})",
+            m.export_id, m.operator, m.exported_utc, m.software
+        );
+        println!(
+            "  clock       {} (max error {} us)",
+            if m.time_sync.synchronised {
+                "synchronised"
+            } else {
+                "NOT synchronised"
+            },
+            m.time_sync.max_error_us
+        );
+        println!("  requested   {} to {}", m.requested.start_utc, m.requested.end_utc);
+        for c in &m.clips {
+            println!(
+                "  clip        {}: camera {}, {} to {}, {} frames, from recording(s) {:?}",
+                c.file,
+                c.camera,
+                c.actual.start_utc,
+                c.actual.end_utc,
+                c.frames,
+                c.source_recordings.iter().map(|r| r.id).collect::<Vec<_>>()
+            );
+        }
+        println!("  image type  {}", m.image_type);
+    }
+    for f in &rep.findings {
+        println!("{} {}", if f.ok { "  ok  " } else { "  FAIL" }, f.text);
+    }
+    if !rep.pinned {
+        println!(
+            "  note  the signature was checked with the key shipped in the bundle; to prove which device signed it, \
+             run again with --fingerprint (from `vigil device` on the recorder) or --pubkey"
+        );
+    }
+    if rep.ok() {
+        println!("RESULT: INTACT");
+        Ok(())
+    } else {
+        println!(
+            "RESULT: NOT INTACT: {} problem(s)",
+            rep.findings.iter().filter(|f| !f.ok).count()
+        );
+        Err(Failure::Integrity("the bundle failed verification".into()))
+    }
+}
