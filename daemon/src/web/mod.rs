@@ -2,8 +2,16 @@
 //! is configured). Every connection is its own task, bounded by a TLS
 //! handshake timeout, a header read timeout and a per-client-address
 //! connection cap, so slow or idle clients cannot starve others.
+//!
+//! Requests go to [`routes::handle`], which finds the route in the one
+//! table [`api::ROUTES`], checks access ([`auth`]) and runs the handler of
+//! the route's resource group (`api/*.rs`); [`reply`] has the JSON replies
+//! and errors.
 
 pub mod api;
+pub mod auth;
+pub mod reply;
+pub mod routes;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -203,13 +211,13 @@ impl AppState {
     /// Runs blocking database work off the async threads, on a pooled connection.
     pub async fn db<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&Index) -> Result<T, api::ApiError> + Send + 'static,
-    ) -> Result<T, api::ApiError> {
+        f: impl FnOnce(&Index) -> Result<T, reply::ApiError> + Send + 'static,
+    ) -> Result<T, reply::ApiError> {
         let st = self.clone();
         tokio::task::spawn_blocking(move || {
             let idx = match st.pool.lock().ok().and_then(|mut p| p.pop()) {
                 Some(i) => i,
-                None => Index::open_existing(&st.db_path).map_err(|e| api::ApiError::internal(e.to_string()))?,
+                None => Index::open_existing(&st.db_path).map_err(|e| reply::ApiError::internal(e.to_string()))?,
             };
             let r = f(&idx);
             if let Ok(mut p) = st.pool.lock() {
@@ -220,7 +228,7 @@ impl AppState {
             r
         })
         .await
-        .map_err(|e| api::ApiError::internal(e.to_string()))?
+        .map_err(|e| reply::ApiError::internal(e.to_string()))?
     }
 }
 
@@ -279,9 +287,9 @@ async fn serve_connection(
     idle_timeout: Duration,
 ) {
     let svc = service_fn(move |req| {
-        // (returns a streamed or whole body; see api::Body)
+        // (returns a streamed or whole body; see reply::Body)
         let st = st.clone();
-        async move { Ok::<_, Infallible>(api::handle(st, req, peer).await) }
+        async move { Ok::<_, Infallible>(routes::handle(st, req, peer).await) }
     });
     let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let epoch = std::time::Instant::now();
@@ -344,7 +352,7 @@ pub async fn serve_plain(
         tokio::spawn(async move {
             let _guard = guard;
             let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| async move {
-                Ok::<_, Infallible>(api::plain_reply(&req, https_port, action))
+                Ok::<_, Infallible>(reply::plain_reply(&req, https_port, action))
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

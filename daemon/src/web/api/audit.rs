@@ -1,0 +1,50 @@
+//! The audit log (admins): its newest entries, and a check of its hash chain.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde_json::{json, Value};
+
+use crate::db::audit;
+use crate::web::auth::Ctx;
+use crate::web::reply::{ok, param, query, ApiError, Reply};
+use crate::web::AppState;
+
+/// `GET /api/v1/audit?limit=`.
+pub async fn log(st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Reply {
+    let q = query(&req);
+    let limit = match param(&q, "limit") {
+        None => 100,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"limit\" must be 1 to 1000"))?,
+    };
+    let entries = st.db(move |idx| Ok(audit::tail(idx.conn(), limit)?)).await?;
+    ok(Value::Array(
+        entries
+            .into_iter()
+            .map(|e| {
+                json!({
+                    "id": e.id,
+                    "time": crate::base::time::format_ns(e.ts_ns),
+                    "actor": e.actor,
+                    "action": e.action,
+                    "target": e.target,
+                    "outcome": e.outcome,
+                    "detail": e.detail,
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// `GET /api/v1/audit/verify`.
+pub async fn verify(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
+    match st.db(|idx| Ok(audit::verify(idx.conn())?)).await? {
+        Ok(n) => ok(json!({ "intact": true, "entries": n })),
+        Err(what) => ok(json!({ "intact": false, "problem": what })),
+    }
+}

@@ -1,0 +1,318 @@
+//! Cameras: list them (configured in vigil.toml, added from the web UI, or
+//! known only from the archive), add, change and remove the ones managed
+//! here, and probe a camera before adding it.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde_json::{json, Value};
+
+use crate::db::audit::{self, Outcome};
+use crate::web::auth::{caller_of, Caller, Ctx};
+use crate::web::reply::{body_json, json_reply, ok, opt_str, str_field, ApiError, Reply};
+use crate::web::AppState;
+
+/// `GET /api/v1/cameras`.
+pub async fn list(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
+    cameras(&st, None).await
+}
+
+/// `GET /api/v1/cameras/{name}`.
+pub async fn get(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+    cameras(&st, ctx.params.into_iter().next()).await
+}
+
+/// `POST /api/v1/cameras`.
+pub async fn add(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
+    camera_put(&st, req, ctx.caller, None).await
+}
+
+/// `PUT /api/v1/cameras/{name}`.
+pub async fn update(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
+    camera_put(&st, req, ctx.caller, ctx.params.into_iter().next()).await
+}
+
+/// Configured cameras, then cameras only the archive knows (imports, removed ones).
+pub async fn camera_names(st: &Arc<AppState>) -> Result<(Vec<String>, Vec<crate::db::CameraRow>), ApiError> {
+    let rows = st.db(|idx| Ok(idx.cameras()?)).await?;
+    let mut names = st.active_cameras();
+    for r in &rows {
+        if !names.contains(&r.name) {
+            names.push(r.name.clone());
+        }
+    }
+    Ok((names, rows))
+}
+
+pub async fn known_camera(st: &Arc<AppState>, name: Option<String>) -> Result<String, ApiError> {
+    let (names, _) = camera_names(st).await?;
+    name.filter(|n| names.contains(n))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))
+}
+
+async fn cameras(st: &Arc<AppState>, one: Option<String>) -> Reply {
+    if one.is_some() {
+        known_camera(st, one.clone()).await?;
+    }
+    let (configured, rows) = camera_names(st).await?;
+    let managed = st.db(|idx| Ok(crate::run::cameras::managed(idx)?)).await?;
+    let running = st.cameras.running();
+    let list: Vec<Value> = configured
+        .iter()
+        .filter(|n| one.as_ref().is_none_or(|o| o == *n))
+        .map(|n| {
+            let row = rows.iter().find(|r| &r.name == n);
+            let m = managed.iter().find(|m| &m.name == n);
+            let source = if st.cameras.is_provisioned(n) {
+                "vigil.toml"
+            } else if m.is_some() {
+                "web"
+            } else {
+                "archive"
+            };
+            json!({
+                "name": n,
+                "source": source,
+                "running": running.contains(n),
+                "enabled": m.map(|m| m.enabled).unwrap_or(source == "vigil.toml"),
+                "url": m.map(|m| m.url.clone()),
+                "username": m.and_then(|m| m.username.clone()),
+                "state": row.map(|r| r.state.as_str()).unwrap_or("unknown"),
+                "since": row.map(|r| crate::base::time::format_ns(r.state_since_ns)),
+                "last_error": row.and_then(|r| r.last_error.clone()),
+            })
+        })
+        .collect();
+    match one {
+        Some(_) => ok(list.into_iter().next().unwrap_or(Value::Null)),
+        None => ok(Value::Array(list)),
+    }
+}
+
+/// Adds (`name` None: it is in the body) or changes a camera managed from
+/// the web UI, stores its password in the secrets store, and (re)starts it.
+/// Cameras from vigil.toml are changed in the file, not here.
+async fn camera_put(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<Caller>, name: Option<String>) -> Reply {
+    let c = caller_of(caller)?;
+    let v = body_json(req).await?;
+    let adding = name.is_none();
+    let name = match name {
+        Some(n) => n,
+        None => str_field(&v, "name")?.to_string(),
+    };
+    if !crate::config::valid_camera_name(&name) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("\"{name}\": {}", crate::config::CAMERA_NAME_RULE),
+        ));
+    }
+    if st.cameras.is_provisioned(&name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this camera is defined in vigil.toml; change it there",
+        ));
+    }
+    let url = str_field(&v, "url")?.to_string();
+    crate::config::camera_url(&url).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+    let username = opt_str(&v, "username")?.filter(|u| !u.is_empty());
+    let password = opt_str(&v, "password")?.map(zeroize::Zeroizing::new);
+    let enabled = v.get("enabled").and_then(Value::as_bool).unwrap_or(true);
+    let keyring = st.keyring.clone();
+    let n = name.clone();
+    let actor = c.actor.clone();
+    let cam = st
+        .db(move |idx| {
+            let existing = crate::run::cameras::find_managed(idx, &n)?;
+            match (&existing, adding) {
+                (Some(_), true) => return Err(ApiError::new(StatusCode::CONFLICT, "a camera of that name exists")),
+                (None, false) => {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "no camera of that name was added here",
+                    ))
+                }
+                _ => {}
+            }
+            if adding && idx.find_camera_id(&n)?.is_some() {
+                // An archive camera (imported, or removed earlier): adding it again continues its recordings.
+                tracing::info!(camera = %n, "a camera with earlier recordings is added again");
+            }
+            let secret = crate::run::cameras::password_secret_name(&n);
+            let has_password = match &password {
+                Some(p) if p.is_empty() => {
+                    let _ = crate::keys::secrets::remove(&keyring, &secret);
+                    false
+                }
+                Some(p) => {
+                    crate::keys::secrets::set(&keyring, &secret, p.as_bytes(), None)
+                        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+                    true
+                }
+                None => existing.as_ref().is_some_and(|e| e.has_password),
+            };
+            let m = crate::run::cameras::ManagedCamera {
+                name: n.clone(),
+                url: url.clone(),
+                username,
+                has_password,
+                enabled,
+            };
+            crate::run::cameras::store_managed(idx, &m)?;
+            audit::append(
+                idx.conn(),
+                &actor,
+                if adding { "camera.add" } else { "camera.update" },
+                &n,
+                Outcome::Ok,
+                &format!("{url} (enabled: {enabled})"),
+            )?;
+            Ok(m)
+        })
+        .await?;
+    // Restart with the new settings (stopping finalises the open recording).
+    st.cameras.stop(&name).await;
+    if cam.enabled {
+        let cfg = cam
+            .to_config()
+            .ok_or_else(|| ApiError::internal("stored camera URL unusable".into()))?;
+        let password = match cam.has_password {
+            true => {
+                let kr = st.keyring.clone();
+                let secret = crate::run::cameras::password_secret_name(&name);
+                let who = format!("camera {name} login");
+                let v = tokio::task::spawn_blocking(move || crate::keys::secrets::get(&kr, &secret, &who))
+                    .await
+                    .map_err(|e| ApiError::internal(e.to_string()))?
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                Some(zeroize::Zeroizing::new(String::from_utf8_lossy(&v).into_owned()))
+            }
+            false => None,
+        };
+        st.cameras
+            .start(&cfg, password)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+    }
+    Ok(json_reply(
+        if adding { StatusCode::CREATED } else { StatusCode::OK },
+        &json!({ "name": name, "enabled": cam.enabled }),
+    ))
+}
+
+/// Stops and removes a camera added from the web UI; its recordings stay
+/// (the camera is then listed as an archive).
+pub async fn delete(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let name = ctx.params.into_iter().next();
+    let c = caller_of(ctx.caller)?;
+    let name = name.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
+    if st.cameras.is_provisioned(&name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this camera is defined in vigil.toml; remove it there",
+        ));
+    }
+    let keyring = st.keyring.clone();
+    let n = name.clone();
+    st.db(move |idx| {
+        if !crate::run::cameras::delete_managed(idx, &n)? {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no camera of that name was added here",
+            ));
+        }
+        let _ = crate::keys::secrets::remove(&keyring, &crate::run::cameras::password_secret_name(&n));
+        audit::append(
+            idx.conn(),
+            &c.actor,
+            "camera.delete",
+            &n,
+            Outcome::Ok,
+            "recordings kept",
+        )?;
+        Ok(())
+    })
+    .await?;
+    st.cameras.stop(&name).await;
+    ok(json!({ "status": "removed; its recordings are kept" }))
+}
+
+/// Tries a camera before it is added: connects as the recorder would and
+/// returns its codec, size and first key frame (a one-frame MP4, base64), or
+/// the exact error.
+pub async fn probe(_st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Reply {
+    let v = body_json(req).await?;
+    let url =
+        crate::config::camera_url(str_field(&v, "url")?).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+    let username = opt_str(&v, "username")?.filter(|u| !u.is_empty());
+    let password = opt_str(&v, "password")?.map(zeroize::Zeroizing::new);
+    if url.scheme() == "v4l2" {
+        // A local device: what it offers, and whether Vigil records one of its formats.
+        let src = crate::ingest::v4l2::parse_url(&url).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+        let report = tokio::task::spawn_blocking(move || crate::ingest::v4l2::probe_device(&src.device))
+            .await
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "probe failed"))?;
+        let recordable = report.capture && report.formats.iter().any(|f| f.vigil.is_some());
+        let error = report.error.clone().or_else(|| {
+            (!recordable)
+                .then(|| "the device offers no format this build records (see `vigil cameras probe`)".to_string())
+        });
+        return ok(json!({ "ok": recordable, "device": report, "error": error }));
+    }
+    match crate::ingest::rtsp::probe(
+        &url,
+        username.as_deref(),
+        password.as_deref().map(String::as_str),
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    {
+        Ok(p) => {
+            let mp4 = super::live::one_frame_mp4(&p.params, &p.key_frame)?;
+            ok(json!({
+                "ok": true,
+                "codec": p.params.codec.name(),
+                "width": p.params.width,
+                "height": p.params.height,
+                "codec_string": vigil_format::media::codec_string(&p.params.sample_entry),
+                "snapshot_mp4_base64": base64_encode(&mp4),
+            }))
+        }
+        Err(e) => ok(json!({ "ok": false, "error": e.to_string() })),
+    }
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
+    for c in b.chunks(3) {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        out.push(A[(n >> 18) as usize & 63] as char);
+        out.push(A[(n >> 12) as usize & 63] as char);
+        out.push(if c.len() > 1 {
+            A[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if c.len() > 2 { A[n as usize & 63] as char } else { '=' });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(i.as_bytes()), o);
+        }
+    }
+}

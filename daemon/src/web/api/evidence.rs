@@ -1,0 +1,401 @@
+//! Evidence: signed, bundled exports (made, listed, downloaded), legal holds
+//! (placed, listed, released), the device's signing identity, signed
+//! recording manifests and the fixity status of the archive.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::db::audit::{self, Outcome};
+use crate::web::auth::{caller_of, Ctx};
+use crate::web::reply::{body_json, full, id_param, json_reply, ok, str_field, time_field, ApiError, Reply};
+use crate::web::AppState;
+
+/// Where finished export bundles are kept: `exports/` next to the database.
+fn exports_dir(st: &AppState) -> std::path::PathBuf {
+    st.db_path
+        .parent()
+        .map(|p| p.join("exports"))
+        .unwrap_or_else(|| std::path::PathBuf::from("exports"))
+}
+
+/// The device key, unsealed on a blocking thread.
+async fn device_key(
+    st: &Arc<AppState>,
+    why: &'static str,
+) -> Result<Arc<crate::evidence::device::DeviceKey>, ApiError> {
+    let kr = st.keyring.clone();
+    tokio::task::spawn_blocking(move || crate::evidence::device::DeviceKey::load_or_create(&kr, why).map(Arc::new))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(format!("device signing key: {e}")))
+}
+
+/// `GET /api/v1/device`.
+pub async fn device(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
+    let st = &st;
+    let key = device_key(st, "show the device key").await?;
+    let id = key.identity();
+    ok(json!({
+        "device_id": id.device_id,
+        "signing_key": {
+            "algorithm": "Ed25519",
+            "public_key_pem": id.public_key_pem(),
+            "fingerprint_sha256": id.fingerprint(),
+        },
+        "https_certificate_fingerprint": st.fingerprint,
+    }))
+}
+
+/// `GET /api/v1/recordings/{id}/manifest`: the signed manifest of one recording.
+pub async fn recording_manifest(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let id = id_param(&ctx.params)?;
+    let st = &st;
+    let key = device_key(st, "sign a recording manifest").await?;
+    let signed = st
+        .db(move |idx| {
+            crate::evidence::bundle::recording_manifest(idx, &key, id)
+                .map(|m| m.map(|(b, sig)| (b, sig, key.identity().fingerprint())))
+                .map_err(|e| ApiError::internal(e.to_string()))
+        })
+        .await?;
+    let Some((body, sig, fp)) = signed else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no recording {id}")));
+    };
+    let mut r = Response::new(full(body));
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&crate::evidence::device::base64(&sig)) {
+        h.insert(HeaderName::from_static("x-signature-ed25519"), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&fp) {
+        h.insert(HeaderName::from_static("x-signing-key-fingerprint"), v);
+    }
+    Ok(r)
+}
+
+/// `GET /api/v1/exports`.
+pub async fn list_exports(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
+    let rows = st.db(|idx| Ok(crate::db::exports::list(idx.conn())?)).await?;
+    ok(Value::Array(
+        rows.iter()
+            .map(|e| {
+                json!({
+                    "id": e.id,
+                    "created": crate::base::time::format_ns(e.created_ns),
+                    "operator": e.operator,
+                    "cameras": e.cameras.split(',').collect::<Vec<_>>(),
+                    "start": crate::base::time::format_ns(e.start_ns),
+                    "end": crate::base::time::format_ns(e.end_ns),
+                    "bytes": e.bytes,
+                    "sha256": vigil_format::hex(&e.sha256),
+                    "downloadable": e.file_name.is_some(),
+                    "held": e.held,
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// `POST /api/v1/exports`: builds a signed evidence bundle (one at a time).
+pub async fn create_export(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let st = &st;
+    let c = caller_of(ctx.caller)?;
+    let v = body_json(req).await?;
+    let cameras: Vec<String> = match v.get("cameras").and_then(Value::as_array) {
+        Some(a) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        None => vec![str_field(&v, "camera")?.to_string()],
+    };
+    if cameras.is_empty() || cameras.len() > 16 || cameras.iter().any(|n| !crate::config::valid_camera_name(n)) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "name 1 to 16 valid cameras"));
+    }
+    let (start_ns, end_ns) = (time_field(&v, "start")?, time_field(&v, "end")?);
+    let Ok(_permit) = st.export_gate.try_acquire() else {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "another export is being made; try again shortly",
+        );
+        e.retry_after = Some(5);
+        return Err(e);
+    };
+    let device = device_key(st, "sign an export").await?;
+    let dir = exports_dir(st);
+    let storage = st.storage.clone();
+    let keyring = st.keyring.clone();
+    let db_path = st.db_path.clone();
+    let actor = c.actor.clone();
+    let result = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
+        let index = crate::db::Index::open_existing(&db_path).map_err(|e| ApiError::internal(e.to_string()))?;
+        let tmp = dir.join(format!(
+            "pending-{}.zip",
+            vigil_format::hex(&crate::keys::random_bytes::<8>().unwrap_or([0; 8]))
+        ));
+        let archive = crate::evidence::export::Archive {
+            index: &index,
+            storage: &storage,
+            keys: keyring.as_ref(),
+        };
+        let req = crate::evidence::bundle::BundleRequest {
+            cameras: &cameras,
+            start_ns,
+            end_ns,
+            operator: &actor,
+        };
+        let rep = crate::evidence::bundle::create_bundle(
+            archive,
+            &device,
+            &req,
+            &crate::evidence::bundle::BundleTarget::Zip(tmp.clone()),
+        );
+        let rep = match rep {
+            Ok(r) => r,
+            Err(e) => {
+                let status = match &e {
+                    crate::evidence::bundle::EvidenceError::Export(
+                        crate::evidence::export::ExportError::UnknownCamera(_)
+                        | crate::evidence::export::ExportError::NothingToExport { .. }
+                        | crate::evidence::export::ExportError::EmptyRange,
+                    ) => StatusCode::NOT_FOUND,
+                    e if e.is_integrity() => StatusCode::CONFLICT,
+                    _ => return Err(ApiError::internal(e.to_string())),
+                };
+                let _ = audit::append(
+                    index.conn(),
+                    &actor,
+                    "export.bundle",
+                    &cameras.join(","),
+                    Outcome::Failed,
+                    &e.to_string(),
+                );
+                return Err(ApiError::new(status, e.to_string()));
+            }
+        };
+        let name = format!("export-{}.zip", rep.export_id);
+        std::fs::rename(&tmp, dir.join(&name)).map_err(|e| ApiError::internal(e.to_string()))?;
+        let _ = vigil_format::vseg::sync_dir(&dir);
+        let sha = rep.archive_sha256.unwrap_or(rep.manifest_sha256);
+        crate::db::exports::set_file_name(index.conn(), rep.export_id, &name)?;
+        audit::append(
+            index.conn(),
+            &actor,
+            "export.bundle",
+            &cameras.join(","),
+            Outcome::Ok,
+            &format!(
+                "export {}: {} to {}, {} frames, {} bytes, sha256 {}",
+                rep.export_id,
+                crate::base::time::format_ns(rep.manifest.actual.start_ns),
+                crate::base::time::format_ns(rep.manifest.actual.end_ns),
+                rep.frames,
+                rep.archive_bytes,
+                vigil_format::hex(&sha)
+            ),
+        )?;
+        Ok(json!({
+            "id": rep.export_id,
+            "bytes": rep.archive_bytes,
+            "sha256": vigil_format::hex(&sha),
+            "frames": rep.frames,
+            "exported_utc": rep.manifest.exported_utc,
+            "actual": { "start": rep.manifest.actual.start_utc, "end": rep.manifest.actual.end_utc },
+            "device_id": rep.manifest.device_id,
+            "signing_key_fingerprint": rep.manifest.signing_key.fingerprint_sha256,
+            "download": format!("/api/v1/exports/{}/download", rep.export_id),
+        }))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(json_reply(StatusCode::CREATED, &result))
+}
+
+/// `GET /api/v1/exports/{id}/download`: the bundle's file, audited.
+pub async fn download_export(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let id = id_param(&ctx.params)?;
+    let st = &st;
+    let c = caller_of(ctx.caller)?;
+    let row = st.db(move |idx| Ok(crate::db::exports::file(idx.conn(), id)?)).await?;
+    let Some(crate::db::exports::ExportFile {
+        file_name: Some(name),
+        sha256: sha,
+        created_ns,
+        bytes,
+    }) = row
+    else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no downloadable export {id}"),
+        ));
+    };
+    let path = exports_dir(st).join(&name);
+    let file = std::fs::File::open(&path)
+        .map_err(|e| ApiError::new(StatusCode::GONE, format!("export {id}'s file is gone: {e}")))?;
+    // The length of the file as it is (the body must match Content-Length).
+    let bytes = file.metadata().map(|m| m.len() as i64).unwrap_or(bytes);
+    let sha_hex = vigil_format::hex(&sha);
+    let actor = c.actor.clone();
+    let detail = format!("{bytes} bytes, sha256 {sha_hex}");
+    st.db(move |idx| {
+        Ok(audit::append(
+            idx.conn(),
+            &actor,
+            "export.download",
+            &format!("export {id}"),
+            Outcome::Ok,
+            &detail,
+        )?)
+    })
+    .await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut file = file;
+        loop {
+            let mut buf = vec![0u8; 256 * 1024];
+            match file.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx
+                        .blocking_send(Ok(hyper::body::Frame::data(Bytes::from(buf))))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    let h = r.headers_mut();
+    h.insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    for (k, v) in [
+        ("content-length", bytes.to_string()),
+        (
+            "content-disposition",
+            format!("attachment; filename=\"vigil-export-{id}.zip\""),
+        ),
+        ("x-export-sha256", sha_hex),
+        ("x-export-utc", crate::base::time::format_ns(created_ns)),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(HeaderName::from_static(k), v);
+        }
+    }
+    Ok(r)
+}
+
+fn hold_json(h: &crate::db::holds::Hold) -> Value {
+    let t = |o: Option<i64>| o.map(crate::base::time::format_ns);
+    json!({
+        "id": h.id,
+        "kind": h.kind,
+        "what": h.describe(),
+        "recording_id": h.recording_id,
+        "camera": h.camera,
+        "start": t(h.start_ns),
+        "end": t(h.end_ns),
+        "export_id": h.export_id,
+        "reason": h.reason,
+        "placed_by": h.placed_by,
+        "placed": crate::base::time::format_ns(h.placed_ns),
+        "released_by": h.released_by,
+        "released": t(h.released_ns),
+        "release_reason": h.release_reason,
+    })
+}
+
+fn hold_error(e: crate::db::holds::HoldError) -> ApiError {
+    use crate::db::holds::HoldError;
+    match e {
+        HoldError::Sql(e) => ApiError::internal(e.to_string()),
+        e @ (HoldError::NoRecording(_)
+        | HoldError::NoExport(_)
+        | HoldError::NoHold(_)
+        | HoldError::UnknownCamera(_)) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+        e => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+/// `GET /api/v1/holds` (`?all=1`: released ones too).
+pub async fn list_holds(st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Reply {
+    let all = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "all=1" || p == "all=true"));
+    let holds = st.db(move |idx| Ok(crate::db::holds::list(idx.conn(), all)?)).await?;
+    ok(Value::Array(holds.iter().map(hold_json).collect()))
+}
+
+/// `POST /api/v1/holds`.
+pub async fn place_hold(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
+    use crate::db::holds::HoldTarget;
+    let c = caller_of(ctx.caller)?;
+    let v = body_json(req).await?;
+    let reason = str_field(&v, "reason")?.to_string();
+    let target = if let Some(id) = v.get("recording_id").and_then(Value::as_i64) {
+        HoldTarget::Recording(id)
+    } else if let Some(id) = v.get("export_id").and_then(Value::as_i64) {
+        HoldTarget::Export(id)
+    } else {
+        HoldTarget::Range {
+            camera: str_field(&v, "camera")?.to_string(),
+            start_ns: time_field(&v, "start")?,
+            end_ns: time_field(&v, "end")?,
+        }
+    };
+    let actor = c.actor.clone();
+    let hold = st
+        .db(move |idx| {
+            let id = crate::db::holds::place(idx.conn(), &target, &reason, &actor).map_err(hold_error)?;
+            crate::db::holds::get(idx.conn(), id)?.ok_or_else(|| ApiError::internal("hold vanished".into()))
+        })
+        .await?;
+    Ok(json_reply(StatusCode::CREATED, &hold_json(&hold)))
+}
+
+/// `POST /api/v1/holds/{id}/release`.
+pub async fn release_hold(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let id = id_param(&ctx.params)?;
+    let c = caller_of(ctx.caller)?;
+    let v = body_json(req).await?;
+    let reason = str_field(&v, "reason")?.to_string();
+    let actor = c.actor.clone();
+    let hold = st
+        .db(move |idx| crate::db::holds::release(idx.conn(), id, &reason, &actor).map_err(hold_error))
+        .await?;
+    ok(hold_json(&hold))
+}
+
+/// `GET /api/v1/fixity`.
+pub async fn fixity(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
+    let s = st.db(|idx| Ok(crate::archive::fixity::status(idx.conn())?)).await?;
+    let t = |o: Option<i64>| o.map(crate::base::time::format_ns);
+    ok(json!({
+        "recordings": s.recordings,
+        "verified": s.verified,
+        "never_verified": s.never_verified,
+        "oldest_check": t(s.oldest_verified_ns),
+        "newest_check": t(s.newest_verified_ns),
+        "failures": s.failures.iter().map(|f| json!({
+            "recording_id": f.id,
+            "camera": f.camera,
+            "file": f.file,
+            "checked": crate::base::time::format_ns(f.checked_ns),
+            "detail": f.detail,
+        })).collect::<Vec<_>>(),
+    }))
+}

@@ -1,0 +1,188 @@
+//! Health and metrics: liveness, readiness (database, storage, encryption
+//! self-test, fixity, time sync, cameras) and Prometheus metrics.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::web::auth::Ctx;
+use crate::web::reply::{full, json_reply, ok, ApiError, Reply};
+use crate::web::AppState;
+
+/// `GET /health/live`.
+pub async fn live(_st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
+    ok(json!({ "status": "live" }))
+}
+
+/// `GET /health/ready`.
+pub async fn ready(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
+    let storage_dir = st.storage.dir().to_path_buf();
+    let keyring = st.keyring.clone();
+    let (db_ok, cams, fixity_failures) = match st
+        .db(|idx| Ok((idx.cameras()?, crate::archive::fixity::failures(idx.conn())?.len())))
+        .await
+    {
+        Ok((c, f)) => (true, c, f),
+        Err(_) => (false, Vec::new(), 0),
+    };
+    let paused = st.storage.alarm().paused();
+    let storage = st.storage.clone();
+    let checks = tokio::task::spawn_blocking(move || {
+        // Never probe the mount point's own filesystem if the volume is gone.
+        let probe = storage_dir.join(".vigil-ready-probe");
+        let writable = storage.check_volume().is_ok()
+            && std::fs::write(&probe, b"probe")
+                .and_then(|()| std::fs::remove_file(&probe))
+                .is_ok();
+        let space = crate::base::host::fs_space(&storage_dir);
+        let self_test = vigil_format::vseg::self_test();
+        let sealing = keyring.sealer().describe();
+        (writable, space, self_test, sealing, crate::base::host::time_sync())
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let (writable, space, self_test, sealing, ts) = checks;
+    let ready = db_ok && writable && self_test && fixity_failures == 0 && paused.is_none();
+    let mut problems = Vec::new();
+    if !writable {
+        problems.push("the recordings directory is not writable".to_string());
+    }
+    if fixity_failures > 0 {
+        problems.push(format!(
+            "{fixity_failures} recording(s) failed the fixity check (see `vigil fixity status`)"
+        ));
+    }
+    if let Some(p) = &paused {
+        problems.push(p.clone());
+    }
+    let cameras: Vec<Value> = st
+        .active_cameras()
+        .iter()
+        .map(|n| {
+            let state = cams
+                .iter()
+                .find(|c| &c.name == n)
+                .map(|c| c.state.as_str())
+                .unwrap_or("unknown");
+            json!({ "name": n, "state": state })
+        })
+        .collect();
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "database": db_ok,
+        "storage_writable": writable,
+        "free_bytes": space.map(|s| s.0),
+        "free_percent": space.map(|(a, t)| if t == 0 { 0.0 } else { (a as f64 * 1000.0 / t as f64).round() / 10.0 }),
+        "encryption_self_test": self_test,
+        "key_source": sealing,
+        "time_synchronised": ts.synchronised,
+        "time_max_error_us": ts.max_error_us,
+        "fixity_failures": fixity_failures,
+        "storage_paused": paused,
+        "problems": problems,
+        "warnings": st.volume_warning.iter().collect::<Vec<_>>(),
+        "storage_encrypted_volume": st.volume_warning.is_none(),
+        "cameras": cameras,
+    });
+    Ok(json_reply(
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        &body,
+    ))
+}
+
+/// `GET /metrics`.
+pub async fn metrics(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
+    let cams = st.db(|idx| Ok(idx.cameras()?)).await?;
+    let space = crate::base::host::fs_space(st.storage.dir());
+    let c = &st.counters;
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, kind: &str, lines: Vec<(String, String)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, v) in lines {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    metric(
+        "vigil_up",
+        "1 while the daemon serves",
+        "gauge",
+        vec![(String::new(), "1".into())],
+    );
+    metric(
+        "vigil_uptime_seconds",
+        "seconds since the HTTPS server started",
+        "gauge",
+        vec![(String::new(), st.started.elapsed().as_secs().to_string())],
+    );
+    metric(
+        "vigil_camera_streaming",
+        "1 when the camera is streaming",
+        "gauge",
+        st.active_cameras()
+            .iter()
+            .map(|n| {
+                let s = cams.iter().any(|c| &c.name == n && c.state == "streaming");
+                (format!("{{camera=\"{n}\"}}"), u8::from(s).to_string())
+            })
+            .collect(),
+    );
+    if let Some((avail, total)) = space {
+        metric(
+            "vigil_storage_free_bytes",
+            "free bytes on the recordings filesystem",
+            "gauge",
+            vec![(String::new(), avail.to_string())],
+        );
+        metric(
+            "vigil_storage_size_bytes",
+            "size of the recordings filesystem",
+            "gauge",
+            vec![(String::new(), total.to_string())],
+        );
+    }
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed).to_string();
+    metric(
+        "vigil_http_requests_total",
+        "HTTP requests",
+        "counter",
+        vec![(String::new(), n(&c.requests))],
+    );
+    metric(
+        "vigil_http_errors_total",
+        "HTTP error responses",
+        "counter",
+        vec![
+            ("{class=\"4xx\"}".into(), n(&c.responses_4xx)),
+            ("{class=\"5xx\"}".into(), n(&c.responses_5xx)),
+        ],
+    );
+    metric(
+        "vigil_http_refused_connections_total",
+        "connections refused by the per-address cap",
+        "counter",
+        vec![(String::new(), n(&c.refused_connections))],
+    );
+    metric(
+        "vigil_logins_total",
+        "login attempts",
+        "counter",
+        vec![
+            ("{outcome=\"ok\"}".into(), n(&c.logins_ok)),
+            ("{outcome=\"failed\"}".into(), n(&c.logins_failed)),
+        ],
+    );
+    let mut r = Response::new(full(out));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(r)
+}

@@ -1,0 +1,176 @@
+//! Live pictures and events: a running camera's next key frame as a
+//! one-frame MP4, its live stream as a never-ending fragmented MP4, and the
+//! server-sent event stream of the web UI.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+
+use crate::web::auth::Ctx;
+use crate::web::reply::{full, ApiError, Reply};
+use crate::web::AppState;
+
+/// An init segment and one fragment holding `frame`: a playable one-frame MP4.
+pub fn one_frame_mp4(params: &crate::storage::recorder::StreamParams, frame: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let mut out = vigil_format::mp4::init_segment(&vigil_format::mp4::TrackInfo {
+        timescale: params.timescale,
+        width: params.width,
+        height: params.height,
+        duration: u64::from(params.timescale / 25),
+        sample_entries: std::slice::from_ref(&params.sample_entry),
+    });
+    let sample = vigil_format::mp4::Sample {
+        duration: (params.timescale / 25).max(1),
+        size: frame.len() as u32,
+        key: true,
+    };
+    vigil_format::mp4::write_fragment(&mut out, 1, 0, 1, &[sample], &[frame])
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(out)
+}
+
+/// The next key frame of a running camera, and the subscription it came on.
+async fn next_key_frame(
+    st: &Arc<AppState>,
+    camera: &str,
+) -> Result<
+    (
+        tokio::sync::broadcast::Receiver<crate::ingest::live::LiveFrame>,
+        crate::ingest::live::LiveFrame,
+    ),
+    ApiError,
+> {
+    st.live
+        .next_key_frame(camera, std::time::Duration::from_secs(10))
+        .await
+        .map_err(|e| match e {
+            crate::ingest::live::NoFrame::NotRunning => ApiError::new(StatusCode::NOT_FOUND, "no such camera running"),
+            crate::ingest::live::NoFrame::NotStreaming => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the camera is not streaming")
+            }
+        })
+}
+
+/// The next key frame of a running camera as a one-frame MP4.
+pub async fn snapshot(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let st = &st;
+    let name = ctx.params.into_iter().next();
+    let camera = name.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
+    let (_, frame) = next_key_frame(st, &camera).await?;
+    let mut r = Response::new(full(one_frame_mp4(&frame.params, &frame.data)?));
+    r.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    Ok(r)
+}
+
+/// Server-sent events: `camera` (state changes), `recording` (started),
+/// `disk_low`; a comment every 15 s keeps the connection alive.
+pub async fn events(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
+    let rx = st.events.subscribe();
+    let stream = futures::stream::unfold((rx, true), |(mut rx, first)| async move {
+        if first {
+            return Some((
+                Ok(hyper::body::Frame::data(Bytes::from_static(b": connected\n\n"))),
+                (rx, false),
+            ));
+        }
+        let msg = tokio::select! {
+            m = rx.recv() => match m {
+                Ok(m) => m,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n"),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            },
+            _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => ": keepalive\n\n".to_string(),
+        };
+        Some((
+            Ok::<_, std::io::Error>(hyper::body::Frame::data(Bytes::from(msg))),
+            (rx, false),
+        ))
+    });
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    Ok(r)
+}
+
+/// Live video as a never-ending fragmented MP4: the init segment, then one
+/// fragment per frame from the next key frame on (one frame of delay, to
+/// know its duration). `X-Codec` gives the codec string for Media Source
+/// Extensions. Ends when the camera's parameters change or this viewer falls
+/// behind; the player reconnects.
+pub async fn live_mp4(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let st = &st;
+    let name = ctx.params.into_iter().next();
+
+    let camera = name.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
+    let (mut rx, first) = next_key_frame(st, &camera).await?;
+    let params = first.params.clone();
+    let codec = vigil_format::media::codec_string(&params.sample_entry);
+    let init = vigil_format::mp4::init_segment(&vigil_format::mp4::TrackInfo {
+        timescale: params.timescale,
+        width: params.width,
+        height: params.height,
+        duration: 0,
+        sample_entries: std::slice::from_ref(&params.sample_entry),
+    });
+    // When the server had the first frame: with the player's position, how
+    // far behind real time the picture is.
+    let first_wall_ms = crate::base::clock::now_ns() / 1_000_000;
+    let (tx, out) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(8);
+    tokio::spawn(async move {
+        if tx.send(Ok(hyper::body::Frame::data(Bytes::from(init)))).await.is_err() {
+            return;
+        }
+        let origin = first.pts;
+        let mut held = first;
+        let mut seq = 0u32;
+        let mut buf = Vec::new();
+        loop {
+            let next = match rx.recv().await {
+                Ok(f) => f,
+                Err(_) => return, // behind, or the camera stopped: the player reconnects
+            };
+            if !Arc::ptr_eq(&next.params, &held.params) && *next.params != *held.params {
+                return;
+            }
+            let duration = (next.pts - held.pts).clamp(1, i64::from(u32::MAX)) as u32;
+            seq = seq.wrapping_add(1);
+            buf.clear();
+            let sample = vigil_format::mp4::Sample {
+                duration,
+                size: held.data.len() as u32,
+                key: held.key,
+            };
+            let decode = (held.pts - origin).max(0) as u64;
+            if vigil_format::mp4::write_fragment(&mut buf, seq, decode, 1, &[sample], &[&held.data]).is_err() {
+                return;
+            }
+            if tx
+                .send(Ok(hyper::body::Frame::data(Bytes::from(std::mem::take(&mut buf)))))
+                .await
+                .is_err()
+            {
+                return; // the viewer left
+            }
+            held = next;
+        }
+    });
+    let stream = futures::stream::unfold(out, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    r.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    if let Ok(v) = HeaderValue::from_str(&codec) {
+        r.headers_mut().insert(HeaderName::from_static("x-codec"), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&first_wall_ms.to_string()) {
+        r.headers_mut()
+            .insert(HeaderName::from_static("x-first-frame-wall-ms"), v);
+    }
+    Ok(r)
+}

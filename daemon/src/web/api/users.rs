@@ -1,0 +1,101 @@
+//! User administration (admins): list and add users; disable, enable and
+//! reset the second factor of one.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde_json::{json, Value};
+
+use crate::db::audit::{self, Outcome};
+use crate::db::users::{self, Role};
+use crate::web::auth::{caller_of, Caller, Ctx};
+use crate::web::reply::{body_json, json_reply, ok, str_field, ApiError, Reply};
+use crate::web::AppState;
+
+/// `POST /api/v1/users/{name}/disable`.
+pub async fn disable(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+    user_action(&st, ctx.caller, ctx.params, "disable").await
+}
+
+/// `POST /api/v1/users/{name}/enable`.
+pub async fn enable(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+    user_action(&st, ctx.caller, ctx.params, "enable").await
+}
+
+/// `POST /api/v1/users/{name}/reset-mfa`.
+pub async fn reset_mfa(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+    user_action(&st, ctx.caller, ctx.params, "reset-mfa").await
+}
+
+/// Admin actions on a user: disable (ends their sessions), enable, reset-mfa.
+async fn user_action(st: &Arc<AppState>, caller: Option<Caller>, params: Vec<String>, action: &'static str) -> Reply {
+    let c = caller_of(caller)?;
+    let name = params
+        .into_iter()
+        .next()
+        .filter(|n| users::valid_user_name(n))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such user"))?;
+    if action == "disable" && c.actor == format!("user:{name}") {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "you cannot disable yourself"));
+    }
+    let keyring = st.keyring.clone();
+    st.db(move |idx| {
+        if users::find(idx, &name)?.is_none() {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "no such user"));
+        }
+        match action {
+            "disable" => users::set_disabled(idx, &name, true)?,
+            "enable" => users::set_disabled(idx, &name, false)?,
+            _ => match crate::keys::secrets::remove(&keyring, &users::totp_secret_name(&name)) {
+                Ok(()) | Err(crate::keys::secrets::SecretError::NotFound(_)) => {}
+                Err(e) => return Err(ApiError::internal(e.to_string())),
+            },
+        }
+        audit::append(idx.conn(), &c.actor, &format!("user.{action}"), &name, Outcome::Ok, "")?;
+        Ok(())
+    })
+    .await?;
+    ok(json!({ "status": "done" }))
+}
+
+pub async fn list(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
+    let list = st
+        .db(|idx| {
+            let mut out = Vec::new();
+            for u in users::list(idx)? {
+                let mfa = crate::keys::secrets::exists(idx.conn(), &users::totp_secret_name(&u.name))?;
+                out.push(json!({
+                    "name": u.name,
+                    "role": u.role.as_str(),
+                    "disabled": u.disabled,
+                    "must_change_password": u.must_change_password,
+                    "mfa": mfa,
+                    "created": crate::base::time::format_ns(u.created_ns),
+                }));
+            }
+            Ok(out)
+        })
+        .await?;
+    ok(Value::Array(list))
+}
+
+pub async fn add(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let c = caller_of(ctx.caller)?;
+
+    let v = body_json(req).await?;
+    let name = str_field(&v, "name")?.to_string();
+    let role_s = str_field(&v, "role")?;
+    let role = Role::parse(role_s).ok_or_else(|| ApiError::from(users::UserError::BadRole(role_s.to_string())))?;
+    let pw = zeroize::Zeroizing::new(str_field(&v, "password")?.to_string());
+    st.db(move |idx| {
+        users::add(idx, &name, role, &pw, true)?;
+        audit::append(idx.conn(), &c.actor, "user.add", &name, Outcome::Ok, role.as_str())?;
+        Ok(())
+    })
+    .await?;
+    Ok(json_reply(
+        StatusCode::CREATED,
+        &json!({ "status": "created; the password must be changed at first login" }),
+    ))
+}

@@ -1,0 +1,224 @@
+//! Who is calling: authentication (a session cookie with its CSRF token, or
+//! an API token), the access check every route passes before its handler
+//! runs, the caller context handlers get ([`Ctx`], [`Caller`]), and the
+//! login throttle and session cookie glue.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+
+use super::reply::ApiError;
+use super::AppState;
+use crate::db::users::{self, Role};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "vigil_session";
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    At(Role),
+}
+
+/// Routes a user who must change the password may still call.
+pub const BEFORE_PASSWORD_CHANGE: &[&str] = &["/api/v1/me", "/api/v1/me/password", "/api/v1/logout"];
+/// Routes an admin without a second factor may still call when one is required.
+pub const BEFORE_MFA: &[&str] = &[
+    "/api/v1/me",
+    "/api/v1/me/password",
+    "/api/v1/me/mfa",
+    "/api/v1/me/mfa/confirm",
+    "/api/v1/logout",
+];
+
+/// The caller, once authenticated.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// `user:<name>` or `token:<name>`, for the audit log.
+    pub actor: String,
+    pub user_id: Option<i64>,
+    pub role: Role,
+    /// The session's CSRF token (None for API tokens, which need none).
+    pub csrf: Option<String>,
+    pub cookie: Option<String>,
+    pub must_change_password: bool,
+}
+
+/// What a handler gets besides the request: the caller (None on public
+/// routes), the `{x}` segments of the path, percent-decoded, and the peer.
+pub struct Ctx {
+    pub caller: Option<Caller>,
+    pub params: Vec<String>,
+    pub peer: SocketAddr,
+}
+
+fn cookie_value(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == COOKIE).then(|| v.to_string())
+        })
+}
+
+fn bearer(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get(hyper::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(|s| s.trim().to_string())
+}
+
+pub async fn authenticate(st: &Arc<AppState>, req: &Request<Incoming>) -> Result<Option<Caller>, ApiError> {
+    if let Some(t) = bearer(req) {
+        return st
+            .db(move |idx| {
+                Ok(users::token(idx, &t)?.map(|(name, role)| Caller {
+                    actor: format!("token:{name}"),
+                    user_id: None,
+                    role,
+                    csrf: None,
+                    cookie: None,
+                    must_change_password: false,
+                }))
+            })
+            .await;
+    }
+    let Some(c) = cookie_value(req) else { return Ok(None) };
+    st.db(move |idx| {
+        Ok(users::session(idx, &c)?.map(|s| Caller {
+            actor: format!("user:{}", s.user.name),
+            user_id: Some(s.user.id),
+            role: s.user.role,
+            csrf: Some(s.csrf),
+            cookie: Some(c),
+            must_change_password: s.user.must_change_password,
+        }))
+    })
+    .await
+}
+
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn caller_of(c: Option<Caller>) -> Result<Caller, ApiError> {
+    c.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "log in first"))
+}
+
+pub fn session_user(c: &Caller) -> Result<String, ApiError> {
+    c.actor
+        .strip_prefix("user:")
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "API tokens have no second factor"))
+}
+
+/// The access check of a route (`path` is its pattern): the caller must be
+/// logged in with at least the role `access` names, have changed a one-time
+/// password and (admins, when required) enrolled a second factor, and send
+/// the session's CSRF token with anything that changes state. Returns the
+/// caller (None on public routes).
+pub async fn authorize(
+    st: &Arc<AppState>,
+    req: &Request<Incoming>,
+    access: Access,
+    path: &str,
+) -> Result<Option<Caller>, ApiError> {
+    let need = match access {
+        Access::Public => return Ok(None),
+        Access::At(need) => need,
+    };
+    let Some(c) = authenticate(st, req).await? else {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "log in first"));
+    };
+    if c.role < need {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("needs the {} role", need.as_str()),
+        ));
+    }
+    if c.must_change_password && !BEFORE_PASSWORD_CHANGE.contains(&path) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "change the one-time password first",
+        ));
+    }
+    if st.require_admin_mfa && c.role == Role::Admin && c.user_id.is_some() && !BEFORE_MFA.contains(&path) {
+        let name = c.actor.trim_start_matches("user:").to_string();
+        let enrolled = st
+            .db(move |idx| {
+                Ok(crate::keys::secrets::exists(
+                    idx.conn(),
+                    &users::totp_secret_name(&name),
+                )?)
+            })
+            .await?;
+        if !enrolled {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "enrol a second factor (TOTP) first",
+            ));
+        }
+    }
+    let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD);
+    if changes_state {
+        if let Some(csrf) = &c.csrf {
+            let sent = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok());
+            if !sent.is_some_and(|s| constant_time_eq(s.as_bytes(), csrf.as_bytes())) {
+                return Err(ApiError::new(StatusCode::FORBIDDEN, "missing or wrong X-CSRF-Token"));
+            }
+        }
+    }
+    Ok(Some(c))
+}
+
+/// Seconds to wait if logins for `name` or from `ip` are throttled.
+pub fn login_throttled(st: &AppState, name: &str, ip: IpAddr) -> Option<u64> {
+    st.throttle.lock().ok().and_then(|mut t| t.locked(name, ip))
+}
+
+/// Counts a failed login (for the throttle and /metrics).
+pub fn login_failed(st: &AppState, name: &str, ip: IpAddr) {
+    if let Ok(mut t) = st.throttle.lock() {
+        t.failed(name, ip);
+    }
+    st.counters.logins_failed.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts a login (for the throttle and /metrics).
+pub fn login_succeeded(st: &AppState, name: &str) {
+    if let Ok(mut t) = st.throttle.lock() {
+        t.succeeded(name);
+    }
+    st.counters.logins_ok.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The Set-Cookie value of a new session.
+pub fn session_cookie(cookie: &str) -> String {
+    format!(
+        "{COOKIE}={cookie}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        users::SESSION_ABSOLUTE.as_secs()
+    )
+}
+
+/// The Set-Cookie value that ends a session in the browser.
+pub const LOGOUT_COOKIE: &str = "vigil_session=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csrf_tokens_compare_in_constant_time() {
+        assert!(constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}
