@@ -5,3 +5,5 @@
 pub mod bundle;
 pub mod device;
 pub mod export;
+#[cfg(test)]
+mod export_tests;
