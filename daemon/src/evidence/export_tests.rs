@@ -3,7 +3,7 @@
 //! exported to a file, and the MP4 read back to count frames and check
 //! their decode times.
 
-use super::export::{export_to_file, Archive, ExportError, ExportReport};
+use super::export::{export_to_file, view_fragment, view_layout, Archive, ExportError, ExportReport};
 use crate::db::ns_to_ticks;
 use crate::storage::recorder::Event;
 use crate::storage::recorder_rig::{payloads, Camera, Rig, CAMERA, FRAME, SECOND, T0, TS};
@@ -171,4 +171,57 @@ fn empty_and_unmatched_ranges_are_refused_and_leave_no_file() {
     ));
     assert!(!out.exists());
     assert!(!rig.dir.path().join("out.mp4.partial").exists());
+}
+
+/// The movie duration an init segment declares (mvhd, version 1), in ticks.
+fn mvhd_duration(init: &[u8]) -> u64 {
+    let at = init.windows(4).position(|w| w == b"mvhd").unwrap() + 4 + 4 + 8 + 8 + 4;
+    u64::from_be_bytes(init[at..at + 8].try_into().unwrap())
+}
+
+#[test]
+fn a_view_across_a_clock_step_is_continuous_too() {
+    let hour = 3600 * SECOND;
+    let rig = Rig::new(T0);
+    let mut rec = rig.recorder(1);
+    let mut cam = Camera::new(25);
+    rig.feed(&mut rec, &mut cam, 30);
+    rig.clock.set_wall_ns(rig.now() + hour);
+    rig.feed(&mut rec, &mut cam, 40);
+    rec.close("stopped");
+    let recs = rig.recordings();
+    let (start, end) = (recs[1].start_wall_ns, recs[2].start_wall_ns + SECOND / 2);
+    let index = rig.index();
+    let archive = Archive {
+        index: &index,
+        storage: &rig.storage,
+        keys: rig.keys.as_ref(),
+    };
+    let layout = view_layout(archive, CAMERA, start, end).unwrap();
+    let mut bytes = layout.init.clone();
+    let mut frag = Vec::new();
+    for i in 0..layout.fragments.len() {
+        view_fragment(&rig.storage, rig.keys.as_ref(), &layout, i, &mut frag).unwrap();
+        assert_eq!(bytes.len() as u64, layout.fragments[i].offset);
+        bytes.extend_from_slice(&frag);
+    }
+    assert_eq!(bytes.len() as u64, layout.total_len);
+    let out = rig.dir.path().join("view.mp4");
+    std::fs::write(&out, &bytes).unwrap();
+    let (_, track) = mp4_demux::open(&out).unwrap();
+    // Whole chunks: both recordings entire, decode time continuous.
+    assert_eq!(track.samples.len(), 45);
+    assert!(track.samples.iter().enumerate().all(|(n, s)| s.dts == n as i64 * FRAME));
+    // Today the view's init segment declares the wall-clock span, the hour
+    // of the clock step included, as its duration, where the export declares
+    // the media span (at most): a player may show an hour-long timeline for
+    // 1.8 s of video. Reported; this asserts today's behaviour.
+    assert_eq!(
+        mvhd_duration(&layout.init),
+        ns_to_ticks(hour + 1_800_000_000, i64::from(TS)) as u64
+    );
+    let e = export(&rig, CAMERA, start, end).unwrap();
+    assert_eq!(e.samples.len(), 38);
+    let init = std::fs::read(rig.dir.path().join("out.mp4")).unwrap();
+    assert_eq!(mvhd_duration(&init), 45 * FRAME as u64);
 }
