@@ -116,6 +116,7 @@ pub fn synthesize(
             camera: camera.to_string(),
             segment_duration: segment,
             import_start_wall_ns: None,
+            clock: crate::base::clock::system(),
         },
         storage.clone(),
         Index::open(db)?,

@@ -6,4 +6,6 @@ pub mod bundle;
 pub mod bundle_verify;
 pub mod device;
 pub mod export;
+#[cfg(test)]
+mod export_tests;
 pub mod manifest;

@@ -72,6 +72,7 @@ pub fn import(
             camera: camera.to_string(),
             segment_duration,
             import_start_wall_ns: Some(start),
+            clock: crate::base::clock::system(),
         },
         storage.clone(),
         index,

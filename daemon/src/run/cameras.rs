@@ -209,6 +209,7 @@ impl Supervisor {
                 camera: cam.name.clone(),
                 segment_duration: self.segment,
                 import_start_wall_ns: None,
+                clock: crate::base::clock::system(),
             },
             self.storage.clone(),
             index,

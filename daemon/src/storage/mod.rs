@@ -3,6 +3,10 @@
 //! and the [`recorder`] that writes camera frames into it.
 
 pub mod recorder;
+#[cfg(test)]
+pub(crate) mod recorder_rig;
+#[cfg(test)]
+mod recorder_tests;
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;

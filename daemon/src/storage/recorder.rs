@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::base::clock::now_ns;
+use crate::base::clock::Clocks;
 use crate::db::{ns_to_ticks, ticks_to_ns, ChunkRow, Index, NewRecording};
 use crate::keys::{self, KeyLookup};
 use crate::storage::Storage;
@@ -41,6 +41,9 @@ pub struct RecorderConfig {
     /// Importing a file: the wall-clock time of its first key frame. Wall
     /// times then follow media time instead of the clock.
     pub import_start_wall_ns: Option<i64>,
+    /// Every wall-clock and monotonic read the recorder makes
+    /// ([`crate::base::clock::system`] outside tests).
+    pub clock: Clocks,
 }
 
 struct OpenRecording {
@@ -119,9 +122,9 @@ pub struct Recorder {
     continue_wall_ns: Option<i64>,
     /// Wall-clock end of this camera's latest recording (ordering across clock steps).
     last_end_wall_ns: i64,
-    /// After a storage failure: no new recording before this instant (1 s,
-    /// doubling to 4 s; reset by the first chunk written).
-    retry_at: Option<std::time::Instant>,
+    /// After a storage failure: no new recording before this monotonic
+    /// instant in ms (1 s, doubling to 4 s; reset by the first chunk written).
+    retry_at: Option<i64>,
     write_backoff: Duration,
     /// Importing: the media time that `import_start_wall_ns` names.
     import_origin_pts: Option<i64>,
@@ -161,7 +164,7 @@ impl Recorder {
         })
     }
 
-    /// Stamps `beat` ([`crate::base::clock::mono_ms`]) after each event handled.
+    /// Stamps `beat` (the clock's [`crate::base::clock::Clock::mono_ms`]) after each event handled.
     pub fn set_heartbeat(&mut self, beat: Arc<std::sync::atomic::AtomicI64>) {
         self.beat = Some(beat);
     }
@@ -171,7 +174,7 @@ impl Recorder {
         while let Some(ev) = rx.blocking_recv() {
             self.handle(ev);
             if let Some(b) = &self.beat {
-                b.store(crate::base::clock::mono_ms(), std::sync::atomic::Ordering::Relaxed);
+                b.store(self.cfg.clock.mono_ms(), std::sync::atomic::Ordering::Relaxed);
             }
         }
         self.close("stopped");
@@ -190,9 +193,9 @@ impl Recorder {
                 self.reset_timeline();
             }
             Event::State { state, error } => {
-                if let Err(e) = self
-                    .index
-                    .set_camera_state(self.cfg.camera_id, state, now_ns(), error.as_deref())
+                if let Err(e) =
+                    self.index
+                        .set_camera_state(self.cfg.camera_id, state, self.cfg.clock.wall_ns(), error.as_deref())
                 {
                     tracing::warn!(camera = %self.cfg.camera, "cannot store camera state: {e}");
                 }
@@ -281,7 +284,7 @@ impl Recorder {
                     self.finish_open(reason, true);
                 }
             }
-            if self.open.is_none() && self.retry_at.is_none_or(|t| std::time::Instant::now() >= t) {
+            if self.open.is_none() && self.retry_at.is_none_or(|t| self.cfg.clock.mono_ms() >= t) {
                 self.rotate_at_next_key = None;
                 self.start_recording(&params, pts);
             }
@@ -310,7 +313,7 @@ impl Recorder {
         if let Some(base) = self.cfg.import_start_wall_ns {
             let origin = *self.import_origin_pts.get_or_insert(pts);
             let wall = base + ticks_to_ns(pts - origin, i64::from(params.timescale));
-            match self.create_recording(params, pts, wall, now_ns()) {
+            match self.create_recording(params, pts, wall, self.cfg.clock.wall_ns()) {
                 Ok(open) => {
                     self.stats.recordings += 1;
                     self.open = Some(open);
@@ -323,7 +326,7 @@ impl Recorder {
             }
             return;
         }
-        let observed = now_ns();
+        let observed = self.cfg.clock.wall_ns();
         // Within one camera session a recording continues the previous one
         // in media time. The wall clock is followed only when it has moved
         // more than 5 s away (drift re-anchoring, or a clock step forward,
@@ -382,9 +385,12 @@ impl Recorder {
                 return Ok(open);
             }
             tracing::warn!(camera = %self.cfg.camera, key = %key_id, "data key destroyed while starting a recording; taking a new one");
-            let _ =
-                self.storage
-                    .delete_recording(&mut self.index, open.id, "key destroyed before first chunk", now_ns());
+            let _ = self.storage.delete_recording(
+                &mut self.index,
+                open.id,
+                "key destroyed before first chunk",
+                self.cfg.clock.wall_ns(),
+            );
         }
         anyhow::bail!("no data key stayed available for a new recording")
     }
@@ -496,7 +502,7 @@ impl Recorder {
         self.storage.alarm().raise();
         // Capped at 4 s so recording resumes within seconds of space returning.
         self.write_backoff = (self.write_backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(4));
-        self.retry_at = Some(std::time::Instant::now() + self.write_backoff);
+        self.retry_at = Some(self.cfg.clock.mono_ms() + self.write_backoff.as_millis() as i64);
         tracing::warn!(
             camera = %self.cfg.camera,
             retry_in_s = self.write_backoff.as_secs(),
