@@ -603,36 +603,25 @@ pub fn probe_device(path: &Path) -> DeviceReport {
         formats: Vec::new(),
         error: None,
     };
-    let dev = match Device::with_path(path) {
-        Ok(d) => d,
-        Err(e) => {
-            r.error = Some(e.to_string());
-            return r;
-        }
-    };
-    let caps = match dev.query_caps() {
-        Ok(c) => c,
-        Err(e) => {
-            r.error = Some(e.to_string());
-            return r;
-        }
-    };
+    if let Err(e) = describe_device(path, &mut r) {
+        r.error = Some(e.to_string());
+    }
+    r
+}
+
+/// Fills in `r` as far as the device answers.
+fn describe_device(path: &Path, r: &mut DeviceReport) -> std::io::Result<()> {
+    let dev = Device::with_path(path)?;
+    let caps = dev.query_caps()?;
     r.card = caps.card.clone();
     r.driver = caps.driver.clone();
     r.bus = caps.bus.clone();
     r.capture = caps.capabilities.contains(v4l::capability::Flags::VIDEO_CAPTURE)
         && caps.capabilities.contains(v4l::capability::Flags::STREAMING);
     if !r.capture {
-        return r;
+        return Ok(());
     }
-    let formats = match dev.enum_formats() {
-        Ok(f) => f,
-        Err(e) => {
-            r.error = Some(e.to_string());
-            return r;
-        }
-    };
-    for f in formats {
+    for f in dev.enum_formats()? {
         let vigil = PixelFormat::from_fourcc(&f.fourcc)
             .filter(|p| *p != PixelFormat::Yuyv || HAS_ENCODER)
             .map(PixelFormat::name);
@@ -665,7 +654,7 @@ pub fn probe_device(path: &Path) -> DeviceReport {
             sizes,
         });
     }
-    r
+    Ok(())
 }
 
 #[cfg(test)]
