@@ -1,10 +1,13 @@
 //! The ingest layer: camera sources (RTSP, V4L2 with its encoder, an imported
-//! MP4 file) that turn what a camera sends into frames for the recorder, and
-//! the live taps that show those frames to a viewer as they arrive.
+//! MP4 file) that turn what a camera sends into frames for the recorder, the
+//! supervisor that keeps a live camera connected (reconnects, states,
+//! watchdog, batching), and the live taps that show those frames to a viewer
+//! as they arrive.
 
 #[cfg(feature = "ffmpeg")]
 pub mod encoder;
 pub mod import;
 pub mod live;
 pub mod rtsp;
+pub mod supervisor;
 pub mod v4l2;

@@ -1,6 +1,8 @@
-//! RTSP ingest with retina over TCP: one task per camera, reconnect with
-//! capped exponential backoff, and a no-frames watchdog (retina does not
-//! notice a camera that hangs with its connection open).
+//! RTSP ingest with retina over TCP: connecting to a camera and demuxing
+//! its first H.264/H.265 stream into frames, for the supervisor (which
+//! reconnects with backoff, and whose no-frames watchdog catches a camera
+//! that hangs with its connection open: retina does not notice), and the
+//! camera test of the web UI.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec}
 use tokio::sync::{mpsc, watch};
 
 use crate::config::CameraConfig;
+use crate::ingest::supervisor::{self, Backoff, Delivery, Session as _};
 use crate::storage::recorder::{Event, Frame, StreamParams};
 use vigil_format::vseg::Codec;
 
@@ -28,34 +31,6 @@ pub enum IngestError {
     NoVideo(String),
     #[error("unusable stream parameters: {0}")]
     Params(String),
-    #[error("recorder stopped")]
-    RecorderGone,
-}
-
-/// Reconnect delays: first retry within 1 s, x1.5 each failure, capped.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    initial: Duration,
-    cap: Duration,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, cap: Duration) -> Self {
-        Backoff {
-            next: initial,
-            initial,
-            cap,
-        }
-    }
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 3 / 2).min(self.cap);
-        d
-    }
-    pub fn reset(&mut self) {
-        self.next = self.initial;
-    }
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(8);
@@ -67,55 +42,81 @@ pub async fn run_camera(
     live: Option<tokio::sync::broadcast::Sender<crate::ingest::live::LiveFrame>>,
     stall_timeout: Duration,
     tx: mpsc::Sender<Event>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        let _ = tx
-            .send(Event::State {
-                state: "connecting",
-                error: None,
-            })
-            .await;
+    let backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let camera = RtspCamera { cam, password };
+    supervisor::run(camera, backoff, stall_timeout, live, tx, shutdown).await;
+}
+
+/// A camera's RTSP address and credentials, connected by the supervisor.
+struct RtspCamera {
+    cam: CameraConfig,
+    password: Option<zeroize::Zeroizing<String>>,
+}
+
+impl supervisor::Source for RtspCamera {
+    type Error = IngestError;
+    type Session = RtspSession;
+
+    fn camera(&self) -> &str {
+        &self.cam.name
+    }
+
+    async fn connect(&mut self) -> Result<RtspSession, IngestError> {
+        let cam = &self.cam;
         tracing::info!(camera = %cam.name, url = %redacted(&cam.url), "connecting");
-        let mut streamed = false;
-        let mut batch = Vec::new();
-        let result = tokio::select! {
-            r = stream_once(&cam, password.as_deref().map(String::as_str), live.as_ref(), stall_timeout, &tx, &mut streamed, &mut batch) => r,
-            // Shutting down: handled just below, once the batch is handed over.
-            _ = shutdown.changed() => Ok(()),
-        };
-        // Frames received are never dropped: hand over what is batched.
-        if !batch.is_empty() {
-            let _ = tx.send(Event::Frames(std::mem::take(&mut batch))).await;
+        let password = self.password.as_deref().map(String::as_str);
+        open_stream(&cam.url, cam.username.as_deref(), password).await
+    }
+
+    fn stalled(&self, after: Duration) -> IngestError {
+        IngestError::Stalled(after)
+    }
+}
+
+/// One playing RTSP session: the frames of its video stream.
+struct RtspSession {
+    demuxed: retina::client::Demuxed,
+    video: usize,
+    sent_params: bool,
+}
+
+impl supervisor::Session for RtspSession {
+    type Error = IngestError;
+
+    async fn next(&mut self) -> Result<Delivery, IngestError> {
+        loop {
+            let item = match self.demuxed.next().await {
+                None => return Err(IngestError::Ended),
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(item)) => item,
+            };
+            let CodecItem::VideoFrame(f) = item else { continue };
+            if f.stream_id() != self.video {
+                continue;
+            }
+            let stream = &self.demuxed.streams()[self.video];
+            let params = match stream.parameters() {
+                Some(ParametersRef::Video(v)) if f.has_new_parameters() || !self.sent_params => {
+                    Some(Arc::new(stream_params(v, stream.clock_rate_hz())?))
+                }
+                _ => None,
+            };
+            if params.is_some() {
+                self.sent_params = true;
+            }
+            return Ok(Delivery::Frame(Frame {
+                pts: f.timestamp().timestamp(),
+                key: f.is_random_access_point(),
+                params,
+                data: f.into_data(),
+            }));
         }
-        if *shutdown.borrow() {
-            break;
-        }
-        let _ = tx.send(Event::Disconnected).await;
-        let err = match result {
-            Ok(()) => IngestError::Ended,
-            Err(IngestError::RecorderGone) => break,
-            Err(e) => e,
-        };
-        if streamed {
-            backoff.reset();
-        }
-        let delay = backoff.next_delay();
-        tracing::warn!(camera = %cam.name, error = %err, retry_in_ms = delay.as_millis() as u64, "camera offline");
-        let _ = tx
-            .send(Event::State {
-                state: "offline",
-                error: Some(err.to_string()),
-            })
-            .await;
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.changed() => break,
-        }
+    }
+
+    async fn close(self) -> Vec<Frame> {
+        Vec::new()
     }
 }
 
@@ -135,17 +136,13 @@ async fn timed<T, E: Into<IngestError>>(
     }
 }
 
-/// Sends at a key frame (the recorder then writes the chunk it closes) or
-/// when this much media has been batched.
-const MAX_BATCH_AGE: Duration = Duration::from_secs(1);
-
 /// The demuxed frames of a camera's first H.264/H.265 stream (DESCRIBE,
 /// SETUP over TCP, PLAY; each step bounded by the connect timeout).
 async fn open_stream(
     url: &url::Url,
     username: Option<&str>,
     password: Option<&str>,
-) -> Result<(retina::client::Demuxed, usize), IngestError> {
+) -> Result<RtspSession, IngestError> {
     let creds = username.map(|u| Credentials {
         username: u.to_string(),
         password: password.map(str::to_string).unwrap_or_default(),
@@ -173,7 +170,11 @@ async fn open_stream(
         .frame_format(FrameFormat::MP4);
     timed("SETUP", session.setup(video, setup)).await?;
     let playing = timed("PLAY", session.play(PlayOptions::default())).await?;
-    Ok((playing.demuxed()?, video))
+    Ok(RtspSession {
+        demuxed: playing.demuxed()?,
+        video,
+        sent_params: false,
+    })
 }
 
 /// What a camera test found: the stream's parameters and its first key frame.
@@ -192,114 +193,24 @@ pub async fn probe(
     limit: Duration,
 ) -> Result<ProbeResult, IngestError> {
     let work = async {
-        let (mut demuxed, video) = open_stream(url, username, password).await?;
+        let mut session = open_stream(url, username, password).await?;
+        let mut params = None;
         loop {
-            let item = match demuxed.next().await {
-                None => return Err(IngestError::Ended),
-                Some(Err(e)) => return Err(e.into()),
-                Some(Ok(item)) => item,
-            };
-            let CodecItem::VideoFrame(f) = item else { continue };
-            if f.stream_id() != video || !f.is_random_access_point() {
+            let Delivery::Frame(f) = session.next().await? else {
                 continue;
-            }
-            let params = match demuxed.streams()[video].parameters() {
-                Some(ParametersRef::Video(v)) => stream_params(v, demuxed.streams()[video].clock_rate_hz())?,
-                _ => return Err(IngestError::Params("no video parameters yet".into())),
             };
-            return Ok(ProbeResult {
-                params: Arc::new(params),
-                key_frame: f.into_data(),
-            });
+            params = f.params.or(params);
+            if f.key {
+                return Ok(ProbeResult {
+                    params: params.ok_or_else(|| IngestError::Params("no video parameters yet".into()))?,
+                    key_frame: f.data,
+                });
+            }
         }
     };
     match tokio::time::timeout(limit, work).await {
         Ok(r) => r,
         Err(_) => Err(IngestError::Timeout("waiting for a key frame", limit)),
-    }
-}
-
-async fn stream_once(
-    cam: &CameraConfig,
-    password: Option<&str>,
-    live: Option<&tokio::sync::broadcast::Sender<crate::ingest::live::LiveFrame>>,
-    stall: Duration,
-    tx: &mpsc::Sender<Event>,
-    streamed: &mut bool,
-    batch: &mut Vec<Frame>,
-) -> Result<(), IngestError> {
-    let (mut demuxed, video) = open_stream(&cam.url, cam.username.as_deref(), password).await?;
-    let mut sent_params = false;
-    let mut live_params: Option<Arc<StreamParams>> = None;
-    // One watchdog timer, pushed forward on every frame.
-    let watchdog = tokio::time::sleep(stall);
-    tokio::pin!(watchdog);
-    let mut batch_started = tokio::time::Instant::now();
-    loop {
-        let item = tokio::select! {
-            biased;
-            item = demuxed.next() => match item {
-                None => return Ok(()),
-                Some(Err(e)) => return Err(e.into()),
-                Some(Ok(item)) => item,
-            },
-            _ = &mut watchdog => return Err(IngestError::Stalled(stall)),
-        };
-        let CodecItem::VideoFrame(f) = item else { continue };
-        if f.stream_id() != video {
-            continue;
-        }
-        let params = if f.has_new_parameters() || !sent_params {
-            match demuxed.streams()[video].parameters() {
-                Some(ParametersRef::Video(v)) => {
-                    Some(Arc::new(stream_params(v, demuxed.streams()[video].clock_rate_hz())?))
-                }
-                _ => None,
-            }
-        } else {
-            None
-        };
-        if params.is_some() {
-            sent_params = true;
-        }
-        if !*streamed {
-            *streamed = true;
-            tracing::info!(camera = %cam.name, "streaming");
-            tx.send(Event::State {
-                state: "streaming",
-                error: None,
-            })
-            .await
-            .map_err(|_| IngestError::RecorderGone)?;
-        }
-        let now = tokio::time::Instant::now();
-        watchdog.as_mut().reset(now + stall);
-        let key = f.is_random_access_point();
-        if batch.is_empty() {
-            batch_started = now;
-        }
-        if let Some(p) = &params {
-            live_params = Some(p.clone());
-        }
-        let pts = f.timestamp().timestamp();
-        let data = f.into_data();
-        if let (Some(live), Some(p)) = (live, &live_params) {
-            // Copied only while someone watches.
-            if live.receiver_count() > 0 {
-                let _ = live.send(crate::ingest::live::LiveFrame {
-                    pts,
-                    key,
-                    data: bytes::Bytes::copy_from_slice(&data),
-                    params: p.clone(),
-                });
-            }
-        }
-        batch.push(Frame { pts, key, params, data });
-        if key || now.duration_since(batch_started) >= MAX_BATCH_AGE {
-            tx.send(Event::Frames(std::mem::take(batch)))
-                .await
-                .map_err(|_| IngestError::RecorderGone)?;
-        }
     }
 }
 
@@ -321,23 +232,4 @@ fn stream_params(v: &retina::codec::VideoParameters, clock_rate: u32) -> Result<
         height: u16::try_from(h).unwrap_or(u16::MAX),
         sample_entry,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_starts_under_a_second_and_caps() {
-        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-        assert!(b.next_delay() < Duration::from_secs(1));
-        let mut total = Duration::ZERO;
-        for _ in 0..20 {
-            total += b.next_delay();
-        }
-        assert_eq!(b.next_delay(), Duration::from_secs(30));
-        assert!(total > Duration::from_secs(60));
-        b.reset();
-        assert_eq!(b.next_delay(), Duration::from_millis(500));
-    }
 }

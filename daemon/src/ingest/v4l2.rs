@@ -7,15 +7,16 @@
 //! encoded to H.264 only in the build with the `ffmpeg` feature
 //! (`encoder.rs`); without it the camera's error says so.
 //!
+//! The supervisor (`supervisor.rs`) runs the camera as it runs an RTSP one.
 //! An unplugged camera fails its dequeue (ENODEV) or stops delivering
-//! frames (the stall watchdog): the recording is closed as for a dropped
-//! RTSP connection, and the device is reopened with the same backoff until
-//! it is back.
+//! frames (the supervisor's stall watchdog): the recording is closed as for
+//! a dropped RTSP connection, and the device is reopened every 2 s at most
+//! until it is back.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use v4l::buffer::Type;
@@ -26,7 +27,7 @@ use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
 use crate::config::CameraConfig;
-use crate::ingest::rtsp::Backoff;
+use crate::ingest::supervisor::{self, Backoff, Delivery};
 use crate::storage::recorder::{Event, Frame, StreamParams};
 use vigil_format::vseg::Codec;
 
@@ -46,8 +47,6 @@ pub enum V4l2Error {
     NeedsEncoder(&'static str),
     #[error("encoder: {0}")]
     Encoder(String),
-    #[error("recorder stopped")]
-    RecorderGone,
 }
 
 pub use crate::config::v4l2_url::{parse_url, PixelFormat, Source};
@@ -75,11 +74,12 @@ pub const HAS_ENCODER: bool = cfg!(feature = "ffmpeg");
 
 /// 90 kHz, as RTP video: the recorder and exporter see one timescale.
 const TIMESCALE: u32 = 90_000;
-/// Send a batch at a key frame or when it is this old (as RTSP ingest).
-const MAX_BATCH_AGE: Duration = Duration::from_secs(1);
-/// How often a blocked dequeue wakes to check for shutdown and stalls.
+/// How often a blocked dequeue wakes to check whether to stop.
 const POLL: Duration = Duration::from_millis(250);
 const BUFFERS: u32 = 4;
+
+/// Deliveries in flight from the capture thread to the supervisor.
+const QUEUE: usize = 16;
 
 /// Runs one V4L2 camera until `shutdown` flips to true.
 pub async fn run_camera(
@@ -88,66 +88,101 @@ pub async fn run_camera(
     live: Option<tokio::sync::broadcast::Sender<crate::ingest::live::LiveFrame>>,
     stall_timeout: Duration,
     tx: mpsc::Sender<Event>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     // A replugged camera is back within a second or two, and trying a device
     // node that is not there costs one failed open(): retry every 2 s at most.
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(2));
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        let _ = tx
-            .send(Event::State {
-                state: "connecting",
-                error: None,
-            })
-            .await;
-        tracing::info!(camera = %cam.name, device = %src.device.display(), "opening V4L2 device");
+    let backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(2));
+    let camera = V4l2Camera { name: cam.name, src };
+    supervisor::run(camera, backoff, stall_timeout, live, tx, shutdown).await;
+}
+
+/// A camera's device node and format, opened by the supervisor.
+struct V4l2Camera {
+    name: String,
+    src: Source,
+}
+
+impl supervisor::Source for V4l2Camera {
+    type Error = V4l2Error;
+    type Session = Capturing;
+
+    fn camera(&self) -> &str {
+        &self.name
+    }
+
+    /// Starts the capture thread: opening the device is its first step, so
+    /// a missing device is the session's first error.
+    async fn connect(&mut self) -> Result<Capturing, V4l2Error> {
+        tracing::info!(camera = %self.name, device = %self.src.device.display(), "opening V4L2 device");
         let stop = Arc::new(AtomicBool::new(false));
+        let (out, deliveries) = mpsc::channel(QUEUE);
         let job = tokio::task::spawn_blocking({
-            let (name, src, live, tx, stop) = (cam.name.clone(), src.clone(), live.clone(), tx.clone(), stop.clone());
+            let (name, src, stop) = (self.name.clone(), self.src.clone(), stop.clone());
             move || {
-                let mut session = Session::new(name, live, stall_timeout, tx);
-                let r = session.capture(&src, &stop);
-                session.finish();
-                (r, session.streamed)
+                let mut capture = DeviceCapture::new(name, out);
+                let r = capture.run(&src, &stop);
+                capture.log_counts();
+                r
             }
         });
-        tokio::pin!(job);
-        let joined = tokio::select! {
-            r = &mut job => r,
-            _ = shutdown.changed() => {
-                stop.store(true, Ordering::Relaxed);
-                job.await
+        Ok(Capturing {
+            deliveries,
+            stop,
+            job: Some(job),
+        })
+    }
+
+    fn stalled(&self, after: Duration) -> V4l2Error {
+        V4l2Error::Stalled(after)
+    }
+}
+
+/// The async side of a capture thread: what it delivers, then how it ended.
+struct Capturing {
+    deliveries: mpsc::Receiver<Delivery>,
+    stop: Arc<AtomicBool>,
+    job: Option<tokio::task::JoinHandle<Result<(), V4l2Error>>>,
+}
+
+impl supervisor::Session for Capturing {
+    type Error = V4l2Error;
+
+    async fn next(&mut self) -> Result<Delivery, V4l2Error> {
+        if let Some(d) = self.deliveries.recv().await {
+            return Ok(d);
+        }
+        let ended = match self.job.take() {
+            Some(job) => job.await,
+            None => Ok(Ok(())),
+        };
+        match ended {
+            Ok(Ok(())) => Err(V4l2Error::Format("capture stopped".into())),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(V4l2Error::Format(format!("capture thread failed: {e}"))),
+        }
+    }
+
+    /// Stops the thread (it wakes from a blocked dequeue within `POLL`) and
+    /// collects what it still delivers.
+    async fn close(mut self) -> Vec<Frame> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut frames = Vec::new();
+        while let Some(d) = self.deliveries.recv().await {
+            if let Delivery::Frame(f) = d {
+                frames.push(f);
             }
-        };
-        let (result, streamed) =
-            joined.unwrap_or_else(|e| (Err(V4l2Error::Format(format!("capture thread failed: {e}"))), false));
-        if *shutdown.borrow() {
-            break;
         }
-        let _ = tx.send(Event::Disconnected).await;
-        let err = match result {
-            Ok(()) => V4l2Error::Format("capture stopped".into()),
-            Err(V4l2Error::RecorderGone) => break,
-            Err(e) => e,
-        };
-        if streamed {
-            backoff.reset();
+        if let Some(job) = self.job.take() {
+            let _ = job.await;
         }
-        let delay = backoff.next_delay();
-        tracing::warn!(camera = %cam.name, error = %err, retry_in_ms = delay.as_millis() as u64, "camera offline");
-        let _ = tx
-            .send(Event::State {
-                state: "offline",
-                error: Some(err.to_string()),
-            })
-            .await;
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.changed() => break,
-        }
+        frames
+    }
+}
+
+impl Drop for Capturing {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -158,15 +193,11 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> V4l2Error + '_ {
     }
 }
 
-/// One open of the device: capture state, the batch in hand and counters.
-struct Session {
+/// One open of the device, on the capture thread: the stream's state and
+/// its counts.
+struct DeviceCapture {
     camera: String,
-    live: Option<tokio::sync::broadcast::Sender<crate::ingest::live::LiveFrame>>,
-    stall: Duration,
-    tx: mpsc::Sender<Event>,
-    batch: Vec<Frame>,
-    batch_started: Instant,
-    streamed: bool,
+    out: mpsc::Sender<Delivery>,
     /// Frames dequeued, frames the driver's sequence numbers say it dropped,
     /// and frames that could not be used (logged once per session).
     captured: u64,
@@ -178,21 +209,11 @@ struct Session {
     started: bool,
 }
 
-impl Session {
-    fn new(
-        camera: String,
-        live: Option<tokio::sync::broadcast::Sender<crate::ingest::live::LiveFrame>>,
-        stall: Duration,
-        tx: mpsc::Sender<Event>,
-    ) -> Self {
-        Session {
+impl DeviceCapture {
+    fn new(camera: String, out: mpsc::Sender<Delivery>) -> Self {
+        DeviceCapture {
             camera,
-            live,
-            stall,
-            tx,
-            batch: Vec::new(),
-            batch_started: Instant::now(),
-            streamed: false,
+            out,
             captured: 0,
             driver_dropped: 0,
             unusable: 0,
@@ -202,7 +223,8 @@ impl Session {
         }
     }
 
-    fn capture(&mut self, src: &Source, stop: &AtomicBool) -> Result<(), V4l2Error> {
+    /// Captures until `stop` is set or the session is dropped.
+    fn run(&mut self, src: &Source, stop: &AtomicBool) -> Result<(), V4l2Error> {
         let err = io_err(&src.device);
         let dev = Device::with_path(&src.device).map_err(&err)?;
         let caps = dev.query_caps().map_err(&err)?;
@@ -255,7 +277,6 @@ impl Session {
         let mut stream = MmapStream::with_buffers(&dev, Type::VideoCapture, BUFFERS).map_err(&err)?;
         stream.set_timeout(POLL);
         self.started = true;
-        let mut last_frame = Instant::now();
         let mut last_seq: Option<u32> = None;
         let mut buf = Vec::new();
         while !stop.load(Ordering::Relaxed) {
@@ -269,15 +290,11 @@ impl Session {
                     let us = meta.timestamp.sec as i64 * 1_000_000 + meta.timestamp.usec as i64;
                     (us, meta.sequence)
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    if last_frame.elapsed() >= self.stall {
-                        return Err(V4l2Error::Stalled(self.stall));
-                    }
-                    continue;
-                }
+                // Woken to look at `stop`; a camera that stays silent is
+                // the supervisor's watchdog's to end.
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
                 Err(e) => return Err(err(e)),
             };
-            last_frame = Instant::now();
             self.captured += 1;
             if let Some(prev) = last_seq {
                 self.driver_dropped += u64::from(seq.wrapping_sub(prev).saturating_sub(1));
@@ -290,26 +307,41 @@ impl Session {
                 crate::base::clock::mono_ms() * 1000
             };
             let pts = us.saturating_mul(9) / 100;
+            let mut delivered = false;
             if buf.is_empty() {
                 self.unusable += 1;
-                continue;
-            }
-            for out in convert.frames(&buf, pts) {
-                match out {
-                    Ok(f) => self.push(f)?,
-                    Err(e) => {
-                        if self.unusable == 0 {
-                            tracing::warn!(camera = %self.camera, error = %e, "unusable frame skipped (logged once per connection)");
+            } else {
+                for out in convert.frames(&buf, pts) {
+                    match out {
+                        Ok(f) => {
+                            if let Some(frame) = self.frame(f) {
+                                if self.out.blocking_send(Delivery::Frame(frame)).is_err() {
+                                    return Ok(());
+                                }
+                                delivered = true;
+                            }
                         }
-                        self.unusable += 1;
+                        Err(e) => {
+                            if self.unusable == 0 {
+                                tracing::warn!(camera = %self.camera, error = %e, "unusable frame skipped (logged once per connection)");
+                            }
+                            self.unusable += 1;
+                        }
                     }
                 }
+            }
+            // A buffer that made no frame still shows the camera is alive.
+            if !delivered && self.out.blocking_send(Delivery::Alive).is_err() {
+                return Ok(());
             }
         }
         Ok(())
     }
 
-    fn push(&mut self, out: Converted) -> Result<(), V4l2Error> {
+    /// A converted frame for the recorder, once the stream's parameters are
+    /// known: the parameters attached when they change, media time that
+    /// moves forward.
+    fn frame(&mut self, out: Converted) -> Option<Frame> {
         let params = match out.params {
             Some(p) if self.params.as_deref() != Some(&p) => {
                 let p = Arc::new(p);
@@ -318,10 +350,8 @@ impl Session {
             }
             _ => None,
         };
-        if self.params.is_none() {
-            // No parameter sets yet (H.264 joined between key frames).
-            return Ok(());
-        }
+        // No parameter sets yet (H.264 joined between key frames).
+        self.params.as_ref()?;
         // The recorder needs media time that moves forward; a driver whose
         // clock steps back is clamped, never dropped.
         let pts = match self.last_pts {
@@ -329,50 +359,16 @@ impl Session {
             _ => out.pts,
         };
         self.last_pts = Some(pts);
-        if !self.streamed {
-            self.streamed = true;
-            tracing::info!(camera = %self.camera, "streaming");
-            self.tx
-                .blocking_send(Event::State {
-                    state: "streaming",
-                    error: None,
-                })
-                .map_err(|_| V4l2Error::RecorderGone)?;
-        }
-        if let (Some(live), Some(p)) = (&self.live, &self.params) {
-            if p.codec == Codec::H264 && live.receiver_count() > 0 {
-                let _ = live.send(crate::ingest::live::LiveFrame {
-                    pts,
-                    key: out.key,
-                    data: bytes::Bytes::copy_from_slice(&out.data),
-                    params: p.clone(),
-                });
-            }
-        }
-        let now = Instant::now();
-        if self.batch.is_empty() {
-            self.batch_started = now;
-        }
-        self.batch.push(Frame {
+        Some(Frame {
             pts,
             key: out.key,
             data: out.data,
             params,
-        });
-        if out.key || now.duration_since(self.batch_started) >= MAX_BATCH_AGE {
-            self.tx
-                .blocking_send(Event::Frames(std::mem::take(&mut self.batch)))
-                .map_err(|_| V4l2Error::RecorderGone)?;
-        }
-        Ok(())
+        })
     }
 
-    /// Hands over what is batched (frames received are never dropped) and
-    /// logs the session's counts.
-    fn finish(&mut self) {
-        if !self.batch.is_empty() {
-            let _ = self.tx.blocking_send(Event::Frames(std::mem::take(&mut self.batch)));
-        }
+    /// Logs the session's counts.
+    fn log_counts(&self) {
         if !self.started {
             return;
         }
@@ -607,36 +603,25 @@ pub fn probe_device(path: &Path) -> DeviceReport {
         formats: Vec::new(),
         error: None,
     };
-    let dev = match Device::with_path(path) {
-        Ok(d) => d,
-        Err(e) => {
-            r.error = Some(e.to_string());
-            return r;
-        }
-    };
-    let caps = match dev.query_caps() {
-        Ok(c) => c,
-        Err(e) => {
-            r.error = Some(e.to_string());
-            return r;
-        }
-    };
+    if let Err(e) = describe_device(path, &mut r) {
+        r.error = Some(e.to_string());
+    }
+    r
+}
+
+/// Fills in `r` as far as the device answers.
+fn describe_device(path: &Path, r: &mut DeviceReport) -> std::io::Result<()> {
+    let dev = Device::with_path(path)?;
+    let caps = dev.query_caps()?;
     r.card = caps.card.clone();
     r.driver = caps.driver.clone();
     r.bus = caps.bus.clone();
     r.capture = caps.capabilities.contains(v4l::capability::Flags::VIDEO_CAPTURE)
         && caps.capabilities.contains(v4l::capability::Flags::STREAMING);
     if !r.capture {
-        return r;
+        return Ok(());
     }
-    let formats = match dev.enum_formats() {
-        Ok(f) => f,
-        Err(e) => {
-            r.error = Some(e.to_string());
-            return r;
-        }
-    };
-    for f in formats {
+    for f in dev.enum_formats()? {
         let vigil = PixelFormat::from_fourcc(&f.fourcc)
             .filter(|p| *p != PixelFormat::Yuyv || HAS_ENCODER)
             .map(PixelFormat::name);
@@ -669,7 +654,7 @@ pub fn probe_device(path: &Path) -> DeviceReport {
             sizes,
         });
     }
-    r
+    Ok(())
 }
 
 #[cfg(test)]
@@ -733,8 +718,8 @@ mod tests {
     fn a_missing_device_is_a_clear_error() {
         let src = parse_url(&url("v4l2:///dev/video-vigil-test-none")).unwrap();
         let (tx, _rx) = mpsc::channel(1);
-        let mut s = Session::new("t".into(), None, Duration::from_secs(1), tx);
-        let e = s.capture(&src, &AtomicBool::new(false)).unwrap_err().to_string();
+        let mut c = DeviceCapture::new("t".into(), tx);
+        let e = c.run(&src, &AtomicBool::new(false)).unwrap_err().to_string();
         assert!(e.contains("/dev/video-vigil-test-none"), "{e}");
     }
 }
