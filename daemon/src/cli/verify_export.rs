@@ -27,7 +27,7 @@ pub fn run(
 }
 
 fn verify_export(bundle: &Path, pubkey: Option<&Path>, fingerprint: Option<String>) -> Result<(), Failure> {
-    use crate::evidence::bundle::Pin;
+    use crate::evidence::bundle_verify::Pin;
     let pin = match (pubkey, fingerprint) {
         (Some(p), _) => {
             let text = std::fs::read_to_string(p).map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?;
@@ -47,7 +47,7 @@ fn verify_export(bundle: &Path, pubkey: Option<&Path>, fingerprint: Option<Strin
         }
         (None, None) => Pin::None,
     };
-    let rep = crate::evidence::bundle::verify_bundle(bundle, &pin);
+    let rep = crate::evidence::bundle_verify::verify_bundle(bundle, &pin);
     println!("Vigil evidence bundle: {}", bundle.display());
     if let Some(m) = &rep.manifest {
         println!("  device      {}", m.device_id);

@@ -547,5 +547,3 @@ fn build(
     }
 }
 
-pub use crate::evidence::bundle_verify::{verify_bundle, Finding, Pin, VerifyReport};
-pub use crate::evidence::manifest::{digest_hex, recording_manifest, SignedManifest};

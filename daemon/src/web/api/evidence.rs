@@ -59,7 +59,7 @@ pub async fn recording_manifest(st: Arc<AppState>, _req: Request<Incoming>, ctx:
     let key = device_key(st, "sign a recording manifest").await?;
     let signed = st
         .db(move |idx| {
-            crate::evidence::bundle::recording_manifest(idx, &key, id)
+            crate::evidence::manifest::recording_manifest(idx, &key, id)
                 .map(|m| m.map(|(b, sig)| (b, sig, key.identity().fingerprint())))
                 .map_err(|e| ApiError::internal(e.to_string()))
         })
