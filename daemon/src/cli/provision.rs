@@ -57,27 +57,19 @@ fn provision(
         ),
         None => None,
     };
-    let admin = match crate::db::users::ensure_first_admin(&index).map_err(|e| Failure::Runtime(e.into()))? {
-        Some(pw) => {
-            let _ = audit::append(
-                index.conn(),
-                &actor,
-                "user.add",
-                "admin",
-                audit::Outcome::Ok,
-                "provisioning: admin with a one-time password",
-            );
-            match admin_password_file {
-                Some(p) => {
-                    write_private(p, &format!("{pw}\n"))?;
-                    format!("created; one-time password written to {}", p.display())
-                }
-                None => {
-                    println!("ADMIN ONE-TIME PASSWORD (shown once; it must be changed at first login): {pw}");
-                    "created; one-time password printed above".to_string()
-                }
+    let admin = match crate::db::users::ensure_first_admin(&index, &actor, "provisioning")
+        .map_err(|e| Failure::Runtime(e.into()))?
+    {
+        Some(pw) => match admin_password_file {
+            Some(p) => {
+                write_private(p, &format!("{pw}\n"))?;
+                format!("created; one-time password written to {}", p.display())
             }
-        }
+            None => {
+                println!("ADMIN ONE-TIME PASSWORD (shown once; it must be changed at first login): {pw}");
+                "created; one-time password printed above".to_string()
+            }
+        },
         None => "exists (not changed)".to_string(),
     };
     let ks = crate::keys::keyring::status(&index).map_err(Failure::from)?;
@@ -102,14 +94,7 @@ fn provision(
         "admin": admin,
         "software": crate::evidence::bundle::software_version(),
     });
-    let _ = audit::append(
-        index.conn(),
-        &actor,
-        "device.provision",
-        &id.device_id,
-        audit::Outcome::Ok,
-        &format!("signing key {}, admin {admin}", id.fingerprint()),
-    );
+    crate::evidence::device::record_provisioning(index.conn(), &actor, id, &admin);
     println!("=== Vigil provisioning report");
     println!("device id:                 {}", id.device_id);
     println!("signing key fingerprint:   {}", id.fingerprint());

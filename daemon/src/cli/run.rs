@@ -171,7 +171,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
     }
     // The cameras to run: vigil.toml's, then those added from the web UI.
     let mut cameras: Vec<crate::config::CameraConfig> = config.cameras.clone();
-    for m in crate::run::cameras::managed(&index)? {
+    for m in crate::db::cameras::managed(&index)? {
         if config.camera(&m.name).is_some() {
             tracing::warn!(camera = %m.name, "a camera added from the web UI has the name of one in vigil.toml; the file's wins");
             continue;
@@ -189,18 +189,10 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
     let web = match &config.http {
         Some(http) => {
             let (tls, fingerprint) = crate::web::tls::server_config(http, &keyring)?;
-            if let Some(pw) = crate::db::users::ensure_first_admin(&index)? {
+            if let Some(pw) = crate::db::users::ensure_first_admin(&index, "daemon", "first start")? {
                 eprintln!(
                     "\n=== FIRST START: web user \"admin\", one-time password: {pw}\n=== \
                      It must be changed at first login; it is shown only this once.\n"
-                );
-                let _ = crate::db::audit::append(
-                    index.conn(),
-                    "daemon",
-                    "user.add",
-                    "admin",
-                    crate::db::audit::Outcome::Ok,
-                    "first start: admin with a one-time password",
                 );
             }
             Some((http.clone(), tls, fingerprint))

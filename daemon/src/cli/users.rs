@@ -60,6 +60,7 @@ pub enum Command {
 
 pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
     use crate::db::users::{self, Role, UserError};
+    use crate::keys::mfa::{self, MfaError};
     let config = load_config(cli_config)?;
     let actor = audit::cli_actor();
     let index = Index::open(&config.db_path)?;
@@ -68,9 +69,9 @@ pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
         other => Failure::Usage(other.to_string()),
     };
     let role_of = |r: &str| Role::parse(r).ok_or_else(|| fail(UserError::BadRole(r.to_string())));
-    let record = |action: &str, target: &str, detail: &str| {
-        audit::append(index.conn(), &actor, action, target, audit::Outcome::Ok, detail)
-            .map_err(|e| Failure::Runtime(e.into()))
+    let mfa_fail = |e: MfaError| match e {
+        MfaError::User(e) => fail(e),
+        MfaError::Secret(e) => Failure::from(e),
     };
     let password = |what: &str| -> Result<zeroize::Zeroizing<String>, Failure> {
         let v = read_stdin_secret(what)?;
@@ -87,8 +88,7 @@ pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
         } => {
             let role = role_of(&role)?;
             let pw = password("the password")?;
-            users::add(&index, &name, role, &pw, !no_change_required).map_err(fail)?;
-            record("user.add", &name, role.as_str())?;
+            users::add(&index, &actor, &name, role, &pw, !no_change_required).map_err(fail)?;
             println!("user {name} added ({})", role.as_str());
         }
         Command::List => {
@@ -107,42 +107,34 @@ pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
         }
         Command::Passwd { name } => {
             let pw = password("the new password")?;
-            users::set_password(&index, &name, &pw).map_err(fail)?;
-            record("user.password", &name, "set from the CLI")?;
+            users::set_password(&index, &actor, &name, &pw, "set from the CLI").map_err(fail)?;
             println!("password of {name} changed; their sessions ended");
         }
         Command::Disable { name } => {
-            users::set_disabled(&index, &name, true).map_err(fail)?;
-            record("user.disable", &name, "")?;
+            users::set_disabled(&index, &actor, &name, true).map_err(fail)?;
             println!("user {name} disabled; their sessions ended");
         }
         Command::Enable { name } => {
-            users::set_disabled(&index, &name, false).map_err(fail)?;
-            record("user.enable", &name, "")?;
+            users::set_disabled(&index, &actor, &name, false).map_err(fail)?;
             println!("user {name} enabled");
         }
         Command::EnableMfa { name } => {
             if users::find(&index, &name).map_err(fail)?.is_none() {
                 return Err(fail(UserError::NoSuchUser(name)));
             }
-            let seed =
-                zeroize::Zeroizing::new(crate::keys::random_bytes::<20>().map_err(|e| Failure::Runtime(e.into()))?);
             let kr = open_keyring(&config, &actor)?;
-            secrets::set(&kr, &users::totp_secret_name(&name), &seed[..], None)?;
-            record("user.mfa.enable", &name, "")?;
+            let seed = mfa::enable(&kr, &actor, &name).map_err(mfa_fail)?;
             // Shown once, for the authenticator app (the web UI shows it as a QR code).
             println!("{}", crate::base::totp::otpauth_uri("Vigil", &name, &seed[..]));
         }
         Command::ResetMfa { name } => {
             let kr = open_keyring(&config, &actor)?;
-            secrets::remove(&kr, &users::totp_secret_name(&name))?;
-            record("user.mfa.reset", &name, "")?;
+            mfa::reset(&kr, &actor, &name).map_err(mfa_fail)?;
             println!("second factor of {name} removed");
         }
         Command::Token { name, role } => {
             let role = role_of(&role)?;
-            let t = users::create_token(&index, &name, role).map_err(fail)?;
-            record("token.add", &name, role.as_str())?;
+            let t = users::create_token(&index, &actor, &name, role).map_err(fail)?;
             println!("{t}");
             eprintln!(
                 "API token {name} ({}): shown once; send it as `Authorization: Bearer <token>`",

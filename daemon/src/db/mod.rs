@@ -9,6 +9,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub mod audit;
+pub mod cameras;
 pub mod exports;
 pub mod holds;
 mod schema;

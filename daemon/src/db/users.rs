@@ -2,6 +2,9 @@
 //! tokens. Session ids and API tokens are 256 random bits; only their
 //! SHA-256 is stored. TOTP seeds live in the encrypted secrets store
 //! (`totp.<user>`). Login throttling is in [`Throttle`].
+//!
+//! Every change here takes the `actor` who makes it and writes its audit
+//! entry in the same transaction, so both commit or neither does.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -10,8 +13,9 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use ring::digest;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::db::audit::{self, Outcome};
 use crate::db::Index;
 use vigil_format::keys::random_bytes;
 
@@ -174,7 +178,35 @@ pub fn list(idx: &Index) -> Result<Vec<User>, UserError> {
     Ok(rows.map(|r| r.map(|(u, _)| u)).collect::<Result<_, _>>()?)
 }
 
-pub fn add(idx: &Index, name: &str, role: Role, password: &str, must_change: bool) -> Result<i64, UserError> {
+/// Runs `f` in one immediate transaction (a change and its audit entry).
+fn in_transaction<T>(idx: &Index, f: impl FnOnce(&Connection) -> Result<T, UserError>) -> Result<T, UserError> {
+    let tx = rusqlite::Transaction::new_unchecked(idx.conn(), TransactionBehavior::Immediate)?;
+    let r = f(&tx)?;
+    tx.commit()?;
+    Ok(r)
+}
+
+/// Adds a user (audited as `user.add`, the role as detail).
+pub fn add(
+    idx: &Index,
+    actor: &str,
+    name: &str,
+    role: Role,
+    password: &str,
+    must_change: bool,
+) -> Result<i64, UserError> {
+    insert_user(idx, actor, name, role, password, must_change, role.as_str())
+}
+
+fn insert_user(
+    idx: &Index,
+    actor: &str,
+    name: &str,
+    role: Role,
+    password: &str,
+    must_change: bool,
+    detail: &str,
+) -> Result<i64, UserError> {
     if !valid_user_name(name) {
         return Err(UserError::BadName(name.to_string()));
     }
@@ -183,46 +215,79 @@ pub fn add(idx: &Index, name: &str, role: Role, password: &str, must_change: boo
     }
     let hash = hash_password(password)?;
     let now = crate::base::clock::now_ns();
-    idx.conn().execute(
-        "INSERT INTO user (name, role, password_hash, must_change_password, disabled, created_ns, updated_ns) \
-         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5)",
-        params![name, role.as_str(), hash, must_change, now],
-    )?;
-    Ok(idx.conn().last_insert_rowid())
+    in_transaction(idx, |tx| {
+        tx.execute(
+            "INSERT INTO user (name, role, password_hash, must_change_password, disabled, created_ns, updated_ns) \
+             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5)",
+            params![name, role.as_str(), hash, must_change, now],
+        )?;
+        let id = tx.last_insert_rowid();
+        audit::append(tx, actor, "user.add", name, Outcome::Ok, detail)?;
+        Ok(id)
+    })
 }
 
-pub fn set_password(idx: &Index, name: &str, password: &str) -> Result<(), UserError> {
+/// Sets a user's password and ends their sessions (audited as
+/// `user.password` with `detail`).
+pub fn set_password(idx: &Index, actor: &str, name: &str, password: &str, detail: &str) -> Result<(), UserError> {
     let hash = hash_password(password)?;
-    let n = idx.conn().execute(
-        "UPDATE user SET password_hash = ?2, must_change_password = 0, updated_ns = ?3 WHERE name = ?1",
-        params![name, hash, crate::base::clock::now_ns()],
-    )?;
-    if n == 0 {
-        return Err(UserError::NoSuchUser(name.to_string()));
-    }
-    // A new password ends every session of that user.
-    idx.conn().execute(
-        "DELETE FROM session WHERE user_id = (SELECT id FROM user WHERE name = ?1)",
-        [name],
-    )?;
-    Ok(())
-}
-
-pub fn set_disabled(idx: &Index, name: &str, disabled: bool) -> Result<(), UserError> {
-    let n = idx.conn().execute(
-        "UPDATE user SET disabled = ?2, updated_ns = ?3 WHERE name = ?1",
-        params![name, disabled, crate::base::clock::now_ns()],
-    )?;
-    if n == 0 {
-        return Err(UserError::NoSuchUser(name.to_string()));
-    }
-    if disabled {
-        idx.conn().execute(
+    in_transaction(idx, |tx| {
+        let n = tx.execute(
+            "UPDATE user SET password_hash = ?2, must_change_password = 0, updated_ns = ?3 WHERE name = ?1",
+            params![name, hash, crate::base::clock::now_ns()],
+        )?;
+        if n == 0 {
+            return Err(UserError::NoSuchUser(name.to_string()));
+        }
+        // A new password ends every session of that user.
+        tx.execute(
             "DELETE FROM session WHERE user_id = (SELECT id FROM user WHERE name = ?1)",
             [name],
         )?;
+        audit::append(tx, actor, "user.password", name, Outcome::Ok, detail)?;
+        Ok(())
+    })
+}
+
+/// A user changes their own password: `Ok(false)` (audited as denied) when
+/// the old one is wrong.
+pub fn change_password(idx: &Index, actor: &str, name: &str, old: &str, new: &str) -> Result<bool, UserError> {
+    if check_password(idx, name, old)?.is_none() {
+        audit::append(
+            idx.conn(),
+            actor,
+            "user.password",
+            name,
+            Outcome::Denied,
+            "wrong old password",
+        )?;
+        return Ok(false);
     }
-    Ok(())
+    set_password(idx, actor, name, new, "")?;
+    Ok(true)
+}
+
+/// Disables (ending their sessions) or enables a user (audited as
+/// `user.disable` or `user.enable`).
+pub fn set_disabled(idx: &Index, actor: &str, name: &str, disabled: bool) -> Result<(), UserError> {
+    in_transaction(idx, |tx| {
+        let n = tx.execute(
+            "UPDATE user SET disabled = ?2, updated_ns = ?3 WHERE name = ?1",
+            params![name, disabled, crate::base::clock::now_ns()],
+        )?;
+        if n == 0 {
+            return Err(UserError::NoSuchUser(name.to_string()));
+        }
+        if disabled {
+            tx.execute(
+                "DELETE FROM session WHERE user_id = (SELECT id FROM user WHERE name = ?1)",
+                [name],
+            )?;
+        }
+        let action = if disabled { "user.disable" } else { "user.enable" };
+        audit::append(tx, actor, action, name, Outcome::Ok, "")?;
+        Ok(())
+    })
 }
 
 pub fn set_totp_step(idx: &Index, user_id: i64, step: i64) -> Result<bool, UserError> {
@@ -240,14 +305,16 @@ pub fn totp_secret_name(user: &str) -> String {
 }
 
 /// When there is no user at all: an `admin` with a random one-time password
-/// that must be changed at first login. Returns that password once.
-pub fn ensure_first_admin(idx: &Index) -> Result<Option<String>, UserError> {
+/// that must be changed at first login. Returns that password once. Audited
+/// as `user.add` with the detail "`occasion`: admin with a one-time password".
+pub fn ensure_first_admin(idx: &Index, actor: &str, occasion: &str) -> Result<Option<String>, UserError> {
     let n: i64 = idx.conn().query_row("SELECT count(*) FROM user", [], |r| r.get(0))?;
     if n > 0 {
         return Ok(None);
     }
     let pw = crate::base::totp::base32(&random_bytes::<10>()?).to_lowercase();
-    add(idx, "admin", Role::Admin, &pw, true)?;
+    let detail = format!("{occasion}: admin with a one-time password");
+    insert_user(idx, actor, "admin", Role::Admin, &pw, true, &detail)?;
     Ok(Some(pw))
 }
 
@@ -273,14 +340,46 @@ pub struct Session {
 /// A new session: (the cookie value, the CSRF token). Only the SHA-256 of the
 /// session id is stored.
 pub fn create_session(idx: &Index, user_id: i64, client: &str) -> Result<(String, String), UserError> {
+    insert_session(idx.conn(), user_id, client)
+}
+
+fn insert_session(conn: &Connection, user_id: i64, client: &str) -> Result<(String, String), UserError> {
     let id = random_bytes::<32>()?;
     let csrf = token_text(&random_bytes::<32>()?);
     let now = crate::base::clock::now_ns();
-    idx.conn().execute(
+    conn.execute(
         "INSERT INTO session (id_hash, user_id, csrf, created_ns, last_seen_ns, client) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
         params![sha256(&id), user_id, csrf, now, client],
     )?;
     Ok((token_text(&id), csrf))
+}
+
+/// A successful login: a new session for `user` from `client`, audited as
+/// `login` (actor `user:<name>`, detail "from <client>").
+pub fn log_in(idx: &Index, user: &User, client: &str) -> Result<(String, String), UserError> {
+    in_transaction(idx, |tx| {
+        let session = insert_session(tx, user.id, client)?;
+        record_login(tx, &user.name, Outcome::Ok, &format!("from {client}"))?;
+        Ok(session)
+    })
+}
+
+/// A login attempt's audit entry (who tried, what happened): used for the
+/// refused ones (throttled, wrong password, wrong second factor) too.
+pub fn record_login(conn: &Connection, name: &str, outcome: Outcome, detail: &str) -> Result<(), UserError> {
+    audit::append(conn, &format!("user:{name}"), "login", name, outcome, detail)?;
+    Ok(())
+}
+
+/// Ends the session of `cookie` (if any), audited as `logout` of `actor`.
+pub fn log_out(idx: &Index, actor: &str, cookie: Option<&str>) -> Result<(), UserError> {
+    in_transaction(idx, |tx| {
+        if let Some(raw) = cookie.and_then(parse_token) {
+            tx.execute("DELETE FROM session WHERE id_hash = ?1", [sha256(&raw)])?;
+        }
+        audit::append(tx, actor, "logout", actor, Outcome::Ok, "")?;
+        Ok(())
+    })
 }
 
 /// The session of a cookie value, if it is live (not idle for 30 min, not
@@ -336,13 +435,14 @@ fn parse_token(s: &str) -> Option<[u8; 32]> {
 }
 
 /// A new API token with `role`: returned once; only its SHA-256 is stored.
-pub fn create_token(idx: &Index, name: &str, role: Role) -> Result<String, UserError> {
+/// Audited as `token.add` (the role as detail).
+pub fn create_token(idx: &Index, actor: &str, name: &str, role: Role) -> Result<String, UserError> {
     if !valid_user_name(name) {
         return Err(UserError::BadName(name.to_string()));
     }
     let raw = random_bytes::<32>()?;
-    idx.conn()
-        .execute(
+    in_transaction(idx, |tx| {
+        tx.execute(
             "INSERT INTO api_token (name, token_hash, role, created_ns) VALUES (?1, ?2, ?3, ?4)",
             params![name, sha256(&raw), role.as_str(), crate::base::clock::now_ns()],
         )
@@ -350,7 +450,9 @@ pub fn create_token(idx: &Index, name: &str, role: Role) -> Result<String, UserE
             Some(rusqlite::ErrorCode::ConstraintViolation) => UserError::Exists(name.to_string()),
             _ => UserError::Sql(e),
         })?;
-    Ok(format!("vigil_{}", token_text(&raw)))
+        audit::append(tx, actor, "token.add", name, Outcome::Ok, role.as_str())?;
+        Ok(format!("vigil_{}", token_text(&raw)))
+    })
 }
 
 /// The (name, role) of an API token.
@@ -455,16 +557,16 @@ mod tests {
     fn passwords_sessions_tokens() {
         let d = tempfile::tempdir().unwrap();
         let idx = Index::open(&d.path().join("v.db")).unwrap();
-        let pw = ensure_first_admin(&idx).unwrap().unwrap();
-        assert!(ensure_first_admin(&idx).unwrap().is_none());
+        let pw = ensure_first_admin(&idx, "daemon", "first start").unwrap().unwrap();
+        assert!(ensure_first_admin(&idx, "daemon", "first start").unwrap().is_none());
         let admin = check_password(&idx, "admin", &pw).unwrap().unwrap();
         assert!(admin.must_change_password && admin.role == Role::Admin);
         assert!(check_password(&idx, "admin", "wrong password!").unwrap().is_none());
         assert!(matches!(
-            add(&idx, "v", Role::Viewer, "short", false),
+            add(&idx, "cli:t", "v", Role::Viewer, "short", false),
             Err(UserError::WeakPassword)
         ));
-        add(&idx, "v", Role::Viewer, "a long enough password", false).unwrap();
+        add(&idx, "cli:t", "v", Role::Viewer, "a long enough password", false).unwrap();
         let (cookie, csrf) = create_session(&idx, admin.id, "127.0.0.1").unwrap();
         let s = session(&idx, &cookie).unwrap().unwrap();
         assert_eq!((s.user.name.as_str(), s.csrf.as_str()), ("admin", csrf.as_str()));
@@ -475,10 +577,10 @@ mod tests {
         assert!(!vigil_format::hex(&stored).contains(&cookie), "only the hash is stored");
         revoke_session(&idx, &cookie).unwrap();
         assert!(session(&idx, &cookie).unwrap().is_none());
-        let t = create_token(&idx, "prometheus", Role::Viewer).unwrap();
+        let t = create_token(&idx, "cli:t", "prometheus", Role::Viewer).unwrap();
         assert_eq!(token(&idx, &t).unwrap(), Some(("prometheus".into(), Role::Viewer)));
         assert_eq!(token(&idx, "vigil_00").unwrap(), None);
-        set_disabled(&idx, "v", true).unwrap();
+        set_disabled(&idx, "cli:t", "v", true).unwrap();
         assert!(check_password(&idx, "v", "a long enough password").unwrap().is_none());
     }
 
@@ -486,7 +588,7 @@ mod tests {
     fn sessions_end_after_idle_and_absolute_limits() {
         let d = tempfile::tempdir().unwrap();
         let idx = Index::open(&d.path().join("v.db")).unwrap();
-        let id = add(&idx, "v", Role::Viewer, "a long enough password", false).unwrap();
+        let id = add(&idx, "cli:t", "v", Role::Viewer, "a long enough password", false).unwrap();
         let now = crate::base::clock::now_ns();
         let (idle, _) = create_session(&idx, id, "t").unwrap();
         let (old, _) = create_session(&idx, id, "t").unwrap();
@@ -512,6 +614,87 @@ mod tests {
             .query_row("SELECT count(*) FROM session", [], |r| r.get(0))
             .unwrap();
         assert_eq!(left, 1, "expired sessions are deleted");
+    }
+
+    fn audit_rows(idx: &Index) -> Vec<(String, String, String, String, String)> {
+        let mut st = idx
+            .conn()
+            .prepare("SELECT actor, action, target, outcome, detail FROM audit_log ORDER BY id")
+            .unwrap();
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn user_add_writes_its_audit_entry_in_the_same_transaction() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("v.db")).unwrap();
+        add(&idx, "user:boss", "v", Role::Operator, "a long enough password", false).unwrap();
+        let row = |a: &str, t: &str, o: &str, det: &str| (a.into(), "user.add".into(), t.into(), o.into(), det.into());
+        assert_eq!(audit_rows(&idx), vec![row("user:boss", "v", "ok", "operator")]);
+        // A refused add writes nothing.
+        assert!(matches!(
+            add(&idx, "user:boss", "v", Role::Viewer, "a long enough password", false),
+            Err(UserError::Exists(_))
+        ));
+        assert_eq!(audit_rows(&idx).len(), 1);
+        // When the audit entry cannot be written, the user is not added either.
+        idx.conn()
+            .execute_batch(
+                "CREATE TEMP TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'no audit'); END;",
+            )
+            .unwrap();
+        assert!(add(&idx, "user:boss", "w", Role::Viewer, "a long enough password", false).is_err());
+        assert!(find(&idx, "w").unwrap().is_none(), "no user without its audit entry");
+        assert!(set_disabled(&idx, "user:boss", "v", true).is_err());
+        assert!(!find(&idx, "v").unwrap().unwrap().0.disabled, "nor a change");
+        idx.conn().execute_batch("DROP TRIGGER no_audit;").unwrap();
+        assert_eq!(audit_rows(&idx).len(), 1);
+        // The first admin: the caller's actor and occasion.
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("v.db")).unwrap();
+        ensure_first_admin(&idx, "daemon", "first start").unwrap().unwrap();
+        assert_eq!(
+            audit_rows(&idx),
+            vec![row(
+                "daemon",
+                "admin",
+                "ok",
+                "first start: admin with a one-time password"
+            )]
+        );
+    }
+
+    #[test]
+    fn logins_and_logouts_are_audited() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("v.db")).unwrap();
+        add(&idx, "cli:t", "v", Role::Viewer, "a long enough password", false).unwrap();
+        let (u, _) = find(&idx, "v").unwrap().unwrap();
+        let (cookie, _) = log_in(&idx, &u, "10.0.0.1").unwrap();
+        assert!(session(&idx, &cookie).unwrap().is_some());
+        record_login(idx.conn(), "v", Outcome::Denied, "no TOTP code").unwrap();
+        log_out(&idx, "user:v", Some(&cookie)).unwrap();
+        assert!(session(&idx, &cookie).unwrap().is_none());
+        assert!(!change_password(&idx, "user:v", "v", "not the password", "a new long password").unwrap());
+        assert!(change_password(&idx, "user:v", "v", "a long enough password", "a new long password").unwrap());
+        let rows: Vec<_> = audit_rows(&idx)
+            .into_iter()
+            .skip(1)
+            .map(|(a, act, t, o, det)| format!("{a} {act} {t} {o} {det}"))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "user:v login v ok from 10.0.0.1",
+                "user:v login v denied no TOTP code",
+                "user:v logout user:v ok ",
+                "user:v user.password v denied wrong old password",
+                "user:v user.password v ok ",
+            ]
+        );
     }
 
     #[test]

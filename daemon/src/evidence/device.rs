@@ -188,6 +188,23 @@ impl DeviceKey {
     }
 }
 
+/// Notes in the audit log that the device was provisioned (`vigil provision`)
+/// by `actor`: its identity and how the first admin stands (`admin`).
+/// Provisioning changes nothing here itself, so a failure to write the entry
+/// is only logged.
+pub fn record_provisioning(conn: &rusqlite::Connection, actor: &str, identity: &DeviceIdentity, admin: &str) {
+    if let Err(e) = crate::db::audit::append(
+        conn,
+        actor,
+        "device.provision",
+        &identity.device_id,
+        crate::db::audit::Outcome::Ok,
+        &format!("signing key {}, admin {admin}", identity.fingerprint()),
+    ) {
+        tracing::warn!("audit entry of the provisioning not written: {e}");
+    }
+}
+
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Standard base64 with padding, on one line.

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 pub mod keyring;
+pub mod mfa;
 pub mod recovery;
 pub mod sealing;
 pub mod secrets;

@@ -2,8 +2,8 @@
 //!
 //! Cameras come from two places: `[[camera]]` in vigil.toml (provisioned;
 //! read-only from the API) and the `managed_camera` table (added, changed and
-//! removed through the API; their passwords in the secrets store as
-//! `camera.<name>`). The [`Supervisor`] starts and stops each one at run time:
+//! removed through the API, stored by [`crate::db::cameras`]; their passwords
+//! in the secrets store as `camera.<name>`). The [`Supervisor`] starts and stops each one at run time:
 //! an ingest task with its own stop switch and a recorder thread.
 
 use std::collections::HashMap;
@@ -11,10 +11,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{params, OptionalExtension};
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{CameraConfig, CameraPassword};
+use crate::config::CameraConfig;
 use crate::db::Index;
 use crate::ingest::live::LiveHub;
 use crate::keys::KeyLookup;
@@ -25,97 +24,6 @@ use crate::storage::Storage;
 /// thread before ingest waits. A batch ends at a key frame or after 1 s of
 /// media, so this holds about 10 s of video.
 const BATCH_QUEUE: usize = 10;
-
-/// The secrets-store name of a managed camera's password.
-pub fn password_secret_name(camera: &str) -> String {
-    format!("camera.{camera}")
-}
-
-/// A camera added through the API.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ManagedCamera {
-    pub name: String,
-    pub url: String,
-    pub username: Option<String>,
-    pub has_password: bool,
-    pub enabled: bool,
-}
-
-impl ManagedCamera {
-    /// As the supervisor runs it (the URL was checked when it was stored).
-    pub fn to_config(&self) -> Option<CameraConfig> {
-        Some(CameraConfig {
-            name: self.name.clone(),
-            url: crate::config::camera_url(&self.url).ok()?,
-            username: self.username.clone(),
-            password: if self.has_password {
-                CameraPassword::Secret {
-                    name: password_secret_name(&self.name),
-                    origin: crate::config::Origin {
-                        file: "(web UI)".into(),
-                        line: 0,
-                        key: "camera.password".into(),
-                    },
-                }
-            } else {
-                CameraPassword::None
-            },
-            password_origin: None,
-            enabled: self.enabled,
-            limits: Default::default(),
-        })
-    }
-}
-
-pub fn managed(idx: &Index) -> rusqlite::Result<Vec<ManagedCamera>> {
-    let mut st = idx
-        .conn()
-        .prepare("SELECT name, url, username, has_password, enabled FROM managed_camera ORDER BY name")?;
-    let rows = st.query_map([], |r| {
-        Ok(ManagedCamera {
-            name: r.get(0)?,
-            url: r.get(1)?,
-            username: r.get(2)?,
-            has_password: r.get(3)?,
-            enabled: r.get(4)?,
-        })
-    })?;
-    rows.collect()
-}
-
-pub fn find_managed(idx: &Index, name: &str) -> rusqlite::Result<Option<ManagedCamera>> {
-    Ok(managed(idx)?.into_iter().find(|c| c.name == name))
-}
-
-/// Inserts or replaces a managed camera.
-pub fn store_managed(idx: &Index, c: &ManagedCamera) -> rusqlite::Result<()> {
-    let now = crate::base::clock::now_ns();
-    let existed: Option<i64> = idx
-        .conn()
-        .query_row("SELECT 1 FROM managed_camera WHERE name = ?1", [&c.name], |r| r.get(0))
-        .optional()?;
-    if existed.is_some() {
-        idx.conn().execute(
-            "UPDATE managed_camera SET url = ?2, username = ?3, has_password = ?4, enabled = ?5, updated_ns = ?6 \
-             WHERE name = ?1",
-            params![c.name, c.url, c.username, c.has_password, c.enabled, now],
-        )?;
-    } else {
-        idx.conn().execute(
-            "INSERT INTO managed_camera (name, url, username, has_password, enabled, created_ns, updated_ns) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            params![c.name, c.url, c.username, c.has_password, c.enabled, now],
-        )?;
-    }
-    Ok(())
-}
-
-pub fn delete_managed(idx: &Index, name: &str) -> rusqlite::Result<bool> {
-    Ok(idx
-        .conn()
-        .execute("DELETE FROM managed_camera WHERE name = ?1", [name])?
-        > 0)
-}
 
 struct Running {
     stop: watch::Sender<bool>,

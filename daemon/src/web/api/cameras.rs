@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 
-use crate::db::audit::{self, Outcome};
+use crate::db::cameras::{self as managed_cameras, ManagedCamera};
 use crate::web::auth::{caller_of, Caller, Ctx};
 use crate::web::reply::{body_json, json_reply, ok, opt_str, str_field, ApiError, Reply};
 use crate::web::AppState;
@@ -56,7 +56,7 @@ async fn cameras(st: &Arc<AppState>, one: Option<String>) -> Reply {
         known_camera(st, one.clone()).await?;
     }
     let (configured, rows) = camera_names(st).await?;
-    let managed = st.db(|idx| Ok(crate::run::cameras::managed(idx)?)).await?;
+    let managed = st.db(|idx| Ok(managed_cameras::managed(idx)?)).await?;
     let running = st.cameras.running();
     let list: Vec<Value> = configured
         .iter()
@@ -123,7 +123,7 @@ async fn camera_put(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<C
     let actor = c.actor.clone();
     let cam = st
         .db(move |idx| {
-            let existing = crate::run::cameras::find_managed(idx, &n)?;
+            let existing = managed_cameras::find_managed(idx, &n)?;
             match (&existing, adding) {
                 (Some(_), true) => return Err(ApiError::new(StatusCode::CONFLICT, "a camera of that name exists")),
                 (None, false) => {
@@ -138,7 +138,7 @@ async fn camera_put(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<C
                 // An archive camera (imported, or removed earlier): adding it again continues its recordings.
                 tracing::info!(camera = %n, "a camera with earlier recordings is added again");
             }
-            let secret = crate::run::cameras::password_secret_name(&n);
+            let secret = managed_cameras::password_secret_name(&n);
             let has_password = match &password {
                 Some(p) if p.is_empty() => {
                     let _ = crate::keys::secrets::remove(&keyring, &secret);
@@ -151,22 +151,14 @@ async fn camera_put(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<C
                 }
                 None => existing.as_ref().is_some_and(|e| e.has_password),
             };
-            let m = crate::run::cameras::ManagedCamera {
+            let m = ManagedCamera {
                 name: n.clone(),
                 url: url.clone(),
                 username,
                 has_password,
                 enabled,
             };
-            crate::run::cameras::store_managed(idx, &m)?;
-            audit::append(
-                idx.conn(),
-                &actor,
-                if adding { "camera.add" } else { "camera.update" },
-                &n,
-                Outcome::Ok,
-                &format!("{url} (enabled: {enabled})"),
-            )?;
+            managed_cameras::store_managed(idx, &actor, &m)?;
             Ok(m)
         })
         .await?;
@@ -179,7 +171,7 @@ async fn camera_put(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<C
         let password = match cam.has_password {
             true => {
                 let kr = st.keyring.clone();
-                let secret = crate::run::cameras::password_secret_name(&name);
+                let secret = managed_cameras::password_secret_name(&name);
                 let who = format!("camera {name} login");
                 let v = tokio::task::spawn_blocking(move || crate::keys::secrets::get(&kr, &secret, &who))
                     .await
@@ -214,21 +206,13 @@ pub async fn delete(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Rep
     let keyring = st.keyring.clone();
     let n = name.clone();
     st.db(move |idx| {
-        if !crate::run::cameras::delete_managed(idx, &n)? {
+        if !managed_cameras::delete_managed(idx, &c.actor, &n)? {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "no camera of that name was added here",
             ));
         }
-        let _ = crate::keys::secrets::remove(&keyring, &crate::run::cameras::password_secret_name(&n));
-        audit::append(
-            idx.conn(),
-            &c.actor,
-            "camera.delete",
-            &n,
-            Outcome::Ok,
-            "recordings kept",
-        )?;
+        let _ = crate::keys::secrets::remove(&keyring, &managed_cameras::password_secret_name(&n));
         Ok(())
     })
     .await?;

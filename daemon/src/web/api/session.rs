@@ -9,16 +9,12 @@ use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 
-use crate::db::audit::{self, Outcome};
+use crate::db::audit::Outcome;
 use crate::db::users::{self, Role};
+use crate::keys::mfa::{self, Confirmation};
 use crate::web::auth::{self, caller_of, session_user, Ctx};
 use crate::web::reply::{body_json, json_reply, ok, str_field, ApiError, Reply};
 use crate::web::AppState;
-
-/// A login attempt's audit entry (who tried, what happened).
-fn audit_login(idx: &crate::db::Index, name: &str, outcome: Outcome, detail: &str) -> rusqlite::Result<i64> {
-    audit::append(idx.conn(), &format!("user:{name}"), "login", name, outcome, detail)
-}
 
 pub async fn login(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
     let st = &st;
@@ -35,7 +31,7 @@ pub async fn login(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply
         let stc = st.clone();
         let n = name.clone();
         st.db(move |idx| {
-            audit_login(idx, &n, Outcome::Denied, &format!("throttled, from {ip}"))?;
+            users::record_login(idx.conn(), &n, Outcome::Denied, &format!("throttled, from {ip}"))?;
             Ok(())
         })
         .await?;
@@ -52,13 +48,13 @@ pub async fn login(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply
     let outcome: Result<(users::User, String, String), &'static str> = st
         .db(move |idx| {
             let Some(user) = users::check_password(idx, &n, &password)? else {
-                audit_login(idx, &n, Outcome::Denied, &format!("wrong password, from {ip}"))?;
+                users::record_login(idx.conn(), &n, Outcome::Denied, &format!("wrong password, from {ip}"))?;
                 return Ok(Err("wrong name, password or code"));
             };
             let totp_name = users::totp_secret_name(&n);
             if crate::keys::secrets::exists(idx.conn(), &totp_name)? {
                 let Some(code) = code else {
-                    audit_login(idx, &n, Outcome::Denied, "no TOTP code")?;
+                    users::record_login(idx.conn(), &n, Outcome::Denied, "no TOTP code")?;
                     return Ok(Err("a TOTP code is required"));
                 };
                 let seed = crate::keys::secrets::get(&keyring, &totp_name, "login second factor")
@@ -66,12 +62,11 @@ pub async fn login(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply
                 let now = crate::base::clock::now_ns() / 1_000_000_000;
                 let step = crate::base::totp::verify(&seed, &code, now, user.totp_last_step);
                 if !step.is_some_and(|s| users::set_totp_step(idx, user.id, s).unwrap_or(false)) {
-                    audit_login(idx, &n, Outcome::Denied, "wrong or reused TOTP code")?;
+                    users::record_login(idx.conn(), &n, Outcome::Denied, "wrong or reused TOTP code")?;
                     return Ok(Err("wrong name, password or code"));
                 }
             }
-            let (cookie, csrf) = users::create_session(idx, user.id, &ip.to_string())?;
-            audit_login(idx, &n, Outcome::Ok, &format!("from {ip}"))?;
+            let (cookie, csrf) = users::log_in(idx, &user, &ip.to_string())?;
             Ok(Ok((user, cookie, csrf)))
         })
         .await?;
@@ -102,14 +97,8 @@ pub async fn login(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply
 pub async fn logout(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
     let c = caller_of(ctx.caller)?;
     let actor = c.actor.clone();
-    st.db(move |idx| {
-        if let Some(cookie) = &c.cookie {
-            users::revoke_session(idx, cookie)?;
-        }
-        audit::append(idx.conn(), &actor, "logout", &actor, Outcome::Ok, "")?;
-        Ok(())
-    })
-    .await?;
+    st.db(move |idx| Ok(users::log_out(idx, &actor, c.cookie.as_deref())?))
+        .await?;
     let mut r = json_reply(StatusCode::OK, &json!({ "status": "logged out" }));
     r.headers_mut()
         .insert(hyper::header::SET_COOKIE, HeaderValue::from_static(auth::LOGOUT_COOKIE));
@@ -150,28 +139,13 @@ pub async fn change_password(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "API tokens have no password"));
     };
     st.db(move |idx| {
-        if users::check_password(idx, &name, &old)?.is_none() {
-            audit::append(
-                idx.conn(),
-                &c.actor,
-                "user.password",
-                &name,
-                Outcome::Denied,
-                "wrong old password",
-            )?;
+        if !users::change_password(idx, &c.actor, &name, &old, &new)? {
             return Err(ApiError::new(StatusCode::FORBIDDEN, "the old password is wrong"));
         }
-        users::set_password(idx, &name, &new)?;
-        audit::append(idx.conn(), &c.actor, "user.password", &name, Outcome::Ok, "")?;
         Ok(())
     })
     .await?;
     ok(json!({ "status": "password changed; log in again" }))
-}
-
-/// The secrets-store name of a TOTP seed being enrolled (not yet confirmed).
-fn pending_totp_name(user: &str) -> String {
-    format!("totp-pending.{user}")
 }
 
 /// Starts TOTP enrolment: a new seed, kept pending until a code from it is
@@ -179,18 +153,12 @@ fn pending_totp_name(user: &str) -> String {
 pub async fn mfa_start(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
     let c = caller_of(ctx.caller)?;
     let name = session_user(&c)?;
-    let seed =
-        zeroize::Zeroizing::new(crate::keys::random_bytes::<20>().map_err(|e| ApiError::internal(e.to_string()))?);
     let keyring = st.keyring.clone();
-    let uri = crate::base::totp::otpauth_uri("Vigil", &name, &seed[..]);
     let n = name.clone();
-    st.db(move |idx| {
-        crate::keys::secrets::set(&keyring, &pending_totp_name(&n), &seed[..], None)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        audit::append(idx.conn(), &c.actor, "user.mfa.enrol", &n, Outcome::Ok, "started")?;
-        Ok(())
-    })
-    .await?;
+    let seed = st
+        .db(move |_| mfa::start_enrolment(&keyring, &c.actor, &n).map_err(|e| ApiError::internal(e.to_string())))
+        .await?;
+    let uri = crate::base::totp::otpauth_uri("Vigil", &name, &seed[..]);
     let svg = crate::base::totp::qr_svg(&uri).ok_or_else(|| ApiError::internal("QR code too long".into()))?;
     ok(json!({ "otpauth_uri": uri, "qr_svg": svg }))
 }
@@ -205,37 +173,19 @@ pub async fn mfa_confirm(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) ->
     let code = str_field(&v, "code")?.to_string();
     let keyring = st.keyring.clone();
     let user_id = c.user_id;
-    st.db(move |idx| {
-        let pending = pending_totp_name(&name);
-        if !crate::keys::secrets::exists(idx.conn(), &pending)? {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "start the enrolment first"));
-        }
-        let seed = crate::keys::secrets::get(&keyring, &pending, "second factor enrolment")
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        let now = crate::base::clock::now_ns() / 1_000_000_000;
-        let Some(step) = crate::base::totp::verify(&seed, &code, now, None) else {
-            audit::append(
-                idx.conn(),
-                &c.actor,
-                "user.mfa.enrol",
-                &name,
-                Outcome::Denied,
-                "wrong code",
-            )?;
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "wrong code: check the phone's clock and try the next one",
-            ));
-        };
-        crate::keys::secrets::set(&keyring, &users::totp_secret_name(&name), &seed, None)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        crate::keys::secrets::remove(&keyring, &pending).map_err(|e| ApiError::internal(e.to_string()))?;
-        if let Some(id) = user_id {
-            users::set_totp_step(idx, id, step)?;
-        }
-        audit::append(idx.conn(), &c.actor, "user.mfa.enable", &name, Outcome::Ok, "")?;
-        Ok(())
-    })
-    .await?;
-    ok(json!({ "status": "second factor enrolled" }))
+    let now = crate::base::clock::now_ns() / 1_000_000_000;
+    let confirmation = st
+        .db(move |_| {
+            mfa::confirm_enrolment(&keyring, &c.actor, &name, user_id, &code, now)
+                .map_err(|e| ApiError::internal(e.to_string()))
+        })
+        .await?;
+    match confirmation {
+        Confirmation::NotStarted => Err(ApiError::new(StatusCode::BAD_REQUEST, "start the enrolment first")),
+        Confirmation::WrongCode => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "wrong code: check the phone's clock and try the next one",
+        )),
+        Confirmation::Enabled => ok(json!({ "status": "second factor enrolled" })),
+    }
 }

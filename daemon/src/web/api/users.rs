@@ -7,7 +7,6 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 
-use crate::db::audit::{self, Outcome};
 use crate::db::users::{self, Role};
 use crate::web::auth::{caller_of, Caller, Ctx};
 use crate::web::reply::{body_json, json_reply, ok, str_field, ApiError, Reply};
@@ -45,14 +44,11 @@ async fn user_action(st: &Arc<AppState>, caller: Option<Caller>, params: Vec<Str
             return Err(ApiError::new(StatusCode::NOT_FOUND, "no such user"));
         }
         match action {
-            "disable" => users::set_disabled(idx, &name, true)?,
-            "enable" => users::set_disabled(idx, &name, false)?,
-            _ => match crate::keys::secrets::remove(&keyring, &users::totp_secret_name(&name)) {
-                Ok(()) | Err(crate::keys::secrets::SecretError::NotFound(_)) => {}
-                Err(e) => return Err(ApiError::internal(e.to_string())),
-            },
+            "disable" => users::set_disabled(idx, &c.actor, &name, true)?,
+            "enable" => users::set_disabled(idx, &c.actor, &name, false)?,
+            _ => crate::keys::mfa::admin_reset(&keyring, &c.actor, &name)
+                .map_err(|e| ApiError::internal(e.to_string()))?,
         }
-        audit::append(idx.conn(), &c.actor, &format!("user.{action}"), &name, Outcome::Ok, "")?;
         Ok(())
     })
     .await?;
@@ -89,8 +85,7 @@ pub async fn add(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
     let role = Role::parse(role_s).ok_or_else(|| ApiError::from(users::UserError::BadRole(role_s.to_string())))?;
     let pw = zeroize::Zeroizing::new(str_field(&v, "password")?.to_string());
     st.db(move |idx| {
-        users::add(idx, &name, role, &pw, true)?;
-        audit::append(idx.conn(), &c.actor, "user.add", &name, Outcome::Ok, role.as_str())?;
+        users::add(idx, &c.actor, &name, role, &pw, true)?;
         Ok(())
     })
     .await?;
