@@ -64,6 +64,7 @@ fn export_mp4(config_path: &Path, camera: Vec<String>, start: &str, end: &str, o
             storage: &storage,
             keys: keys.as_ref(),
         },
+        &audit::cli_actor(),
         &camera,
         start_ns,
         end_ns,
@@ -78,21 +79,6 @@ fn export_mp4(config_path: &Path, camera: Vec<String>, start: &str, end: &str, o
                 cli_time::format_ns(r.end_wall_ns),
                 r.bytes,
                 out.display()
-            );
-            let _ = audit::append(
-                index.conn(),
-                &audit::cli_actor(),
-                "export",
-                &camera,
-                audit::Outcome::Ok,
-                &format!(
-                    "{} to {}, {} frames, {} bytes, to {}",
-                    cli_time::format_ns(r.first_wall_ns),
-                    cli_time::format_ns(r.end_wall_ns),
-                    r.frames,
-                    r.bytes,
-                    out.display()
-                ),
             );
             // With `--out -` standard output carries the MP4.
             if out == Path::new("-") {
@@ -134,28 +120,11 @@ fn export_bundle(config_path: &Path, cameras: &[String], start: &str, end: &str,
         start_ns,
         end_ns,
         operator: &actor,
+        audit_destination: Some(out),
     };
     let target = crate::evidence::bundle::BundleTarget::from_path(out);
     match crate::evidence::bundle::create_bundle(archive, &device, &req, &target) {
         Ok(r) => {
-            let digest = r.archive_sha256.unwrap_or(r.manifest_sha256);
-            let _ = audit::append(
-                index.conn(),
-                &actor,
-                "export.bundle",
-                &cameras.join(","),
-                audit::Outcome::Ok,
-                &format!(
-                    "export {}: {} to {}, {} frames, {} bytes, sha256 {} to {}",
-                    r.export_id,
-                    cli_time::format_ns(r.manifest.actual.start_ns),
-                    cli_time::format_ns(r.manifest.actual.end_ns),
-                    r.frames,
-                    r.archive_bytes,
-                    vigil_format::hex(&digest),
-                    out.display()
-                ),
-            );
             println!(
                 "export {}: {} frames, {} to {}, {} bytes in {}",
                 r.export_id,

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{load_config, load_keys, open_index, parse_date, Failure};
+use super::{load_config, load_keys, parse_date, Failure};
 use crate::base::time as cli_time;
 use crate::db::audit;
 use crate::ingest::import::ImportError;
@@ -34,6 +34,7 @@ pub fn run(config_path: &Path, Args { camera, start, file }: Args) -> Result<(),
         &config.db_path,
         &storage,
         keys,
+        &audit::cli_actor(),
         &camera,
         &file,
         start,
@@ -52,14 +53,6 @@ pub fn run(config_path: &Path, Args { camera, start, file }: Args) -> Result<(),
                 } else {
                     String::new()
                 }
-            );
-            let _ = audit::append(
-                open_index(&config)?.conn(),
-                &audit::cli_actor(),
-                "recording.import",
-                &camera,
-                audit::Outcome::Ok,
-                &format!("{} ({} frames)", file.display(), r.frames),
             );
             Ok(())
         }

@@ -207,3 +207,42 @@ mod tests {
         assert!(verify(c).unwrap().unwrap_err().contains("entry 2 is missing"));
     }
 }
+
+#[cfg(test)]
+mod guard {
+    /// The CLI and the web layer call the function that performs an action;
+    /// that function (in db, keys, evidence, ingest, ...) writes the action's
+    /// audit entry, in its transaction. An entry composed in `cli/` or `web/`
+    /// is an entry that a second caller of the action would miss or write
+    /// differently.
+    #[test]
+    fn cli_and_web_write_no_audit_entries_themselves() {
+        fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    sources(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(p);
+                }
+            }
+        }
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        for layer in ["cli", "web"] {
+            sources(&src.join(layer), &mut files);
+        }
+        assert!(files.len() > 10, "found the sources of cli/ and web/");
+        let offenders: Vec<String> = files
+            .iter()
+            .filter(|p| std::fs::read_to_string(p).unwrap().contains("audit::append"))
+            .map(|p| p.strip_prefix(&src).unwrap_or(p).display().to_string())
+            .collect();
+        assert!(
+            offenders.is_empty(),
+            "{offenders:?} write audit entries: an entry belongs in the domain function that performs \
+             the action (db::users, db::cameras, evidence::bundle, keys::mfa, ...), written in the \
+             same transaction as the change; the CLI and the web only pass the actor"
+        );
+    }
+}

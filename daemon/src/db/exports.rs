@@ -1,6 +1,7 @@
 //! Evidence exports as the index keeps them (the `export` table): the list
 //! the web UI shows, the file an export was written to, and the lookup of a
-//! downloadable one. The rows themselves are made by `evidence::bundle`.
+//! downloadable one. `evidence::bundle` makes the rows with the functions
+//! here (a pending row, then finished or forgotten).
 
 use rusqlite::{Connection, OptionalExtension};
 
@@ -45,6 +46,52 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<ExportRow>> {
         })
     })?;
     rows.collect()
+}
+
+/// A new export row, pending until [`finish`] (no SHA-256 yet): its id.
+pub fn insert_pending(
+    conn: &Connection,
+    created_ns: i64,
+    operator: &str,
+    cameras: &str,
+    start_ns: i64,
+    end_ns: i64,
+) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO export (created_ns, operator, camera, start_ns, end_ns, file_name, bytes, sha256, manifest_sha256) \
+         VALUES (?1, ?2, ?3, ?4, ?5, NULL, 0, x'', x'')",
+        rusqlite::params![created_ns, operator, cameras, start_ns, end_ns],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Finishes a pending export: its size, digests and source recordings.
+/// Call inside the caller's transaction.
+pub fn finish(
+    conn: &Connection,
+    id: i64,
+    bytes: i64,
+    sha256: &[u8],
+    manifest_sha256: &[u8],
+    recording_ids: impl IntoIterator<Item = i64>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE export SET bytes = ?2, sha256 = ?3, manifest_sha256 = ?4 WHERE id = ?1",
+        rusqlite::params![id, bytes, sha256, manifest_sha256],
+    )?;
+    for r in recording_ids {
+        conn.execute(
+            "INSERT OR IGNORE INTO export_recording (export_id, recording_id) VALUES (?1, ?2)",
+            [id, r],
+        )?;
+    }
+    Ok(())
+}
+
+/// Removes a pending export that failed.
+pub fn forget(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM export WHERE id = ?1", [id])?;
+    Ok(())
 }
 
 /// Notes the file (in the exports directory) export `id` was written to.

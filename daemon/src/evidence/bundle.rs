@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use sha3::Digest;
 
 use crate::base::time::format_ns;
+use crate::db::audit::{self, Outcome};
+use crate::db::exports;
 use crate::evidence::device::{DeviceError, DeviceKey};
 use crate::evidence::export::{self, Archive, ExportError};
 use vigil_format::hex;
@@ -237,7 +239,11 @@ pub struct BundleRequest<'a> {
     pub cameras: &'a [String],
     pub start_ns: i64,
     pub end_ns: i64,
+    /// Who makes it: recorded in the `export` row and the audit entry.
     pub operator: &'a str,
+    /// Where the audit entry says the bundle went (the CLI's `--bundle`
+    /// path); None when the caller moves it afterwards (the web).
+    pub audit_destination: Option<&'a Path>,
 }
 
 #[derive(Debug, Clone)]
@@ -402,11 +408,36 @@ fn write_bundle(
 
 /// Makes a signed bundle of `req` at `target` and records it in the
 /// `export` table. On any error nothing is left at `target` and no row stays.
+/// Audited as `export.bundle` of the operator: in the transaction that
+/// finishes the row, or as failed (with the error) when it fails.
 pub fn create_bundle(
     archive: Archive<'_>,
     device: &DeviceKey,
     req: &BundleRequest<'_>,
     target: &BundleTarget,
+) -> Result<BundleReport, EvidenceError> {
+    let conn = archive.index.conn();
+    let cameras = req.cameras.join(",");
+    let result = make_bundle(archive, device, req, target, &cameras);
+    if let Err(e) = &result {
+        let _ = audit::append(
+            conn,
+            req.operator,
+            "export.bundle",
+            &cameras,
+            Outcome::Failed,
+            &e.to_string(),
+        );
+    }
+    result
+}
+
+fn make_bundle(
+    archive: Archive<'_>,
+    device: &DeviceKey,
+    req: &BundleRequest<'_>,
+    target: &BundleTarget,
+    cameras: &str,
 ) -> Result<BundleReport, EvidenceError> {
     if req.cameras.is_empty() {
         return Err(EvidenceError::Usage("name at least one camera".into()));
@@ -415,48 +446,95 @@ pub fn create_bundle(
         return Err(EvidenceError::Export(ExportError::EmptyRange));
     }
     let conn = archive.index.conn();
-    conn.execute(
-        "INSERT INTO export (created_ns, operator, camera, start_ns, end_ns, file_name, bytes, sha256, manifest_sha256) \
-         VALUES (?1, ?2, ?3, ?4, ?5, NULL, 0, x'', x'')",
-        rusqlite::params![
-            crate::base::clock::now_ns(),
-            req.operator,
-            req.cameras.join(","),
-            req.start_ns,
-            req.end_ns
-        ],
+    let export_id = exports::insert_pending(
+        conn,
+        crate::base::clock::now_ns(),
+        req.operator,
+        cameras,
+        req.start_ns,
+        req.end_ns,
     )?;
-    let export_id = conn.last_insert_rowid();
-    let result = build(archive, device, req, target, export_id);
-    match result {
-        Ok(rep) => {
-            let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
-            let digest = rep.archive_sha256.unwrap_or(rep.manifest_sha256);
-            tx.execute(
-                "UPDATE export SET bytes = ?2, sha256 = ?3, manifest_sha256 = ?4 WHERE id = ?1",
-                rusqlite::params![
-                    export_id,
-                    rep.archive_bytes as i64,
-                    &digest[..],
-                    &rep.manifest_sha256[..]
-                ],
-            )?;
-            for c in &rep.manifest.clips {
-                for s in &c.source_recordings {
-                    tx.execute(
-                        "INSERT OR IGNORE INTO export_recording (export_id, recording_id) VALUES (?1, ?2)",
-                        [export_id, s.id],
-                    )?;
-                }
-            }
-            tx.commit()?;
-            Ok(rep)
+    let finished = build(archive, device, req, target, export_id).and_then(|rep| {
+        let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        let digest = rep.archive_sha256.unwrap_or(rep.manifest_sha256);
+        exports::finish(
+            &tx,
+            export_id,
+            rep.archive_bytes as i64,
+            &digest,
+            &rep.manifest_sha256,
+            rep.manifest
+                .clips
+                .iter()
+                .flat_map(|c| c.source_recordings.iter().map(|s| s.id)),
+        )?;
+        let mut detail = format!(
+            "export {export_id}: {} to {}, {} frames, {} bytes, sha256 {}",
+            format_ns(rep.manifest.actual.start_ns),
+            format_ns(rep.manifest.actual.end_ns),
+            rep.frames,
+            rep.archive_bytes,
+            hex(&digest)
+        );
+        if let Some(p) = req.audit_destination {
+            detail.push_str(&format!(" to {}", p.display()));
         }
-        Err(e) => {
-            let _ = conn.execute("DELETE FROM export WHERE id = ?1", [export_id]);
-            Err(e)
-        }
+        audit::append(&tx, req.operator, "export.bundle", cameras, Outcome::Ok, &detail)?;
+        tx.commit()?;
+        Ok(rep)
+    });
+    if finished.is_err() {
+        let _ = exports::forget(conn, export_id);
     }
+    finished
+}
+
+/// An export's file, opened for a download.
+pub enum Download {
+    /// No finished export of that id has a file.
+    NotFound,
+    /// Its file cannot be opened.
+    Gone(std::io::Error),
+    Ready {
+        file: std::fs::File,
+        /// The file's length as it is now (the body must match it).
+        bytes: i64,
+        sha256: Vec<u8>,
+        created_ns: i64,
+    },
+}
+
+/// Opens the file of export `id` (in `dir`) for `actor` to download,
+/// audited as `export.download` once it is open.
+pub fn open_download(conn: &rusqlite::Connection, dir: &Path, id: i64, actor: &str) -> rusqlite::Result<Download> {
+    let Some(exports::ExportFile {
+        file_name: Some(name),
+        sha256,
+        created_ns,
+        bytes,
+    }) = exports::file(conn, id)?
+    else {
+        return Ok(Download::NotFound);
+    };
+    let file = match std::fs::File::open(dir.join(&name)) {
+        Ok(f) => f,
+        Err(e) => return Ok(Download::Gone(e)),
+    };
+    let bytes = file.metadata().map(|m| m.len() as i64).unwrap_or(bytes);
+    audit::append(
+        conn,
+        actor,
+        "export.download",
+        &format!("export {id}"),
+        Outcome::Ok,
+        &format!("{bytes} bytes, sha256 {}", hex(&sha256)),
+    )?;
+    Ok(Download::Ready {
+        file,
+        bytes,
+        sha256,
+        created_ns,
+    })
 }
 
 fn build(
@@ -544,5 +622,88 @@ fn build(
                 frames,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::recorder_rig::{Camera, Rig, CAMERA, SECOND, T0};
+
+    /// (actor, outcome, detail) of each `export.bundle` entry.
+    fn bundle_entries(conn: &rusqlite::Connection) -> Vec<(String, String, String)> {
+        let mut st = conn
+            .prepare("SELECT actor, outcome, detail FROM audit_log WHERE action = 'export.bundle' ORDER BY id")
+            .unwrap();
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    fn export_rows(conn: &rusqlite::Connection) -> i64 {
+        conn.query_row("SELECT count(*) FROM export", [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn a_bundle_is_audited_with_its_export_row_in_one_transaction() {
+        let rig = Rig::with_keyring(T0);
+        let mut rec = rig.recorder(60);
+        rig.feed(&mut rec, &mut Camera::new(25), 100);
+        rec.close("stopped");
+        let sealer = crate::keys::keyring::tests_support::file_sealer(rig.dir.path());
+        let kr = crate::keys::keyring::Keyring::open(&rig.db, sealer, "t").unwrap();
+        let device = DeviceKey::load_or_create(&kr, "test").unwrap();
+        let index = rig.index();
+        let archive = Archive {
+            index: &index,
+            storage: &rig.storage,
+            keys: rig.keys.as_ref(),
+        };
+        let cameras = [CAMERA.to_string()];
+        let req = |start_ns, out: Option<&'static Path>| BundleRequest {
+            cameras: &cameras,
+            start_ns,
+            end_ns: start_ns + 2 * SECOND,
+            operator: "user:ops",
+            audit_destination: out,
+        };
+        let zip = |n: &str| BundleTarget::Zip(rig.dir.path().join(n));
+
+        let rep = create_bundle(
+            archive,
+            &device,
+            &req(T0, Some(Path::new("/media/usb/b.zip"))),
+            &zip("a.zip"),
+        )
+        .unwrap();
+        let entries = bundle_entries(index.conn());
+        assert_eq!(entries.len(), 1);
+        let (actor, outcome, detail) = &entries[0];
+        assert_eq!((actor.as_str(), outcome.as_str()), ("user:ops", "ok"));
+        assert!(detail.starts_with(&format!("export {}: ", rep.export_id)), "{detail}");
+        assert!(detail.ends_with(" to /media/usb/b.zip"), "{detail}");
+        assert_eq!(export_rows(index.conn()), 1);
+
+        // Nothing to export: a failed entry, no row.
+        assert!(create_bundle(archive, &device, &req(T0 + 3600 * SECOND, None), &zip("b.zip")).is_err());
+        let entries = bundle_entries(index.conn());
+        assert_eq!((entries.len(), entries[1].1.as_str()), (2, "failed"));
+        assert_eq!(export_rows(index.conn()), 1);
+
+        // When its ok entry cannot be written, the export row is not kept either.
+        index
+            .conn()
+            .execute_batch(
+                "CREATE TEMP TRIGGER no_ok BEFORE INSERT ON audit_log WHEN NEW.outcome = 'ok' \
+                 BEGIN SELECT RAISE(ABORT, 'no audit'); END;",
+            )
+            .unwrap();
+        assert!(create_bundle(archive, &device, &req(T0, None), &zip("c.zip")).is_err());
+        assert_eq!(
+            export_rows(index.conn()),
+            1,
+            "no finished export without its audit entry"
+        );
+        let outcomes: Vec<String> = bundle_entries(index.conn()).into_iter().map(|e| e.1).collect();
+        assert_eq!(outcomes, ["ok", "failed", "failed"]);
     }
 }

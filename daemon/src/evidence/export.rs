@@ -4,6 +4,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::base::time::format_ns;
+use crate::db::audit::{self, Outcome};
 use crate::db::{ns_to_ticks, ChunkRow, Index, IndexError, RecordingRow};
 use crate::keys::KeyLookup;
 use crate::storage::Storage;
@@ -330,7 +332,60 @@ pub fn export<W: Write>(
 
 /// Exports to a file: written as `<out>.partial`, fsynced, renamed into place;
 /// removed on any error so a failed export never leaves a plausible file.
+/// Once it is written, `actor`'s export is audited (`export`).
 pub fn export_to_file(
+    archive: Archive<'_>,
+    actor: &str,
+    camera: &str,
+    start_ns: i64,
+    end_ns: i64,
+    out_path: &Path,
+) -> Result<ExportReport, ExportError> {
+    let r = write_file(archive, camera, start_ns, end_ns, out_path)?;
+    let _ = audit::append(
+        archive.index.conn(),
+        actor,
+        "export",
+        camera,
+        Outcome::Ok,
+        &format!(
+            "{} to {}, {} frames, {} bytes, to {}",
+            format_ns(r.first_wall_ns),
+            format_ns(r.end_wall_ns),
+            r.frames,
+            r.bytes,
+            out_path.display()
+        ),
+    );
+    Ok(r)
+}
+
+/// A download of a view (see [`view_layout`]) of `camera` by `actor`: an
+/// export, audited as `export.download` before the bytes are sent.
+pub fn record_download(
+    conn: &rusqlite::Connection,
+    actor: &str,
+    camera: &str,
+    view: &ViewLayout,
+) -> rusqlite::Result<()> {
+    audit::append(
+        conn,
+        actor,
+        "export.download",
+        camera,
+        Outcome::Ok,
+        &format!(
+            "{} to {} ({} bytes, ETag {})",
+            format_ns(view.first_wall_ns),
+            format_ns(view.end_wall_ns),
+            view.total_len,
+            view.etag
+        ),
+    )?;
+    Ok(())
+}
+
+fn write_file(
     archive: Archive<'_>,
     camera: &str,
     start_ns: i64,

@@ -25,7 +25,7 @@ fn export(rig: &Rig, camera: &str, start_ns: i64, end_ns: i64) -> Result<Exporte
         storage: &rig.storage,
         keys: rig.keys.as_ref(),
     };
-    let report = export_to_file(archive, camera, start_ns, end_ns, &out)?;
+    let report = export_to_file(archive, "cli:test", camera, start_ns, end_ns, &out)?;
     let (mut f, track) = mp4_demux::open(&out).unwrap();
     assert_eq!(track.timescale, TS);
     let datas = track

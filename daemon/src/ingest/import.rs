@@ -38,10 +38,12 @@ pub struct ImportReport {
     pub codec: &'static str,
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn import(
     db: &Path,
     storage: &Storage,
     keys: Arc<dyn KeyLookup>,
+    actor: &str,
     camera: &str,
     file: &Path,
     start_wall_ns: Option<i64>,
@@ -107,6 +109,17 @@ pub fn import(
             frames: st.frames_written,
             errors: st.write_errors.max(1),
         });
+    }
+    // Audited once the recordings are in (they were written in many transactions).
+    if let Ok(index) = Index::open(db) {
+        let _ = crate::db::audit::append(
+            index.conn(),
+            actor,
+            "recording.import",
+            camera,
+            crate::db::audit::Outcome::Ok,
+            &format!("{} ({} frames)", file.display(), st.frames_written),
+        );
     }
     let last = track.samples.last().map(|s| s.dts + i64::from(s.duration)).unwrap_or(0);
     let first_key = track.samples.iter().find(|s| s.key).map(|s| s.dts).unwrap_or(0);

@@ -11,7 +11,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::db::audit::{self, Outcome};
+use crate::evidence::bundle::Download;
 use crate::web::auth::{caller_of, Ctx};
 use crate::web::reply::{body_json, full, id_param, json_reply, ok, str_field, time_field, ApiError, Reply};
 use crate::web::AppState;
@@ -149,6 +149,7 @@ pub async fn create_export(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) 
             start_ns,
             end_ns,
             operator: &actor,
+            audit_destination: None,
         };
         let rep = crate::evidence::bundle::create_bundle(
             archive,
@@ -168,14 +169,6 @@ pub async fn create_export(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) 
                     e if e.is_integrity() => StatusCode::CONFLICT,
                     _ => return Err(ApiError::internal(e.to_string())),
                 };
-                let _ = audit::append(
-                    index.conn(),
-                    &actor,
-                    "export.bundle",
-                    &cameras.join(","),
-                    Outcome::Failed,
-                    &e.to_string(),
-                );
                 return Err(ApiError::new(status, e.to_string()));
             }
         };
@@ -184,22 +177,6 @@ pub async fn create_export(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) 
         let _ = vigil_format::vseg::sync_dir(&dir);
         let sha = rep.archive_sha256.unwrap_or(rep.manifest_sha256);
         crate::db::exports::set_file_name(index.conn(), rep.export_id, &name)?;
-        audit::append(
-            index.conn(),
-            &actor,
-            "export.bundle",
-            &cameras.join(","),
-            Outcome::Ok,
-            &format!(
-                "export {}: {} to {}, {} frames, {} bytes, sha256 {}",
-                rep.export_id,
-                crate::base::time::format_ns(rep.manifest.actual.start_ns),
-                crate::base::time::format_ns(rep.manifest.actual.end_ns),
-                rep.frames,
-                rep.archive_bytes,
-                vigil_format::hex(&sha)
-            ),
-        )?;
         Ok(json!({
             "id": rep.export_id,
             "bytes": rep.archive_bytes,
@@ -222,38 +199,31 @@ pub async fn download_export(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ct
     let id = id_param(&ctx.params)?;
     let st = &st;
     let c = caller_of(ctx.caller)?;
-    let row = st.db(move |idx| Ok(crate::db::exports::file(idx.conn(), id)?)).await?;
-    let Some(crate::db::exports::ExportFile {
-        file_name: Some(name),
-        sha256: sha,
-        created_ns,
-        bytes,
-    }) = row
-    else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no downloadable export {id}"),
-        ));
+    let dir = exports_dir(st);
+    let download = st
+        .db(move |idx| Ok(crate::evidence::bundle::open_download(idx.conn(), &dir, id, &c.actor)?))
+        .await?;
+    let (file, bytes, sha, created_ns) = match download {
+        Download::NotFound => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no downloadable export {id}"),
+            ))
+        }
+        Download::Gone(e) => {
+            return Err(ApiError::new(
+                StatusCode::GONE,
+                format!("export {id}'s file is gone: {e}"),
+            ))
+        }
+        Download::Ready {
+            file,
+            bytes,
+            sha256,
+            created_ns,
+        } => (file, bytes, sha256, created_ns),
     };
-    let path = exports_dir(st).join(&name);
-    let file = std::fs::File::open(&path)
-        .map_err(|e| ApiError::new(StatusCode::GONE, format!("export {id}'s file is gone: {e}")))?;
-    // The length of the file as it is (the body must match Content-Length).
-    let bytes = file.metadata().map(|m| m.len() as i64).unwrap_or(bytes);
     let sha_hex = vigil_format::hex(&sha);
-    let actor = c.actor.clone();
-    let detail = format!("{bytes} bytes, sha256 {sha_hex}");
-    st.db(move |idx| {
-        Ok(audit::append(
-            idx.conn(),
-            &actor,
-            "export.download",
-            &format!("export {id}"),
-            Outcome::Ok,
-            &detail,
-        )?)
-    })
-    .await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         use std::io::Read;

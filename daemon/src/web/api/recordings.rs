@@ -12,7 +12,6 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::cameras::known_camera;
-use crate::db::audit::{self, Outcome};
 use crate::db::users::Role;
 use crate::web::auth::{caller_of, Ctx};
 use crate::web::reply::{full, json_reply, ok, param, query, time_param, ApiError, Reply};
@@ -151,21 +150,14 @@ pub async fn view_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
     if download && req.headers().get(hyper::header::RANGE).is_none() {
         // A download (not playback seeking) is an export: audited.
         let c = caller_of(caller)?;
-        let detail = format!(
-            "{} to {} ({} bytes, ETag {etag})",
-            crate::base::time::format_ns(layout.first_wall_ns),
-            crate::base::time::format_ns(layout.end_wall_ns),
-            total
-        );
+        let view = layout.clone();
         let cam = camera.clone();
         st.db(move |idx| {
-            Ok(audit::append(
+            Ok(crate::evidence::export::record_download(
                 idx.conn(),
                 &c.actor,
-                "export.download",
                 &cam,
-                Outcome::Ok,
-                &detail,
+                &view,
             )?)
         })
         .await?;
