@@ -11,7 +11,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 pub mod audit;
 pub mod exports;
 pub mod holds;
+pub mod keyring;
 mod schema;
+pub mod secrets;
 pub mod users;
 
 use schema::MIGRATIONS;
