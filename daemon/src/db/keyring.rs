@@ -6,7 +6,7 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::db::audit::{self, Outcome};
-use crate::db::Index;
+use crate::db::{Index, IndexError};
 
 /// The keyring row as stored.
 #[derive(Clone, Debug)]
@@ -125,6 +125,12 @@ pub fn data_key(conn: &Connection, id: &[u8]) -> rusqlite::Result<Option<Wrapped
         wrapped_key_from_row,
     )
     .optional()
+}
+
+/// The purpose of data key `id` ("recording", "secrets"), if it exists.
+pub fn data_key_purpose(conn: &Connection, id: &[u8]) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT purpose FROM data_key WHERE id = ?1", [id], |r| r.get(0))
+        .optional()
 }
 
 /// One `PRAGMA wal_checkpoint(TRUNCATE)`: whether it emptied the WAL (no
@@ -287,6 +293,44 @@ impl<'a> Tx<'a> {
             .prepare_cached("UPDATE data_key SET kek_id = ?1, nonce = ?2, wrapped = ?3 WHERE id = ?4")?
             .execute(params![kek_id, nonce, wrapped, id])?;
         Ok(())
+    }
+
+    /// Retires data key `id`: no new recording or secret uses it.
+    pub fn retire_data_key(&self, id: &[u8]) -> rusqlite::Result<()> {
+        self.0
+            .execute("UPDATE data_key SET state = 'retired' WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Records a re-encryption job for data key `id`; false if there was one.
+    pub fn start_reencrypt_job(&self, id: &[u8], reason: &str, now_ns: i64) -> rusqlite::Result<bool> {
+        let new = self.0.execute(
+            "INSERT OR IGNORE INTO key_job (key_id, kind, reason, started_ns) VALUES (?1, 'reencrypt', ?2, ?3)",
+            params![id, reason, now_ns],
+        )?;
+        Ok(new > 0)
+    }
+
+    /// How many (recordings, secrets) data key `id` still protects.
+    pub fn key_users(&self, id: &[u8]) -> rusqlite::Result<(i64, i64)> {
+        let recordings: i64 = self
+            .0
+            .query_row("SELECT count(*) FROM recording WHERE key_id = ?1", [id], |r| r.get(0))?;
+        let secrets: i64 = self
+            .0
+            .query_row("SELECT count(*) FROM secret WHERE key_id = ?1", [id], |r| r.get(0))?;
+        Ok((recordings, secrets))
+    }
+
+    pub fn delete_key_job(&self, id: &[u8]) -> rusqlite::Result<()> {
+        self.0.execute("DELETE FROM key_job WHERE key_id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Step 1 of durable deletion of recording `id`, in this transaction
+    /// ([`Index::queue_deletion_in`]).
+    pub fn queue_deletion(&self, id: i64, reason: &str, now_ns: i64) -> Result<Option<String>, IndexError> {
+        Index::queue_deletion_in(&self.0, id, reason, now_ns)
     }
 
     /// The keyring row names the new KEK (one generation more).

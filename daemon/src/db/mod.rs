@@ -10,8 +10,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 pub mod audit;
 pub mod exports;
+pub mod fixity;
 pub mod holds;
 pub mod keyring;
+pub mod retention;
 mod schema;
 pub mod secrets;
 pub mod users;
@@ -194,6 +196,11 @@ impl Index {
     }
     pub fn conn_mut(&mut self) -> &mut Connection {
         &mut self.conn
+    }
+
+    /// A small page cache (256 KiB): plenty for a background connection.
+    pub fn use_small_cache(&self) -> rusqlite::Result<()> {
+        self.conn.execute_batch("PRAGMA cache_size = -256")
     }
 
     /// Opens an existing database without creating or migrating it.
