@@ -13,6 +13,8 @@ pub mod exports;
 pub mod fixity;
 pub mod holds;
 pub mod keyring;
+pub mod probe;
+pub mod recordings;
 pub mod retention;
 mod schema;
 pub mod secrets;
