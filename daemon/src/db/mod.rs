@@ -1,8 +1,10 @@
 //! The db layer: every SQL statement of the daemon. [`Index`] is the SQLite
 //! index itself (cameras, recordings, the per-chunk seek index, the garbage
 //! table for durable deletion; WAL mode; schema versions via
-//! `PRAGMA user_version`); the submodules keep the audit log, legal holds
-//! and users.
+//! `PRAGMA user_version`); the submodules keep the audit log, legal holds,
+//! users, exports, the keyring's and the secrets' rows (the cryptography is
+//! the keys layer's), fixity results, retention's picks, more recording
+//! queries and the health probes.
 
 use std::path::Path;
 
