@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, OptionalExtension};
-
+use crate::db::fixity::{self as rows, Candidate};
 use crate::db::Index;
 use crate::storage::Storage;
 
 pub use crate::config::archive::FixityConfig;
+pub use crate::db::fixity::{failures, status, Failure, Status};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -28,37 +28,6 @@ pub enum Outcome {
     Mismatch(String),
     /// The recording changed under the scrub (deleted, re-encrypted): not a finding.
     Skipped,
-}
-
-struct Candidate {
-    id: i64,
-    file_name: String,
-    bytes: i64,
-    sha256: Vec<u8>,
-}
-
-/// The next recording to scrub in the cycle that started at `cycle_start_ns`:
-/// never verified ones first, then the least recently verified. A recording
-/// finished after the cycle started waits for the next one (it was hashed
-/// as it was written).
-fn next_candidate(index: &Index, cycle_start_ns: i64) -> rusqlite::Result<Option<Candidate>> {
-    index
-        .conn()
-        .query_row(
-            "SELECT id, file_name, bytes, sha256 FROM recording \
-             WHERE state != 'writing' AND sha256 IS NOT NULL AND coalesce(fixity_ns, end_wall_ns) < ?1 \
-             ORDER BY fixity_ns IS NOT NULL, fixity_ns, id LIMIT 1",
-            [cycle_start_ns],
-            |r| {
-                Ok(Candidate {
-                    id: r.get(0)?,
-                    file_name: r.get(1)?,
-                    bytes: r.get(2)?,
-                    sha256: r.get(3)?,
-                })
-            },
-        )
-        .optional()
 }
 
 /// Hashes a file at no more than `rate` bytes/s (0: unlimited). Returns
@@ -113,43 +82,18 @@ fn scrub_one(
     };
     // The row may have changed while we read (deleted by retention, or
     // re-encrypted into a new file): then this was not a finding.
-    let now: Option<(String, Vec<u8>)> = index
-        .conn()
-        .query_row("SELECT file_name, sha256 FROM recording WHERE id = ?1", [c.id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
+    let now = rows::current_file(index.conn(), c.id)?;
     if now.as_ref() != Some(&(c.file_name.clone(), c.sha256.clone())) {
         return Ok(Some(Outcome::Skipped));
     }
     let ts = crate::base::clock::now_ns();
     match problem {
         None => {
-            index.conn().execute(
-                "UPDATE recording SET fixity_ns = ?2, fixity_ok = 1, fixity_detail = NULL WHERE id = ?1",
-                params![c.id, ts],
-            )?;
+            rows::record_ok(index.conn(), c.id, ts)?;
             Ok(Some(Outcome::Ok))
         }
         Some(what) => {
-            let tx = rusqlite::Transaction::new_unchecked(index.conn(), rusqlite::TransactionBehavior::Immediate)?;
-            let was_ok: Option<i64> =
-                tx.query_row("SELECT fixity_ok FROM recording WHERE id = ?1", [c.id], |r| r.get(0))?;
-            tx.execute(
-                "UPDATE recording SET fixity_ns = ?2, fixity_ok = 0, fixity_detail = ?3 WHERE id = ?1",
-                params![c.id, ts, what],
-            )?;
-            if was_ok != Some(0) {
-                crate::db::audit::append(
-                    &tx,
-                    "fixity",
-                    "fixity.mismatch",
-                    &format!("recording {}", c.id),
-                    crate::db::audit::Outcome::Failed,
-                    &format!("{}: {what}", c.file_name),
-                )?;
-            }
-            tx.commit()?;
+            rows::record_mismatch(index.conn(), c.id, &c.file_name, ts, &what)?;
             tracing::error!(recording = c.id, file = %c.file_name, "FIXITY FAILURE: {what}");
             Ok(Some(Outcome::Mismatch(what)))
         }
@@ -170,7 +114,7 @@ pub fn run_thread(storage: Storage, db_path: PathBuf, cfg: FixityConfig, stop: A
         }
     };
     // A background connection: a small page cache is plenty.
-    let _ = index.conn().execute_batch("PRAGMA cache_size = -256");
+    let _ = index.use_small_cache();
     let sleep = |d: Duration| {
         let until = Instant::now() + d;
         while !stop.load(Ordering::Relaxed) && Instant::now() < until {
@@ -193,7 +137,7 @@ pub fn run_thread(storage: Storage, db_path: PathBuf, cfg: FixityConfig, stop: A
             continue;
         }
         volume_gone = false;
-        match next_candidate(&index, cycle_start_ns) {
+        match rows::next_candidate(index.conn(), cycle_start_ns) {
             Ok(Some(c)) => match scrub_one(&storage, &index, &c, cfg.rate_bytes_per_s, &stop) {
                 Ok(Some(Outcome::Ok)) => checked += 1,
                 Ok(Some(Outcome::Mismatch(_))) => {
@@ -227,61 +171,6 @@ pub fn run_thread(storage: Storage, db_path: PathBuf, cfg: FixityConfig, stop: A
             }
         }
     }
-}
-
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct Status {
-    pub recordings: i64,
-    pub verified: i64,
-    pub never_verified: i64,
-    pub oldest_verified_ns: Option<i64>,
-    pub newest_verified_ns: Option<i64>,
-    pub failures: Vec<Failure>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Failure {
-    pub id: i64,
-    pub camera: String,
-    pub file: String,
-    pub checked_ns: i64,
-    pub detail: String,
-}
-
-pub fn status(conn: &rusqlite::Connection) -> rusqlite::Result<Status> {
-    let mut s = conn.query_row(
-        "SELECT count(*), count(fixity_ns), min(fixity_ns), max(fixity_ns) FROM recording WHERE state != 'writing'",
-        [],
-        |r| {
-            Ok(Status {
-                recordings: r.get(0)?,
-                verified: r.get(1)?,
-                oldest_verified_ns: r.get(2)?,
-                newest_verified_ns: r.get(3)?,
-                ..Default::default()
-            })
-        },
-    )?;
-    s.never_verified = s.recordings - s.verified;
-    s.failures = failures(conn)?;
-    Ok(s)
-}
-
-pub fn failures(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<Failure>> {
-    let mut st = conn.prepare_cached(
-        "SELECT r.id, c.name, r.file_name, r.fixity_ns, coalesce(r.fixity_detail, '') FROM recording r \
-         JOIN camera c ON c.id = r.camera_id WHERE r.fixity_ok = 0 ORDER BY r.id",
-    )?;
-    let rows = st.query_map([], |r| {
-        Ok(Failure {
-            id: r.get(0)?,
-            camera: r.get(1)?,
-            file: r.get(2)?,
-            checked_ns: r.get(3)?,
-            detail: r.get(4)?,
-        })
-    })?;
-    rows.collect()
 }
 
 #[cfg(test)]

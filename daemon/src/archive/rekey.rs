@@ -15,9 +15,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
-
-use crate::db::audit::{self, Outcome};
+use crate::db::audit::Outcome;
+use crate::db::keyring as keyring_rows;
 use crate::db::{Index, RecordingRow, SwappedFile};
 use crate::keys::keyring::{checkpoint_truncate, Keyring, Purpose};
 use crate::keys::{random_bytes, KeyError, KeyId, KeyLookup};
@@ -87,31 +86,18 @@ pub struct RekeyReport {
 }
 
 fn key_purpose(kr: &Keyring, id: &KeyId) -> Result<Option<String>, KeyError> {
-    kr.with_index(|idx| {
-        Ok(idx
-            .conn()
-            .query_row("SELECT purpose FROM data_key WHERE id = ?1", [id.0.as_slice()], |r| {
-                r.get(0)
-            })
-            .optional()?)
-    })
+    kr.with_index(|idx| Ok(keyring_rows::data_key_purpose(idx.conn(), id.0.as_slice())?))
 }
 
 /// Retires `keys` (no new recording or secret uses them) and records the job.
 fn start_job(kr: &Keyring, keys: &[KeyId], reason: &str) -> Result<(), KeyError> {
     let actor = kr.actor().to_string();
     kr.with_index(|idx| {
-        let tx = idx
-            .conn_mut()
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = keyring_rows::Tx::begin(idx)?;
         for k in keys {
-            tx.execute("UPDATE data_key SET state = 'retired' WHERE id = ?1", [k.0.as_slice()])?;
-            let new = tx.execute(
-                "INSERT OR IGNORE INTO key_job (key_id, kind, reason, started_ns) VALUES (?1, 'reencrypt', ?2, ?3)",
-                params![k.0.as_slice(), reason, crate::base::clock::now_ns()],
-            )?;
-            if new > 0 {
-                audit::append(&tx, &actor, "keys.retire", &k.to_string(), Outcome::Ok, reason)?;
+            tx.retire_data_key(k.0.as_slice())?;
+            if tx.start_reencrypt_job(k.0.as_slice(), reason, crate::base::clock::now_ns())? {
+                tx.audit(&actor, "keys.retire", &k.to_string(), Outcome::Ok, reason)?;
             }
         }
         tx.commit()?;
@@ -258,33 +244,22 @@ fn destroy(
     } = d;
     let actor = kr.actor().to_string();
     kr.with_index(|idx| {
-        let tx = idx
-            .conn_mut()
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = keyring_rows::Tx::begin(idx)?;
         for rec in shred {
-            Index::queue_deletion_in(&tx, rec.id, action, crate::base::clock::now_ns())
+            tx.queue_deletion(rec.id, action, crate::base::clock::now_ns())
                 .map_err(|e| KeyError::Keyring(e.to_string()))?;
         }
         for k in keys {
-            let users: i64 = tx.query_row(
-                "SELECT count(*) FROM recording WHERE key_id = ?1",
-                [k.0.as_slice()],
-                |r| r.get(0),
-            )?;
-            let secrets: i64 =
-                tx.query_row("SELECT count(*) FROM secret WHERE key_id = ?1", [k.0.as_slice()], |r| {
-                    r.get(0)
-                })?;
+            let (users, secrets) = tx.key_users(k.0.as_slice())?;
             if users + secrets > 0 {
                 return Err(KeyError::Keyring(format!(
                     "data key {k} still protects {users} recording(s) and {secrets} secret(s); not destroyed"
                 )));
             }
-            tx.execute("DELETE FROM data_key WHERE id = ?1", [k.0.as_slice()])?;
-            tx.execute("DELETE FROM key_job WHERE key_id = ?1", [k.0.as_slice()])?;
+            tx.delete_data_key(k.0.as_slice())?;
+            tx.delete_key_job(k.0.as_slice())?;
         }
-        audit::append(
-            &tx,
+        tx.audit(
             &actor,
             action,
             &keys.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(","),
@@ -474,7 +449,7 @@ pub fn shred(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::NewRecording;
+    use crate::db::{audit, NewRecording};
     use vigil_format::vseg::{Chunk, Codec, FrameMeta, SegmentWriter, StreamInfo};
 
     fn record(kr: &Keyring, storage: &Storage, index: &mut Index, camera: &str, wall_ns: i64) -> (i64, Vec<u8>) {

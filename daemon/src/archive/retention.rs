@@ -21,6 +21,7 @@
 use std::time::Duration;
 
 use crate::base::time::format_ns;
+use crate::db::retention::{self as rows, Pick};
 use crate::db::{Index, RecordingRow};
 use crate::storage::{Storage, StorageError};
 
@@ -44,30 +45,6 @@ pub type SpaceFn<'a> = &'a dyn Fn() -> Option<(u64, u64)>;
 
 const BATCH: usize = 256;
 
-/// Ids of the oldest deletable recordings matching `filter` (a SQL condition
-/// on `r`), at most `limit`.
-fn oldest(index: &Index, filter: &str, p: &[&dyn rusqlite::ToSql], limit: usize) -> rusqlite::Result<Vec<(i64, i64)>> {
-    let sql = format!(
-        "SELECT r.id, r.bytes FROM recording r WHERE r.state != 'writing' AND {filter} AND NOT {} \
-         ORDER BY r.start_wall_ns, r.id LIMIT {limit}",
-        crate::db::holds::HELD_SQL
-    );
-    let mut st = index.conn().prepare_cached(&sql)?;
-    let rows = st.query_map(p, |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
-}
-
-fn count_held(index: &Index, filter: &str, p: &[&dyn rusqlite::ToSql]) -> rusqlite::Result<u64> {
-    let sql = format!(
-        "SELECT count(*) FROM recording r WHERE r.state != 'writing' AND {filter} AND {}",
-        crate::db::holds::HELD_SQL
-    );
-    index
-        .conn()
-        .query_row(&sql, p, |r| r.get::<_, i64>(0))
-        .map(|n| n as u64)
-}
-
 /// Runs one pass. `space` reads the filesystem (a closure so tests and the
 /// benchmark can run without filling a disk).
 pub fn run_pass(
@@ -79,16 +56,7 @@ pub fn run_pass(
     actor: &str,
 ) -> Result<PassReport, StorageError> {
     let mut rep = PassReport::default();
-    let cameras: Vec<(i64, String)> = {
-        let mut st = index
-            .conn()
-            .prepare("SELECT id, name FROM camera ORDER BY id")
-            .map_err(crate::db::IndexError::from)?;
-        let rows = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(crate::db::IndexError::from)?;
-        rows.collect::<Result<_, _>>().map_err(crate::db::IndexError::from)?
-    };
+    let cameras = rows::cameras(index.conn()).map_err(crate::db::IndexError::from)?;
     let sql_err = |e: rusqlite::Error| StorageError::Index(e.into());
 
     // 1. Age.
@@ -97,9 +65,12 @@ pub fn run_pass(
             continue;
         };
         let cutoff = now_ns.saturating_sub(i64::from(days) * 86_400 * 1_000_000_000);
-        let filter = "r.camera_id = ?1 AND r.end_wall_ns <= ?2";
+        let pick = Pick::EndedBy {
+            camera_id: *cam_id,
+            end_ns: cutoff,
+        };
         loop {
-            let ids = oldest(index, filter, &[cam_id, &cutoff], BATCH).map_err(sql_err)?;
+            let ids = rows::oldest_deletable(index.conn(), pick, BATCH).map_err(sql_err)?;
             if ids.is_empty() {
                 break;
             }
@@ -111,7 +82,7 @@ pub fn run_pass(
                 break;
             }
         }
-        rep.held_kept += count_held(index, filter, &[cam_id, &cutoff]).map_err(sql_err)?;
+        rep.held_kept += rows::count_held(index.conn(), pick).map_err(sql_err)?;
     }
 
     // 2. Per-camera size.
@@ -120,19 +91,12 @@ pub fn run_pass(
             continue;
         };
         for _ in 0..10_000 {
-            let total: i64 = index
-                .conn()
-                .query_row(
-                    "SELECT coalesce(sum(bytes), 0) FROM recording WHERE camera_id = ?1",
-                    [cam_id],
-                    |r| r.get(0),
-                )
-                .map_err(sql_err)?;
+            let total = rows::camera_bytes(index.conn(), *cam_id).map_err(sql_err)?;
             let mut excess = total - max as i64;
             if excess <= 0 {
                 break;
             }
-            let cands = oldest(index, "r.camera_id = ?1", &[cam_id], BATCH).map_err(sql_err)?;
+            let cands = rows::oldest_deletable(index.conn(), Pick::Camera(*cam_id), BATCH).map_err(sql_err)?;
             let mut ids = Vec::new();
             for (id, bytes) in cands {
                 if excess <= 0 {
@@ -170,7 +134,7 @@ pub fn run_pass(
             break;
         }
         let mut need = (target - avail) as i64;
-        let cands = oldest(index, "1", &[], BATCH).map_err(sql_err)?;
+        let cands = rows::oldest_deletable(index.conn(), Pick::All, BATCH).map_err(sql_err)?;
         let mut ids = Vec::new();
         for (id, bytes) in cands {
             if need <= 0 {
@@ -186,7 +150,7 @@ pub fn run_pass(
         };
         if gone.is_empty() {
             rep.below_floor = avail < floor;
-            rep.held_kept += count_held(index, "1", &[]).map_err(sql_err)?;
+            rep.held_kept += rows::count_held(index.conn(), Pick::All).map_err(sql_err)?;
             break;
         }
         rep.deleted.extend(gone.into_iter().map(|r| (r, "free space")));
@@ -274,7 +238,7 @@ pub fn run_thread(
         }
     };
     // A background connection: a small page cache is plenty.
-    let _ = index.conn().execute_batch("PRAGMA cache_size = -256");
+    let _ = index.use_small_cache();
     let dir = storage.dir().to_path_buf();
     let space = move || crate::base::host::fs_space(&dir);
     let mut next_pass = std::time::Instant::now();

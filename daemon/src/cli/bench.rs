@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::db::recordings::SyntheticRecording;
 use crate::db::Index;
 use crate::keys::{random_bytes, DataKey, KeyLookup};
 use crate::storage::recorder::{Event, Frame, Recorder, RecorderConfig, StreamParams};
@@ -237,29 +238,21 @@ pub fn retention_pass(n: usize) -> anyhow::Result<()> {
         for c in 0..4 {
             std::fs::create_dir_all(storage.dir().join(format!("cam{c}")))?;
         }
-        let tx = index.conn_mut().transaction()?;
-        {
-            let mut ins = tx.prepare(
-                "INSERT INTO recording (camera_id, file_name, file_id, key_id, codec, state, start_wall_ns, \
-                 observed_wall_ns, timescale, start_pts, end_pts, frames, chunks, bytes, sha256, end_wall_ns) \
-                 VALUES (?1, ?2, ?3, x'0000000000000000', 'h264', 'complete', ?4, ?4, 90000, 0, 5400000, 1500, 60, \
-                 30000000, NULL, ?5)",
-            )?;
-            for i in 0..n {
-                let cam = i % 4;
-                let start = start0 + (i / 4) as i64 * minute;
-                let name = format!("cam{cam}/{i:08}.vseg");
-                std::fs::File::create(storage.path_of(&name))?;
-                ins.execute(rusqlite::params![
-                    cams[cam],
-                    name,
-                    (i as u128).to_le_bytes().to_vec(),
-                    start,
-                    start + minute
-                ])?;
-            }
+        let mut rows = Vec::with_capacity(n);
+        for i in 0..n {
+            let cam = i % 4;
+            let start = start0 + (i / 4) as i64 * minute;
+            let file_name = format!("cam{cam}/{i:08}.vseg");
+            std::fs::File::create(storage.path_of(&file_name))?;
+            rows.push(SyntheticRecording {
+                camera_id: cams[cam],
+                file_name,
+                file_id: (i as u128).to_le_bytes().to_vec(),
+                start_wall_ns: start,
+                end_wall_ns: start + minute,
+            });
         }
-        tx.commit()?;
+        index.insert_synthetic_recordings(&rows)?;
         for h in 0..100 {
             let s = start0 + h * 1000 * minute;
             crate::db::holds::place(

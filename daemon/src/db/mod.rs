@@ -1,8 +1,10 @@
 //! The db layer: every SQL statement of the daemon. [`Index`] is the SQLite
 //! index itself (cameras, recordings, the per-chunk seek index, the garbage
 //! table for durable deletion; WAL mode; schema versions via
-//! `PRAGMA user_version`); the submodules keep the audit log, legal holds
-//! and users.
+//! `PRAGMA user_version`); the submodules keep the audit log, legal holds,
+//! users, exports, the keyring's and the secrets' rows (the cryptography is
+//! the keys layer's), fixity results, retention's picks, more recording
+//! queries and the health probes.
 
 use std::path::Path;
 
@@ -11,8 +13,14 @@ use rusqlite::{params, Connection, OptionalExtension};
 pub mod audit;
 pub mod cameras;
 pub mod exports;
+pub mod fixity;
 pub mod holds;
+pub mod keyring;
+pub mod probe;
+pub mod recordings;
+pub mod retention;
 mod schema;
+pub mod secrets;
 pub mod users;
 
 use schema::MIGRATIONS;
@@ -193,6 +201,11 @@ impl Index {
     }
     pub fn conn_mut(&mut self) -> &mut Connection {
         &mut self.conn
+    }
+
+    /// A small page cache (256 KiB): plenty for a background connection.
+    pub fn use_small_cache(&self) -> rusqlite::Result<()> {
+        self.conn.execute_batch("PRAGMA cache_size = -256")
     }
 
     /// Opens an existing database without creating or migrating it.

@@ -21,12 +21,7 @@ pub fn recording_manifest(
     let Some(rec) = index.recording(id)? else {
         return Ok(None);
     };
-    let fixity: Option<(Option<i64>, Option<i64>)> = index
-        .conn()
-        .query_row("SELECT fixity_ns, fixity_ok FROM recording WHERE id = ?1", [id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .ok();
+    let fixity = crate::db::fixity::of_recording(index.conn(), id).ok();
     let (fixity_ns, fixity_ok) = fixity.unwrap_or((None, None));
     let now = crate::base::clock::now_ns();
     let m = serde_json::json!({

@@ -9,9 +9,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
-
 use crate::db::audit::{self, Outcome};
+use crate::db::keyring::{self as rows, NewDataKey, NewKeyring, RotatedKek, WrappedKeyRow};
 use crate::db::Index;
 use crate::keys::recovery::{self, RecoveryKey};
 use crate::keys::sealing::{Kek, KekSealer, Slot};
@@ -19,9 +18,6 @@ use crate::keys::{random_bytes, DataKey, KeyError, KeyId, KeyLookup, KeyUnavaila
 
 use crate::keys::wrap::{kek_id_of, key_id_of};
 pub use crate::keys::wrap::{recording_scope, unwrap_dek, utc_day, wrap_dek, Purpose, SECRETS_SCOPE};
-
-/// A data_key row as stored: id, purpose, scope, KEK id, nonce, wrapped key.
-type WrappedRow = (Vec<u8>, String, String, Vec<u8>, Vec<u8>, Vec<u8>);
 
 /// The keyring's own row.
 #[derive(Clone, Debug)]
@@ -38,44 +34,24 @@ pub struct KeyringRow {
 }
 
 pub fn keyring_row(index: &Index) -> Result<Option<KeyringRow>, KeyError> {
-    let r = index
-        .conn()
-        .query_row(
-            "SELECT kek_id, kek_generation, kek_created_ns, sealing, pcrs, recovery_pub, escrow, created_ns, rotated_ns \
-             FROM keyring WHERE id = 1",
-            [],
-            |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get::<_, Vec<u8>>(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((kek_id, kek_generation, kek_created_ns, sealing, pcrs, rp, escrow, created_ns, rotated_ns)) = r else {
+    let Some(r) = rows::keyring(index.conn())? else {
         return Ok(None);
     };
-    let recovery_pub: [u8; 32] = rp
+    let recovery_pub: [u8; 32] = r
+        .recovery_pub
         .as_slice()
         .try_into()
         .map_err(|_| KeyError::Keyring("recovery public key has the wrong length".into()))?;
     Ok(Some(KeyringRow {
-        kek_id: kek_id_of(&kek_id)?,
-        kek_generation,
-        kek_created_ns,
-        sealing,
-        pcrs,
+        kek_id: kek_id_of(&r.kek_id)?,
+        kek_generation: r.kek_generation,
+        kek_created_ns: r.kek_created_ns,
+        sealing: r.sealing,
+        pcrs: r.pcrs,
         recovery_pub,
-        escrow,
-        created_ns,
-        rotated_ns,
+        escrow: r.escrow,
+        created_ns: r.created_ns,
+        rotated_ns: r.rotated_ns,
     }))
 }
 
@@ -85,9 +61,8 @@ fn locked<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, KeyError> {
 }
 
 /// The KEK id the keyring row names, read inside a transaction.
-fn keyring_kek_id(tx: &rusqlite::Transaction<'_>) -> Result<[u8; 8], KeyError> {
-    let v: Vec<u8> = tx.query_row("SELECT kek_id FROM keyring WHERE id = 1", [], |r| r.get(0))?;
-    kek_id_of(&v)
+fn keyring_kek_id(tx: &rows::Tx<'_>) -> Result<[u8; 8], KeyError> {
+    kek_id_of(&tx.kek_id()?)
 }
 
 /// Serialises key operations across processes (init, rotation, recovery,
@@ -164,23 +139,16 @@ pub fn init(db: &Path, sealer: &KekSealer, actor: &str) -> Result<InitReport, Ke
         return Err(KeyError::Seal("the sealed key did not unseal to the same key".into()));
     }
     let now = crate::base::clock::now_ns();
-    let tx = index
-        .conn_mut()
-        .transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute(
-        "INSERT INTO keyring (id, kek_id, kek_generation, kek_created_ns, sealing, pcrs, recovery_pub, escrow, created_ns) \
-         VALUES (1, ?1, 1, ?2, ?3, ?4, ?5, ?6, ?2)",
-        params![
-            kek.id().as_slice(),
-            now,
-            sealer.describe(),
-            sealer.pcrs(),
-            recovery_pub.as_slice(),
-            escrow
-        ],
-    )?;
-    audit::append(
-        &tx,
+    let tx = rows::Tx::begin(&mut index)?;
+    tx.insert_keyring(&NewKeyring {
+        kek_id: kek.id().as_slice(),
+        now_ns: now,
+        sealing: &sealer.describe(),
+        pcrs: sealer.pcrs(),
+        recovery_pub: recovery_pub.as_slice(),
+        escrow: &escrow,
+    })?;
+    tx.audit(
         actor,
         "keys.init",
         &vigil_format::hex(&kek.id()),
@@ -278,7 +246,7 @@ impl Keyring {
     /// interrupted rotation). Fails closed: no KEK, no keyring.
     pub fn open(db: &Path, sealer: KekSealer, actor: &str) -> Result<Self, KeyError> {
         let index = Index::open(db).map_err(|e| KeyError::Keyring(e.to_string()))?;
-        index.conn().execute_batch("PRAGMA secure_delete = ON;")?;
+        rows::enable_secure_delete(index.conn())?;
         let row = keyring_row(&index)?.ok_or(KeyError::NotInitialised)?;
         let kek = unseal_matching(db, &sealer, row.kek_id)?;
         if sealer.is_development() {
@@ -372,29 +340,13 @@ impl Keyring {
         day: Option<&str>,
     ) -> Result<DataKey, KeyError> {
         for _ in 0..3 {
-            let row = self.with_index(|idx| {
-                Ok(idx
-                    .conn()
-                    .query_row(
-                        "SELECT id, kek_id, nonce, wrapped FROM data_key WHERE scope = ?1 AND state = 'active'",
-                        [scope],
-                        |r| {
-                            Ok((
-                                r.get::<_, Vec<u8>>(0)?,
-                                r.get::<_, Vec<u8>>(1)?,
-                                r.get::<_, Vec<u8>>(2)?,
-                                r.get::<_, Vec<u8>>(3)?,
-                            ))
-                        },
-                    )
-                    .optional()?)
-            })?;
-            if let Some((id, kek_id, nonce, wrapped)) = row {
-                let id = key_id_of(&id)?;
+            let row = self.with_index(|idx| Ok(rows::active_key(idx.conn(), scope)?))?;
+            if let Some(r) = row {
+                let id = key_id_of(&r.id)?;
                 if let Some(k) = self.cache_get(&id) {
                     return Ok(k);
                 }
-                let k = self.unwrap_row(id, purpose.as_str(), scope, kek_id_of(&kek_id)?, &nonce, &wrapped)?;
+                let k = self.unwrap_row(id, purpose.as_str(), scope, kek_id_of(&r.kek_id)?, &r.nonce, &r.wrapped)?;
                 self.cache_put(&k);
                 return Ok(k);
             }
@@ -418,9 +370,7 @@ impl Keyring {
     ) -> Result<Option<DataKey>, KeyError> {
         let dek = DataKey::new(KeyId(random_bytes::<8>()?), random_bytes::<32>()?);
         let mut idx = locked(&self.index)?;
-        let tx = idx
-            .conn_mut()
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = rows::Tx::begin(&mut idx)?;
         let current = keyring_kek_id(&tx)?;
         let kek = locked(&self.kek)?;
         if kek.id() != current {
@@ -430,32 +380,21 @@ impl Keyring {
             self.refresh_kek(current)?;
             return Ok(None);
         }
-        let exists: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM data_key WHERE scope = ?1 AND state = 'active'",
-                [scope],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_some() {
+        if tx.has_active_key(scope)? {
             return Ok(None);
         }
         let (nonce, wrapped) = wrap_dek(&kek, &dek, purpose.as_str(), scope)?;
-        tx.execute(
-            "INSERT INTO data_key (id, purpose, scope, camera_id, day, state, created_ns, kek_id, nonce, wrapped) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, ?7, ?8, ?9)",
-            params![
-                dek.id().0.as_slice(),
-                purpose.as_str(),
-                scope,
-                camera_id,
-                day,
-                crate::base::clock::now_ns(),
-                current.as_slice(),
-                nonce.as_slice(),
-                wrapped
-            ],
-        )?;
+        tx.insert_data_key(&NewDataKey {
+            id: dek.id().0.as_slice(),
+            purpose: purpose.as_str(),
+            scope,
+            camera_id,
+            day,
+            created_ns: crate::base::clock::now_ns(),
+            kek_id: current.as_slice(),
+            nonce: nonce.as_slice(),
+            wrapped: &wrapped,
+        })?;
         tx.commit()?;
         drop(kek);
         self.cache_put(&dek);
@@ -465,25 +404,16 @@ impl Keyring {
 
     /// The data key `id`, if the keyring still has it.
     pub fn lookup(&self, id: &KeyId) -> Result<Option<DataKey>, KeyError> {
-        let row = self.with_index(|idx| {
-            Ok(idx
-                .conn()
-                .query_row(
-                    "SELECT purpose, scope, kek_id, nonce, wrapped FROM data_key WHERE id = ?1",
-                    [id.0.as_slice()],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, Vec<u8>>(2)?,
-                            r.get::<_, Vec<u8>>(3)?,
-                            r.get::<_, Vec<u8>>(4)?,
-                        ))
-                    },
-                )
-                .optional()?)
-        })?;
-        let Some((purpose, scope, kek_id, nonce, wrapped)) = row else {
+        let row = self.with_index(|idx| Ok(rows::data_key(idx.conn(), id.0.as_slice())?))?;
+        let Some(WrappedKeyRow {
+            purpose,
+            scope,
+            kek_id,
+            nonce,
+            wrapped,
+            ..
+        }) = row
+        else {
             // Shredded (perhaps by another process): forget it here too.
             self.cache_drop(id);
             return Ok(None);
@@ -508,27 +438,15 @@ impl Keyring {
         let keep_from = utc_day(now_ns - 86_400_000_000_000);
         let actor = self.actor.clone();
         let ids = self.with_index(|idx| {
-            let tx = idx
-                .conn_mut()
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let ids: Vec<Vec<u8>> = {
-                let mut st = tx.prepare(
-                    "SELECT d.id FROM data_key d WHERE d.purpose = 'recording' AND d.day IS NOT NULL AND d.day < ?1 \
-                     AND d.created_ns < ?2 \
-                     AND NOT EXISTS (SELECT 1 FROM recording r WHERE r.key_id = d.id) \
-                     AND NOT EXISTS (SELECT 1 FROM key_job j WHERE j.key_id = d.id)",
-                )?;
-                // A key created in the last hour may be about to get its first
-                // recording (an import of old footage): never pruned.
-                let it = st.query_map(params![keep_from, now_ns - 3_600_000_000_000], |r| r.get(0))?;
-                it.collect::<Result<_, _>>()?
-            };
+            let tx = rows::Tx::begin(idx)?;
+            // A key created in the last hour may be about to get its first
+            // recording (an import of old footage): never pruned.
+            let ids = tx.unused_recording_keys(&keep_from, now_ns - 3_600_000_000_000)?;
             for id in &ids {
-                tx.execute("DELETE FROM data_key WHERE id = ?1", [id])?;
+                tx.delete_data_key(id)?;
             }
             if !ids.is_empty() {
-                audit::append(
-                    &tx,
+                tx.audit(
                     &actor,
                     "keys.prune",
                     &format!("{} data key(s)", ids.len()),
@@ -567,49 +485,33 @@ impl Keyring {
         let rewrapped = {
             let mut idx = locked(&self.index)?;
             let old = locked(&self.kek)?;
-            let tx = idx
-                .conn_mut()
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = rows::Tx::begin(&mut idx)?;
             if keyring_kek_id(&tx)? != old_id {
                 return Err(KeyError::Keyring(
                     "the keyring changed during rotation; try again".into(),
                 ));
             }
-            let rows: Vec<WrappedRow> = {
-                let mut st = tx.prepare("SELECT id, purpose, scope, kek_id, nonce, wrapped FROM data_key")?;
-                let it = st.query_map([], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-                })?;
-                it.collect::<Result<_, _>>()?
-            };
-            {
-                let mut up = tx.prepare("UPDATE data_key SET kek_id = ?1, nonce = ?2, wrapped = ?3 WHERE id = ?4")?;
-                for (id, purpose, scope, kid, nonce, wrapped) in &rows {
-                    let id = key_id_of(id)?;
-                    if kek_id_of(kid)? != old_id {
-                        return Err(KeyError::Keyring(format!(
-                            "data key {id} is wrapped under an unknown key-encryption key"
-                        )));
-                    }
-                    let dek = unwrap_dek(&old, id, purpose, scope, nonce, wrapped)?;
-                    let (n2, w2) = wrap_dek(&new, &dek, purpose, scope)?;
-                    up.execute(params![new_id.as_slice(), n2.as_slice(), w2, id.0.as_slice()])?;
+            let rows = tx.data_keys()?;
+            for r in &rows {
+                let id = key_id_of(&r.id)?;
+                if kek_id_of(&r.kek_id)? != old_id {
+                    return Err(KeyError::Keyring(format!(
+                        "data key {id} is wrapped under an unknown key-encryption key"
+                    )));
                 }
+                let dek = unwrap_dek(&old, id, &r.purpose, &r.scope, &r.nonce, &r.wrapped)?;
+                let (n2, w2) = wrap_dek(&new, &dek, &r.purpose, &r.scope)?;
+                tx.rewrap_data_key(id.0.as_slice(), new_id.as_slice(), n2.as_slice(), &w2)?;
             }
             let now = crate::base::clock::now_ns();
-            tx.execute(
-                "UPDATE keyring SET kek_id = ?1, kek_generation = kek_generation + 1, kek_created_ns = ?2, \
-                 rotated_ns = ?2, escrow = ?3, sealing = ?4, pcrs = ?5 WHERE id = 1",
-                params![
-                    new_id.as_slice(),
-                    now,
-                    escrow,
-                    self.sealer.describe(),
-                    self.sealer.pcrs()
-                ],
-            )?;
-            audit::append(
-                &tx,
+            tx.rotate_kek(&RotatedKek {
+                kek_id: new_id.as_slice(),
+                now_ns: now,
+                escrow: &escrow,
+                sealing: &self.sealer.describe(),
+                pcrs: self.sealer.pcrs(),
+            })?;
+            tx.audit(
                 &self.actor,
                 "keys.rotate-kek",
                 &vigil_format::hex(&new_id),
@@ -653,11 +555,7 @@ impl KeyLookup for Keyring {
 /// (bounded: 100 x 50 ms). Returns whether the WAL was emptied.
 pub fn checkpoint_truncate(idx: &mut Index) -> Result<bool, KeyError> {
     for _ in 0..100 {
-        let (busy, _log, _done): (i64, i64, i64) =
-            idx.conn().query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?;
-        if busy == 0 {
+        if rows::checkpoint_truncate_once(idx.conn())? {
             return Ok(true);
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -692,10 +590,7 @@ pub fn recover(db: &Path, sealer: &KekSealer, recovery_key: &RecoveryKey, actor:
             "the re-sealed key did not unseal to the same key".into(),
         ));
     }
-    index.conn().execute(
-        "UPDATE keyring SET sealing = ?1, pcrs = ?2 WHERE id = 1",
-        params![sealer.describe(), sealer.pcrs()],
-    )?;
+    rows::set_sealing(index.conn(), &sealer.describe(), sealer.pcrs())?;
     audit::append(
         index.conn(),
         actor,
@@ -721,29 +616,19 @@ pub struct Status {
 
 pub fn status(index: &Index) -> Result<Status, KeyError> {
     let keyring = keyring_row(index)?;
-    let c = index.conn();
-    let count = |sql: &str| -> Result<i64, KeyError> { Ok(c.query_row(sql, [], |r| r.get(0))?) };
-    let recording_keys = count("SELECT count(*) FROM data_key WHERE purpose = 'recording'")?;
-    let secrets_keys = count("SELECT count(*) FROM data_key WHERE purpose = 'secrets'")?;
-    let retired_keys = count("SELECT count(*) FROM data_key WHERE state = 'retired'")?;
-    let (oldest_ns, newest_ns) = c.query_row("SELECT min(created_ns), max(created_ns) FROM data_key", [], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })?;
-    let mut st = c.prepare("SELECT key_id, reason FROM key_job ORDER BY started_ns")?;
-    let jobs = st
-        .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?)))?
-        .collect::<Result<Vec<_>, _>>()?;
+    let counts = rows::key_counts(index.conn())?;
+    let jobs = rows::key_jobs(index.conn())?;
     let mut pending_jobs = Vec::new();
     for (id, reason) in jobs {
         pending_jobs.push((key_id_of(&id)?, reason));
     }
     Ok(Status {
         keyring,
-        recording_keys,
-        secrets_keys,
-        retired_keys,
-        oldest_ns,
-        newest_ns,
+        recording_keys: counts.recording_keys,
+        secrets_keys: counts.secrets_keys,
+        retired_keys: counts.retired_keys,
+        oldest_ns: counts.oldest_ns,
+        newest_ns: counts.newest_ns,
         pending_jobs,
     })
 }

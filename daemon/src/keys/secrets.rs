@@ -6,10 +6,10 @@
 //! every read and write is audited.
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use zeroize::Zeroizing;
 
 use crate::db::audit::{self, Outcome};
+use crate::db::secrets::{self as rows, SealedSecret};
 use crate::keys::keyring::{Keyring, Purpose, SECRETS_SCOPE};
 use crate::keys::{random_bytes, DataKey, KeyError, KeyId};
 
@@ -64,9 +64,6 @@ impl SecretMeta {
         }
     }
 }
-
-/// A secret row as stored: row id, key id, nonce, ciphertext.
-type SealedField = (i64, Vec<u8>, Vec<u8>, Vec<u8>);
 
 fn field_aad(row_id: i64, key_id: &KeyId) -> Vec<u8> {
     let mut a = b"vigil-field-v1\0secret\0value\0".to_vec();
@@ -168,55 +165,26 @@ fn write_with(
     let actor = kr.actor().to_string();
     let action = if must_exist { "secret.rotate" } else { "secret.write" };
     let r = kr.with_index(|idx| {
-        let tx = idx
-            .conn_mut()
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let active: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM data_key WHERE id = ?1 AND state = 'active'",
-                [key.id().0.as_slice()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if active.is_none() {
+        let tx = rows::Tx::begin(idx)?;
+        if !tx.key_is_active(key.id().0.as_slice())? {
             return Ok(Err(()));
         }
         let now = crate::base::clock::now_ns();
-        let existing: Option<(i64, i64, Option<i64>)> = tx
-            .query_row(
-                "SELECT id, version, expires_ns FROM secret WHERE name = ?1",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        let (id, version) = match existing {
-            Some((id, v, old_exp)) => {
-                tx.execute(
-                    "UPDATE secret SET version = ?2, updated_ns = ?3, expires_ns = ?4 WHERE id = ?1",
-                    params![id, v + 1, now, expires_ns.or(old_exp)],
-                )?;
-                (id, v + 1)
+        let (id, version) = match tx.version(name)? {
+            Some(old) => {
+                tx.set_version(old.id, old.version + 1, now, expires_ns.or(old.expires_ns))?;
+                (old.id, old.version + 1)
             }
             None if must_exist => {
-                audit::append(&tx, &actor, action, name, Outcome::Failed, "no such secret")?;
+                tx.audit(&actor, action, name, Outcome::Failed, "no such secret")?;
                 tx.commit()?;
                 return Ok(Ok(None));
             }
-            None => {
-                tx.execute(
-                    "INSERT INTO secret (name, version, key_id, nonce, value, created_ns, updated_ns, expires_ns) \
-                     VALUES (?1, 1, x'', x'', x'', ?2, ?2, ?3)",
-                    params![name, now, expires_ns],
-                )?;
-                (tx.last_insert_rowid(), 1)
-            }
+            None => (tx.insert_empty(name, now, expires_ns)?, 1),
         };
         let (nonce, ct) = seal_field(key, id, value)?;
-        tx.execute(
-            "UPDATE secret SET key_id = ?2, nonce = ?3, value = ?4 WHERE id = ?1",
-            params![id, key.id().0.as_slice(), nonce.as_slice(), ct],
-        )?;
-        audit::append(&tx, &actor, action, name, Outcome::Ok, &format!("version {version}"))?;
+        tx.store_value(id, key.id().0.as_slice(), nonce.as_slice(), &ct)?;
+        tx.audit(&actor, action, name, Outcome::Ok, &format!("version {version}"))?;
         tx.commit()?;
         Ok(Ok(Some(version)))
     })?;
@@ -230,20 +198,17 @@ fn write_with(
 /// Reads a secret's value; `why` goes to the audit log (e.g. "camera front-door login").
 pub fn get(kr: &Keyring, name: &str, why: &str) -> Result<Zeroizing<Vec<u8>>, SecretError> {
     let actor = kr.actor().to_string();
-    let row: Option<SealedField> = kr.with_index(|idx| {
-        Ok(idx
-            .conn()
-            .query_row(
-                "SELECT id, key_id, nonce, value FROM secret WHERE name = ?1",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()?)
-    })?;
+    let row = kr.with_index(|idx| Ok(rows::sealed(idx.conn(), name)?))?;
     let audit_read = |outcome: Outcome, detail: &str| {
         kr.with_index(|idx| Ok(audit::append(idx.conn(), &actor, "secret.read", name, outcome, detail)?))
     };
-    let Some((id, key_id, nonce, ct)) = row else {
+    let Some(SealedSecret {
+        id,
+        key_id,
+        nonce,
+        value: ct,
+    }) = row
+    else {
         audit_read(Outcome::Failed, &format!("{why}: no such secret"))?;
         return Err(SecretError::NotFound(name.to_string()));
     };
@@ -278,10 +243,7 @@ pub fn get(kr: &Keyring, name: &str, why: &str) -> Result<Zeroizing<Vec<u8>>, Se
 
 /// Whether a secret of this name exists (no read, nothing audited).
 pub fn exists(conn: &rusqlite::Connection, name: &str) -> rusqlite::Result<bool> {
-    Ok(conn
-        .query_row("SELECT 1 FROM secret WHERE name = ?1", [name], |r| r.get::<_, i64>(0))
-        .optional()?
-        .is_some())
+    rows::exists(conn, name)
 }
 
 /// Names and metadata, never values.
@@ -292,35 +254,31 @@ pub fn list(kr: &Keyring) -> Result<Vec<SecretMeta>, SecretError> {
 
 /// The listing straight from a database connection (no KEK needed).
 pub fn list_in(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<SecretMeta>> {
-    let mut st =
-        conn.prepare("SELECT name, version, key_id, created_ns, updated_ns, expires_ns FROM secret ORDER BY name")?;
-    let rows = st.query_map([], |r| {
-        let kid: Vec<u8> = r.get(2)?;
-        let mut k = [0u8; 8];
-        if kid.len() == 8 {
-            k.copy_from_slice(&kid);
-        }
-        Ok(SecretMeta {
-            name: r.get(0)?,
-            version: r.get(1)?,
-            key_id: KeyId(k),
-            created_ns: r.get(3)?,
-            updated_ns: r.get(4)?,
-            expires_ns: r.get(5)?,
+    Ok(rows::list(conn)?
+        .into_iter()
+        .map(|r| {
+            let mut k = [0u8; 8];
+            if r.key_id.len() == 8 {
+                k.copy_from_slice(&r.key_id);
+            }
+            SecretMeta {
+                name: r.name,
+                version: r.version,
+                key_id: KeyId(k),
+                created_ns: r.created_ns,
+                updated_ns: r.updated_ns,
+                expires_ns: r.expires_ns,
+            }
         })
-    })?;
-    rows.collect()
+        .collect())
 }
 
 pub fn remove(kr: &Keyring, name: &str) -> Result<(), SecretError> {
     let actor = kr.actor().to_string();
     let n = kr.with_index(|idx| {
-        let tx = idx
-            .conn_mut()
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let n = tx.execute("DELETE FROM secret WHERE name = ?1", [name])?;
-        audit::append(
-            &tx,
+        let tx = rows::Tx::begin(idx)?;
+        let n = tx.delete(name)?;
+        tx.audit(
             &actor,
             "secret.remove",
             name,
@@ -345,33 +303,23 @@ pub fn reseal_all(kr: &Keyring, old: &KeyId) -> Result<usize, SecretError> {
     let new_key = current_key(kr)?;
     let actor = kr.actor().to_string();
     let n = kr.with_index(|idx| {
-        let tx = idx
-            .conn_mut()
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let rows: Vec<(i64, String, Vec<u8>, Vec<u8>)> = {
-            let mut st = tx.prepare("SELECT id, name, nonce, value FROM secret WHERE key_id = ?1")?;
-            let it = st.query_map([old.0.as_slice()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-            it.collect::<Result<_, _>>()?
-        };
-        for (id, name, nonce, ct) in &rows {
-            let v = open_field(&old_key, *id, nonce, ct)
-                .ok_or_else(|| KeyError::Keyring(format!("secret \"{name}\" does not decrypt")))?;
-            let (n2, c2) = seal_field(&new_key, *id, &v)?;
-            tx.execute(
-                "UPDATE secret SET key_id = ?2, nonce = ?3, value = ?4 WHERE id = ?1",
-                params![id, new_key.id().0.as_slice(), n2.as_slice(), c2],
-            )?;
+        let tx = rows::Tx::begin(idx)?;
+        let sealed = tx.sealed_under(old.0.as_slice())?;
+        for s in &sealed {
+            let v = open_field(&old_key, s.id, &s.nonce, &s.value)
+                .ok_or_else(|| KeyError::Keyring(format!("secret \"{}\" does not decrypt", s.name)))?;
+            let (n2, c2) = seal_field(&new_key, s.id, &v)?;
+            tx.store_value(s.id, new_key.id().0.as_slice(), n2.as_slice(), &c2)?;
         }
-        audit::append(
-            &tx,
+        tx.audit(
             &actor,
             "secret.reencrypt",
             &old.to_string(),
             Outcome::Ok,
-            &format!("{} secret(s) to key {}", rows.len(), new_key.id()),
+            &format!("{} secret(s) to key {}", sealed.len(), new_key.id()),
         )?;
         tx.commit()?;
-        Ok(rows.len())
+        Ok(sealed.len())
     })?;
     Ok(n)
 }

@@ -75,8 +75,7 @@ pub fn judge(runtime_idle: Duration, cameras: &[CameraHealth], db: Result<(), St
 
 /// Takes and releases the database write lock (5 s at most).
 fn database_check(conn: &rusqlite::Connection) -> Result<(), String> {
-    conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
-        .map_err(|e| e.to_string())
+    crate::db::probe::write_lock(conn).map_err(|e| e.to_string())
 }
 
 /// What the status LEDs show.
@@ -193,10 +192,7 @@ impl HealthSupervisor {
             .watchdog()
             .map(|w| (w / 4).max(Duration::from_millis(250)))
             .unwrap_or(Duration::from_secs(5));
-        let conn = rusqlite::Connection::open(&self.db_path).and_then(|c| {
-            c.busy_timeout(Duration::from_secs(5))?;
-            Ok(c)
-        });
+        let conn = crate::db::probe::connect(&self.db_path, Duration::from_secs(5));
         let mut last_problems: Vec<String> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             let v = self.check(conn.as_ref().map_err(|e| e.to_string()));
@@ -237,13 +233,7 @@ impl HealthSupervisor {
         let db = conn.and_then(database_check);
         let problems = judge(runtime_idle, &cams, db);
         // "N/M cameras recording": streaming per the index, of those running.
-        let streaming = rusqlite::Connection::open(&self.db_path)
-            .and_then(|c| {
-                c.query_row("SELECT count(*) FROM camera WHERE state = 'streaming'", [], |r| {
-                    r.get::<_, i64>(0)
-                })
-            })
-            .unwrap_or(0);
+        let streaming = crate::db::probe::streaming_cameras(&self.db_path).unwrap_or(0);
         let free = crate::base::host::fs_space(self.storage.dir())
             .filter(|(_, t)| *t > 0)
             .map(|(a, t)| format!(", {}% free", a * 100 / t))

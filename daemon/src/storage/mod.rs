@@ -13,8 +13,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
-use rusqlite::OptionalExtension;
-
 use crate::db::{ChunkRow, Index, IndexError, RecordingRow};
 use crate::keys::KeyLookup;
 use vigil_format::vseg::{self, FormatError};
@@ -339,35 +337,7 @@ impl Storage {
         reason: &str,
         now_ns: i64,
     ) -> Result<Vec<RecordingRow>, StorageError> {
-        let mut deleted = Vec::with_capacity(ids.len());
-        {
-            let tx = index
-                .conn_mut()
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(IndexError::from)?;
-            for &id in ids {
-                let deletable: bool = tx
-                    .query_row(
-                        &format!(
-                            "SELECT r.state != 'writing' AND NOT {} FROM recording r WHERE r.id = ?1",
-                            crate::db::holds::HELD_SQL
-                        ),
-                        [id],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(IndexError::from)?
-                    .unwrap_or(false);
-                if !deletable {
-                    continue;
-                }
-                let row = Index::recording_in(&tx, id)?;
-                if Index::queue_deletion_in(&tx, id, reason, now_ns)?.is_some() {
-                    deleted.extend(row);
-                }
-            }
-            tx.commit().map_err(IndexError::from)?;
-        }
+        let deleted = index.queue_unheld_deletions(ids, reason, now_ns)?;
         self.collect_garbage(index)?;
         Ok(deleted)
     }

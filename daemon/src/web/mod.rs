@@ -380,9 +380,7 @@ async fn watch_events(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
         let snapshot = st
             .db(|idx| {
                 let cams = idx.cameras()?;
-                let newest: Option<i64> = idx
-                    .conn()
-                    .query_row("SELECT max(id) FROM recording", [], |r| r.get(0))?;
+                let newest = idx.newest_recording_id()?;
                 let new = match newest {
                     Some(n) => idx.recordings_page(None, n - 50, 50)?,
                     None => Vec::new(),
