@@ -12,6 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 pub mod audit;
 pub mod cameras;
+pub mod device;
 pub mod exports;
 pub mod fixity;
 pub mod holds;

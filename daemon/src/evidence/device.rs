@@ -10,7 +10,6 @@
 
 use ring::rand::SecureRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
-use rusqlite::OptionalExtension;
 
 use crate::keys::keyring::Keyring;
 use crate::keys::secrets::{self, SecretError};
@@ -102,22 +101,7 @@ pub fn verify_signature(public_key: &[u8; 32], message: &[u8], signature: &[u8])
 
 /// The device id and public key, if the signing key was made.
 pub fn identity(conn: &rusqlite::Connection) -> rusqlite::Result<Option<DeviceIdentity>> {
-    conn.query_row(
-        "SELECT device_id, signing_public_key FROM device WHERE id = 1",
-        [],
-        |r| {
-            let id: String = r.get(0)?;
-            let pk: Vec<u8> = r.get(1)?;
-            Ok((id, pk))
-        },
-    )
-    .optional()
-    .map(|o| {
-        o.and_then(|(device_id, pk)| {
-            let public_key: [u8; 32] = pk.try_into().ok()?;
-            Some(DeviceIdentity { device_id, public_key })
-        })
-    })
+    Ok(crate::db::device::identity(conn)?.map(|(device_id, public_key)| DeviceIdentity { device_id, public_key }))
 }
 
 /// The device signing key, unsealed.
@@ -153,16 +137,13 @@ impl DeviceKey {
         // The secret first: a crash in between leaves a key and no device row,
         // and the next call makes a fresh pair (rotate overwrites the secret).
         secrets::set(keyring, SIGNING_KEY_SECRET, pkcs8.as_ref(), None)?;
-        let inserted = conn.execute(
-            "INSERT INTO device (id, device_id, signing_public_key, created_ns) VALUES (1, ?1, ?2, ?3) \
-             ON CONFLICT (id) DO NOTHING",
-            rusqlite::params![
-                identity.device_id,
-                &identity.public_key[..],
-                crate::base::clock::now_ns()
-            ],
+        let inserted = crate::db::device::insert_identity(
+            &conn,
+            &identity.device_id,
+            &identity.public_key,
+            crate::base::clock::now_ns(),
         )?;
-        if inserted == 0 {
+        if !inserted {
             // Another process made it first: use theirs.
             return Self::load_or_create(keyring, why);
         }
