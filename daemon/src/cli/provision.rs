@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{load_config, open_index, open_keyring, write_private, Failure};
+use crate::base::clock::SystemClock;
 use crate::db::audit;
 
 #[derive(clap::Args)]
@@ -57,22 +58,21 @@ fn provision(
         ),
         None => None,
     };
-    let admin =
-        match crate::db::users::ensure_first_admin(&index, &actor, "provisioning", &crate::base::clock::SystemClock)
-            .map_err(|e| Failure::Runtime(e.into()))?
-        {
-            Some(pw) => match admin_password_file {
-                Some(p) => {
-                    write_private(p, &format!("{pw}\n"))?;
-                    format!("created; one-time password written to {}", p.display())
-                }
-                None => {
-                    println!("ADMIN ONE-TIME PASSWORD (shown once; it must be changed at first login): {pw}");
-                    "created; one-time password printed above".to_string()
-                }
-            },
-            None => "exists (not changed)".to_string(),
-        };
+    let admin = match crate::db::users::ensure_first_admin(&index, &actor, "provisioning", &SystemClock)
+        .map_err(|e| Failure::Runtime(e.into()))?
+    {
+        Some(pw) => match admin_password_file {
+            Some(p) => {
+                write_private(p, &format!("{pw}\n"))?;
+                format!("created; one-time password written to {}", p.display())
+            }
+            None => {
+                println!("ADMIN ONE-TIME PASSWORD (shown once; it must be changed at first login): {pw}");
+                "created; one-time password printed above".to_string()
+            }
+        },
+        None => "exists (not changed)".to_string(),
+    };
     let ks = crate::keys::keyring::status(&index).map_err(Failure::from)?;
     let kr_row = ks
         .keyring
