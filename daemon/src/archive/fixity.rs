@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::base::clock::{Clock, Clocks};
 use crate::db::fixity::{self as rows, Candidate};
 use crate::db::Index;
 use crate::storage::Storage;
@@ -60,13 +61,15 @@ pub fn hash_file(path: &std::path::Path, rate: u64, stop: &AtomicBool) -> std::i
     Ok(Some((out, len)))
 }
 
-/// Scrubs one recording and stores the result. None when there was nothing to do.
+/// Scrubs one recording and stores the result, stamped with the clock's wall
+/// time. None when there was nothing to do.
 fn scrub_one(
     storage: &Storage,
     index: &Index,
     c: &Candidate,
     rate: u64,
     stop: &AtomicBool,
+    clock: &dyn Clock,
 ) -> rusqlite::Result<Option<Outcome>> {
     let path = storage.path_of(&c.file_name);
     let measured = hash_file(&path, rate, stop);
@@ -86,7 +89,7 @@ fn scrub_one(
     if now.as_ref() != Some(&(c.file_name.clone(), c.sha256.clone())) {
         return Ok(Some(Outcome::Skipped));
     }
-    let ts = crate::base::clock::now_ns();
+    let ts = clock.wall_ns();
     match problem {
         None => {
             rows::record_ok(index.conn(), c.id, ts)?;
@@ -100,8 +103,10 @@ fn scrub_one(
     }
 }
 
-/// The scrub thread. Stops when `stop` is set.
-pub fn run_thread(storage: Storage, db_path: PathBuf, cfg: FixityConfig, stop: Arc<AtomicBool>) {
+/// The scrub thread. Stops when `stop` is set. When a cycle is due and what
+/// the results are stamped with come from `clock`; the waits themselves are
+/// real time.
+pub fn run_thread(storage: Storage, db_path: PathBuf, cfg: FixityConfig, stop: Arc<AtomicBool>, clock: Clocks) {
     if cfg.rate_bytes_per_s == 0 {
         tracing::warn!("fixity scrubbing is off ([fixity] rate_mb_per_s = 0)");
         return;
@@ -121,8 +126,9 @@ pub fn run_thread(storage: Storage, db_path: PathBuf, cfg: FixityConfig, stop: A
             std::thread::sleep(Duration::from_millis(200).min(until.saturating_duration_since(Instant::now())));
         }
     };
-    let mut cycle_started = Instant::now();
-    let mut cycle_start_ns = crate::base::clock::now_ns();
+    let since = |started_ms: i64| Duration::from_millis((clock.mono_ms() - started_ms).max(0) as u64);
+    let mut cycle_started_ms = clock.mono_ms();
+    let mut cycle_start_ns = clock.wall_ns();
     let (mut checked, mut failed) = (0u64, 0u64);
     let mut volume_gone = false;
     while !stop.load(Ordering::Relaxed) {
@@ -138,7 +144,7 @@ pub fn run_thread(storage: Storage, db_path: PathBuf, cfg: FixityConfig, stop: A
         }
         volume_gone = false;
         match rows::next_candidate(index.conn(), cycle_start_ns) {
-            Ok(Some(c)) => match scrub_one(&storage, &index, &c, cfg.rate_bytes_per_s, &stop) {
+            Ok(Some(c)) => match scrub_one(&storage, &index, &c, cfg.rate_bytes_per_s, &stop, clock.as_ref()) {
                 Ok(Some(Outcome::Ok)) => checked += 1,
                 Ok(Some(Outcome::Mismatch(_))) => {
                     checked += 1;
@@ -156,12 +162,12 @@ pub fn run_thread(storage: Storage, db_path: PathBuf, cfg: FixityConfig, stop: A
                 }
                 sleep(
                     cfg.cycle
-                        .saturating_sub(cycle_started.elapsed())
+                        .saturating_sub(since(cycle_started_ms))
                         .max(Duration::from_secs(1)),
                 );
-                if cycle_started.elapsed() >= cfg.cycle {
-                    cycle_started = Instant::now();
-                    cycle_start_ns = crate::base::clock::now_ns();
+                if since(cycle_started_ms) >= cfg.cycle {
+                    cycle_started_ms = clock.mono_ms();
+                    cycle_start_ns = clock.wall_ns();
                     (checked, failed) = (0, 0);
                 }
             }
@@ -176,6 +182,7 @@ pub fn run_thread(storage: Storage, db_path: PathBuf, cfg: FixityConfig, stop: A
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::recorder_rig::{Camera, Rig, SECOND, T0};
 
     #[test]
     fn rate_cap_is_respected() {
@@ -190,6 +197,68 @@ mod tests {
         assert_eq!(
             sha[..],
             ring::digest::digest(&ring::digest::SHA256, &vec![7u8; 3 << 20]).as_ref()[..]
+        );
+    }
+
+    /// Scrubs every recording due in a cycle that starts now (as the thread does).
+    fn scrub_cycle(rig: &Rig, index: &Index) -> Vec<(i64, Outcome)> {
+        let stop = AtomicBool::new(false);
+        let cycle_start_ns = rig.clock.wall_ns();
+        let mut out = Vec::new();
+        while let Some(c) = rows::next_candidate(index.conn(), cycle_start_ns).unwrap() {
+            let o = scrub_one(&rig.storage, index, &c, 0, &stop, rig.clock.as_ref()).unwrap();
+            out.push((c.id, o.unwrap()));
+        }
+        out
+    }
+
+    #[test]
+    fn a_scrub_stamps_the_clock_and_finds_a_tampered_file() {
+        let rig = Rig::new(T0);
+        let mut rec = rig.recorder(2);
+        rig.feed(&mut rec, &mut Camera::new(25), 150);
+        rec.close("stopped");
+        let recs = rig.recordings();
+        assert!(recs.len() >= 2, "{} recordings", recs.len());
+        // Flip a byte in the middle of the last recording's ciphertext.
+        let tampered = recs[recs.len() - 1].clone();
+        let path = rig.storage.path_of(&tampered.file_name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x55;
+        std::fs::write(&path, &bytes).unwrap();
+
+        rig.clock.advance_ms(60_000);
+        let scrubbed_at = rig.clock.wall_ns();
+        assert!(scrubbed_at > T0 + 60 * SECOND);
+        let index = rig.index();
+        let results = scrub_cycle(&rig, &index);
+        assert_eq!(results.len(), recs.len(), "every finished recording, once");
+        for r in &recs {
+            let want = if r.id == tampered.id {
+                Outcome::Mismatch("ciphertext SHA-256 differs from the one recorded when the file was closed".into())
+            } else {
+                Outcome::Ok
+            };
+            assert!(results.contains(&(r.id, want.clone())), "recording {}: {want:?}", r.id);
+            let ok = i64::from(r.id != tampered.id);
+            assert_eq!(
+                rows::of_recording(index.conn(), r.id).unwrap(),
+                (Some(scrubbed_at), Some(ok)),
+                "recording {}: checked at the clock's time",
+                r.id
+            );
+        }
+        let st = status(index.conn()).unwrap();
+        assert_eq!(st.oldest_verified_ns, Some(scrubbed_at));
+        assert_eq!(st.failures.len(), 1);
+        assert_eq!(
+            (st.failures[0].id, st.failures[0].checked_ns),
+            (tampered.id, scrubbed_at)
+        );
+        assert!(
+            scrub_cycle(&rig, &index).is_empty(),
+            "nothing is due again in the same cycle"
         );
     }
 }

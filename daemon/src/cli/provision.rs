@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{load_config, open_index, open_keyring, write_private, Failure};
+use crate::base::clock::SystemClock;
 use crate::db::audit;
 
 #[derive(clap::Args)]
@@ -57,7 +58,7 @@ fn provision(
         ),
         None => None,
     };
-    let admin = match crate::db::users::ensure_first_admin(&index, &actor, "provisioning")
+    let admin = match crate::db::users::ensure_first_admin(&index, &actor, "provisioning", &SystemClock)
         .map_err(|e| Failure::Runtime(e.into()))?
     {
         Some(pw) => match admin_password_file {

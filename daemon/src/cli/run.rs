@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::sync::watch;
 
+use crate::base::clock::SystemClock;
 use crate::config::{CameraPassword, Config};
 use crate::db::Index;
 use crate::keys::keyring::Keyring;
@@ -189,7 +190,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
     let web = match &config.http {
         Some(http) => {
             let (tls, fingerprint) = crate::web::tls::server_config(http, &keyring)?;
-            if let Some(pw) = crate::db::users::ensure_first_admin(&index, "daemon", "first start")? {
+            if let Some(pw) = crate::db::users::ensure_first_admin(&index, "daemon", "first start", &SystemClock)? {
                 eprintln!(
                     "\n=== FIRST START: web user \"admin\", one-time password: {pw}\n=== \
                      It must be changed at first login; it is shown only this once.\n"
@@ -246,7 +247,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         background.push(
             std::thread::Builder::new()
                 .name("fixity".into())
-                .spawn(move || crate::archive::fixity::run_thread(st, db, cfg, stop))?,
+                .spawn(move || crate::archive::fixity::run_thread(st, db, cfg, stop, crate::base::clock::system()))?,
         );
     }
     let mut tasks = Vec::new();
@@ -271,6 +272,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             supervisor.clone(),
             fingerprint,
             live.clone(),
+            crate::base::clock::system(),
         );
         state.require_admin_mfa = http.require_mfa_for_admins;
         state.volume_warning = volume_warning.clone();

@@ -59,6 +59,7 @@ pub enum Command {
 }
 
 pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
+    use crate::base::clock::SystemClock;
     use crate::db::users::{self, Role, UserError};
     use crate::keys::mfa::{self, MfaError};
     let config = load_config(cli_config)?;
@@ -88,7 +89,7 @@ pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
         } => {
             let role = role_of(&role)?;
             let pw = password("the password")?;
-            users::add(&index, &actor, &name, role, &pw, !no_change_required).map_err(fail)?;
+            users::add(&index, &actor, &name, role, &pw, !no_change_required, &SystemClock).map_err(fail)?;
             println!("user {name} added ({})", role.as_str());
         }
         Command::List => {
@@ -107,15 +108,15 @@ pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
         }
         Command::Passwd { name } => {
             let pw = password("the new password")?;
-            users::set_password(&index, &actor, &name, &pw, "set from the CLI").map_err(fail)?;
+            users::set_password(&index, &actor, &name, &pw, "set from the CLI", &SystemClock).map_err(fail)?;
             println!("password of {name} changed; their sessions ended");
         }
         Command::Disable { name } => {
-            users::set_disabled(&index, &actor, &name, true).map_err(fail)?;
+            users::set_disabled(&index, &actor, &name, true, &SystemClock).map_err(fail)?;
             println!("user {name} disabled; their sessions ended");
         }
         Command::Enable { name } => {
-            users::set_disabled(&index, &actor, &name, false).map_err(fail)?;
+            users::set_disabled(&index, &actor, &name, false, &SystemClock).map_err(fail)?;
             println!("user {name} enabled");
         }
         Command::EnableMfa { name } => {
@@ -134,7 +135,7 @@ pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
         }
         Command::Token { name, role } => {
             let role = role_of(&role)?;
-            let t = users::create_token(&index, &actor, &name, role).map_err(fail)?;
+            let t = users::create_token(&index, &actor, &name, role, &SystemClock).map_err(fail)?;
             println!("{t}");
             eprintln!(
                 "API token {name} ({}): shown once; send it as `Authorization: Bearer <token>`",

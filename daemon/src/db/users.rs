@@ -8,13 +8,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use ring::digest;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::base::clock::{Clock, Clocks};
 use crate::db::audit::{self, Outcome};
 use crate::db::Index;
 use vigil_format::keys::random_bytes;
@@ -194,10 +195,12 @@ pub fn add(
     role: Role,
     password: &str,
     must_change: bool,
+    clock: &dyn Clock,
 ) -> Result<i64, UserError> {
-    insert_user(idx, actor, name, role, password, must_change, role.as_str())
+    insert_user(idx, actor, name, role, password, must_change, role.as_str(), clock)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn insert_user(
     idx: &Index,
     actor: &str,
@@ -206,6 +209,7 @@ fn insert_user(
     password: &str,
     must_change: bool,
     detail: &str,
+    clock: &dyn Clock,
 ) -> Result<i64, UserError> {
     if !valid_user_name(name) {
         return Err(UserError::BadName(name.to_string()));
@@ -214,7 +218,7 @@ fn insert_user(
         return Err(UserError::Exists(name.to_string()));
     }
     let hash = hash_password(password)?;
-    let now = crate::base::clock::now_ns();
+    let now = clock.wall_ns();
     in_transaction(idx, |tx| {
         tx.execute(
             "INSERT INTO user (name, role, password_hash, must_change_password, disabled, created_ns, updated_ns) \
@@ -229,12 +233,19 @@ fn insert_user(
 
 /// Sets a user's password and ends their sessions (audited as
 /// `user.password` with `detail`).
-pub fn set_password(idx: &Index, actor: &str, name: &str, password: &str, detail: &str) -> Result<(), UserError> {
+pub fn set_password(
+    idx: &Index,
+    actor: &str,
+    name: &str,
+    password: &str,
+    detail: &str,
+    clock: &dyn Clock,
+) -> Result<(), UserError> {
     let hash = hash_password(password)?;
     in_transaction(idx, |tx| {
         let n = tx.execute(
             "UPDATE user SET password_hash = ?2, must_change_password = 0, updated_ns = ?3 WHERE name = ?1",
-            params![name, hash, crate::base::clock::now_ns()],
+            params![name, hash, clock.wall_ns()],
         )?;
         if n == 0 {
             return Err(UserError::NoSuchUser(name.to_string()));
@@ -251,7 +262,14 @@ pub fn set_password(idx: &Index, actor: &str, name: &str, password: &str, detail
 
 /// A user changes their own password: `Ok(false)` (audited as denied) when
 /// the old one is wrong.
-pub fn change_password(idx: &Index, actor: &str, name: &str, old: &str, new: &str) -> Result<bool, UserError> {
+pub fn change_password(
+    idx: &Index,
+    actor: &str,
+    name: &str,
+    old: &str,
+    new: &str,
+    clock: &dyn Clock,
+) -> Result<bool, UserError> {
     if check_password(idx, name, old)?.is_none() {
         audit::append(
             idx.conn(),
@@ -263,17 +281,17 @@ pub fn change_password(idx: &Index, actor: &str, name: &str, old: &str, new: &st
         )?;
         return Ok(false);
     }
-    set_password(idx, actor, name, new, "")?;
+    set_password(idx, actor, name, new, "", clock)?;
     Ok(true)
 }
 
 /// Disables (ending their sessions) or enables a user (audited as
 /// `user.disable` or `user.enable`).
-pub fn set_disabled(idx: &Index, actor: &str, name: &str, disabled: bool) -> Result<(), UserError> {
+pub fn set_disabled(idx: &Index, actor: &str, name: &str, disabled: bool, clock: &dyn Clock) -> Result<(), UserError> {
     in_transaction(idx, |tx| {
         let n = tx.execute(
             "UPDATE user SET disabled = ?2, updated_ns = ?3 WHERE name = ?1",
-            params![name, disabled, crate::base::clock::now_ns()],
+            params![name, disabled, clock.wall_ns()],
         )?;
         if n == 0 {
             return Err(UserError::NoSuchUser(name.to_string()));
@@ -307,14 +325,19 @@ pub fn totp_secret_name(user: &str) -> String {
 /// When there is no user at all: an `admin` with a random one-time password
 /// that must be changed at first login. Returns that password once. Audited
 /// as `user.add` with the detail "`occasion`: admin with a one-time password".
-pub fn ensure_first_admin(idx: &Index, actor: &str, occasion: &str) -> Result<Option<String>, UserError> {
+pub fn ensure_first_admin(
+    idx: &Index,
+    actor: &str,
+    occasion: &str,
+    clock: &dyn Clock,
+) -> Result<Option<String>, UserError> {
     let n: i64 = idx.conn().query_row("SELECT count(*) FROM user", [], |r| r.get(0))?;
     if n > 0 {
         return Ok(None);
     }
     let pw = crate::base::totp::base32(&random_bytes::<10>()?).to_lowercase();
     let detail = format!("{occasion}: admin with a one-time password");
-    insert_user(idx, actor, "admin", Role::Admin, &pw, true, &detail)?;
+    insert_user(idx, actor, "admin", Role::Admin, &pw, true, &detail, clock)?;
     Ok(Some(pw))
 }
 
@@ -339,14 +362,24 @@ pub struct Session {
 
 /// A new session: (the cookie value, the CSRF token). Only the SHA-256 of the
 /// session id is stored.
-pub fn create_session(idx: &Index, user_id: i64, client: &str) -> Result<(String, String), UserError> {
-    insert_session(idx.conn(), user_id, client)
+pub fn create_session(
+    idx: &Index,
+    user_id: i64,
+    client: &str,
+    clock: &dyn Clock,
+) -> Result<(String, String), UserError> {
+    insert_session(idx.conn(), user_id, client, clock)
 }
 
-fn insert_session(conn: &Connection, user_id: i64, client: &str) -> Result<(String, String), UserError> {
+fn insert_session(
+    conn: &Connection,
+    user_id: i64,
+    client: &str,
+    clock: &dyn Clock,
+) -> Result<(String, String), UserError> {
     let id = random_bytes::<32>()?;
     let csrf = token_text(&random_bytes::<32>()?);
-    let now = crate::base::clock::now_ns();
+    let now = clock.wall_ns();
     conn.execute(
         "INSERT INTO session (id_hash, user_id, csrf, created_ns, last_seen_ns, client) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
         params![sha256(&id), user_id, csrf, now, client],
@@ -356,9 +389,9 @@ fn insert_session(conn: &Connection, user_id: i64, client: &str) -> Result<(Stri
 
 /// A successful login: a new session for `user` from `client`, audited as
 /// `login` (actor `user:<name>`, detail "from <client>").
-pub fn log_in(idx: &Index, user: &User, client: &str) -> Result<(String, String), UserError> {
+pub fn log_in(idx: &Index, user: &User, client: &str, clock: &dyn Clock) -> Result<(String, String), UserError> {
     in_transaction(idx, |tx| {
-        let session = insert_session(tx, user.id, client)?;
+        let session = insert_session(tx, user.id, client, clock)?;
         record_login(tx, &user.name, Outcome::Ok, &format!("from {client}"))?;
         Ok(session)
     })
@@ -384,7 +417,7 @@ pub fn log_out(idx: &Index, actor: &str, cookie: Option<&str>) -> Result<(), Use
 
 /// The session of a cookie value, if it is live (not idle for 30 min, not
 /// older than 12 h, user enabled); touches it.
-pub fn session(idx: &Index, cookie: &str) -> Result<Option<Session>, UserError> {
+pub fn session(idx: &Index, cookie: &str, clock: &dyn Clock) -> Result<Option<Session>, UserError> {
     let Some(raw) = parse_token(cookie) else {
         return Ok(None);
     };
@@ -400,7 +433,7 @@ pub fn session(idx: &Index, cookie: &str) -> Result<Option<Session>, UserError> 
     let Some((user_id, csrf, created, seen)) = row else {
         return Ok(None);
     };
-    let now = crate::base::clock::now_ns();
+    let now = clock.wall_ns();
     let expired = now - seen > SESSION_IDLE.as_nanos() as i64 || now - created > SESSION_ABSOLUTE.as_nanos() as i64;
     let user = by_id(idx, user_id)?;
     match user {
@@ -436,7 +469,7 @@ fn parse_token(s: &str) -> Option<[u8; 32]> {
 
 /// A new API token with `role`: returned once; only its SHA-256 is stored.
 /// Audited as `token.add` (the role as detail).
-pub fn create_token(idx: &Index, actor: &str, name: &str, role: Role) -> Result<String, UserError> {
+pub fn create_token(idx: &Index, actor: &str, name: &str, role: Role, clock: &dyn Clock) -> Result<String, UserError> {
     if !valid_user_name(name) {
         return Err(UserError::BadName(name.to_string()));
     }
@@ -444,7 +477,7 @@ pub fn create_token(idx: &Index, actor: &str, name: &str, role: Role) -> Result<
     in_transaction(idx, |tx| {
         tx.execute(
             "INSERT INTO api_token (name, token_hash, role, created_ns) VALUES (?1, ?2, ?3, ?4)",
-            params![name, sha256(&raw), role.as_str(), crate::base::clock::now_ns()],
+            params![name, sha256(&raw), role.as_str(), clock.wall_ns()],
         )
         .map_err(|e| match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::ConstraintViolation) => UserError::Exists(name.to_string()),
@@ -456,7 +489,7 @@ pub fn create_token(idx: &Index, actor: &str, name: &str, role: Role) -> Result<
 }
 
 /// The (name, role) of an API token.
-pub fn token(idx: &Index, text: &str) -> Result<Option<(String, Role)>, UserError> {
+pub fn token(idx: &Index, text: &str, clock: &dyn Clock) -> Result<Option<(String, Role)>, UserError> {
     let Some(raw) = text.strip_prefix("vigil_").and_then(parse_token) else {
         return Ok(None);
     };
@@ -470,7 +503,7 @@ pub fn token(idx: &Index, text: &str) -> Result<Option<(String, Role)>, UserErro
     if row.is_some() {
         idx.conn().execute(
             "UPDATE api_token SET last_used_ns = ?2 WHERE token_hash = ?1",
-            params![h, crate::base::clock::now_ns()],
+            params![h, clock.wall_ns()],
         )?;
     }
     Ok(row.and_then(|(n, r)| Role::parse(&r).map(|r| (n, r))))
@@ -490,27 +523,37 @@ pub fn check_password(idx: &Index, name: &str, password: &str) -> Result<Option<
 
 /// Failed-login throttling: at most 5 failures per user and 20 per client
 /// address in any minute; past that, every attempt (right or wrong) is
-/// refused until the minute has passed.
-#[derive(Default)]
+/// refused until the minute has passed. Times are the clock's monotonic
+/// milliseconds, so a wall-clock step neither lifts nor extends a lockout.
 pub struct Throttle {
-    by_user: HashMap<String, VecDeque<Instant>>,
-    by_ip: HashMap<IpAddr, VecDeque<Instant>>,
+    clock: Clocks,
+    by_user: HashMap<String, VecDeque<i64>>,
+    by_ip: HashMap<IpAddr, VecDeque<i64>>,
 }
 
 pub const WINDOW: Duration = Duration::from_secs(60);
 pub const MAX_FAILURES_PER_USER: usize = 5;
 pub const MAX_FAILURES_PER_IP: usize = 20;
+const WINDOW_MS: i64 = WINDOW.as_millis() as i64;
 
 impl Throttle {
-    fn prune(q: &mut VecDeque<Instant>, now: Instant) {
-        while q.front().is_some_and(|t| now.duration_since(*t) > WINDOW) {
+    pub fn new(clock: Clocks) -> Throttle {
+        Throttle {
+            clock,
+            by_user: HashMap::new(),
+            by_ip: HashMap::new(),
+        }
+    }
+
+    fn prune(q: &mut VecDeque<i64>, now: i64) {
+        while q.front().is_some_and(|t| now - *t > WINDOW_MS) {
             q.pop_front();
         }
     }
 
     /// Seconds to wait, if this user or address is locked out now.
     pub fn locked(&mut self, user: &str, ip: IpAddr) -> Option<u64> {
-        let now = Instant::now();
+        let now = self.clock.mono_ms();
         let mut wait = None;
         for (q, max) in [
             (self.by_user.get_mut(user), MAX_FAILURES_PER_USER),
@@ -520,7 +563,8 @@ impl Throttle {
                 Self::prune(q, now);
                 if q.len() >= max {
                     if let Some(first) = q.front() {
-                        let left = WINDOW.saturating_sub(now.duration_since(*first)).as_secs() + 1;
+                        let left_ms = (WINDOW_MS - (now - *first)).max(0) as u64;
+                        let left = Duration::from_millis(left_ms).as_secs() + 1;
                         wait = Some(wait.map_or(left, |w: u64| w.max(left)));
                     }
                 }
@@ -530,15 +574,14 @@ impl Throttle {
     }
 
     pub fn failed(&mut self, user: &str, ip: IpAddr) {
-        let now = Instant::now();
+        let now = self.clock.mono_ms();
         // Bounded memory: an address or name flood cannot grow these maps forever.
         if self.by_user.len() > 10_000 {
             self.by_user
-                .retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
+                .retain(|_, q| q.back().is_some_and(|t| now - *t < WINDOW_MS));
         }
         if self.by_ip.len() > 10_000 {
-            self.by_ip
-                .retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
+            self.by_ip.retain(|_, q| q.back().is_some_and(|t| now - *t < WINDOW_MS));
         }
         self.by_user.entry(user.to_string()).or_default().push_back(now);
         self.by_ip.entry(ip).or_default().push_back(now);
@@ -552,23 +595,32 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::clock::ManualClock;
+
+    fn sys() -> &'static dyn Clock {
+        &crate::base::clock::SystemClock
+    }
 
     #[test]
     fn passwords_sessions_tokens() {
         let d = tempfile::tempdir().unwrap();
         let idx = Index::open(&d.path().join("v.db")).unwrap();
-        let pw = ensure_first_admin(&idx, "daemon", "first start").unwrap().unwrap();
-        assert!(ensure_first_admin(&idx, "daemon", "first start").unwrap().is_none());
+        let pw = ensure_first_admin(&idx, "daemon", "first start", sys())
+            .unwrap()
+            .unwrap();
+        assert!(ensure_first_admin(&idx, "daemon", "first start", sys())
+            .unwrap()
+            .is_none());
         let admin = check_password(&idx, "admin", &pw).unwrap().unwrap();
         assert!(admin.must_change_password && admin.role == Role::Admin);
         assert!(check_password(&idx, "admin", "wrong password!").unwrap().is_none());
         assert!(matches!(
-            add(&idx, "cli:t", "v", Role::Viewer, "short", false),
+            add(&idx, "cli:t", "v", Role::Viewer, "short", false, sys()),
             Err(UserError::WeakPassword)
         ));
-        add(&idx, "cli:t", "v", Role::Viewer, "a long enough password", false).unwrap();
-        let (cookie, csrf) = create_session(&idx, admin.id, "127.0.0.1").unwrap();
-        let s = session(&idx, &cookie).unwrap().unwrap();
+        add(&idx, "cli:t", "v", Role::Viewer, "a long enough password", false, sys()).unwrap();
+        let (cookie, csrf) = create_session(&idx, admin.id, "127.0.0.1", sys()).unwrap();
+        let s = session(&idx, &cookie, sys()).unwrap().unwrap();
         assert_eq!((s.user.name.as_str(), s.csrf.as_str()), ("admin", csrf.as_str()));
         let stored: Vec<u8> = idx
             .conn()
@@ -576,44 +628,137 @@ mod tests {
             .unwrap();
         assert!(!vigil_format::hex(&stored).contains(&cookie), "only the hash is stored");
         revoke_session(&idx, &cookie).unwrap();
-        assert!(session(&idx, &cookie).unwrap().is_none());
-        let t = create_token(&idx, "cli:t", "prometheus", Role::Viewer).unwrap();
-        assert_eq!(token(&idx, &t).unwrap(), Some(("prometheus".into(), Role::Viewer)));
-        assert_eq!(token(&idx, "vigil_00").unwrap(), None);
-        set_disabled(&idx, "cli:t", "v", true).unwrap();
+        assert!(session(&idx, &cookie, sys()).unwrap().is_none());
+        let t = create_token(&idx, "cli:t", "prometheus", Role::Viewer, sys()).unwrap();
+        assert_eq!(
+            token(&idx, &t, sys()).unwrap(),
+            Some(("prometheus".into(), Role::Viewer))
+        );
+        assert_eq!(token(&idx, "vigil_00", sys()).unwrap(), None);
+        set_disabled(&idx, "cli:t", "v", true, sys()).unwrap();
         assert!(check_password(&idx, "v", "a long enough password").unwrap().is_none());
     }
 
-    #[test]
-    fn sessions_end_after_idle_and_absolute_limits() {
+    const T0: i64 = 1_700_000_000_000_000_000;
+    const MINUTE_MS: i64 = 60_000;
+
+    /// An index with one viewer `v`; its id.
+    fn index_with_viewer(clock: &dyn Clock) -> (tempfile::TempDir, Index, i64) {
         let d = tempfile::tempdir().unwrap();
         let idx = Index::open(&d.path().join("v.db")).unwrap();
-        let id = add(&idx, "cli:t", "v", Role::Viewer, "a long enough password", false).unwrap();
-        let now = crate::base::clock::now_ns();
-        let (idle, _) = create_session(&idx, id, "t").unwrap();
-        let (old, _) = create_session(&idx, id, "t").unwrap();
-        let (fresh, _) = create_session(&idx, id, "t").unwrap();
-        let h = |c: &str| sha256(&parse_token(c).unwrap());
+        let id = add(&idx, "cli:t", "v", Role::Viewer, "a long enough password", false, clock).unwrap();
+        (d, idx, id)
+    }
+
+    fn session_count(idx: &Index) -> i64 {
         idx.conn()
-            .execute(
-                "UPDATE session SET last_seen_ns = ?2 WHERE id_hash = ?1",
-                params![h(&idle), now - SESSION_IDLE.as_nanos() as i64 - 1_000_000_000],
-            )
-            .unwrap();
-        idx.conn()
-            .execute(
-                "UPDATE session SET created_ns = ?2 WHERE id_hash = ?1",
-                params![h(&old), now - SESSION_ABSOLUTE.as_nanos() as i64 - 1_000_000_000],
-            )
-            .unwrap();
-        assert!(session(&idx, &idle).unwrap().is_none(), "idle for 30 min");
-        assert!(session(&idx, &old).unwrap().is_none(), "older than 12 h, though active");
-        assert!(session(&idx, &fresh).unwrap().is_some());
-        let left: i64 = idx
-            .conn()
             .query_row("SELECT count(*) FROM session", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_session_ends_after_30_minutes_idle() {
+        let clock = ManualClock::new(T0);
+        let (_d, idx, id) = index_with_viewer(clock.as_ref());
+        let (cookie, _) = create_session(&idx, id, "t", clock.as_ref()).unwrap();
+        let created: i64 = idx
+            .conn()
+            .query_row("SELECT created_ns FROM session", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(left, 1, "expired sessions are deleted");
+        assert_eq!(created, T0, "created at the clock's wall time");
+        clock.advance_ms(30 * MINUTE_MS);
+        let s = session(&idx, &cookie, clock.as_ref()).unwrap();
+        assert_eq!(s.map(|s| s.created_ns), Some(T0), "idle for exactly 30 min: still live");
+        clock.advance_ms(30 * MINUTE_MS);
+        assert!(
+            session(&idx, &cookie, clock.as_ref()).unwrap().is_some(),
+            "the lookup before touched it"
+        );
+        clock.advance_ms(30 * MINUTE_MS + 1);
+        assert!(
+            session(&idx, &cookie, clock.as_ref()).unwrap().is_none(),
+            "idle for 30 min"
+        );
+        assert_eq!(session_count(&idx), 0, "an expired session is deleted");
+        clock.set_wall_ns(T0);
+        assert!(
+            session(&idx, &cookie, clock.as_ref()).unwrap().is_none(),
+            "and stays gone"
+        );
+    }
+
+    #[test]
+    fn an_active_session_ends_after_12_hours() {
+        let clock = ManualClock::new(T0);
+        let (_d, idx, id) = index_with_viewer(clock.as_ref());
+        let (cookie, _) = create_session(&idx, id, "t", clock.as_ref()).unwrap();
+        // Used every 20 minutes: never idle for long.
+        for _ in 0..(12 * 3) {
+            clock.advance_ms(20 * MINUTE_MS);
+            assert!(session(&idx, &cookie, clock.as_ref()).unwrap().is_some());
+        }
+        clock.advance_ms(1);
+        assert!(
+            session(&idx, &cookie, clock.as_ref()).unwrap().is_none(),
+            "older than 12 h, though active"
+        );
+        assert_eq!(session_count(&idx), 0);
+    }
+
+    /// Expiry is measured on the wall clock (the session rows outlive the
+    /// process, so there is no monotonic time to measure them by). What a
+    /// wall-clock step back does today, asserted as it is.
+    #[test]
+    fn wall_clock_steps_back_and_sessions_today() {
+        let clock = ManualClock::new(T0);
+        let (_d, idx, id) = index_with_viewer(clock.as_ref());
+        let hour_ns = 3_600_000_000_000i64;
+
+        // An expired session that was looked up (and so deleted) stays gone.
+        let (gone, _) = create_session(&idx, id, "t", clock.as_ref()).unwrap();
+        clock.advance_ms(31 * MINUTE_MS);
+        assert!(session(&idx, &gone, clock.as_ref()).unwrap().is_none());
+        clock.set_wall_ns(T0);
+        assert!(session(&idx, &gone, clock.as_ref()).unwrap().is_none());
+
+        // An expired session not looked up before the step back is live again.
+        let (idle, _) = create_session(&idx, id, "t", clock.as_ref()).unwrap();
+        clock.set_wall_ns(T0 + hour_ns);
+        clock.set_wall_ns(T0);
+        assert!(
+            session(&idx, &idle, clock.as_ref()).unwrap().is_some(),
+            "today: not yet deleted, so a step back revives it"
+        );
+
+        // A step back lengthens the absolute limit by the step.
+        let (long, _) = create_session(&idx, id, "t", clock.as_ref()).unwrap();
+        clock.set_wall_ns(T0 - 6 * hour_ns);
+        for _ in 0..(18 * 3) {
+            clock.set_wall_ns(clock.wall_ns() + 20 * MINUTE_MS * 1_000_000);
+            assert!(session(&idx, &long, clock.as_ref()).unwrap().is_some());
+        }
+        assert_eq!(clock.wall_ns(), T0 + 12 * hour_ns, "18 h of use, all accepted");
+        clock.set_wall_ns(T0 + 12 * hour_ns + 1);
+        assert!(
+            session(&idx, &long, clock.as_ref()).unwrap().is_none(),
+            "12 h after creation"
+        );
+    }
+
+    #[test]
+    fn token_use_is_stamped_with_the_clock() {
+        let clock = ManualClock::new(T0);
+        let (_d, idx, _) = index_with_viewer(clock.as_ref());
+        let t = create_token(&idx, "cli:t", "prometheus", Role::Viewer, clock.as_ref()).unwrap();
+        clock.advance_ms(1000);
+        assert!(token(&idx, &t, clock.as_ref()).unwrap().is_some());
+        let (created, used): (i64, i64) = idx
+            .conn()
+            .query_row("SELECT created_ns, last_used_ns FROM api_token", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((created, used), (T0, T0 + 1_000_000_000));
     }
 
     fn audit_rows(idx: &Index) -> Vec<(String, String, String, String, String)> {
@@ -631,12 +776,29 @@ mod tests {
     fn user_add_writes_its_audit_entry_in_the_same_transaction() {
         let d = tempfile::tempdir().unwrap();
         let idx = Index::open(&d.path().join("v.db")).unwrap();
-        add(&idx, "user:boss", "v", Role::Operator, "a long enough password", false).unwrap();
+        add(
+            &idx,
+            "user:boss",
+            "v",
+            Role::Operator,
+            "a long enough password",
+            false,
+            sys(),
+        )
+        .unwrap();
         let row = |a: &str, t: &str, o: &str, det: &str| (a.into(), "user.add".into(), t.into(), o.into(), det.into());
         assert_eq!(audit_rows(&idx), vec![row("user:boss", "v", "ok", "operator")]);
         // A refused add writes nothing.
         assert!(matches!(
-            add(&idx, "user:boss", "v", Role::Viewer, "a long enough password", false),
+            add(
+                &idx,
+                "user:boss",
+                "v",
+                Role::Viewer,
+                "a long enough password",
+                false,
+                sys()
+            ),
             Err(UserError::Exists(_))
         ));
         assert_eq!(audit_rows(&idx).len(), 1);
@@ -646,16 +808,27 @@ mod tests {
                 "CREATE TEMP TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'no audit'); END;",
             )
             .unwrap();
-        assert!(add(&idx, "user:boss", "w", Role::Viewer, "a long enough password", false).is_err());
+        assert!(add(
+            &idx,
+            "user:boss",
+            "w",
+            Role::Viewer,
+            "a long enough password",
+            false,
+            sys()
+        )
+        .is_err());
         assert!(find(&idx, "w").unwrap().is_none(), "no user without its audit entry");
-        assert!(set_disabled(&idx, "user:boss", "v", true).is_err());
+        assert!(set_disabled(&idx, "user:boss", "v", true, sys()).is_err());
         assert!(!find(&idx, "v").unwrap().unwrap().0.disabled, "nor a change");
         idx.conn().execute_batch("DROP TRIGGER no_audit;").unwrap();
         assert_eq!(audit_rows(&idx).len(), 1);
         // The first admin: the caller's actor and occasion.
         let d = tempfile::tempdir().unwrap();
         let idx = Index::open(&d.path().join("v.db")).unwrap();
-        ensure_first_admin(&idx, "daemon", "first start").unwrap().unwrap();
+        ensure_first_admin(&idx, "daemon", "first start", sys())
+            .unwrap()
+            .unwrap();
         assert_eq!(
             audit_rows(&idx),
             vec![row(
@@ -671,15 +844,23 @@ mod tests {
     fn logins_and_logouts_are_audited() {
         let d = tempfile::tempdir().unwrap();
         let idx = Index::open(&d.path().join("v.db")).unwrap();
-        add(&idx, "cli:t", "v", Role::Viewer, "a long enough password", false).unwrap();
+        add(&idx, "cli:t", "v", Role::Viewer, "a long enough password", false, sys()).unwrap();
         let (u, _) = find(&idx, "v").unwrap().unwrap();
-        let (cookie, _) = log_in(&idx, &u, "10.0.0.1").unwrap();
-        assert!(session(&idx, &cookie).unwrap().is_some());
+        let (cookie, _) = log_in(&idx, &u, "10.0.0.1", sys()).unwrap();
+        assert!(session(&idx, &cookie, sys()).unwrap().is_some());
         record_login(idx.conn(), "v", Outcome::Denied, "no TOTP code").unwrap();
         log_out(&idx, "user:v", Some(&cookie)).unwrap();
-        assert!(session(&idx, &cookie).unwrap().is_none());
-        assert!(!change_password(&idx, "user:v", "v", "not the password", "a new long password").unwrap());
-        assert!(change_password(&idx, "user:v", "v", "a long enough password", "a new long password").unwrap());
+        assert!(session(&idx, &cookie, sys()).unwrap().is_none());
+        assert!(!change_password(&idx, "user:v", "v", "not the password", "a new long password", sys()).unwrap());
+        assert!(change_password(
+            &idx,
+            "user:v",
+            "v",
+            "a long enough password",
+            "a new long password",
+            sys()
+        )
+        .unwrap());
         let rows: Vec<_> = audit_rows(&idx)
             .into_iter()
             .skip(1)
@@ -698,17 +879,69 @@ mod tests {
     }
 
     #[test]
-    fn throttle_locks_the_sixth_attempt() {
-        let mut t = Throttle::default();
+    fn throttle_locks_the_sixth_attempt_for_a_minute() {
+        let clock = ManualClock::new(T0);
+        let mut t = Throttle::new(clock.clone());
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         for _ in 0..5 {
             assert!(t.locked("a", ip).is_none());
             t.failed("a", ip);
+            clock.advance_ms(1000);
         }
-        assert!(t.locked("a", ip).is_some());
+        // The first failure was 5 s ago: 55 s (and a bit) to wait.
+        assert_eq!(t.locked("a", ip), Some(56));
         assert!(
             t.locked("b", ip).is_none(),
             "another user from the address is not locked yet"
         );
+        clock.set_wall_ns(T0 + 3_600_000_000_000);
+        assert_eq!(t.locked("a", ip), Some(56), "a wall-clock step changes nothing");
+        clock.set_wall_ns(T0);
+        clock.advance_ms(55 * 1000);
+        assert_eq!(t.locked("a", ip), Some(1), "exactly a minute after the first failure");
+        clock.advance_ms(1);
+        assert!(t.locked("a", ip).is_none(), "the first failure has left the window");
+        t.failed("a", ip);
+        assert!(t.locked("a", ip).is_some(), "five failures in the last minute again");
+        clock.advance_ms(5 * 1000);
+        assert!(t.locked("a", ip).is_none());
+    }
+
+    #[test]
+    fn throttle_locks_an_address_after_20_failures() {
+        let clock = ManualClock::new(T0);
+        let mut t = Throttle::new(clock.clone());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        for i in 0..20 {
+            let user = format!("u{}", i % 5);
+            assert!(t.locked(&user, ip).is_none(), "attempt {i}");
+            t.failed(&user, ip);
+        }
+        assert_eq!(t.locked("someone-else", ip), Some(61), "every name from that address");
+        assert!(
+            t.locked("someone-else", other).is_none(),
+            "another address is not locked"
+        );
+        t.succeeded("u0");
+        assert!(t.locked("u0", ip).is_some(), "a success does not clear the address");
+        clock.advance_ms(60 * 1000 + 1);
+        assert!(t.locked("someone-else", ip).is_none(), "after the minute");
+    }
+
+    #[test]
+    fn a_success_clears_only_that_users_failures() {
+        let clock = ManualClock::new(T0);
+        let mut t = Throttle::new(clock.clone());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let ip2: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..5 {
+            t.failed("a", ip);
+            t.failed("b", ip2);
+        }
+        assert!(t.locked("a", ip).is_some() && t.locked("b", ip2).is_some());
+        t.succeeded("a");
+        assert!(t.locked("a", ip).is_none(), "a's failures are forgotten");
+        assert!(t.locked("b", ip2).is_some(), "b's are not");
     }
 }

@@ -7,6 +7,7 @@ use zeroize::Zeroizing;
 
 use crate::db::audit::{self, Outcome};
 use crate::db::users::{self, UserError};
+use crate::db::Index;
 use crate::keys::keyring::Keyring;
 use crate::keys::secrets::{self, SecretError};
 use crate::keys::KeyError;
@@ -97,6 +98,15 @@ pub fn confirm_enrolment(
     Ok(Confirmation::Enabled)
 }
 
+/// Checks a login's second factor: `code` from `seed` at `now_s` (Unix
+/// seconds, from the caller's clock), one step of skew either way, newer
+/// than the user's last used step; that step is then used up. False for a
+/// wrong, stale or reused code (or when the step cannot be stored).
+pub fn check_login_code(idx: &Index, user: &users::User, seed: &[u8], code: &str, now_s: i64) -> bool {
+    let step = crate::base::totp::verify(seed, code, now_s, user.totp_last_step);
+    step.is_some_and(|s| users::set_totp_step(idx, user.id, s).unwrap_or(false))
+}
+
 /// Gives `user` a new second factor at once (the CLI, audited as
 /// `user.mfa.enable`); returns the seed, to be shown once.
 pub fn enable(kr: &Keyring, actor: &str, user: &str) -> Result<Zeroizing<[u8; 20]>, MfaError> {
@@ -127,4 +137,116 @@ pub fn admin_reset(kr: &Keyring, actor: &str, user: &str) -> Result<(), MfaError
         Err(e) => return Err(e.into()),
     }
     record(kr, actor, "user.reset-mfa", user, Outcome::Ok, "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::clock::{Clock, ManualClock};
+    use crate::base::totp::{hotp, step_of, STEP_SECONDS};
+
+    const SEED: &[u8] = b"12345678901234567890";
+    const T0_S: i64 = 1_700_000_010;
+
+    fn code_at(unix_s: i64) -> String {
+        format!("{:06}", hotp(SEED, step_of(unix_s) as u64))
+    }
+
+    /// The user as the login reads it (with its last used step).
+    fn user(idx: &Index) -> users::User {
+        users::find(idx, "v").unwrap().unwrap().0
+    }
+
+    fn now_s(clock: &dyn Clock) -> i64 {
+        clock.wall_ns() / 1_000_000_000
+    }
+
+    #[test]
+    fn a_login_code_is_valid_one_step_either_side_and_only_once() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("v.db")).unwrap();
+        let clock = ManualClock::new(T0_S * 1_000_000_000);
+        users::add(
+            &idx,
+            "cli:t",
+            "v",
+            users::Role::Viewer,
+            "a long enough password",
+            false,
+            clock.as_ref(),
+        )
+        .unwrap();
+        let step_ms = STEP_SECONDS * 1000;
+        // Two steps away either side: refused (and nothing used up).
+        for off in [-2, 2] {
+            let code = code_at(T0_S + off * STEP_SECONDS);
+            assert!(
+                !check_login_code(&idx, &user(&idx), SEED, &code, now_s(clock.as_ref())),
+                "{off} steps"
+            );
+        }
+        assert_eq!(user(&idx).totp_last_step, None);
+        // One step behind (the phone is slow): accepted, then that step is used up.
+        let behind = code_at(T0_S - STEP_SECONDS);
+        assert!(check_login_code(
+            &idx,
+            &user(&idx),
+            SEED,
+            &behind,
+            now_s(clock.as_ref())
+        ));
+        assert_eq!(user(&idx).totp_last_step, Some(step_of(T0_S) - 1));
+        assert!(
+            !check_login_code(&idx, &user(&idx), SEED, &behind, now_s(clock.as_ref())),
+            "reused"
+        );
+        // The current code.
+        let current = code_at(T0_S);
+        assert!(check_login_code(
+            &idx,
+            &user(&idx),
+            SEED,
+            &current,
+            now_s(clock.as_ref())
+        ));
+        assert!(
+            !check_login_code(&idx, &user(&idx), SEED, &current, now_s(clock.as_ref())),
+            "reused"
+        );
+        // One step ahead (the phone is fast): accepted once.
+        let ahead = code_at(T0_S + STEP_SECONDS);
+        assert!(check_login_code(&idx, &user(&idx), SEED, &ahead, now_s(clock.as_ref())));
+        clock.advance_ms(step_ms);
+        assert!(
+            !check_login_code(&idx, &user(&idx), SEED, &ahead, now_s(clock.as_ref())),
+            "reused in its own step"
+        );
+        // A step later still, the next code is fresh; an older one is not.
+        clock.advance_ms(step_ms);
+        assert!(!check_login_code(
+            &idx,
+            &user(&idx),
+            SEED,
+            &current,
+            now_s(clock.as_ref())
+        ));
+        let next = code_at(now_s(clock.as_ref()));
+        assert!(check_login_code(&idx, &user(&idx), SEED, &next, now_s(clock.as_ref())));
+        // A wall-clock step back does not make a used code good again.
+        clock.set_wall_ns(T0_S * 1_000_000_000);
+        assert!(!check_login_code(
+            &idx,
+            &user(&idx),
+            SEED,
+            &current,
+            now_s(clock.as_ref())
+        ));
+        assert!(!check_login_code(
+            &idx,
+            &user(&idx),
+            SEED,
+            "12345",
+            now_s(clock.as_ref())
+        ));
+    }
 }

@@ -78,10 +78,11 @@ fn bearer(req: &Request<Incoming>) -> Option<String> {
 }
 
 pub async fn authenticate(st: &Arc<AppState>, req: &Request<Incoming>) -> Result<Option<Caller>, ApiError> {
+    let clock = st.clock.clone();
     if let Some(t) = bearer(req) {
         return st
             .db(move |idx| {
-                Ok(users::token(idx, &t)?.map(|(name, role)| Caller {
+                Ok(users::token(idx, &t, clock.as_ref())?.map(|(name, role)| Caller {
                     actor: format!("token:{name}"),
                     user_id: None,
                     role,
@@ -94,7 +95,7 @@ pub async fn authenticate(st: &Arc<AppState>, req: &Request<Incoming>) -> Result
     }
     let Some(c) = cookie_value(req) else { return Ok(None) };
     st.db(move |idx| {
-        Ok(users::session(idx, &c)?.map(|s| Caller {
+        Ok(users::session(idx, &c, clock.as_ref())?.map(|s| Caller {
             actor: format!("user:{}", s.user.name),
             user_id: Some(s.user.id),
             role: s.user.role,

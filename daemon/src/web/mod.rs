@@ -155,6 +155,8 @@ pub struct AppState {
     pub storage: Storage,
     pub cameras: Arc<crate::run::cameras::Supervisor>,
     pub throttle: Mutex<Throttle>,
+    /// The daemon's clock (sessions, login throttling, TOTP).
+    pub clock: crate::base::clock::Clocks,
     pub counters: Counters,
     pub fingerprint: String,
     pub started: std::time::Instant,
@@ -178,6 +180,7 @@ impl AppState {
         cameras: Arc<crate::run::cameras::Supervisor>,
         fingerprint: String,
         live: Arc<crate::ingest::live::LiveHub>,
+        clock: crate::base::clock::Clocks,
     ) -> Self {
         AppState {
             volume_warning: None,
@@ -186,7 +189,8 @@ impl AppState {
             keyring,
             storage,
             cameras,
-            throttle: Mutex::new(Throttle::default()),
+            throttle: Mutex::new(Throttle::new(clock.clone())),
+            clock,
             counters: Counters::default(),
             fingerprint,
             started: std::time::Instant::now(),

@@ -44,6 +44,7 @@ pub async fn login(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply
         return Err(e);
     }
     let keyring = st.keyring.clone();
+    let clock = st.clock.clone();
     let n = name.clone();
     let outcome: Result<(users::User, String, String), &'static str> = st
         .db(move |idx| {
@@ -59,14 +60,13 @@ pub async fn login(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply
                 };
                 let seed = crate::keys::secrets::get(&keyring, &totp_name, "login second factor")
                     .map_err(|e| ApiError::internal(e.to_string()))?;
-                let now = crate::base::clock::now_ns() / 1_000_000_000;
-                let step = crate::base::totp::verify(&seed, &code, now, user.totp_last_step);
-                if !step.is_some_and(|s| users::set_totp_step(idx, user.id, s).unwrap_or(false)) {
+                let now_s = clock.wall_ns() / 1_000_000_000;
+                if !mfa::check_login_code(idx, &user, &seed, &code, now_s) {
                     users::record_login(idx.conn(), &n, Outcome::Denied, "wrong or reused TOTP code")?;
                     return Ok(Err("wrong name, password or code"));
                 }
             }
-            let (cookie, csrf) = users::log_in(idx, &user, &ip.to_string())?;
+            let (cookie, csrf) = users::log_in(idx, &user, &ip.to_string(), clock.as_ref())?;
             Ok(Ok((user, cookie, csrf)))
         })
         .await?;
@@ -138,8 +138,9 @@ pub async fn change_password(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx
     let Some(name) = c.actor.strip_prefix("user:").map(str::to_string) else {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "API tokens have no password"));
     };
+    let clock = st.clock.clone();
     st.db(move |idx| {
-        if !users::change_password(idx, &c.actor, &name, &old, &new)? {
+        if !users::change_password(idx, &c.actor, &name, &old, &new, clock.as_ref())? {
             return Err(ApiError::new(StatusCode::FORBIDDEN, "the old password is wrong"));
         }
         Ok(())
@@ -173,7 +174,7 @@ pub async fn mfa_confirm(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) ->
     let code = str_field(&v, "code")?.to_string();
     let keyring = st.keyring.clone();
     let user_id = c.user_id;
-    let now = crate::base::clock::now_ns() / 1_000_000_000;
+    let now = st.clock.wall_ns() / 1_000_000_000;
     let confirmation = st
         .db(move |_| {
             mfa::confirm_enrolment(&keyring, &c.actor, &name, user_id, &code, now)

@@ -39,13 +39,14 @@ async fn user_action(st: &Arc<AppState>, caller: Option<Caller>, params: Vec<Str
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "you cannot disable yourself"));
     }
     let keyring = st.keyring.clone();
+    let clock = st.clock.clone();
     st.db(move |idx| {
         if users::find(idx, &name)?.is_none() {
             return Err(ApiError::new(StatusCode::NOT_FOUND, "no such user"));
         }
         match action {
-            "disable" => users::set_disabled(idx, &c.actor, &name, true)?,
-            "enable" => users::set_disabled(idx, &c.actor, &name, false)?,
+            "disable" => users::set_disabled(idx, &c.actor, &name, true, clock.as_ref())?,
+            "enable" => users::set_disabled(idx, &c.actor, &name, false, clock.as_ref())?,
             _ => crate::keys::mfa::admin_reset(&keyring, &c.actor, &name)
                 .map_err(|e| ApiError::internal(e.to_string()))?,
         }
@@ -84,8 +85,9 @@ pub async fn add(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
     let role_s = str_field(&v, "role")?;
     let role = Role::parse(role_s).ok_or_else(|| ApiError::from(users::UserError::BadRole(role_s.to_string())))?;
     let pw = zeroize::Zeroizing::new(str_field(&v, "password")?.to_string());
+    let clock = st.clock.clone();
     st.db(move |idx| {
-        users::add(idx, &c.actor, &name, role, &pw, true)?;
+        users::add(idx, &c.actor, &name, role, &pw, true, clock.as_ref())?;
         Ok(())
     })
     .await?;
