@@ -1,13 +1,15 @@
 //! Vigil's formats, and nothing else: the VSEG recording file (the one owner
 //! of the on-disk format, see docs/format.md), fragmented MP4 writing and
-//! reading, H.264 Annex B, the key types a recording names, and the media
-//! types that sources hand to the recorder.
+//! reading, H.264 Annex B, the key types a recording names, the media
+//! types that sources hand to the recorder, and the evidence bundle (its
+//! manifest, file hashing, Ed25519 public keys and offline verifier).
 //!
 //! This crate has no database, no async runtime and no knowledge of the
 //! daemon: the fuzz targets and the offline bundle verifier depend on it
 //! alone, and the compiler keeps it that way.
 
 pub mod annexb;
+pub mod bundle;
 pub mod keys;
 pub mod media;
 pub mod mp4;

@@ -27,12 +27,12 @@ pub fn run(
 }
 
 fn verify_export(bundle: &Path, pubkey: Option<&Path>, fingerprint: Option<String>) -> Result<(), Failure> {
-    use crate::evidence::bundle_verify::Pin;
+    use vigil_format::bundle::Pin;
     let pin = match (pubkey, fingerprint) {
         (Some(p), _) => {
             let text = std::fs::read_to_string(p).map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?;
             Pin::PublicKey(
-                crate::evidence::device::parse_public_key(&text)
+                vigil_format::bundle::key::parse_public_key(&text)
                     .map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?,
             )
         }
@@ -47,7 +47,7 @@ fn verify_export(bundle: &Path, pubkey: Option<&Path>, fingerprint: Option<Strin
         }
         (None, None) => Pin::None,
     };
-    let rep = crate::evidence::bundle_verify::verify_bundle(bundle, &pin);
+    let rep = vigil_format::bundle::verify_bundle(bundle, &pin);
     println!("Vigil evidence bundle: {}", bundle.display());
     if let Some(m) = &rep.manifest {
         println!("  device      {}", m.device_id);

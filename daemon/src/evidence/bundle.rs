@@ -1,38 +1,26 @@
 //! Evidence bundles: signed exports of one or more cameras' footage, as a
-//! directory or a zip. Their offline verifier is [`crate::evidence::bundle_verify`];
-//! the signed manifest of one recording is [`crate::evidence::manifest`].
+//! directory or a zip. The format (file names, manifest types, hashing) and
+//! its offline verifier are [`vigil_format::bundle`]; this writes bundles,
+//! which needs the index, the export and the device signing key. The signed
+//! manifest of one recording is [`crate::evidence::manifest`].
 //!
-//! A bundle is a directory or a `.zip` holding:
-//! - one MP4 clip per camera (the working image, made by [`crate::evidence::export`]);
-//! - `manifest.json`: what was asked for and what was delivered, the source
-//!   recordings with the SHA-256 of their ciphertext, every file's size,
-//!   SHA-256 and SHA3-256, the export time, the clock's sync state, the
-//!   operator and the software version;
-//! - `manifest.sig`: the raw 64-byte Ed25519 signature of `manifest.json`'s
-//!   exact bytes by the device signing key;
-//! - `device-public-key.pem`: the public half (SPKI PEM).
-//!
-//! [`crate::evidence::bundle_verify::verify_bundle`] needs none of the device's data or keys: it checks the
-//! signature, every listed file, and that the bundle holds nothing else.
+//! Each camera's clip is the working image made by [`crate::evidence::export`];
+//! `manifest.json` lists it with the source recordings, and the device key
+//! signs the manifest's exact bytes into `manifest.sig`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
-use sha3::Digest;
 
 use crate::base::time::format_ns;
 use crate::db::audit::{self, Outcome};
 use crate::db::exports;
 use crate::evidence::device::{DeviceError, DeviceKey};
 use crate::evidence::export::{self, Archive, ExportError};
+use vigil_format::bundle::{
+    hash_reader, BundleManifest, Clip, Hashing, Range, SigningKey, SourceRecording, TimeSyncState, BUNDLE_FORMAT,
+    MANIFEST, PUBLIC_KEY, SIGNATURE,
+};
 use vigil_format::hex;
-
-pub const MANIFEST: &str = "manifest.json";
-pub const SIGNATURE: &str = "manifest.sig";
-pub const PUBLIC_KEY: &str = "device-public-key.pem";
-pub const BUNDLE_FORMAT: &str = "vigil-evidence-bundle/1";
-pub const RECORDING_MANIFEST_FORMAT: &str = "vigil-recording-manifest/1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
@@ -69,153 +57,26 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> EvidenceError + '_ {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TimeSyncState {
-    pub synchronised: bool,
-    pub max_error_us: i64,
-}
-
-impl TimeSyncState {
-    pub fn now() -> Self {
-        let t = crate::base::host::time_sync();
-        TimeSyncState {
-            synchronised: t.synchronised,
-            max_error_us: t.max_error_us,
-        }
+/// The host clock's synchronisation now, as manifests record it.
+pub fn time_sync_now() -> TimeSyncState {
+    let t = crate::base::host::time_sync();
+    TimeSyncState {
+        synchronised: t.synchronised,
+        max_error_us: t.max_error_us,
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Range {
-    pub start_utc: String,
-    pub end_utc: String,
-    pub start_ns: i64,
-    pub end_ns: i64,
-}
-
-impl Range {
-    fn of(start_ns: i64, end_ns: i64) -> Self {
-        Range {
-            start_utc: format_ns(start_ns),
-            end_utc: format_ns(end_ns),
-            start_ns,
-            end_ns,
-        }
+fn range(start_ns: i64, end_ns: i64) -> Range {
+    Range {
+        start_utc: format_ns(start_ns),
+        end_utc: format_ns(end_ns),
+        start_ns,
+        end_ns,
     }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SourceRecording {
-    pub id: i64,
-    pub file: String,
-    pub key_id: String,
-    pub start_utc: String,
-    pub end_utc: String,
-    pub bytes: i64,
-    /// SHA-256 of the whole encrypted file as stored (what fixity checks).
-    pub ciphertext_sha256: Option<String>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Clip {
-    pub file: String,
-    pub camera: String,
-    pub actual: Range,
-    pub frames: u64,
-    pub source_recordings: Vec<SourceRecording>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FileEntry {
-    pub name: String,
-    pub bytes: u64,
-    pub sha256: String,
-    pub sha3_256: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SigningKey {
-    pub algorithm: String,
-    pub public_key_file: String,
-    pub public_key_hex: String,
-    pub fingerprint_sha256: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct BundleManifest {
-    pub format: String,
-    pub image_type: String,
-    pub export_id: i64,
-    pub device_id: String,
-    pub exported_utc: String,
-    pub exported_ns: i64,
-    pub operator: String,
-    pub software: String,
-    pub time_sync: TimeSyncState,
-    pub requested: Range,
-    pub actual: Range,
-    pub clips: Vec<Clip>,
-    pub files: Vec<FileEntry>,
-    pub signing_key: SigningKey,
 }
 
 pub fn software_version() -> String {
     format!("vigil {}", env!("CARGO_PKG_VERSION"))
-}
-
-/// A writer that hashes (SHA-256 and SHA3-256) and counts what passes.
-struct Hashing<W> {
-    inner: W,
-    sha256: ring::digest::Context,
-    sha3: sha3::Sha3_256,
-    len: u64,
-}
-
-impl<W: Write> Hashing<W> {
-    fn new(inner: W) -> Self {
-        Hashing {
-            inner,
-            sha256: ring::digest::Context::new(&ring::digest::SHA256),
-            sha3: sha3::Sha3_256::new(),
-            len: 0,
-        }
-    }
-    fn entry(self, name: &str) -> (W, FileEntry) {
-        let e = FileEntry {
-            name: name.to_string(),
-            bytes: self.len,
-            sha256: hex(self.sha256.finish().as_ref()),
-            sha3_256: hex(&self.sha3.finalize()),
-        };
-        (self.inner, e)
-    }
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.sha256.update(&buf[..n]);
-        self.sha3.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Hashes a reader to its end.
-pub(crate) fn hash_reader(name: &str, r: &mut dyn Read) -> std::io::Result<FileEntry> {
-    let mut h = Hashing::new(std::io::sink());
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.write_all(&buf[..n])?;
-    }
-    Ok(h.entry(name).1)
 }
 
 /// Where a bundle goes: a new directory, or a `.zip` file.
@@ -355,7 +216,7 @@ fn write_bundle(
         clips.push(Clip {
             file: name,
             camera: camera.clone(),
-            actual: Range::of(r.first_wall_ns, r.end_wall_ns),
+            actual: range(r.first_wall_ns, r.end_wall_ns),
             frames: r.frames,
             source_recordings: sources,
         });
@@ -368,7 +229,7 @@ fn write_bundle(
             .map_err(io_err(Path::new(PUBLIC_KEY)))?;
         w.flush().map_err(io_err(Path::new(PUBLIC_KEY)))?;
     }
-    let actual = Range::of(
+    let actual = range(
         clips.iter().map(|c| c.actual.start_ns).min().unwrap_or(req.start_ns),
         clips.iter().map(|c| c.actual.end_ns).max().unwrap_or(req.end_ns),
     );
@@ -381,8 +242,8 @@ fn write_bundle(
         exported_ns,
         operator: req.operator.to_string(),
         software: software_version(),
-        time_sync: TimeSyncState::now(),
-        requested: Range::of(req.start_ns, req.end_ns),
+        time_sync: time_sync_now(),
+        requested: range(req.start_ns, req.end_ns),
         actual,
         clips,
         files,
@@ -622,88 +483,5 @@ fn build(
                 frames,
             })
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::recorder_rig::{Camera, Rig, CAMERA, SECOND, T0};
-
-    /// (actor, outcome, detail) of each `export.bundle` entry.
-    fn bundle_entries(conn: &rusqlite::Connection) -> Vec<(String, String, String)> {
-        let mut st = conn
-            .prepare("SELECT actor, outcome, detail FROM audit_log WHERE action = 'export.bundle' ORDER BY id")
-            .unwrap();
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
-        rows.map(Result::unwrap).collect()
-    }
-
-    fn export_rows(conn: &rusqlite::Connection) -> i64 {
-        conn.query_row("SELECT count(*) FROM export", [], |r| r.get(0)).unwrap()
-    }
-
-    #[test]
-    fn a_bundle_is_audited_with_its_export_row_in_one_transaction() {
-        let rig = Rig::with_keyring(T0);
-        let mut rec = rig.recorder(60);
-        rig.feed(&mut rec, &mut Camera::new(25), 100);
-        rec.close("stopped");
-        let sealer = crate::keys::keyring::tests_support::file_sealer(rig.dir.path());
-        let kr = crate::keys::keyring::Keyring::open(&rig.db, sealer, "t").unwrap();
-        let device = DeviceKey::load_or_create(&kr, "test").unwrap();
-        let index = rig.index();
-        let archive = Archive {
-            index: &index,
-            storage: &rig.storage,
-            keys: rig.keys.as_ref(),
-        };
-        let cameras = [CAMERA.to_string()];
-        let req = |start_ns, out: Option<&'static Path>| BundleRequest {
-            cameras: &cameras,
-            start_ns,
-            end_ns: start_ns + 2 * SECOND,
-            operator: "user:ops",
-            audit_destination: out,
-        };
-        let zip = |n: &str| BundleTarget::Zip(rig.dir.path().join(n));
-
-        let rep = create_bundle(
-            archive,
-            &device,
-            &req(T0, Some(Path::new("/media/usb/b.zip"))),
-            &zip("a.zip"),
-        )
-        .unwrap();
-        let entries = bundle_entries(index.conn());
-        assert_eq!(entries.len(), 1);
-        let (actor, outcome, detail) = &entries[0];
-        assert_eq!((actor.as_str(), outcome.as_str()), ("user:ops", "ok"));
-        assert!(detail.starts_with(&format!("export {}: ", rep.export_id)), "{detail}");
-        assert!(detail.ends_with(" to /media/usb/b.zip"), "{detail}");
-        assert_eq!(export_rows(index.conn()), 1);
-
-        // Nothing to export: a failed entry, no row.
-        assert!(create_bundle(archive, &device, &req(T0 + 3600 * SECOND, None), &zip("b.zip")).is_err());
-        let entries = bundle_entries(index.conn());
-        assert_eq!((entries.len(), entries[1].1.as_str()), (2, "failed"));
-        assert_eq!(export_rows(index.conn()), 1);
-
-        // When its ok entry cannot be written, the export row is not kept either.
-        index
-            .conn()
-            .execute_batch(
-                "CREATE TEMP TRIGGER no_ok BEFORE INSERT ON audit_log WHEN NEW.outcome = 'ok' \
-                 BEGIN SELECT RAISE(ABORT, 'no audit'); END;",
-            )
-            .unwrap();
-        assert!(create_bundle(archive, &device, &req(T0, None), &zip("c.zip")).is_err());
-        assert_eq!(
-            export_rows(index.conn()),
-            1,
-            "no finished export without its audit entry"
-        );
-        let outcomes: Vec<String> = bundle_entries(index.conn()).into_iter().map(|e| e.1).collect();
-        assert_eq!(outcomes, ["ok", "failed", "failed"]);
     }
 }

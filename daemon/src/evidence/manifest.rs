@@ -3,8 +3,9 @@
 //! checked it, signed by the device key.
 
 use crate::base::time::format_ns;
-use crate::evidence::bundle::{software_version, EvidenceError, TimeSyncState, RECORDING_MANIFEST_FORMAT};
+use crate::evidence::bundle::{software_version, time_sync_now, EvidenceError};
 use crate::evidence::device::DeviceKey;
+use vigil_format::bundle::RECORDING_MANIFEST_FORMAT;
 use vigil_format::hex;
 
 /// A manifest's exact bytes and their Ed25519 signature.
@@ -30,7 +31,7 @@ pub fn recording_manifest(
         "device_id": device.identity().device_id,
         "generated_utc": format_ns(now),
         "software": software_version(),
-        "time_sync": TimeSyncState::now(),
+        "time_sync": time_sync_now(),
         "recording": {
             "id": rec.id,
             "camera": rec.camera,

@@ -1,9 +1,10 @@
 //! The evidence layer: exports of any time range as MP4, signed evidence
-//! bundles and their offline verifier, signed per-recording manifests, and
+//! bundles (their format and offline verifier are `vigil_format::bundle`), signed per-recording manifests, and
 //! the device identity that signs them.
 
 pub mod bundle;
-pub mod bundle_verify;
+#[cfg(test)]
+mod bundle_tests;
 pub mod device;
 pub mod export;
 #[cfg(test)]

@@ -73,7 +73,7 @@ pub async fn recording_manifest(st: Arc<AppState>, _req: Request<Incoming>, ctx:
         hyper::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = HeaderValue::from_str(&crate::evidence::device::base64(&sig)) {
+    if let Ok(v) = HeaderValue::from_str(&vigil_format::bundle::key::base64(&sig)) {
         h.insert(HeaderName::from_static("x-signature-ed25519"), v);
     }
     if let Ok(v) = HeaderValue::from_str(&fp) {

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
-use crate::evidence::bundle::{hash_reader, BundleManifest, FileEntry, BUNDLE_FORMAT, MANIFEST, PUBLIC_KEY, SIGNATURE};
-use vigil_format::hex;
+use super::key::{fingerprint, parse_public_key, verify_signature};
+use super::{hash_reader, BundleManifest, FileEntry, BUNDLE_FORMAT, MANIFEST, PUBLIC_KEY, SIGNATURE};
+use crate::hex;
 
 /// How the verifier knows the device's key.
 #[derive(Clone, Debug)]
@@ -178,7 +179,7 @@ fn verify_source(src: &mut dyn BundleSource, pin: &Pin, rep: &mut VerifyReport) 
     let key_text = read_small(src, PUBLIC_KEY)
         .map(|b| String::from_utf8_lossy(&b).to_string())
         .unwrap_or_default();
-    let bundled_key = crate::evidence::device::parse_public_key(&key_text);
+    let bundled_key = parse_public_key(&key_text);
 
     // The key to check against: the pinned one, else the bundled one.
     let key = match (pin, &bundled_key) {
@@ -187,18 +188,15 @@ fn verify_source(src: &mut dyn BundleSource, pin: &Pin, rep: &mut VerifyReport) 
             if bundled_key.as_ref().ok() != Some(k) {
                 rep.fail(format!(
                     "{PUBLIC_KEY} is not the key you gave (bundled fingerprint {}, yours {})",
-                    bundled_key
-                        .as_ref()
-                        .map(crate::evidence::device::fingerprint)
-                        .unwrap_or_else(|e| e.clone()),
-                    crate::evidence::device::fingerprint(k)
+                    bundled_key.as_ref().map(fingerprint).unwrap_or_else(|e| e.clone()),
+                    fingerprint(k)
                 ));
             }
             Some(*k)
         }
         (Pin::Fingerprint(fp), Ok(k)) => {
             rep.pinned = true;
-            let have = crate::evidence::device::fingerprint(k);
+            let have = fingerprint(k);
             let want: String = fp
                 .to_ascii_lowercase()
                 .chars()
@@ -221,9 +219,9 @@ fn verify_source(src: &mut dyn BundleSource, pin: &Pin, rep: &mut VerifyReport) 
         (Pin::None, Ok(k)) => Some(*k),
     };
     match key {
-        Some(k) if crate::evidence::device::verify_signature(&k, &manifest_bytes, &sig) => rep.pass(format!(
+        Some(k) if verify_signature(&k, &manifest_bytes, &sig) => rep.pass(format!(
             "{SIGNATURE}: valid Ed25519 signature of {MANIFEST} by key {}",
-            crate::evidence::device::fingerprint(&k)
+            fingerprint(&k)
         )),
         Some(_) if sig.len() != 64 => rep.fail(format!(
             "{SIGNATURE}: missing or not a 64-byte Ed25519 signature ({} bytes)",
