@@ -121,6 +121,7 @@ fn export_bundle(config_path: &Path, cameras: &[String], start: &str, end: &str,
         end_ns,
         operator: &actor,
         audit_destination: Some(out),
+        store_in: None,
     };
     let target = crate::evidence::bundle::BundleTarget::from_path(out);
     match crate::evidence::bundle::create_bundle(archive, &device, &req, &target) {

@@ -148,7 +148,10 @@ pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
                         "last rotation: {}",
                         k.rotated_ns.map(cli_time::format_ns).unwrap_or_else(|| "never".into())
                     );
-                    println!("recovery key: escrowed (public key {})", &hex(&k.recovery_pub)[..16]);
+                    println!(
+                        "recovery key: escrowed (public key {})",
+                        hex(k.recovery_pub.get(..8).unwrap_or(&k.recovery_pub))
+                    );
                 }
             }
             println!(

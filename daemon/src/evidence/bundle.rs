@@ -103,8 +103,13 @@ pub struct BundleRequest<'a> {
     /// Who makes it: recorded in the `export` row and the audit entry.
     pub operator: &'a str,
     /// Where the audit entry says the bundle went (the CLI's `--bundle`
-    /// path); None when the caller moves it afterwards (the web).
+    /// path); None for a bundle kept in the exports folder (the web).
     pub audit_destination: Option<&'a Path>,
+    /// Keep the finished zip in this folder as `export-<id>.zip`, named in
+    /// the export row (the web's exports folder): moved there in the step
+    /// that finishes the row and writes the audit entry, so that an entry
+    /// that says "ok" always has its file.
+    pub store_in: Option<&'a Path>,
 }
 
 #[derive(Debug, Clone)]
@@ -315,7 +320,15 @@ fn make_bundle(
         req.start_ns,
         req.end_ns,
     )?;
-    let finished = build(archive, device, req, target, export_id).and_then(|rep| {
+    let rep = match build(archive, device, req, target, export_id) {
+        Ok(rep) => rep,
+        Err(e) => {
+            // build leaves nothing at the target on its own errors.
+            let _ = exports::forget(conn, export_id);
+            return Err(e);
+        }
+    };
+    let finished = (|| -> Result<BundleReport, EvidenceError> {
         let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
         let digest = rep.archive_sha256.unwrap_or(rep.manifest_sha256);
         exports::finish(
@@ -340,12 +353,32 @@ fn make_bundle(
         if let Some(p) = req.audit_destination {
             detail.push_str(&format!(" to {}", p.display()));
         }
+        if let (Some(dir), BundleTarget::Zip(made)) = (req.store_in, target) {
+            let name = format!("export-{export_id}.zip");
+            let kept = dir.join(&name);
+            std::fs::rename(made, &kept).map_err(io_err(&kept))?;
+            vigil_format::vseg::sync_dir(dir).map_err(|e| EvidenceError::Zip(e.to_string()))?;
+            exports::set_file_name(&tx, export_id, &name)?;
+        }
         audit::append(&tx, req.operator, "export.bundle", cameras, Outcome::Ok, &detail)?;
         tx.commit()?;
         Ok(rep)
-    });
+    })();
     if finished.is_err() {
+        // Built but not recorded: nothing stays, as for any other failure
+        // (the target did not exist, or was an empty folder, before build).
         let _ = exports::forget(conn, export_id);
+        match target {
+            BundleTarget::Zip(p) => {
+                let _ = std::fs::remove_file(p);
+            }
+            BundleTarget::Dir(p) => {
+                let _ = std::fs::remove_dir_all(p);
+            }
+        }
+        if let Some(dir) = req.store_in {
+            let _ = std::fs::remove_file(dir.join(format!("export-{export_id}.zip")));
+        }
     }
     finished
 }

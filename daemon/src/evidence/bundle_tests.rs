@@ -40,6 +40,7 @@ fn request<'a>(cameras: &'a [String], start_ns: i64, end_ns: i64, dest: Option<&
         end_ns,
         operator: "user:ops",
         audit_destination: dest,
+        store_in: None,
     }
 }
 
@@ -115,6 +116,45 @@ fn a_bundle_is_audited_with_its_export_row_in_one_transaction() {
     );
     let outcomes: Vec<String> = bundle_entries(index.conn()).into_iter().map(|e| e.1).collect();
     assert_eq!(outcomes, ["ok", "failed", "failed"]);
+    assert!(
+        !rig.dir.path().join("c.zip").exists() && !partial(&rig.dir.path().join("c.zip")).exists(),
+        "a bundle that was built but not recorded is not left behind"
+    );
+}
+
+#[test]
+fn a_kept_bundle_is_in_the_exports_folder_before_its_ok_entry() {
+    let (rig, device) = recorded();
+    let index = rig.index();
+    let archive = archive(&rig, &index);
+    let cameras = [CAMERA.to_string()];
+    let exports = rig.dir.path().join("exports");
+    std::fs::create_dir(&exports).unwrap();
+    let tmp = exports.join(".bundle-1.zip.tmp");
+    let mut req = request(&cameras, T0, T0 + 2 * SECOND, None);
+    req.store_in = Some(&exports);
+
+    let rep = create_bundle(archive, &device, &req, &BundleTarget::Zip(tmp.clone())).unwrap();
+    let name = format!("export-{}.zip", rep.export_id);
+    assert!(!tmp.exists() && exports.join(&name).is_file());
+    let kept: Option<String> = index
+        .conn()
+        .query_row("SELECT file_name FROM export WHERE id = ?1", [rep.export_id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some(name.as_str()), "the row names the kept file");
+    let report = verify_bundle(&exports.join(&name), &Pin::PublicKey(device.identity().public_key));
+    assert!(report.ok(), "{:?}", report.findings);
+
+    // The move fails (the folder is gone): no ok entry, no row, no file.
+    std::fs::remove_dir_all(&exports).unwrap();
+    let tmp2 = rig.dir.path().join("second.zip");
+    assert!(create_bundle(archive, &device, &req, &BundleTarget::Zip(tmp2.clone())).is_err());
+    let outcomes: Vec<String> = bundle_entries(index.conn()).into_iter().map(|e| e.1).collect();
+    assert_eq!(outcomes, ["ok", "failed"]);
+    assert_eq!(export_rows(index.conn()), 1);
+    assert!(!tmp2.exists());
 }
 
 #[test]

@@ -150,6 +150,7 @@ pub async fn create_export(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) 
             end_ns,
             operator: &actor,
             audit_destination: None,
+            store_in: Some(&dir),
         };
         let rep = crate::evidence::bundle::create_bundle(
             archive,
@@ -172,11 +173,7 @@ pub async fn create_export(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) 
                 return Err(ApiError::new(status, e.to_string()));
             }
         };
-        let name = format!("export-{}.zip", rep.export_id);
-        std::fs::rename(&tmp, dir.join(&name)).map_err(|e| ApiError::internal(e.to_string()))?;
-        let _ = vigil_format::vseg::sync_dir(&dir);
         let sha = rep.archive_sha256.unwrap_or(rep.manifest_sha256);
-        crate::db::exports::set_file_name(index.conn(), rep.export_id, &name)?;
         Ok(json!({
             "id": rep.export_id,
             "bytes": rep.archive_bytes,
