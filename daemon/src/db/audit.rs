@@ -180,6 +180,38 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Result<u64, String>> {
     Ok(Ok(n))
 }
 
+/// An IMMEDIATE transaction (it holds the write lock from the start) with
+/// the audit entries that belong to its change: they commit together or not
+/// at all. Dropped without [`AuditedTx::commit`], it rolls back. The
+/// keyring's and the secrets' statements are methods of it in their modules.
+pub struct AuditedTx<'a>(pub(in crate::db) rusqlite::Transaction<'a>);
+
+impl<'a> AuditedTx<'a> {
+    pub fn begin(index: &'a mut crate::db::Index) -> rusqlite::Result<Self> {
+        Ok(AuditedTx(
+            index
+                .conn_mut()
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?,
+        ))
+    }
+
+    pub fn commit(self) -> rusqlite::Result<()> {
+        self.0.commit()
+    }
+
+    /// Appends an audit entry that commits (or not) with the transaction.
+    pub fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: Outcome,
+        detail: &str,
+    ) -> rusqlite::Result<i64> {
+        append(&self.0, actor, action, target, outcome, detail)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,9 +3,9 @@
 //! data keys (`data_key`) and the re-encryption jobs (`key_job`). The bytes
 //! are opaque here: wrapping and unwrapping belong to `keys::keyring`.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::db::audit::{self, Outcome};
+use crate::db::audit::AuditedTx;
 use crate::db::{Index, IndexError};
 
 /// The keyring row as stored.
@@ -187,34 +187,11 @@ pub fn key_jobs(conn: &Connection) -> rusqlite::Result<Vec<(Vec<u8>, String)>> {
     Ok(jobs)
 }
 
-/// An IMMEDIATE transaction on the keyring's tables (it holds the write
-/// lock from the start): what the key operations change together, with
-/// their audit entries. Dropped without [`Tx::commit`], it rolls back.
-pub struct Tx<'a>(rusqlite::Transaction<'a>);
+/// The keyring's IMMEDIATE transaction: what the key operations change
+/// together, with their audit entries ([`AuditedTx`]).
+pub type Tx<'a> = AuditedTx<'a>;
 
 impl<'a> Tx<'a> {
-    pub fn begin(index: &'a mut Index) -> rusqlite::Result<Self> {
-        Ok(Tx(index
-            .conn_mut()
-            .transaction_with_behavior(TransactionBehavior::Immediate)?))
-    }
-
-    pub fn commit(self) -> rusqlite::Result<()> {
-        self.0.commit()
-    }
-
-    /// Appends an audit entry that commits (or not) with the transaction.
-    pub fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        target: &str,
-        outcome: Outcome,
-        detail: &str,
-    ) -> rusqlite::Result<i64> {
-        audit::append(&self.0, actor, action, target, outcome, detail)
-    }
-
     /// The KEK id the keyring row names.
     pub fn kek_id(&self) -> rusqlite::Result<Vec<u8>> {
         self.0

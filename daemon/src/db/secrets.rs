@@ -2,10 +2,9 @@
 //! as sealed. The bytes are opaque here: sealing and opening the values
 //! belong to `keys::secrets`.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::db::audit::{self, Outcome};
-use crate::db::Index;
+use crate::db::audit::AuditedTx;
 
 /// A secret's value as stored.
 #[derive(Clone, Debug)]
@@ -86,34 +85,11 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<SecretRow>> {
     rows.collect()
 }
 
-/// An IMMEDIATE transaction on the secrets (it holds the write lock from the
-/// start), with the audit entries that belong to the change. Dropped
-/// without [`Tx::commit`], it rolls back.
-pub struct Tx<'a>(rusqlite::Transaction<'a>);
+/// The secrets' IMMEDIATE transaction, with the audit entries that belong
+/// to the change ([`AuditedTx`]).
+pub type Tx<'a> = AuditedTx<'a>;
 
 impl<'a> Tx<'a> {
-    pub fn begin(index: &'a mut Index) -> rusqlite::Result<Self> {
-        Ok(Tx(index
-            .conn_mut()
-            .transaction_with_behavior(TransactionBehavior::Immediate)?))
-    }
-
-    pub fn commit(self) -> rusqlite::Result<()> {
-        self.0.commit()
-    }
-
-    /// Appends an audit entry that commits (or not) with the transaction.
-    pub fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        target: &str,
-        outcome: Outcome,
-        detail: &str,
-    ) -> rusqlite::Result<i64> {
-        audit::append(&self.0, actor, action, target, outcome, detail)
-    }
-
     /// Whether data key `key_id` is still active.
     pub fn key_is_active(&self, key_id: &[u8]) -> rusqlite::Result<bool> {
         let active: Option<i64> = self
