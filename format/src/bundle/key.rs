@@ -125,4 +125,17 @@ mod tests {
         assert_eq!(parse_public_key(&crate::hex(&pk)).unwrap(), pk);
         assert!(parse_public_key("nonsense").is_err());
     }
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(i.as_bytes()), o);
+        }
+    }
 }
