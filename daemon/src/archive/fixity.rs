@@ -20,8 +20,7 @@ use crate::db::fixity::{self as rows, Candidate};
 use crate::db::Index;
 use crate::storage::Storage;
 
-pub use crate::config::archive::FixityConfig;
-pub use crate::db::fixity::{failures, status, Failure, Status};
+use crate::config::archive::FixityConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -249,7 +248,7 @@ mod tests {
                 r.id
             );
         }
-        let st = status(index.conn()).unwrap();
+        let st = crate::db::fixity::status(index.conn()).unwrap();
         assert_eq!(st.oldest_verified_ns, Some(scrubbed_at));
         assert_eq!(st.failures.len(), 1);
         assert_eq!(

@@ -25,7 +25,7 @@ use crate::db::retention::{self as rows, Pick};
 use crate::db::{Index, RecordingRow};
 use crate::storage::{Storage, StorageError};
 
-pub use crate::config::archive::{CameraLimits, RetentionPolicy as Policy};
+use crate::config::archive::RetentionPolicy;
 
 /// What one pass did.
 #[derive(Debug, Default)]
@@ -50,7 +50,7 @@ const BATCH: usize = 256;
 pub fn run_pass(
     storage: &Storage,
     index: &mut Index,
-    policy: &Policy,
+    policy: &RetentionPolicy,
     now_ns: i64,
     space: SpaceFn<'_>,
     actor: &str,
@@ -226,7 +226,7 @@ fn audit_pass(index: &Index, rep: &PassReport, actor: &str) {
 pub fn run_thread(
     storage: Storage,
     db_path: std::path::PathBuf,
-    policy: Policy,
+    policy: RetentionPolicy,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
     use std::sync::atomic::Ordering;
@@ -295,6 +295,7 @@ pub fn run_thread(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::archive::CameraLimits;
 
     #[test]
     fn id_ranges_compress() {
@@ -365,7 +366,7 @@ mod tests {
         )
         .unwrap();
         let plenty = || Some((1u64 << 40, 1u64 << 41));
-        let mut policy = Policy::default();
+        let mut policy = RetentionPolicy::default();
         policy.cameras.insert(
             "a".into(),
             CameraLimits {
@@ -413,10 +414,10 @@ mod tests {
             v.sort_by_key(|r| (r.start_wall_ns, r.id));
             v.iter().map(|r| r.id).collect()
         };
-        let rep = run_pass(&storage, &mut index, &Policy::default(), now, &space_fs, "t").unwrap();
+        let rep = run_pass(&storage, &mut index, &RetentionPolicy::default(), now, &space_fs, "t").unwrap();
         let (avail, floor) = rep.space_after.unwrap();
         assert!(
-            avail >= floor + Policy::default().headroom(total),
+            avail >= floor + RetentionPolicy::default().headroom(total),
             "{avail} < {floor} + headroom"
         );
         assert!(!rep.below_floor);
@@ -435,10 +436,10 @@ mod tests {
 
     #[test]
     fn floor_is_the_larger_of_percent_and_bytes() {
-        let p = Policy {
+        let p = RetentionPolicy {
             min_free_percent: 10.0,
             min_free_bytes: 5_000,
-            ..Policy::default()
+            ..RetentionPolicy::default()
         };
         assert_eq!(p.floor(100_000), 10_000);
         assert_eq!(p.floor(10_000), 5_000);

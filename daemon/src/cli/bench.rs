@@ -9,8 +9,9 @@ use std::time::Instant;
 use crate::db::recordings::SyntheticRecording;
 use crate::db::Index;
 use crate::keys::{random_bytes, DataKey, KeyLookup};
-use crate::storage::recorder::{Event, Frame, Recorder, RecorderConfig, StreamParams};
+use crate::storage::recorder::{Event, Recorder, RecorderConfig};
 use crate::storage::Storage;
+use vigil_format::media::{Frame, StreamParams};
 use vigil_format::vseg::{self, Chunk, Codec, FrameMeta, Header, RecordKind, SegmentReader, SegmentWriter, StreamInfo};
 
 /// Seals and writes `mib` MiB as records of `record_kib` KiB, fdatasync per record.
@@ -169,14 +170,14 @@ fn summarize(mut v: Vec<f64>) -> String {
 /// only, and through the database with the cache cold), secret set (one
 /// durable transaction with its audit entry) and get (audited).
 pub fn keys(kr: &crate::keys::keyring::Keyring, iterations: usize) -> Result<String, crate::keys::KeyError> {
-    use crate::keys::keyring::Purpose;
+    use crate::keys::wrap::Purpose;
     let n = iterations.max(1);
     let dek = kr.active_key(Purpose::Recording, "bench:unwrap", None, None)?;
     let kek = crate::keys::sealing::Kek::generate()?;
-    let (nonce, wrapped) = crate::keys::keyring::wrap_dek(&kek, &dek, "recording", "bench:unwrap")?;
+    let (nonce, wrapped) = crate::keys::wrap::wrap_dek(&kek, &dek, "recording", "bench:unwrap")?;
     let t = Instant::now();
     for _ in 0..n {
-        let k = crate::keys::keyring::unwrap_dek(&kek, dek.id(), "recording", "bench:unwrap", &nonce, &wrapped)?;
+        let k = crate::keys::wrap::unwrap_dek(&kek, dek.id(), "recording", "bench:unwrap", &nonce, &wrapped)?;
         std::hint::black_box(k.bytes());
     }
     let unwrap_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
@@ -222,7 +223,8 @@ pub fn keys(kr: &crate::keys::keyring::Keyring, iterations: usize) -> Result<Str
 /// nothing to delete, then one where the age rule deletes the oldest 10%
 /// (durably: garbage rows, unlink, directory fsync). Prints both timings.
 pub fn retention_pass(n: usize) -> anyhow::Result<()> {
-    use crate::archive::retention::{run_pass, CameraLimits, Policy};
+    use crate::archive::retention::run_pass;
+    use crate::config::archive::{CameraLimits, RetentionPolicy};
     let dir = tempfile_dir("vigil-retention-bench")?;
     let mut storage = Storage::new(&dir.join("rec"));
     storage.ensure()?;
@@ -273,7 +275,7 @@ pub fn retention_pass(n: usize) -> anyhow::Result<()> {
     );
     let space = || Some((1u64 << 40, 1u64 << 41));
     // Idle: every rule runs (age and size per camera, the floor) and finds nothing.
-    let mut policy = Policy::default();
+    let mut policy = RetentionPolicy::default();
     for c in 0..4 {
         policy.cameras.insert(
             format!("cam{c}"),

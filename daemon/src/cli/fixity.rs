@@ -25,7 +25,7 @@ pub fn run(config_path: &Path, Args { command }: Args) -> Result<(), Failure> {
         Command::Status => {
             let config = load_config(config_path)?;
             let index = open_index(&config)?;
-            let st = crate::archive::fixity::status(index.conn()).map_err(|e| Failure::Runtime(e.into()))?;
+            let st = crate::db::fixity::status(index.conn()).map_err(|e| Failure::Runtime(e.into()))?;
             let when = |t: Option<i64>| t.map(cli_time::format_ns).unwrap_or_else(|| "never".into());
             println!(
                 "{} recording(s): {} verified, {} not yet; oldest check {}, newest {}",

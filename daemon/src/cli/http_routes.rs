@@ -5,8 +5,8 @@ use super::Failure;
 pub fn run() -> Result<(), Failure> {
     for r in crate::web::api::ROUTES {
         let access = match r.access {
-            crate::web::api::Access::Public => "public",
-            crate::web::api::Access::At(role) => role.as_str(),
+            crate::web::auth::Access::Public => "public",
+            crate::web::auth::Access::At(role) => role.as_str(),
         };
         println!("{} {} {access}", r.method, r.path);
     }

@@ -22,7 +22,7 @@ pub struct Args {
 
 pub fn run(config_path: &Path, Args { camera, start, file }: Args) -> Result<(), Failure> {
     let config = load_config(config_path)?;
-    if !crate::keys::secrets::valid_name(&camera) || camera.contains('.') {
+    if !crate::base::names::valid_secret_name(&camera) || camera.contains('.') {
         return Err(Failure::Usage(format!(
             "\"{camera}\": use 1 to 64 letters, digits, '-' or '_'"
         )));

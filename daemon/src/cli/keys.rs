@@ -279,7 +279,7 @@ pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
             let kr = open_keyring(&config, &actor)?;
             let t = std::time::Instant::now();
             for i in 0..count {
-                kr.active_key(keyring::Purpose::Recording, &format!("bench:{i}"), None, None)?;
+                kr.active_key(crate::keys::wrap::Purpose::Recording, &format!("bench:{i}"), None, None)?;
             }
             println!("created {count} data keys in {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
             Ok(())

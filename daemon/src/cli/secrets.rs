@@ -45,8 +45,11 @@ pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
     let actor = audit::cli_actor();
     match command {
         Command::Set { name, expires } => {
-            if !secrets::valid_name(&name) {
-                return Err(Failure::Usage(format!("\"{name}\": {}", secrets::NAME_RULE)));
+            if !crate::base::names::valid_secret_name(&name) {
+                return Err(Failure::Usage(format!(
+                    "\"{name}\": {}",
+                    crate::base::names::SECRET_NAME_RULE
+                )));
             }
             let expires = expires.as_deref().map(parse_date).transpose()?;
             let value = read_stdin_secret("the secret")?;

@@ -688,7 +688,7 @@ impl Config {
     }
 }
 
-pub use crate::base::names::{valid_camera_name, CAMERA_NAME_RULE};
+use crate::base::names::{valid_camera_name, CAMERA_NAME_RULE};
 
 /// A camera URL as Vigil takes it: rtsp:// with a host and no credentials
 /// inside (they go in username / the secrets store), or a V4L2 device

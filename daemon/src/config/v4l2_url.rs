@@ -91,3 +91,35 @@ pub fn parse_url(url: &url::Url) -> Result<Source, String> {
     };
     Ok(src)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> url::Url {
+        url::Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn urls_with_and_without_options() {
+        let s = parse_url(&url("v4l2:///dev/video0")).unwrap();
+        assert_eq!(s.device, PathBuf::from("/dev/video0"));
+        assert_eq!((s.format, s.size, s.fps), (None, None, None));
+        let s = parse_url(&url("v4l2:///dev/video2?format=MJPEG&width=1280&height=720&fps=15")).unwrap();
+        assert_eq!(
+            (s.format, s.size, s.fps),
+            (Some(PixelFormat::Mjpeg), Some((1280, 720)), Some(15))
+        );
+        for bad in [
+            "v4l2://host/dev/video0",
+            "v4l2:///tmp/video0",
+            "v4l2:///dev/video0?format=rgb",
+            "v4l2:///dev/video0?width=640",
+            "v4l2:///dev/video0?fps=0",
+            "v4l2:///dev/video0?width=-1&height=2",
+            "v4l2:///dev/video0?colour=red",
+        ] {
+            assert!(parse_url(&url(bad)).is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -66,7 +66,7 @@ pub enum UserError {
     Random(#[from] vigil_format::keys::RandomError),
 }
 
-pub use crate::base::names::valid_user_name;
+use crate::base::names::valid_user_name;
 
 /// argon2id with OWASP's minimum: 19 MiB, 2 passes, 1 lane.
 fn argon2() -> Argon2<'static> {

@@ -328,42 +328,7 @@ fn make_bundle(
             return Err(e);
         }
     };
-    let finished = (|| -> Result<BundleReport, EvidenceError> {
-        let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
-        let digest = rep.archive_sha256.unwrap_or(rep.manifest_sha256);
-        exports::finish(
-            &tx,
-            export_id,
-            rep.archive_bytes as i64,
-            &digest,
-            &rep.manifest_sha256,
-            rep.manifest
-                .clips
-                .iter()
-                .flat_map(|c| c.source_recordings.iter().map(|s| s.id)),
-        )?;
-        let mut detail = format!(
-            "export {export_id}: {} to {}, {} frames, {} bytes, sha256 {}",
-            format_ns(rep.manifest.actual.start_ns),
-            format_ns(rep.manifest.actual.end_ns),
-            rep.frames,
-            rep.archive_bytes,
-            hex(&digest)
-        );
-        if let Some(p) = req.audit_destination {
-            detail.push_str(&format!(" to {}", p.display()));
-        }
-        if let (Some(dir), BundleTarget::Zip(made)) = (req.store_in, target) {
-            let name = format!("export-{export_id}.zip");
-            let kept = dir.join(&name);
-            std::fs::rename(made, &kept).map_err(io_err(&kept))?;
-            vigil_format::vseg::sync_dir(dir).map_err(|e| EvidenceError::Zip(e.to_string()))?;
-            exports::set_file_name(&tx, export_id, &name)?;
-        }
-        audit::append(&tx, req.operator, "export.bundle", cameras, Outcome::Ok, &detail)?;
-        tx.commit()?;
-        Ok(rep)
-    })();
+    let finished = record_finished(conn, rep, req, target, export_id, cameras);
     if finished.is_err() {
         // Built but not recorded: nothing stays, as for any other failure
         // (the target did not exist, or was an empty folder, before build).
@@ -377,10 +342,62 @@ fn make_bundle(
             }
         }
         if let Some(dir) = req.store_in {
-            let _ = std::fs::remove_file(dir.join(format!("export-{export_id}.zip")));
+            let _ = std::fs::remove_file(dir.join(kept_name(export_id)));
         }
     }
     finished
+}
+
+/// The name of a bundle kept in the exports folder.
+fn kept_name(export_id: i64) -> String {
+    format!("export-{export_id}.zip")
+}
+
+/// Finishes a built bundle's export row, keeps its file where asked, and
+/// writes its ok entry: one IMMEDIATE transaction, so that an ok entry always
+/// has its row and its file.
+fn record_finished(
+    conn: &rusqlite::Connection,
+    rep: BundleReport,
+    req: &BundleRequest<'_>,
+    target: &BundleTarget,
+    export_id: i64,
+    cameras: &str,
+) -> Result<BundleReport, EvidenceError> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let digest = rep.archive_sha256.unwrap_or(rep.manifest_sha256);
+    exports::finish(
+        &tx,
+        export_id,
+        rep.archive_bytes as i64,
+        &digest,
+        &rep.manifest_sha256,
+        rep.manifest
+            .clips
+            .iter()
+            .flat_map(|c| c.source_recordings.iter().map(|s| s.id)),
+    )?;
+    let mut detail = format!(
+        "export {export_id}: {} to {}, {} frames, {} bytes, sha256 {}",
+        format_ns(rep.manifest.actual.start_ns),
+        format_ns(rep.manifest.actual.end_ns),
+        rep.frames,
+        rep.archive_bytes,
+        hex(&digest)
+    );
+    if let Some(p) = req.audit_destination {
+        detail.push_str(&format!(" to {}", p.display()));
+    }
+    if let (Some(dir), BundleTarget::Zip(made)) = (req.store_in, target) {
+        let name = kept_name(export_id);
+        let kept = dir.join(&name);
+        std::fs::rename(made, &kept).map_err(io_err(&kept))?;
+        vigil_format::vseg::sync_dir(dir).map_err(|e| EvidenceError::Zip(e.to_string()))?;
+        exports::set_file_name(&tx, export_id, &name)?;
+    }
+    audit::append(&tx, req.operator, "export.bundle", cameras, Outcome::Ok, &detail)?;
+    tx.commit()?;
+    Ok(rep)
 }
 
 /// An export's file, opened for a download.

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use crate::db::Index;
 use crate::keys::KeyLookup;
-use crate::storage::recorder::{Event, Frame, Recorder, RecorderConfig, StreamParams};
+use crate::storage::recorder::{Event, Recorder, RecorderConfig};
 use crate::storage::Storage;
+use vigil_format::media::{Frame, StreamParams};
 use vigil_format::mp4_demux::{self, DemuxError};
 
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::broadcast;
 
-use crate::storage::recorder::StreamParams;
+use vigil_format::media::StreamParams;
 
 /// Frames held for viewers: about 2.5 s at 25 fps.
 const CAPACITY: usize = 64;
@@ -89,5 +89,3 @@ impl LiveHub {
         }
     }
 }
-
-pub use vigil_format::media::codec_string;

@@ -14,7 +14,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::CameraConfig;
 use crate::ingest::supervisor::{self, Backoff, Delivery, Session as _};
-use crate::storage::recorder::{Event, Frame, StreamParams};
+use crate::storage::recorder::Event;
+use vigil_format::media::{Frame, StreamParams};
 use vigil_format::vseg::Codec;
 
 #[derive(Debug, thiserror::Error)]

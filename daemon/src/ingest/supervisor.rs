@@ -13,7 +13,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::ingest::live::LiveFrame;
-use crate::storage::recorder::{Event, Frame, StreamParams};
+use crate::storage::recorder::Event;
+use vigil_format::media::{Frame, StreamParams};
 use vigil_format::vseg::Codec;
 
 /// Sends at a key frame (the recorder then writes the chunk it closes) or

@@ -17,7 +17,7 @@ use crate::keys::sealing::{Kek, KekSealer, Slot};
 use crate::keys::{random_bytes, DataKey, KeyError, KeyId, KeyLookup, KeyUnavailable};
 
 use crate::keys::wrap::{kek_id_of, key_id_of};
-pub use crate::keys::wrap::{recording_scope, unwrap_dek, utc_day, wrap_dek, Purpose, SECRETS_SCOPE};
+use crate::keys::wrap::{recording_scope, unwrap_dek, utc_day, wrap_dek, Purpose};
 
 /// The keyring's own row.
 #[derive(Clone, Debug)]

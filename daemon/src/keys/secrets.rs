@@ -10,16 +10,17 @@ use zeroize::Zeroizing;
 
 use crate::db::audit::{self, Outcome};
 use crate::db::secrets::{self as rows, SealedSecret};
-use crate::keys::keyring::{Keyring, Purpose, SECRETS_SCOPE};
+use crate::keys::keyring::Keyring;
+use crate::keys::wrap::{Purpose, SECRETS_SCOPE};
 use crate::keys::{random_bytes, DataKey, KeyError, KeyId};
 
-pub use crate::base::names::SECRET_NAME_RULE as NAME_RULE;
+use crate::base::names::SECRET_NAME_RULE as NAME_RULE;
 /// Largest secret value accepted (a certificate key fits; a video does not).
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// `status` calls a secret "expiring soon" this long before it expires.
 pub const EXPIRING_SOON_NS: i64 = 14 * 86_400 * 1_000_000_000;
 
-pub use crate::base::names::valid_secret_name as valid_name;
+use crate::base::names::valid_secret_name as valid_name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {

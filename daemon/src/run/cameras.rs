@@ -105,7 +105,8 @@ impl Supervisor {
         }
         let v4l2_source = match cam.url.scheme() {
             "v4l2" => Some(
-                crate::ingest::v4l2::parse_url(&cam.url).map_err(|e| anyhow::anyhow!("camera {}: {e}", cam.name))?,
+                crate::config::v4l2_url::parse_url(&cam.url)
+                    .map_err(|e| anyhow::anyhow!("camera {}: {e}", cam.name))?,
             ),
             _ => None,
         };

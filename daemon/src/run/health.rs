@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::run::notify::Notifier;
 
-pub use crate::base::clock::mono_ms;
+use crate::base::clock::mono_ms;
 
 /// A recorder whose queue has work older than this is stuck.
 const WRITER_STALL: Duration = Duration::from_secs(10);

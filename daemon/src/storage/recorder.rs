@@ -14,7 +14,7 @@ use crate::base::clock::Clocks;
 use crate::db::{ns_to_ticks, ticks_to_ns, ChunkRow, Index, NewRecording};
 use crate::keys::{self, KeyLookup};
 use crate::storage::Storage;
-pub use vigil_format::media::{Frame, StreamParams};
+use vigil_format::media::{Frame, StreamParams};
 use vigil_format::vseg::{self, Chunk, FrameMeta, Header, SegmentWriter, StreamInfo};
 
 #[derive(Debug)]

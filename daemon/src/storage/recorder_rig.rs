@@ -10,8 +10,9 @@ use std::time::Duration;
 use crate::base::clock::{Clock, ManualClock};
 use crate::db::{Index, RecordingRow};
 use crate::keys::{DataKey, KeyLookup, SingleKey};
-use crate::storage::recorder::{Event, Frame, Recorder, RecorderConfig, StreamParams};
+use crate::storage::recorder::{Event, Recorder, RecorderConfig};
 use crate::storage::Storage;
+use vigil_format::media::{Frame, StreamParams};
 use vigil_format::vseg::{Chunk, Codec, SegmentReader, StreamInfo};
 
 /// Media timescale of the synthetic camera.

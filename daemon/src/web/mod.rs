@@ -389,7 +389,7 @@ async fn watch_events(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
                     Some(n) => idx.recordings_page(None, n - 50, 50)?,
                     None => Vec::new(),
                 };
-                let failures = crate::archive::fixity::failures(idx.conn())?;
+                let failures = crate::db::fixity::failures(idx.conn())?;
                 Ok((cams, newest, new, failures))
             })
             .await;

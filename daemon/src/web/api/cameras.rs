@@ -101,10 +101,10 @@ async fn camera_put(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<C
         Some(n) => n,
         None => str_field(&v, "name")?.to_string(),
     };
-    if !crate::config::valid_camera_name(&name) {
+    if !crate::base::names::valid_camera_name(&name) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("\"{name}\": {}", crate::config::CAMERA_NAME_RULE),
+            format!("\"{name}\": {}", crate::base::names::CAMERA_NAME_RULE),
         ));
     }
     if st.cameras.is_provisioned(&name) {
@@ -231,7 +231,7 @@ pub async fn probe(_st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Rep
     let password = opt_str(&v, "password")?.map(zeroize::Zeroizing::new);
     if url.scheme() == "v4l2" {
         // A local device: what it offers, and whether Vigil records one of its formats.
-        let src = crate::ingest::v4l2::parse_url(&url).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+        let src = crate::config::v4l2_url::parse_url(&url).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
         let report = tokio::task::spawn_blocking(move || crate::ingest::v4l2::probe_device(&src.device))
             .await
             .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "probe failed"))?;

@@ -114,7 +114,7 @@ pub async fn create_export(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) 
         Some(a) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
         None => vec![str_field(&v, "camera")?.to_string()],
     };
-    if cameras.is_empty() || cameras.len() > 16 || cameras.iter().any(|n| !crate::config::valid_camera_name(n)) {
+    if cameras.is_empty() || cameras.len() > 16 || cameras.iter().any(|n| !crate::base::names::valid_camera_name(n)) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "name 1 to 16 valid cameras"));
     }
     let (start_ns, end_ns) = (time_field(&v, "start")?, time_field(&v, "end")?);
@@ -349,7 +349,7 @@ pub async fn release_hold(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -
 
 /// `GET /api/v1/fixity`.
 pub async fn fixity(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
-    let s = st.db(|idx| Ok(crate::archive::fixity::status(idx.conn())?)).await?;
+    let s = st.db(|idx| Ok(crate::db::fixity::status(idx.conn())?)).await?;
     let t = |o: Option<i64>| o.map(crate::base::time::format_ns);
     ok(json!({
         "recordings": s.recordings,

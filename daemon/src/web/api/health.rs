@@ -23,7 +23,7 @@ pub async fn ready(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Rep
     let storage_dir = st.storage.dir().to_path_buf();
     let keyring = st.keyring.clone();
     let (db_ok, cams, fixity_failures) = match st
-        .db(|idx| Ok((idx.cameras()?, crate::archive::fixity::failures(idx.conn())?.len())))
+        .db(|idx| Ok((idx.cameras()?, crate::db::fixity::failures(idx.conn())?.len())))
         .await
     {
         Ok((c, f)) => (true, c, f),

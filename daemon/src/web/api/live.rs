@@ -15,7 +15,7 @@ use crate::web::reply::{full, ApiError, Reply};
 use crate::web::AppState;
 
 /// An init segment and one fragment holding `frame`: a playable one-frame MP4.
-pub fn one_frame_mp4(params: &crate::storage::recorder::StreamParams, frame: &[u8]) -> Result<Vec<u8>, ApiError> {
+pub fn one_frame_mp4(params: &vigil_format::media::StreamParams, frame: &[u8]) -> Result<Vec<u8>, ApiError> {
     let mut out = vigil_format::mp4::init_segment(&vigil_format::mp4::TrackInfo {
         timescale: params.timescale,
         width: params.width,

@@ -19,10 +19,9 @@ use futures::future::BoxFuture;
 use hyper::body::Incoming;
 use hyper::Request;
 
-pub use super::auth::Access;
+use super::auth::Access;
 use super::auth::Ctx;
 use super::reply::Reply;
-pub use super::reply::{plain_reply, ApiError, Body};
 use super::AppState;
 use crate::db::users::Role;
 

@@ -24,7 +24,7 @@ pub async fn login(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply
     let password = zeroize::Zeroizing::new(str_field(&v, "password")?.to_string());
     let code = v.get("totp").and_then(Value::as_str).map(str::to_string);
     let ip = peer.ip();
-    if !users::valid_user_name(&name) {
+    if !crate::base::names::valid_user_name(&name) {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong name, password or code"));
     }
     if let Some(wait) = auth::login_throttled(st, &name, ip) {

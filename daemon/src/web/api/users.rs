@@ -33,7 +33,7 @@ async fn user_action(st: &Arc<AppState>, caller: Option<Caller>, params: Vec<Str
     let name = params
         .into_iter()
         .next()
-        .filter(|n| users::valid_user_name(n))
+        .filter(|n| crate::base::names::valid_user_name(n))
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such user"))?;
     if action == "disable" && c.actor == format!("user:{name}") {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "you cannot disable yourself"));
