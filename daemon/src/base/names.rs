@@ -22,6 +22,17 @@ pub fn valid_user_name(n: &str) -> bool {
     valid_secret_name(n)
 }
 
+/// What free text (a hold reason, a token name, a camera user name) may
+/// hold, as an error message says it.
+pub const FREE_TEXT_RULE: &str = "use at most 500 characters and no control characters (no line breaks or tabs)";
+
+/// Free text that reaches the audit log, the database and the UI: at most
+/// 500 characters, none of them a control character, so one value can never
+/// print as two lines (a forged row in `vigil audit tail`) or hide text.
+pub fn valid_free_text(s: &str) -> bool {
+    s.chars().count() <= 500 && !s.chars().any(char::is_control)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +47,11 @@ mod tests {
         assert!(!valid_secret_name("../etc"));
         assert!(valid_user_name("j.smith"));
         assert!(!valid_user_name("j smith"));
+        assert!(valid_free_text("Case 2026-114: break-in, rear door"));
+        assert!(!valid_free_text("reason\n2026-12-01 admin key.rotate ok"));
+        assert!(!valid_free_text("a\rb"));
+        assert!(!valid_free_text("bell\u{7}"));
+        assert!(!valid_free_text("next\u{85}line"));
+        assert!(!valid_free_text(&"x".repeat(501)));
     }
 }

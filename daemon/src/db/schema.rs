@@ -211,5 +211,27 @@ CREATE INDEX recording_start ON recording (start_wall_ns);
 ALTER TABLE recording ADD COLUMN continues_previous INTEGER NOT NULL DEFAULT 0;
 "#;
 
+/// v7: the web boundary hardened. API tokens belong to a user (disabling
+/// the user disables them), expire and can be revoked; users and tokens may
+/// be limited to a set of cameras (`cameras`: NULL for every camera, else a
+/// JSON array of names); the audit log's signed checkpoints (the anchor:
+/// entry count and head hash, signed with the device key).
+const SCHEMA_V7: &str = r#"
+ALTER TABLE api_token ADD COLUMN user_id INTEGER REFERENCES user(id) ON DELETE CASCADE;
+ALTER TABLE api_token ADD COLUMN expires_ns INTEGER;
+ALTER TABLE api_token ADD COLUMN revoked_ns INTEGER;
+ALTER TABLE api_token ADD COLUMN cameras TEXT;
+ALTER TABLE user ADD COLUMN cameras TEXT;
+CREATE TABLE audit_checkpoint (
+    seq INTEGER PRIMARY KEY,
+    entry_id INTEGER NOT NULL,
+    head_hash BLOB NOT NULL,
+    ts_ns INTEGER NOT NULL,
+    public_key BLOB NOT NULL,
+    signature BLOB NOT NULL
+);
+"#;
 /// Each step takes the schema from version i to i + 1.
-pub(crate) const MIGRATIONS: [&str; 6] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6];
+pub(crate) const MIGRATIONS: [&str; 7] = [
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
+];

@@ -46,6 +46,16 @@ pub struct Caller {
     pub csrf: Option<String>,
     pub cookie: Option<String>,
     pub must_change_password: bool,
+    /// The cameras the caller may see: None for every camera, else these
+    /// (a user's set, narrowed further by a token's own set).
+    pub cameras: Option<Vec<String>>,
+}
+
+impl Caller {
+    /// Whether the caller may see this camera's footage and state.
+    pub fn may_view(&self, camera: &str) -> bool {
+        self.cameras.as_ref().is_none_or(|set| set.iter().any(|c| c == camera))
+    }
 }
 
 /// What a handler gets besides the request: the caller (None on public
@@ -89,6 +99,7 @@ pub async fn authenticate(st: &Arc<AppState>, req: &Request<Incoming>) -> Result
                     csrf: None,
                     cookie: None,
                     must_change_password: false,
+                    cameras: None,
                 }))
             })
             .await;
@@ -102,6 +113,7 @@ pub async fn authenticate(st: &Arc<AppState>, req: &Request<Incoming>) -> Result
             csrf: Some(s.csrf),
             cookie: Some(c),
             must_change_password: s.user.must_change_password,
+            cameras: None,
         }))
     })
     .await
