@@ -2,10 +2,13 @@
 throttle raced by parallel guesses (2), /me/password as a password oracle
 (3), and API tokens that must be revocable, expire and die with their
 owner (8)."""
+import os
+import re
+import subprocess
 import threading
 import time
 
-from fixture import ADMIN_PW, USER_PW, login, request
+from fixture import ADMIN_PW, USER_PW, kill_pid, login, request, wait_for
 from verdict import Verdict
 
 
@@ -28,6 +31,10 @@ def one_time_password(fx):
     log = fx.log()
     v.check(fx.otp not in log, "the one-time password is in the daemon's log (stdout/stderr)")
     v.figure(f"one-time password in the daemon log: {'yes' if fx.otp in log else 'no'} ({len(log)} bytes of log)")
+    # A daemon started without `vigil provision` makes the first admin itself: its log must not carry the password.
+    leaked = first_start_leak(fx)
+    v.figure(f"first start without provisioning: {leaked or 'no password in the log'}")
+    v.check(not leaked, f"the first-start daemon logged the one-time password: {leaked}")
     v.finish()
     return v
 
@@ -152,3 +159,30 @@ def tokens(fx):
             admin.call("POST", "/api/v1/users/owner/enable")
     v.finish()
     return v
+
+
+def first_start_leak(fx):
+    """Starts a second, camera-less installation's daemon without provisioning (bounded: 20 s) and
+    returns the log line that shows a one-time password, if any."""
+    d = fx.path("first-start")
+    os.makedirs(d, exist_ok=True)
+    cfg = os.path.join(d, "vigil.toml")
+    with open(cfg, "w") as f:
+        f.write(f'[storage]\ndir = "{d}/recordings"\ndb = "{d}/vigil.db"\nallow_unencrypted_volume = true\n\n'
+                f'[keys]\nsource = "file"\nfile = "{d}/kek.key"\n\n[http]\nlisten = "127.0.0.1:0"\n')
+    env = dict(os.environ, VIGIL_LOG="info", NO_COLOR="1")
+    subprocess.run([fx.bin, "--config", cfg, "keys", "init"], capture_output=True, timeout=60, env=env)
+    logp = os.path.join(d, "daemon.log")
+    with open(logp, "wb") as log:
+        p = subprocess.Popen([fx.bin, "--config", cfg, "run"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
+    try:
+        def read():
+            with open(logp, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        wait_for(20, lambda: "HTTPS API listening" in read() or p.poll() is not None)
+        time.sleep(0.5)
+        text = read()
+    finally:
+        kill_pid(p)
+    m = re.search(r"(?i)one-time password[^\n]*?[:=]\s*\"?([A-Za-z0-9]{8,})", text)
+    return m.group(0) if m else None
