@@ -49,14 +49,59 @@ fn record(kr: &Keyring, actor: &str, action: &str, user: &str, outcome: Outcome,
     Ok(())
 }
 
+/// How a start of enrolment ended.
+pub enum Enrolment {
+    /// A new seed, pending until a code from it is confirmed: for the
+    /// authenticator app.
+    Started(Zeroizing<[u8; 20]>),
+    /// A second factor is enrolled, and replacing it needs the current
+    /// password, which was not given (audited as denied).
+    PasswordNeeded,
+    /// A second factor is enrolled, and the password given is wrong
+    /// (audited as denied).
+    WrongPassword,
+}
+
 /// Starts a user's own enrolment: a new seed, kept pending until a code from
-/// it is confirmed (audited as `user.mfa.enrol`, "started"). Returns the seed
-/// for the authenticator app.
-pub fn start_enrolment(kr: &Keyring, actor: &str, user: &str) -> Result<Zeroizing<[u8; 20]>, MfaError> {
+/// it is confirmed (audited as `user.mfa.enrol`, "started"). When the user
+/// has a second factor already, replacing it needs their current
+/// `password`, checked against `idx` (a stolen session cannot swap the
+/// factor). The caller throttles the attempt.
+pub fn start_enrolment(
+    kr: &Keyring,
+    idx: &Index,
+    actor: &str,
+    user: &str,
+    password: Option<&str>,
+) -> Result<Enrolment, MfaError> {
+    if secrets::exists(idx.conn(), &users::totp_secret_name(user))? {
+        let Some(password) = password else {
+            record(
+                kr,
+                actor,
+                "user.mfa.enrol",
+                user,
+                Outcome::Denied,
+                "re-enrolment without the password",
+            )?;
+            return Ok(Enrolment::PasswordNeeded);
+        };
+        if users::check_password(idx, user, password)?.is_none() {
+            record(
+                kr,
+                actor,
+                "user.mfa.enrol",
+                user,
+                Outcome::Denied,
+                "re-enrolment with a wrong password",
+            )?;
+            return Ok(Enrolment::WrongPassword);
+        }
+    }
     let seed = new_seed()?;
     secrets::set(kr, &pending_secret_name(user), &seed[..], None)?;
     record(kr, actor, "user.mfa.enrol", user, Outcome::Ok, "started")?;
-    Ok(seed)
+    Ok(Enrolment::Started(seed))
 }
 
 /// How a confirmation of an enrolment ended.
