@@ -207,6 +207,57 @@ mod tests {
     }
 
     #[test]
+    fn replacing_a_second_factor_needs_the_password() {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("v.db");
+        let sealer = crate::keys::keyring::tests_support::file_sealer(d.path());
+        crate::keys::keyring::init(&db, &sealer, "t").unwrap();
+        let kr = Keyring::open(&db, sealer, "t").unwrap();
+        let idx = Index::open(&db).unwrap();
+        let clock = ManualClock::new(T0_S * 1_000_000_000);
+        let pw = "a long enough password";
+        users::add(&idx, "cli:t", "v", users::Role::Viewer, pw, false, clock.as_ref()).unwrap();
+        // The first enrolment: no password needed.
+        assert!(matches!(
+            start_enrolment(&kr, &idx, "user:v", "v", None).unwrap(),
+            Enrolment::Started(_)
+        ));
+        enable(&kr, "cli:t", "v").unwrap();
+        // Enrolled: a stolen session cannot swap the factor.
+        assert!(matches!(
+            start_enrolment(&kr, &idx, "user:v", "v", None).unwrap(),
+            Enrolment::PasswordNeeded
+        ));
+        assert!(matches!(
+            start_enrolment(&kr, &idx, "user:v", "v", Some("not the password")).unwrap(),
+            Enrolment::WrongPassword
+        ));
+        assert!(matches!(
+            start_enrolment(&kr, &idx, "user:v", "v", Some(pw)).unwrap(),
+            Enrolment::Started(_)
+        ));
+        let mut st = idx
+            .conn()
+            .prepare("SELECT outcome, detail FROM audit_log WHERE action = 'user.mfa.enrol' ORDER BY id")
+            .unwrap();
+        let rows: Vec<(String, String)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let rows: Vec<String> = rows.into_iter().map(|(o, d)| format!("{o} {d}")).collect();
+        assert_eq!(
+            rows,
+            [
+                "ok started",
+                "denied re-enrolment without the password",
+                "denied re-enrolment with a wrong password",
+                "ok started"
+            ]
+        );
+    }
+
+    #[test]
     fn a_login_code_is_valid_one_step_either_side_and_only_once() {
         let d = tempfile::tempdir().unwrap();
         let idx = Index::open(&d.path().join("v.db")).unwrap();
