@@ -274,18 +274,19 @@ impl Vigil {
         self.logged_port("HTTPS API listening")
     }
 
-    /// The first-start admin password the daemon printed (waits up to 20 s).
+    /// The first-start admin password, from the private file whose path the
+    /// daemon logged (waits up to 20 s). The password itself is never in the log.
     pub fn first_admin_password(&self) -> String {
+        const SAYS: &str = "one-time password is in the file ";
         wait_for(Duration::from_secs(20), || {
             let log = self.log();
-            let i = log.find("one-time password: ")?;
-            let pw: String = log[i + 19..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric())
-                .collect();
+            let i = log.find(SAYS)?;
+            let path = log[i + SAYS.len()..].split(" (mode 0600)").next()?;
+            let pw = std::fs::read_to_string(path).ok()?.trim().to_string();
+            assert!(!log.contains(&pw), "the one-time password is in the log");
             (!pw.is_empty()).then_some(pw)
         })
-        .expect("the daemon printed a one-time admin password")
+        .expect("the daemon wrote a one-time admin password to a file")
     }
 
     /// Environment for every later `vigil` this fixture starts (e.g. libfaketime).

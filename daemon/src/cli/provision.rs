@@ -58,20 +58,33 @@ fn provision(
         ),
         None => None,
     };
-    let admin = match crate::db::users::ensure_first_admin(&index, &actor, "provisioning", &SystemClock)
-        .map_err(|e| Failure::Runtime(e.into()))?
-    {
-        Some(pw) => match admin_password_file {
+    // The one-time password goes to the private file or, once, to standard
+    // output: never to the log. It is handed over before the admin is
+    // committed, so a file that cannot be written leaves no admin behind.
+    let mut delivered_to = String::new();
+    let deliver = |pw: &str| -> Result<(), String> {
+        match admin_password_file {
             Some(p) => {
-                write_private(p, &format!("{pw}\n"))?;
-                format!("created; one-time password written to {}", p.display())
+                write_private(p, &format!("{pw}\n")).map_err(failure_text)?;
+                delivered_to = format!("created; one-time password written to {}", p.display());
             }
             None => {
                 println!("ADMIN ONE-TIME PASSWORD (shown once; it must be changed at first login): {pw}");
-                "created; one-time password printed above".to_string()
+                delivered_to = "created; one-time password printed above".to_string();
             }
+        }
+        Ok(())
+    };
+    let created = crate::db::users::ensure_first_admin(&index, &actor, "provisioning", &SystemClock, deliver).map_err(
+        |e| match e {
+            crate::db::users::UserError::Deliver(_) => Failure::Usage(e.to_string()),
+            e => Failure::Runtime(e.into()),
         },
-        None => "exists (not changed)".to_string(),
+    )?;
+    let admin = if created {
+        delivered_to
+    } else {
+        "exists (not changed)".to_string()
     };
     let ks = crate::keys::keyring::status(&index).map_err(Failure::from)?;
     let kr_row = ks
@@ -128,4 +141,12 @@ fn provision(
         println!("report:                    {}", p.display());
     }
     Ok(())
+}
+
+/// The message of a failure, for an error that carries text.
+fn failure_text(f: Failure) -> String {
+    match f {
+        Failure::Usage(s) | Failure::Integrity(s) => s,
+        Failure::Runtime(e) => format!("{e:#}"),
+    }
 }

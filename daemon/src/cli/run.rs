@@ -45,6 +45,46 @@ fn lock_instance(config: &Config) -> anyhow::Result<File> {
     }
 }
 
+/// The file beside the database that holds the first admin's one-time
+/// password (mode 0600).
+pub const ONE_TIME_PASSWORD_FILE: &str = "admin-one-time-password";
+
+/// When there is no web user at all: makes `admin` with a one-time password
+/// and writes that password to [`ONE_TIME_PASSWORD_FILE`] beside the
+/// database, readable only by the service's user. The log and the journal
+/// get only the file's path: the daemon's output is the journal, so the
+/// password is never printed. A stale file (from an earlier database) is
+/// replaced; when the file cannot be written, there is no admin either.
+fn first_admin(index: &Index, db_path: &Path) -> anyhow::Result<()> {
+    let file = db_path.with_file_name(ONE_TIME_PASSWORD_FILE);
+    let deliver = |pw: &str| -> Result<(), String> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: {e}", file.display())),
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        f.write_all(format!("{pw}\n").as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| format!("{}: {e}", file.display()))
+    };
+    if crate::db::users::ensure_first_admin(index, "daemon", "first start", &SystemClock, deliver)? {
+        tracing::warn!(
+            "FIRST START: web user \"admin\" made; its one-time password is in the file {} (mode 0600); \
+             it must be changed at first login (then delete the file)",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
 /// A camera password the daemon cannot resolve: a configuration error.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -190,12 +230,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
     let web = match &config.http {
         Some(http) => {
             let (tls, fingerprint) = crate::web::tls::server_config(http, &keyring)?;
-            if let Some(pw) = crate::db::users::ensure_first_admin(&index, "daemon", "first start", &SystemClock)? {
-                eprintln!(
-                    "\n=== FIRST START: web user \"admin\", one-time password: {pw}\n=== \
-                     It must be changed at first login; it is shown only this once.\n"
-                );
-            }
+            first_admin(&index, &config.db_path)?;
             Some((http.clone(), tls, fingerprint))
         }
         None => {

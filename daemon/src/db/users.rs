@@ -58,6 +58,12 @@ pub enum UserError {
     BadRole(String),
     #[error("the password must be 12 to 1024 characters")]
     WeakPassword,
+    #[error("this password is too common; choose another")]
+    CommonPassword,
+    #[error("the new password must differ from the current one")]
+    SamePassword,
+    #[error("cannot hand over the one-time password: {0}")]
+    Deliver(String),
     #[error("password hashing failed: {0}")]
     Hash(String),
     #[error(transparent)]
@@ -75,10 +81,25 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-pub fn hash_password(pw: &str) -> Result<String, UserError> {
+/// The rules a new password must meet: 12 to 1024 characters, and not on
+/// the list of common passwords (compared case-insensitively).
+pub fn check_new_password(pw: &str) -> Result<(), UserError> {
     if pw.chars().count() < 12 || pw.len() > 1024 {
         return Err(UserError::WeakPassword);
     }
+    if crate::base::common_passwords::is_common(pw) {
+        return Err(UserError::CommonPassword);
+    }
+    Ok(())
+}
+
+/// The argon2id hash of a new password that meets [`check_new_password`].
+pub fn hash_password(pw: &str) -> Result<String, UserError> {
+    check_new_password(pw)?;
+    hash_unchecked(pw)
+}
+
+fn hash_unchecked(pw: &str) -> Result<String, UserError> {
     let salt = SaltString::encode_b64(&random_bytes::<16>()?).map_err(|e| UserError::Hash(e.to_string()))?;
     with_hash_slot(|| {
         Ok(argon2()
@@ -116,7 +137,7 @@ pub fn verify_password(hash: &str, pw: &str) -> bool {
 /// exist, so that the answer takes as long either way.
 fn dummy_hash() -> &'static str {
     static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    H.get_or_init(|| hash_password("not a password of anyone").unwrap_or_default())
+    H.get_or_init(|| hash_unchecked("not a password of anyone").unwrap_or_default())
 }
 
 #[derive(Clone, Debug)]
@@ -197,19 +218,43 @@ pub fn add(
     must_change: bool,
     clock: &dyn Clock,
 ) -> Result<i64, UserError> {
-    insert_user(idx, actor, name, role, password, must_change, role.as_str(), clock)
+    insert_user(
+        idx,
+        actor,
+        NewUser {
+            name,
+            role,
+            password,
+            must_change,
+        },
+        role.as_str(),
+        clock,
+        || Ok(()),
+    )
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A user about to be added.
+struct NewUser<'a> {
+    name: &'a str,
+    role: Role,
+    password: &'a str,
+    must_change: bool,
+}
+
+/// Adds a user; `before_commit` runs inside the transaction, after the row
+/// and its audit entry, and an error from it undoes both.
 fn insert_user(
     idx: &Index,
     actor: &str,
-    name: &str,
-    role: Role,
-    password: &str,
-    must_change: bool,
+    NewUser {
+        name,
+        role,
+        password,
+        must_change,
+    }: NewUser<'_>,
     detail: &str,
     clock: &dyn Clock,
+    before_commit: impl FnOnce() -> Result<(), UserError>,
 ) -> Result<i64, UserError> {
     if !valid_user_name(name) {
         return Err(UserError::BadName(name.to_string()));
@@ -227,12 +272,14 @@ fn insert_user(
         )?;
         let id = tx.last_insert_rowid();
         audit::append(tx, actor, "user.add", name, Outcome::Ok, detail)?;
+        before_commit()?;
         Ok(id)
     })
 }
 
 /// Sets a user's password and ends their sessions (audited as
-/// `user.password` with `detail`).
+/// `user.password` with `detail`). A password equal to the current one is
+/// refused ([`UserError::SamePassword`]): a one-time password cannot be kept.
 pub fn set_password(
     idx: &Index,
     actor: &str,
@@ -241,6 +288,13 @@ pub fn set_password(
     detail: &str,
     clock: &dyn Clock,
 ) -> Result<(), UserError> {
+    check_new_password(password)?;
+    let Some((_, current)) = find(idx, name)? else {
+        return Err(UserError::NoSuchUser(name.to_string()));
+    };
+    if verify_password(&current, password) {
+        return Err(UserError::SamePassword);
+    }
     let hash = hash_password(password)?;
     in_transaction(idx, |tx| {
         let n = tx.execute(
@@ -261,7 +315,8 @@ pub fn set_password(
 }
 
 /// A user changes their own password: `Ok(false)` (audited as denied) when
-/// the old one is wrong.
+/// the old one is wrong; [`UserError::SamePassword`] when the new one is the
+/// old one.
 pub fn change_password(
     idx: &Index,
     actor: &str,
@@ -280,6 +335,9 @@ pub fn change_password(
             "wrong old password",
         )?;
         return Ok(false);
+    }
+    if new == old {
+        return Err(UserError::SamePassword);
     }
     set_password(idx, actor, name, new, "", clock)?;
     Ok(true)
@@ -323,22 +381,35 @@ pub fn totp_secret_name(user: &str) -> String {
 }
 
 /// When there is no user at all: an `admin` with a random one-time password
-/// that must be changed at first login. Returns that password once. Audited
-/// as `user.add` with the detail "`occasion`: admin with a one-time password".
+/// that must be changed at first login. The password is given once to
+/// `deliver` (which writes it to a private file or prints it on the
+/// console, never to the log) before the user is committed: when `deliver`
+/// fails, there is no admin either, and the next start tries again. Returns
+/// whether the admin was made. Audited as `user.add` with the detail
+/// "`occasion`: admin with a one-time password".
 pub fn ensure_first_admin(
     idx: &Index,
     actor: &str,
     occasion: &str,
     clock: &dyn Clock,
-) -> Result<Option<String>, UserError> {
+    deliver: impl FnOnce(&str) -> Result<(), String>,
+) -> Result<bool, UserError> {
     let n: i64 = idx.conn().query_row("SELECT count(*) FROM user", [], |r| r.get(0))?;
     if n > 0 {
-        return Ok(None);
+        return Ok(false);
     }
-    let pw = crate::base::totp::base32(&random_bytes::<10>()?).to_lowercase();
+    let pw = zeroize::Zeroizing::new(crate::base::totp::base32(&random_bytes::<10>()?).to_lowercase());
     let detail = format!("{occasion}: admin with a one-time password");
-    insert_user(idx, actor, "admin", Role::Admin, &pw, true, &detail, clock)?;
-    Ok(Some(pw))
+    let admin = NewUser {
+        name: "admin",
+        role: Role::Admin,
+        password: &pw,
+        must_change: true,
+    };
+    insert_user(idx, actor, admin, &detail, clock, || {
+        deliver(&pw).map_err(UserError::Deliver)
+    })?;
+    Ok(true)
 }
 
 fn sha256(b: &[u8]) -> Vec<u8> {
@@ -377,23 +448,49 @@ fn insert_session(
     client: &str,
     clock: &dyn Clock,
 ) -> Result<(String, String), UserError> {
+    insert_session_hashed(conn, user_id, client, clock).map(|(cookie, csrf, _)| (cookie, csrf))
+}
+
+/// A new session row: (the cookie value, the CSRF token, the stored hash).
+fn insert_session_hashed(
+    conn: &Connection,
+    user_id: i64,
+    client: &str,
+    clock: &dyn Clock,
+) -> Result<(String, String, Vec<u8>), UserError> {
     let id = random_bytes::<32>()?;
     let csrf = token_text(&random_bytes::<32>()?);
     let now = clock.wall_ns();
+    let hash = sha256(&id);
     conn.execute(
         "INSERT INTO session (id_hash, user_id, csrf, created_ns, last_seen_ns, client) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
-        params![sha256(&id), user_id, csrf, now, client],
+        params![hash, user_id, csrf, now, client],
     )?;
-    Ok((token_text(&id), csrf))
+    Ok((token_text(&id), csrf, hash))
 }
 
+/// At most this many sessions per user: a new login past it ends the oldest.
+pub const MAX_SESSIONS_PER_USER: usize = 10;
+
 /// A successful login: a new session for `user` from `client`, audited as
-/// `login` (actor `user:<name>`, detail "from <client>").
+/// `login` (actor `user:<name>`, detail "from <client>", and how many older
+/// sessions it ended to keep the user at [`MAX_SESSIONS_PER_USER`]), all in
+/// one transaction.
 pub fn log_in(idx: &Index, user: &User, client: &str, clock: &dyn Clock) -> Result<(String, String), UserError> {
     in_transaction(idx, |tx| {
-        let session = insert_session(tx, user.id, client, clock)?;
-        record_login(tx, &user.name, Outcome::Ok, &format!("from {client}"))?;
-        Ok(session)
+        let (cookie, csrf, new) = insert_session_hashed(tx, user.id, client, clock)?;
+        let ended = tx.execute(
+            "DELETE FROM session WHERE user_id = ?1 AND id_hash != ?2 AND id_hash NOT IN \
+             (SELECT id_hash FROM session WHERE user_id = ?1 AND id_hash != ?2 \
+              ORDER BY created_ns DESC, last_seen_ns DESC LIMIT ?3)",
+            params![user.id, new, (MAX_SESSIONS_PER_USER - 1) as i64],
+        )?;
+        let detail = match ended {
+            0 => format!("from {client}"),
+            n => format!("from {client}; ended the oldest {n} of its sessions (at most {MAX_SESSIONS_PER_USER})"),
+        };
+        record_login(tx, &user.name, Outcome::Ok, &detail)?;
+        Ok((cookie, csrf))
     })
 }
 
@@ -401,6 +498,20 @@ pub fn log_in(idx: &Index, user: &User, client: &str, clock: &dyn Clock) -> Resu
 /// refused ones (throttled, wrong password, wrong second factor) too.
 pub fn record_login(conn: &Connection, name: &str, outcome: Outcome, detail: &str) -> Result<(), UserError> {
     audit::append(conn, &format!("user:{name}"), "login", name, outcome, detail)?;
+    Ok(())
+}
+
+/// An attempt refused by the throttle before anything was checked: audited
+/// as denied, `action` on `name` by `actor`, detail "throttled, from <ip>".
+pub fn record_throttled(conn: &Connection, actor: &str, action: &str, name: &str, ip: IpAddr) -> Result<(), UserError> {
+    audit::append(
+        conn,
+        actor,
+        action,
+        name,
+        Outcome::Denied,
+        &format!("throttled, from {ip}"),
+    )?;
     Ok(())
 }
 
@@ -521,20 +632,48 @@ pub fn check_password(idx: &Index, name: &str, password: &str) -> Result<Option<
     }
 }
 
-/// Failed-login throttling: at most 5 failures per user and 20 per client
-/// address in any minute; past that, every attempt (right or wrong) is
-/// refused until the minute has passed. Times are the clock's monotonic
-/// milliseconds, so a wall-clock step neither lifts nor extends a lockout.
+/// Throttling of password (and second-factor) checks: at most 5 failures
+/// per user and 20 per client address in any minute; past that, every
+/// attempt (right or wrong) is refused until the minute has passed.
+///
+/// An attempt is [reserved](Throttle::reserve) before anything is checked
+/// and counts as a failure from then on, until it is settled as a success
+/// or as no guess at all: so parallel attempts cannot all slip in before
+/// the first failure is counted, and an attempt abandoned half-way stays
+/// counted (fail closed). Times are the clock's monotonic milliseconds, so a
+/// wall-clock step neither lifts nor extends a lockout.
 pub struct Throttle {
     clock: Clocks,
-    by_user: HashMap<String, VecDeque<i64>>,
-    by_ip: HashMap<IpAddr, VecDeque<i64>>,
+    by_user: HashMap<String, VecDeque<Mark>>,
+    by_ip: HashMap<IpAddr, VecDeque<Mark>>,
+    next_id: u64,
+}
+
+/// One attempt in the window.
+#[derive(Clone, Copy, Debug)]
+struct Mark {
+    at_ms: i64,
+    id: u64,
+    /// Checked and found wrong (else still being checked).
+    settled: bool,
+}
+
+/// An attempt reserved by [`Throttle::reserve`]; settle it with
+/// [`Throttle::failed`], [`Throttle::succeeded`] or [`Throttle::released`].
+#[derive(Debug)]
+#[must_use = "settle the attempt: failed, succeeded or released"]
+pub struct Attempt {
+    user: String,
+    ip: IpAddr,
+    id: u64,
 }
 
 pub const WINDOW: Duration = Duration::from_secs(60);
 pub const MAX_FAILURES_PER_USER: usize = 5;
 pub const MAX_FAILURES_PER_IP: usize = 20;
 const WINDOW_MS: i64 = WINDOW.as_millis() as i64;
+/// Past this many users or addresses, entries whose window has passed are dropped.
+const MAX_KEYS: usize = 10_000;
 
 impl Throttle {
     pub fn new(clock: Clocks) -> Throttle {
@@ -542,11 +681,12 @@ impl Throttle {
             clock,
             by_user: HashMap::new(),
             by_ip: HashMap::new(),
+            next_id: 0,
         }
     }
 
-    fn prune(q: &mut VecDeque<i64>, now: i64) {
-        while q.front().is_some_and(|t| now - *t > WINDOW_MS) {
+    fn prune(q: &mut VecDeque<Mark>, now: i64) {
+        while q.front().is_some_and(|m| now - m.at_ms > WINDOW_MS) {
             q.pop_front();
         }
     }
@@ -563,7 +703,7 @@ impl Throttle {
                 Self::prune(q, now);
                 if q.len() >= max {
                     if let Some(first) = q.front() {
-                        let left_ms = (WINDOW_MS - (now - *first)).max(0) as u64;
+                        let left_ms = (WINDOW_MS - (now - first.at_ms)).max(0) as u64;
                         let left = Duration::from_millis(left_ms).as_secs() + 1;
                         wait = Some(wait.map_or(left, |w: u64| w.max(left)));
                     }
@@ -573,22 +713,72 @@ impl Throttle {
         wait
     }
 
-    pub fn failed(&mut self, user: &str, ip: IpAddr) {
+    /// Reserves an attempt for `user` from `ip` before it is checked:
+    /// `Err(seconds to wait)` when either is locked out; else the attempt,
+    /// counted as a failure until it is settled otherwise.
+    pub fn reserve(&mut self, user: &str, ip: IpAddr) -> Result<Attempt, u64> {
+        if let Some(wait) = self.locked(user, ip) {
+            return Err(wait);
+        }
         let now = self.clock.mono_ms();
         // Bounded memory: an address or name flood cannot grow these maps forever.
-        if self.by_user.len() > 10_000 {
+        if self.by_user.len() > MAX_KEYS {
             self.by_user
-                .retain(|_, q| q.back().is_some_and(|t| now - *t < WINDOW_MS));
+                .retain(|_, q| q.back().is_some_and(|m| now - m.at_ms <= WINDOW_MS));
         }
-        if self.by_ip.len() > 10_000 {
-            self.by_ip.retain(|_, q| q.back().is_some_and(|t| now - *t < WINDOW_MS));
+        if self.by_ip.len() > MAX_KEYS {
+            self.by_ip
+                .retain(|_, q| q.back().is_some_and(|m| now - m.at_ms <= WINDOW_MS));
         }
-        self.by_user.entry(user.to_string()).or_default().push_back(now);
-        self.by_ip.entry(ip).or_default().push_back(now);
+        self.next_id += 1;
+        let mark = Mark {
+            at_ms: now,
+            id: self.next_id,
+            settled: false,
+        };
+        self.by_user.entry(user.to_string()).or_default().push_back(mark);
+        self.by_ip.entry(ip).or_default().push_back(mark);
+        Ok(Attempt {
+            user: user.to_string(),
+            ip,
+            id: mark.id,
+        })
     }
 
-    pub fn succeeded(&mut self, user: &str) {
-        self.by_user.remove(user);
+    /// The attempt was wrong: it stays counted for the rest of the window.
+    pub fn failed(&mut self, a: Attempt) {
+        for q in [self.by_user.get_mut(&a.user), self.by_ip.get_mut(&a.ip)]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(m) = q.iter_mut().find(|m| m.id == a.id) {
+                m.settled = true;
+            }
+        }
+    }
+
+    /// A login succeeded: the user's settled failures are forgotten (not
+    /// the attempts still being checked, nor the address's failures).
+    pub fn succeeded(&mut self, a: Attempt) {
+        if let Some(q) = self.by_user.get_mut(&a.user) {
+            q.retain(|m| !m.settled && m.id != a.id);
+        }
+        self.forget(&a);
+    }
+
+    /// The attempt was right, or no guess (nothing to check): it is not
+    /// counted; earlier failures stay.
+    pub fn released(&mut self, a: Attempt) {
+        self.forget(&a);
+    }
+
+    fn forget(&mut self, a: &Attempt) {
+        if let Some(q) = self.by_user.get_mut(&a.user) {
+            q.retain(|m| m.id != a.id);
+        }
+        if let Some(q) = self.by_ip.get_mut(&a.ip) {
+            q.retain(|m| m.id != a.id);
+        }
     }
 }
 
@@ -605,12 +795,13 @@ mod tests {
     fn passwords_sessions_tokens() {
         let d = tempfile::tempdir().unwrap();
         let idx = Index::open(&d.path().join("v.db")).unwrap();
-        let pw = ensure_first_admin(&idx, "daemon", "first start", sys())
-            .unwrap()
-            .unwrap();
-        assert!(ensure_first_admin(&idx, "daemon", "first start", sys())
-            .unwrap()
-            .is_none());
+        let mut pw = String::new();
+        assert!(ensure_first_admin(&idx, "daemon", "first start", sys(), |p| {
+            pw = p.to_string();
+            Ok(())
+        })
+        .unwrap());
+        assert!(!ensure_first_admin(&idx, "daemon", "first start", sys(), |_| panic!("a second admin")).unwrap());
         let admin = check_password(&idx, "admin", &pw).unwrap().unwrap();
         assert!(admin.must_change_password && admin.role == Role::Admin);
         assert!(check_password(&idx, "admin", "wrong password!").unwrap().is_none());
@@ -826,9 +1017,7 @@ mod tests {
         // The first admin: the caller's actor and occasion.
         let d = tempfile::tempdir().unwrap();
         let idx = Index::open(&d.path().join("v.db")).unwrap();
-        ensure_first_admin(&idx, "daemon", "first start", sys())
-            .unwrap()
-            .unwrap();
+        assert!(ensure_first_admin(&idx, "daemon", "first start", sys(), |_| Ok(())).unwrap());
         assert_eq!(
             audit_rows(&idx),
             vec![row(
@@ -878,6 +1067,12 @@ mod tests {
         );
     }
 
+    /// One wrong attempt, reserved and settled.
+    fn fail(t: &mut Throttle, user: &str, ip: IpAddr) {
+        let a = t.reserve(user, ip).unwrap();
+        t.failed(a);
+    }
+
     #[test]
     fn throttle_locks_the_sixth_attempt_for_a_minute() {
         let clock = ManualClock::new(T0);
@@ -885,11 +1080,12 @@ mod tests {
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         for _ in 0..5 {
             assert!(t.locked("a", ip).is_none());
-            t.failed("a", ip);
+            fail(&mut t, "a", ip);
             clock.advance_ms(1000);
         }
         // The first failure was 5 s ago: 55 s (and a bit) to wait.
         assert_eq!(t.locked("a", ip), Some(56));
+        assert_eq!(t.reserve("a", ip).err(), Some(56), "refused before anything is checked");
         assert!(
             t.locked("b", ip).is_none(),
             "another user from the address is not locked yet"
@@ -901,7 +1097,7 @@ mod tests {
         assert_eq!(t.locked("a", ip), Some(1), "exactly a minute after the first failure");
         clock.advance_ms(1);
         assert!(t.locked("a", ip).is_none(), "the first failure has left the window");
-        t.failed("a", ip);
+        fail(&mut t, "a", ip);
         assert!(t.locked("a", ip).is_some(), "five failures in the last minute again");
         clock.advance_ms(5 * 1000);
         assert!(t.locked("a", ip).is_none());
@@ -916,14 +1112,15 @@ mod tests {
         for i in 0..20 {
             let user = format!("u{}", i % 5);
             assert!(t.locked(&user, ip).is_none(), "attempt {i}");
-            t.failed(&user, ip);
+            fail(&mut t, &user, ip);
         }
         assert_eq!(t.locked("someone-else", ip), Some(61), "every name from that address");
         assert!(
             t.locked("someone-else", other).is_none(),
             "another address is not locked"
         );
-        t.succeeded("u0");
+        let right = t.reserve("u0", other).unwrap();
+        t.succeeded(right);
         assert!(t.locked("u0", ip).is_some(), "a success does not clear the address");
         clock.advance_ms(60 * 1000 + 1);
         assert!(t.locked("someone-else", ip).is_none(), "after the minute");
@@ -935,13 +1132,162 @@ mod tests {
         let mut t = Throttle::new(clock.clone());
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let ip2: IpAddr = "10.0.0.2".parse().unwrap();
-        for _ in 0..5 {
-            t.failed("a", ip);
-            t.failed("b", ip2);
+        for _ in 0..4 {
+            fail(&mut t, "a", ip);
+            fail(&mut t, "b", ip2);
         }
+        let a = t.reserve("a", ip).unwrap();
+        let b = t.reserve("b", ip2).unwrap();
+        t.failed(b);
         assert!(t.locked("a", ip).is_some() && t.locked("b", ip2).is_some());
-        t.succeeded("a");
+        t.succeeded(a);
         assert!(t.locked("a", ip).is_none(), "a's failures are forgotten");
         assert!(t.locked("b", ip2).is_some(), "b's are not");
+    }
+
+    /// The race of issue 14: parallel guesses all checked before the first
+    /// failure was counted. Reserved before the check, only 5 get through.
+    #[test]
+    fn parallel_attempts_are_reserved_before_they_are_checked() {
+        let clock = ManualClock::new(T0);
+        let mut t = Throttle::new(clock.clone());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let results: Vec<_> = (0..20).map(|_| t.reserve("admin", ip)).collect();
+        let admitted: Vec<Attempt> = results.into_iter().filter_map(Result::ok).collect();
+        assert_eq!(admitted.len(), MAX_FAILURES_PER_USER, "the rest wait (429)");
+        // One of the five in flight is right: the others, still being
+        // checked, stay counted.
+        let mut admitted = admitted.into_iter();
+        let right = admitted.next().unwrap();
+        t.succeeded(right);
+        assert!(t.locked("admin", ip).is_none(), "the success freed one place");
+        let late = t.reserve("admin", ip).unwrap();
+        assert!(
+            t.reserve("admin", ip).is_err(),
+            "four in flight and one new: full again"
+        );
+        for a in admitted {
+            t.failed(a);
+        }
+        t.released(late);
+        assert!(t.locked("admin", ip).is_none(), "a released attempt does not count");
+        fail(&mut t, "admin", ip);
+        assert!(t.locked("admin", ip).is_some(), "four failures and a fifth");
+    }
+
+    #[test]
+    fn an_abandoned_attempt_counts_until_the_window_passes() {
+        let clock = ManualClock::new(T0);
+        let mut t = Throttle::new(clock.clone());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..5 {
+            // Reserved, never settled (the client went away mid-check).
+            std::mem::forget(t.reserve("v", ip).unwrap());
+        }
+        assert!(t.reserve("v", ip).is_err(), "fail closed");
+        clock.advance_ms(60 * 1000 + 1);
+        assert!(t.reserve("v", ip).is_ok());
+    }
+
+    #[test]
+    fn the_eleventh_login_ends_the_oldest_session() {
+        let clock = ManualClock::new(T0);
+        let (_d, idx, _) = index_with_viewer(clock.as_ref());
+        let (u, _) = find(&idx, "v").unwrap().unwrap();
+        let mut cookies = Vec::new();
+        for _ in 0..MAX_SESSIONS_PER_USER {
+            cookies.push(log_in(&idx, &u, "10.0.0.1", clock.as_ref()).unwrap().0);
+            clock.advance_ms(1000);
+        }
+        assert_eq!(session_count(&idx), 10);
+        let (newest, _) = log_in(&idx, &u, "10.0.0.2", clock.as_ref()).unwrap();
+        assert_eq!(session_count(&idx), 10, "at most 10");
+        assert!(
+            session(&idx, &cookies[0], clock.as_ref()).unwrap().is_none(),
+            "the oldest ended"
+        );
+        for c in cookies.iter().skip(1).chain([&newest]) {
+            assert!(session(&idx, c, clock.as_ref()).unwrap().is_some());
+        }
+        let last = audit_rows(&idx).pop().unwrap();
+        assert_eq!(
+            last.4, "from 10.0.0.2; ended the oldest 1 of its sessions (at most 10)",
+            "said in the login's audit entry"
+        );
+        // Logins in the same nanosecond: the new session is never the one ended.
+        for _ in 0..5 {
+            let (c, _) = log_in(&idx, &u, "10.0.0.3", clock.as_ref()).unwrap();
+            assert!(session(&idx, &c, clock.as_ref()).unwrap().is_some());
+            assert_eq!(session_count(&idx), 10);
+        }
+    }
+
+    #[test]
+    fn a_one_time_password_cannot_be_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("v.db")).unwrap();
+        let mut otp = String::new();
+        ensure_first_admin(&idx, "daemon", "first start", sys(), |p| {
+            otp = p.to_string();
+            Ok(())
+        })
+        .unwrap();
+        assert!(matches!(
+            change_password(&idx, "user:admin", "admin", &otp, &otp, sys()),
+            Err(UserError::SamePassword)
+        ));
+        assert!(matches!(
+            set_password(&idx, "cli:t", "admin", &otp, "set from the CLI", sys()),
+            Err(UserError::SamePassword)
+        ));
+        let (u, _) = find(&idx, "admin").unwrap().unwrap();
+        assert!(u.must_change_password, "still to be changed");
+        assert!(check_password(&idx, "admin", &otp).unwrap().is_some());
+        // Common passwords are refused, whatever their case.
+        for common in ["password1234", "Password1234", "QWERTYUIOP123"] {
+            assert!(
+                matches!(
+                    change_password(&idx, "user:admin", "admin", &otp, common, sys()),
+                    Err(UserError::CommonPassword)
+                ),
+                "{common}"
+            );
+        }
+        assert!(matches!(
+            add(&idx, "cli:t", "w", Role::Viewer, "administrator", false, sys()),
+            Err(UserError::CommonPassword)
+        ));
+        assert!(change_password(&idx, "user:admin", "admin", &otp, "a password of my own", sys()).unwrap());
+        assert!(
+            check_password(&idx, "admin", &otp).unwrap().is_none(),
+            "the one-time password is gone"
+        );
+        assert!(!find(&idx, "admin").unwrap().unwrap().0.must_change_password);
+        assert!(matches!(
+            set_password(
+                &idx,
+                "cli:t",
+                "admin",
+                "a password of my own",
+                "set from the CLI",
+                sys()
+            ),
+            Err(UserError::SamePassword)
+        ));
+        assert_eq!(
+            UserError::CommonPassword.to_string(),
+            "this password is too common; choose another"
+        );
+    }
+
+    #[test]
+    fn no_first_admin_when_its_password_cannot_be_handed_over() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("v.db")).unwrap();
+        let r = ensure_first_admin(&idx, "daemon", "first start", sys(), |_| Err("disk full".into()));
+        assert!(matches!(r, Err(UserError::Deliver(ref e)) if e == "disk full"));
+        assert!(find(&idx, "admin").unwrap().is_none(), "no admin nobody can log in as");
+        assert!(audit_rows(&idx).is_empty(), "nor its audit entry");
+        assert!(ensure_first_admin(&idx, "daemon", "first start", sys(), |_| Ok(())).unwrap());
     }
 }

@@ -49,14 +49,59 @@ fn record(kr: &Keyring, actor: &str, action: &str, user: &str, outcome: Outcome,
     Ok(())
 }
 
+/// How a start of enrolment ended.
+pub enum Enrolment {
+    /// A new seed, pending until a code from it is confirmed: for the
+    /// authenticator app.
+    Started(Zeroizing<[u8; 20]>),
+    /// A second factor is enrolled, and replacing it needs the current
+    /// password, which was not given (audited as denied).
+    PasswordNeeded,
+    /// A second factor is enrolled, and the password given is wrong
+    /// (audited as denied).
+    WrongPassword,
+}
+
 /// Starts a user's own enrolment: a new seed, kept pending until a code from
-/// it is confirmed (audited as `user.mfa.enrol`, "started"). Returns the seed
-/// for the authenticator app.
-pub fn start_enrolment(kr: &Keyring, actor: &str, user: &str) -> Result<Zeroizing<[u8; 20]>, MfaError> {
+/// it is confirmed (audited as `user.mfa.enrol`, "started"). When the user
+/// has a second factor already, replacing it needs their current
+/// `password`, checked against `idx` (a stolen session cannot swap the
+/// factor). The caller throttles the attempt.
+pub fn start_enrolment(
+    kr: &Keyring,
+    idx: &Index,
+    actor: &str,
+    user: &str,
+    password: Option<&str>,
+) -> Result<Enrolment, MfaError> {
+    if secrets::exists(idx.conn(), &users::totp_secret_name(user))? {
+        let Some(password) = password else {
+            record(
+                kr,
+                actor,
+                "user.mfa.enrol",
+                user,
+                Outcome::Denied,
+                "re-enrolment without the password",
+            )?;
+            return Ok(Enrolment::PasswordNeeded);
+        };
+        if users::check_password(idx, user, password)?.is_none() {
+            record(
+                kr,
+                actor,
+                "user.mfa.enrol",
+                user,
+                Outcome::Denied,
+                "re-enrolment with a wrong password",
+            )?;
+            return Ok(Enrolment::WrongPassword);
+        }
+    }
     let seed = new_seed()?;
     secrets::set(kr, &pending_secret_name(user), &seed[..], None)?;
     record(kr, actor, "user.mfa.enrol", user, Outcome::Ok, "started")?;
-    Ok(seed)
+    Ok(Enrolment::Started(seed))
 }
 
 /// How a confirmation of an enrolment ended.
@@ -159,6 +204,57 @@ mod tests {
 
     fn now_s(clock: &dyn Clock) -> i64 {
         clock.wall_ns() / 1_000_000_000
+    }
+
+    #[test]
+    fn replacing_a_second_factor_needs_the_password() {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("v.db");
+        let sealer = crate::keys::keyring::tests_support::file_sealer(d.path());
+        crate::keys::keyring::init(&db, &sealer, "t").unwrap();
+        let kr = Keyring::open(&db, sealer, "t").unwrap();
+        let idx = Index::open(&db).unwrap();
+        let clock = ManualClock::new(T0_S * 1_000_000_000);
+        let pw = "a long enough password";
+        users::add(&idx, "cli:t", "v", users::Role::Viewer, pw, false, clock.as_ref()).unwrap();
+        // The first enrolment: no password needed.
+        assert!(matches!(
+            start_enrolment(&kr, &idx, "user:v", "v", None).unwrap(),
+            Enrolment::Started(_)
+        ));
+        enable(&kr, "cli:t", "v").unwrap();
+        // Enrolled: a stolen session cannot swap the factor.
+        assert!(matches!(
+            start_enrolment(&kr, &idx, "user:v", "v", None).unwrap(),
+            Enrolment::PasswordNeeded
+        ));
+        assert!(matches!(
+            start_enrolment(&kr, &idx, "user:v", "v", Some("not the password")).unwrap(),
+            Enrolment::WrongPassword
+        ));
+        assert!(matches!(
+            start_enrolment(&kr, &idx, "user:v", "v", Some(pw)).unwrap(),
+            Enrolment::Started(_)
+        ));
+        let mut st = idx
+            .conn()
+            .prepare("SELECT outcome, detail FROM audit_log WHERE action = 'user.mfa.enrol' ORDER BY id")
+            .unwrap();
+        let rows: Vec<(String, String)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let rows: Vec<String> = rows.into_iter().map(|(o, d)| format!("{o} {d}")).collect();
+        assert_eq!(
+            rows,
+            [
+                "ok started",
+                "denied re-enrolment without the password",
+                "denied re-enrolment with a wrong password",
+                "ok started"
+            ]
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use hyper::{Method, Request, StatusCode};
 
 use super::reply::ApiError;
 use super::AppState;
-use crate::db::users::{self, Role};
+use crate::db::users::{self, Attempt, Role};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "vigil_session";
@@ -193,25 +193,48 @@ pub async fn authorize(
     Ok(Some(c))
 }
 
-/// Seconds to wait if logins for `name` or from `ip` are throttled.
-pub fn login_throttled(st: &AppState, name: &str, ip: IpAddr) -> Option<u64> {
-    st.throttle.lock().ok().and_then(|mut t| t.locked(name, ip))
+/// Reserves a password or second-factor check for `name` from `ip`, before
+/// it is made (see [`users::Throttle`]): `Err(seconds to wait)` when
+/// throttled. Settle it with [`attempt_failed`], [`login_succeeded`] or
+/// [`attempt_released`].
+pub fn reserve_attempt(st: &AppState, name: &str, ip: IpAddr) -> Result<Attempt, u64> {
+    throttle(st).reserve(name, ip)
+}
+
+/// The 429 of a throttled attempt, with its Retry-After.
+pub fn throttled(wait: u64, message: &str) -> ApiError {
+    let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, message);
+    e.retry_after = Some(wait);
+    e
+}
+
+/// The attempt was wrong: it counts against the user and the address.
+pub fn attempt_failed(st: &AppState, a: Attempt) {
+    throttle(st).failed(a);
+}
+
+/// The attempt was right, or no guess: it does not count.
+pub fn attempt_released(st: &AppState, a: Attempt) {
+    throttle(st).released(a);
 }
 
 /// Counts a failed login (for the throttle and /metrics).
-pub fn login_failed(st: &AppState, name: &str, ip: IpAddr) {
-    if let Ok(mut t) = st.throttle.lock() {
-        t.failed(name, ip);
-    }
+pub fn login_failed(st: &AppState, a: Attempt) {
+    attempt_failed(st, a);
     st.counters.logins_failed.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Counts a login (for the throttle and /metrics).
-pub fn login_succeeded(st: &AppState, name: &str) {
-    if let Ok(mut t) = st.throttle.lock() {
-        t.succeeded(name);
-    }
+pub fn login_succeeded(st: &AppState, a: Attempt) {
+    throttle(st).succeeded(a);
     st.counters.logins_ok.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The throttle, also after a panic elsewhere poisoned its lock: its data is
+/// a set of timestamps, always consistent, and refusing every login then
+/// would lock everyone out.
+fn throttle(st: &AppState) -> std::sync::MutexGuard<'_, users::Throttle> {
+    st.throttle.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The Set-Cookie value of a new session.

@@ -41,9 +41,11 @@ impl From<users::UserError> for ApiError {
     fn from(e: users::UserError) -> Self {
         match e {
             users::UserError::Exists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-            users::UserError::BadName(_) | users::UserError::BadRole(_) | users::UserError::WeakPassword => {
-                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
-            }
+            users::UserError::BadName(_)
+            | users::UserError::BadRole(_)
+            | users::UserError::WeakPassword
+            | users::UserError::CommonPassword
+            | users::UserError::SamePassword => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
             users::UserError::NoSuchUser(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             other => ApiError::internal(other.to_string()),
         }

@@ -1,6 +1,8 @@
 //! Dispatch: finds the row of [`ROUTES`] a request names (404 for an unknown
 //! path, 405 for a known path with another method; HEAD is a method of its
-//! own), runs the access check of that row, then its handler. Every response
+//! own), checks the Origin and the body's type of anything that changes
+//! state ([`check_boundary`]), runs the access check of that row, then its
+//! handler. Every response
 //! carries the security headers and is counted for /metrics; errors are JSON
 //! without internals.
 
@@ -10,7 +12,7 @@ use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use super::api::{RouteSpec, ROUTES};
@@ -44,8 +46,85 @@ pub async fn handle(st: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr)
 
 async fn route_request(st: &Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Reply {
     let (spec, params) = find(req.method().as_str(), req.uri().path())?;
+    check_boundary(&req)?;
     let caller = auth::authorize(st, &req, spec.access, spec.path).await?;
     (spec.handler)(st.clone(), req, Ctx { caller, params, peer }).await
+}
+
+/// What every request that changes state (any method but GET and HEAD)
+/// passes before its route's access check, whatever the route:
+/// - with an `Origin` header, the origin must be this server (`https://`
+///   and the host and port of the request's own `Host`), else 403: a page
+///   of another site cannot make a browser change anything here;
+/// - a body must be sent as `Content-Type: application/json`, else 415: a
+///   cross-site HTML form can send `text/plain` or form data without a
+///   preflight, never JSON (this closed login CSRF).
+fn check_boundary<B: hyper::body::Body>(req: &Request<B>) -> Result<(), ApiError> {
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return Ok(());
+    }
+    if let Some(origin) = req.headers().get(hyper::header::ORIGIN) {
+        let host = req
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        let same = match (origin.to_str(), host) {
+            (Ok(origin), Some(host)) => same_origin(origin, host),
+            _ => false,
+        };
+        if !same {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "cross-origin request refused: the Origin is not this server",
+            ));
+        }
+    }
+    let has_body = !req.body().is_end_stream()
+        && req
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() != b"0");
+    if has_body && !is_json(req.headers().get(hyper::header::CONTENT_TYPE)) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the request body as Content-Type: application/json",
+        ));
+    }
+    Ok(())
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`).
+fn is_json(content_type: Option<&HeaderValue>) -> bool {
+    content_type
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether `origin` (`https://host[:port]`) is the server the request was
+/// sent to (`host[:port]` of its Host header), 443 when no port is given.
+/// `null`, another scheme, a path or another host or port is not.
+fn same_origin(origin: &str, host: &str) -> bool {
+    let Some(authority) = origin.strip_prefix("https://") else {
+        return false;
+    };
+    if authority.is_empty() || authority.contains(['/', '@', '?', '#']) {
+        return false;
+    }
+    let with_port = |a: &str| -> String {
+        let a = a.to_ascii_lowercase();
+        // A port is what follows the last ':' outside an IPv6 literal's brackets.
+        let has_port = a.rsplit_once(':').is_some_and(|(h, p)| {
+            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (!h.starts_with('[') || h.ends_with(']'))
+        });
+        if has_port {
+            a
+        } else {
+            format!("{a}:443")
+        }
+    };
+    with_port(authority) == with_port(host.trim())
 }
 
 /// The first row of [`ROUTES`] with this method and a pattern `path`
@@ -98,6 +177,116 @@ mod tests {
     use super::*;
     use crate::db::users::Role;
     use crate::web::auth::{Access, BEFORE_MFA, BEFORE_PASSWORD_CHANGE};
+
+    fn request(
+        method: &str,
+        headers: &[(&str, &str)],
+        body: &'static str,
+    ) -> Request<http_body_util::Full<bytes::Bytes>> {
+        let mut b = Request::builder().method(method).uri("/api/v1/login");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes())))
+            .unwrap()
+    }
+
+    fn boundary_status(method: &str, headers: &[(&str, &str)], body: &'static str) -> Option<StatusCode> {
+        check_boundary(&request(method, headers, body)).err().map(|e| e.status)
+    }
+
+    #[test]
+    fn bodies_that_change_state_must_be_json() {
+        let login = r#"{"name":"admin","password":"x"}"#;
+        let json = ("content-type", "application/json");
+        assert_eq!(boundary_status("POST", &[json], login), None);
+        assert_eq!(
+            boundary_status("POST", &[("content-type", "Application/JSON; charset=utf-8")], login),
+            None
+        );
+        // The CSRF hole: JSON sent as text/plain by a cross-site form.
+        for ct in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonp",
+            "text/plain; application/json",
+        ] {
+            assert_eq!(
+                boundary_status("POST", &[("content-type", ct)], login),
+                Some(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+                "{ct}"
+            );
+        }
+        assert_eq!(
+            boundary_status("POST", &[], login),
+            Some(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        );
+        assert_eq!(
+            boundary_status("PUT", &[], "{}"),
+            Some(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        );
+        assert_eq!(
+            boundary_status("DELETE", &[], "{}"),
+            Some(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        );
+        // No body (logout, disable, reset-mfa): nothing to type.
+        assert_eq!(boundary_status("POST", &[], ""), None);
+        assert_eq!(boundary_status("DELETE", &[], ""), None);
+        assert_eq!(boundary_status("GET", &[("content-type", "text/plain")], "x"), None);
+    }
+
+    #[test]
+    fn state_changes_from_another_origin_are_refused() {
+        let json = ("content-type", "application/json");
+        let host = ("host", "192.168.1.20:8443");
+        let ok = |o: &str| boundary_status("POST", &[json, host, ("origin", o)], "{}");
+        assert_eq!(ok("https://192.168.1.20:8443"), None);
+        for evil in [
+            "https://evil.example",
+            "https://192.168.1.20",
+            "http://192.168.1.20:8443",
+            "https://192.168.1.20:8444",
+            "https://192.168.1.20:8443.evil.example",
+            "https://user@192.168.1.20:8443",
+            "null",
+            "",
+        ] {
+            assert_eq!(ok(evil), Some(StatusCode::FORBIDDEN), "{evil}");
+        }
+        // No Origin (curl, the CLI's scripts): allowed; GET is never checked.
+        assert_eq!(boundary_status("POST", &[json, host], "{}"), None);
+        assert_eq!(
+            boundary_status("GET", &[host, ("origin", "https://evil.example")], ""),
+            None
+        );
+        // An Origin without a Host to compare with: refused.
+        assert_eq!(
+            boundary_status("POST", &[json, ("origin", "https://192.168.1.20:8443")], "{}"),
+            Some(StatusCode::FORBIDDEN)
+        );
+        // The Origin check comes first: a cross-site form gets 403, not 415.
+        assert_eq!(
+            boundary_status(
+                "POST",
+                &[host, ("origin", "https://evil.example"), ("content-type", "text/plain")],
+                "{}"
+            ),
+            Some(StatusCode::FORBIDDEN)
+        );
+    }
+
+    #[test]
+    fn origins_compare_by_scheme_host_and_port() {
+        assert!(same_origin("https://vigil.local", "vigil.local"));
+        assert!(same_origin("https://vigil.local", "vigil.local:443"));
+        assert!(same_origin("https://Vigil.Local:443", "vigil.local"));
+        assert!(same_origin("https://[::1]:8443", "[::1]:8443"));
+        assert!(!same_origin("https://[::1]", "[::1]:8443"));
+        assert!(same_origin("https://[::1]", "[::1]"));
+        assert!(!same_origin("https://vigil.local/", "vigil.local"));
+        assert!(!same_origin("https://vigil.local:8443", "vigil.local"));
+    }
 
     #[test]
     fn patterns_match_one_segment_and_decode_it() {

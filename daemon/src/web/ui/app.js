@@ -112,7 +112,8 @@ function mfa(required) {
 
 $("mfa-start").addEventListener("click", async () => {
   try {
-    const r = await api("POST", "/api/v1/me/mfa");
+    // Replacing an enrolled second factor needs the current password.
+    const r = await api("POST", "/api/v1/me/mfa", me.mfa ? { password: prompt("Your current password") || "" } : undefined);
     const svg = new DOMParser().parseFromString(r.qr_svg, "image/svg+xml").documentElement;
     $("mfa-qr").replaceChildren(document.importNode(svg, true));
     text($("mfa-uri"), r.otpauth_uri);
