@@ -335,6 +335,35 @@ fn rbac_matrix_covers_every_route() {
             [401, 403, 403, 200, 403],
         ),
         (
+            "PUT /api/v1/users/{name}/cameras",
+            "PUT",
+            "/api/v1/users/new-admin/cameras",
+            Some(r#"{"cameras":null}"#),
+            [401, 403, 403, 200, 403],
+        ),
+        (
+            "GET /api/v1/tokens",
+            "GET",
+            "/api/v1/tokens",
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        // A session makes tokens; a token cannot make more.
+        (
+            "POST /api/v1/tokens",
+            "POST",
+            "/api/v1/tokens",
+            Some(r#"{"name":"NAME"}"#),
+            [401, 201, 201, 201, 403],
+        ),
+        (
+            "DELETE /api/v1/tokens/{name}",
+            "DELETE",
+            "/api/v1/tokens/nope",
+            None,
+            [401, 404, 404, 404, 404],
+        ),
+        (
             "GET /api/v1/audit",
             "GET",
             "/api/v1/audit",

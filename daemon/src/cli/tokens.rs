@@ -3,13 +3,12 @@
 use std::path::Path;
 
 use clap::Subcommand;
-use serde_json::json;
 
 use super::{load_config, Failure};
 use crate::base::clock::SystemClock;
 use crate::base::time::format_ns;
 use crate::db::camera_sets::{self, CameraSetError};
-use crate::db::tokens::{self, NewToken, TokenError, TokenInfo};
+use crate::db::tokens::{self, NewToken, TokenError};
 use crate::db::users::{Role, UserError};
 use crate::db::{audit, Index};
 
@@ -63,20 +62,6 @@ fn time_or(ns: Option<i64>, none: &str) -> String {
     ns.map(format_ns).unwrap_or_else(|| none.to_string())
 }
 
-/// A token as JSON (the API's listing has the same fields).
-pub fn token_json(t: &TokenInfo) -> serde_json::Value {
-    json!({
-        "name": t.name,
-        "owner": t.owner,
-        "role": t.role.as_str(),
-        "cameras": t.cameras,
-        "created": format_ns(t.created_ns),
-        "expires": t.expires_ns.map(format_ns),
-        "last_used": t.last_used_ns.map(format_ns),
-        "revoked": t.revoked_ns.map(format_ns),
-    })
-}
-
 pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
     let config = load_config(cli_config)?;
     let actor = audit::cli_actor();
@@ -115,7 +100,7 @@ pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
         Command::List { json } => {
             let list = tokens::list(&index, None).map_err(token_failure)?;
             if json {
-                let v: Vec<_> = list.iter().map(token_json).collect();
+                let v: Vec<_> = list.iter().map(crate::web::api::tokens::token_json).collect();
                 println!("{}", serde_json::Value::Array(v));
                 return Ok(());
             }

@@ -28,6 +28,8 @@ use vigil_format::keys::random_bytes;
 pub const DEFAULT_EXPIRY_DAYS: u32 = 90;
 /// The longest expiry a token may have.
 pub const MAX_EXPIRY_DAYS: u32 = 365;
+/// At most this many live (unrevoked, unexpired) tokens per user.
+pub const MAX_LIVE_PER_USER: i64 = 20;
 /// The prefix of every token's text.
 pub const PREFIX: &str = "vigil_";
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
@@ -46,6 +48,8 @@ pub enum TokenError {
     OwnerDisabled(String),
     #[error("a token's role is at most its owner's ({0})")]
     RoleAboveOwner(&'static str),
+    #[error("user \"{0}\" has {MAX_LIVE_PER_USER} live tokens: revoke one first")]
+    TooMany(String),
     #[error("a token expires in 1 to {MAX_EXPIRY_DAYS} days")]
     BadExpiry,
     #[error("camera \"{0}\" is not one its owner may see")]
@@ -132,8 +136,8 @@ fn in_transaction<T>(idx: &Index, f: impl FnOnce(&Connection) -> Result<T, Token
 
 /// Makes a token for `new.owner` (audited as `token.create`, target the
 /// token's name, detail its owner, role, expiry and cameras). Refused when
-/// the owner is disabled, the role or a camera is beyond the owner's, or the
-/// name is taken.
+/// the owner is disabled or has [`MAX_LIVE_PER_USER`] live tokens, the role
+/// or a camera is beyond the owner's, or the name is taken.
 pub fn create(idx: &Index, actor: &str, new: NewToken, clock: &dyn Clock) -> Result<Created, TokenError> {
     if !valid_token_name(&new.name) {
         return Err(TokenError::BadName);
@@ -159,6 +163,14 @@ pub fn create(idx: &Index, actor: &str, new: NewToken, clock: &dyn Clock) -> Res
             if let Some(c) = mine.iter().find(|c| !allowed.contains(c)) {
                 return Err(TokenError::CameraNotAllowed(c.clone()));
             }
+        }
+        let live: i64 = tx.query_row(
+            "SELECT count(*) FROM api_token WHERE user_id = ?1 AND revoked_ns IS NULL AND expires_ns > ?2",
+            params![owner.id, now],
+            |r| r.get(0),
+        )?;
+        if live >= MAX_LIVE_PER_USER {
+            return Err(TokenError::TooMany(owner.name));
         }
         // The owner's set bounds the token at every use; an unset token set
         // stays unset, so widening the owner's set later widens the token.

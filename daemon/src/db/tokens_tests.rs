@@ -361,3 +361,22 @@ fn setting_a_users_camera_set_is_audited_with_it() {
         .unwrap();
     assert_eq!(users::find(&idx, "v").unwrap().unwrap().0.cameras, Some(vec![]));
 }
+
+#[test]
+fn a_user_has_at_most_20_live_tokens() {
+    let clock = ManualClock::new(T0);
+    let (_d, idx) = index(clock.as_ref());
+    for i in 0..MAX_LIVE_PER_USER {
+        create(&idx, "user:v", new("v", &format!("t{i}"), None), clock.as_ref()).unwrap();
+    }
+    assert!(matches!(
+        create(&idx, "user:v", new("v", "one more", None), clock.as_ref()),
+        Err(TokenError::TooMany(_))
+    ));
+    assert!(create(&idx, "user:op", new("op", "another user's", None), clock.as_ref()).is_ok());
+    revoke(&idx, "user:v", "t0", None, clock.as_ref()).unwrap();
+    assert!(
+        create(&idx, "user:v", new("v", "one more", None), clock.as_ref()).is_ok(),
+        "a revoked one does not count"
+    );
+}
