@@ -17,7 +17,7 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::base::clock::Clock;
-use crate::base::names::{valid_free_text, FREE_TEXT_RULE};
+use crate::base::names::valid_free_text;
 use crate::db::audit::{self, Outcome};
 use crate::db::camera_sets::{self, CameraSetError};
 use crate::db::users::{self, Role, User, UserError};
@@ -36,7 +36,7 @@ const DAY_NS: i64 = 86_400 * 1_000_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("a token name is 1 to 64 characters; {FREE_TEXT_RULE}")]
+    #[error("a token name is 1 to 64 characters, not all spaces, and no control characters (no line breaks or tabs)")]
     BadName,
     #[error("a token named \"{0}\" exists")]
     Exists(String),
