@@ -66,7 +66,7 @@ check)
   fi
   main=$(systemctl show -p MainPID --value vigil.service)
   out "memory with 5 cameras (4 RTSP, 1 USB encoded with libx264): VmRSS $(awk '/VmRSS/{print $2}' /proc/"$main"/status) KiB, VmHWM $(awk '/VmHWM/{print $2}' /proc/"$main"/status) KiB"
-  token=$(vigil --config /etc/vigil/vigil.toml users token --name vmtest --role operator 2>/dev/null)
+  token=$(vigil --config /etc/vigil/vigil.toml tokens create --user admin --name vmtest --role operator 2>/dev/null)
   out "token $token"
   out "fingerprint $(vigil --config /etc/vigil/vigil.toml device | sed -n 's/^fingerprint: *//p')"
   # The USB camera (vivid, loaded at boot by /etc/modules-load.d): 60 s

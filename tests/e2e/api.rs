@@ -143,7 +143,16 @@ fn setup_with(http_extra: &str) -> Setup {
         );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let o = v.cli(&["users", "token", "--name", "automation", "--role", "operator"]);
+    let o = v.cli(&[
+        "tokens",
+        "create",
+        "--user",
+        "operator1",
+        "--name",
+        "automation",
+        "--role",
+        "operator",
+    ]);
     assert!(o.status.success());
     let token = String::from_utf8_lossy(&o.stdout).trim().to_string();
     Setup {
@@ -324,6 +333,35 @@ fn rbac_matrix_covers_every_route() {
             "/api/v1/users/new-admin/reset-mfa",
             None,
             [401, 403, 403, 200, 403],
+        ),
+        (
+            "PUT /api/v1/users/{name}/cameras",
+            "PUT",
+            "/api/v1/users/new-admin/cameras",
+            Some(r#"{"cameras":null}"#),
+            [401, 403, 403, 200, 403],
+        ),
+        (
+            "GET /api/v1/tokens",
+            "GET",
+            "/api/v1/tokens",
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        // A session makes tokens; a token cannot make more.
+        (
+            "POST /api/v1/tokens",
+            "POST",
+            "/api/v1/tokens",
+            Some(r#"{"name":"NAME"}"#),
+            [401, 201, 201, 201, 403],
+        ),
+        (
+            "DELETE /api/v1/tokens/{name}",
+            "DELETE",
+            "/api/v1/tokens/nope",
+            None,
+            [401, 404, 404, 404, 404],
         ),
         (
             "GET /api/v1/audit",
@@ -771,8 +809,10 @@ fn view_mp4_ranges_are_exactly_the_bytes_of_the_full_download() {
     let recs: Vec<Rec> = v.recordings().into_iter().filter(|r| r.camera == "ten").collect();
     let (start, end) = (recs[0].start.clone(), recs.last().unwrap().end.clone());
     let token = String::from_utf8_lossy(
-        &v.cli(&["users", "token", "--name", "player", "--role", "viewer"])
-            .stdout,
+        &v.cli(&[
+            "tokens", "create", "--user", "admin", "--name", "player", "--role", "viewer",
+        ])
+        .stdout,
     )
     .trim()
     .to_string();
@@ -835,9 +875,14 @@ fn view_mp4_ranges_are_exactly_the_bytes_of_the_full_download() {
     let dl = format!("{path}&download=1");
     let (code, _) = curl_to(port, &dl, &["-H", &auth], &v.path("x"));
     assert_eq!(code, 403, "a viewer cannot export");
-    let op = String::from_utf8_lossy(&v.cli(&["users", "token", "--name", "op", "--role", "operator"]).stdout)
-        .trim()
-        .to_string();
+    let op = String::from_utf8_lossy(
+        &v.cli(&[
+            "tokens", "create", "--user", "admin", "--name", "op", "--role", "operator",
+        ])
+        .stdout,
+    )
+    .trim()
+    .to_string();
     let (code, h) = curl_to(
         port,
         &dl,

@@ -160,7 +160,16 @@ fn bundles_verify_offline_and_every_tampering_is_detected() {
         .expect("zip sha printed");
 
     // API: an operator token makes one; the download carries the headers.
-    let tok = v.cli(&["users", "token", "--name", "investigator", "--role", "operator"]);
+    let tok = v.cli(&[
+        "tokens",
+        "create",
+        "--user",
+        "admin",
+        "--name",
+        "investigator",
+        "--role",
+        "operator",
+    ]);
     let token = String::from_utf8_lossy(&tok.stdout).trim().to_string();
     assert!(tok.status.success() && !token.is_empty(), "{}", text(&tok));
     let bearer = format!("Authorization: Bearer {token}");

@@ -36,6 +36,7 @@ pub mod retention;
 pub mod run;
 pub mod secrets;
 pub mod status;
+pub mod tokens;
 pub mod users;
 pub mod verify;
 pub mod verify_export;
@@ -60,8 +61,10 @@ pub enum Command {
     Keys(keys::Args),
     /// The encrypted secrets store (camera passwords, tokens).
     Secrets(secrets::Args),
-    /// Web users, their second factor, and API tokens.
+    /// Web users, their second factor and their camera sets.
     Users(users::Args),
+    /// API tokens: create one for a user, list, revoke.
+    Tokens(tokens::Args),
     /// The HTTPS routes and who may call them.
     #[command(hide = true)]
     HttpRoutes,
@@ -115,6 +118,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Keys(args) => keys::run(config, args),
         Command::Secrets(args) => secrets::run(config, args),
         Command::Users(args) => users::run(config, args),
+        Command::Tokens(args) => tokens::run(config, args),
         Command::HttpRoutes => http_routes::run(),
         Command::Audit(args) => audit::run(config, args),
         Command::Import(args) => import::run(config, args),

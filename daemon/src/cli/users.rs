@@ -1,10 +1,12 @@
-//! `vigil users`: web users, their second factor, and API tokens.
+//! `vigil users`: web users, their second factor and their camera sets
+//! (API tokens: `vigil tokens`).
 
 use std::path::Path;
 
 use clap::Subcommand;
 
 use super::{load_config, open_keyring, read_stdin_secret, Failure};
+use crate::db::camera_sets::{self, CameraSetError};
 use crate::db::{audit, Index};
 use crate::keys::secrets;
 
@@ -29,6 +31,9 @@ pub enum Command {
         /// Let the user keep this password (default: change at first login).
         #[arg(long)]
         no_change_required: bool,
+        /// Only these cameras (comma-separated; default: every camera).
+        #[arg(long)]
+        cameras: Option<String>,
     },
     List,
     /// Set a new password (from standard input); ends the user's sessions.
@@ -49,12 +54,11 @@ pub enum Command {
     ResetMfa {
         name: String,
     },
-    /// Create an API token with a role: printed once, stored hashed.
-    Token {
-        #[arg(long)]
+    /// The cameras a user (and their API tokens) may see: `all`, or a
+    /// comma-separated list of camera names.
+    Cameras {
         name: String,
-        #[arg(long)]
-        role: String,
+        cameras: String,
     },
 }
 
@@ -85,24 +89,33 @@ pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
             name,
             role,
             no_change_required,
+            cameras,
             ..
         } => {
             let role = role_of(&role)?;
+            let cameras = cameras.as_deref().map(camera_list).transpose()?;
             let pw = password("the password")?;
             users::add(&index, &actor, &name, role, &pw, !no_change_required, &SystemClock).map_err(fail)?;
+            if let Some(set) = cameras {
+                camera_sets::set_user_cameras(&index, &actor, &name, set, &SystemClock).map_err(set_fail)?;
+            }
             println!("user {name} added ({})", role.as_str());
         }
         Command::List => {
-            println!("{:<24} {:<9} {:<9} {:<5} must-change", "name", "role", "state", "mfa");
+            println!(
+                "{:<24} {:<9} {:<9} {:<5} {:<11} cameras",
+                "name", "role", "state", "mfa", "must-change"
+            );
             for u in users::list(&index).map_err(fail)? {
                 let mfa = secrets::exists(index.conn(), &users::totp_secret_name(&u.name)).unwrap_or(false);
                 println!(
-                    "{:<24} {:<9} {:<9} {:<5} {}",
+                    "{:<24} {:<9} {:<9} {:<5} {:<11} {}",
                     u.name,
                     u.role.as_str(),
                     if u.disabled { "disabled" } else { "enabled" },
                     if mfa { "yes" } else { "no" },
-                    if u.must_change_password { "yes" } else { "no" }
+                    if u.must_change_password { "yes" } else { "no" },
+                    camera_sets::describe(u.cameras.as_deref())
                 );
             }
         }
@@ -113,7 +126,7 @@ pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
         }
         Command::Disable { name } => {
             users::set_disabled(&index, &actor, &name, true, &SystemClock).map_err(fail)?;
-            println!("user {name} disabled; their sessions ended");
+            println!("user {name} disabled; their sessions ended and their API tokens stopped working");
         }
         Command::Enable { name } => {
             users::set_disabled(&index, &actor, &name, false, &SystemClock).map_err(fail)?;
@@ -133,15 +146,24 @@ pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
             mfa::reset(&kr, &actor, &name).map_err(mfa_fail)?;
             println!("second factor of {name} removed");
         }
-        Command::Token { name, role } => {
-            let role = role_of(&role)?;
-            let t = users::create_token(&index, &actor, &name, role, &SystemClock).map_err(fail)?;
-            println!("{t}");
-            eprintln!(
-                "API token {name} ({}): shown once; send it as `Authorization: Bearer <token>`",
-                role.as_str()
-            );
+        Command::Cameras { name, cameras } => {
+            let set = camera_list(&cameras)?;
+            let shown = camera_sets::describe(set.as_deref());
+            camera_sets::set_user_cameras(&index, &actor, &name, set, &SystemClock).map_err(set_fail)?;
+            println!("user {name} may see: {shown}");
         }
     }
     Ok(())
+}
+
+/// A camera set from the command line: `all` (None) or `a,b`.
+fn camera_list(s: &str) -> Result<Option<Vec<String>>, Failure> {
+    camera_sets::parse_list(s).map_err(|e| Failure::Usage(e.to_string()))
+}
+
+fn set_fail(e: CameraSetError) -> Failure {
+    match e {
+        CameraSetError::Sql(_) => Failure::Runtime(e.into()),
+        other => Failure::Usage(other.to_string()),
+    }
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub mod audit;
+pub mod camera_sets;
 pub mod cameras;
 pub mod device;
 pub mod exports;
@@ -22,6 +23,7 @@ pub mod recordings;
 pub mod retention;
 mod schema;
 pub mod secrets;
+pub mod tokens;
 pub mod users;
 
 use schema::MIGRATIONS;

@@ -1,5 +1,6 @@
-//! Users, roles, passwords (argon2id), TOTP second factors, sessions and API
-//! tokens. Session ids and API tokens are 256 random bits; only their
+//! Users, roles, passwords (argon2id), TOTP second factors and sessions
+//! (API tokens are in [`crate::db::tokens`], camera sets in
+//! [`crate::db::camera_sets`]). Session ids are 256 random bits; only their
 //! SHA-256 is stored. TOTP seeds live in the encrypted secrets store
 //! (`totp.<user>`). Login throttling is in [`Throttle`].
 //!
@@ -17,6 +18,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::base::clock::{Clock, Clocks};
 use crate::db::audit::{self, Outcome};
+use crate::db::camera_sets;
 use crate::db::Index;
 use vigil_format::keys::random_bytes;
 
@@ -149,6 +151,9 @@ pub struct User {
     pub disabled: bool,
     pub totp_last_step: Option<i64>,
     pub created_ns: i64,
+    /// The cameras the user may see: None for every camera (see
+    /// [`crate::db::camera_sets`]).
+    pub cameras: Option<Vec<String>>,
 }
 
 fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(User, String)> {
@@ -162,12 +167,14 @@ fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(User, String)> {
             disabled: r.get(4)?,
             totp_last_step: r.get(5)?,
             created_ns: r.get(6)?,
+            cameras: camera_sets::from_column(r.get(8)?),
         },
         r.get(7)?,
     ))
 }
 
-const USER_COLUMNS: &str = "id, name, role, must_change_password, disabled, totp_last_step, created_ns, password_hash";
+const USER_COLUMNS: &str =
+    "id, name, role, must_change_password, disabled, totp_last_step, created_ns, password_hash, cameras";
 
 pub fn find(idx: &Index, name: &str) -> Result<Option<(User, String)>, UserError> {
     Ok(idx
@@ -344,7 +351,9 @@ pub fn change_password(
 }
 
 /// Disables (ending their sessions) or enables a user (audited as
-/// `user.disable` or `user.enable`).
+/// `user.disable` or `user.enable`). A disabled user's API tokens stop
+/// working too: a token is accepted only while its owner is enabled
+/// ([`crate::db::tokens::authenticate`]).
 pub fn set_disabled(idx: &Index, actor: &str, name: &str, disabled: bool, clock: &dyn Clock) -> Result<(), UserError> {
     in_transaction(idx, |tx| {
         let n = tx.execute(
@@ -578,48 +587,6 @@ fn parse_token(s: &str) -> Option<[u8; 32]> {
     vigil_format::keys::parse_hex32(s.trim())
 }
 
-/// A new API token with `role`: returned once; only its SHA-256 is stored.
-/// Audited as `token.add` (the role as detail).
-pub fn create_token(idx: &Index, actor: &str, name: &str, role: Role, clock: &dyn Clock) -> Result<String, UserError> {
-    if !valid_user_name(name) {
-        return Err(UserError::BadName(name.to_string()));
-    }
-    let raw = random_bytes::<32>()?;
-    in_transaction(idx, |tx| {
-        tx.execute(
-            "INSERT INTO api_token (name, token_hash, role, created_ns) VALUES (?1, ?2, ?3, ?4)",
-            params![name, sha256(&raw), role.as_str(), clock.wall_ns()],
-        )
-        .map_err(|e| match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::ConstraintViolation) => UserError::Exists(name.to_string()),
-            _ => UserError::Sql(e),
-        })?;
-        audit::append(tx, actor, "token.add", name, Outcome::Ok, role.as_str())?;
-        Ok(format!("vigil_{}", token_text(&raw)))
-    })
-}
-
-/// The (name, role) of an API token.
-pub fn token(idx: &Index, text: &str, clock: &dyn Clock) -> Result<Option<(String, Role)>, UserError> {
-    let Some(raw) = text.strip_prefix("vigil_").and_then(parse_token) else {
-        return Ok(None);
-    };
-    let h = sha256(&raw);
-    let row: Option<(String, String)> = idx
-        .conn()
-        .query_row("SELECT name, role FROM api_token WHERE token_hash = ?1", [&h], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    if row.is_some() {
-        idx.conn().execute(
-            "UPDATE api_token SET last_used_ns = ?2 WHERE token_hash = ?1",
-            params![h, clock.wall_ns()],
-        )?;
-    }
-    Ok(row.and_then(|(n, r)| Role::parse(&r).map(|r| (n, r))))
-}
-
 /// Checks a password login; `Ok(Some(user))` only for the right password of
 /// an enabled user. Takes as long for an unknown user.
 pub fn check_password(idx: &Index, name: &str, password: &str) -> Result<Option<User>, UserError> {
@@ -820,12 +787,6 @@ mod tests {
         assert!(!vigil_format::hex(&stored).contains(&cookie), "only the hash is stored");
         revoke_session(&idx, &cookie).unwrap();
         assert!(session(&idx, &cookie, sys()).unwrap().is_none());
-        let t = create_token(&idx, "cli:t", "prometheus", Role::Viewer, sys()).unwrap();
-        assert_eq!(
-            token(&idx, &t, sys()).unwrap(),
-            Some(("prometheus".into(), Role::Viewer))
-        );
-        assert_eq!(token(&idx, "vigil_00", sys()).unwrap(), None);
         set_disabled(&idx, "cli:t", "v", true, sys()).unwrap();
         assert!(check_password(&idx, "v", "a long enough password").unwrap().is_none());
     }
@@ -934,22 +895,6 @@ mod tests {
             session(&idx, &long, clock.as_ref()).unwrap().is_none(),
             "12 h after creation"
         );
-    }
-
-    #[test]
-    fn token_use_is_stamped_with_the_clock() {
-        let clock = ManualClock::new(T0);
-        let (_d, idx, _) = index_with_viewer(clock.as_ref());
-        let t = create_token(&idx, "cli:t", "prometheus", Role::Viewer, clock.as_ref()).unwrap();
-        clock.advance_ms(1000);
-        assert!(token(&idx, &t, clock.as_ref()).unwrap().is_some());
-        let (created, used): (i64, i64) = idx
-            .conn()
-            .query_row("SELECT created_ns, last_used_ns FROM api_token", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .unwrap();
-        assert_eq!((created, used), (T0, T0 + 1_000_000_000));
     }
 
     fn audit_rows(idx: &Index) -> Vec<(String, String, String, String, String)> {

@@ -12,6 +12,7 @@ use hyper::{Method, Request, StatusCode};
 
 use super::reply::ApiError;
 use super::AppState;
+use crate::db::tokens;
 use crate::db::users::{self, Attempt, Role};
 
 /// The session cookie's name.
@@ -87,19 +88,26 @@ fn bearer(req: &Request<Incoming>) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
+/// Who is calling, if anyone: an API token (`Authorization: Bearer`) or a
+/// session cookie. A token is accepted only while it is live and its owner
+/// enabled ([`tokens::authenticate`]); it acts as `token:<name>` for its
+/// owner, with the lower of the two roles and the cameras both allow. A
+/// session acts as its user, with the user's camera set.
 pub async fn authenticate(st: &Arc<AppState>, req: &Request<Incoming>) -> Result<Option<Caller>, ApiError> {
     let clock = st.clock.clone();
     if let Some(t) = bearer(req) {
         return st
             .db(move |idx| {
-                Ok(users::token(idx, &t, clock.as_ref())?.map(|(name, role)| Caller {
-                    actor: format!("token:{name}"),
-                    user_id: None,
-                    role,
+                let found = tokens::authenticate(idx, &t, clock.as_ref())
+                    .map_err(|e| ApiError::internal(format!("token lookup: {e}")))?;
+                Ok(found.map(|t| Caller {
+                    actor: format!("token:{}", t.name),
+                    user_id: Some(t.owner.id),
+                    role: t.role,
                     csrf: None,
                     cookie: None,
                     must_change_password: false,
-                    cameras: None,
+                    cameras: t.cameras,
                 }))
             })
             .await;
@@ -113,7 +121,7 @@ pub async fn authenticate(st: &Arc<AppState>, req: &Request<Incoming>) -> Result
             csrf: Some(s.csrf),
             cookie: Some(c),
             must_change_password: s.user.must_change_password,
-            cameras: None,
+            cameras: s.user.cameras,
         }))
     })
     .await
@@ -164,7 +172,7 @@ pub async fn authorize(
             "change the one-time password first",
         ));
     }
-    if st.require_admin_mfa && c.role == Role::Admin && c.user_id.is_some() && !BEFORE_MFA.contains(&path) {
+    if st.require_admin_mfa && c.role == Role::Admin && c.cookie.is_some() && !BEFORE_MFA.contains(&path) {
         let name = c.actor.trim_start_matches("user:").to_string();
         let enrolled = st
             .db(move |idx| {

@@ -11,6 +11,7 @@ pub mod health;
 pub mod live;
 pub mod recordings;
 pub mod session;
+pub mod tokens;
 pub mod users;
 
 use std::sync::Arc;
@@ -141,6 +142,15 @@ pub const ROUTES: &[RouteSpec] = &[
         ADMIN,
         handler!(users::reset_mfa),
     ),
+    route(
+        "PUT",
+        "/api/v1/users/{name}/cameras",
+        ADMIN,
+        handler!(users::set_cameras),
+    ),
+    route("GET", "/api/v1/tokens", VIEWER, handler!(tokens::list)),
+    route("POST", "/api/v1/tokens", VIEWER, handler!(tokens::create)),
+    route("DELETE", "/api/v1/tokens/{name}", VIEWER, handler!(tokens::revoke)),
     route("GET", "/api/v1/audit", ADMIN, handler!(audit::log)),
     route("GET", "/api/v1/audit/verify", ADMIN, handler!(audit::verify)),
 ];

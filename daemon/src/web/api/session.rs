@@ -169,7 +169,7 @@ pub async fn me(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
         "role": c.role.as_str(),
         "must_change_password": c.must_change_password,
         "mfa": mfa,
-        "mfa_required": st.require_admin_mfa && c.role == Role::Admin && c.user_id.is_some() && !mfa,
+        "mfa_required": st.require_admin_mfa && c.role == Role::Admin && c.cookie.is_some() && !mfa,
         "csrf_token": c.csrf,
     }))
 }

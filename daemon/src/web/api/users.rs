@@ -1,5 +1,5 @@
-//! User administration (admins): list and add users; disable, enable and
-//! reset the second factor of one.
+//! User administration (admins): list and add users; disable, enable,
+//! reset the second factor of one, and set the cameras one may see.
 
 use std::sync::Arc;
 
@@ -7,6 +7,7 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 
+use crate::db::camera_sets::{self, CameraSetError};
 use crate::db::users::{self, Role};
 use crate::web::auth::{caller_of, Caller, Ctx};
 use crate::web::reply::{body_json, json_reply, ok, str_field, ApiError, Reply};
@@ -68,6 +69,7 @@ pub async fn list(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Repl
                     "disabled": u.disabled,
                     "must_change_password": u.must_change_password,
                     "mfa": mfa,
+                    "cameras": u.cameras,
                     "created": crate::base::time::format_ns(u.created_ns),
                 }));
             }
@@ -85,9 +87,16 @@ pub async fn add(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
     let role_s = str_field(&v, "role")?;
     let role = Role::parse(role_s).ok_or_else(|| ApiError::from(users::UserError::BadRole(role_s.to_string())))?;
     let pw = zeroize::Zeroizing::new(str_field(&v, "password")?.to_string());
+    let cameras = match v.get("cameras") {
+        None => None,
+        Some(set) => Some(camera_set(set)?),
+    };
     let clock = st.clock.clone();
     st.db(move |idx| {
         users::add(idx, &c.actor, &name, role, &pw, true, clock.as_ref())?;
+        if let Some(set) = cameras {
+            camera_sets::set_user_cameras(idx, &c.actor, &name, set, clock.as_ref())?;
+        }
         Ok(())
     })
     .await?;
@@ -95,4 +104,97 @@ pub async fn add(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
         StatusCode::CREATED,
         &json!({ "status": "created; the password must be changed at first login" }),
     ))
+}
+
+impl From<CameraSetError> for ApiError {
+    fn from(e: CameraSetError) -> Self {
+        match e {
+            CameraSetError::BadCamera(_) | CameraSetError::TooMany => {
+                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+            }
+            CameraSetError::NoSuchUser(_) => ApiError::new(StatusCode::NOT_FOUND, "no such user"),
+            CameraSetError::Sql(e) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+/// A camera set in a request: `null` (every camera) or an array of camera
+/// names; anything else is refused.
+pub fn camera_set(v: &Value) -> Result<Option<Vec<String>>, ApiError> {
+    let bad = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "\"cameras\" must be null or an array of camera names",
+        )
+    };
+    match v {
+        Value::Null => Ok(None),
+        Value::Array(items) => {
+            let names = items
+                .iter()
+                .map(|c| c.as_str().map(str::to_string).ok_or_else(bad))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(camera_sets::validate(names)?))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// `PUT /api/v1/users/{name}/cameras` with `{"cameras": [..]}` or
+/// `{"cameras": null}` (every camera). The field must be there: a body
+/// without it changes nothing.
+pub async fn set_cameras(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let c = caller_of(ctx.caller)?;
+    let name = ctx
+        .params
+        .into_iter()
+        .next()
+        .filter(|n| crate::base::names::valid_user_name(n))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such user"))?;
+    let v = body_json(req).await?;
+    let set = camera_set(
+        v.get("cameras")
+            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "missing field \"cameras\""))?,
+    )?;
+    let shown = camera_sets::describe(set.as_deref());
+    let clock = st.clock.clone();
+    st.db(move |idx| {
+        Ok(camera_sets::set_user_cameras(
+            idx,
+            &c.actor,
+            &name,
+            set,
+            clock.as_ref(),
+        )?)
+    })
+    .await?;
+    ok(json!({ "status": "done", "cameras": shown }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_camera_set_in_a_request_is_null_or_names() {
+        assert_eq!(camera_set(&json!(null)).unwrap(), None);
+        assert_eq!(
+            camera_set(&json!(["yard", "door", "yard"])).unwrap(),
+            Some(vec!["door".to_string(), "yard".to_string()])
+        );
+        assert_eq!(camera_set(&json!([])).unwrap(), Some(vec![]));
+        for bad in [
+            json!("door"),
+            json!("all"),
+            json!([1]),
+            json!([["door"]]),
+            json!({"door": true}),
+            json!(["door\r\nyard"]),
+            json!(["../etc"]),
+            json!(true),
+        ] {
+            let e = camera_set(&bad).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
 }

@@ -30,6 +30,7 @@ function show(id) {
   for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== id;
   $("top").hidden = !me || id === "login" || id === "password" || (id === "mfa" && me.mfa_required);
   if (liveAbort && id !== "live") { liveAbort.abort(); liveAbort = null; }
+  if (id !== "tokens") hideTokenSecret(); // a secret is shown once, not kept on screen
 }
 
 let navigation = 0;
@@ -58,6 +59,7 @@ async function route() {
   if (page === "cameras") return cameraAdmin();
   if (page === "audit") return audit();
   if (page === "evidence") return evidence();
+  if (page === "tokens") return tokens();
   return dashboard();
 }
 
@@ -97,6 +99,7 @@ $("password-form").addEventListener("submit", async (ev) => {
 $("logout").addEventListener("click", async () => {
   try { await api("POST", "/api/v1/logout"); } catch (e) { /* already out */ }
   $("tiles").replaceChildren();
+  hideTokenSecret();
   sessionStorage.removeItem("csrf");
   me = null;
   show("login");
@@ -472,6 +475,7 @@ async function users() {
     cell(tr, u.role);
     cell(tr, u.disabled ? "disabled" : u.must_change_password ? "must change password" : "active");
     cell(tr, u.mfa ? "yes" : "no");
+    cell(tr, cameraSetText(u.cameras));
     const td = document.createElement("td");
     const act = (label, what) => {
       const b = text(Object.assign(document.createElement("button"), { type: "button" }), label);
@@ -483,6 +487,16 @@ async function users() {
     };
     act(u.disabled ? "Enable" : "Disable", u.disabled ? "enable" : "disable");
     if (u.mfa) act("Reset 2FA", "reset-mfa");
+    const cams = text(Object.assign(document.createElement("button"), { type: "button" }), "Cameras…");
+    cams.addEventListener("click", async () => {
+      const answer = prompt("Cameras " + u.name + " may see: \"all\", or names separated by commas:", u.cameras === null ? "all" : u.cameras.join(","));
+      if (answer === null) return;
+      try {
+        await api("PUT", "/api/v1/users/" + encodeURIComponent(u.name) + "/cameras", { cameras: parseCameraSet(answer) });
+        users();
+      } catch (e) { text($("user-error"), e.message); }
+    });
+    td.appendChild(cams);
     tr.appendChild(td);
     rows.appendChild(tr);
   }
@@ -492,12 +506,113 @@ $("user-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const f = new FormData(ev.target);
   try {
-    await api("POST", "/api/v1/users", { name: f.get("name"), role: f.get("role"), password: f.get("password") });
+    const body = { name: f.get("name"), role: f.get("role"), password: f.get("password") };
+    const cams = parseCameraSet(f.get("cameras"));
+    if (cams !== null) body.cameras = cams;
+    await api("POST", "/api/v1/users", body);
     ev.target.reset();
     text($("user-error"), "");
     users();
   } catch (e) {
     text($("user-error"), e.message);
+  }
+});
+
+// ---- camera sets: null is every camera ----
+function cameraSetText(set) {
+  if (set === null || set === undefined) return "all";
+  return set.length ? set.join(", ") : "none";
+}
+
+function parseCameraSet(s) {
+  const t = (s || "").trim();
+  if (t === "" || t === "all") return null;
+  return t.split(",").map((x) => x.trim()).filter((x) => x);
+}
+
+// ---- API tokens (everyone: their own; admins: all) ----
+function hideTokenSecret() {
+  text($("token-value"), "");
+  text($("token-copied"), "");
+  $("token-secret").hidden = true;
+}
+
+async function tokens() {
+  show("tokens");
+  const roles = ["viewer", "operator", "admin"];
+  const sel = $("token-role");
+  // A token's role is at most yours.
+  for (const o of sel.options) o.disabled = roles.indexOf(o.value) > roles.indexOf(me.role);
+  if (sel.selectedOptions[0] && sel.selectedOptions[0].disabled) sel.value = "viewer";
+  const rows = $("token-rows");
+  rows.replaceChildren();
+  let list = [];
+  try { list = await api("GET", "/api/v1/tokens"); } catch (e) { text($("token-error"), e.message); return; }
+  if (!list.length) {
+    const tr = document.createElement("tr");
+    cell(tr, "No tokens.");
+    rows.appendChild(tr);
+  }
+  const now = Date.now();
+  for (const t of list) {
+    const tr = document.createElement("tr");
+    cell(tr, t.name);
+    cell(tr, t.owner || "(none: made before owners)");
+    cell(tr, t.role);
+    cell(tr, cameraSetText(t.cameras));
+    cell(tr, t.created);
+    cell(tr, t.expires || "never");
+    cell(tr, t.last_used || "never");
+    const state = t.revoked ? "revoked " + t.revoked
+      : !t.owner || !t.expires ? "does not work"
+      : Date.parse(t.expires) <= now ? "expired" : "live";
+    cell(tr, state);
+    const td = document.createElement("td");
+    if (!t.revoked) {
+      const b = text(Object.assign(document.createElement("button"), { type: "button" }), "Revoke");
+      b.addEventListener("click", async () => {
+        if (!confirm("Revoke the token \"" + t.name + "\"? Anything using it stops working at once.")) return;
+        try { await api("DELETE", "/api/v1/tokens/" + encodeURIComponent(t.name)); tokens(); }
+        catch (e) { text($("token-error"), e.message); }
+      });
+      td.appendChild(b);
+    }
+    tr.appendChild(td);
+    rows.appendChild(tr);
+  }
+}
+
+$("token-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  hideTokenSecret();
+  text($("token-error"), "");
+  const body = { name: f.get("name"), role: f.get("role"), expires_in_days: Number(f.get("days")) };
+  const cams = parseCameraSet(f.get("cameras"));
+  if (cams !== null) body.cameras = cams;
+  try {
+    const r = await api("POST", "/api/v1/tokens", body);
+    ev.target.reset();
+    text($("token-value"), r.token);
+    $("token-secret").hidden = false;
+    tokens();
+  } catch (e) {
+    text($("token-error"), e.message);
+  }
+});
+
+$("token-copy").addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText($("token-value").textContent);
+    text($("token-copied"), "copied");
+  } catch (e) {
+    // No clipboard access: select it for Ctrl-C.
+    const range = document.createRange();
+    range.selectNodeContents($("token-value"));
+    const sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+    text($("token-copied"), "selected: press Ctrl-C");
   }
 });
 
