@@ -852,7 +852,7 @@ fn view_mp4_ranges_are_exactly_the_bytes_of_the_full_download() {
     assert_eq!(std::fs::read(v.path("dl.mp4")).unwrap(), whole);
     let audit = String::from_utf8_lossy(&v.cli(&["audit", "tail", "-n", "20"]).stdout).to_string();
     assert!(
-        audit.contains("export.download") && audit.contains("token:op"),
+        audit.contains("footage.download") && audit.contains("token:op"),
         "{audit}"
     );
 }

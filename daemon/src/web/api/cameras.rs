@@ -13,14 +13,43 @@ use crate::web::auth::{caller_of, Caller, Ctx};
 use crate::web::reply::{body_json, json_reply, ok, opt_str, str_field, ApiError, Reply};
 use crate::web::AppState;
 
-/// `GET /api/v1/cameras`.
-pub async fn list(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
-    cameras(&st, None).await
+/// `GET /api/v1/cameras`: the cameras in the caller's set.
+pub async fn list(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let c = caller_of(ctx.caller)?;
+    cameras(&st, &c, None).await
 }
 
-/// `GET /api/v1/cameras/{name}`.
+/// `GET /api/v1/cameras/{name}`: 404 for a camera outside the caller's set.
 pub async fn get(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
-    cameras(&st, ctx.params.into_iter().next()).await
+    let c = caller_of(ctx.caller)?;
+    cameras(&st, &c, ctx.params.into_iter().next()).await
+}
+
+/// The message of a refusal for a camera outside the caller's set.
+pub const NOT_IN_CAMERA_SET: &str = "this camera is not in your camera set";
+
+/// Checks that `caller` may see `camera`'s footage; if not, the refusal of
+/// `action` is audited (denied) and the answer is 403.
+pub async fn require_view(
+    st: &Arc<AppState>,
+    caller: &Caller,
+    camera: &str,
+    action: &'static str,
+) -> Result<(), ApiError> {
+    if caller.may_view(camera) {
+        return Ok(());
+    }
+    let (actor, cam) = (caller.actor.clone(), camera.to_string());
+    let audited = st
+        .db(move |idx| {
+            crate::evidence::egress::record_denied(idx.conn(), &actor, action, &cam, NOT_IN_CAMERA_SET)
+                .map_err(|e| ApiError::internal(e.to_string()))
+        })
+        .await;
+    if let Err(e) = audited {
+        tracing::error!("a refused request for footage was not audited: {}", e.message);
+    }
+    Err(ApiError::new(StatusCode::FORBIDDEN, NOT_IN_CAMERA_SET))
 }
 
 /// `POST /api/v1/cameras`.
@@ -51,11 +80,15 @@ pub async fn known_camera(st: &Arc<AppState>, name: Option<String>) -> Result<St
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))
 }
 
-async fn cameras(st: &Arc<AppState>, one: Option<String>) -> Reply {
+async fn cameras(st: &Arc<AppState>, caller: &Caller, one: Option<String>) -> Reply {
     if one.is_some() {
-        known_camera(st, one.clone()).await?;
+        let name = known_camera(st, one.clone()).await?;
+        if !caller.may_view(&name) {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "no such camera"));
+        }
     }
-    let (configured, rows) = camera_names(st).await?;
+    let (mut configured, rows) = camera_names(st).await?;
+    configured.retain(|n| caller.may_view(n));
     let managed = st.db(|idx| Ok(managed_cameras::managed(idx)?)).await?;
     let running = st.cameras.running();
     let list: Vec<Value> = configured
