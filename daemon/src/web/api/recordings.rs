@@ -340,6 +340,10 @@ impl ViewBody {
 }
 
 #[cfg(test)]
+#[path = "recordings_tests.rs"]
+mod server_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
