@@ -897,7 +897,7 @@ fn view_mp4_ranges_are_exactly_the_bytes_of_the_full_download() {
     assert_eq!(std::fs::read(v.path("dl.mp4")).unwrap(), whole);
     let audit = String::from_utf8_lossy(&v.cli(&["audit", "tail", "-n", "20"]).stdout).to_string();
     assert!(
-        audit.contains("export.download") && audit.contains("token:op"),
+        audit.contains("footage.download") && audit.contains("token:op"),
         "{audit}"
     );
 }
@@ -952,12 +952,12 @@ fn cameras_are_tested_added_changed_and_removed_through_the_api() {
     let body = |pw: &str| format!(r#"{{"name":"door","url":"{url}","username":"u","password":"{pw}"}}"#);
     let field_json = |b: &str| serde_json::from_str::<serde_json::Value>(b).unwrap_or_default();
 
-    // The test shows the exact error, or the stream and a snapshot.
+    // The test gives a verdict only: a category of the error, or the codec and size.
     let (c, b) = api.call(&admin, "POST", "/api/v1/probe-camera", Some(&body("wrong")));
     assert_eq!(c, 200);
     let r = field_json(&b);
     assert_eq!(r["ok"], false);
-    assert!(r["error"].as_str().unwrap_or_default().contains("401"), "{b}");
+    assert_eq!(r["error"], "auth failed", "{b}");
     let nowhere = format!(r#"{{"url":"rtsp://127.0.0.1:{}/h264"}}"#, free_port());
     let r = field_json(&api.call(&admin, "POST", "/api/v1/probe-camera", Some(&nowhere)).1);
     assert_eq!(r["ok"], false);
@@ -973,12 +973,12 @@ fn cameras_are_tested_added_changed_and_removed_through_the_api() {
     let r = field_json(&b);
     assert_eq!(r["ok"], true, "{b}");
     assert_eq!(r["codec"], "h264");
-    let b64 = dir.join("snap.b64");
-    std::fs::write(&b64, r["snapshot_mp4_base64"].as_str().unwrap()).unwrap();
+    assert!(
+        r["width"].as_u64().unwrap_or(0) > 0 && r["height"].as_u64().unwrap_or(0) > 0,
+        "{b}"
+    );
+    assert!(r.get("snapshot_mp4_base64").is_none(), "a verdict only: {b}");
     let snap = dir.join("snap.mp4");
-    let o = Command::new("base64").arg("-d").arg(&b64).output().unwrap();
-    std::fs::write(&snap, o.stdout).unwrap();
-    assert_eq!(ffprobe(&snap).expect("the snapshot is an MP4").frames, 1);
 
     // Bad input gets a clear 400; vigil.toml's cameras are not changed here.
     let bad = r#"{"name":"door","url":"http://x/"}"#;

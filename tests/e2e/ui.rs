@@ -117,13 +117,14 @@ fn chromium_logs_in_with_totp_watches_live_plays_back_and_exports() {
     ] {
         assert!(shots.join(s).exists(), "screenshot {s}");
     }
-    let audit = String::from_utf8_lossy(&v.cli(&["audit", "tail", "-n", "30"]).stdout).to_string();
+    let audit = String::from_utf8_lossy(&v.cli(&["audit", "tail", "-n", "40"]).stdout).to_string();
     for action in [
         "login",
         "user.password",
         "user.mfa.enable",
         "logout",
-        "export.download",
+        "footage.play",
+        "footage.download",
         "export.bundle",
     ] {
         assert!(audit.contains(action), "{action} audited: {audit}");

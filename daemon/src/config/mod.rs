@@ -467,6 +467,22 @@ impl Config {
                 ));
             }
             let url = camera_url(cam.url.get_ref()).map_err(|m| src.err(cam.url.span(), "camera.url", m))?;
+            // Control characters in credentials would reach RTSP headers and logs.
+            if cam
+                .username
+                .as_deref()
+                .is_some_and(|u| !crate::base::names::valid_free_text(u))
+            {
+                let rule = crate::base::names::FREE_TEXT_RULE;
+                return Err(src.err(cam.name.span(), "camera.username", rule));
+            }
+            if let Some(p) = cam
+                .password
+                .as_ref()
+                .filter(|p| p.get_ref().chars().any(char::is_control))
+            {
+                return Err(src.err(p.span(), "camera.password", "must not contain control characters"));
+            }
             let (password, password_origin) = match (cam.password, cam.password_secret) {
                 (Some(_), Some(s)) => {
                     return Err(src.err(

@@ -128,3 +128,9 @@ pub fn file(conn: &Connection, id: i64) -> rusqlite::Result<Option<ExportFile>> 
     )
     .optional()
 }
+
+/// The cameras (comma-separated) of export `id`, if there is one.
+pub fn cameras_of(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT camera FROM export WHERE id = ?1", [id], |r| r.get(0))
+        .optional()
+}

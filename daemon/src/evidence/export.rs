@@ -360,31 +360,6 @@ pub fn export_to_file(
     Ok(r)
 }
 
-/// A download of a view (see [`view_layout`]) of `camera` by `actor`: an
-/// export, audited as `export.download` before the bytes are sent.
-pub fn record_download(
-    conn: &rusqlite::Connection,
-    actor: &str,
-    camera: &str,
-    view: &ViewLayout,
-) -> rusqlite::Result<()> {
-    audit::append(
-        conn,
-        actor,
-        "export.download",
-        camera,
-        Outcome::Ok,
-        &format!(
-            "{} to {} ({} bytes, ETag {})",
-            format_ns(view.first_wall_ns),
-            format_ns(view.end_wall_ns),
-            view.total_len,
-            view.etag
-        ),
-    )?;
-    Ok(())
-}
-
 fn write_file(
     archive: Archive<'_>,
     camera: &str,

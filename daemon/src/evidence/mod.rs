@@ -6,6 +6,7 @@ pub mod bundle;
 #[cfg(test)]
 mod bundle_tests;
 pub mod device;
+pub mod egress;
 pub mod export;
 #[cfg(test)]
 mod export_tests;

@@ -8,6 +8,7 @@
 pub mod encoder;
 pub mod import;
 pub mod live;
+pub mod probe;
 pub mod rtsp;
 pub mod supervisor;
 pub mod v4l2;

@@ -169,6 +169,10 @@ pub struct AppState {
     pub volume_warning: Option<String>,
     /// One evidence bundle is built at a time (they read whole ranges).
     pub export_gate: tokio::sync::Semaphore,
+    /// The audit of footage leaving (playback, downloads, live view).
+    pub egress: Arc<crate::evidence::egress::EgressLog>,
+    /// Footage streams open at once, per caller and in total.
+    pub streams: Arc<crate::evidence::egress::StreamGate>,
     pool: Mutex<Vec<Index>>,
 }
 
@@ -185,6 +189,11 @@ impl AppState {
         AppState {
             volume_warning: None,
             export_gate: tokio::sync::Semaphore::new(1),
+            egress: Arc::new(crate::evidence::egress::EgressLog::new(
+                db_path.clone(),
+                crate::evidence::egress::DEFAULT_WINDOW,
+            )),
+            streams: Arc::default(),
             db_path,
             keyring,
             storage,

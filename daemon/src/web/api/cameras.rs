@@ -13,14 +13,43 @@ use crate::web::auth::{caller_of, Caller, Ctx};
 use crate::web::reply::{body_json, json_reply, ok, opt_str, str_field, ApiError, Reply};
 use crate::web::AppState;
 
-/// `GET /api/v1/cameras`.
-pub async fn list(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
-    cameras(&st, None).await
+/// `GET /api/v1/cameras`: the cameras in the caller's set.
+pub async fn list(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let c = caller_of(ctx.caller)?;
+    cameras(&st, &c, None).await
 }
 
-/// `GET /api/v1/cameras/{name}`.
+/// `GET /api/v1/cameras/{name}`: 404 for a camera outside the caller's set.
 pub async fn get(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
-    cameras(&st, ctx.params.into_iter().next()).await
+    let c = caller_of(ctx.caller)?;
+    cameras(&st, &c, ctx.params.into_iter().next()).await
+}
+
+/// The message of a refusal for a camera outside the caller's set.
+pub const NOT_IN_CAMERA_SET: &str = "this camera is not in your camera set";
+
+/// Checks that `caller` may see `camera`'s footage; if not, the refusal of
+/// `action` is audited (denied) and the answer is 403.
+pub async fn require_view(
+    st: &Arc<AppState>,
+    caller: &Caller,
+    camera: &str,
+    action: &'static str,
+) -> Result<(), ApiError> {
+    if caller.may_view(camera) {
+        return Ok(());
+    }
+    let (actor, cam) = (caller.actor.clone(), camera.to_string());
+    let audited = st
+        .db(move |idx| {
+            crate::evidence::egress::record_denied(idx.conn(), &actor, action, &cam, NOT_IN_CAMERA_SET)
+                .map_err(|e| ApiError::internal(e.to_string()))
+        })
+        .await;
+    if let Err(e) = audited {
+        tracing::error!("a refused request for footage was not audited: {}", e.message);
+    }
+    Err(ApiError::new(StatusCode::FORBIDDEN, NOT_IN_CAMERA_SET))
 }
 
 /// `POST /api/v1/cameras`.
@@ -51,11 +80,15 @@ pub async fn known_camera(st: &Arc<AppState>, name: Option<String>) -> Result<St
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))
 }
 
-async fn cameras(st: &Arc<AppState>, one: Option<String>) -> Reply {
+async fn cameras(st: &Arc<AppState>, caller: &Caller, one: Option<String>) -> Reply {
     if one.is_some() {
-        known_camera(st, one.clone()).await?;
+        let name = known_camera(st, one.clone()).await?;
+        if !caller.may_view(&name) {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "no such camera"));
+        }
     }
-    let (configured, rows) = camera_names(st).await?;
+    let (mut configured, rows) = camera_names(st).await?;
+    configured.retain(|n| caller.may_view(n));
     let managed = st.db(|idx| Ok(managed_cameras::managed(idx)?)).await?;
     let running = st.cameras.running();
     let list: Vec<Value> = configured
@@ -115,8 +148,8 @@ async fn camera_put(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<C
     }
     let url = str_field(&v, "url")?.to_string();
     crate::config::camera_url(&url).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
-    let username = opt_str(&v, "username")?.filter(|u| !u.is_empty());
-    let password = opt_str(&v, "password")?.map(zeroize::Zeroizing::new);
+    let username = camera_username(&v)?;
+    let password = camera_password(&v)?;
     let enabled = v.get("enabled").and_then(Value::as_bool).unwrap_or(true);
     let keyring = st.keyring.clone();
     let n = name.clone();
@@ -221,46 +254,59 @@ pub async fn delete(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Rep
 }
 
 /// Tries a camera before it is added: connects as the recorder would and
-/// returns its codec, size and first key frame (a one-frame MP4, base64), or
-/// the exact error.
+/// answers with a verdict only (`ingest::probe`): the codec and size, or a
+/// short category of the failure. Only `rtsp://` URLs and V4L2 device nodes.
 pub async fn probe(_st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Reply {
     let v = body_json(req).await?;
     let url =
         crate::config::camera_url(str_field(&v, "url")?).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
-    let username = opt_str(&v, "username")?.filter(|u| !u.is_empty());
-    let password = opt_str(&v, "password")?.map(zeroize::Zeroizing::new);
+    let username = camera_username(&v)?;
+    let password = camera_password(&v)?;
     if url.scheme() == "v4l2" {
-        // A local device: what it offers, and whether Vigil records one of its formats.
         let src = crate::config::v4l2_url::parse_url(&url).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
-        let report = tokio::task::spawn_blocking(move || crate::ingest::v4l2::probe_device(&src.device))
+        let device = match crate::ingest::probe::video_device(&src.device) {
+            Ok(d) => d,
+            Err(Some(e)) => return Err(ApiError::new(StatusCode::BAD_REQUEST, e.to_string())),
+            Err(None) => return ok(json!({ "ok": false, "error": "unreachable" })),
+        };
+        let verdict = tokio::task::spawn_blocking(move || crate::ingest::probe::probe_v4l2(&device))
             .await
             .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "probe failed"))?;
-        let recordable = report.capture && report.formats.iter().any(|f| f.vigil.is_some());
-        let error = report.error.clone().or_else(|| {
-            (!recordable)
-                .then(|| "the device offers no format this build records (see `vigil cameras probe`)".to_string())
-        });
-        return ok(json!({ "ok": recordable, "device": report, "error": error }));
+        return ok(json!(verdict));
     }
-    match crate::ingest::rtsp::probe(
+    let verdict = crate::ingest::probe::probe_rtsp(
         &url,
         username.as_deref(),
         password.as_deref().map(String::as_str),
         std::time::Duration::from_secs(10),
     )
-    .await
+    .await;
+    ok(json!(verdict))
+}
+
+/// The optional `username` of a camera (empty is none): free text.
+fn camera_username(v: &Value) -> Result<Option<String>, ApiError> {
+    let username = opt_str(v, "username")?.filter(|u| !u.is_empty());
+    if username
+        .as_deref()
+        .is_some_and(|u| !crate::base::names::valid_free_text(u))
     {
-        Ok(p) => {
-            let mp4 = super::live::one_frame_mp4(&p.params, &p.key_frame)?;
-            ok(json!({
-                "ok": true,
-                "codec": p.params.codec.name(),
-                "width": p.params.width,
-                "height": p.params.height,
-                "codec_string": vigil_format::media::codec_string(&p.params.sample_entry),
-                "snapshot_mp4_base64": vigil_format::bundle::key::base64(&mp4),
-            }))
-        }
-        Err(e) => ok(json!({ "ok": false, "error": e.to_string() })),
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("\"username\": {}", crate::base::names::FREE_TEXT_RULE),
+        ));
     }
+    Ok(username)
+}
+
+/// The optional `password` of a camera: no control characters.
+fn camera_password(v: &Value) -> Result<Option<zeroize::Zeroizing<String>>, ApiError> {
+    let password = opt_str(v, "password")?.map(zeroize::Zeroizing::new);
+    if password.as_deref().is_some_and(|p| p.chars().any(char::is_control)) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "\"password\" must not contain control characters",
+        ));
+    }
+    Ok(password)
 }

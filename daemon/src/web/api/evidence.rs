@@ -11,6 +11,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
+use super::cameras::require_view;
 use crate::evidence::bundle::Download;
 use crate::web::auth::{caller_of, Ctx};
 use crate::web::reply::{body_json, full, id_param, json_reply, ok, str_field, time_field, ApiError, Reply};
@@ -83,10 +84,12 @@ pub async fn recording_manifest(st: Arc<AppState>, _req: Request<Incoming>, ctx:
 }
 
 /// `GET /api/v1/exports`.
-pub async fn list_exports(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
+pub async fn list_exports(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let c = caller_of(ctx.caller)?;
     let rows = st.db(|idx| Ok(crate::db::exports::list(idx.conn())?)).await?;
     ok(Value::Array(
         rows.iter()
+            .filter(|e| e.cameras.split(',').all(|cam| c.may_view(cam)))
             .map(|e| {
                 json!({
                     "id": e.id,
@@ -116,6 +119,9 @@ pub async fn create_export(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) 
     };
     if cameras.is_empty() || cameras.len() > 16 || cameras.iter().any(|n| !crate::base::names::valid_camera_name(n)) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "name 1 to 16 valid cameras"));
+    }
+    for cam in &cameras {
+        require_view(st, &c, cam, "export.bundle").await?;
     }
     let (start_ns, end_ns) = (time_field(&v, "start")?, time_field(&v, "end")?);
     let Ok(_permit) = st.export_gate.try_acquire() else {
@@ -196,6 +202,17 @@ pub async fn download_export(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ct
     let id = id_param(&ctx.params)?;
     let st = &st;
     let c = caller_of(ctx.caller)?;
+    // An export of a camera outside the caller's set is not theirs to see.
+    let cameras = st
+        .db(move |idx| Ok(crate::db::exports::cameras_of(idx.conn(), id)?))
+        .await?;
+    if cameras.is_some_and(|list| list.split(',').any(|cam| !c.may_view(cam))) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no downloadable export {id}"),
+        ));
+    }
+    let slot = super::recordings::stream_slot(st, &c.actor)?;
     let dir = exports_dir(st);
     let download = st
         .db(move |idx| Ok(crate::evidence::bundle::open_download(idx.conn(), &dir, id, &c.actor)?))
@@ -221,31 +238,30 @@ pub async fn download_export(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ct
         } => (file, bytes, sha256, created_ns),
     };
     let sha_hex = vigil_format::hex(&sha);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(4);
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut file = file;
-        loop {
+    // Read on demand, 256 KiB at a time on a short blocking task: a client
+    // that does not read holds no thread.
+    let file = Arc::new(std::sync::Mutex::new(file));
+    let stream = futures::stream::unfold(Some((file, slot)), |state| async move {
+        let (file, slot) = state?;
+        let f = file.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
             let mut buf = vec![0u8; 256 * 1024];
-            match file.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => {
-                    buf.truncate(n);
-                    if tx
-                        .blocking_send(Ok(hyper::body::Frame::data(Bytes::from(buf))))
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            }
+            let mut file = f
+                .lock()
+                .map_err(|_| std::io::Error::other("export file lock poisoned"))?;
+            let n = file.read(&mut buf)?;
+            buf.truncate(n);
+            Ok::<_, std::io::Error>(buf)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        match read {
+            Ok(buf) if buf.is_empty() => None,
+            Ok(buf) => Some((Ok(hyper::body::Frame::data(Bytes::from(buf))), Some((file, slot)))),
+            Err(e) => Some((Err(e), None)),
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
     let mut r = Response::new(StreamBody::new(stream).boxed());
     let h = r.headers_mut();
     h.insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
@@ -297,14 +313,35 @@ fn hold_error(e: crate::db::holds::HoldError) -> ApiError {
     }
 }
 
+/// A required string field of free text (a reason): no control characters.
+fn free_text_field(v: &Value, k: &str) -> Result<String, ApiError> {
+    let s = str_field(v, k)?;
+    if !crate::base::names::valid_free_text(s) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("\"{k}\": {}", crate::base::names::FREE_TEXT_RULE),
+        ));
+    }
+    Ok(s.to_string())
+}
+
 /// `GET /api/v1/holds` (`?all=1`: released ones too).
-pub async fn list_holds(st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Reply {
+pub async fn list_holds(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let c = caller_of(ctx.caller)?;
     let all = req
         .uri()
         .query()
         .is_some_and(|q| q.split('&').any(|p| p == "all=1" || p == "all=true"));
     let holds = st.db(move |idx| Ok(crate::db::holds::list(idx.conn(), all)?)).await?;
-    ok(Value::Array(holds.iter().map(hold_json).collect()))
+    // A hold on a camera outside the caller's set is not shown (holds on an
+    // export name no camera here; the export list is filtered instead).
+    ok(Value::Array(
+        holds
+            .iter()
+            .filter(|h| h.camera.as_deref().is_none_or(|cam| c.may_view(cam)))
+            .map(hold_json)
+            .collect(),
+    ))
 }
 
 /// `POST /api/v1/holds`.
@@ -312,14 +349,16 @@ pub async fn place_hold(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> 
     use crate::db::holds::HoldTarget;
     let c = caller_of(ctx.caller)?;
     let v = body_json(req).await?;
-    let reason = str_field(&v, "reason")?.to_string();
+    let reason = free_text_field(&v, "reason")?;
     let target = if let Some(id) = v.get("recording_id").and_then(Value::as_i64) {
         HoldTarget::Recording(id)
     } else if let Some(id) = v.get("export_id").and_then(Value::as_i64) {
         HoldTarget::Export(id)
     } else {
+        let camera = str_field(&v, "camera")?.to_string();
+        require_view(&st, &c, &camera, "hold.place").await?;
         HoldTarget::Range {
-            camera: str_field(&v, "camera")?.to_string(),
+            camera,
             start_ns: time_field(&v, "start")?,
             end_ns: time_field(&v, "end")?,
         }
@@ -339,7 +378,7 @@ pub async fn release_hold(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -
     let id = id_param(&ctx.params)?;
     let c = caller_of(ctx.caller)?;
     let v = body_json(req).await?;
-    let reason = str_field(&v, "reason")?.to_string();
+    let reason = free_text_field(&v, "reason")?;
     let actor = c.actor.clone();
     let hold = st
         .db(move |idx| crate::db::holds::release(idx.conn(), id, &reason, &actor).map_err(hold_error))

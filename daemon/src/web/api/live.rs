@@ -10,7 +10,10 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
-use crate::web::auth::Ctx;
+use super::cameras::require_view;
+use super::recordings::{start_egress, stream_slot};
+use crate::evidence::egress::{EgressKind, FootageRequest, SNAPSHOT_ACTION};
+use crate::web::auth::{caller_of, Ctx};
 use crate::web::reply::{full, ApiError, Reply};
 use crate::web::AppState;
 
@@ -55,13 +58,23 @@ async fn next_key_frame(
         })
 }
 
-/// The next key frame of a running camera as a one-frame MP4.
+/// The next key frame of a running camera as a one-frame MP4, audited
+/// (`live.snapshot`, with its bytes) before it is sent.
 pub async fn snapshot(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
     let st = &st;
+    let caller = caller_of(ctx.caller)?;
     let name = ctx.params.into_iter().next();
     let camera = name.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
+    require_view(st, &caller, &camera, SNAPSHOT_ACTION).await?;
     let (_, frame) = next_key_frame(st, &camera).await?;
-    let mut r = Response::new(full(one_frame_mp4(&frame.params, &frame.data)?));
+    let mp4 = one_frame_mp4(&frame.params, &frame.data)?;
+    let (actor, cam, bytes) = (caller.actor.clone(), camera.clone(), mp4.len() as u64);
+    st.db(move |idx| {
+        crate::evidence::egress::record_snapshot(idx.conn(), &actor, &cam, bytes)
+            .map_err(|e| ApiError::internal(e.to_string()))
+    })
+    .await?;
+    let mut r = Response::new(full(mp4));
     r.headers_mut()
         .insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
     Ok(r)
@@ -103,13 +116,26 @@ pub async fn events(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Re
 /// fragment per frame from the next key frame on (one frame of delay, to
 /// know its duration). `X-Codec` gives the codec string for Media Source
 /// Extensions. Ends when the camera's parameters change or this viewer falls
-/// behind; the player reconnects.
+/// behind; the player reconnects. Audited when it starts (`live.start`) and
+/// when it stops (`live.stop`, with the bytes sent); reconnects within a
+/// short window share the entries (see `evidence::egress`).
 pub async fn live_mp4(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
     let st = &st;
+    let caller = caller_of(ctx.caller)?;
     let name = ctx.params.into_iter().next();
 
     let camera = name.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
+    require_view(st, &caller, &camera, EgressKind::Live.action()).await?;
+    let slot = stream_slot(st, &caller.actor)?;
     let (mut rx, first) = next_key_frame(st, &camera).await?;
+    let footage = FootageRequest {
+        actor: caller.actor.clone(),
+        kind: EgressKind::Live,
+        camera: camera.clone(),
+        range_ns: None,
+        bytes: None,
+    };
+    let mut ticket = start_egress(st, footage).await?;
     let params = first.params.clone();
     let codec = vigil_format::media::codec_string(&params.sample_entry);
     let init = vigil_format::mp4::init_segment(&vigil_format::mp4::TrackInfo {
@@ -124,9 +150,12 @@ pub async fn live_mp4(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> R
     let first_wall_ms = crate::base::clock::now_ns() / 1_000_000;
     let (tx, out) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(8);
     tokio::spawn(async move {
+        let _slot = slot;
+        let init_len = init.len() as u64;
         if tx.send(Ok(hyper::body::Frame::data(Bytes::from(init)))).await.is_err() {
             return;
         }
+        ticket.sent(init_len);
         let origin = first.pts;
         let mut held = first;
         let mut seq = 0u32;
@@ -151,6 +180,7 @@ pub async fn live_mp4(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> R
             if vigil_format::mp4::write_fragment(&mut buf, seq, decode, 1, &[sample], &[&held.data]).is_err() {
                 return;
             }
+            let n = buf.len() as u64;
             if tx
                 .send(Ok(hyper::body::Frame::data(Bytes::from(std::mem::take(&mut buf)))))
                 .await
@@ -158,6 +188,7 @@ pub async fn live_mp4(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> R
             {
                 return; // the viewer left
             }
+            ticket.sent(n);
             held = next;
         }
     });

@@ -11,20 +11,27 @@ use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::cameras::known_camera;
+use super::cameras::{known_camera, require_view};
 use crate::db::users::Role;
+use crate::evidence::egress::{EgressKind, EgressTicket, FootageRequest, StreamSlot};
+use crate::evidence::export::{ExportError, ViewLayout};
 use crate::web::auth::{caller_of, Ctx};
 use crate::web::reply::{full, json_reply, ok, param, query, time_param, ApiError, Reply};
 use crate::web::AppState;
 
 /// `GET /api/v1/recordings?camera=&start=&end=`.
-pub async fn list(st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Reply {
+/// A camera outside the caller's set has no rows for them.
+pub async fn list(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
     let (st, req) = (&st, &req);
+    let caller = caller_of(ctx.caller)?;
     let q = query(req);
     let camera = param(&q, "camera")
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"camera\" is required"))?
         .to_string();
     let camera = known_camera(st, Some(camera)).await?;
+    if !caller.may_view(&camera) {
+        return ok(Value::Array(Vec::new()));
+    }
     let end = time_param(&q, "end")?.unwrap_or(i64::MAX);
     let start = time_param(&q, "start")?.unwrap_or(i64::MIN);
     if start >= end {
@@ -91,17 +98,28 @@ fn byte_range(header: Option<&str>, total: u64) -> Result<Option<(u64, u64)>, ()
 
 /// A time range of a camera as a fragmented MP4, with Range and ETag: every
 /// byte offset is computed from the index; only the chunks a request covers
-/// are decrypted, streamed with back-pressure.
+/// are decrypted, each on demand when the client has taken the one before
+/// (a client that does not read holds no thread and no database
+/// connection). Audited before the first byte and when the response ends
+/// (`footage.play`, `footage.download`; see `evidence::egress`); a camera
+/// outside the caller's set is 403, audited as denied.
 pub async fn view_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
     let (st, req) = (&st, &req);
     let Ctx { caller, params, .. } = ctx;
     let name = params.into_iter().next();
+    let caller = caller_of(caller)?;
 
     let camera = known_camera(st, name).await?;
     let q = query(req);
     let download = param(&q, "download") == Some("1");
+    let kind = if download {
+        EgressKind::Download
+    } else {
+        EgressKind::Play
+    };
+    require_view(st, &caller, &camera, kind.action()).await?;
     // Watching is for viewers; taking a copy away (an export) is for operators.
-    if download && caller.as_ref().is_none_or(|c| c.role < Role::Operator) {
+    if download && caller.role < Role::Operator {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "exporting needs the operator role",
@@ -110,6 +128,7 @@ pub async fn view_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
     let start =
         time_param(&q, "start")?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"start\" is required"))?;
     let end = time_param(&q, "end")?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"end\" is required"))?;
+    let slot = stream_slot(st, &caller.actor)?;
     let storage = st.storage.clone();
     let keyring = st.keyring.clone();
     let events = st.events.clone();
@@ -122,13 +141,10 @@ pub async fn view_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
                 keys: keyring.as_ref(),
             };
             crate::evidence::export::view_layout(archive, &cam, start, end).map_err(|e| match e {
-                crate::evidence::export::ExportError::NothingToExport { .. }
-                | crate::evidence::export::ExportError::UnknownCamera(_) => {
+                ExportError::NothingToExport { .. } | ExportError::UnknownCamera(_) => {
                     ApiError::new(StatusCode::NOT_FOUND, e.to_string())
                 }
-                crate::evidence::export::ExportError::EmptyRange => {
-                    ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
-                }
+                ExportError::EmptyRange => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
                 e if e.is_integrity() => {
                     tracing::error!("view refused: {e}");
                     let _ = events.send(format!(
@@ -147,27 +163,13 @@ pub async fn view_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
     let layout = Arc::new(layout);
     let total = layout.total_len;
     let etag = layout.etag.clone();
-    if download && req.headers().get(hyper::header::RANGE).is_none() {
-        // A download (not playback seeking) is an export: audited.
-        let c = caller_of(caller)?;
-        let view = layout.clone();
-        let cam = camera.clone();
-        st.db(move |idx| {
-            Ok(crate::evidence::export::record_download(
-                idx.conn(),
-                &c.actor,
-                &cam,
-                &view,
-            )?)
-        })
-        .await?;
-    }
     if req
         .headers()
         .get(hyper::header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
     {
+        // No footage leaves: the client has these bytes already.
         let mut r = Response::new(full(Bytes::new()));
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         if let Ok(v) = HeaderValue::from_str(&etag) {
@@ -190,50 +192,37 @@ pub async fn view_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
         }
     };
     let (first, last) = range.unwrap_or((0, total.saturating_sub(1)));
-    let events = st.events.clone();
-    let camera_for_events = camera.clone();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(4);
-    let storage = st.storage.clone();
-    let keyring = st.keyring.clone();
-    let lay = layout.clone();
-    tokio::task::spawn_blocking(move || {
-        let end = last + 1;
-        let init_len = lay.init.len() as u64;
-        let mut pos = first;
-        if pos < init_len {
-            let stop = end.min(init_len);
-            let chunk = Bytes::copy_from_slice(&lay.init[pos as usize..stop as usize]);
-            if tx.blocking_send(Ok(hyper::body::Frame::data(chunk))).is_err() {
-                return;
+    // Audited before the first byte, with or without a Range header.
+    let footage = FootageRequest {
+        actor: caller.actor.clone(),
+        kind,
+        camera: camera.clone(),
+        range_ns: Some((start, end)),
+        bytes: Some((first, last, total)),
+    };
+    let ticket = start_egress(st, footage).await?;
+    let body = ViewBody {
+        layout: layout.clone(),
+        pos: first,
+        end: last + 1,
+        storage: st.storage.clone(),
+        keyring: st.keyring.clone(),
+        events: st.events.clone(),
+        camera: camera.clone(),
+        ticket,
+        _slot: slot,
+    };
+    let stream = futures::stream::unfold(Some(body), |b| async move {
+        let mut b = b?;
+        match b.next_piece().await {
+            Ok(Some(piece)) => {
+                b.ticket.sent(piece.len() as u64);
+                Some((Ok(hyper::body::Frame::data(piece)), Some(b)))
             }
-            pos = stop;
-        }
-        let mut buf = Vec::new();
-        let mut i = lay.fragment_at(pos);
-        while pos < end {
-            let Some(f) = lay.fragments.get(i) else { break };
-            if let Err(e) = crate::evidence::export::view_fragment(&storage, keyring.as_ref(), &lay, i, &mut buf) {
-                tracing::error!("view stopped at byte {pos}: {e}");
-                let _ = events.send(format!(
-                    "event: integrity\ndata: {}\n\n",
-                    json!({ "camera": camera_for_events, "error": e.to_string() })
-                ));
-                let _ = tx.blocking_send(Err(std::io::Error::other("integrity failure")));
-                return;
-            }
-            let from = (pos - f.offset) as usize;
-            let to = (end.min(f.offset + f.len) - f.offset) as usize;
-            if tx
-                .blocking_send(Ok(hyper::body::Frame::data(Bytes::copy_from_slice(&buf[from..to]))))
-                .is_err()
-            {
-                return; // the client went away
-            }
-            pos = f.offset + to as u64;
-            i += 1;
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
     let mut r = Response::new(StreamBody::new(stream).boxed());
     *r.status_mut() = if range.is_some() {
         StatusCode::PARTIAL_CONTENT
@@ -264,6 +253,95 @@ pub async fn view_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
     }
     Ok(r)
 }
+
+/// A slot for one more footage stream of `actor`, or 429 with Retry-After.
+pub fn stream_slot(st: &AppState, actor: &str) -> Result<StreamSlot, ApiError> {
+    st.streams.acquire(actor).map_err(|busy| {
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, busy.to_string());
+        e.retry_after = Some(5);
+        e
+    })
+}
+
+/// Audits the start of a footage stream (or joins a recent one of the same
+/// footage); fails closed: no entry, no footage.
+pub async fn start_egress(st: &Arc<AppState>, footage: FootageRequest) -> Result<EgressTicket, ApiError> {
+    if let Some(t) = st.egress.rejoin(&footage) {
+        return Ok(t);
+    }
+    let log = st.egress.clone();
+    st.db(move |idx| {
+        log.start(idx.conn(), &footage)
+            .map_err(|e| ApiError::internal(e.to_string()))
+    })
+    .await
+}
+
+/// The body of a `view.mp4` response: produces the next piece only when
+/// asked (hyper asks when the client has room), one chunk decrypted on a
+/// short blocking task at a time; dropped with the response.
+struct ViewBody {
+    layout: Arc<ViewLayout>,
+    pos: u64,
+    end: u64,
+    storage: crate::storage::Storage,
+    keyring: Arc<crate::keys::keyring::Keyring>,
+    events: tokio::sync::broadcast::Sender<String>,
+    camera: String,
+    ticket: EgressTicket,
+    _slot: StreamSlot,
+}
+
+impl ViewBody {
+    /// The next piece of the requested bytes; None at the end.
+    async fn next_piece(&mut self) -> Result<Option<Bytes>, std::io::Error> {
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        let init_len = self.layout.init.len() as u64;
+        if self.pos < init_len {
+            let stop = self.end.min(init_len);
+            let piece = Bytes::copy_from_slice(&self.layout.init[self.pos as usize..stop as usize]);
+            self.pos = stop;
+            return Ok(Some(piece));
+        }
+        let i = self.layout.fragment_at(self.pos);
+        let Some(f) = self.layout.fragments.get(i) else {
+            return Ok(None);
+        };
+        let (f_offset, f_len) = (f.offset, f.len);
+        let (storage, keyring, layout) = (self.storage.clone(), self.keyring.clone(), self.layout.clone());
+        let made = tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::new();
+            crate::evidence::export::view_fragment(&storage, keyring.as_ref(), &layout, i, &mut buf).map(|()| buf)
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let buf = match made {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!("view stopped at byte {}: {e}", self.pos);
+                let _ = self.events.send(format!(
+                    "event: integrity\ndata: {}\n\n",
+                    json!({ "camera": self.camera, "error": e.to_string() })
+                ));
+                return Err(std::io::Error::other("integrity failure"));
+            }
+        };
+        let from = (self.pos - f_offset) as usize;
+        let to = (self.end.min(f_offset + f_len) - f_offset) as usize;
+        let piece = buf
+            .get(from..to)
+            .map(Bytes::copy_from_slice)
+            .ok_or_else(|| std::io::Error::other("fragment shorter than its layout"))?;
+        self.pos = f_offset + to as u64;
+        Ok(Some(piece))
+    }
+}
+
+#[cfg(test)]
+#[path = "recordings_tests.rs"]
+mod server_tests;
 
 #[cfg(test)]
 mod tests {

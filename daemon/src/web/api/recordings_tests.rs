@@ -1,0 +1,256 @@
+//! Footage streams against a real server on loopback (plain HTTP/1.1 over
+//! TCP, the same route table and handlers as the HTTPS server, on a runtime
+//! shaped like the daemon's: 2 workers, 8 blocking threads): streams whose
+//! responses are never read must not stall the rest of the API, each caller
+//! gets at most 4 at once, and the footage that leaves is audited.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::db::users::{self, Role};
+use crate::storage::recorder::{Event, Recorder, RecorderConfig};
+use crate::storage::recorder_rig::{params, FRAME, FRAME_MS, T0};
+use crate::web::AppState;
+use vigil_format::media::Frame;
+
+struct Server {
+    _dir: tempfile::TempDir,
+    st: Arc<AppState>,
+    addr: SocketAddr,
+}
+
+/// A 12 s recording of camera "cam" with 10 KiB frames (about 3 MB of
+/// footage), and a server with small socket buffers, so that a client that
+/// does not read pushes back on the server quickly.
+async fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vigil.db");
+    let sealer = crate::keys::keyring::tests_support::file_sealer(dir.path());
+    crate::keys::keyring::init(&db, &sealer, "t").unwrap();
+    let keyring = Arc::new(crate::keys::keyring::Keyring::open(&db, sealer, "t").unwrap());
+    let mut storage = crate::storage::Storage::new(&dir.path().join("rec"));
+    storage.ensure().unwrap();
+    let clock = crate::base::clock::ManualClock::new(T0);
+    {
+        let index = crate::db::Index::open(&db).unwrap();
+        let camera_id = index.camera_id("cam").unwrap();
+        let mut rec = Recorder::new(
+            RecorderConfig {
+                camera_id,
+                camera: "cam".into(),
+                segment_duration: Duration::from_secs(600),
+                import_start_wall_ns: None,
+                clock: clock.clone(),
+            },
+            storage.clone(),
+            index,
+            keyring.clone(),
+        )
+        .unwrap();
+        let p = params(64);
+        for n in 0..300i64 {
+            let frame = Frame {
+                pts: n * FRAME,
+                key: n % 25 == 0,
+                data: vec![n as u8; 10 * 1024],
+                params: (n == 0).then(|| p.clone()),
+            };
+            rec.handle(Event::Frames(vec![frame]));
+            clock.advance_ms(FRAME_MS);
+        }
+        rec.close("stopped");
+    }
+    let live = Arc::new(crate::ingest::live::LiveHub::new());
+    let supervisor = Arc::new(crate::run::cameras::Supervisor::new(
+        tokio::runtime::Handle::current(),
+        storage.clone(),
+        db.clone(),
+        keyring.clone(),
+        live.clone(),
+        Duration::from_secs(60),
+        Duration::from_secs(5),
+        Vec::new(),
+    ));
+    let st = Arc::new(AppState::new(
+        db,
+        keyring,
+        storage,
+        supervisor,
+        "test".into(),
+        live,
+        crate::base::clock::system(),
+    ));
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // Accepted sockets inherit the listener's small send buffer (Linux).
+    socket.set_send_buffer_size(8 * 1024).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(64).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = st.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, peer)) = listener.accept().await {
+            let st = state.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let st = st.clone();
+                    async move { Ok::<_, std::convert::Infallible>(crate::web::routes::handle(st, req, peer).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    Server { _dir: dir, st, addr }
+}
+
+async fn token(st: &Arc<AppState>, name: &str, role: Role) -> String {
+    let name = name.to_string();
+    st.db(move |idx| {
+        Ok(users::create_token(
+            idx,
+            "cli:test",
+            &name,
+            role,
+            &crate::base::clock::SystemClock,
+        )?)
+    })
+    .await
+    .unwrap()
+}
+
+/// Sends a GET and returns the open connection without reading anything.
+async fn send(addr: SocketAddr, path: &str, token: &str, extra: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4 * 1024).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n{extra}\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    s
+}
+
+/// The status code and headers of a response (the body is left unread).
+async fn head(s: &mut tokio::net::TcpStream) -> (u16, String) {
+    let mut buf = Vec::new();
+    let mut b = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut b).await.unwrap();
+        assert!(n > 0, "connection closed before the head");
+        buf.extend_from_slice(&b[..n]);
+    }
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, text)
+}
+
+const VIEW: &str = "/api/v1/cameras/cam/view.mp4?start=2023-11-14T22:00:00Z&end=2023-11-14T23:00:00Z";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn ten_unread_streams_do_not_stall_the_api() {
+    runtime().block_on(async {
+        let s = server().await;
+        // Three viewers (at most 4 streams each): 10 streams over the whole archive, never read.
+        let mut tokens = Vec::new();
+        for n in 0..3 {
+            tokens.push(token(&s.st, &format!("v{n}"), Role::Viewer).await);
+        }
+        let mut stalled = Vec::new();
+        for i in 0..10 {
+            let mut c = send(s.addr, VIEW, &tokens[i / 4], "").await;
+            let (code, h) = tokio::time::timeout(Duration::from_secs(10), head(&mut c))
+                .await
+                .unwrap();
+            assert_eq!(code, 200, "{h}");
+            stalled.push(c);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await; // let them fill every buffer
+        for round in 0..3 {
+            let t0 = std::time::Instant::now();
+            let mut c = send(s.addr, "/api/v1/me", &tokens[0], "").await;
+            let (code, h) = tokio::time::timeout(Duration::from_secs(1), head(&mut c))
+                .await
+                .unwrap_or_else(|_| panic!("/api/v1/me did not answer within 1 s (round {round})"));
+            assert_eq!(code, 200, "{h}");
+            assert!(t0.elapsed() < Duration::from_secs(1));
+        }
+        // A fifth stream of one caller is refused, with Retry-After.
+        let mut c = send(s.addr, VIEW, &tokens[0], "").await;
+        let (code, h) = head(&mut c).await;
+        assert_eq!(code, 429, "{h}");
+        assert!(h.to_lowercase().contains("retry-after: 5"), "{h}");
+        drop(stalled);
+    });
+}
+
+#[test]
+fn a_range_download_is_audited_with_its_bytes_and_a_camera_outside_the_set_is_refused() {
+    runtime().block_on(async {
+        let s = server().await;
+        let op = token(&s.st, "op", Role::Operator).await;
+        let mut c = send(s.addr, &format!("{VIEW}&download=1"), &op, "Range: bytes=100-1099\r\n").await;
+        let (code, h) = head(&mut c).await;
+        assert_eq!(code, 206, "{h}");
+        let mut body = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut body)).await;
+        drop(c);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let st = s.st.clone();
+        let entries = st.db(|idx| Ok(crate::db::audit::tail(idx.conn(), 50)?)).await.unwrap();
+        let start = entries
+            .iter()
+            .find(|e| e.action == "footage.download")
+            .expect("the Range download is audited");
+        assert_eq!((start.actor.as_str(), start.target.as_str()), ("token:op", "cam"));
+        assert!(start.detail.contains("bytes 100-1099 of"), "{}", start.detail);
+
+        // The end entry comes once the window has passed; at shutdown, close_idle writes it.
+        s.st.egress.close_idle();
+        let entries = st.db(|idx| Ok(crate::db::audit::tail(idx.conn(), 50)?)).await.unwrap();
+        let end = entries
+            .iter()
+            .find(|e| e.action == "footage.download.end")
+            .expect("the end is audited");
+        assert!(end.detail.starts_with("bytes=1000 in 1 request"), "{}", end.detail);
+
+        // A caller limited to another camera: 403, and the refusal is audited.
+        let caller = crate::web::auth::Caller {
+            actor: "user:limited".into(),
+            user_id: Some(99),
+            role: Role::Viewer,
+            csrf: None,
+            cookie: None,
+            must_change_password: false,
+            cameras: Some(vec!["other".into()]),
+        };
+        let e = super::require_view(&s.st, &caller, "cam", "footage.play")
+            .await
+            .unwrap_err();
+        assert_eq!(e.status, hyper::StatusCode::FORBIDDEN);
+        let entries = st.db(|idx| Ok(crate::db::audit::tail(idx.conn(), 1)?)).await.unwrap();
+        assert_eq!(
+            (
+                entries[0].actor.as_str(),
+                entries[0].action.as_str(),
+                entries[0].outcome.as_str()
+            ),
+            ("user:limited", "footage.play", "denied")
+        );
+        assert!(super::require_view(&s.st, &caller, "other", "footage.play")
+            .await
+            .is_ok());
+    });
+}
