@@ -109,16 +109,24 @@ async fn server() -> Server {
     Server { _dir: dir, st, addr }
 }
 
+/// A token for a new user of that role (a token needs a live owner).
 async fn token(st: &Arc<AppState>, name: &str, role: Role) -> String {
     let name = name.to_string();
     st.db(move |idx| {
-        Ok(users::create_token(
-            idx,
-            "cli:test",
-            &name,
-            role,
-            &crate::base::clock::SystemClock,
-        )?)
+        let clock = crate::base::clock::SystemClock;
+        let owner = format!("owner-{name}");
+        users::add(idx, "cli:test", &owner, role, "correct horse battery staple 7", false, &clock)
+            .map_err(|e| crate::web::reply::ApiError::internal(e.to_string()))?;
+        let new = crate::db::tokens::NewToken {
+            owner,
+            name,
+            role: Some(role),
+            expires_in_days: None,
+            cameras: None,
+        };
+        let created = crate::db::tokens::create(idx, "cli:test", new, &clock)
+            .map_err(|e| crate::web::reply::ApiError::internal(e.to_string()))?;
+        Ok(created.secret.to_string())
     })
     .await
     .unwrap()
