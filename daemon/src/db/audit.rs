@@ -61,7 +61,7 @@ pub struct Entry {
     pub detail: String,
 }
 
-fn entry_hash(prev: &[u8], e: &Entry) -> [u8; 32] {
+pub(crate) fn entry_hash(prev: &[u8], e: &Entry) -> [u8; 32] {
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(b"vigil audit v1\0");
     ctx.update(prev);
@@ -173,7 +173,7 @@ pub fn tail(conn: &Connection, n: usize) -> rusqlite::Result<Vec<Entry>> {
 }
 
 /// Columns 0..7: id, ts_ns, actor, action, target, outcome, detail.
-fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+pub(crate) fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     Ok(Entry {
         id: r.get(0)?,
         ts_ns: r.get(1)?,

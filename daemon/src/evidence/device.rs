@@ -104,7 +104,12 @@ impl DeviceKey {
             crate::db::audit::Outcome::Ok,
             &format!("fingerprint {}", identity.fingerprint()),
         );
-        Ok(DeviceKey { pair, identity })
+        let key = DeviceKey { pair, identity };
+        // The first signed checkpoint: from now on a log with none was cut.
+        if let Err(e) = crate::evidence::audit_anchor::checkpoint(&conn, &key) {
+            tracing::warn!("first audit checkpoint not written: {e}");
+        }
+        Ok(key)
     }
 
     pub fn identity(&self) -> &DeviceIdentity {
