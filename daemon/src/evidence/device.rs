@@ -106,7 +106,10 @@ impl DeviceKey {
         );
         let key = DeviceKey { pair, identity };
         // The first signed checkpoint: from now on a log with none was cut.
-        if let Err(e) = crate::evidence::audit_anchor::checkpoint(&conn, &key) {
+        let id = &key.identity;
+        let now = crate::base::clock::now_ns();
+        if let Err(e) = crate::db::audit_checkpoint::record(&conn, &id.device_id, &id.public_key, now, &|m| key.sign(m))
+        {
             tracing::warn!("first audit checkpoint not written: {e}");
         }
         Ok(key)
