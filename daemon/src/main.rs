@@ -54,5 +54,9 @@ fn main() -> ExitCode {
             eprintln!("vigil: error: {e:#}");
             ExitCode::from(1)
         }
+        Err(Failure::OriginNotVerified(m)) => {
+            eprintln!("vigil: {m}");
+            ExitCode::from(3)
+        }
     }
 }

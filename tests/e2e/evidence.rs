@@ -279,8 +279,14 @@ fn bundles_verify_offline_and_every_tampering_is_detected() {
     ] {
         let o = verify_export(path, &extra);
         println!("--- clean {what}\n{}", text(&o));
-        assert!(o.status.success(), "clean {what} failed:\n{}", text(&o));
-        assert!(text(&o).contains("RESULT: INTACT"));
+        // Without a pinned key: intact, origin not verified, exit 3.
+        let (code, result) = if extra.is_empty() {
+            (3, "RESULT: INTACT, ORIGIN NOT VERIFIED\n")
+        } else {
+            (0, "RESULT: INTACT\n")
+        };
+        assert_eq!(o.status.code(), Some(code), "clean {what}:\n{}", text(&o));
+        assert!(text(&o).contains(result), "clean {what}:\n{}", text(&o));
     }
     let sum = Command::new("sha256sum").arg(&clean_zip).output().unwrap();
     assert!(String::from_utf8_lossy(&sum.stdout).starts_with(&zip_sha));

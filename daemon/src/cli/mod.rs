@@ -141,7 +141,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 /// Why a command failed, and so the exit status: [`Failure::Usage`] 2,
-/// [`Failure::Integrity`] and [`Failure::Runtime`] 1.
+/// [`Failure::Integrity`] and [`Failure::Runtime`] 1,
+/// [`Failure::OriginNotVerified`] 3.
 #[derive(Debug)]
 pub enum Failure {
     /// A usage or configuration error.
@@ -150,6 +151,9 @@ pub enum Failure {
     Integrity(String),
     /// Anything else that went wrong.
     Runtime(anyhow::Error),
+    /// Intact, but checked only against a key it carried itself
+    /// (`verify-export` without a pinned key): the origin is unproven.
+    OriginNotVerified(String),
 }
 
 impl From<anyhow::Error> for Failure {

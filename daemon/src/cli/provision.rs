@@ -146,7 +146,7 @@ fn provision(
 /// The message of a failure, for an error that carries text.
 fn failure_text(f: Failure) -> String {
     match f {
-        Failure::Usage(s) | Failure::Integrity(s) => s,
+        Failure::Usage(s) | Failure::Integrity(s) | Failure::OriginNotVerified(s) => s,
         Failure::Runtime(e) => format!("{e:#}"),
     }
 }

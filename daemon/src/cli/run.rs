@@ -284,6 +284,8 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
                 .name("fixity".into())
                 .spawn(move || crate::archive::fixity::run_thread(st, db, cfg, stop, crate::base::clock::system()))?,
         );
+        let anchor = crate::run::audit_anchor::spawn(&config.db_path, &keyring, &background_stop)?;
+        background.push(anchor);
     }
     let mut tasks = Vec::new();
     for (cam, password) in cameras.iter().filter(|c| c.enabled).zip(passwords) {

@@ -1,15 +1,24 @@
 //! `vigil verify-export`: check an evidence bundle offline (signature, every
-//! file, nothing added or removed). Needs no device, database or key.
+//! file, nothing added or removed, the signed audit head). Needs no device,
+//! database or key.
+//!
+//! Exit status: 0 `RESULT: INTACT` (checked against the key you pinned with
+//! `--pubkey` or `--fingerprint`); 3 `RESULT: INTACT, ORIGIN NOT VERIFIED`
+//! (no pin: checked only against the key the bundle carries, which anyone
+//! re-signing it can replace); 1 `RESULT: NOT INTACT`; 2 usage.
 
 use std::path::{Path, PathBuf};
 
 use super::Failure;
 
+/// Exit status: 0 intact and signed by the pinned key; 3 intact but ORIGIN
+/// NOT VERIFIED (no --pubkey/--fingerprint: checked only with the key the
+/// bundle carries); 1 not intact; 2 usage.
 #[derive(clap::Args)]
 pub struct Args {
     bundle: PathBuf,
     /// The device public key (PEM, from `vigil device`) to check the signature against.
-    #[arg(long, conflicts_with = "fingerprint")]
+    #[arg(long, alias = "public-key", conflicts_with = "fingerprint")]
     pubkey: Option<PathBuf>,
     /// The device key fingerprint (SHA-256 hex, from `vigil device`).
     #[arg(long)]
@@ -77,6 +86,13 @@ fn verify_export(bundle: &Path, pubkey: Option<&Path>, fingerprint: Option<Strin
             );
         }
         println!("  image type  {}", m.image_type);
+        match &m.audit_head {
+            Some(h) => println!(
+                "  audit head  checkpoint {} at entry {}, hash {}, signed {} by key {}",
+                h.seq, h.entry_id, h.hash, h.ts, h.public_key_fingerprint
+            ),
+            None => println!("  audit head  none (a bundle from before signed audit checkpoints)"),
+        }
     }
     for f in &rep.findings {
         println!("{} {}", if f.ok { "  ok  " } else { "  FAIL" }, f.text);
@@ -87,9 +103,14 @@ fn verify_export(bundle: &Path, pubkey: Option<&Path>, fingerprint: Option<Strin
              run again with --fingerprint (from `vigil device` on the recorder) or --pubkey"
         );
     }
-    if rep.ok() {
+    if rep.ok() && rep.pinned {
         println!("RESULT: INTACT");
         Ok(())
+    } else if rep.ok() {
+        println!("RESULT: INTACT, ORIGIN NOT VERIFIED");
+        Err(Failure::OriginNotVerified(
+            "intact, but the origin is not verified: no --pubkey or --fingerprint was given (exit status 3)".into(),
+        ))
     } else {
         println!(
             "RESULT: NOT INTACT: {} problem(s)",

@@ -61,7 +61,7 @@ pub struct Entry {
     pub detail: String,
 }
 
-fn entry_hash(prev: &[u8], e: &Entry) -> [u8; 32] {
+pub(crate) fn entry_hash(prev: &[u8], e: &Entry) -> [u8; 32] {
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(b"vigil audit v1\0");
     ctx.update(prev);
@@ -76,9 +76,32 @@ fn entry_hash(prev: &[u8], e: &Entry) -> [u8; 32] {
     out
 }
 
-/// Appends one entry. Call inside the caller's transaction when the entry
-/// belongs to a change (so both commit or neither does).
+/// Appends one entry and returns its id. Inside the caller's transaction
+/// when the entry belongs to a change (so both commit or neither does): that
+/// transaction must be IMMEDIATE (it holds the write lock, so no other
+/// connection can append between the read of the head and the insert).
+/// Outside a transaction it runs in its own IMMEDIATE transaction. Either
+/// way the id and the previous hash are read under the write lock, so two
+/// connections never take the same id.
 pub fn append(
+    conn: &Connection,
+    actor: &str,
+    action: &str,
+    target: &str,
+    outcome: Outcome,
+    detail: &str,
+) -> rusqlite::Result<i64> {
+    if !conn.is_autocommit() {
+        return append_locked(conn, actor, action, target, outcome, detail);
+    }
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let id = append_locked(&tx, actor, action, target, outcome, detail)?;
+    tx.commit()?;
+    Ok(id)
+}
+
+/// [`append`] on a connection that holds the write lock.
+fn append_locked(
     conn: &Connection,
     actor: &str,
     action: &str,
@@ -120,9 +143,24 @@ pub fn append(
             hash.as_slice()
         ],
     )?;
-    tracing::info!(target: "audit", id, actor, action, target, outcome = outcome.as_str(), detail, "audit");
+    // The journal's copy: `audit-entry id=N hash=HEX`, then the fields
+    // quoted and escaped (no control character can start a fake line).
+    // `vigil audit verify --log` reads these lines back.
+    tracing::info!(
+        target: "audit",
+        actor = ?actor,
+        action = ?action,
+        target = ?target,
+        outcome = outcome.as_str(),
+        detail = ?detail,
+        "{ENTRY_LOG_PREFIX}{id} hash={}",
+        vigil_format::hex(&hash)
+    );
     Ok(id)
 }
+
+/// How an entry's journal line starts: `audit-entry id=`.
+pub const ENTRY_LOG_PREFIX: &str = "audit-entry id=";
 
 /// The latest entries, newest last.
 pub fn tail(conn: &Connection, n: usize) -> rusqlite::Result<Vec<Entry>> {
@@ -135,7 +173,7 @@ pub fn tail(conn: &Connection, n: usize) -> rusqlite::Result<Vec<Entry>> {
 }
 
 /// Columns 0..7: id, ts_ns, actor, action, target, outcome, detail.
-fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+pub(crate) fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     Ok(Entry {
         id: r.get(0)?,
         ts_ns: r.get(1)?,
@@ -237,6 +275,39 @@ mod tests {
             .unwrap();
         c.execute("DELETE FROM audit_log WHERE id = 2", []).unwrap();
         assert!(verify(c).unwrap().unwrap_err().contains("entry 2 is missing"));
+    }
+
+    /// Eight connections appending at once: every append gets its own id
+    /// (no `UNIQUE constraint failed`), and the chain stays whole.
+    #[test]
+    fn concurrent_appends_on_separate_connections_never_share_an_id() {
+        let (d, i) = db();
+        drop(i);
+        let path = d.path().join("v.db");
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let idx = crate::db::Index::open(&path).unwrap();
+                    for n in 0..50 {
+                        append(
+                            idx.conn(),
+                            &format!("cli:t{t}"),
+                            "test",
+                            &format!("{n}"),
+                            Outcome::Ok,
+                            "",
+                        )
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let i = crate::db::Index::open(&path).unwrap();
+        assert_eq!(verify(i.conn()).unwrap(), Ok(400));
     }
 }
 

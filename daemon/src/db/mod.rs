@@ -11,6 +11,8 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub mod audit;
+pub mod audit_checkpoint;
+pub mod audit_verify;
 pub mod camera_sets;
 pub mod cameras;
 pub mod device;

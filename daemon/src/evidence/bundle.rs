@@ -258,6 +258,7 @@ fn write_bundle(
             public_key_hex: hex(&device.identity().public_key),
             fingerprint_sha256: device.identity().fingerprint(),
         },
+        audit_head: crate::evidence::audit_anchor::signed_head(archive.index.conn(), device)?,
     };
     let mut bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| EvidenceError::Zip(e.to_string()))?;
     bytes.push(b'\n');

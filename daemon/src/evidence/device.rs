@@ -104,7 +104,15 @@ impl DeviceKey {
             crate::db::audit::Outcome::Ok,
             &format!("fingerprint {}", identity.fingerprint()),
         );
-        Ok(DeviceKey { pair, identity })
+        let key = DeviceKey { pair, identity };
+        // The first signed checkpoint: from now on a log with none was cut.
+        let id = &key.identity;
+        let now = crate::base::clock::now_ns();
+        if let Err(e) = crate::db::audit_checkpoint::record(&conn, &id.device_id, &id.public_key, now, &|m| key.sign(m))
+        {
+            tracing::warn!("first audit checkpoint not written: {e}");
+        }
+        Ok(key)
     }
 
     pub fn identity(&self) -> &DeviceIdentity {

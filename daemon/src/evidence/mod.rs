@@ -2,6 +2,7 @@
 //! bundles (their format and offline verifier are `vigil_format::bundle`), signed per-recording manifests, and
 //! the device identity that signs them.
 
+pub mod audit_anchor;
 pub mod bundle;
 #[cfg(test)]
 mod bundle_tests;

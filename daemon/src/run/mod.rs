@@ -3,6 +3,7 @@
 //! the systemd notification protocol. The start-up and shutdown that ties them
 //! to the web server is `cli::run`.
 
+pub mod audit_anchor;
 pub mod cameras;
 pub mod health;
 pub mod notify;

@@ -23,6 +23,7 @@ use sha3::Digest;
 
 use crate::hex;
 
+pub mod audit_head;
 pub mod key;
 pub mod verify;
 #[cfg(test)]
@@ -104,6 +105,10 @@ pub struct BundleManifest {
     pub clips: Vec<Clip>,
     pub files: Vec<FileEntry>,
     pub signing_key: SigningKey,
+    /// The device's audit log head, signed just before the bundle was
+    /// built ([`audit_head`]); absent in bundles of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_head: Option<audit_head::AuditHead>,
 }
 
 /// A writer that hashes (SHA-256 and SHA3-256) and counts what passes.

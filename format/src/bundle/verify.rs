@@ -245,6 +245,22 @@ fn verify_source(src: &mut dyn BundleSource, pin: &Pin, rep: &mut VerifyReport) 
             rep.fail(format!("{MANIFEST} names a different signing key than {PUBLIC_KEY}"));
         }
     }
+    // The device's signed audit log head, when the bundle carries one.
+    match (&manifest.audit_head, key) {
+        (None, _) => {}
+        (Some(h), Some(k)) => match h.verify(&manifest.device_id, &k) {
+            Ok(()) => rep.pass(format!(
+                "audit head: checkpoint {} at entry {} (hash {}), signed {}: valid signature by key {}",
+                h.seq,
+                h.entry_id,
+                h.hash,
+                h.ts,
+                fingerprint(&k)
+            )),
+            Err(e) => rep.fail(format!("audit head: {e}")),
+        },
+        (Some(_), None) => rep.fail("audit head: not checked: no trusted key"),
+    }
 
     // Every listed file: present, same size and hashes.
     let mut listed: BTreeMap<&str, &FileEntry> = BTreeMap::new();

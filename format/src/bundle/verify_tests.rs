@@ -30,6 +30,11 @@ fn range() -> Range {
 }
 
 fn make() -> Made {
+    make_with(|pair| audit_head_by(pair, "vigil-test"))
+}
+
+/// [`make`] with the audit head `head` makes from the device key pair.
+fn make_with(head: impl Fn(&Ed25519KeyPair) -> audit_head::AuditHead) -> Made {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
@@ -82,6 +87,7 @@ fn make() -> Made {
             public_key_hex: crate::hex(&public_key),
             fingerprint_sha256: fingerprint(&public_key),
         },
+        audit_head: Some(head(&pair)),
     };
     let mut bytes = serde_json::to_vec_pretty(&manifest).unwrap();
     bytes.push(b'\n');
@@ -89,6 +95,23 @@ fn make() -> Made {
     std::fs::write(dir.join(SIGNATURE), pair.sign(&bytes).as_ref()).unwrap();
     std::fs::write(dir.join(PUBLIC_KEY), public_key_pem(&public_key)).unwrap();
     Made { tmp, dir, public_key }
+}
+
+/// A signed audit head of `device_id` by `pair`.
+fn audit_head_by(pair: &Ed25519KeyPair, device_id: &str) -> audit_head::AuditHead {
+    let pk: [u8; 32] = pair.public_key().as_ref().try_into().unwrap();
+    let hash = [9u8; 32];
+    let msg = audit_head::checkpoint_message(device_id, 4, 120, &hash, 1_796_119_500_000_000_000);
+    let sig: [u8; 64] = pair.sign(&msg).as_ref().try_into().unwrap();
+    audit_head::AuditHead::new(
+        4,
+        120,
+        &hash,
+        "2026-12-01T10:05:00Z".into(),
+        1_796_119_500_000_000_000,
+        &sig,
+        &pk,
+    )
 }
 
 /// The same files as a zip (stored, as the daemon writes them).
@@ -134,6 +157,12 @@ fn assert_intact(rep: &VerifyReport, fp: &str) {
         let line = format!("{name}: {} bytes, SHA-256 and SHA3-256 match the manifest", data.len());
         assert!(passed.contains(&line), "no \"{line}\" in {passed:?}");
     }
+    assert!(
+        passed
+            .iter()
+            .any(|l| l.starts_with("audit head: checkpoint 4 at entry 120")),
+        "{passed:?}"
+    );
     let m = rep.manifest.as_ref().unwrap();
     let cameras: Vec<&str> = m.clips.iter().map(|c| c.camera.as_str()).collect();
     assert_eq!((m.export_id, cameras), (7, vec!["door", "yard"]));
@@ -157,6 +186,26 @@ fn a_clean_bundle_verifies_unpinned_and_pinned_by_key_or_fingerprint() {
     assert_intact(&rep, &fp);
     assert!(rep.pinned);
     assert!(texts(&rep, true).contains(&format!("device key fingerprint {fp} matches the one you gave")));
+}
+
+#[test]
+fn an_audit_head_signed_by_another_key_or_for_another_device_fails() {
+    let rng = ring::rand::SystemRandom::new();
+    let stranger = Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref()).unwrap();
+    let b = make_with(|_| audit_head_by(&stranger, "vigil-test"));
+    let failed = texts(&verify_bundle(&b.dir, &Pin::PublicKey(b.public_key)), false);
+    assert!(
+        failed
+            .iter()
+            .any(|l| l.starts_with("audit head: the audit head names signing key")),
+        "{failed:?}"
+    );
+    let b = make_with(|pair| audit_head_by(pair, "vigil-elsewhere"));
+    fails_with(
+        &b.dir,
+        &Pin::None,
+        "audit head: the audit head's signature does not verify with the device key",
+    );
 }
 
 #[test]

@@ -41,10 +41,26 @@ pub async fn log(st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Reply 
     ))
 }
 
-/// `GET /api/v1/audit/verify`.
+/// `GET /api/v1/audit/verify`: the chain and the signed checkpoints.
+/// `intact`, `entries`, `problem` (the first) as before; `problems` (all),
+/// `anchored` (one line), `unanchored` (entries after the newest good
+/// checkpoint) and `head` (that checkpoint, signed: `seq`, `entry_id`,
+/// `hash`, `ts`, `ts_ns`, `signature`, `public_key_fingerprint`; null if none).
 pub async fn verify(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
-    match st.db(|idx| Ok(audit::verify(idx.conn())?)).await? {
-        Ok(n) => ok(json!({ "intact": true, "entries": n })),
-        Err(what) => ok(json!({ "intact": false, "problem": what })),
+    let rep = st
+        .db(|idx| Ok(crate::db::audit_verify::verify_with_device(idx.conn(), None)?))
+        .await?;
+    let head = rep.anchor.as_ref().and_then(|c| c.to_head());
+    let mut v = json!({
+        "intact": rep.intact(),
+        "entries": rep.entries,
+        "problems": rep.problems,
+        "anchored": rep.anchor_line(),
+        "unanchored": rep.unanchored,
+        "head": head,
+    });
+    if let Some(first) = rep.problems.first() {
+        v["problem"] = json!(first);
     }
+    ok(v)
 }
