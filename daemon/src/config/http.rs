@@ -177,3 +177,69 @@ pub(super) fn parse(src: &Src<'_>, h: Spanned<RawHttp>) -> Result<HttpConfig, Co
         require_mfa_for_admins: h.require_mfa_for_admins,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    const BASE: &str = r#"
+[storage]
+dir = "/srv/vigil/recordings"
+db = "/var/lib/vigil/vigil.db"
+
+[keys]
+source = "file"
+file = "/var/lib/vigil/kek.key"
+
+[http]
+"#;
+
+    fn http(extra: &str) -> Result<HttpConfig, ConfigError> {
+        let c = Config::parse(Path::new("/etc/vigil/vigil.toml"), &format!("{BASE}{extra}"))?;
+        Ok(c.http.unwrap())
+    }
+
+    #[test]
+    fn defaults_bound_every_client() {
+        let h = http("").unwrap();
+        assert_eq!(h.max_connections_per_ip, 32);
+        assert_eq!(h.max_connections_per_network, 128);
+        assert_eq!(h.max_connections, 1024);
+        assert_eq!(h.request_timeout, Duration::from_secs(10));
+        assert_eq!(h.host_name, None);
+        let h = http("max_connections = 64\nrequest_timeout_seconds = 3\nhost_name = \"nvr.example\"\n").unwrap();
+        assert_eq!(h.max_connections_per_network, 64, "never above the total");
+        assert_eq!(h.request_timeout, Duration::from_secs(3));
+        assert_eq!(h.host_name.as_deref(), Some("nvr.example"));
+        assert_eq!(
+            http("request_timeout = 4\n").unwrap().request_timeout,
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            http("host_name = \"[fd00::1]\"\n").unwrap().host_name.as_deref(),
+            Some("[fd00::1]")
+        );
+    }
+
+    #[test]
+    fn hostile_or_out_of_range_values_are_refused() {
+        for (extra, key) in [
+            ("host_name = \"evil.example/x\"\n", "http.host_name"),
+            ("host_name = \"a@b\"\n", "http.host_name"),
+            ("host_name = \"a.example\\r\\nX: y\"\n", "http.host_name"),
+            ("host_name = \"a:8443\"\n", "http.host_name"),
+            ("host_name = \"\"\n", "http.host_name"),
+            ("max_connections = 0\n", "http.max_connections"),
+            ("max_connections_per_network = 0\n", "http.max_connections_per_network"),
+            ("request_timeout_seconds = 0\n", "http.request_timeout_seconds"),
+            ("request_timeout_seconds = 601\n", "http.request_timeout_seconds"),
+        ] {
+            let e = http(extra).unwrap_err();
+            assert_eq!(e.key, key, "{extra}: {e}");
+            assert!(!e.to_string().contains('\r'), "{e}");
+        }
+    }
+}
