@@ -147,10 +147,18 @@ impl ConnStats {
             Phase::Responding => Some(now - self.last_ms()).filter(|w| *w >= STALLED_RESPONSE_MS),
         }
     }
-    /// The request being read has been arriving for longer than `limit`.
+    /// The request being read has been arriving for longer than `limit`:
+    /// its head, or a body still being read (a byte came within `limit`; a
+    /// handler that does not read the body reads nothing, and is left to
+    /// finish).
     pub fn request_overdue(&self, now: i64, limit: Duration) -> bool {
-        matches!(self.phase(), Phase::Head | Phase::Body)
-            && now - self.since_ms() > i64::try_from(limit.as_millis()).unwrap_or(i64::MAX)
+        let limit = i64::try_from(limit.as_millis()).unwrap_or(i64::MAX);
+        let overdue = now - self.since_ms() > limit;
+        match self.phase() {
+            Phase::Head => overdue,
+            Phase::Body => overdue && now - self.last_ms() <= limit,
+            _ => false,
+        }
     }
 }
 
@@ -452,7 +460,14 @@ mod tests {
         let s = ConnStats::new();
         let limit = Duration::from_secs(10);
         s.enter(Phase::Body, mono_ms() - 11_000);
-        assert!(s.request_overdue(mono_ms(), limit));
+        assert!(s.request_overdue(mono_ms(), limit), "a body trickling in");
+        s.last_ms.store(mono_ms() - 10_500, Ordering::Relaxed);
+        assert!(
+            !s.request_overdue(mono_ms(), limit),
+            "a body sent at once, a handler at work that has not read it"
+        );
+        s.enter(Phase::Head, mono_ms() - 11_000);
+        assert!(s.request_overdue(mono_ms(), limit), "a head, however it arrives");
         let d = RequestDeadline::new(Instant::now(), Arc::new(ConnStats::new()));
         d.stats.enter(Phase::Body, mono_ms() - 11_000);
         d.body_read();

@@ -211,6 +211,7 @@ impl Connection {
                 let req = begin_request(req, &stats, request_timeout);
                 let r = handler(req, peer).await;
                 stats.enter(Phase::Responding, mono_ms());
+                stats.touch();
                 Ok::<_, Infallible>(r.map(|b| EndOfResponse { inner: b, stats }.boxed()))
             }
         });
