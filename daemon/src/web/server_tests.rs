@@ -2,7 +2,8 @@
 //! the same connection code after its handshake): a trickled body, a
 //! trickled head, malformed and oversized heads (hyper's own errors), a
 //! full server shedding idle and slow clients for a newcomer, the
-//! per-address cap and the redirect's host name.
+//! per-address cap and the redirect's host name; and the API's health
+//! endpoints behind it (liveness when the database workers are all taken).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -304,4 +305,85 @@ async fn the_redirect_names_the_configured_host_never_the_request_s() {
         assert!(!text.contains("evil"), "{text}");
         assert_hardened(&text);
     }
+}
+
+/// The API's state over a fresh archive in `dir`.
+fn app_state(dir: &std::path::Path) -> Arc<AppState> {
+    let db = dir.join("vigil.db");
+    let sealer = crate::keys::keyring::tests_support::file_sealer(dir);
+    crate::keys::keyring::init(&db, &sealer, "t").unwrap();
+    let keyring = Arc::new(crate::keys::keyring::Keyring::open(&db, sealer, "t").unwrap());
+    let mut storage = crate::storage::Storage::new(&dir.join("rec"));
+    storage.ensure().unwrap();
+    let live = Arc::new(crate::ingest::live::LiveHub::new());
+    let cameras = Arc::new(crate::run::cameras::Supervisor::new(
+        tokio::runtime::Handle::current(),
+        storage.clone(),
+        db.clone(),
+        keyring.clone(),
+        live.clone(),
+        Duration::from_secs(60),
+        Duration::from_secs(5),
+        Vec::new(),
+    ));
+    Arc::new(AppState::new(
+        db,
+        keyring,
+        storage,
+        cameras,
+        "fp".into(),
+        live,
+        crate::base::clock::system(),
+    ))
+}
+
+/// `/health/live` is a round trip through the API's database workers: 503
+/// when they are all taken. Anonymous `/health/ready` is only a verdict.
+#[test]
+fn liveness_fails_when_the_api_cannot_answer_and_readiness_tells_strangers_only_the_verdict() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let st = app_state(dir.path());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (_stop, rx) = watch::channel(false);
+        let app = st.clone();
+        let handler = move |req, peer| crate::web::routes::handle(app.clone(), req, peer);
+        tokio::spawn(serve_with(listener, None, limits(8, 32, 64), st, handler, true, rx));
+        let ask = |path: &'static str| async move {
+            let mut s = connect_from("127.0.0.1", port).await.unwrap();
+            let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            s.write_all(req.as_bytes()).await.unwrap();
+            read_all(&mut s, Duration::from_secs(5)).await.0
+        };
+        let text = ask("/health/live").await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        let text = ask("/health/ready").await;
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        assert!(
+            body == r#"{"status":"ok"}"# || body == r#"{"status":"not ready"}"#,
+            "{text}"
+        );
+        // Every blocking worker taken (as by stalled requests holding them).
+        let release = Arc::new(std::sync::Barrier::new(3));
+        for _ in 0..2 {
+            let r = release.clone();
+            tokio::task::spawn_blocking(move || {
+                r.wait();
+            });
+        }
+        let t = Instant::now();
+        let text = ask("/health/live").await;
+        assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+        assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+        release.wait();
+        let text = ask("/health/live").await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    });
 }
