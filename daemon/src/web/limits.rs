@@ -18,10 +18,15 @@ use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::base::clock::mono_ms;
 use crate::config::http::HttpConfig;
+
+/// TLS handshakes one client address may have under way at once: a burst
+/// of reconnections from a few addresses cannot crowd out another client's
+/// handshake (the others wait their turn within the handshake timeout).
+pub const HANDSHAKES_PER_ADDRESS: usize = 4;
 
 /// A response not moving a byte for this long counts as stalled (sheddable).
 const STALLED_RESPONSE_MS: i64 = 1_000;
@@ -231,6 +236,7 @@ struct Table {
     conns: HashMap<u64, Entry>,
     by_ip: HashMap<IpAddr, usize>,
     by_net: HashMap<Network, usize>,
+    handshakes: HashMap<IpAddr, Arc<Semaphore>>,
 }
 
 impl Table {
@@ -238,6 +244,9 @@ impl Table {
         let e = self.conns.remove(&id)?;
         decrement(&mut self.by_ip, &e.ip);
         decrement(&mut self.by_net, &e.net);
+        if !self.by_ip.contains_key(&e.ip) {
+            self.handshakes.remove(&e.ip);
+        }
         Some(e)
     }
     /// The connection (of `net`, or any) that has kept us waiting longest.
@@ -274,6 +283,8 @@ pub struct Slot {
     pub stats: Arc<ConnStats>,
     /// Notified when the connection is shed: close it at once.
     pub kill: Arc<Notify>,
+    /// Its address's turns at a TLS handshake ([`HANDSHAKES_PER_ADDRESS`]).
+    pub handshake_turns: Arc<Semaphore>,
 }
 
 impl Drop for Slot {
@@ -348,12 +359,18 @@ impl Registry {
         );
         *t.by_ip.entry(ip).or_insert(0) += 1;
         *t.by_net.entry(net).or_insert(0) += 1;
+        let handshake_turns = t
+            .handshakes
+            .entry(ip)
+            .or_insert_with(|| Arc::new(Semaphore::new(HANDSHAKES_PER_ADDRESS)))
+            .clone();
         Ok(Admitted {
             slot: Slot {
                 registry: self.clone(),
                 id,
                 stats,
                 kill,
+                handshake_turns,
             },
             shed,
         })
@@ -475,5 +492,26 @@ mod tests {
         assert!(!d.stats.request_overdue(mono_ms(), limit));
         s.enter(Phase::Idle, mono_ms() - 11_000);
         assert!(!s.request_overdue(mono_ms(), limit));
+    }
+
+    #[test]
+    fn an_address_shares_its_handshake_turns_and_they_go_with_its_last_connection() {
+        let r = Registry::new(limits(10, 10, 10));
+        let a = r.admit(ip("10.0.0.1")).unwrap().slot;
+        let b = r.admit(ip("10.0.0.1")).unwrap().slot;
+        let other = r.admit(ip("10.0.0.2")).unwrap().slot;
+        assert!(Arc::ptr_eq(&a.handshake_turns, &b.handshake_turns));
+        assert!(!Arc::ptr_eq(&a.handshake_turns, &other.handshake_turns));
+        let turns: Vec<_> = (0..HANDSHAKES_PER_ADDRESS)
+            .map(|_| a.handshake_turns.clone().try_acquire_owned().unwrap())
+            .collect();
+        assert!(b.handshake_turns.clone().try_acquire_owned().is_err(), "a fifth waits");
+        assert!(
+            other.handshake_turns.clone().try_acquire_owned().is_ok(),
+            "another address does not"
+        );
+        drop(turns);
+        drop((a, b));
+        assert!(!r.table.lock().unwrap().handshakes.contains_key(&ip("10.0.0.1")));
     }
 }

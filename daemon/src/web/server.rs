@@ -178,10 +178,16 @@ impl Connection {
                 self.serve_http(tcp, handler).await
             }
             Some(acc) => {
-                let handshake = tokio::time::timeout(self.limits.handshake_timeout, acc.accept(tcp));
+                // The handshake (and the wait for this address's turn at
+                // one) must finish within the handshake timeout.
+                let turns = self.slot.handshake_turns.clone();
+                let handshake = tokio::time::timeout(self.limits.handshake_timeout, async move {
+                    let _turn = turns.acquire_owned().await.ok()?;
+                    acc.accept(tcp).await.ok()
+                });
                 let stream = tokio::select! {
                     r = handshake => match r {
-                        Ok(Ok(s)) => s,
+                        Ok(Some(s)) => s,
                         _ => return,
                     },
                     _ = kill.notified() => return,
