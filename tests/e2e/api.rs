@@ -504,17 +504,19 @@ fn rbac_matrix_covers_every_route() {
 
 #[test]
 fn tls_13_only_and_the_fingerprint_matches() {
-    let Setup { _cam, v, api, .. } = setup_with("plain_listen = \"127.0.0.1:0\"\n");
+    let Setup { _cam, v, api, .. } = setup_with("plain_listen = \"127.0.0.1:0\"\nhost_name = \"vigil.test\"\n");
     let plain = v.logged_port("plain HTTP listener");
-    // Plain HTTP only redirects to the same path over HTTPS.
+    // Plain HTTP only redirects to the same path over HTTPS, on the
+    // configured host name whatever the Host header says.
     let o = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}"])
+        .args(["-H", "Host: evil.example"])
         .arg(format!("http://127.0.0.1:{plain}/api/v1/me?x=1"))
         .output()
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
-        format!("308 https://127.0.0.1:{}/api/v1/me?x=1", api.port)
+        format!("308 https://vigil.test:{}/api/v1/me?x=1", api.port)
     );
     let addr = format!("127.0.0.1:{}", api.port);
     let s_client = |args: &[&str]| {
@@ -622,11 +624,17 @@ fn throttling_totp_csrf_and_traversal() {
     let moved = v.path("recordings.away");
     std::fs::rename(&rec, &moved).unwrap();
     std::fs::write(&rec, b"not a directory").unwrap();
-    let (c, body) = curl(api.port, "GET", "/health/ready", &[], None);
+    let (c, body) = api.call(&s, "GET", "/health/ready", None);
+    let anonymous = curl(api.port, "GET", "/health/ready", &[], None);
     std::fs::remove_file(&rec).unwrap();
     std::fs::rename(&moved, &rec).unwrap();
     assert_eq!(c, 503, "{body}");
     assert!(body.contains("\"storage_writable\":false"), "{body}");
+    assert_eq!(
+        anonymous,
+        (503, r#"{"status":"not ready"}"#.to_string()),
+        "anonymous: only the verdict"
+    );
     assert_eq!(curl(api.port, "GET", "/health/ready", &[], None).0, 200);
 
     // Path traversal in any parameter fails cleanly.

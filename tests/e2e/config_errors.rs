@@ -164,7 +164,13 @@ fn an_unencrypted_recordings_volume_is_refused_without_the_override() {
     v.enable_http("");
     v.start();
     let port = v.https_port();
+    // Anonymous readiness says only ok; the details are for a logged-in caller.
     let (code, body) = curl(port, "GET", "/health/ready", &[], None);
+    assert_eq!((code, body.as_str()), (200, r#"{"status":"ok"}"#));
+    let jar = v.path("jar").to_string_lossy().to_string();
+    let login = format!(r#"{{"name":"admin","password":"{}"}}"#, v.first_admin_password());
+    assert_eq!(curl(port, "POST", "/api/v1/login", &["-c", &jar], Some(&login)).0, 200);
+    let (code, body) = curl(port, "GET", "/health/ready", &["-b", &jar], None);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"storage_encrypted_volume\":false"), "{body}");
     assert!(body.contains("not a dm-crypt LUKS2 volume"), "{body}");

@@ -40,7 +40,11 @@ fn a_flipped_ciphertext_byte_is_reported_within_one_scrub_cycle() {
     });
     let verified = verified.expect("the scrub verified nothing");
     println!("{verified}");
-    let (code, body) = curl(port, "GET", "/health/ready", &[], None);
+    // Readiness details are for a logged-in caller.
+    let jar = v.path("jar").to_string_lossy().to_string();
+    let login = format!(r#"{{"name":"admin","password":"{}"}}"#, v.first_admin_password());
+    assert_eq!(curl(port, "POST", "/api/v1/login", &["-c", &jar], Some(&login)).0, 200);
+    let (code, body) = curl(port, "GET", "/health/ready", &["-b", &jar], None);
     assert_eq!(code, 200, "{body}");
 
     let victim = v.recordings().into_iter().find(|r| r.state == "complete").unwrap();
@@ -59,7 +63,7 @@ fn a_flipped_ciphertext_byte_is_reported_within_one_scrub_cycle() {
     let flipped = Instant::now();
 
     let detected = wait_for(Duration::from_secs(30), || {
-        let (code, body) = curl(port, "GET", "/health/ready", &[], None);
+        let (code, body) = curl(port, "GET", "/health/ready", &["-b", &jar], None);
         (code == 503 && body.contains("fixity")).then(|| (flipped.elapsed(), body))
     });
     let (after, body) = detected.unwrap_or_else(|| panic!("not detected: {}", v.log()));

@@ -18,6 +18,17 @@ pub fn fs_space(p: &Path) -> Option<(u64, u64)> {
     Some((s.f_bavail as u64 * frsize, s.f_blocks as u64 * frsize))
 }
 
+/// Gives the heap memory the allocator keeps free back to the system (after
+/// a load such as many connections has ended). A no-op without glibc.
+pub fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it
+    // takes no pointer and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// What the filesystem holding a path sits on, as far as encryption goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Volume {

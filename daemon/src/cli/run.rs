@@ -323,20 +323,20 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
                 ?action,
                 "plain HTTP listener (redirects to HTTPS or refuses; serves nothing)"
             );
-            tasks.push(runtime.spawn(crate::web::serve_plain(
+            tasks.push(runtime.spawn(crate::web::server::serve_plain(
                 plain,
+                crate::web::tls::redirect_host_name(&http),
                 bound.port(),
                 action,
-                http.max_connections_per_ip,
+                crate::web::limits::ServerLimits::of(&http),
                 shutdown_rx.clone(),
             )));
         }
-        tasks.push(runtime.spawn(crate::web::serve(
+        tasks.push(runtime.spawn(crate::web::server::serve(
             state,
             listener,
             tokio_rustls::TlsAcceptor::from(tls),
-            http.max_connections_per_ip,
-            http.idle_timeout,
+            crate::web::limits::ServerLimits::of(&http),
             shutdown_rx.clone(),
         )));
     }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub mod archive;
+pub mod http;
 pub mod v4l2_url;
 
 pub const DEFAULT_PATH: &str = "/etc/vigil/vigil.toml";
@@ -33,7 +34,7 @@ struct RawConfig {
     #[serde(default)]
     camera: Vec<Spanned<RawCamera>>,
     #[serde(default)]
-    http: Option<Spanned<RawHttp>>,
+    http: Option<Spanned<http::RawHttp>>,
     #[serde(default)]
     retention: Option<Spanned<RawRetention>>,
     #[serde(default)]
@@ -75,47 +76,6 @@ struct RawRetention {
 struct RawFixity {
     rate_mb_per_s: Option<Spanned<f64>>,
     cycle_seconds: Option<Spanned<u64>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHttp {
-    listen: Option<Spanned<String>>,
-    cert: Option<Spanned<PathBuf>>,
-    key: Option<Spanned<PathBuf>>,
-    #[serde(default)]
-    tls12: bool,
-    max_connections_per_ip: Option<Spanned<u32>>,
-    idle_timeout_seconds: Option<Spanned<u32>>,
-    plain_listen: Option<Spanned<String>>,
-    plain_action: Option<Spanned<String>>,
-    #[serde(default)]
-    require_mfa_for_admins: bool,
-}
-
-/// `[http]`: the HTTPS API and web UI. Absent: no listener.
-#[derive(Clone, Debug)]
-pub struct HttpConfig {
-    pub listen: std::net::SocketAddr,
-    /// PEM certificate chain and key; both or neither. Neither: a self-signed
-    /// certificate is made at first start and its key kept in the secrets store.
-    pub cert_key: Option<(PathBuf, PathBuf)>,
-    /// Also accept TLS 1.2 (TLS 1.3 only by default).
-    pub tls12: bool,
-    pub max_connections_per_ip: usize,
-    /// A connection that moves no byte for this long is closed.
-    pub idle_timeout: Duration,
-    /// An optional plain-HTTP listener that only redirects to HTTPS
-    /// (`redirect`) or refuses with 403 (`refuse`).
-    pub plain: Option<(std::net::SocketAddr, PlainAction)>,
-    /// Admins must enrol a TOTP second factor before doing anything else.
-    pub require_mfa_for_admins: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PlainAction {
-    Redirect,
-    Refuse,
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,7 +204,7 @@ pub struct Config {
     pub segment_duration: Duration,
     pub stall_timeout: Duration,
     pub cameras: Vec<CameraConfig>,
-    pub http: Option<HttpConfig>,
+    pub http: Option<http::HttpConfig>,
     pub retention: archive::RetentionPolicy,
     pub fixity: archive::FixityConfig,
     pub board: BoardConfig,
@@ -540,73 +500,7 @@ impl Config {
 
         let http = match raw.http {
             None => None,
-            Some(h) => {
-                let span = h.span();
-                let h = h.into_inner();
-                let listen = match h.listen {
-                    Some(l) => l.get_ref().parse().map_err(|_| {
-                        src.err(
-                            l.span(),
-                            "http.listen",
-                            format!("\"{}\": expected address:port, e.g. \"0.0.0.0:8443\"", l.get_ref()),
-                        )
-                    })?,
-                    None => std::net::SocketAddr::from(([0, 0, 0, 0], 8443)),
-                };
-                let cert_key = match (h.cert, h.key) {
-                    (Some(c), Some(k)) => Some((absolute(&src, c, "http.cert")?, absolute(&src, k, "http.key")?)),
-                    (None, None) => None,
-                    _ => return Err(src.err(span, "http.cert", "give both cert and key, or neither (self-signed)")),
-                };
-                let max_connections_per_ip = match h.max_connections_per_ip {
-                    Some(m) if (1..=10_000).contains(m.get_ref()) => *m.get_ref() as usize,
-                    Some(m) => {
-                        return Err(src.err(m.span(), "http.max_connections_per_ip", "must be between 1 and 10000"))
-                    }
-                    None => 32,
-                };
-                let idle_timeout = match h.idle_timeout_seconds {
-                    Some(m) if (1..=3600).contains(m.get_ref()) => Duration::from_secs(u64::from(*m.get_ref())),
-                    Some(m) => {
-                        return Err(src.err(m.span(), "http.idle_timeout_seconds", "must be between 1 and 3600"))
-                    }
-                    None => Duration::from_secs(30),
-                };
-                let plain = match h.plain_listen {
-                    None => None,
-                    Some(l) => {
-                        let addr = l.get_ref().parse().map_err(|_| {
-                            src.err(
-                                l.span(),
-                                "http.plain_listen",
-                                format!("\"{}\": expected address:port, e.g. \"0.0.0.0:8080\"", l.get_ref()),
-                            )
-                        })?;
-                        let action = match h.plain_action.as_ref().map(|a| a.get_ref().as_str()) {
-                            None | Some("redirect") => PlainAction::Redirect,
-                            Some("refuse") => PlainAction::Refuse,
-                            Some(other) => {
-                                let span = h.plain_action.as_ref().map(|a| a.span()).unwrap_or(span.clone());
-                                return Err(src.err(
-                                    span,
-                                    "http.plain_action",
-                                    format!("\"{other}\": expected \"redirect\" or \"refuse\""),
-                                ));
-                            }
-                        };
-                        Some((addr, action))
-                    }
-                };
-                Some(HttpConfig {
-                    listen,
-                    cert_key,
-                    tls12: h.tls12,
-                    max_connections_per_ip,
-                    idle_timeout,
-                    plain,
-                    require_mfa_for_admins: h.require_mfa_for_admins,
-                })
-            }
+            Some(h) => Some(http::parse(&src, h)?),
         };
 
         let mut retention = archive::RetentionPolicy::default();

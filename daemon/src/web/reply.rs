@@ -11,6 +11,7 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::db::users;
+use crate::web::limits::RequestDeadline;
 
 /// Largest request body accepted (JSON).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -87,21 +88,26 @@ pub fn ok(v: Value) -> Reply {
     Ok(json_reply(StatusCode::OK, &v))
 }
 
+/// The headers on every response (names in lower case): set by [`harden`]
+/// on ours, and written by the connection into the server library's own
+/// error responses (400, 431...).
+pub const SECURITY_HEADERS: [(&str, &str); 6] = [
+    ("strict-transport-security", "max-age=31536000"),
+    // MSE players need blob: media URLs; nothing else leaves 'self'.
+    (
+        "content-security-policy",
+        "default-src 'self'; media-src 'self' blob:; frame-ancestors 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("cache-control", "no-store"),
+];
+
 /// Headers on every response.
 pub fn harden(r: &mut Response<Body>) {
     let h = r.headers_mut();
-    for (k, v) in [
-        ("strict-transport-security", "max-age=31536000"),
-        // MSE players need blob: media URLs; nothing else leaves 'self'.
-        (
-            "content-security-policy",
-            "default-src 'self'; media-src 'self' blob:; frame-ancestors 'none'",
-        ),
-        ("x-frame-options", "DENY"),
-        ("x-content-type-options", "nosniff"),
-        ("referrer-policy", "no-referrer"),
-        ("cache-control", "no-store"),
-    ] {
+    for (k, v) in SECURITY_HEADERS {
         h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
     }
 }
@@ -117,10 +123,22 @@ pub fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
     q.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
 }
 
+/// The request's JSON body. It must have arrived by the request's deadline
+/// (see [`crate::web::limits::RequestDeadline`]; 408 after it), however
+/// slowly it trickles.
 pub async fn body_json(req: Request<Incoming>) -> Result<Value, ApiError> {
-    let body = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
+    let deadline = req.extensions().get::<RequestDeadline>().cloned();
+    let collect = Limited::new(req.into_body(), MAX_BODY).collect();
+    let collected = match &deadline {
+        Some(d) => tokio::time::timeout_at(d.at.into(), collect)
+            .await
+            .map_err(|_| ApiError::new(StatusCode::REQUEST_TIMEOUT, "the request was not sent in time"))?,
+        None => collect.await,
+    };
+    if let Some(d) = deadline {
+        d.body_read();
+    }
+    let body = collected
         .map_err(|_| {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -188,23 +206,30 @@ pub fn host_name(h: &str) -> Option<&str> {
 }
 
 /// The plain-HTTP listener's only answer: a redirect to the same path over
-/// HTTPS (the host name the client used, checked), or 403.
-pub fn plain_reply(req: &Request<Incoming>, https_port: u16, action: crate::config::PlainAction) -> Response<Body> {
-    let host = req
-        .headers()
-        .get(hyper::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(host_name);
+/// HTTPS on `host` (the configured name, never the request's Host header),
+/// or 403.
+pub fn plain_reply(
+    req: &Request<Incoming>,
+    host: &str,
+    https_port: u16,
+    action: crate::config::http::PlainAction,
+) -> Response<Body> {
     let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut r = match (action, host) {
-        (crate::config::PlainAction::Redirect, Some(host)) => {
+    // Only an origin-form path: never `//other.host` or a scheme.
+    let path = if path.starts_with('/') && !path.starts_with("//") {
+        path
+    } else {
+        "/"
+    };
+    let mut r = match action {
+        crate::config::http::PlainAction::Redirect => {
             let mut r = json_reply(StatusCode::PERMANENT_REDIRECT, &json!({ "error": "use HTTPS" }));
             if let Ok(v) = HeaderValue::from_str(&format!("https://{host}:{https_port}{path}")) {
                 r.headers_mut().insert(hyper::header::LOCATION, v);
             }
             r
         }
-        _ => json_reply(
+        crate::config::http::PlainAction::Refuse => json_reply(
             StatusCode::FORBIDDEN,
             &json!({ "error": "plain HTTP is not served; use HTTPS" }),
         ),

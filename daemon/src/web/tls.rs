@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::HttpConfig;
+use crate::config::http::HttpConfig;
 use crate::keys::keyring::Keyring;
 use crate::keys::secrets::{self, SecretError};
 
@@ -101,15 +101,28 @@ pub fn server_config(http: &HttpConfig, keyring: &Keyring) -> Result<(Arc<rustls
     Ok((Arc::new(cfg), fp))
 }
 
+/// This machine's host name (`/etc/hostname`), or "vigil": the name of the
+/// self-signed certificate.
+pub fn machine_host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && h.len() < 64 && crate::config::http::valid_host_name(h))
+        .unwrap_or_else(|| "vigil".into())
+}
+
+/// The host name the plain-HTTP listener redirects to: `http.host_name`,
+/// else the machine's (the self-signed certificate's) name. Never a
+/// request's Host header.
+pub fn redirect_host_name(http: &HttpConfig) -> String {
+    http.host_name.clone().unwrap_or_else(machine_host_name)
+}
+
 /// A self-signed ECDSA P-256 certificate for this box, valid for 10 years:
 /// (certificate PEM, key PEM).
 fn self_signed() -> Result<(String, zeroize::Zeroizing<String>), TlsError> {
     let key = rcgen::KeyPair::generate()?;
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty() && h.len() < 64)
-        .unwrap_or_else(|| "vigil".into());
+    let host = machine_host_name();
     let mut params = rcgen::CertificateParams::new(vec![host.clone(), format!("{host}.local"), "localhost".into()])?;
     params
         .subject_alt_names

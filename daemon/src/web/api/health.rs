@@ -1,25 +1,44 @@
-//! Health and metrics: liveness, readiness (database, storage, encryption
-//! self-test, fixity, time sync, cameras) and Prometheus metrics.
+//! Health and metrics: liveness (a real round trip through the database
+//! workers the API uses), readiness (database, storage, encryption
+//! self-test, fixity, time sync, cameras; only "ok" or "not ready" to an
+//! anonymous caller, the details to anyone logged in) and Prometheus metrics.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::web::auth::Ctx;
+use crate::web::auth::{self, Ctx};
 use crate::web::reply::{full, json_reply, ok, ApiError, Reply};
 use crate::web::AppState;
 
-/// `GET /health/live`.
-pub async fn live(_st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
-    ok(json!({ "status": "live" }))
+/// `/health/live` fails when the database workers do not answer within this.
+pub const LIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /health/live`: 200 only when the API can answer: a query through
+/// the same blocking workers and database pool every request uses comes
+/// back within [`LIVE_TIMEOUT`]; 503 when they are exhausted or failing.
+pub async fn live(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
+    let probe = st.db(|idx| Ok(idx.cameras().map(|_| ())?));
+    let problem = match tokio::time::timeout(LIVE_TIMEOUT, probe).await {
+        Ok(Ok(())) => return ok(json!({ "status": "live" })),
+        Ok(Err(_)) => "the database does not answer",
+        Err(_) => "the API's database workers are busy",
+    };
+    Ok(json_reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({ "status": "not live", "problem": problem }),
+    ))
 }
 
-/// `GET /health/ready`.
-pub async fn ready(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
+/// `GET /health/ready`: the details to a logged-in caller (any role), only
+/// `{"status":"ok"}` or `{"status":"not ready"}` to anyone else.
+pub async fn ready(st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Reply {
+    let logged_in = matches!(auth::authenticate(&st, &req).await, Ok(Some(_)));
     let storage_dir = st.storage.dir().to_path_buf();
     let keyring = st.keyring.clone();
     let (db_ok, cams, fixity_failures) = match st
@@ -88,14 +107,18 @@ pub async fn ready(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Rep
         "storage_encrypted_volume": st.volume_warning.is_none(),
         "cameras": cameras,
     });
-    Ok(json_reply(
-        if ready {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        &body,
-    ))
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    if !logged_in {
+        return Ok(json_reply(
+            status,
+            &json!({ "status": if ready { "ok" } else { "not ready" } }),
+        ));
+    }
+    Ok(json_reply(status, &body))
 }
 
 /// `GET /metrics`.
@@ -166,9 +189,15 @@ pub async fn metrics(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> R
     );
     metric(
         "vigil_http_refused_connections_total",
-        "connections refused by the per-address cap",
+        "connections refused: their address at its cap, or every slot busy",
         "counter",
         vec![(String::new(), n(&c.refused_connections))],
+    );
+    metric(
+        "vigil_http_shed_connections_total",
+        "slow or idle connections closed to make room for new ones",
+        "counter",
+        vec![(String::new(), n(&c.shed_connections))],
     );
     metric(
         "vigil_logins_total",
