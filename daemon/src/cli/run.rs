@@ -288,6 +288,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         background.push(anchor);
     }
     let mut tasks = Vec::new();
+    let mut egress = None;
     for (cam, password) in cameras.iter().filter(|c| c.enabled).zip(passwords) {
         supervisor.start(cam, password)?;
     }
@@ -314,6 +315,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         state.require_admin_mfa = http.require_mfa_for_admins;
         state.volume_warning = volume_warning.clone();
         let state = Arc::new(state);
+        egress = Some(state.egress.clone());
         if let Some((addr, action)) = http.plain {
             let plain = runtime
                 .block_on(tokio::net::TcpListener::bind(addr))
@@ -397,6 +399,11 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         supervisor.stop_all().await;
         for t in tasks {
             let _ = t.await;
+        }
+        // Footage streams are over: write the end entries still pending
+        // (before the audit anchor's last checkpoint).
+        if let Some(e) = &egress {
+            e.close_idle();
         }
         anyhow::Ok(())
     })?;

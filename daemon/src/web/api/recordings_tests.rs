@@ -115,8 +115,16 @@ async fn token(st: &Arc<AppState>, name: &str, role: Role) -> String {
     st.db(move |idx| {
         let clock = crate::base::clock::SystemClock;
         let owner = format!("owner-{name}");
-        users::add(idx, "cli:test", &owner, role, "correct horse battery staple 7", false, &clock)
-            .map_err(|e| crate::web::reply::ApiError::internal(e.to_string()))?;
+        users::add(
+            idx,
+            "cli:test",
+            &owner,
+            role,
+            "correct horse battery staple 7",
+            false,
+            &clock,
+        )
+        .map_err(|e| crate::web::reply::ApiError::internal(e.to_string()))?;
         let new = crate::db::tokens::NewToken {
             owner,
             name,
