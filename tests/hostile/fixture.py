@@ -280,7 +280,8 @@ class Fixture:
         if not self.otp:
             raise RuntimeError(f"no one-time admin password from provision: {o.stdout}")
         for name, role in [("viewer1", "viewer"), ("limited", "viewer"), ("operator1", "operator"),
-                           ("tech", "operator"), ("victim", "viewer"), ("owner", "viewer")]:
+                           ("tech", "operator"), ("victim", "viewer"), ("owner", "viewer"),
+                           ("guessed", "operator")]:
             o = self.cli("users", "add", "--name", name, "--role", role, "--password-stdin",
                          "--no-change-required", stdin=USER_PW)
             if o.returncode != 0:

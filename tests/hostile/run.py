@@ -72,8 +72,7 @@ def main():
                            (3, "/me/password oracle", auth.password_oracle),
                            (5, "footage egress", egress.footage_egress),
                            (8, "API tokens", auth.tokens),
-                           (9, "notes", notes.notes),
-                           (6, "stalled streams", flood.stalled_streams)]:
+                           (9, "notes", notes.notes)]:
             if want(n):
                 verdicts.append(guarded(n, name, f, fx))
         mem = {}
@@ -88,6 +87,10 @@ def main():
                 print(f"    (waiting {left:.0f} s for memory to settle)", flush=True)
                 time.sleep(left)
             verdicts.append(guarded(11, "memory", flood.memory, fx, mem))
+        # 6 late: by now the archive outgrows the kernel's socket buffers,
+        # so an unread stream really stalls (and holds its slot).
+        if want(6):
+            verdicts.append(guarded(6, "stalled streams", flood.stalled_streams, fx))
         if want(10):
             verdicts.append(guarded(10, "testssl.sh", tls.testssl, fx))
         if want(7):

@@ -294,7 +294,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
     }
     if let Some((http, tls, fingerprint)) = web {
         let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(http.listen))
+            .block_on(async { crate::web::server::bind(http.listen) })
             .with_context(|| format!("cannot listen on {} ([http] listen)", http.listen))?;
         let bound = listener.local_addr().unwrap_or(http.listen);
         tracing::info!(
@@ -318,7 +318,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         egress = Some(state.egress.clone());
         if let Some((addr, action)) = http.plain {
             let plain = runtime
-                .block_on(tokio::net::TcpListener::bind(addr))
+                .block_on(async { crate::web::server::bind(addr) })
                 .with_context(|| format!("cannot listen on {addr} ([http] plain_listen)"))?;
             tracing::info!(
                 listen = %plain.local_addr().unwrap_or(addr),

@@ -103,6 +103,9 @@ pub struct ConnStats {
     since_ms: AtomicI64,
     /// When a byte last moved either way.
     last_ms: AtomicI64,
+    /// Hyper answered a request it could not parse (400, 431): the client
+    /// may still be sending it, so the close lingers (see `server.rs`).
+    refused_head: std::sync::atomic::AtomicBool,
 }
 
 impl ConnStats {
@@ -112,7 +115,14 @@ impl ConnStats {
             phase: AtomicU8::new(Phase::Handshake as u8),
             since_ms: AtomicI64::new(now),
             last_ms: AtomicI64::new(now),
+            refused_head: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+    pub fn note_refused_head(&self) {
+        self.refused_head.store(true, Ordering::Relaxed);
+    }
+    pub fn refused_head(&self) -> bool {
+        self.refused_head.load(Ordering::Relaxed)
     }
     pub fn phase(&self) -> Phase {
         Phase::from_u8(self.phase.load(Ordering::Relaxed))

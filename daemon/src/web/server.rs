@@ -153,6 +153,7 @@ pub async fn serve_with<H, F>(
             limits: registry.limits().clone(),
             peer,
             keep_alive,
+            spare: None,
         };
         tokio::spawn(conn.run(tcp, tls.clone(), handler.clone()));
     }
@@ -163,15 +164,25 @@ struct Connection {
     limits: ServerLimits,
     peer: SocketAddr,
     keep_alive: bool,
+    /// A duplicate of the socket, for a lingering close ([`linger`]).
+    spare: Option<std::net::TcpStream>,
 }
 
 impl Connection {
-    async fn run<H, F>(self, tcp: TcpStream, tls: Option<TlsAcceptor>, handler: H)
+    async fn run<H, F>(mut self, tcp: TcpStream, tls: Option<TlsAcceptor>, handler: H)
     where
         H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Response<Body>> + Send + 'static,
     {
         let kill = self.slot.kill.clone();
+        // A second handle on the socket, for a lingering close.
+        let tcp = match spare_handle(tcp) {
+            Ok((tcp, spare)) => {
+                self.spare = Some(spare);
+                tcp
+            }
+            Err(_) => return,
+        };
         match tls {
             None => {
                 self.slot.stats.enter(Phase::Idle, mono_ms());
@@ -199,7 +210,7 @@ impl Connection {
     }
 
     /// Serves HTTP/1.1 on `io` until the client or a limit closes it.
-    async fn serve_http<S, H, F>(self, io: S, handler: H)
+    async fn serve_http<S, H, F>(mut self, io: S, handler: H)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
@@ -233,14 +244,14 @@ impl Connection {
         let mut closing: Option<Instant> = None;
         loop {
             tokio::select! {
-                _ = &mut conn => return,
-                _ = kill.notified() => return,
+                _ = &mut conn => break,
+                _ = kill.notified() => break,
                 _ = tokio::time::sleep(WATCH_EVERY) => {
                     let now = mono_ms();
                     // A request still arriving past its deadline (the body
                     // reader had its chance to answer 408): close.
                     if stats.request_overdue(now - DEADLINE_GRACE_MS, limits.request_timeout) {
-                        return;
+                        break;
                     }
                     match closing {
                         // (A handler at work is not the client idling.)
@@ -249,13 +260,80 @@ impl Connection {
                             closing = Some(Instant::now());
                         }
                         // A response that cannot finish (its reader stalled): drop it.
-                        Some(t) if t.elapsed() > CLOSE_GRACE => return,
+                        Some(t) if t.elapsed() > CLOSE_GRACE => break,
                         _ => {}
                     }
                 }
             }
         }
+        // Hyper's own error response went out: close gently (the slot
+        // stays taken meanwhile).
+        drop(conn);
+        if let Some(spare) = self.spare.take() {
+            if stats.refused_head() {
+                linger(spare).await;
+            }
+        }
     }
+}
+
+/// The kernel's send buffer of each connection. Bounded (and not left to
+/// grow to `tcp_wmem`'s 4 MiB) so that a client that stops reading pins at
+/// most this much kernel memory, and a footage stream it stalls stays open
+/// (and counted against the caller's stream cap) instead of vanishing into
+/// the kernel. 256 KiB keeps a LAN or Wi-Fi player at full rate (8 Mbit/s
+/// at up to 250 ms round trip).
+pub const SEND_BUFFER: u32 = 256 * 1024;
+
+/// A listening socket on `addr` whose connections get [`SEND_BUFFER`]
+/// (accepted sockets inherit it).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_send_buffer_size(SEND_BUFFER)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// The stream and a duplicate of its socket: while the duplicate is open,
+/// closing the stream does not close the connection.
+fn spare_handle(tcp: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
+    let std = tcp.into_std()?;
+    let spare = std.try_clone()?;
+    Ok((TcpStream::from_std(std)?, spare))
+}
+
+/// Longest and most a lingering close waits for and reads.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// A lingering close (as nginx does after an error): after hyper refused a
+/// request head it could not parse or that was too large (400, 431) and
+/// closed its side, the client may still be sending that request. Closing
+/// with its bytes unread would send a reset, and the client's kernel would
+/// drop the error response before the client read it. So: end our side
+/// (FIN after the response) and read and discard what still comes, at most
+/// [`LINGER`] and [`LINGER_BYTES`], before the socket is closed.
+async fn linger(spare: std::net::TcpStream) {
+    let _ = spare.shutdown(std::net::Shutdown::Write);
+    let Ok(mut tcp) = TcpStream::from_std(spare) else {
+        return;
+    };
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut buf = [0u8; 16 * 1024];
+        let mut total = 0usize;
+        while total < LINGER_BYTES {
+            match tokio::io::AsyncReadExt::read(&mut tcp, &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// Notes that a request's head has arrived: its deadline (the request
@@ -391,6 +469,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         let ours = matches!(self.stats.phase(), Phase::Body | Phase::Working | Phase::Responding);
         if !ours {
             if let Some(hardened) = with_security_headers(buf) {
+                self.stats.note_refused_head();
                 // All of `buf` is taken now; drain() passes it on (with the
                 // headers) before any later write, flush or shutdown.
                 self.pending = hardened;
