@@ -84,8 +84,29 @@ def audit_anchor(fx):
         c.close()
         o = fx.cli("audit", "verify")
         out = o.stdout + o.stderr
-        v.figure(f"last entry deleted: exit {o.returncode}: {out.strip()[:200]}")
+        problem = next((l for l in out.splitlines() if "truncated" in l), out.strip()[:200])
+        v.figure(f"last entry deleted: exit {o.returncode}: {problem[:240]}")
         v.check(o.returncode == 1 and "truncated" in out, f"tail truncation: exit {o.returncode}, no 'truncated': {out[:300]}")
+        _restore(db, ".orig")
+
+        # An attacker who knows the design: the last 3 entries and every
+        # checkpoint that covers them go. The database alone cannot tell
+        # (documented); the daemon's log (the journal on a board) can.
+        c = sqlite3.connect(db)
+        top = c.execute("SELECT max(id) FROM audit_log").fetchone()[0]
+        c.execute("DELETE FROM audit_log WHERE id > ?", (top - 3,))
+        gone = c.execute("DELETE FROM audit_checkpoint WHERE entry_id > ?", (top - 3,)).rowcount
+        c.commit()
+        c.close()
+        log = fx.path("daemon-log-copy.txt")
+        with open(log, "w") as f:
+            f.write(fx.log())
+        o = fx.cli("audit", "verify", "--log", log)
+        out = o.stdout + o.stderr
+        problem = next((l for l in out.splitlines() if "truncated" in l), out.strip()[:200])
+        v.figure(f"last 3 entries and {gone} checkpoints deleted, checked with --log: exit {o.returncode}: {problem[:240]}")
+        v.check(o.returncode == 1 and "truncated" in out,
+                f"tail and checkpoints cut, with the daemon's log: exit {o.returncode}, no 'truncated': {out[:300]}")
         _restore(db, ".orig")
 
         c = sqlite3.connect(db)
@@ -99,7 +120,8 @@ def audit_anchor(fx):
         n = rehash(db)
         o = fx.cli("audit", "verify")
         out = o.stdout + o.stderr
-        v.figure(f"login row {row[0] if row else '?'} rewritten, {n} hashes recomputed: exit {o.returncode}: {out.strip()[:200]}")
+        problem = next((l for l in out.splitlines() if "rewritten" in l), out.strip()[:200])
+        v.figure(f"login row {row[0] if row else '?'} rewritten, {n} hashes recomputed: exit {o.returncode}: {problem[:240]}")
         v.check(o.returncode == 1 and "rewritten" in out, f"rewrite and rehash: exit {o.returncode}, no 'rewritten': {out[:300]}")
     finally:
         _restore(db, ".orig")

@@ -241,8 +241,8 @@ fn check_checkpoints(
     }
     if let Some(cp) = truncated {
         rep.problems.push(format!(
-            "truncated: {} entries are missing after entry {last_id}: checkpoint {} (signed {}) covers entry {}",
-            cp.entry_id - last_id,
+            "truncated: {} missing after entry {last_id}: checkpoint {} (signed {}) covers entry {}",
+            entries(cp.entry_id - last_id),
             cp.seq,
             format_ns(cp.ts_ns),
             cp.entry_id
@@ -257,7 +257,10 @@ fn check_checkpoints(
             cp.entry_id,
             cp.entry_id,
             if later_mismatches > 0 {
-                format!(" ({later_mismatches} later checkpoints do not match either)")
+                format!(
+                    " ({later_mismatches} later checkpoint{} do not match either)",
+                    if later_mismatches == 1 { "" } else { "s" }
+                )
             } else {
                 String::new()
             }
@@ -312,8 +315,8 @@ fn check_log(
     }
     if let Some(end) = tail_end {
         rep.problems.push(format!(
-            "truncated: {} entries are missing after entry {last_id}: the journal shows entries up to {end}",
-            end - last_id
+            "truncated: {} missing after entry {last_id}: the journal shows entries up to {end}",
+            entries(end - last_id)
         ));
     }
     if let Some(first) = first_hole {
@@ -337,4 +340,13 @@ fn check_log(
         ));
     }
     Ok(())
+}
+
+/// "1 entry is", "3 entries are".
+fn entries(n: i64) -> String {
+    if n == 1 {
+        "1 entry is".to_string()
+    } else {
+        format!("{n} entries are")
+    }
 }

@@ -88,7 +88,7 @@ mod tests {
             .unwrap();
         let rep = verify();
         let all = rep.problems.join("\n");
-        assert!(all.contains("truncated: 1 entries are missing after entry"), "{all}");
+        assert!(all.contains("truncated: 1 entry is missing after entry"), "{all}");
         assert!(all.contains(&format!("checkpoint {}", last.seq)), "{all}");
 
         // Rewrite one entry and recompute every hash with plain SHA-256.
@@ -189,7 +189,7 @@ mod tests {
         c.execute("DELETE FROM audit_checkpoint", []).unwrap();
         let rep = audit_verify::verify_with_device(c, Some(&copy)).unwrap();
         let all = rep.problems.join("\n");
-        assert!(all.contains("truncated: 1 entries are missing after entry"), "{all}");
+        assert!(all.contains("truncated: 1 entry is missing after entry"), "{all}");
         assert!(all.contains("is logged but not in the database"), "{all}");
     }
 }
