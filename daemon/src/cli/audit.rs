@@ -73,10 +73,12 @@ fn verify(index: &crate::db::Index, log: Option<&Path>) -> Result<(), Failure> {
         ),
         None => journal(),
     };
-    let copy = match (&text, &device) {
-        (Some(t), Some((id, _))) => Some(audit_verify::parse_log(t, id)),
-        _ => None,
-    };
+    // Parsed whatever the database says of its device: a database whose
+    // device row was removed or replaced is checked against the device the
+    // log knows.
+    let copy = text
+        .as_deref()
+        .map(|t| audit_verify::parse_log(t, device.as_ref().map(|(id, _)| id.as_str())));
     let rep = audit_verify::verify(conn, device.as_ref().map(|(id, pk)| (id.as_str(), pk)), copy.as_ref())
         .map_err(|e| Failure::Runtime(e.into()))?;
     if rep.intact() {

@@ -60,6 +60,9 @@ impl AuditReport {
 /// that took it), and the logged checkpoints. Only lines of `device_id`.
 #[derive(Clone, Debug, Default)]
 pub struct LogCopy {
+    /// The device of the log's newest checkpoint line: the device the
+    /// daemon last ran as.
+    pub latest_device: Option<String>,
     pub entries: BTreeMap<i64, String>,
     /// (seq, entry id, head hash hex).
     pub checkpoints: Vec<(i64, i64, String)>,
@@ -75,8 +78,9 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 /// the message: `journalctl -o cat`, the daemon's stderr). Each entry line
 /// belongs to the device named by the next checkpoint line after it (the
 /// daemon writes one within a second, and at start and stop); lines of
-/// another device (an earlier installation) are left out.
-pub fn parse_log(text: &str, device_id: &str) -> LogCopy {
+/// another device (an earlier installation) are left out. Without a device
+/// id (the database has none), the lines of the newest device are kept.
+pub fn parse_log(text: &str, device_id: Option<&str>) -> LogCopy {
     enum Line {
         Entry(i64, String),
         Checkpoint(i64, i64, String, String),
@@ -103,14 +107,22 @@ pub fn parse_log(text: &str, device_id: &str) -> LogCopy {
         Line::Checkpoint(_, _, _, d) => Some(d.clone()),
         Line::Entry(..) => None,
     });
+    let latest_device = device.clone();
+    let device_id = match device_id {
+        Some(d) => d.to_string(),
+        None => latest_device.clone().unwrap_or_default(),
+    };
     let mut keep = vec![false; lines.len()];
     for (i, l) in lines.iter().enumerate().rev() {
         if let Line::Checkpoint(_, _, _, d) = l {
             device = Some(d.clone());
         }
-        keep[i] = device.as_deref() == Some(device_id);
+        keep[i] = device.as_deref() == Some(device_id.as_str());
     }
-    let mut copy = LogCopy::default();
+    let mut copy = LogCopy {
+        latest_device,
+        ..LogCopy::default()
+    };
     for (l, k) in lines.into_iter().zip(keep) {
         match (l, k) {
             (Line::Entry(id, h), true) => {
@@ -153,6 +165,15 @@ pub fn verify(
     check_checkpoints(&mut rep, &checkpoints, device, last_id, &hash_at)?;
     rep.unanchored = last_id - rep.anchor.as_ref().map_or(0, |c| c.entry_id);
     if let Some(log) = log {
+        if let Some(logged) = &log.latest_device {
+            if device.is_none_or(|(id, _)| id != logged) {
+                rep.problems.push(format!(
+                    "device replaced: the log's newest checkpoints are signed by device {logged}, but this \
+                     database's device is {}: the device identity was replaced or removed",
+                    device.map_or("none".to_string(), |(id, _)| id.to_string())
+                ));
+            }
+        }
         check_log(&mut rep, log, &checkpoints, last_id, &hash_at)?;
     }
     Ok(rep)

@@ -30,3 +30,16 @@ pub fn insert_identity(
     )?;
     Ok(inserted > 0)
 }
+
+/// Whether this database shows that a device identity was made before: a
+/// signed audit checkpoint, or the audit entry of the key's creation. With
+/// no device row, that means the row was removed, and a new identity must
+/// not be minted over the old one's log.
+pub fn identity_was_made(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM audit_checkpoint) \
+         OR EXISTS (SELECT 1 FROM audit_log WHERE action = 'device.signing-key.create')",
+        [],
+        |r| r.get(0),
+    )
+}

@@ -25,6 +25,7 @@ pub mod recordings;
 pub mod retention;
 mod schema;
 pub mod secrets;
+pub mod throttle;
 pub mod tokens;
 pub mod users;
 

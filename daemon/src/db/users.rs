@@ -7,7 +7,6 @@
 //! Every change here takes the `actor` who makes it and writes its audit
 //! entry in the same transaction, so both commit or neither does.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use ring::digest;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::base::clock::{Clock, Clocks};
+use crate::base::clock::Clock;
 use crate::db::audit::{self, Outcome};
 use crate::db::camera_sets;
 use crate::db::Index;
@@ -512,15 +511,22 @@ pub fn record_login(conn: &Connection, name: &str, outcome: Outcome, detail: &st
 
 /// An attempt refused by the throttle before anything was checked: audited
 /// as denied, `action` on `name` by `actor`, detail "throttled, from <ip>".
-pub fn record_throttled(conn: &Connection, actor: &str, action: &str, name: &str, ip: IpAddr) -> Result<(), UserError> {
-    audit::append(
-        conn,
-        actor,
-        action,
-        name,
-        Outcome::Denied,
-        &format!("throttled, from {ip}"),
-    )?;
+/// `quiet`: refusals from that network since the last such entry that got
+/// none of their own ([`Throttle::refusal_to_audit`]).
+pub fn record_throttled(
+    conn: &Connection,
+    actor: &str,
+    action: &str,
+    name: &str,
+    ip: IpAddr,
+    quiet: u64,
+) -> Result<(), UserError> {
+    let detail = if quiet > 0 {
+        format!("throttled, from {ip} ({quiet} more refused from its network since the last such entry)")
+    } else {
+        format!("throttled, from {ip}")
+    };
+    audit::append(conn, actor, action, name, Outcome::Denied, &detail)?;
     Ok(())
 }
 
@@ -595,156 +601,6 @@ pub fn check_password(idx: &Index, name: &str, password: &str) -> Result<Option<
         None => {
             let _ = verify_password(dummy_hash(), password);
             Ok(None)
-        }
-    }
-}
-
-/// Throttling of password (and second-factor) checks: at most 5 failures
-/// per user and 20 per client address in any minute; past that, every
-/// attempt (right or wrong) is refused until the minute has passed.
-///
-/// An attempt is [reserved](Throttle::reserve) before anything is checked
-/// and counts as a failure from then on, until it is settled as a success
-/// or as no guess at all: so parallel attempts cannot all slip in before
-/// the first failure is counted, and an attempt abandoned half-way stays
-/// counted (fail closed). Times are the clock's monotonic milliseconds, so a
-/// wall-clock step neither lifts nor extends a lockout.
-pub struct Throttle {
-    clock: Clocks,
-    by_user: HashMap<String, VecDeque<Mark>>,
-    by_ip: HashMap<IpAddr, VecDeque<Mark>>,
-    next_id: u64,
-}
-
-/// One attempt in the window.
-#[derive(Clone, Copy, Debug)]
-struct Mark {
-    at_ms: i64,
-    id: u64,
-    /// Checked and found wrong (else still being checked).
-    settled: bool,
-}
-
-/// An attempt reserved by [`Throttle::reserve`]; settle it with
-/// [`Throttle::failed`], [`Throttle::succeeded`] or [`Throttle::released`].
-#[derive(Debug)]
-#[must_use = "settle the attempt: failed, succeeded or released"]
-pub struct Attempt {
-    user: String,
-    ip: IpAddr,
-    id: u64,
-}
-
-pub const WINDOW: Duration = Duration::from_secs(60);
-pub const MAX_FAILURES_PER_USER: usize = 5;
-pub const MAX_FAILURES_PER_IP: usize = 20;
-const WINDOW_MS: i64 = WINDOW.as_millis() as i64;
-/// Past this many users or addresses, entries whose window has passed are dropped.
-const MAX_KEYS: usize = 10_000;
-
-impl Throttle {
-    pub fn new(clock: Clocks) -> Throttle {
-        Throttle {
-            clock,
-            by_user: HashMap::new(),
-            by_ip: HashMap::new(),
-            next_id: 0,
-        }
-    }
-
-    fn prune(q: &mut VecDeque<Mark>, now: i64) {
-        while q.front().is_some_and(|m| now - m.at_ms > WINDOW_MS) {
-            q.pop_front();
-        }
-    }
-
-    /// Seconds to wait, if this user or address is locked out now.
-    pub fn locked(&mut self, user: &str, ip: IpAddr) -> Option<u64> {
-        let now = self.clock.mono_ms();
-        let mut wait = None;
-        for (q, max) in [
-            (self.by_user.get_mut(user), MAX_FAILURES_PER_USER),
-            (self.by_ip.get_mut(&ip), MAX_FAILURES_PER_IP),
-        ] {
-            if let Some(q) = q {
-                Self::prune(q, now);
-                if q.len() >= max {
-                    if let Some(first) = q.front() {
-                        let left_ms = (WINDOW_MS - (now - first.at_ms)).max(0) as u64;
-                        let left = Duration::from_millis(left_ms).as_secs() + 1;
-                        wait = Some(wait.map_or(left, |w: u64| w.max(left)));
-                    }
-                }
-            }
-        }
-        wait
-    }
-
-    /// Reserves an attempt for `user` from `ip` before it is checked:
-    /// `Err(seconds to wait)` when either is locked out; else the attempt,
-    /// counted as a failure until it is settled otherwise.
-    pub fn reserve(&mut self, user: &str, ip: IpAddr) -> Result<Attempt, u64> {
-        if let Some(wait) = self.locked(user, ip) {
-            return Err(wait);
-        }
-        let now = self.clock.mono_ms();
-        // Bounded memory: an address or name flood cannot grow these maps forever.
-        if self.by_user.len() > MAX_KEYS {
-            self.by_user
-                .retain(|_, q| q.back().is_some_and(|m| now - m.at_ms <= WINDOW_MS));
-        }
-        if self.by_ip.len() > MAX_KEYS {
-            self.by_ip
-                .retain(|_, q| q.back().is_some_and(|m| now - m.at_ms <= WINDOW_MS));
-        }
-        self.next_id += 1;
-        let mark = Mark {
-            at_ms: now,
-            id: self.next_id,
-            settled: false,
-        };
-        self.by_user.entry(user.to_string()).or_default().push_back(mark);
-        self.by_ip.entry(ip).or_default().push_back(mark);
-        Ok(Attempt {
-            user: user.to_string(),
-            ip,
-            id: mark.id,
-        })
-    }
-
-    /// The attempt was wrong: it stays counted for the rest of the window.
-    pub fn failed(&mut self, a: Attempt) {
-        for q in [self.by_user.get_mut(&a.user), self.by_ip.get_mut(&a.ip)]
-            .into_iter()
-            .flatten()
-        {
-            if let Some(m) = q.iter_mut().find(|m| m.id == a.id) {
-                m.settled = true;
-            }
-        }
-    }
-
-    /// A login succeeded: the user's settled failures are forgotten (not
-    /// the attempts still being checked, nor the address's failures).
-    pub fn succeeded(&mut self, a: Attempt) {
-        if let Some(q) = self.by_user.get_mut(&a.user) {
-            q.retain(|m| !m.settled && m.id != a.id);
-        }
-        self.forget(&a);
-    }
-
-    /// The attempt was right, or no guess (nothing to check): it is not
-    /// counted; earlier failures stay.
-    pub fn released(&mut self, a: Attempt) {
-        self.forget(&a);
-    }
-
-    fn forget(&mut self, a: &Attempt) {
-        if let Some(q) = self.by_user.get_mut(&a.user) {
-            q.retain(|m| m.id != a.id);
-        }
-        if let Some(q) = self.by_ip.get_mut(&a.ip) {
-            q.retain(|m| m.id != a.id);
         }
     }
 }
@@ -1010,128 +866,6 @@ mod tests {
                 "user:v user.password v ok ",
             ]
         );
-    }
-
-    /// One wrong attempt, reserved and settled.
-    fn fail(t: &mut Throttle, user: &str, ip: IpAddr) {
-        let a = t.reserve(user, ip).unwrap();
-        t.failed(a);
-    }
-
-    #[test]
-    fn throttle_locks_the_sixth_attempt_for_a_minute() {
-        let clock = ManualClock::new(T0);
-        let mut t = Throttle::new(clock.clone());
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        for _ in 0..5 {
-            assert!(t.locked("a", ip).is_none());
-            fail(&mut t, "a", ip);
-            clock.advance_ms(1000);
-        }
-        // The first failure was 5 s ago: 55 s (and a bit) to wait.
-        assert_eq!(t.locked("a", ip), Some(56));
-        assert_eq!(t.reserve("a", ip).err(), Some(56), "refused before anything is checked");
-        assert!(
-            t.locked("b", ip).is_none(),
-            "another user from the address is not locked yet"
-        );
-        clock.set_wall_ns(T0 + 3_600_000_000_000);
-        assert_eq!(t.locked("a", ip), Some(56), "a wall-clock step changes nothing");
-        clock.set_wall_ns(T0);
-        clock.advance_ms(55 * 1000);
-        assert_eq!(t.locked("a", ip), Some(1), "exactly a minute after the first failure");
-        clock.advance_ms(1);
-        assert!(t.locked("a", ip).is_none(), "the first failure has left the window");
-        fail(&mut t, "a", ip);
-        assert!(t.locked("a", ip).is_some(), "five failures in the last minute again");
-        clock.advance_ms(5 * 1000);
-        assert!(t.locked("a", ip).is_none());
-    }
-
-    #[test]
-    fn throttle_locks_an_address_after_20_failures() {
-        let clock = ManualClock::new(T0);
-        let mut t = Throttle::new(clock.clone());
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let other: IpAddr = "10.0.0.2".parse().unwrap();
-        for i in 0..20 {
-            let user = format!("u{}", i % 5);
-            assert!(t.locked(&user, ip).is_none(), "attempt {i}");
-            fail(&mut t, &user, ip);
-        }
-        assert_eq!(t.locked("someone-else", ip), Some(61), "every name from that address");
-        assert!(
-            t.locked("someone-else", other).is_none(),
-            "another address is not locked"
-        );
-        let right = t.reserve("u0", other).unwrap();
-        t.succeeded(right);
-        assert!(t.locked("u0", ip).is_some(), "a success does not clear the address");
-        clock.advance_ms(60 * 1000 + 1);
-        assert!(t.locked("someone-else", ip).is_none(), "after the minute");
-    }
-
-    #[test]
-    fn a_success_clears_only_that_users_failures() {
-        let clock = ManualClock::new(T0);
-        let mut t = Throttle::new(clock.clone());
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let ip2: IpAddr = "10.0.0.2".parse().unwrap();
-        for _ in 0..4 {
-            fail(&mut t, "a", ip);
-            fail(&mut t, "b", ip2);
-        }
-        let a = t.reserve("a", ip).unwrap();
-        let b = t.reserve("b", ip2).unwrap();
-        t.failed(b);
-        assert!(t.locked("a", ip).is_some() && t.locked("b", ip2).is_some());
-        t.succeeded(a);
-        assert!(t.locked("a", ip).is_none(), "a's failures are forgotten");
-        assert!(t.locked("b", ip2).is_some(), "b's are not");
-    }
-
-    /// The race of issue 14: parallel guesses all checked before the first
-    /// failure was counted. Reserved before the check, only 5 get through.
-    #[test]
-    fn parallel_attempts_are_reserved_before_they_are_checked() {
-        let clock = ManualClock::new(T0);
-        let mut t = Throttle::new(clock.clone());
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let results: Vec<_> = (0..20).map(|_| t.reserve("admin", ip)).collect();
-        let admitted: Vec<Attempt> = results.into_iter().filter_map(Result::ok).collect();
-        assert_eq!(admitted.len(), MAX_FAILURES_PER_USER, "the rest wait (429)");
-        // One of the five in flight is right: the others, still being
-        // checked, stay counted.
-        let mut admitted = admitted.into_iter();
-        let right = admitted.next().unwrap();
-        t.succeeded(right);
-        assert!(t.locked("admin", ip).is_none(), "the success freed one place");
-        let late = t.reserve("admin", ip).unwrap();
-        assert!(
-            t.reserve("admin", ip).is_err(),
-            "four in flight and one new: full again"
-        );
-        for a in admitted {
-            t.failed(a);
-        }
-        t.released(late);
-        assert!(t.locked("admin", ip).is_none(), "a released attempt does not count");
-        fail(&mut t, "admin", ip);
-        assert!(t.locked("admin", ip).is_some(), "four failures and a fifth");
-    }
-
-    #[test]
-    fn an_abandoned_attempt_counts_until_the_window_passes() {
-        let clock = ManualClock::new(T0);
-        let mut t = Throttle::new(clock.clone());
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        for _ in 0..5 {
-            // Reserved, never settled (the client went away mid-check).
-            std::mem::forget(t.reserve("v", ip).unwrap());
-        }
-        assert!(t.reserve("v", ip).is_err(), "fail closed");
-        clock.advance_ms(60 * 1000 + 1);
-        assert!(t.reserve("v", ip).is_ok());
     }
 
     #[test]

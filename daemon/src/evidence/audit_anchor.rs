@@ -157,7 +157,10 @@ mod tests {
         let device = DeviceKey::load_or_create(&kr, "test").unwrap();
         let idx = crate::db::Index::open(kr.db_path()).unwrap();
         let c = idx.conn();
-        let mut log = String::new();
+        // Lines of an earlier installation (before this one's) are left out.
+        let mut log = String::from(
+            "audit-entry id=1 hash=00 x\naudit-checkpoint seq=1 entry=1 head=00 ts_ns=1 device=vigil-other\n",
+        );
         for n in 1..=3 {
             append(c, "cli:t", "test", &n.to_string(), Outcome::Ok, "").unwrap();
         }
@@ -179,9 +182,7 @@ mod tests {
             vigil_format::hex(&cp.head_hash),
             device.identity().device_id
         ));
-        // Lines of another installation are left out.
-        log.push_str("audit-entry id=1 hash=00 x\naudit-checkpoint seq=1 entry=1 head=00 ts_ns=1 device=vigil-other\n");
-        let copy = audit_verify::parse_log(&log, &device.identity().device_id);
+        let copy = audit_verify::parse_log(&log, Some(&device.identity().device_id));
         let rep = audit_verify::verify_with_device(c, Some(&copy)).unwrap();
         assert!(rep.intact(), "{:?}", rep.problems);
         c.execute("DELETE FROM audit_log WHERE id = (SELECT max(id) FROM audit_log)", [])
@@ -191,5 +192,18 @@ mod tests {
         let all = rep.problems.join("\n");
         assert!(all.contains("truncated: 1 entry is missing after entry"), "{all}");
         assert!(all.contains("is logged but not in the database"), "{all}");
+
+        // The attacker also removes the device row: the log still knows the
+        // device, the daemon will not mint a new identity over its log.
+        c.execute("DELETE FROM device", []).unwrap();
+        let copy = audit_verify::parse_log(&log, None);
+        let rep = audit_verify::verify_with_device(c, Some(&copy)).unwrap();
+        let all = rep.problems.join("\n");
+        assert!(all.contains("device replaced"), "{all}");
+        assert!(all.contains("truncated"), "{all}");
+        assert!(matches!(
+            DeviceKey::load_or_create(&kr, "test"),
+            Err(crate::evidence::device::DeviceError::IdentityRemoved)
+        ));
     }
 }

@@ -30,6 +30,11 @@ pub enum DeviceError {
     KeyMismatch,
     #[error("no random numbers available")]
     Random,
+    #[error(
+        "the device identity is gone from the database but its signed audit checkpoints or its creation \
+         entry remain: it was removed, and a new one is not made over its log (run `vigil audit verify`)"
+    )]
+    IdentityRemoved,
 }
 
 /// The device's public identity.
@@ -71,6 +76,9 @@ impl DeviceKey {
                 return Err(DeviceError::KeyMismatch);
             }
             return Ok(DeviceKey { pair, identity });
+        }
+        if crate::db::device::identity_was_made(&conn)? {
+            return Err(DeviceError::IdentityRemoved);
         }
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| DeviceError::Random)?;

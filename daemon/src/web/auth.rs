@@ -12,8 +12,9 @@ use hyper::{Method, Request, StatusCode};
 
 use super::reply::ApiError;
 use super::AppState;
+use crate::db::throttle::Attempt;
 use crate::db::tokens;
-use crate::db::users::{self, Attempt, Role};
+use crate::db::users::{self, Role};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "vigil_session";
@@ -202,11 +203,17 @@ pub async fn authorize(
 }
 
 /// Reserves a password or second-factor check for `name` from `ip`, before
-/// it is made (see [`users::Throttle`]): `Err(seconds to wait)` when
+/// it is made (see [`crate::db::throttle::Throttle`]): `Err(seconds to wait)` when
 /// throttled. Settle it with [`attempt_failed`], [`login_succeeded`] or
 /// [`attempt_released`].
 pub fn reserve_attempt(st: &AppState, name: &str, ip: IpAddr) -> Result<Attempt, u64> {
     throttle(st).reserve(name, ip)
+}
+
+/// Whether a refused attempt from `ip` gets its own audit entry (see
+/// [`crate::db::throttle::Throttle::refusal_to_audit`]).
+pub fn refusal_to_audit(st: &AppState, ip: IpAddr) -> Option<u64> {
+    throttle(st).refusal_to_audit(ip)
 }
 
 /// The 429 of a throttled attempt, with its Retry-After.
@@ -241,7 +248,7 @@ pub fn login_succeeded(st: &AppState, a: Attempt) {
 /// The throttle, also after a panic elsewhere poisoned its lock: its data is
 /// a set of timestamps, always consistent, and refusing every login then
 /// would lock everyone out.
-fn throttle(st: &AppState) -> std::sync::MutexGuard<'_, users::Throttle> {
+fn throttle(st: &AppState) -> std::sync::MutexGuard<'_, crate::db::throttle::Throttle> {
     st.throttle.lock().unwrap_or_else(|p| p.into_inner())
 }
 

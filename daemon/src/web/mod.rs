@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::db::users::Throttle;
+use crate::db::throttle::Throttle;
 use crate::db::Index;
 use crate::keys::keyring::Keyring;
 use crate::storage::Storage;

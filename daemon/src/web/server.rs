@@ -238,7 +238,7 @@ impl Connection {
             .keep_alive(self.keep_alive)
             .max_buf_size(MAX_HEAD)
             .serve_connection(TokioIo::new(Watched::new(io, stats.clone())), svc);
-        tokio::pin!(conn);
+        let mut conn = Box::pin(conn);
         let kill: Arc<Notify> = self.slot.kill.clone();
         let idle_ms = i64::try_from(limits.idle_timeout.as_millis()).unwrap_or(i64::MAX);
         let mut closing: Option<Instant> = None;
@@ -271,7 +271,11 @@ impl Connection {
         drop(conn);
         if let Some(spare) = self.spare.take() {
             if stats.refused_head() {
-                linger(spare).await;
+                // Shed meanwhile (the server is full): close at once.
+                tokio::select! {
+                    _ = linger(spare) => {}
+                    _ = kill.notified() => {}
+                }
             }
         }
     }

@@ -53,10 +53,50 @@ pub async fn device(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Re
     }))
 }
 
+/// What a recording or an export is of, for the camera-set check of a
+/// route that names it by id.
+enum Subject {
+    Recording(i64),
+    Export(i64),
+}
+
+/// The caller may see every camera of `subject` (403, audited, when not).
+/// An unknown id passes: the route answers 404 for it as for anyone.
+async fn require_view_of(
+    st: &Arc<AppState>,
+    c: &crate::web::auth::Caller,
+    subject: Subject,
+    action: &'static str,
+) -> Result<(), ApiError> {
+    if c.cameras.is_none() {
+        return Ok(());
+    }
+    let cameras: Vec<String> = st
+        .db(move |idx| {
+            Ok(match subject {
+                Subject::Recording(id) => idx
+                    .recording(id)
+                    .map_err(|e| ApiError::internal(e.to_string()))?
+                    .map(|r| vec![r.camera])
+                    .unwrap_or_default(),
+                Subject::Export(id) => crate::db::exports::cameras_of(idx.conn(), id)?
+                    .map(|list| list.split(',').map(str::to_string).collect())
+                    .unwrap_or_default(),
+            })
+        })
+        .await?;
+    for cam in &cameras {
+        require_view(st, c, cam, action).await?;
+    }
+    Ok(())
+}
+
 /// `GET /api/v1/recordings/{id}/manifest`: the signed manifest of one recording.
 pub async fn recording_manifest(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
     let id = id_param(&ctx.params)?;
     let st = &st;
+    let c = caller_of(ctx.caller)?;
+    require_view_of(st, &c, Subject::Recording(id), "recording.manifest").await?;
     let key = device_key(st, "sign a recording manifest").await?;
     let signed = st
         .db(move |idx| {
@@ -212,7 +252,7 @@ pub async fn download_export(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ct
             format!("no downloadable export {id}"),
         ));
     }
-    let slot = super::recordings::stream_slot(st, &c.actor)?;
+    let slot = super::recordings::stream_slot(st, &c)?;
     let dir = exports_dir(st);
     let download = st
         .db(move |idx| Ok(crate::evidence::bundle::open_download(idx.conn(), &dir, id, &c.actor)?))
@@ -351,8 +391,10 @@ pub async fn place_hold(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> 
     let v = body_json(req).await?;
     let reason = free_text_field(&v, "reason")?;
     let target = if let Some(id) = v.get("recording_id").and_then(Value::as_i64) {
+        require_view_of(&st, &c, Subject::Recording(id), "hold.place").await?;
         HoldTarget::Recording(id)
     } else if let Some(id) = v.get("export_id").and_then(Value::as_i64) {
+        require_view_of(&st, &c, Subject::Export(id), "hold.place").await?;
         HoldTarget::Export(id)
     } else {
         let camera = str_field(&v, "camera")?.to_string();

@@ -126,7 +126,7 @@ pub async fn live_mp4(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> R
 
     let camera = name.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
     require_view(st, &caller, &camera, EgressKind::Live.action()).await?;
-    let slot = stream_slot(st, &caller.actor)?;
+    let slot = stream_slot(st, &caller)?;
     let (mut rx, first) = next_key_frame(st, &camera).await?;
     let footage = FootageRequest {
         actor: caller.actor.clone(),

@@ -128,7 +128,7 @@ pub async fn view_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
     let start =
         time_param(&q, "start")?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"start\" is required"))?;
     let end = time_param(&q, "end")?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"end\" is required"))?;
-    let slot = stream_slot(st, &caller.actor)?;
+    let slot = stream_slot(st, &caller)?;
     let storage = st.storage.clone();
     let keyring = st.keyring.clone();
     let events = st.events.clone();
@@ -254,9 +254,15 @@ pub async fn view_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
     Ok(r)
 }
 
-/// A slot for one more footage stream of `actor`, or 429 with Retry-After.
-pub fn stream_slot(st: &AppState, actor: &str) -> Result<StreamSlot, ApiError> {
-    st.streams.acquire(actor).map_err(|busy| {
+/// A slot for one more footage stream of the caller, or 429 with
+/// Retry-After. Counted per person: a user's sessions and every token they
+/// own share one allowance (minting tokens buys no more streams).
+pub fn stream_slot(st: &AppState, caller: &crate::web::auth::Caller) -> Result<StreamSlot, ApiError> {
+    let who = match caller.user_id {
+        Some(id) => format!("user #{id}"),
+        None => caller.actor.clone(),
+    };
+    st.streams.acquire(&who).map_err(|busy| {
         let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, busy.to_string());
         e.retry_after = Some(5);
         e

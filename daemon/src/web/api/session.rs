@@ -1,7 +1,7 @@
 //! The caller's own session: log in (password, second factor), log out, who
 //! am I, change the password, enrol a second factor (TOTP). Every check of a
 //! password or code here goes through the login throttle (reserved before
-//! the check: see `users::Throttle`).
+//! the check: see `db::throttle::Throttle`).
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use crate::db::audit::Outcome;
-use crate::db::users::{self, Attempt, Role};
+use crate::db::throttle::Attempt;
+use crate::db::users::{self, Role};
 use crate::keys::mfa::{self, Confirmation, Enrolment};
 use crate::web::auth::{self, caller_of, session_user, Ctx};
 use crate::web::reply::{body_json, json_reply, ok, opt_str, str_field, ApiError, Reply};
@@ -42,17 +43,20 @@ pub async fn login(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply
         Ok(a) => a,
         Err(wait) => {
             st.counters.logins_failed.fetch_add(1, Ordering::Relaxed);
-            let n = name.clone();
-            st.db(move |idx| {
-                Ok(users::record_throttled(
-                    idx.conn(),
-                    &format!("user:{n}"),
-                    "login",
-                    &n,
-                    ip,
-                )?)
-            })
-            .await?;
+            if let Some(quiet) = auth::refusal_to_audit(&st, ip) {
+                let n = name.clone();
+                st.db(move |idx| {
+                    Ok(users::record_throttled(
+                        idx.conn(),
+                        &format!("user:{n}"),
+                        "login",
+                        &n,
+                        ip,
+                        quiet,
+                    )?)
+                })
+                .await?;
+            }
             return Err(auth::throttled(wait, "too many failed logins; wait and try again"));
         }
     };
@@ -127,9 +131,11 @@ async fn reserve(
     match auth::reserve_attempt(st, name, ip) {
         Ok(a) => Ok(a),
         Err(wait) => {
-            let (actor, name) = (actor.to_string(), name.to_string());
-            st.db(move |idx| Ok(users::record_throttled(idx.conn(), &actor, action, &name, ip)?))
-                .await?;
+            if let Some(quiet) = auth::refusal_to_audit(st, ip) {
+                let (actor, name) = (actor.to_string(), name.to_string());
+                st.db(move |idx| Ok(users::record_throttled(idx.conn(), &actor, action, &name, ip, quiet)?))
+                    .await?;
+            }
             Err(auth::throttled(
                 wait,
                 "too many wrong passwords or codes; wait and try again",
