@@ -429,8 +429,11 @@ pub async fn release_hold(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -
 }
 
 /// `GET /api/v1/fixity`.
-pub async fn fixity(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
-    let s = st.db(|idx| Ok(crate::db::fixity::status(idx.conn())?)).await?;
+pub async fn fixity(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let c = caller_of(ctx.caller)?;
+    let mut s = st.db(|idx| Ok(crate::db::fixity::status(idx.conn())?)).await?;
+    // Failures name a camera and its file: only those of the caller's set.
+    s.failures.retain(|f| c.may_view(&f.camera));
     let t = |o: Option<i64>| o.map(crate::base::time::format_ns);
     ok(json!({
         "recordings": s.recordings,

@@ -80,29 +80,52 @@ pub async fn snapshot(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> R
     Ok(r)
 }
 
+/// Whether an event (`event: ...\ndata: {json}\n\n`) may go to `caller`:
+/// one that names a camera only if the caller may see that camera.
+fn event_for(caller: &crate::web::auth::Caller, msg: &str) -> bool {
+    if caller.cameras.is_none() {
+        return true;
+    }
+    let data = msg.lines().find_map(|l| l.strip_prefix("data: "));
+    let camera = data
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .and_then(|v| v.get("camera").and_then(|c| c.as_str()).map(str::to_string));
+    camera.is_none_or(|cam| caller.may_view(&cam))
+}
+
 /// Server-sent events: `camera` (state changes), `recording` (started),
-/// `disk_low`; a comment every 15 s keeps the connection alive.
-pub async fn events(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
+/// `disk_low`; a comment every 15 s keeps the connection alive. Events of
+/// a camera outside the caller's set are left out.
+pub async fn events(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let caller = crate::web::auth::caller_of(ctx.caller)?;
     let rx = st.events.subscribe();
-    let stream = futures::stream::unfold((rx, true), |(mut rx, first)| async move {
-        if first {
-            return Some((
-                Ok(hyper::body::Frame::data(Bytes::from_static(b": connected\n\n"))),
+    let stream = futures::stream::unfold((rx, true), move |(mut rx, first)| {
+        let caller = caller.clone();
+        async move {
+            if first {
+                return Some((
+                    Ok(hyper::body::Frame::data(Bytes::from_static(b": connected\n\n"))),
+                    (rx, false),
+                ));
+            }
+            let keepalive = tokio::time::sleep(std::time::Duration::from_secs(15));
+            tokio::pin!(keepalive);
+            let msg = loop {
+                tokio::select! {
+                    m = rx.recv() => match m {
+                        Ok(m) if event_for(&caller, &m) => break m,
+                        Ok(_) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => break format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n"),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    },
+                    _ = &mut keepalive => break ": keepalive\n\n".to_string(),
+                }
+            };
+            Some((
+                Ok::<_, std::io::Error>(hyper::body::Frame::data(Bytes::from(msg))),
                 (rx, false),
-            ));
+            ))
         }
-        let msg = tokio::select! {
-            m = rx.recv() => match m {
-                Ok(m) => m,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n"),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            },
-            _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => ": keepalive\n\n".to_string(),
-        };
-        Some((
-            Ok::<_, std::io::Error>(hyper::body::Frame::data(Bytes::from(msg))),
-            (rx, false),
-        ))
     });
     let mut r = Response::new(StreamBody::new(stream).boxed());
     r.headers_mut().insert(
@@ -204,4 +227,36 @@ pub async fn live_mp4(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> R
             .insert(HeaderName::from_static("x-first-frame-wall-ms"), v);
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_for;
+    use crate::db::users::Role;
+    use crate::web::auth::Caller;
+
+    fn caller(cameras: Option<&[&str]>) -> Caller {
+        Caller {
+            actor: "user:v".into(),
+            user_id: Some(1),
+            role: Role::Viewer,
+            csrf: None,
+            cookie: None,
+            must_change_password: false,
+            cameras: cameras.map(|c| c.iter().map(|s| s.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn events_of_a_camera_outside_the_set_are_left_out() {
+        let door = "event: camera\ndata: {\"camera\":\"door\",\"state\":\"recording\"}\n\n";
+        let yard = "event: recording\ndata: {\"camera\":\"yard\",\"id\":7}\n\n";
+        let disk = "event: disk_low\ndata: {\"free_bytes\":1}\n\n";
+        let limited = caller(Some(&["door"]));
+        assert!(event_for(&limited, door));
+        assert!(!event_for(&limited, yard));
+        assert!(event_for(&limited, disk), "events of no camera go to everyone");
+        assert!(event_for(&caller(None), yard));
+        assert!(!event_for(&caller(Some(&[])), door), "an empty set sees no camera");
+    }
 }
