@@ -97,7 +97,11 @@ pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
             let pw = password("the password")?;
             users::add(&index, &actor, &name, role, &pw, !no_change_required, &SystemClock).map_err(fail)?;
             if let Some(set) = cameras {
-                camera_sets::set_user_cameras(&index, &actor, &name, set, &SystemClock).map_err(set_fail)?;
+                if let Err(e) = camera_sets::set_user_cameras(&index, &actor, &name, set, &SystemClock) {
+                    // Fail closed: not a user who sees every camera.
+                    let _ = users::set_disabled(&index, &actor, &name, true, &SystemClock);
+                    return Err(set_fail(e));
+                }
             }
             println!("user {name} added ({})", role.as_str());
         }

@@ -87,15 +87,22 @@ pub async fn add(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
     let role_s = str_field(&v, "role")?;
     let role = Role::parse(role_s).ok_or_else(|| ApiError::from(users::UserError::BadRole(role_s.to_string())))?;
     let pw = zeroize::Zeroizing::new(str_field(&v, "password")?.to_string());
+    // Checked before the user exists: a bad set must not leave a user who
+    // sees every camera.
     let cameras = match v.get("cameras") {
         None => None,
-        Some(set) => Some(camera_set(set)?),
+        Some(set) => Some(camera_set(set)?.map(camera_sets::validate).transpose()?),
     };
     let clock = st.clock.clone();
     st.db(move |idx| {
         users::add(idx, &c.actor, &name, role, &pw, true, clock.as_ref())?;
         if let Some(set) = cameras {
-            camera_sets::set_user_cameras(idx, &c.actor, &name, set, clock.as_ref())?;
+            if let Err(e) = camera_sets::set_user_cameras(idx, &c.actor, &name, set, clock.as_ref()) {
+                // Fail closed: a user meant to see some cameras who could
+                // see all of them is disabled until an admin looks.
+                let _ = users::set_disabled(idx, &c.actor, &name, true, clock.as_ref());
+                return Err(e.into());
+            }
         }
         Ok(())
     })
