@@ -54,6 +54,14 @@ def footage_egress(fx):
     if v.check(admin is not None, f"admin logs in: {r}"):
         put = admin.call("PUT", "/api/v1/users/limited/cameras", {"cameras": ["other"]})
         v.check(put.status == 200, f"PUT /api/v1/users/limited/cameras: {put}")
+        # A bad camera set must not leave a user who sees every camera.
+        bad = admin.call("POST", "/api/v1/users", {"name": "badset", "role": "viewer",
+                                                   "password": "a long enough phrase for badset 42",
+                                                   "cameras": ["no such\ncamera"]})
+        listed = admin.call("GET", "/api/v1/users")
+        v.figure(f"user added with a bad camera set: {bad.status}; listed: {'badset' in listed.text()}")
+        v.check(bad.status == 400 and "badset" not in listed.text(),
+                f"a bad camera set on user add: {bad}; the user exists: {'badset' in listed.text()}")
     r, lim = login(fx.port, "limited", USER_PW, src="127.0.0.47")
     if v.check(lim is not None, f"limited logs in: {r}"):
         before = fx.max_audit_id()
