@@ -250,6 +250,33 @@ impl<'a> AuditedTx<'a> {
     }
 }
 
+/// Test support: what an attacker with the database file can do.
+#[cfg(test)]
+pub mod tests_support {
+    /// Recomputes every entry's `prev_hash` and `hash` with the public
+    /// formula, in id order, as after an edit.
+    pub fn rehash(conn: &rusqlite::Connection) {
+        let mut st = conn
+            .prepare("SELECT id, ts_ns, actor, action, target, outcome, detail FROM audit_log ORDER BY id")
+            .unwrap();
+        let rows: Vec<super::Entry> = st
+            .query_map([], super::entry_from_row)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut prev = vec![0u8; 32];
+        for e in rows {
+            let h = super::entry_hash(&prev, &e);
+            conn.execute(
+                "UPDATE audit_log SET prev_hash = ?1, hash = ?2 WHERE id = ?3",
+                rusqlite::params![prev, h.as_slice(), e.id],
+            )
+            .unwrap();
+            prev = h.to_vec();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,12 +60,25 @@ impl AuditReport {
 /// that took it), and the logged checkpoints. Only lines of `device_id`.
 #[derive(Clone, Debug, Default)]
 pub struct LogCopy {
-    /// The device of the log's newest checkpoint line: the device the
-    /// daemon last ran as.
-    pub latest_device: Option<String>,
+    /// The device whose lines these are: the database's, or without one
+    /// the device of the log's newest checkpoint line.
+    pub device: Option<String>,
     pub entries: BTreeMap<i64, String>,
     /// (seq, entry id, head hash hex).
     pub checkpoints: Vec<(i64, i64, String)>,
+    /// Every other device the log shows (an earlier installation, or the
+    /// identity an attacker removed): checked for a link to this database.
+    pub others: Vec<OtherDevice>,
+}
+
+/// The lines of a device other than [`LogCopy::device`].
+#[derive(Clone, Debug, Default)]
+pub struct OtherDevice {
+    pub device: String,
+    pub entries: BTreeMap<i64, String>,
+    /// Its newest checkpoint: entry id and time.
+    pub last_entry: i64,
+    pub last_ts_ns: i64,
 }
 
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
@@ -83,7 +96,7 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 pub fn parse_log(text: &str, device_id: Option<&str>) -> LogCopy {
     enum Line {
         Entry(i64, String),
-        Checkpoint(i64, i64, String, String),
+        Checkpoint(i64, i64, String, String, i64),
     }
     let mut lines = Vec::new();
     for l in text.lines() {
@@ -97,39 +110,62 @@ pub fn parse_log(text: &str, device_id: Option<&str>) -> LogCopy {
                 field(l, " head="),
                 field(l, " device="),
             ) {
-                lines.push(Line::Checkpoint(seq, e, h.to_ascii_lowercase(), d.to_string()));
+                let ts = field(l, " ts_ns=").and_then(|s| s.parse().ok()).unwrap_or(0);
+                lines.push(Line::Checkpoint(seq, e, h.to_ascii_lowercase(), d.to_string(), ts));
             }
         }
     }
     // Backwards: the device of the next checkpoint; after the last one,
     // the device of the last one.
     let mut device = lines.iter().rev().find_map(|l| match l {
-        Line::Checkpoint(_, _, _, d) => Some(d.clone()),
+        Line::Checkpoint(_, _, _, d, _) => Some(d.clone()),
         Line::Entry(..) => None,
     });
-    let latest_device = device.clone();
     let device_id = match device_id {
         Some(d) => d.to_string(),
-        None => latest_device.clone().unwrap_or_default(),
+        None => device.clone().unwrap_or_default(),
     };
-    let mut keep = vec![false; lines.len()];
+    let mut owner = vec![None; lines.len()];
     for (i, l) in lines.iter().enumerate().rev() {
-        if let Line::Checkpoint(_, _, _, d) = l {
+        if let Line::Checkpoint(_, _, _, d, _) = l {
             device = Some(d.clone());
         }
-        keep[i] = device.as_deref() == Some(device_id.as_str());
+        owner[i] = device.clone();
     }
     let mut copy = LogCopy {
-        latest_device,
+        device: (!device_id.is_empty()).then(|| device_id.clone()),
         ..LogCopy::default()
     };
-    for (l, k) in lines.into_iter().zip(keep) {
-        match (l, k) {
-            (Line::Entry(id, h), true) => {
-                copy.entries.insert(id, h);
+    for (l, o) in lines.into_iter().zip(owner) {
+        let Some(o) = o else { continue };
+        if o == device_id {
+            match l {
+                Line::Entry(id, h) => {
+                    copy.entries.insert(id, h);
+                }
+                Line::Checkpoint(s, e, h, _, _) => copy.checkpoints.push((s, e, h)),
             }
-            (Line::Checkpoint(s, e, h, _), true) => copy.checkpoints.push((s, e, h)),
-            _ => {}
+            continue;
+        }
+        let other = match copy.others.iter().position(|x| x.device == o) {
+            Some(i) => &mut copy.others[i],
+            None => {
+                copy.others.push(OtherDevice {
+                    device: o.clone(),
+                    ..OtherDevice::default()
+                });
+                let n = copy.others.len() - 1;
+                &mut copy.others[n]
+            }
+        };
+        match l {
+            Line::Entry(id, h) => {
+                other.entries.insert(id, h);
+            }
+            Line::Checkpoint(_, e, _, _, ts) => {
+                other.last_entry = e;
+                other.last_ts_ns = ts;
+            }
         }
     }
     copy
@@ -165,18 +201,64 @@ pub fn verify(
     check_checkpoints(&mut rep, &checkpoints, device, last_id, &hash_at)?;
     rep.unanchored = last_id - rep.anchor.as_ref().map_or(0, |c| c.entry_id);
     if let Some(log) = log {
-        if let Some(logged) = &log.latest_device {
-            if device.is_none_or(|(id, _)| id != logged) {
-                rep.problems.push(format!(
-                    "device replaced: the log's newest checkpoints are signed by device {logged}, but this \
-                     database's device is {}: the device identity was replaced or removed",
-                    device.map_or("none".to_string(), |(id, _)| id.to_string())
-                ));
-            }
-        }
+        check_devices(&mut rep, conn, log, device.map(|(id, _)| id), &hash_at)?;
         check_log(&mut rep, log, &checkpoints, last_id, &hash_at)?;
     }
     Ok(rep)
+}
+
+/// The devices the log shows against this database's. A device of the log
+/// that this database's log continues (an entry hash it logged is this
+/// database's entry at that id, or this database's first entry is dated
+/// before that device's newest checkpoint) was this database's: if it is
+/// not the database's device now, the identity was replaced or removed
+/// (a problem). One with no such link is another installation (a note).
+fn check_devices(
+    rep: &mut AuditReport,
+    conn: &Connection,
+    log: &LogCopy,
+    device: Option<&str>,
+    hash_at: &dyn Fn(i64) -> rusqlite::Result<Option<Vec<u8>>>,
+) -> rusqlite::Result<()> {
+    let first_ts: Option<i64> = conn.query_row("SELECT min(ts_ns) FROM audit_log", [], |r| r.get(0))?;
+    let shares_an_entry = |entries: &BTreeMap<i64, String>| -> rusqlite::Result<bool> {
+        for (id, h) in entries {
+            if hash_at(*id)?.is_some_and(|db| vigil_format::hex(&db) == *h) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    let here = device.unwrap_or("none");
+    if let Some(kept) = &log.device {
+        if device.is_none() && shares_an_entry(&log.entries)? {
+            rep.problems.push(format!(
+                "device replaced: the log shows this database's entries signed by device {kept}, but the \
+                 database has no device row: the device identity was removed"
+            ));
+        }
+    }
+    for o in &log.others {
+        let dated_before = first_ts.is_some_and(|t| o.last_ts_ns > 0 && t <= o.last_ts_ns);
+        if shares_an_entry(&o.entries)? || dated_before {
+            rep.problems.push(format!(
+                "device replaced: this database's log continues that of device {} (logged up to entry {}, \
+                 {}), but its device is {here}: the device identity was replaced or removed",
+                o.device,
+                o.last_entry,
+                format_ns(o.last_ts_ns)
+            ));
+        } else {
+            rep.notes.push(format!(
+                "the log also shows device {} (up to entry {}, {}): an earlier installation, unrelated to \
+                 this database",
+                o.device,
+                o.last_entry,
+                format_ns(o.last_ts_ns)
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_checkpoints(

@@ -206,4 +206,83 @@ mod tests {
             Err(crate::evidence::device::DeviceError::IdentityRemoved)
         ));
     }
+
+    /// The log lines the daemon would have written for every entry and
+    /// checkpoint of this database so far.
+    fn log_of(c: &rusqlite::Connection, device: &DeviceKey) -> String {
+        let mut log = String::new();
+        for e in crate::db::audit::tail(c, 1000).unwrap() {
+            let h: Vec<u8> = c
+                .query_row("SELECT hash FROM audit_log WHERE id = ?1", [e.id], |r| r.get(0))
+                .unwrap();
+            log.push_str(&format!("audit-entry id={} hash={}\n", e.id, vigil_format::hex(&h)));
+        }
+        for cp in audit_checkpoint::all(c).unwrap() {
+            log.push_str(&format!(
+                "audit-checkpoint seq={} entry={} head={} ts_ns={} device={}\n",
+                cp.seq,
+                cp.entry_id,
+                vigil_format::hex(&cp.head_hash),
+                cp.ts_ns,
+                device.identity().device_id
+            ));
+        }
+        log
+    }
+
+    /// The attack the review found: rewrite the log, remove the device row,
+    /// the checkpoints, the key's creation entry and the key itself; the
+    /// daemon then makes a new identity and signs the forged log. The log
+    /// still links the old device to this database.
+    #[test]
+    fn a_new_identity_over_a_rewritten_log_is_named_by_the_log() {
+        let d = tempfile::tempdir().unwrap();
+        let kr = keyring(d.path());
+        let old = DeviceKey::load_or_create(&kr, "test").unwrap();
+        let idx = crate::db::Index::open(kr.db_path()).unwrap();
+        let c = idx.conn();
+        for n in 1..=4 {
+            append(c, "cli:t", "login", &n.to_string(), Outcome::Denied, "").unwrap();
+        }
+        checkpoint(c, &old).unwrap();
+        let old_log = log_of(c, &old);
+        // The attacker (the database only): the last entry goes, the rest
+        // is rehashed as the daemon would, and every trace of the identity.
+        c.execute("DELETE FROM audit_log WHERE id = (SELECT max(id) FROM audit_log)", [])
+            .unwrap();
+        c.execute("DELETE FROM audit_log WHERE action = 'device.signing-key.create'", [])
+            .unwrap();
+        crate::db::audit::tests_support::rehash(c);
+        c.execute_batch("DELETE FROM audit_checkpoint; DELETE FROM device; DELETE FROM secret;")
+            .unwrap();
+        let new = DeviceKey::load_or_create(&kr, "test").unwrap();
+        assert_ne!(new.identity().device_id, old.identity().device_id);
+        checkpoint(c, &new).unwrap();
+        let log = format!("{old_log}{}", log_of(c, &new));
+        let copy = audit_verify::parse_log(&log, Some(&new.identity().device_id));
+        let rep = audit_verify::verify_with_device(c, Some(&copy)).unwrap();
+        let all = rep.problems.join("\n");
+        assert!(
+            all.contains("device replaced: this database's log continues that of device"),
+            "{all}"
+        );
+
+        // A genuine new installation beside the old journal: only a note.
+        let d2 = tempfile::tempdir().unwrap();
+        let kr2 = keyring(d2.path());
+        let fresh = DeviceKey::load_or_create(&kr2, "test").unwrap();
+        let idx2 = crate::db::Index::open(kr2.db_path()).unwrap();
+        let c2 = idx2.conn();
+        checkpoint(c2, &fresh).unwrap();
+        // (Its checkpoints are all dated before this database's first entry.)
+        let log2 = format!("{old_log}{}", log_of(c2, &fresh));
+        let copy2 = audit_verify::parse_log(&log2, Some(&fresh.identity().device_id));
+        let rep2 = audit_verify::verify_with_device(c2, Some(&copy2)).unwrap();
+        assert!(rep2.intact(), "{:?}", rep2.problems);
+        assert!(
+            rep2.notes.iter().any(|n| n.contains("an earlier installation")),
+            "{:?}",
+            rep2.notes
+        );
+    }
 }
