@@ -76,5 +76,20 @@ def footage_egress(fx):
             own = lim.call("GET", f"/api/v1/cameras/other/view.mp4?start={quote(orng[0])}&end={quote(orng[1])}",
                            headers={"Range": "bytes=0-1023"}, timeout=30)
             v.check(own.status in (200, 206), f"the limited viewer cannot play a camera of its set: {own.status}")
+        # A hold on one of cam's recordings (placed by the operator) is not
+        # listed to a viewer limited to [other], nor its manifest served.
+        rec = fx.query("SELECT r.id FROM recording r JOIN camera c ON c.id = r.camera_id "
+                       "WHERE c.name = 'cam' ORDER BY r.id LIMIT 1")
+        if op is not None and rec:
+            rid = rec[0][0]
+            h = op.call("POST", "/api/v1/holds", {"recording_id": rid, "reason": "hostile suite: case 14"})
+            listed = lim.call("GET", "/api/v1/holds")
+            seen = [x for x in (listed.json() if listed.status == 200 else []) if x.get("recording_id") == rid]
+            man = lim.call("GET", f"/api/v1/recordings/{rid}/manifest")
+            v.figure(f"hold on cam's recording {rid}: placed {h.status}; listed to the limited viewer: {len(seen)}; "
+                     f"its manifest: {man.status}")
+            v.check(h.status == 201 and listed.status == 200 and not seen,
+                    f"a hold on a camera outside the set is listed: {h.status} {listed.status} {seen}")
+            v.check(man.status == 403, f"the manifest of a camera outside the set: {man.status}, not 403")
     v.finish()
     return v

@@ -372,16 +372,47 @@ pub async fn list_holds(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> 
         .uri()
         .query()
         .is_some_and(|q| q.split('&').any(|p| p == "all=1" || p == "all=true"));
-    let holds = st.db(move |idx| Ok(crate::db::holds::list(idx.conn(), all)?)).await?;
-    // A hold on a camera outside the caller's set is not shown (holds on an
-    // export name no camera here; the export list is filtered instead).
+    let limited = c.cameras.is_some();
+    let holds = st
+        .db(move |idx| {
+            let holds = crate::db::holds::list(idx.conn(), all)?;
+            // With a camera set, each hold with the cameras it covers (a
+            // recording's, an export's, a range's).
+            let mut out = Vec::with_capacity(holds.len());
+            for h in holds {
+                let cams = if limited { hold_cameras(idx, &h)? } else { Vec::new() };
+                out.push((h, cams));
+            }
+            Ok(out)
+        })
+        .await?;
+    // A hold on a camera outside the caller's set is not shown.
     ok(Value::Array(
         holds
             .iter()
-            .filter(|h| h.camera.as_deref().is_none_or(|cam| c.may_view(cam)))
-            .map(hold_json)
+            .filter(|(_, cams)| cams.iter().all(|cam| c.may_view(cam)))
+            .map(|(h, _)| hold_json(h))
             .collect(),
     ))
+}
+
+/// The cameras a hold covers: its range's camera, or that of the recording
+/// or the export it holds (an unknown one: none).
+fn hold_cameras(idx: &crate::db::Index, h: &crate::db::holds::Hold) -> Result<Vec<String>, ApiError> {
+    if let Some(cam) = &h.camera {
+        return Ok(vec![cam.clone()]);
+    }
+    if let Some(id) = h.recording_id {
+        let rec = idx.recording(id).map_err(|e| ApiError::internal(e.to_string()))?;
+        return Ok(rec.map(|r| vec![r.camera]).unwrap_or_default());
+    }
+    if let Some(id) = h.export_id {
+        let list = crate::db::exports::cameras_of(idx.conn(), id)?;
+        return Ok(list
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .unwrap_or_default());
+    }
+    Ok(Vec::new())
 }
 
 /// `POST /api/v1/holds`.
@@ -421,6 +452,18 @@ pub async fn release_hold(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -
     let c = caller_of(ctx.caller)?;
     let v = body_json(req).await?;
     let reason = free_text_field(&v, "reason")?;
+    if c.cameras.is_some() {
+        // Releasing lets retention delete footage: only on cameras of the set.
+        let cams = st
+            .db(move |idx| match crate::db::holds::get(idx.conn(), id)? {
+                Some(h) => hold_cameras(idx, &h),
+                None => Ok(Vec::new()),
+            })
+            .await?;
+        for cam in &cams {
+            require_view(&st, &c, cam, "hold.release").await?;
+        }
+    }
     let actor = c.actor.clone();
     let hold = st
         .db(move |idx| crate::db::holds::release(idx.conn(), id, &reason, &actor).map_err(hold_error))
