@@ -504,6 +504,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 /// kept back to the system, so the daemon's RSS returns to its baseline.
 async fn release_memory_after_load(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
     let mut peak = 0;
+    // Trims still to come after a load: connections, their tasks and the
+    // buffers they held are freed over some seconds, not all at once.
+    let mut settling = 0u32;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
@@ -514,6 +517,10 @@ async fn release_memory_after_load(registry: Arc<Registry>, mut shutdown: watch:
         if peak >= 64 && open * 4 <= peak {
             crate::base::host::release_free_memory();
             peak = open;
+            settling = 6;
+        } else if settling > 0 {
+            crate::base::host::release_free_memory();
+            settling -= 1;
         }
     }
 }
