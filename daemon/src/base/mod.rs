@@ -1,11 +1,12 @@
 //! The bottom layer: what every other layer may use and that uses nothing of
 //! Vigil's. Clocks, RFC 3339 times, names, facts about the host and the board,
-//! TOTP arithmetic, the list of common passwords.
+//! TOTP arithmetic, the list of common passwords, client networks.
 
 pub mod board;
 pub mod clock;
 pub mod common_passwords;
 pub mod host;
 pub mod names;
+pub mod network;
 pub mod time;
 pub mod totp;

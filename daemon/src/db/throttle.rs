@@ -8,19 +8,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::base::clock::Clocks;
-
-/// The address a login attempt counts against: an IPv4 address (an
-/// IPv4-mapped IPv6 one as IPv4), or an IPv6 client's /64, since one host
-/// holds a whole /64 and could otherwise rotate addresses for fresh budgets.
-pub fn throttle_address(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-        }
-        v4 => v4,
-    }
-}
+use crate::base::network::{client_address, Network};
 
 /// Throttling of password (and second-factor) checks: at most 5 failures
 /// per user and 20 per client address in any minute; past that, every
@@ -38,7 +26,7 @@ pub struct Throttle {
     by_ip: HashMap<IpAddr, VecDeque<Mark>>,
     next_id: u64,
     /// Refused attempts per client network ([`Throttle::refusal_to_audit`]).
-    refusals: HashMap<IpAddr, Refusals>,
+    refusals: HashMap<Network, Refusals>,
 }
 
 /// Refused attempts of one client network in the current minute.
@@ -98,13 +86,7 @@ impl Throttle {
     /// the next entry, so a flood of refused logins cannot fill the disk
     /// with audit rows (nor wear the flash).
     pub fn refusal_to_audit(&mut self, ip: IpAddr) -> Option<u64> {
-        let net = match throttle_address(ip) {
-            IpAddr::V4(v4) => {
-                let o = v4.octets();
-                IpAddr::V4(std::net::Ipv4Addr::new(o[0], o[1], o[2], 0))
-            }
-            v6 => v6,
-        };
+        let net = Network::of(ip);
         let now = self.clock.mono_ms();
         if self.refusals.len() > MAX_KEYS {
             self.refusals.retain(|_, r| now - r.since_ms <= WINDOW_MS);
@@ -133,7 +115,7 @@ impl Throttle {
 
     /// Seconds to wait, if this user or address is locked out now.
     pub fn locked(&mut self, user: &str, ip: IpAddr) -> Option<u64> {
-        let ip = throttle_address(ip);
+        let ip = client_address(ip);
         let now = self.clock.mono_ms();
         let mut wait = None;
         for (q, max) in [
@@ -158,7 +140,7 @@ impl Throttle {
     /// `Err(seconds to wait)` when either is locked out; else the attempt,
     /// counted as a failure until it is settled otherwise.
     pub fn reserve(&mut self, user: &str, ip: IpAddr) -> Result<Attempt, u64> {
-        let ip = throttle_address(ip);
+        let ip = client_address(ip);
         if let Some(wait) = self.locked(user, ip) {
             return Err(wait);
         }
@@ -305,7 +287,7 @@ mod tests {
             "the next /64 is another client"
         );
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
-        assert_eq!(throttle_address(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(client_address(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]

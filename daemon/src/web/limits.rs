@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::base::clock::mono_ms;
+use crate::base::network::Network;
 use crate::config::http::HttpConfig;
 
 /// TLS handshakes one client address may have under way at once: a burst
@@ -199,28 +200,6 @@ impl RequestDeadline {
     /// The whole body has arrived: the handler now works on it.
     pub fn body_read(&self) {
         self.stats.advance(Phase::Body, Phase::Working);
-    }
-}
-
-/// A /24 (IPv4) or /64 (IPv6) network; IPv4-mapped IPv6 addresses count as IPv4.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Network {
-    V4([u8; 3]),
-    V6([u16; 4]),
-}
-
-impl Network {
-    pub fn of(ip: IpAddr) -> Network {
-        match ip.to_canonical() {
-            IpAddr::V4(a) => {
-                let o = a.octets();
-                Network::V4([o[0], o[1], o[2]])
-            }
-            IpAddr::V6(a) => {
-                let s = a.segments();
-                Network::V6([s[0], s[1], s[2], s[3]])
-            }
-        }
     }
 }
 
@@ -404,18 +383,6 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn networks_are_slash_24_and_slash_64() {
-        assert_eq!(Network::of(ip("10.1.2.3")), Network::of(ip("10.1.2.250")));
-        assert_ne!(Network::of(ip("10.1.2.3")), Network::of(ip("10.1.3.3")));
-        assert_eq!(Network::of(ip("::ffff:10.1.2.3")), Network::of(ip("10.1.2.9")));
-        assert_eq!(
-            Network::of(ip("2001:db8:1:2::1")),
-            Network::of(ip("2001:db8:1:2:ffff::9"))
-        );
-        assert_ne!(Network::of(ip("2001:db8:1:2::1")), Network::of(ip("2001:db8:1:3::1")));
     }
 
     #[test]
