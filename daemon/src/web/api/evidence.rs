@@ -53,11 +53,42 @@ pub async fn device(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Re
     }))
 }
 
-/// What a recording or an export is of, for the camera-set check of a
-/// route that names it by id.
+/// What a route names by id, for the camera-set check.
 enum Subject {
     Recording(i64),
     Export(i64),
+    Hold(i64),
+}
+
+/// The cameras `subject` covers: a recording's camera, an export's cameras,
+/// a hold's range camera or those of the recording or export it holds. An
+/// unknown id covers none.
+fn cameras_of(idx: &crate::db::Index, subject: Subject) -> Result<Vec<String>, ApiError> {
+    Ok(match subject {
+        Subject::Recording(id) => idx
+            .recording(id)
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map(|r| vec![r.camera])
+            .unwrap_or_default(),
+        Subject::Export(id) => crate::db::exports::cameras_of(idx.conn(), id)?
+            .map(|list| list.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+        Subject::Hold(id) => match crate::db::holds::get(idx.conn(), id)? {
+            Some(h) => hold_cameras(idx, &h)?,
+            None => Vec::new(),
+        },
+    })
+}
+
+/// The cameras a hold covers: its range's camera, or those of the recording
+/// or the export it holds.
+fn hold_cameras(idx: &crate::db::Index, h: &crate::db::holds::Hold) -> Result<Vec<String>, ApiError> {
+    match (&h.camera, h.recording_id, h.export_id) {
+        (Some(cam), _, _) => Ok(vec![cam.clone()]),
+        (None, Some(id), _) => cameras_of(idx, Subject::Recording(id)),
+        (None, None, Some(id)) => cameras_of(idx, Subject::Export(id)),
+        (None, None, None) => Ok(Vec::new()),
+    }
 }
 
 /// The caller may see every camera of `subject` (403, audited, when not).
@@ -71,20 +102,7 @@ async fn require_view_of(
     if c.cameras.is_none() {
         return Ok(());
     }
-    let cameras: Vec<String> = st
-        .db(move |idx| {
-            Ok(match subject {
-                Subject::Recording(id) => idx
-                    .recording(id)
-                    .map_err(|e| ApiError::internal(e.to_string()))?
-                    .map(|r| vec![r.camera])
-                    .unwrap_or_default(),
-                Subject::Export(id) => crate::db::exports::cameras_of(idx.conn(), id)?
-                    .map(|list| list.split(',').map(str::to_string).collect())
-                    .unwrap_or_default(),
-            })
-        })
-        .await?;
+    let cameras = st.db(move |idx| cameras_of(idx, subject)).await?;
     for cam in &cameras {
         require_view(st, c, cam, action).await?;
     }
@@ -243,10 +261,8 @@ pub async fn download_export(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ct
     let st = &st;
     let c = caller_of(ctx.caller)?;
     // An export of a camera outside the caller's set is not theirs to see.
-    let cameras = st
-        .db(move |idx| Ok(crate::db::exports::cameras_of(idx.conn(), id)?))
-        .await?;
-    if cameras.is_some_and(|list| list.split(',').any(|cam| !c.may_view(cam))) {
+    let cameras = st.db(move |idx| cameras_of(idx, Subject::Export(id))).await?;
+    if cameras.iter().any(|cam| !c.may_view(cam)) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no downloadable export {id}"),
@@ -396,25 +412,6 @@ pub async fn list_holds(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> 
     ))
 }
 
-/// The cameras a hold covers: its range's camera, or that of the recording
-/// or the export it holds (an unknown one: none).
-fn hold_cameras(idx: &crate::db::Index, h: &crate::db::holds::Hold) -> Result<Vec<String>, ApiError> {
-    if let Some(cam) = &h.camera {
-        return Ok(vec![cam.clone()]);
-    }
-    if let Some(id) = h.recording_id {
-        let rec = idx.recording(id).map_err(|e| ApiError::internal(e.to_string()))?;
-        return Ok(rec.map(|r| vec![r.camera]).unwrap_or_default());
-    }
-    if let Some(id) = h.export_id {
-        let list = crate::db::exports::cameras_of(idx.conn(), id)?;
-        return Ok(list
-            .map(|l| l.split(',').map(str::to_string).collect())
-            .unwrap_or_default());
-    }
-    Ok(Vec::new())
-}
-
 /// `POST /api/v1/holds`.
 pub async fn place_hold(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
     use crate::db::holds::HoldTarget;
@@ -452,18 +449,8 @@ pub async fn release_hold(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -
     let c = caller_of(ctx.caller)?;
     let v = body_json(req).await?;
     let reason = free_text_field(&v, "reason")?;
-    if c.cameras.is_some() {
-        // Releasing lets retention delete footage: only on cameras of the set.
-        let cams = st
-            .db(move |idx| match crate::db::holds::get(idx.conn(), id)? {
-                Some(h) => hold_cameras(idx, &h),
-                None => Ok(Vec::new()),
-            })
-            .await?;
-        for cam in &cams {
-            require_view(&st, &c, cam, "hold.release").await?;
-        }
-    }
+    // Releasing lets retention delete footage: only on cameras of the set.
+    require_view_of(&st, &c, Subject::Hold(id), "hold.release").await?;
     let actor = c.actor.clone();
     let hold = st
         .db(move |idx| crate::db::holds::release(idx.conn(), id, &reason, &actor).map_err(hold_error))
