@@ -215,3 +215,42 @@ pub(crate) async fn watch_events(st: Arc<AppState>, mut shutdown: watch::Receive
         }
     }
 }
+
+/// Test support: the API's state on a fresh installation.
+#[cfg(test)]
+pub mod tests_support {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::AppState;
+
+    /// The API's state over a fresh archive in `dir`.
+    pub fn app_state(dir: &std::path::Path) -> Arc<AppState> {
+        let db = dir.join("vigil.db");
+        let sealer = crate::keys::keyring::tests_support::file_sealer(dir);
+        crate::keys::keyring::init(&db, &sealer, "t").unwrap();
+        let keyring = Arc::new(crate::keys::keyring::Keyring::open(&db, sealer, "t").unwrap());
+        let mut storage = crate::storage::Storage::new(&dir.join("rec"));
+        storage.ensure().unwrap();
+        let live = Arc::new(crate::ingest::live::LiveHub::new());
+        let cameras = Arc::new(crate::run::cameras::Supervisor::new(
+            tokio::runtime::Handle::current(),
+            storage.clone(),
+            db.clone(),
+            keyring.clone(),
+            live.clone(),
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+            Vec::new(),
+        ));
+        Arc::new(AppState::new(
+            db,
+            keyring,
+            storage,
+            cameras,
+            "fp".into(),
+            live,
+            crate::base::clock::system(),
+        ))
+    }
+}

@@ -307,36 +307,6 @@ async fn the_redirect_names_the_configured_host_never_the_request_s() {
     }
 }
 
-/// The API's state over a fresh archive in `dir`.
-fn app_state(dir: &std::path::Path) -> Arc<AppState> {
-    let db = dir.join("vigil.db");
-    let sealer = crate::keys::keyring::tests_support::file_sealer(dir);
-    crate::keys::keyring::init(&db, &sealer, "t").unwrap();
-    let keyring = Arc::new(crate::keys::keyring::Keyring::open(&db, sealer, "t").unwrap());
-    let mut storage = crate::storage::Storage::new(&dir.join("rec"));
-    storage.ensure().unwrap();
-    let live = Arc::new(crate::ingest::live::LiveHub::new());
-    let cameras = Arc::new(crate::run::cameras::Supervisor::new(
-        tokio::runtime::Handle::current(),
-        storage.clone(),
-        db.clone(),
-        keyring.clone(),
-        live.clone(),
-        Duration::from_secs(60),
-        Duration::from_secs(5),
-        Vec::new(),
-    ));
-    Arc::new(AppState::new(
-        db,
-        keyring,
-        storage,
-        cameras,
-        "fp".into(),
-        live,
-        crate::base::clock::system(),
-    ))
-}
-
 /// `/health/live` is a round trip through the API's database workers: 503
 /// when they are all taken. Anonymous `/health/ready` is only a verdict.
 #[test]
@@ -349,7 +319,7 @@ fn liveness_fails_when_the_api_cannot_answer_and_readiness_tells_strangers_only_
         .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let st = app_state(dir.path());
+        let st = crate::web::tests_support::app_state(dir.path());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (_stop, rx) = watch::channel(false);

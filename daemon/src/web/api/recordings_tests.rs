@@ -29,12 +29,8 @@ struct Server {
 /// does not read pushes back on the server quickly.
 async fn server() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("vigil.db");
-    let sealer = crate::keys::keyring::tests_support::file_sealer(dir.path());
-    crate::keys::keyring::init(&db, &sealer, "t").unwrap();
-    let keyring = Arc::new(crate::keys::keyring::Keyring::open(&db, sealer, "t").unwrap());
-    let mut storage = crate::storage::Storage::new(&dir.path().join("rec"));
-    storage.ensure().unwrap();
+    let st = crate::web::tests_support::app_state(dir.path());
+    let (db, keyring, storage) = (st.db_path.clone(), st.keyring.clone(), st.storage.clone());
     let clock = crate::base::clock::ManualClock::new(T0);
     {
         let index = crate::db::Index::open(&db).unwrap();
@@ -65,26 +61,6 @@ async fn server() -> Server {
         }
         rec.close("stopped");
     }
-    let live = Arc::new(crate::ingest::live::LiveHub::new());
-    let supervisor = Arc::new(crate::run::cameras::Supervisor::new(
-        tokio::runtime::Handle::current(),
-        storage.clone(),
-        db.clone(),
-        keyring.clone(),
-        live.clone(),
-        Duration::from_secs(60),
-        Duration::from_secs(5),
-        Vec::new(),
-    ));
-    let st = Arc::new(AppState::new(
-        db,
-        keyring,
-        storage,
-        supervisor,
-        "test".into(),
-        live,
-        crate::base::clock::system(),
-    ));
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     // Accepted sockets inherit the listener's small send buffer (Linux).
     socket.set_send_buffer_size(8 * 1024).unwrap();
