@@ -176,13 +176,10 @@ impl Connection {
     {
         let kill = self.slot.kill.clone();
         // A second handle on the socket, for a lingering close.
-        let tcp = match spare_handle(tcp) {
-            Ok((tcp, spare)) => {
-                self.spare = Some(spare);
-                tcp
-            }
+        match spare_handle(&tcp) {
+            Ok(spare) => self.spare = Some(spare),
             Err(_) => return,
-        };
+        }
         match tls {
             None => {
                 self.slot.stats.enter(Phase::Idle, mono_ms());
@@ -303,12 +300,12 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-/// The stream and a duplicate of its socket: while the duplicate is open,
-/// closing the stream does not close the connection.
-fn spare_handle(tcp: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
-    let std = tcp.into_std()?;
-    let spare = std.try_clone()?;
-    Ok((TcpStream::from_std(std)?, spare))
+/// A duplicate of the stream's socket (one `dup`; the stream stays with
+/// the reactor as it is): while it is open, closing the stream does not
+/// close the connection. It is non-blocking, as the stream's socket is.
+fn spare_handle(tcp: &TcpStream) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::AsFd;
+    Ok(std::net::TcpStream::from(tcp.as_fd().try_clone_to_owned()?))
 }
 
 /// Longest and most a lingering close waits for and reads.
