@@ -237,6 +237,13 @@ fn rbac_matrix_covers_every_route() {
         ("GET /app.js", "GET", "/app.js", None, [200, 200, 200, 200, 200]),
         ("GET /app.css", "GET", "/app.css", None, [200, 200, 200, 200, 200]),
         (
+            "GET /ui/{file}",
+            "GET",
+            "/ui/common.js",
+            None,
+            [200, 200, 200, 200, 200],
+        ),
+        (
             "POST /api/v1/cameras",
             "POST",
             "/api/v1/cameras",

@@ -368,6 +368,7 @@ mod tests {
             "/",
             "/app.js",
             "/app.css",
+            "/ui/{file}",
             "/health/live",
             "/health/ready",
             "/api/v1/login",

@@ -68,6 +68,7 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/", PUBLIC, handler!(assets::index)),
     route("GET", "/app.js", PUBLIC, handler!(assets::app_js)),
     route("GET", "/app.css", PUBLIC, handler!(assets::app_css)),
+    route("GET", "/ui/{file}", PUBLIC, handler!(assets::ui_file)),
     route("GET", "/health/live", PUBLIC, handler!(health::live)),
     route("GET", "/health/ready", PUBLIC, handler!(health::ready)),
     route("GET", "/metrics", VIEWER, handler!(health::metrics)),

@@ -3,33 +3,16 @@
 // is HttpOnly.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
+import { $, api, text, cell, session, leave } from "./ui/common.js";
+import * as livePage from "./ui/live.js";
+import * as playbackPage from "./ui/playback.js";
+
 let me = null;
-let liveAbort = null;
-
-async function api(method, path, body) {
-  const headers = {};
-  const csrf = sessionStorage.getItem("csrf");
-  if (csrf) headers["X-CSRF-Token"] = csrf;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
-  let data = null;
-  try { data = await r.json(); } catch (e) { data = null; }
-  if (!r.ok) {
-    const err = new Error((data && data.error) || r.statusText);
-    err.status = r.status;
-    throw err;
-  }
-  return data;
-}
-
-function text(el, s) { el.textContent = s; return el; }
-function cell(tr, s) { tr.appendChild(text(document.createElement("td"), s)); }
 
 function show(id) {
   for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== id;
   $("top").hidden = !me || id === "login" || id === "password" || (id === "mfa" && me.mfa_required);
-  if (liveAbort && id !== "live") { liveAbort.abort(); liveAbort = null; }
+  leave();
   if (id !== "tokens") hideTokenSecret(); // a secret is shown once, not kept on screen
 }
 
@@ -47,14 +30,15 @@ async function route() {
   }
   if (mine !== navigation) return;
   me = who;
+  session.me = who;
   if (!me) return show("login");
   if (me.csrf_token) sessionStorage.setItem("csrf", me.csrf_token);
   $("who").textContent = me.actor.replace(/^user:/, "") + " (" + me.role + ")";
   for (const a of document.querySelectorAll(".admin")) a.hidden = me.role !== "admin";
   if (me.must_change_password) return show("password");
   if (me.mfa_required || page === "mfa") return mfa(me.mfa_required);
-  if (page === "live") return live(decodeURIComponent(arg || ""));
-  if (page === "playback") return playback(decodeURIComponent(arg || ""));
+  if (page === "live") { show("live"); return livePage.render(decodeURIComponent(arg || "")); }
+  if (page === "playback") { show("playback"); return playbackPage.render(decodeURIComponent(arg || "")); }
   if (page === "users") return users();
   if (page === "cameras") return cameraAdmin();
   if (page === "audit") return audit();
@@ -186,139 +170,6 @@ async function dashboard() {
   }
   dashTimer = setTimeout(() => { if (!$("dashboard").hidden) dashboard(); }, 5000);
 }
-
-// ---- live view: fMP4 over a streamed fetch into Media Source Extensions ----
-async function live(name) {
-  show("live");
-  text($("live-name"), name);
-  const video = $("live-video");
-  const status = $("live-status");
-  const ctl = new AbortController();
-  liveAbort = ctl;
-  for (let attempt = 0; attempt < 1000 && !ctl.signal.aborted; attempt++) {
-    try {
-      text(status, "connecting…");
-      const r = await fetch("/api/v1/cameras/" + encodeURIComponent(name) + "/live.mp4", { signal: ctl.signal, credentials: "same-origin" });
-      if (!r.ok) throw new Error("HTTP " + r.status);
-      const mime = 'video/mp4; codecs="' + (r.headers.get("X-Codec") || "avc1.42e01e") + '"';
-      // Wall-clock ms at which the server had the first frame: the picture at
-      // video.currentTime is that much later, so the lag behind real time is known.
-      video.dataset.firstFrameWallMs = r.headers.get("X-First-Frame-Wall-Ms") || "";
-      if (!window.MediaSource || !MediaSource.isTypeSupported(mime)) { text(status, "This browser cannot play " + mime); return; }
-      const ms = new MediaSource();
-      video.src = URL.createObjectURL(ms);
-      await new Promise((res) => ms.addEventListener("sourceopen", res, { once: true }));
-      const sb = ms.addSourceBuffer(mime);
-      sb.mode = "segments";
-      const reader = r.body.getReader();
-      text(status, "live");
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        if (sb.updating) await new Promise((res) => sb.addEventListener("updateend", res, { once: true }));
-        sb.appendBuffer(value);
-        await new Promise((res) => sb.addEventListener("updateend", res, { once: true }));
-        const b = sb.buffered;
-        if (b.length) {
-          const edge = b.end(b.length - 1);
-          // Stay near the live edge; drop what is far behind.
-          if (edge - video.currentTime > 1.5) video.currentTime = edge - 0.3;
-          if (video.paused) video.play().catch(() => {});
-          if (b.start(0) < edge - 30 && !sb.updating) {
-            sb.remove(0, edge - 20);
-            await new Promise((res) => sb.addEventListener("updateend", res, { once: true }));
-          }
-        }
-      }
-    } catch (e) {
-      if (ctl.signal.aborted) return;
-      text(status, "reconnecting (" + e.message + ")");
-    }
-    await new Promise((res) => setTimeout(res, 1000));
-  }
-}
-
-// ---- playback ----
-function localInput(d) {
-  const p = (n) => String(n).padStart(2, "0");
-  return d.getFullYear() + "-" + p(d.getMonth() + 1) + "-" + p(d.getDate()) + "T" + p(d.getHours()) + ":" + p(d.getMinutes()) + ":" + p(d.getSeconds());
-}
-
-async function playback(name) {
-  show("playback");
-  const sel = $("pb-camera");
-  const cams = await api("GET", "/api/v1/cameras");
-  sel.replaceChildren(...cams.map((c) => text(Object.assign(document.createElement("option"), { value: c.name }), c.name)));
-  if (name) sel.value = name;
-  const f = $("playback-form");
-  if (!f.start.value) {
-    const now = new Date();
-    f.end.value = localInput(now);
-    f.start.value = localInput(new Date(now.getTime() - 5 * 60 * 1000));
-  }
-}
-
-$("playback-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  const f = ev.target;
-  const cam = f.camera.value;
-  const start = new Date(f.start.value).toISOString();
-  const end = new Date(f.end.value).toISOString();
-  text($("pb-error"), "");
-  try {
-    const recs = await api("GET", "/api/v1/recordings?camera=" + encodeURIComponent(cam) + "&start=" + start + "&end=" + end);
-    const tl = $("timeline");
-    tl.replaceChildren();
-    const t0 = Date.parse(start), t1 = Date.parse(end);
-    for (const r of recs) {
-      const a = Math.max(t0, Date.parse(r.start)), b = Math.min(t1, Date.parse(r.end));
-      const seg = document.createElement("div");
-      seg.className = "seg";
-      seg.style.left = ((a - t0) * 100 / (t1 - t0)) + "%";
-      seg.style.width = Math.max(0.2, (b - a) * 100 / (t1 - t0)) + "%";
-      seg.title = r.start + " – " + r.end;
-      tl.appendChild(seg);
-    }
-    if (!recs.length) { text($("pb-error"), "Nothing recorded in this range."); return; }
-    const url = "/api/v1/cameras/" + encodeURIComponent(cam) + "/view.mp4?start=" + start + "&end=" + end;
-    $("pb-video").src = url;
-    const dl = $("pb-download");
-    dl.href = url + "&download=1";
-    dl.download = cam + "-" + start.replace(/[:.]/g, "") + ".mp4";
-    dl.hidden = me.role === "viewer"; // exporting is for operators and admins
-    $("pb-bundle").hidden = me.role === "viewer";
-    $("pb-hold").hidden = me.role === "viewer";
-    lastRange = { camera: cam, start, end };
-  } catch (e) {
-    text($("pb-error"), e.message);
-  }
-});
-
-// ---- evidence: bundles and legal holds ----
-let lastRange = null;
-
-$("pb-bundle").addEventListener("click", async () => {
-  if (!lastRange) return;
-  text($("pb-error"), "Making the bundle…");
-  try {
-    const r = await api("POST", "/api/v1/exports", lastRange);
-    text($("pb-error"), "Bundle " + r.id + " made: " + r.frames + " frames, SHA-256 " + r.sha256 + ". Download it from Evidence.");
-  } catch (e) {
-    text($("pb-error"), e.message);
-  }
-});
-
-$("pb-hold").addEventListener("click", async () => {
-  if (!lastRange) return;
-  const reason = prompt("Reason for the legal hold (case number, request):");
-  if (!reason) return;
-  try {
-    const h = await api("POST", "/api/v1/holds", Object.assign({ reason }, lastRange));
-    text($("pb-error"), "Hold " + h.id + " placed on " + h.what + ".");
-  } catch (e) {
-    text($("pb-error"), e.message);
-  }
-});
 
 async function evidence() {
   show("evidence");
