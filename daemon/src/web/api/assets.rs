@@ -32,7 +32,13 @@ const UI_FILES: &[(&str, &str, &str)] = &[
     ("common.js", JS, include_str!("../ui/common.js")),
     ("live.js", JS, include_str!("../ui/live.js")),
     ("playback.js", JS, include_str!("../ui/playback.js")),
+    ("timeline.js", JS, include_str!("../ui/timeline.js")),
+    ("dashboard.js", JS, include_str!("../ui/dashboard.js")),
+    ("admin.js", JS, include_str!("../ui/admin.js")),
+    ("media.css", CSS, include_str!("../ui/media.css")),
 ];
+
+const CSS: &str = "text/css; charset=utf-8";
 
 const JS: &str = "text/javascript; charset=utf-8";
 

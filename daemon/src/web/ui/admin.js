@@ -1,0 +1,2 @@
+// Vigil web UI: admin (placeholder; filled in by issue 15).
+export {};

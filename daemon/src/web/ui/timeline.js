@@ -1,0 +1,2 @@
+// Vigil web UI: timeline (placeholder; filled in by issue 15).
+export {};
