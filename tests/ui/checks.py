@@ -1,0 +1,415 @@
+"""The named checks of the issue 15 acceptance suite, in the order a field
+technician meets them. Each raises (AssertionError/TimeoutError/...) with a
+precise message when the UI does not do what the contract says."""
+import json
+import time
+
+import pages
+from devbox import CAMERAS, PASSWORD
+
+BAD_URL = "rtsp://127.0.0.1:9/x"
+
+
+def run_all(s, recording_since):
+    """One box, one browser, every check; each check that needs a login
+    logs in itself, so one failure does not hide the others."""
+    pg = s.pg
+
+    def admin(f):
+        return lambda: (ensure_login(s, "admin", NEW_ADMIN_PASSWORD), f(s))[1]
+
+    pg.set_size(*DESKTOP)
+    s.check("1 first login: no header, one-time password, change with confirm", lambda: first_login(s))
+    s.check("2 live grid: 4 tiles play (garage H.265 via the fallback), #live/front plays", admin(live_grid))
+    s.check("8 camera management: failed Test blocks Add, Remove asks", admin(camera_traps))
+    s.check("6a axe-core 1366x768: no serious/critical violation on any page", admin(lambda s: tour(s, "desktop")))
+    wait = RECORDED_BEFORE_PLAYBACK - (time.monotonic() - recording_since)
+    if wait > 0:
+        pg.pump(wait)
+    s.check("3 playback: a timeline click plays within 1 s of the instant, zoom, hover thumbnail", admin(playback))
+    pg.set_size(*PHONE)
+    s.check("6b+7 phone 390x844: axe-core clean, no page overflow, header <= 64 px, no letter-by-letter table headers",
+            admin(lambda s: tour(s, "phone")))
+    s.check("4 logout: header not displayed, #who empty", admin(logout))
+    pg.set_size(*DESKTOP)
+    s.check("5 viewer: #users, #cameras, #audit forbidden, no admin links", lambda: viewer(s))
+
+DESKTOP = (1366, 768, False)
+PHONE = (390, 844, True)
+NEW_ADMIN_PASSWORD = "ui suite admin Kp3-lantern"
+RECORDED_BEFORE_PLAYBACK = 40
+
+
+def ensure_login(s, name, password):
+    """Logs `name` in through the form unless already logged in as them."""
+    me = s.pg.js("fetch('/api/v1/me').then(r => r.ok ? r.json() : null)")
+    if me and me.get("actor") == f"user:{name}" and not me.get("must_change_password"):
+        return
+    if me:
+        s.api("POST", "/api/v1/logout")
+    s.pg.goto(s.url)
+    s.login(name, password)
+    s.logged_in_as(name)
+
+
+# --- 1 ------------------------------------------------------------------------
+def first_login(s):
+    pg = s.pg
+    pg.goto(s.url)
+    pg.wait(pages.visible("#login-form"), limit=20, what="the login form (#login-form) shown on the first visit")
+    pg.pump(0.5)
+    problems = ["first login page: " + p for p in s.logged_out_header()]
+    s.shot("login")
+    v = s.run_axe("login")
+    s.login("admin", s.box.otp)
+    pg.wait(pages.visible("#password-form"), limit=20, what="the forced password change form (#password-form)")
+    missing = pg.js("""['old_password', 'new_password', 'confirm_password']
+        .filter(n => !document.querySelector('#password-form [name=' + n + ']'))""")
+    s.shot("password-change")
+    pg.type("#password-form [name=old_password]", s.box.otp)
+    pg.type("#password-form [name=new_password]", NEW_ADMIN_PASSWORD)
+    if "confirm_password" in missing:
+        # Recorded, and the change made anyway so that the later checks can log in.
+        problems.append("#password-form has no confirm_password field")
+    else:
+        # A confirmation that does not match must be refused before anything is sent.
+        pg.type("#password-form [name=confirm_password]", NEW_ADMIN_PASSWORD + "x")
+        pg.click(pages.SUBMIT.format(form="#password-form"))
+        pg.pump(1.0)
+        if not pg.js(pages.visible("#password-form")):
+            raise AssertionError("a confirm_password that differs from new_password was accepted")
+        pg.type("#password-form [name=confirm_password]", NEW_ADMIN_PASSWORD)
+    pg.click(pages.SUBMIT.format(form="#password-form"))
+    # Either back to the login form (log in with the new password) or straight in.
+    state = pg.wait(f"""(() => {pages.visible('#login-form')} ? 'login'
+        : !{pages.visible('#password-form')} && {pages.visible('header#top')} ? 'in' : null)()""",
+                    limit=20, what="the login form or the logged-in UI after the password change")
+    if state == "login":
+        s.login("admin", NEW_ADMIN_PASSWORD)
+    s.logged_in_as("admin")
+    s.shot("after-first-login")
+    if problems:
+        raise AssertionError("; ".join(problems) + " (the password change itself went through)")
+    bad = [f"{x['id']}" for x in v]
+    return f"password changed ({'logged in again' if state == 'login' else 'kept logged in'})" + (
+        f"; axe on login: {bad}" if bad else "")
+
+
+# --- 2 ------------------------------------------------------------------------
+def live_grid(s):
+    pg = s.pg
+    s.open_hash("live")
+    names = [n for n, _ in CAMERAS]
+    pg.wait(f"""(() => {{ const t = Array.from(document.querySelectorAll('#live .grid .cam-tile')).map(x => x.dataset.camera);
+        return {json.dumps(names)}.every(n => t.includes(n)); }})()""",
+            limit=15, what=f"#live .grid .cam-tile[data-camera] for each of {names}")
+    hevc = pg.js(pages.HEVC_SUPPORTED)
+    # Give every tile time to start (the H.265 one goes through the converter).
+    try:
+        pg.wait("""(() => Array.from(document.querySelectorAll('#live .grid .cam-tile video'))
+            .every(v => v.currentTime > 0.3))()""", limit=25, what="every tile's video started")
+    except TimeoutError:
+        pass
+    before = {t["camera"]: t for t in pg.js(pages.LIVE_TILES)}
+    pg.pump(3.0)
+    after = {t["camera"]: t for t in pg.js(pages.LIVE_TILES)}
+    s.shot("live-grid")
+    problems, figures = [], []
+    for name, kind in CAMERAS:
+        a, b = before.get(name), after.get(name)
+        if not a or not b:
+            problems.append(f"{name}: no tile")
+            continue
+        adv = (b["t"] or 0) - (a["t"] or 0)
+        figures.append(f"{name} {b['mode']} +{adv:.1f}s '{b['latency']}'")
+        if b["videos"] != 1:
+            problems.append(f"{name}: {b['videos']} video elements in the tile (want 1)")
+        if adv <= 1.0:
+            problems.append(f"{name}: currentTime advanced {adv:.2f} s in 3 s (mode={b['mode']}, readyState={b['ready']}, "
+                            f"error={b['error']}, tile says {b['text']!r})")
+        want = ("direct", "transcoded") if kind == "/h265" and hevc else (("transcoded",) if kind == "/h265" else ("direct",))
+        if b["mode"] not in want:
+            problems.append(f"{name}: data-mode={b['mode']!r}, want {' or '.join(want)}"
+                            + (" (MediaSource.isTypeSupported(hvc1) is false in this Chromium)" if kind == "/h265" else ""))
+        if not b["latency"] or "behind" not in b["latency"]:
+            problems.append(f"{name}: .latency text {b['latency']!r} (want e.g. '0.6 s behind')")
+        for label in ("Full screen", "Snapshot"):
+            if label not in b["labels"]:
+                problems.append(f"{name}: no button with aria-label={label!r} (has {b['labels']})")
+    if hevc:
+        figures.append("(this Chromium says it plays hvc1)")
+    extra = [n for n in after if n not in names]
+    if extra:
+        problems.append(f"tiles for cameras that do not exist: {extra}")
+    s.run_axe("live")
+    # The single view: one camera, large, playing.
+    s.open_hash("live/front", "live")
+    single = """(() => { const vs = Array.from(document.querySelectorAll('#live video')).filter(v => {
+        const b = v.getBoundingClientRect(); return b.width > 0 && b.height > 0 && !v.closest('[hidden]'); });
+        return vs.map(v => ({t: v.currentTime, w: v.getBoundingClientRect().width,
+                 cam: (v.closest('[data-camera]') || {dataset: {}}).dataset.camera})); })()"""
+    try:
+        pg.wait(f"(() => {{ const v = {single}; return v.length === 1 && v[0].t > 0.3; }})()", limit=20,
+                what="#live/front: exactly one visible video, playing")
+        t0 = pg.js(single)[0]["t"]
+        pg.pump(2.0)
+        one = pg.js(single)
+        if len(one) != 1 or one[0]["t"] - t0 <= 0.8:
+            problems.append(f"#live/front: video advanced {one[0]['t'] - t0 if one else 0:.2f} s in 2 s ({one})")
+        if one and one[0]["cam"] not in (None, "front"):
+            problems.append(f"#live/front shows camera {one[0]['cam']!r}")
+        if one and one[0]["w"] < 0.5 * s.pg.size[0]:
+            problems.append(f"#live/front: the video is {one[0]['w']:.0f} px wide, not large (viewport {s.pg.size[0]})")
+    except TimeoutError as e:
+        problems.append(f"{e}: visible videos {pg.js(single)}")
+    s.shot("live-front")
+    if problems:
+        raise AssertionError("; ".join(problems))
+    return ", ".join(figures)
+
+
+# --- 8 ------------------------------------------------------------------------
+def camera_traps(s):
+    pg = s.pg
+    s.open_hash("cameras")
+    form = pg.js("""(() => { const f = Array.from(document.querySelectorAll('#cameras form'))
+        .find(f => f.querySelector('[name=url]') && f.querySelector('[name=name]'));
+        if (!f) return null; if (!f.id) f.id = 'ui-suite-camera-form'; return '#' + f.id; })()""")
+    if not form:
+        raise AssertionError("#cameras has no form with fields name and url")
+    before = s.camera_names()
+    pg.type(f"{form} [name=name]", "badcam")
+    pg.type(f"{form} [name=url]", BAD_URL)
+    pg.click(pages.button_by_text("#cameras", r"^test"))
+    err = pg.wait("""(() => { const m = Array.from(document.querySelectorAll('#cameras .msg.error'))
+        .find(e => e.getBoundingClientRect().height > 0); return m ? m.textContent.trim().replace(/\\s+/g, ' ') : null; })()""",
+                  limit=20, what=f"a .msg.error on #cameras after Test of {BAD_URL}")
+    s.shot("cameras-test-failed")
+    anyway = pg.js(f"""(() => {{ const c = Array.from(document.querySelectorAll('#cameras input[type=checkbox]')).find(c => {{
+        const l = c.closest('label') || document.querySelector('label[for="' + c.id + '"]');
+        return l && /anyway/i.test(l.textContent); }});
+        if (!c) return null; if (!c.id) c.id = 'ui-suite-anyway'; return '#' + c.id; }})()""")
+    pg.click(pages.button_by_text("#cameras", r"^add"))
+    pg.pump(2.0)
+    after = s.camera_names()
+    if after != before:
+        raise AssertionError(f"Add after a failed Test (no 'add anyway') changed the cameras: {before} -> {after}")
+    if not anyway:
+        raise AssertionError("no checkbox labelled 'add anyway' on #cameras after the failed Test")
+    # Add anyway, then Remove: it must ask; dismissing keeps the camera.
+    pg.click(anyway)
+    pg.click(pages.button_by_text("#cameras", r"^add"))
+    pg.wait("fetch('/api/v1/cameras').then(r => r.json()).then(c => c.some(x => x.name === 'badcam'))", limit=10,
+            what="badcam added with 'add anyway' ticked")
+    pg.pump(1.0)
+    remove = ("js:(() => { const row = Array.from(document.querySelectorAll('#cameras tr'))"
+              ".find(r => /badcam/.test(r.textContent)); return row && Array.from(row.querySelectorAll('button'))"
+              ".find(b => /remove/i.test(b.textContent + (b.getAttribute('aria-label') || ''))); })()")
+    n = len(pg.dialogs)
+    pg.accept_dialogs = False
+    pg.click(remove)
+    pg.pump(1.0)
+    own = pg.js(pages.OPEN_DIALOG)
+    asked = pg.dialogs[n:] or ([own] if own else [])
+    s.shot("cameras-remove-asks")
+    if not asked:
+        raise AssertionError("Remove of badcam asked nothing (no confirm() and no open dialog element)")
+    if own:  # the UI's own dialog: cancel it
+        try:
+            pg.click(pages.button_by_text("dialog[open]", r"cancel|keep|no\b"))
+        except RuntimeError:
+            pg.key("Escape", vk=27)
+        pg.pump(1.0)
+    if "badcam" not in s.camera_names():
+        raise AssertionError(f"badcam was removed although its confirmation was dismissed ({asked[0]!r})")
+    # Clean up: remove it for real (not judged).
+    try:
+        pg.accept_dialogs = True
+        pg.click(remove)
+        pg.pump(1.0)
+        if pg.js(pages.OPEN_DIALOG):
+            pg.click(pages.button_by_text("dialog[open]", r"remove|yes|ok|delete"))
+            pg.pump(1.0)
+    except RuntimeError:
+        pass
+    finally:
+        pg.accept_dialogs = False
+    return f"Test said {err[:120]!r}; Add refused until 'add anyway'; Remove asked {asked[0][:120]!r}"
+
+
+# --- 6 and 7 ------------------------------------------------------------------
+def tour(s, kind):
+    """Every page: screenshot, axe-core; on the phone also the layout checks."""
+    pg = s.pg
+    problems = []
+    for page in pages.PAGES:
+        try:
+            s.open_hash(page)
+        except TimeoutError as e:
+            problems.append(str(e))
+            s.shot(page)
+            continue
+        if page == "live":
+            pg.pump(2.0)
+        s.shot(page)
+        v = s.run_axe(page)
+        for x in v:
+            problems.append(f"{page}: axe {x['impact']} {x['id']} ({x['help']}): {x['nodes']}")
+        if kind == "phone":
+            lay = pg.js(pages.PHONE_LAYOUT)
+            w = pg.size[0]
+            if lay["scrollWidth"] > w:
+                problems.append(f"{page}: page {lay['scrollWidth']} px wide on a {w} px screen")
+            if lay["header"] > 64:
+                problems.append(f"{page}: header#top {lay['header']:.0f} px high (max 64)")
+            if lay["broken"]:
+                problems.append(f"{page}: table headers broken over lines: {lay['broken']}")
+    if kind == "phone":
+        try:
+            pg.click("#nav-toggle")
+            pg.pump(0.5)
+            shown = [a["text"] for a in pg.js(pages.NAV_LINKS)]
+            s.shot("nav-open")
+            if not shown:
+                problems.append("#nav-toggle opened no visible nav link")
+            pg.click("#nav-toggle")
+        except RuntimeError as e:
+            problems.append(f"#nav-toggle: {e}")
+    if problems:
+        raise AssertionError("; ".join(problems))
+    return f"{len(pages.PAGES)} pages clean"
+
+
+# --- 3 ------------------------------------------------------------------------
+def playback(s):
+    pg = s.pg
+    s.open_hash("playback/front", "playback")
+    if not pg.js(pages.visible("input#pb-day")) or pg.js("document.getElementById('pb-day').type") != "date":
+        raise AssertionError("no visible input#pb-day of type=date")
+    tl = pages.TIMELINE + "('front')"
+    pg.wait(f"(() => {{ const t = {tl}; return t && t.start > 0 && t.end > t.start && t.segs && t.segs.length > 0; }})()",
+            limit=15, what="#timeline with data-start-ms/data-end-ms and a .tl-row[data-camera=front] with .tl-seg bars")
+    spans = s.api("GET", "/api/v1/timeline?start=" + iso(time.time() - 3600) + "&end=" + iso(time.time() + 60))
+    rows = {r["camera"]: r["spans"] for r in (spans["json"] or [])}
+    if not rows.get("front"):
+        raise AssertionError(f"GET /api/v1/timeline has no span of front: {spans}")
+    span = max(rows["front"], key=lambda x: ms(x["end"]) - ms(x["start"]))
+    lo, hi = ms(span["start"]) + 3000, ms(span["end"]) - 5000  # clear of the span's ends
+    # Zoom in once: the window must change.
+    w0 = pg.js(tl)
+    pg.click("#tl-zoom-in")
+    pg.pump(0.8)
+    w1 = pg.js(tl)
+    if (w1["start"], w1["end"]) == (w0["start"], w0["end"]):
+        raise AssertionError(f"#tl-zoom-in did not change data-start-ms/data-end-ms ({w0['start']}..{w0['end']})")
+    # Bring a pixel whose instant lies inside the span into view: zoom in until
+    # a pixel is under a second, panning with the arrow keys when the span
+    # leaves the window.
+    x = None
+    for _ in range(30):
+        w = pg.js(tl)
+        per_px = (w["end"] - w["start"]) / w["width"]
+        if per_px < 1000 and w["start"] < lo and hi < w["end"]:
+            # The middle of the span, on a whole pixel.
+            mid = (lo + hi) / 2
+            x = round(w["left"] + (mid - w["start"]) / per_px)
+            break
+        if hi < w["start"] or lo > w["end"]:
+            pg.call("Input.dispatchMouseEvent", type="mouseMoved", x=0, y=0, button="none")
+            pg.js("document.getElementById('timeline').focus(), true")
+            pg.key("ArrowLeft" if hi < w["start"] else "ArrowRight", vk=37 if hi < w["start"] else 39)
+        else:
+            pg.click("#tl-zoom-in")
+        pg.pump(0.4)
+    if x is None:
+        w = pg.js(tl)
+        raise AssertionError(f"could not bring front's span {span} into the timeline window at under 1 s a pixel "
+                             f"(window {w['start']}..{w['end']} over {w['width']:.0f} px)")
+    w = pg.js(tl)
+    clicked = w["start"] + (x - w["left"]) * (w["end"] - w["start"]) / w["width"]
+    y = (w["rowTop"] + w["rowBottom"]) / 2 if w["rowTop"] is not None else w["top"] + w["height"] / 2
+    pg.click_xy(x, y)
+    try:
+        pg.wait(f"""(() => {{ const p = {pages.PLAYER}; return p && p.wall && !p.seeking && p.ready >= 2
+            && Math.abs(p.wall - {clicked}) <= 1000; }})()""", limit=20, what="player at the clicked instant")
+    except TimeoutError:
+        p = pg.js(pages.PLAYER)
+        s.shot("playback-seek")
+        raise AssertionError(f"clicked {iso(clicked / 1000)} at x={x}; video#pb-video: data-wall-ms="
+                             f"{p and p['wall']} ({(p['wall'] - clicked) / 1000 if p and p['wall'] else '?'} s off), "
+                             f"readyState={p and p['ready']}, error={p and p['error']}, #pb-clock={p and p['clock']!r}")
+    p = pg.js(pages.PLAYER)
+    pg.pump(1.0)
+    s.shot("playback-seeked")
+    if not p["clock"]:
+        raise AssertionError("#pb-clock is empty")
+    # Hover a bar of front (H.264): canvas#tl-thumb drawn.
+    w = pg.js(tl)
+    per_px = (w["end"] - w["start"]) / w["width"]
+    hx = round(w["left"] + (lo + (hi - lo) * 0.3 - w["start"]) / per_px)
+    pg.hover(hx, y)
+    try:
+        th = pg.wait(f"(() => {{ const t = {pages.THUMB}; return t.shown && t.colours > 10 ? t : null; }})()",
+                     limit=10, what="canvas#tl-thumb")
+    except TimeoutError:
+        raise AssertionError(f"hovering front's bar at x={hx}: canvas#tl-thumb not drawn: {pg.js(pages.THUMB)}")
+    s.shot("playback-thumbnail")
+    s.run_axe("playback (played)")
+    return (f"clicked {iso(clicked / 1000)}, player at {(p['wall'] - clicked) / 1000:+.2f} s "
+            f"(#pb-clock {p['clock']!r}); zoom {w0['end'] - w0['start']} -> {w1['end'] - w1['start']} ms; "
+            f"thumbnail {th['width']}x{th['height']}, {th['colours']}+ colours")
+
+
+def iso(t):
+    """RFC 3339 UTC of epoch seconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + "Z"
+
+
+def ms(rfc3339):
+    """Epoch ms of an RFC 3339 UTC time such as 2026-12-01T21:00:00.123Z."""
+    import datetime
+    return datetime.datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp() * 1000
+
+
+# --- 4 ------------------------------------------------------------------------
+def logout(s):
+    pg = s.pg
+    pg.click("#logout")
+    pg.wait(pages.visible("#login-form"), limit=15, what="the login form after #logout")
+    pg.pump(0.5)
+    s.shot("logged-out")
+    problems = s.logged_out_header()
+    v = s.run_axe("login")
+    problems += [f"axe on login: {x['impact']} {x['id']} {x['nodes']}" for x in v]
+    if problems:
+        raise AssertionError("; ".join(problems))
+    return "logged out"
+
+
+# --- 5 ------------------------------------------------------------------------
+def viewer(s):
+    pg = s.pg
+    pg.goto(s.url)
+    s.login("watcher", PASSWORD)
+    s.logged_in_as("watcher")
+    pg.wait(pages.visible("header#top"), limit=10, what="header#top for the logged-in viewer")
+    problems = []
+    links = pg.js(pages.NAV_LINKS)
+    for a in links:
+        if any(k in (a["href"] + " " + a["text"]).lower() for k in pages.ADMIN_ONLY):
+            problems.append(f"the viewer's nav shows {a['text']!r} ({a['href']})")
+    for page in pages.ADMIN_ONLY:
+        try:
+            s.open_hash(page)
+        except TimeoutError as e:
+            problems.append(str(e))
+            continue
+        r = pg.js(pages.ADMIN_CONTROLS + f"({json.dumps(page)})")
+        s.shot(f"viewer-{page}")
+        if not r["forbidden"]:
+            problems.append(f"#{page}: no visible p.forbidden for a viewer")
+        if r["controls"]:
+            problems.append(f"#{page}: a viewer sees controls {r['controls']}")
+    if problems:
+        raise AssertionError("; ".join(problems))
+    return f"nav: {[a['text'] for a in links]}"
