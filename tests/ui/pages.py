@@ -75,7 +75,8 @@ PLAYER = """(() => { const v = document.getElementById('pb-video'); const c = do
                 error: v.error ? (v.error.message || String(v.error.code)) : null, src: v.currentSrc,
                 clock: c ? c.textContent.trim() : null} : null; })()"""
 
-# canvas#tl-thumb: shown and drawn (more than a handful of distinct colours).
+# canvas#tl-thumb: shown and drawn on (its opaque pixels have more than one colour:
+# a cleared or filled canvas has at most one).
 THUMB = """(() => { const c = document.getElementById('tl-thumb'); if (!c) return {exists: false};
     const s = getComputedStyle(c); const b = c.getBoundingClientRect();
     const shown = s.display !== 'none' && s.visibility !== 'hidden' && b.width > 0 && !c.closest('[hidden]');

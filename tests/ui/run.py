@@ -47,7 +47,7 @@ class Suite:
         except Exception as e:  # noqa: BLE001: one check's failure must not stop the others
             ok, detail = False, f"{type(e).__name__}: {e}"
             traceback.print_exc(limit=3)
-            self.shot(f"FAIL-{name}")
+            self.shot(f"FAIL-{name.split()[0]}")
         took = time.monotonic() - t
         print(f"{'PASS' if ok else 'FAIL'} {name} ({took:.1f} s): {detail}", flush=True)
         self.results.append({"check": name, "ok": ok, "seconds": round(took, 1), "detail": detail})
