@@ -259,7 +259,7 @@ def tour(s, kind):
             lay = pg.js(pages.PHONE_LAYOUT)
             w = pg.size[0]
             if lay["scrollWidth"] > w:
-                problems.append(f"{page}: page {lay['scrollWidth']} px wide on a {w} px screen")
+                problems.append(f"{page}: page {lay['scrollWidth']} px wide on a {w} px screen (sticking out: {lay['wide']})")
             if lay["header"] > 64:
                 problems.append(f"{page}: header#top {lay['header']:.0f} px high (max 64)")
             if lay["broken"]:

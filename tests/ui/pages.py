@@ -94,7 +94,16 @@ PHONE_LAYOUT = """(() => { const h = document.querySelector('header#top');
         if (!(lh > 0)) lh = parseFloat(s.fontSize) * 1.2;
         const pad = parseFloat(s.paddingTop) + parseFloat(s.paddingBottom) + parseFloat(s.borderTopWidth) + parseFloat(s.borderBottomWidth);
         return th.getBoundingClientRect().height - pad >= 2 * lh; }).map(th => th.textContent.trim());
-    return {scrollWidth: document.documentElement.scrollWidth, header: h ? h.getBoundingClientRect().height : 0, broken}; })()"""
+    // What sticks out on the right: the innermost elements (or their text) past the screen's edge.
+    const w = document.documentElement.clientWidth;
+    const clipped = (el) => { for (let a = el.parentElement; a && a !== document.body; a = a.parentElement)
+        if (['auto', 'scroll', 'hidden', 'clip'].includes(getComputedStyle(a).overflowX)) return true; return false; };
+    const right = (el) => { const b = el.getBoundingClientRect(); return Math.max(b.right, b.left + el.scrollWidth); };
+    const wide = Array.from(document.querySelectorAll('body *')).filter(el => shown(el) && !clipped(el)
+        && right(el) > w + 1 && !Array.from(el.children).some(c => shown(c) && right(c) > w + 1))
+        .slice(0, 4).map(el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\s+/).join('.') : '')
+            + ' (' + Math.round(right(el)) + ' px: ' + JSON.stringify(el.textContent.trim().slice(0, 40)) + ')');
+    return {scrollWidth: document.documentElement.scrollWidth, header: h ? h.getBoundingClientRect().height : 0, broken, wide}; })()"""
 
 # The UI's own dialog element, if it uses one instead of confirm().
 OPEN_DIALOG = f"""(() => {{ const d = Array.from(document.querySelectorAll('dialog[open], [role=dialog], [role=alertdialog]'))
