@@ -310,39 +310,10 @@ def playback(s):
     w1 = pg.js(tl)
     if (w1["start"], w1["end"]) == (w0["start"], w0["end"]):
         raise AssertionError(f"#tl-zoom-in did not change data-start-ms/data-end-ms ({w0['start']}..{w0['end']})")
-    # Bring a pixel whose instant lies inside the span into view, as a person
-    # would with the keyboard: pan (arrow keys) until the span is in the
-    # middle half of the window, zoom in (the button) until a pixel is under
-    # a second.
-    x = last = None
-    pg.js("document.getElementById('timeline').focus(), true")
-    for _ in range(80):
-        w = pg.js(tl)
-        size = w["end"] - w["start"]
-        per_px = size / w["width"]
-        mid = (lo + hi) / 2
-        if per_px < 1000 and w["start"] < lo and hi < w["end"]:
-            x = round(w["left"] + (mid - w["start"]) / per_px)  # the middle of the span, on a whole pixel
-            break
-        stuck = last == (w["start"], w["end"])  # a pan against the day's edge moves nothing
-        last = (w["start"], w["end"])
-        if mid < w["start"] + size / 4 and not stuck:
-            pg.key("ArrowLeft", vk=37)
-        elif mid > w["end"] - size / 4 and not stuck:
-            pg.key("ArrowRight", vk=39)
-        else:
-            last = None
-            pg.click("#tl-zoom-in")
-            pg.js("document.getElementById('timeline').focus(), true")
-        pg.pump(0.15)
-    if x is None:
-        w = pg.js(tl)
-        raise AssertionError(f"could not bring front's span {iso(span[0] / 1000)}..{iso(span[1] / 1000)} into the timeline window at under 1 s a pixel "
-                             f"(window {w['start']}..{w['end']} over {w['width']:.0f} px)")
-    w = pg.js(tl)
-    clicked = w["start"] + (x - w["left"]) * (w["end"] - w["start"]) / w["width"]
-    y = (w["rowTop"] + w["rowBottom"]) / 2 if w["rowTop"] is not None else w["top"] + w["height"] / 2
-    pg.click_xy(x, y)
+    try:
+        x, y, clicked = pages.click_timeline(pg, "front", lo, hi)
+    except AssertionError as e:
+        raise AssertionError(f"front's span {iso(span[0] / 1000)}..{iso(span[1] / 1000)}: {e}")
     try:
         pg.wait(f"""(() => {{ const p = {pages.PLAYER}; return p && p.wall && !p.seeking && p.ready >= 2
             && Math.abs(p.wall - {clicked}) <= 1000; }})()""", limit=20, what="player at the clicked instant")

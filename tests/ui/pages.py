@@ -116,3 +116,41 @@ def button_by_text(scope, pattern):
     return (f"js:Array.from(document.querySelectorAll({json.dumps(scope + ' button, ' + scope + ' input[type=submit]')}))"
             f".find(b => ({SHOWN_JS})(b) && new RegExp({json.dumps(pattern)}, 'i')"
             f".test((b.textContent || b.value || b.getAttribute('aria-label') || '').trim()))")
+
+
+def click_timeline(pg, camera, lo, hi):
+    """Clicks the row of `camera` on #timeline at an instant within [lo, hi]
+    (epoch ms), as a person would with the keyboard and the mouse: pan (arrow
+    keys) until the range is in the middle half of the window, zoom in
+    (#tl-zoom-in) until a pixel is under a second, then click the middle of
+    the range on a whole pixel. Returns (x, y, the instant clicked in ms)."""
+    tl = TIMELINE + f"({json.dumps(camera)})"
+    x = last = None
+    pg.js("document.getElementById('timeline').focus(), true")
+    for _ in range(80):
+        w = pg.js(tl)
+        size = w["end"] - w["start"]
+        per_px = size / w["width"]
+        mid = (lo + hi) / 2
+        if per_px < 1000 and w["start"] < lo and hi < w["end"]:
+            x = round(w["left"] + (mid - w["start"]) / per_px)
+            break
+        stuck = last == (w["start"], w["end"])  # a pan against the day's edge moves nothing
+        last = (w["start"], w["end"])
+        if mid < w["start"] + size / 4 and not stuck:
+            pg.key("ArrowLeft", vk=37)
+        elif mid > w["end"] - size / 4 and not stuck:
+            pg.key("ArrowRight", vk=39)
+        else:
+            last = None
+            pg.click("#tl-zoom-in")
+            pg.js("document.getElementById('timeline').focus(), true")
+        pg.pump(0.15)
+    w = pg.js(tl)
+    if x is None:
+        raise AssertionError(f"could not bring it into the #timeline window at under 1 s a pixel with the arrow keys "
+                             f"and #tl-zoom-in (window {w['start']}..{w['end']} over {w['width']:.0f} px)")
+    clicked = w["start"] + (x - w["left"]) * (w["end"] - w["start"]) / w["width"]
+    y = (w["rowTop"] + w["rowBottom"]) / 2 if w["rowTop"] is not None else w["top"] + w["height"] / 2
+    pg.click_xy(x, y)
+    return x, y, clicked
