@@ -3,8 +3,10 @@
 //! password, changes it, enrols TOTP from the QR page (admins must), logs in
 //! with password and TOTP,
 //! sees the dashboard, watches a recording camera live, plays back a
-//! recorded range and exports it. Screenshots are kept in
-//! target/test-artifacts/ui/.
+//! recorded range from a click on its timeline bar, exports it and makes a
+//! signed bundle. Screenshots are kept in target/test-artifacts/ui/. The
+//! acceptance suite of issue 15 (four cameras, both screen sizes,
+//! axe-core) is tests/ui/run.py, run by scripts/ui-test.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -86,7 +88,8 @@ fn chromium_logs_in_with_totp_watches_live_plays_back_and_exports() {
     let behind = r["live_lag_s"].as_f64().unwrap_or(99.0);
     assert!((0.0..2.0).contains(&behind), "live picture {behind} s behind real time");
     assert!(r["playback_duration_s"].as_f64().unwrap_or(0.0) > 4.0);
-    assert!(r["timeline_segments"].as_u64().unwrap_or(0) >= 2);
+    // One bar per run of recordings (merged when under 1 s apart).
+    assert!(r["timeline_segments"].as_u64().unwrap_or(0) >= 1);
     assert_eq!(r["export"]["status"], 200);
     assert_eq!(r["export"]["type"], "video/mp4");
     assert!(r["export"]["bytes"].as_u64().unwrap_or(0) > 10_000);
