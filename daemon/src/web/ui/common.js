@@ -18,6 +18,11 @@ export async function api(method, path, body) {
   let data = null;
   try { data = await r.json(); } catch (e) { data = null; }
   if (!r.ok) {
+    // A session that ended (expired, or the password changed elsewhere): the
+    // shell shows the login page. Not for the login itself or the who-am-I probe.
+    if (r.status === 401 && path !== "/api/v1/login" && path !== "/api/v1/me") {
+      window.dispatchEvent(new CustomEvent("vigil:session-ended"));
+    }
     const err = new Error((data && data.error) || r.statusText);
     err.status = r.status;
     throw err;
@@ -72,7 +77,7 @@ export function say(el, kind, message, error) {
   if (!message) { el.hidden = true; return; }
   el.hidden = false;
   el.setAttribute("role", kind === "error" ? "alert" : "status");
-  const word = kind === "ok" ? "✓ Done: " : kind === "error" ? "⚠ Error: " : "ℹ ";
+  const word = kind === "ok" ? "✓ " : kind === "error" ? "⚠ Error: " : "ℹ ";
   el.appendChild(text(Object.assign(document.createElement("strong"), { className: "msg-word" }), word));
   el.appendChild(document.createTextNode(message));
   const raw = error === undefined || error === null ? "" : String(error.message || error);
@@ -130,4 +135,27 @@ export function zoneName() {
   } catch (e) {
     return "local time";
   }
+}
+
+// ---- camera sets: null is every camera ----
+
+/// A camera set as words: "all", "none", or the names.
+export function cameraSetText(set) {
+  if (set === null || set === undefined) return "all";
+  return set.length ? set.join(", ") : "none";
+}
+
+/// "all" or empty -> null (every camera); else the comma-separated names.
+export function parseCameraSet(s) {
+  const t = (s || "").trim();
+  if (t === "" || t === "all") return null;
+  return t.split(",").map((x) => x.trim()).filter((x) => x);
+}
+
+/// A button of `label` (type=button) that runs `onClick`.
+export function button(label, onClick, className) {
+  const b = text(Object.assign(document.createElement("button"), { type: "button" }), label);
+  if (className) b.className = className;
+  if (onClick) b.addEventListener("click", onClick);
+  return b;
 }
