@@ -50,10 +50,15 @@ export function plainError(err) {
   if (err === null || err === undefined) return "Something went wrong.";
   const status = typeof err === "number" ? err : err.status;
   const raw = typeof err === "number" ? "" : String(err.message || err);
-  if (/connection refused|os error 111/i.test(raw)) return "The camera did not answer (connection refused). Check its address and that it is on.";
-  if (/timed out|timeout/i.test(raw) && !status) return "No answer in time. Check the address and the network.";
-  if (/no route to host|os error 113|network is unreachable|os error 101/i.test(raw)) return "The camera cannot be reached on the network. Check its address and the cable.";
-  if (/unauthori[sz]ed|401/.test(raw) && !status) return "The camera refused the user name or password.";
+  // A camera's failure (a probe verdict, a camera's last error): no HTTP status.
+  if (!status) {
+    if (/connection refused|os error 111|^refused$/i.test(raw)) return "The camera did not answer (connection refused). Check its address and that it is on.";
+    if (/timed out|^timeout$/i.test(raw)) return "The camera did not answer in time. Check its address and the network.";
+    if (/no route to host|os error 113|unreachable|os error 101/i.test(raw)) return "The camera cannot be reached on the network. Check its address and the cable.";
+    if (/^auth failed$|unauthori[sz]ed/i.test(raw)) return "The camera refused the user name or password.";
+    if (/^no video$/i.test(raw)) return "The camera answered but sent no video at this address. Check the stream path.";
+    if (/^not rtsp$/i.test(raw)) return "Something answered at this address, but it is not an RTSP camera. Check the address and port.";
+  }
   if (status === 401) return "Your session has expired: log in again.";
   if (status === 403) return "This is not allowed for your role.";
   if (status === 404) return raw && raw !== "Not Found" ? raw : "Not found.";
