@@ -61,7 +61,7 @@ export function plainError(err) {
   }
   if (status === 401) return "Your session has expired: log in again.";
   if (status === 403) return "This is not allowed for your role.";
-  if (status === 404) return raw && raw !== "Not Found" ? raw : "Not found.";
+  if (status === 404) return raw && !/^not found$/i.test(raw) ? raw : "Not found: the box does not have this (it may need an update).";
   if (status === 409) return raw || "This conflicts with the current state.";
   if (status === 429) return "Too many attempts: wait a minute and try again.";
   if (status === 501) return raw || "This build cannot do that.";
