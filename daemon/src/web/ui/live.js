@@ -127,6 +127,8 @@ function setNote(tile, kind, message, error) {
   if (!message) { tile.note.hidden = true; tile.note.replaceChildren(); return; }
   tile.note.hidden = false;
   say(tile.note, kind, message, error);
+  tile.note.classList.add("cam-note"); // say() sets the class
+
 }
 
 /// Never leave a stale picture: the video is emptied before any other

@@ -266,7 +266,7 @@ export class Thumbnails {
     this.tip.hidden = false;
     const w = this.tip.offsetWidth || 170;
     this.tip.style.left = Math.max(0, Math.min(b.width - w, ev.clientX - b.left - w / 2)) + "px";
-    this.tip.style.top = (ev.clientY - b.top + 18) + "px";
+    this.tip.style.top = (ev.clientY - b.top - (this.tip.offsetHeight || 120) - 14) + "px"; // above the pointer: the rows below stay visible
     clearTimeout(this.timer);
     const bucketMs = Math.floor(ms / BUCKET_MS) * BUCKET_MS;
     const key = camera + "@" + bucketMs;
