@@ -54,7 +54,8 @@ const timeline = new Timeline($("timeline"), {
 });
 const thumbs = new Thumbnails($("tl-tip"), $("tl-thumb"), $("tl-tip-text"), (camera) => canDecode(timeline.codecOf(camera) || "h264"));
 
-/// What the player holds: {camera, start, end, firstFrame, convert}, or null.
+/// What the player holds: {camera, start, end, firstFrame, convert, ready
+/// (the player got to the instant asked)}, or null.
 let loaded = null;
 let refresh = null;
 let cameras = [];
@@ -190,7 +191,7 @@ async function seek(camera, ms) {
   const t = Math.min(Math.max(ms, span[0]), Math.max(span[0], span[1] - 1000));
   let convert = !canDecode(timeline.codecOf(camera) || "h264");
   const end = Math.max(Math.min(span[1], t + AFTER_MS), t + 1000);
-  const l = { camera, start: convert ? t : Math.max(span[0], t - BEFORE_MS), end, firstFrame: t, convert, codec: null };
+  const l = { camera, start: convert ? t : Math.max(span[0], t - BEFORE_MS), end, firstFrame: t, convert, ready: false };
   note("info", "Loading " + camera + " from " + fmtTime(t) + "…");
   let first;
   try {
@@ -223,6 +224,8 @@ async function seek(camera, ms) {
   note();
   video.addEventListener("loadedmetadata", () => {
     if (loaded !== l) return;
+    // The clock shows nothing until the player is at t (not at time 0).
+    video.addEventListener("seeked", () => { l.ready = true; wallUpdate(); }, { once: true });
     video.currentTime = Math.max(0, (t - l.firstFrame) / 1000);
     video.play().catch(() => {});
   }, { once: true });
@@ -259,7 +262,7 @@ async function conversion() {
 }
 
 function wallUpdate() {
-  if (!loaded || !video.src) return;
+  if (!loaded || !loaded.ready || !video.getAttribute("src")) return;
   const wall = loaded.firstFrame + video.currentTime * 1000;
   video.dataset.wallMs = String(Math.round(wall));
   text($("pb-clock"), fmtTime(wall));
@@ -292,8 +295,14 @@ video.addEventListener("error", async () => {
 
 $("pb-camera").addEventListener("change", (ev) => timeline.setSelected(ev.target.value));
 $("pb-day").addEventListener("change", () => { unload(); note(); loadDay(); });
-$("tl-zoom-in").addEventListener("click", () => timeline.zoom(0.5, loaded && video.dataset.wallMs ? Number(video.dataset.wallMs) : undefined));
-$("tl-zoom-out").addEventListener("click", () => timeline.zoom(2));
+/// Where the buttons zoom: the picture shown, else now (today), else the middle.
+function zoomCentre() {
+  if (loaded && video.dataset.wallMs) return Number(video.dataset.wallMs);
+  const now = Date.now();
+  return now >= timeline.ws && now <= timeline.we ? now : undefined;
+}
+$("tl-zoom-in").addEventListener("click", () => timeline.zoom(0.5, zoomCentre()));
+$("tl-zoom-out").addEventListener("click", () => timeline.zoom(2, zoomCentre()));
 window.addEventListener("resize", () => { if (!$("playback").hidden) timeline.render(); });
 
 $("pb-bundle").addEventListener("click", async () => {
