@@ -185,10 +185,11 @@ async function play(tile, cam, large, signal) {
         setNote(tile);
         return;
       }
-      if (r.status === 503 && convert) {
+      if ((r.status === 503 && convert) || r.status === 429) {
+        // Busy: every conversion session, or this person's streams, in use.
         attempt.abort();
         blank(tile);
-        setMode(tile, "connecting", "All conversion sessions are in use; retrying");
+        setMode(tile, "connecting", r.status === 429 ? "Too many streams open at once; retrying" : "All conversion sessions are in use; retrying");
         const after = Number(r.headers.get("Retry-After"));
         if (after > 0) wait = Math.min(RETRY_MAX_MS * 3, after * 1000);
         throw new Error("busy");
