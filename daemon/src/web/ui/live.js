@@ -19,6 +19,7 @@ const say = common.say || function say(el, kind, message, error) {
     el.appendChild(d);
   }
 };
+const plainError = common.plainError || ((e) => (e && e.message) || String(e));
 // ---- end of fallbacks
 
 const RETRY_MIN_MS = 1000;
@@ -213,7 +214,7 @@ async function play(tile, cam, large, signal) {
     } catch (e) {
       if (signal.aborted) return;
       blank(tile);
-      if (e.message !== "busy") setMode(tile, "offline", "Offline: " + e.message + ". Retrying…");
+      if (e.message !== "busy") setMode(tile, "offline", "Offline: " + plainError(e).replace(/\.$/, "") + ". Retrying…");
     } finally {
       signal.removeEventListener("abort", stop);
       attempt.abort();
