@@ -293,7 +293,11 @@ video.addEventListener("error", async () => {
   note("error", why || "This recording could not be played here; Download still works.", cause ? new Error(cause) : undefined);
 });
 
-$("pb-camera").addEventListener("change", (ev) => timeline.setSelected(ev.target.value));
+$("pb-camera").addEventListener("change", (ev) => {
+  // Another camera at the same instant, if something is playing.
+  const wall = loaded && video.dataset.wallMs ? Number(video.dataset.wallMs) : null;
+  if (wall !== null) seek(ev.target.value, wall); else timeline.setSelected(ev.target.value);
+});
 $("pb-day").addEventListener("change", () => { unload(); note(); loadDay(); });
 /// Where the buttons zoom: the picture shown, else now (today), else the middle.
 function zoomCentre() {
