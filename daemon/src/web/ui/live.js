@@ -4,23 +4,7 @@
 // camera the browser cannot decode is asked for again converted to H.264 on
 // the box (`?codec=h264`), or says plainly that it cannot be shown.
 "use strict";
-import * as common from "./common.js";
-import { $, api, text, onLeave } from "./common.js";
-
-// ---- fallbacks for helpers common.js is getting (issue 15, shell part);
-// ---- the lead removes these once common.js has them.
-const say = common.say || function say(el, kind, message, error) {
-  el.className = "msg " + kind;
-  el.replaceChildren(text(document.createElement("strong"), kind === "error" ? "Error: " : kind === "ok" ? "Done: " : ""), document.createTextNode(message));
-  if (error) {
-    const d = document.createElement("details");
-    d.appendChild(text(document.createElement("summary"), "Details"));
-    d.appendChild(text(document.createElement("span"), String(error.message || error)));
-    el.appendChild(d);
-  }
-};
-const plainError = common.plainError || ((e) => (e && e.message) || String(e));
-// ---- end of fallbacks
+import { $, api, text, onLeave, say, plainError } from "./common.js";
 
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 10000;

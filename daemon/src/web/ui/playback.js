@@ -5,24 +5,8 @@
 // recording this browser cannot decode is played converted to H.264 on the
 // box, or, if the box cannot convert, offered for download.
 "use strict";
-import * as common from "./common.js";
-import { $, api, text, session, onLeave } from "./common.js";
+import { $, api, text, session, onLeave, say, fmtTime } from "./common.js";
 import { Timeline, Thumbnails, fmtClock, zoneWords } from "./timeline.js";
-
-// ---- fallbacks for helpers common.js is getting (issue 15, shell part);
-// ---- the lead removes these once common.js has them.
-const say = common.say || function say(el, kind, message, error) {
-  el.className = "msg " + kind;
-  el.replaceChildren(text(document.createElement("strong"), kind === "error" ? "Error: " : kind === "ok" ? "Done: " : ""), document.createTextNode(message));
-  if (error) {
-    const d = document.createElement("details");
-    d.appendChild(text(document.createElement("summary"), "Details"));
-    d.appendChild(text(document.createElement("span"), String(error.message || error)));
-    el.appendChild(d);
-  }
-};
-const fmtTime = common.fmtTime || ((ms) => fmtClock(ms, true));
-// ---- end of fallbacks
 
 const MSG_NOTHING = "Nothing recorded at this time.";
 const MSG_NO_CONVERT = "This browser cannot play H.265 and this box cannot convert it. Use Download to save the recording and play it elsewhere.";
