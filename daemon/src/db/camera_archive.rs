@@ -70,3 +70,59 @@ pub fn queue_camera_archive(
     tx.commit()?;
     Ok(Some(done))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::holds::{place, HoldTarget};
+    use rusqlite::params;
+
+    fn recording(idx: &Index, camera: &str, n: i64, state: &str) -> i64 {
+        let cam = idx.camera_id(camera).unwrap();
+        idx.conn()
+            .execute(
+                "INSERT INTO recording (camera_id, file_name, file_id, key_id, codec, state, start_wall_ns, \
+                 observed_wall_ns, timescale, start_pts, end_pts, frames, chunks, bytes, end_wall_ns) \
+                 VALUES (?1, ?2, x'00', x'00', 'h264', ?3, ?4, ?4, 90000, 0, 0, 25, 1, 100, ?4 + 1000)",
+                params![cam, format!("{camera}-{n}.vseg"), state, n * 10_000],
+            )
+            .unwrap();
+        idx.conn().last_insert_rowid()
+    }
+
+    #[test]
+    fn held_recordings_stay_and_the_deletion_is_audited() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = Index::open(&d.path().join("v.db")).unwrap();
+        let ids: Vec<i64> = (1..=4).map(|n| recording(&idx, "old", n, "complete")).collect();
+        recording(&idx, "other", 9, "complete");
+        place(idx.conn(), &HoldTarget::Recording(ids[1]), "case 7", "user:op").unwrap();
+        let done = queue_camera_archive(&idx, "user:admin", "old", 5).unwrap().unwrap();
+        assert_eq!(
+            done,
+            ArchiveDeletion {
+                deleted: 3,
+                bytes: 300,
+                kept_on_hold: 1
+            }
+        );
+        let left: Vec<i64> = idx.recordings(Some("old")).unwrap().iter().map(|r| r.id).collect();
+        assert_eq!(left, [ids[1]]);
+        assert_eq!(
+            idx.recordings(Some("other")).unwrap().len(),
+            1,
+            "other cameras untouched"
+        );
+        assert_eq!(idx.garbage().unwrap().len(), 3, "files queued for step 2");
+        let last = audit::tail(idx.conn(), 1).unwrap().remove(0);
+        assert_eq!(
+            (last.actor.as_str(), last.action.as_str(), last.target.as_str()),
+            ("user:admin", "camera.archive.delete", "old")
+        );
+        assert_eq!(
+            last.detail,
+            "3 recording(s), 300 bytes deleted; 1 kept under a legal hold"
+        );
+        assert_eq!(queue_camera_archive(&idx, "user:admin", "nope", 5).unwrap(), None);
+    }
+}

@@ -405,3 +405,24 @@ fn camera_password(v: &Value) -> Result<Option<zeroize::Zeroizing<String>>, ApiE
     }
     Ok(password)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn a_listed_url_has_no_credentials() {
+        for (url, shown) in [
+            ("rtsp://bob:hunter22@192.0.2.1:554/s1", Some("rtsp://192.0.2.1:554/s1")),
+            (
+                "rtsp://192.0.2.1/s?user=bob&password=hunter22&channel=2",
+                Some("rtsp://192.0.2.1/s?channel=2"),
+            ),
+            ("rtsp://192.0.2.1/s?token=x", Some("rtsp://192.0.2.1/s")),
+            ("v4l2:///dev/video0?width=1280", Some("v4l2:///dev/video0?width=1280")),
+            ("not a url", None),
+        ] {
+            assert_eq!(without_credentials(url).as_deref(), shown, "{url}");
+        }
+    }
+}
