@@ -154,7 +154,10 @@ async fn cameras(st: &Arc<AppState>, caller: &Caller, one: Option<String>) -> Re
         })
         .collect();
     match one {
-        Some(_) => ok(list.into_iter().next().unwrap_or(Value::Null)),
+        Some(_) => ok(list
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?),
         None => ok(Value::Array(list)),
     }
 }
