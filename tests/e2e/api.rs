@@ -447,6 +447,48 @@ fn rbac_matrix_covers_every_route() {
             None,
             [401, 200, 200, 200, 200],
         ),
+        (
+            "DELETE /api/v1/users/{name}",
+            "DELETE",
+            "/api/v1/users/nobody-here",
+            None,
+            [401, 403, 403, 404, 403],
+        ),
+        (
+            "POST /api/v1/users/{name}/role",
+            "POST",
+            "/api/v1/users/nobody-here/role",
+            Some(r#"{"role":"viewer"}"#),
+            [401, 403, 403, 404, 403],
+        ),
+        (
+            "POST /api/v1/users/{name}/password",
+            "POST",
+            "/api/v1/users/nobody-here/password",
+            Some(r#"{"password":"a one-time password 1"}"#),
+            [401, 403, 403, 404, 403],
+        ),
+        (
+            "DELETE /api/v1/cameras/{name}/recordings",
+            "DELETE",
+            "/api/v1/cameras/cam/recordings",
+            None,
+            [401, 403, 403, 409, 403],
+        ),
+        (
+            "GET /api/v1/timeline",
+            "GET",
+            "/api/v1/timeline?start=2000-01-01T00:00:00Z&end=2000-01-01T01:00:00Z",
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        (
+            "GET /api/v1/storage",
+            "GET",
+            "/api/v1/storage",
+            None,
+            [401, 200, 200, 200, 200],
+        ),
         // Last: it ends the sessions.
         (
             "POST /api/v1/logout",

@@ -20,6 +20,7 @@ mod evidence;
 mod fixity;
 mod import;
 mod keys;
+mod management;
 mod playback;
 mod provision;
 mod recording;

@@ -88,8 +88,12 @@ fn chromium_logs_in_with_totp_watches_live_plays_back_and_exports() {
     let behind = r["live_lag_s"].as_f64().unwrap_or(99.0);
     assert!((0.0..2.0).contains(&behind), "live picture {behind} s behind real time");
     assert!(r["playback_duration_s"].as_f64().unwrap_or(0.0) > 4.0);
-    // One bar per run of recordings (merged when under 1 s apart).
     assert!(r["timeline_segments"].as_u64().unwrap_or(0) >= 1);
+    let seek = r["seek_error_s"].as_f64().unwrap_or(99.0);
+    assert!(
+        seek.abs() < 1.0,
+        "a click on the timeline played {seek} s away from the instant clicked"
+    );
     assert_eq!(r["export"]["status"], 200);
     assert_eq!(r["export"]["type"], "video/mp4");
     assert!(r["export"]["bytes"].as_u64().unwrap_or(0) > 10_000);

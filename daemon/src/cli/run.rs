@@ -314,6 +314,12 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         );
         state.require_admin_mfa = http.require_mfa_for_admins;
         state.volume_warning = volume_warning.clone();
+        state.retention = config.retention.clone();
+        state.provisioned_urls = config
+            .cameras
+            .iter()
+            .map(|c| (c.name.clone(), c.url.to_string()))
+            .collect();
         let state = Arc::new(state);
         egress = Some(state.egress.clone());
         if let Some((addr, action)) = http.plain {

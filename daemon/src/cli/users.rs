@@ -7,6 +7,7 @@ use clap::Subcommand;
 
 use super::{load_config, open_keyring, read_stdin_secret, Failure};
 use crate::db::camera_sets::{self, CameraSetError};
+use crate::db::user_admin;
 use crate::db::{audit, Index};
 use crate::keys::secrets;
 
@@ -41,6 +42,22 @@ pub enum Command {
         name: String,
     },
     Disable {
+        name: String,
+    },
+    /// Delete a user; their sessions and API tokens end with them (not the
+    /// last enabled admin).
+    Delete {
+        name: String,
+    },
+    /// Change a user's role: viewer, operator or admin (the last enabled
+    /// admin stays an admin).
+    Role {
+        name: String,
+        role: String,
+    },
+    /// Set a one-time password (from standard input) that must be changed
+    /// at the next login; ends the user's sessions.
+    ResetPassword {
         name: String,
     },
     Enable {
@@ -131,6 +148,20 @@ pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
         Command::Disable { name } => {
             users::set_disabled(&index, &actor, &name, true, &SystemClock).map_err(fail)?;
             println!("user {name} disabled; their sessions ended and their API tokens stopped working");
+        }
+        Command::Delete { name } => {
+            user_admin::delete_user(&index, &actor, &name).map_err(fail)?;
+            println!("user {name} deleted; their sessions and API tokens ended");
+        }
+        Command::Role { name, role } => {
+            let role = role_of(&role)?;
+            user_admin::set_role(&index, &actor, &name, role, &SystemClock).map_err(fail)?;
+            println!("user {name} is now {}", role.as_str());
+        }
+        Command::ResetPassword { name } => {
+            let pw = password("the one-time password")?;
+            user_admin::reset_password(&index, &actor, &name, &pw, &SystemClock).map_err(fail)?;
+            println!("one-time password of {name} set; it must be changed at the next login");
         }
         Command::Enable { name } => {
             users::set_disabled(&index, &actor, &name, false, &SystemClock).map_err(fail)?;

@@ -172,6 +172,46 @@ pub fn tail(conn: &Connection, n: usize) -> rusqlite::Result<Vec<Entry>> {
     rows.collect()
 }
 
+/// Which entries [`search`] returns; every field narrows the search.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Exactly this actor.
+    pub actor: Option<String>,
+    /// Actions that start with this (`user.` for every user change).
+    pub action_prefix: Option<String>,
+    /// Entries at or after this time (ns since the epoch).
+    pub since_ns: Option<i64>,
+    /// Entries before this time.
+    pub until_ns: Option<i64>,
+    /// Entries older than this id (the next page).
+    pub before_id: Option<i64>,
+    pub limit: usize,
+}
+
+/// The entries `f` selects, newest first, at most `f.limit`.
+pub fn search(conn: &Connection, f: &Filter) -> rusqlite::Result<Vec<Entry>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, ts_ns, actor, action, target, outcome, detail FROM audit_log \
+         WHERE (?1 IS NULL OR actor = ?1) \
+           AND (?2 IS NULL OR substr(action, 1, length(?2)) = ?2) \
+           AND (?3 IS NULL OR ts_ns >= ?3) AND (?4 IS NULL OR ts_ns < ?4) \
+           AND (?5 IS NULL OR id < ?5) \
+         ORDER BY id DESC LIMIT ?6",
+    )?;
+    let rows = st.query_map(
+        rusqlite::params![
+            f.actor,
+            f.action_prefix,
+            f.since_ns,
+            f.until_ns,
+            f.before_id,
+            f.limit as i64
+        ],
+        entry_from_row,
+    )?;
+    rows.collect()
+}
+
 /// Columns 0..7: id, ts_ns, actor, action, target, outcome, detail.
 pub(crate) fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     Ok(Entry {
@@ -285,6 +325,43 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let i = crate::db::Index::open(&d.path().join("v.db")).unwrap();
         (d, i)
+    }
+
+    #[test]
+    fn search_filters_newest_first() {
+        let (_d, i) = db();
+        let c = i.conn();
+        for (actor, action) in [
+            ("user:a", "user.add"),
+            ("user:b", "login"),
+            ("user:a", "user.role"),
+            ("user:a", "login"),
+        ] {
+            append(c, actor, action, "x", Outcome::Ok, "").unwrap();
+        }
+        let ids = |f: Filter| -> Vec<i64> { search(c, &f).unwrap().iter().map(|e| e.id).collect() };
+        let all = Filter {
+            limit: 100,
+            ..Default::default()
+        };
+        assert_eq!(ids(all.clone()), [4, 3, 2, 1]);
+        let users = Filter {
+            action_prefix: Some("user.".into()),
+            ..all.clone()
+        };
+        assert_eq!(ids(users), [3, 1]);
+        let by_a = Filter {
+            actor: Some("user:a".into()),
+            before_id: Some(4),
+            limit: 1,
+            ..all.clone()
+        };
+        assert_eq!(ids(by_a), [3]);
+        let none = Filter {
+            since_ns: Some(i64::MAX),
+            ..all
+        };
+        assert!(ids(none).is_empty());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 pub mod audit;
 pub mod audit_checkpoint;
 pub mod audit_verify;
+pub mod camera_archive;
 pub mod camera_sets;
 pub mod cameras;
 pub mod device;
@@ -25,8 +26,10 @@ pub mod recordings;
 pub mod retention;
 mod schema;
 pub mod secrets;
+pub mod stats;
 pub mod throttle;
 pub mod tokens;
+pub mod user_admin;
 pub mod users;
 
 use schema::MIGRATIONS;

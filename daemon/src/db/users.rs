@@ -63,6 +63,10 @@ pub enum UserError {
     CommonPassword,
     #[error("the new password must differ from the current one")]
     SamePassword,
+    #[error("this is the last enabled admin; make another admin first")]
+    LastAdmin,
+    #[error("you cannot {0} yourself")]
+    NotYourself(&'static str),
     #[error("cannot hand over the one-time password: {0}")]
     Deliver(String),
     #[error("password hashing failed: {0}")]
@@ -155,7 +159,7 @@ pub struct User {
     pub cameras: Option<Vec<String>>,
 }
 
-fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(User, String)> {
+pub(super) fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(User, String)> {
     let role: String = r.get(2)?;
     Ok((
         User {
@@ -172,7 +176,7 @@ fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(User, String)> {
     ))
 }
 
-const USER_COLUMNS: &str =
+pub(super) const USER_COLUMNS: &str =
     "id, name, role, must_change_password, disabled, totp_last_step, created_ns, password_hash, cameras";
 
 pub fn find(idx: &Index, name: &str) -> Result<Option<(User, String)>, UserError> {
@@ -207,7 +211,10 @@ pub fn list(idx: &Index) -> Result<Vec<User>, UserError> {
 }
 
 /// Runs `f` in one immediate transaction (a change and its audit entry).
-fn in_transaction<T>(idx: &Index, f: impl FnOnce(&Connection) -> Result<T, UserError>) -> Result<T, UserError> {
+pub(super) fn in_transaction<T>(
+    idx: &Index,
+    f: impl FnOnce(&Connection) -> Result<T, UserError>,
+) -> Result<T, UserError> {
     let tx = rusqlite::Transaction::new_unchecked(idx.conn(), TransactionBehavior::Immediate)?;
     let r = f(&tx)?;
     tx.commit()?;

@@ -67,6 +67,10 @@ pub struct AppState {
     pub egress: Arc<crate::evidence::egress::EgressLog>,
     /// Footage streams open at once, per caller and in total.
     pub streams: Arc<crate::evidence::egress::StreamGate>,
+    /// The retention policy (its storage floor, for `GET /api/v1/storage`).
+    pub retention: crate::config::archive::RetentionPolicy,
+    /// (name, URL without credentials) of each camera in vigil.toml.
+    pub provisioned_urls: Vec<(String, String)>,
     pool: Mutex<Vec<Index>>,
 }
 
@@ -88,6 +92,8 @@ impl AppState {
                 crate::evidence::egress::DEFAULT_WINDOW,
             )),
             streams: Arc::default(),
+            retention: Default::default(),
+            provisioned_urls: Vec::new(),
             db_path,
             keyring,
             storage,

@@ -1,4 +1,5 @@
-//! The audit log (admins): its newest entries, and a check of its hash chain.
+//! The audit log (admins): its entries, newest first, filtered by actor,
+//! action prefix and time, and a check of its hash chain.
 
 use std::sync::Arc;
 
@@ -8,10 +9,12 @@ use serde_json::{json, Value};
 
 use crate::db::audit;
 use crate::web::auth::Ctx;
-use crate::web::reply::{ok, param, query, ApiError, Reply};
+use crate::web::reply::{ok, param, query, time_param, ApiError, Reply};
 use crate::web::AppState;
 
-/// `GET /api/v1/audit?limit=`.
+/// `GET /api/v1/audit?actor=&action=&since=&until=&limit=&before=`: newest
+/// first; `actor` exact, `action` a prefix, `since`/`until` RFC 3339,
+/// `before` an entry id (the next page: the last id of this one).
 pub async fn log(st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Reply {
     let q = query(&req);
     let limit = match param(&q, "limit") {
@@ -22,7 +25,22 @@ pub async fn log(st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Reply 
             .filter(|n| (1..=1000).contains(n))
             .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"limit\" must be 1 to 1000"))?,
     };
-    let entries = st.db(move |idx| Ok(audit::tail(idx.conn(), limit)?)).await?;
+    let before_id = match param(&q, "before") {
+        None => None,
+        Some(s) => Some(
+            s.parse::<i64>()
+                .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "\"before\" must be an entry id"))?,
+        ),
+    };
+    let filter = audit::Filter {
+        actor: param(&q, "actor").filter(|s| !s.is_empty()).map(str::to_string),
+        action_prefix: param(&q, "action").filter(|s| !s.is_empty()).map(str::to_string),
+        since_ns: time_param(&q, "since")?,
+        until_ns: time_param(&q, "until")?,
+        before_id,
+        limit,
+    };
+    let entries = st.db(move |idx| Ok(audit::search(idx.conn(), &filter)?)).await?;
     ok(Value::Array(
         entries
             .into_iter()

@@ -1,6 +1,7 @@
 //! Cameras: list them (configured in vigil.toml, added from the web UI, or
 //! known only from the archive), add, change and remove the ones managed
-//! here, and probe a camera before adding it.
+//! here, delete the recordings of one that is gone, and probe a camera
+//! before adding it. No listing shows a URL's credentials.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 
 use crate::db::cameras::{self as managed_cameras, ManagedCamera};
+use crate::db::stats;
 use crate::web::auth::{caller_of, Caller, Ctx};
 use crate::web::reply::{body_json, json_reply, ok, opt_str, str_field, ApiError, Reply};
 use crate::web::AppState;
@@ -89,8 +91,23 @@ async fn cameras(st: &Arc<AppState>, caller: &Caller, one: Option<String>) -> Re
     }
     let (mut configured, rows) = camera_names(st).await?;
     configured.retain(|n| caller.may_view(n));
-    let managed = st.db(|idx| Ok(managed_cameras::managed(idx)?)).await?;
+    let (managed, last, counts) = st
+        .db(|idx| {
+            Ok((
+                managed_cameras::managed(idx)?,
+                stats::last_recordings(idx.conn())?,
+                stats::recording_counts(idx.conn())?,
+            ))
+        })
+        .await?;
     let running = st.cameras.running();
+    // A camera only the archive knew, whose recordings are all gone, is not listed.
+    configured.retain(|n| {
+        st.cameras.is_provisioned(n)
+            || running.contains(n)
+            || managed.iter().any(|m| &m.name == n)
+            || counts.iter().any(|(c, k)| c == n && *k > 0)
+    });
     let list: Vec<Value> = configured
         .iter()
         .filter(|n| one.as_ref().is_none_or(|o| o == *n))
@@ -104,12 +121,31 @@ async fn cameras(st: &Arc<AppState>, caller: &Caller, one: Option<String>) -> Re
             } else {
                 "archive"
             };
+            let url = match m {
+                Some(m) => Some(m.url.as_str()),
+                None => st
+                    .provisioned_urls
+                    .iter()
+                    .find(|(c, _)| c == n)
+                    .map(|(_, u)| u.as_str()),
+            };
+            let newest = last.iter().find(|l| &l.camera == n);
+            let last_recording = newest.map(|l| {
+                json!({
+                    "end": crate::base::time::format_ns(l.end_ns),
+                    "fps": l.fps,
+                    "bitrate_bps": l.bitrate_bps,
+                })
+            });
             json!({
                 "name": n,
                 "source": source,
                 "running": running.contains(n),
                 "enabled": m.map(|m| m.enabled).unwrap_or(source == "vigil.toml"),
-                "url": m.map(|m| m.url.clone()),
+                "url": url.and_then(without_credentials),
+                "codec": newest.map(|l| l.codec.as_str()),
+                "last_recording": last_recording,
+                "archived": source == "archive",
                 "username": m.and_then(|m| m.username.clone()),
                 "state": row.map(|r| r.state.as_str()).unwrap_or("unknown"),
                 "since": row.map(|r| crate::base::time::format_ns(r.state_since_ns)),
@@ -118,7 +154,10 @@ async fn cameras(st: &Arc<AppState>, caller: &Caller, one: Option<String>) -> Re
         })
         .collect();
     match one {
-        Some(_) => ok(list.into_iter().next().unwrap_or(Value::Null)),
+        Some(_) => ok(list
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?),
         None => ok(Value::Array(list)),
     }
 }
@@ -253,6 +292,65 @@ pub async fn delete(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Rep
     ok(json!({ "status": "removed; its recordings are kept" }))
 }
 
+/// A camera URL as a listing shows it: no user name or password, and no
+/// query parameter that could carry one. None when it does not parse.
+pub fn without_credentials(url: &str) -> Option<String> {
+    let mut u = url::Url::parse(url).ok()?;
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    if u.query().is_some() {
+        let secret = |k: &str| {
+            let k = k.to_ascii_lowercase();
+            ["user", "pass", "pwd", "token", "auth", "key", "secret"]
+                .iter()
+                .any(|s| k.contains(s))
+        };
+        let kept: Vec<(String, String)> = u
+            .query_pairs()
+            .filter(|(k, _)| !secret(k))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if kept.is_empty() {
+            u.set_query(None);
+        } else {
+            u.query_pairs_mut().clear().extend_pairs(kept);
+        }
+    }
+    Some(u.to_string())
+}
+
+/// `DELETE /api/v1/cameras/{name}/recordings`: deletes the recordings of a
+/// camera that is gone (neither in vigil.toml nor managed here, and not
+/// running; 409 otherwise), except those under a legal hold. Answers
+/// `{"deleted": n, "kept_on_hold": m}`.
+pub async fn delete_archive(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let c = caller_of(ctx.caller)?;
+    let name = ctx
+        .params
+        .into_iter()
+        .next()
+        .filter(|n| crate::base::names::valid_camera_name(n))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
+    let n = name.clone();
+    let managed = st.db(move |idx| Ok(managed_cameras::find_managed(idx, &n)?)).await?;
+    if st.cameras.is_provisioned(&name) || managed.is_some() || st.cameras.running().contains(&name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this camera is configured; remove it first, then delete its recordings",
+        ));
+    }
+    let (storage, db_path, now) = (st.storage.clone(), st.db_path.clone(), st.clock.wall_ns());
+    let done = tokio::task::spawn_blocking(move || {
+        let mut idx = crate::db::Index::open_existing(&db_path).map_err(|e| ApiError::internal(e.to_string()))?;
+        crate::archive::camera_archive::delete_camera_archive(&storage, &mut idx, &c.actor, &name, now)
+            .map_err(|e| ApiError::internal(e.to_string()))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??
+    .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
+    ok(json!({ "deleted": done.deleted, "kept_on_hold": done.kept_on_hold }))
+}
+
 /// Tries a camera before it is added: connects as the recorder would and
 /// answers with a verdict only (`ingest::probe`): the codec and size, or a
 /// short category of the failure. Only `rtsp://` URLs and V4L2 device nodes.
@@ -309,4 +407,25 @@ fn camera_password(v: &Value) -> Result<Option<zeroize::Zeroizing<String>>, ApiE
         ));
     }
     Ok(password)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn a_listed_url_has_no_credentials() {
+        for (url, shown) in [
+            ("rtsp://bob:hunter22@192.0.2.1:554/s1", Some("rtsp://192.0.2.1:554/s1")),
+            (
+                "rtsp://192.0.2.1/s?user=bob&password=hunter22&channel=2",
+                Some("rtsp://192.0.2.1/s?channel=2"),
+            ),
+            ("rtsp://192.0.2.1/s?token=x", Some("rtsp://192.0.2.1/s")),
+            ("v4l2:///dev/video0?width=1280", Some("v4l2:///dev/video0?width=1280")),
+            ("not a url", None),
+        ] {
+            assert_eq!(without_credentials(url).as_deref(), shown, "{url}");
+        }
+    }
 }

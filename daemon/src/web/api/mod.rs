@@ -11,6 +11,7 @@ pub mod health;
 pub mod live;
 pub mod recordings;
 pub mod session;
+pub mod storage;
 pub mod tokens;
 pub mod users;
 
@@ -154,4 +155,20 @@ pub const ROUTES: &[RouteSpec] = &[
     route("DELETE", "/api/v1/tokens/{name}", VIEWER, handler!(tokens::revoke)),
     route("GET", "/api/v1/audit", ADMIN, handler!(audit::log)),
     route("GET", "/api/v1/audit/verify", ADMIN, handler!(audit::verify)),
+    route("DELETE", "/api/v1/users/{name}", ADMIN, handler!(users::delete)),
+    route("POST", "/api/v1/users/{name}/role", ADMIN, handler!(users::set_role)),
+    route(
+        "POST",
+        "/api/v1/users/{name}/password",
+        ADMIN,
+        handler!(users::reset_password),
+    ),
+    route(
+        "DELETE",
+        "/api/v1/cameras/{name}/recordings",
+        ADMIN,
+        handler!(cameras::delete_archive),
+    ),
+    route("GET", "/api/v1/timeline", VIEWER, handler!(storage::timeline)),
+    route("GET", "/api/v1/storage", VIEWER, handler!(storage::storage)),
 ];

@@ -1,5 +1,8 @@
 //! User administration (admins): list and add users; disable, enable,
-//! reset the second factor of one, and set the cameras one may see.
+//! delete one, change their role, reset their password or second factor,
+//! and set the cameras one may see. The last enabled admin cannot be
+//! disabled, demoted or deleted, nor can an admin do that to themself
+//! (409, [`crate::db::user_admin`]).
 
 use std::sync::Arc;
 
@@ -8,7 +11,8 @@ use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 
 use crate::db::camera_sets::{self, CameraSetError};
-use crate::db::users::{self, Role};
+use crate::db::user_admin;
+use crate::db::users::{self, Role, UserError};
 use crate::web::auth::{caller_of, Caller, Ctx};
 use crate::web::reply::{body_json, json_reply, ok, str_field, ApiError, Reply};
 use crate::web::AppState;
@@ -28,17 +32,11 @@ pub async fn reset_mfa(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> 
     user_action(&st, ctx.caller, ctx.params, "reset-mfa").await
 }
 
-/// Admin actions on a user: disable (ends their sessions), enable, reset-mfa.
+/// Admin actions on a user: disable (ends their sessions; not oneself nor
+/// the last enabled admin), enable, reset-mfa.
 async fn user_action(st: &Arc<AppState>, caller: Option<Caller>, params: Vec<String>, action: &'static str) -> Reply {
     let c = caller_of(caller)?;
-    let name = params
-        .into_iter()
-        .next()
-        .filter(|n| crate::base::names::valid_user_name(n))
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such user"))?;
-    if action == "disable" && c.actor == format!("user:{name}") {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "you cannot disable yourself"));
-    }
+    let name = user_param(params)?;
     let keyring = st.keyring.clone();
     let clock = st.clock.clone();
     st.db(move |idx| {
@@ -46,7 +44,7 @@ async fn user_action(st: &Arc<AppState>, caller: Option<Caller>, params: Vec<Str
             return Err(ApiError::new(StatusCode::NOT_FOUND, "no such user"));
         }
         match action {
-            "disable" => users::set_disabled(idx, &c.actor, &name, true, clock.as_ref())?,
+            "disable" => user_admin::disable_checked(idx, &c.actor, &name, clock.as_ref()).map_err(user_error)?,
             "enable" => users::set_disabled(idx, &c.actor, &name, false, clock.as_ref())?,
             _ => crate::keys::mfa::admin_reset(&keyring, &c.actor, &name)
                 .map_err(|e| ApiError::internal(e.to_string()))?,
@@ -55,6 +53,59 @@ async fn user_action(st: &Arc<AppState>, caller: Option<Caller>, params: Vec<Str
     })
     .await?;
     ok(json!({ "status": "done" }))
+}
+
+/// The `{name}` of a user route (404 when it cannot be a user name).
+fn user_param(params: Vec<String>) -> Result<String, ApiError> {
+    params
+        .into_iter()
+        .next()
+        .filter(|n| crate::base::names::valid_user_name(n))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such user"))
+}
+
+/// A refusal of the admin rules is 409 with its plain message.
+fn user_error(e: UserError) -> ApiError {
+    match e {
+        UserError::LastAdmin | UserError::NotYourself(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        other => other.into(),
+    }
+}
+
+/// `DELETE /api/v1/users/{name}`: the user, their sessions and API tokens.
+pub async fn delete(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let c = caller_of(ctx.caller)?;
+    let name = user_param(ctx.params)?;
+    st.db(move |idx| user_admin::delete_user(idx, &c.actor, &name).map_err(user_error))
+        .await?;
+    ok(json!({ "status": "deleted" }))
+}
+
+/// `POST /api/v1/users/{name}/role` with `{"role": "viewer|operator|admin"}`:
+/// applies to the user's sessions and tokens at their next request.
+pub async fn set_role(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let c = caller_of(ctx.caller)?;
+    let name = user_param(ctx.params)?;
+    let v = body_json(req).await?;
+    let role_s = str_field(&v, "role")?;
+    let role = Role::parse(role_s).ok_or_else(|| ApiError::from(UserError::BadRole(role_s.to_string())))?;
+    let clock = st.clock.clone();
+    st.db(move |idx| user_admin::set_role(idx, &c.actor, &name, role, clock.as_ref()).map_err(user_error))
+        .await?;
+    ok(json!({ "status": "done", "role": role.as_str() }))
+}
+
+/// `POST /api/v1/users/{name}/password` with `{"password": "..."}`: a
+/// one-time password the user must change at next login; their sessions end.
+pub async fn reset_password(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let c = caller_of(ctx.caller)?;
+    let name = user_param(ctx.params)?;
+    let v = body_json(req).await?;
+    let pw = zeroize::Zeroizing::new(str_field(&v, "password")?.to_string());
+    let clock = st.clock.clone();
+    st.db(move |idx| user_admin::reset_password(idx, &c.actor, &name, &pw, clock.as_ref()).map_err(user_error))
+        .await?;
+    ok(json!({ "status": "done; the password must be changed at next login" }))
 }
 
 pub async fn list(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
@@ -152,12 +203,7 @@ pub fn camera_set(v: &Value) -> Result<Option<Vec<String>>, ApiError> {
 /// without it changes nothing.
 pub async fn set_cameras(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
     let c = caller_of(ctx.caller)?;
-    let name = ctx
-        .params
-        .into_iter()
-        .next()
-        .filter(|n| crate::base::names::valid_user_name(n))
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such user"))?;
+    let name = user_param(ctx.params)?;
     let v = body_json(req).await?;
     let set = camera_set(
         v.get("cameras")

@@ -1,19 +1,53 @@
-// Vigil web UI: plain JavaScript, served by the box itself, nothing fetched
-// from elsewhere. The CSRF token lives in sessionStorage; the session cookie
-// is HttpOnly.
+// Vigil web UI: the shell (header, role-aware navigation, router), login,
+// password changes, second factor, evidence and API tokens. Plain
+// JavaScript, served by the box itself, nothing fetched from elsewhere. The
+// CSRF token lives in sessionStorage; the session cookie is HttpOnly.
 "use strict";
 
-import { $, api, text, cell, session, leave } from "./ui/common.js";
+import { $, api, text, cell, session, leave, say, plainError, fmtDateTime, cameraSetText, parseCameraSet } from "./ui/common.js";
 import * as livePage from "./ui/live.js";
 import * as playbackPage from "./ui/playback.js";
+import * as dashboardPage from "./ui/dashboard.js";
+import * as adminPages from "./ui/admin.js";
 
 let me = null;
+const ROLES = ["viewer", "operator", "admin"];
+const rank = (role) => ROLES.indexOf(role);
 
 function show(id) {
   for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== id;
-  $("top").hidden = !me || id === "login" || id === "password" || (id === "mfa" && me.mfa_required);
+  const top = $("top");
+  top.hidden = !me || id === "login" || id === "password" || (id === "mfa" && me.mfa_required);
+  if (top.hidden) text($("who"), "");
+  top.classList.remove("open");
+  $("nav-toggle").setAttribute("aria-expanded", "false");
+  for (const a of document.querySelectorAll("header#top nav a")) {
+    if (a.getAttribute("href") === "#" + id) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
   leave();
   if (id !== "tokens") hideTokenSecret(); // a secret is shown once, not kept on screen
+}
+
+/// Shows an admin page: for anyone else only "This page is for
+/// administrators." and none of its forms or buttons. True for an admin.
+function adminPage(id) {
+  show(id);
+  const admin = !!me && me.role === "admin";
+  const sec = $(id);
+  for (const f of sec.querySelectorAll(".forbidden")) f.hidden = admin;
+  for (const a of sec.querySelectorAll(".admin-only")) a.hidden = !admin;
+  return admin;
+}
+
+function loggedOut(message, kind) {
+  me = null;
+  session.me = null;
+  sessionStorage.removeItem("csrf");
+  text($("who"), "");
+  $("tiles").replaceChildren();
+  show("login");
+  say($("login-msg"), kind || "info", message || "");
 }
 
 let navigation = 0;
@@ -31,21 +65,46 @@ async function route() {
   if (mine !== navigation) return;
   me = who;
   session.me = who;
-  if (!me) return show("login");
+  if (!me) {
+    show("login");
+    return;
+  }
   if (me.csrf_token) sessionStorage.setItem("csrf", me.csrf_token);
-  $("who").textContent = me.actor.replace(/^user:/, "") + " (" + me.role + ")";
-  for (const a of document.querySelectorAll(".admin")) a.hidden = me.role !== "admin";
+  text($("who"), me.actor.replace(/^user:/, "") + " (" + me.role + ")");
+  for (const a of document.querySelectorAll("header#top nav a[data-role]")) a.hidden = rank(me.role) < rank(a.dataset.role);
   if (me.must_change_password) return show("password");
   if (me.mfa_required || page === "mfa") return mfa(me.mfa_required);
-  if (page === "live") { show("live"); return livePage.render(decodeURIComponent(arg || "")); }
-  if (page === "playback") { show("playback"); return playbackPage.render(decodeURIComponent(arg || "")); }
-  if (page === "users") return users();
-  if (page === "cameras") return cameraAdmin();
-  if (page === "audit") return audit();
-  if (page === "evidence") return evidence();
-  if (page === "tokens") return tokens();
-  return dashboard();
+  try {
+    if (page === "live") { show("live"); return await livePage.render(decodeURIComponent(arg || "")); }
+    if (page === "playback") { show("playback"); return await playbackPage.render(decodeURIComponent(arg || "")); }
+    if (page === "users") return adminPage("users") && await adminPages.users();
+    if (page === "cameras") return adminPage("cameras") && await adminPages.cameras();
+    if (page === "audit") return adminPage("audit") && await adminPages.audit();
+    if (page === "evidence") return await evidence();
+    if (page === "tokens") return await tokens();
+    if (page === "account") return account();
+    show("dashboard");
+    return await dashboardPage.render();
+  } catch (e) {
+    if (e.status === 401) return;
+    // A page that failed to load says so on the page.
+    const sec = document.querySelector("main > section:not([hidden])");
+    const box = sec && sec.querySelector(".msg");
+    if (box) say(box, "error", plainError(e), e);
+  }
 }
+
+window.addEventListener("vigil:session-ended", () => {
+  if (!me) return;
+  loggedOut("Your session has ended: log in again.", "info");
+});
+
+// ---- header: the menu button on phones ----
+$("nav-toggle").addEventListener("click", () => {
+  const open = !$("top").classList.contains("open");
+  $("top").classList.toggle("open", open);
+  $("nav-toggle").setAttribute("aria-expanded", String(open));
+});
 
 // ---- login and password ----
 $("login-form").addEventListener("submit", async (ev) => {
@@ -53,45 +112,61 @@ $("login-form").addEventListener("submit", async (ev) => {
   const f = new FormData(ev.target);
   const body = { name: f.get("name"), password: f.get("password") };
   if (f.get("totp")) body.totp = f.get("totp");
+  say($("login-msg"), "info", "Logging in…");
   try {
     const r = await api("POST", "/api/v1/login", body);
     sessionStorage.setItem("csrf", r.csrf_token);
     ev.target.reset();
-    text($("login-error"), "");
+    say($("login-msg"), "ok", "");
     location.hash = "#dashboard";
     route();
   } catch (e) {
-    text($("login-error"), e.status === 429 ? "Too many failed attempts: wait a minute." : e.message);
+    const m = e.status === 401 ? "The name, password or code is not right." : plainError(e);
+    say($("login-msg"), "error", m, e);
   }
 });
 
-$("password-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  const f = new FormData(ev.target);
+/// The first-login change (#password-form) and the Account page's
+/// (#account-form): the new password twice, checked here before sending.
+async function changePassword(form, msg) {
+  const f = new FormData(form);
+  const next = f.get("new_password") || "";
+  if (next.length < 12) return say(msg, "error", "The new password must have 12 characters or more.");
+  if (next !== f.get("confirm_password")) return say(msg, "error", "The two new passwords are not the same.");
+  if (next === f.get("old_password")) return say(msg, "error", "The new password must differ from the current one.");
   try {
-    await api("POST", "/api/v1/me/password", { old_password: f.get("old_password"), new_password: f.get("new_password") });
-    ev.target.reset();
-    sessionStorage.removeItem("csrf");
-    me = null;
-    show("login");
-    text($("login-error"), "Password changed: log in with the new one.");
+    await api("POST", "/api/v1/me/password", { old_password: f.get("old_password"), new_password: next });
+    form.reset();
+    say(msg, "ok", "");
+    // The server ends the sessions: log in again with the new password.
+    loggedOut("Password changed: log in with the new one.", "ok");
   } catch (e) {
-    text($("password-error"), e.message);
+    if (e.status === 401) return;
+    const m = e.status === 403 ? "The current password is not right." : plainError(e);
+    say(msg, "error", m, e);
   }
-});
+}
+$("password-form").addEventListener("submit", (ev) => { ev.preventDefault(); changePassword(ev.target, $("password-msg")); });
+$("account-form").addEventListener("submit", (ev) => { ev.preventDefault(); changePassword(ev.target, $("account-msg")); });
+
+function account() {
+  show("account");
+  say($("account-msg"), "ok", "");
+  text($("account-who"), "You are logged in as " + me.actor.replace(/^user:/, "") + ", role " + me.role + ".");
+  text($("account-mfa"), me.mfa ? "A second factor is enrolled: a code from your authenticator app is asked at each login."
+    : "No second factor is enrolled.");
+}
 
 $("logout").addEventListener("click", async () => {
   try { await api("POST", "/api/v1/logout"); } catch (e) { /* already out */ }
-  $("tiles").replaceChildren();
   hideTokenSecret();
-  sessionStorage.removeItem("csrf");
-  me = null;
-  show("login");
+  loggedOut("");
 });
 
 // ---- second factor enrolment ----
 function mfa(required) {
   show("mfa");
+  say($("mfa-msg"), "ok", "");
   text($("mfa-why"), required
     ? "An administrator must sign in with a second factor. Scan the code with an authenticator app (any TOTP app), then enter the 6-digit code it shows."
     : (me.mfa ? "A second factor is enrolled. Enrolling again replaces it." : "Add a second factor: an authenticator app on your phone gives a 6-digit code at each login."));
@@ -102,11 +177,14 @@ $("mfa-start").addEventListener("click", async () => {
     // Replacing an enrolled second factor needs the current password.
     const r = await api("POST", "/api/v1/me/mfa", me.mfa ? { password: prompt("Your current password") || "" } : undefined);
     const svg = new DOMParser().parseFromString(r.qr_svg, "image/svg+xml").documentElement;
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", "QR code for your authenticator app");
     $("mfa-qr").replaceChildren(document.importNode(svg, true));
     text($("mfa-uri"), r.otpauth_uri);
     $("mfa-form").hidden = false;
+    say($("mfa-msg"), "ok", "");
   } catch (e) {
-    text($("mfa-error"), e.message);
+    say($("mfa-msg"), "error", e.status === 403 ? "The current password is not right." : plainError(e), e);
   }
 });
 
@@ -118,62 +196,22 @@ $("mfa-form").addEventListener("submit", async (ev) => {
     ev.target.reset();
     $("mfa-qr").replaceChildren();
     text($("mfa-uri"), "");
+    $("mfa-form").hidden = true;
     location.hash = "#dashboard";
     route();
   } catch (e) {
-    text($("mfa-error"), e.message);
+    const m = /code/i.test(e.message) ? "That code is not right: check the phone's clock and try the next code." : plainError(e);
+    say($("mfa-msg"), "error", m, e);
   }
 });
 
-// ---- dashboard ----
-let dashTimer = null;
-async function dashboard() {
-  show("dashboard");
-  clearTimeout(dashTimer);
-  try {
-    const [health, cams] = await Promise.all([
-      fetch("/health/ready").then((r) => r.json()),
-      api("GET", "/api/v1/cameras"),
-    ]);
-    const alerts = $("alerts");
-    alerts.replaceChildren();
-    const alert = (s) => alerts.appendChild(text(Object.assign(document.createElement("div"), { className: "alert" }), s));
-    if (health.status !== "ready") alert("Not ready: check storage and the database.");
-    if (health.free_percent !== null && health.free_percent < 10) alert("Disk low: " + health.free_percent + "% free.");
-    if (!health.time_synchronised) alert("The clock is not synchronised (NTP): timestamps may drift.");
-    for (const c of cams) if (c.state === "offline") alert(c.name + " is offline: " + (c.last_error || "no reason given"));
-    const sys = $("system");
-    sys.replaceChildren();
-    const fact = (s) => sys.appendChild(text(document.createElement("span"), s));
-    fact("Disk free: " + (health.free_percent === null ? "?" : health.free_percent + "%"));
-    fact("Clock: " + (health.time_synchronised ? "synchronised" : "not synchronised"));
-    fact("Keys: " + health.key_source);
-    const tiles = $("tiles");
-    tiles.replaceChildren();
-    for (const c of cams) {
-      const t = document.createElement("div");
-      t.className = "tile " + c.state;
-      t.appendChild(text(document.createElement("h2"), c.name));
-      t.appendChild(text(document.createElement("div"), c.state + (c.since ? " since " + c.since : "")));
-      if (c.last_error) t.appendChild(text(Object.assign(document.createElement("div"), { className: "muted" }), c.last_error));
-      const links = document.createElement("div");
-      const l = Object.assign(document.createElement("a"), { href: "#live/" + encodeURIComponent(c.name) });
-      links.appendChild(text(l, "Live"));
-      links.appendChild(document.createTextNode(" · "));
-      const p = Object.assign(document.createElement("a"), { href: "#playback/" + encodeURIComponent(c.name) });
-      links.appendChild(text(p, "Playback"));
-      t.appendChild(links);
-      tiles.appendChild(t);
-    }
-  } catch (e) {
-    if (e.status === 401) return show("login");
-  }
-  dashTimer = setTimeout(() => { if (!$("dashboard").hidden) dashboard(); }, 5000);
-}
+// ---- evidence: legal holds and exports ----
+/// An RFC 3339 time from the server as local date and time (no ms).
+const when = (s) => (s ? fmtDateTime(Date.parse(s)) || s : "");
 
 async function evidence() {
   show("evidence");
-  text($("evidence-error"), "");
+  say($("evidence-msg"), "ok", "");
   try {
     const d = await api("GET", "/api/v1/device");
     text($("device-id"), "Device " + d.device_id + ", signing key fingerprint " + d.signing_key.fingerprint_sha256);
@@ -194,7 +232,7 @@ async function evidence() {
     cell(tr, String(h.id));
     cell(tr, h.what);
     cell(tr, h.reason);
-    cell(tr, h.placed);
+    cell(tr, when(h.placed));
     cell(tr, h.placed_by);
     const td = document.createElement("td");
     if (me.role === "admin") {
@@ -203,7 +241,7 @@ async function evidence() {
         const reason = prompt("Why is hold " + h.id + " released?");
         if (!reason) return;
         try { await api("POST", "/api/v1/holds/" + h.id + "/release", { reason }); evidence(); }
-        catch (e) { text($("evidence-error"), e.message); }
+        catch (e) { say($("evidence-msg"), "error", plainError(e), e); }
       });
       td.appendChild(b);
     }
@@ -216,12 +254,13 @@ async function evidence() {
   for (const x of await api("GET", "/api/v1/exports")) {
     const tr = document.createElement("tr");
     cell(tr, String(x.id));
-    cell(tr, x.created);
+    cell(tr, when(x.created));
     cell(tr, x.operator);
     cell(tr, x.cameras.join(", "));
-    cell(tr, x.start + " – " + x.end);
+    cell(tr, when(x.start) + " – " + when(x.end));
     cell(tr, (x.bytes / 1048576).toFixed(1) + " MiB");
     cell(tr, x.sha256);
+    tr.lastChild.className = "long";
     const td = document.createElement("td");
     if (x.downloadable) {
       const a = text(Object.assign(document.createElement("a"), { href: "/api/v1/exports/" + x.id + "/download" }), "Download");
@@ -233,7 +272,7 @@ async function evidence() {
         const reason = prompt("Reason for holding export " + x.id + ":");
         if (!reason) return;
         try { await api("POST", "/api/v1/holds", { export_id: x.id, reason }); evidence(); }
-        catch (e) { text($("evidence-error"), e.message); }
+        catch (e) { say($("evidence-msg"), "error", plainError(e), e); }
       });
       td.appendChild(b);
     } else {
@@ -242,135 +281,6 @@ async function evidence() {
     tr.appendChild(td);
     rows.appendChild(tr);
   }
-}
-
-// ---- cameras (admin) ----
-async function cameraAdmin() {
-  show("cameras");
-  const rows = $("camera-rows");
-  rows.replaceChildren();
-  for (const c of await api("GET", "/api/v1/cameras")) {
-    const tr = document.createElement("tr");
-    cell(tr, c.name);
-    cell(tr, c.source);
-    cell(tr, c.state + (c.last_error ? " (" + c.last_error + ")" : ""));
-    cell(tr, c.url || "");
-    const td = document.createElement("td");
-    if (c.source === "web") {
-      const act = (label, fn) => {
-        const b = text(Object.assign(document.createElement("button"), { type: "button" }), label);
-        b.addEventListener("click", async () => {
-          try { await fn(); cameraAdmin(); } catch (e) { text($("camera-error"), e.message); }
-        });
-        td.appendChild(b);
-      };
-      act(c.enabled ? "Disable" : "Enable", () => api("PUT", "/api/v1/cameras/" + encodeURIComponent(c.name), { url: c.url, username: c.username, enabled: !c.enabled }));
-      act("Remove", () => api("DELETE", "/api/v1/cameras/" + encodeURIComponent(c.name)));
-    }
-    tr.appendChild(td);
-    rows.appendChild(tr);
-  }
-}
-
-function cameraBody() {
-  const f = new FormData($("camera-form"));
-  const body = { name: f.get("name"), url: f.get("url") };
-  if (f.get("username")) body.username = f.get("username");
-  if (f.get("password")) body.password = f.get("password");
-  return body;
-}
-
-$("camera-test").addEventListener("click", async () => {
-  const out = $("camera-test-result");
-  const video = $("camera-snapshot");
-  text(out, "testing…");
-  video.hidden = true;
-  try {
-    const r = await api("POST", "/api/v1/probe-camera", cameraBody());
-    // A verdict only: the codec and size, or why not (no picture before the camera is added).
-    if (!r.ok) { text(out, "Failed: " + r.error); return; }
-    text(out, "OK: " + r.codec + " " + r.width + "x" + r.height);
-  } catch (e) {
-    text(out, "Failed: " + e.message);
-  }
-});
-
-$("camera-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  try {
-    await api("POST", "/api/v1/cameras", cameraBody());
-    ev.target.reset();
-    text($("camera-error"), "");
-    cameraAdmin();
-  } catch (e) {
-    text($("camera-error"), e.message);
-  }
-});
-
-// ---- users (admin) ----
-async function users() {
-  show("users");
-  const rows = $("user-rows");
-  rows.replaceChildren();
-  for (const u of await api("GET", "/api/v1/users")) {
-    const tr = document.createElement("tr");
-    cell(tr, u.name);
-    cell(tr, u.role);
-    cell(tr, u.disabled ? "disabled" : u.must_change_password ? "must change password" : "active");
-    cell(tr, u.mfa ? "yes" : "no");
-    cell(tr, cameraSetText(u.cameras));
-    const td = document.createElement("td");
-    const act = (label, what) => {
-      const b = text(Object.assign(document.createElement("button"), { type: "button" }), label);
-      b.addEventListener("click", async () => {
-        try { await api("POST", "/api/v1/users/" + encodeURIComponent(u.name) + "/" + what); users(); }
-        catch (e) { text($("user-error"), e.message); }
-      });
-      td.appendChild(b);
-    };
-    act(u.disabled ? "Enable" : "Disable", u.disabled ? "enable" : "disable");
-    if (u.mfa) act("Reset 2FA", "reset-mfa");
-    const cams = text(Object.assign(document.createElement("button"), { type: "button" }), "Cameras…");
-    cams.addEventListener("click", async () => {
-      const answer = prompt("Cameras " + u.name + " may see: \"all\", or names separated by commas:", u.cameras === null ? "all" : u.cameras.join(","));
-      if (answer === null) return;
-      try {
-        await api("PUT", "/api/v1/users/" + encodeURIComponent(u.name) + "/cameras", { cameras: parseCameraSet(answer) });
-        users();
-      } catch (e) { text($("user-error"), e.message); }
-    });
-    td.appendChild(cams);
-    tr.appendChild(td);
-    rows.appendChild(tr);
-  }
-}
-
-$("user-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  const f = new FormData(ev.target);
-  try {
-    const body = { name: f.get("name"), role: f.get("role"), password: f.get("password") };
-    const cams = parseCameraSet(f.get("cameras"));
-    if (cams !== null) body.cameras = cams;
-    await api("POST", "/api/v1/users", body);
-    ev.target.reset();
-    text($("user-error"), "");
-    users();
-  } catch (e) {
-    text($("user-error"), e.message);
-  }
-});
-
-// ---- camera sets: null is every camera ----
-function cameraSetText(set) {
-  if (set === null || set === undefined) return "all";
-  return set.length ? set.join(", ") : "none";
-}
-
-function parseCameraSet(s) {
-  const t = (s || "").trim();
-  if (t === "" || t === "all") return null;
-  return t.split(",").map((x) => x.trim()).filter((x) => x);
 }
 
 // ---- API tokens (everyone: their own; admins: all) ----
@@ -390,7 +300,7 @@ async function tokens() {
   const rows = $("token-rows");
   rows.replaceChildren();
   let list = [];
-  try { list = await api("GET", "/api/v1/tokens"); } catch (e) { text($("token-error"), e.message); return; }
+  try { list = await api("GET", "/api/v1/tokens"); } catch (e) { say($("token-msg"), "error", plainError(e), e); return; }
   if (!list.length) {
     const tr = document.createElement("tr");
     cell(tr, "No tokens.");
@@ -403,10 +313,10 @@ async function tokens() {
     cell(tr, t.owner || "(none: made before owners)");
     cell(tr, t.role);
     cell(tr, cameraSetText(t.cameras));
-    cell(tr, t.created);
-    cell(tr, t.expires || "never");
-    cell(tr, t.last_used || "never");
-    const state = t.revoked ? "revoked " + t.revoked
+    cell(tr, when(t.created));
+    cell(tr, t.expires ? when(t.expires) : "never");
+    cell(tr, t.last_used ? when(t.last_used) : "never");
+    const state = t.revoked ? "revoked " + when(t.revoked)
       : !t.owner || !t.expires ? "does not work"
       : Date.parse(t.expires) <= now ? "expired" : "live";
     cell(tr, state);
@@ -416,7 +326,7 @@ async function tokens() {
       b.addEventListener("click", async () => {
         if (!confirm("Revoke the token \"" + t.name + "\"? Anything using it stops working at once.")) return;
         try { await api("DELETE", "/api/v1/tokens/" + encodeURIComponent(t.name)); tokens(); }
-        catch (e) { text($("token-error"), e.message); }
+        catch (e) { say($("token-msg"), "error", plainError(e), e); }
       });
       td.appendChild(b);
     }
@@ -429,7 +339,7 @@ $("token-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const f = new FormData(ev.target);
   hideTokenSecret();
-  text($("token-error"), "");
+  say($("token-msg"), "ok", "");
   const body = { name: f.get("name"), role: f.get("role"), expires_in_days: Number(f.get("days")) };
   const cams = parseCameraSet(f.get("cameras"));
   if (cams !== null) body.cameras = cams;
@@ -440,7 +350,7 @@ $("token-form").addEventListener("submit", async (ev) => {
     $("token-secret").hidden = false;
     tokens();
   } catch (e) {
-    text($("token-error"), e.message);
+    say($("token-msg"), "error", plainError(e), e);
   }
 });
 
@@ -457,24 +367,6 @@ $("token-copy").addEventListener("click", async () => {
     sel.addRange(range);
     text($("token-copied"), "selected: press Ctrl-C");
   }
-});
-
-// ---- audit (admin) ----
-async function audit() {
-  show("audit");
-  const rows = $("audit-rows");
-  rows.replaceChildren();
-  const entries = await api("GET", "/api/v1/audit?limit=200");
-  for (const e of entries.reverse()) {
-    const tr = document.createElement("tr");
-    for (const k of ["id", "time", "actor", "action", "target", "outcome", "detail"]) cell(tr, String(e[k]));
-    rows.appendChild(tr);
-  }
-}
-
-$("audit-verify").addEventListener("click", async () => {
-  const r = await api("GET", "/api/v1/audit/verify");
-  text($("audit-result"), r.intact ? "intact: " + r.entries + " entries" : "BROKEN: " + r.problem);
 });
 
 window.addEventListener("hashchange", route);

@@ -1,58 +1,287 @@
-// Vigil web UI: live view.
+// Vigil web UI: live view. `#live` is a grid of every camera the user may
+// see; `#live/NAME` is that camera alone, large. Each tile plays a
+// fragmented MP4 streamed by fetch into Media Source Extensions; an H.265
+// camera the browser cannot decode is asked for again converted to H.264 on
+// the box (`?codec=h264`), or says plainly that it cannot be shown.
 "use strict";
-import { $, text, onLeave } from "./common.js";
+import { $, api, text, onLeave, say, plainError } from "./common.js";
+
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 10000;
+const MSG_UNSUPPORTED = "This browser cannot play H.265 and this box cannot convert it. Use Download in Playback.";
 
 export async function render(name) {
   const ctl = new AbortController();
-  onLeave(() => ctl.abort());
-  return live(name, ctl);
-}
-
-// ---- live view: fMP4 over a streamed fetch into Media Source Extensions ----
-async function live(name, ctl) {
-  text($("live-name"), name);
-  const video = $("live-video");
-  const status = $("live-status");
-  for (let attempt = 0; attempt < 1000 && !ctl.signal.aborted; attempt++) {
-    try {
-      text(status, "connecting…");
-      const r = await fetch("/api/v1/cameras/" + encodeURIComponent(name) + "/live.mp4", { signal: ctl.signal, credentials: "same-origin" });
-      if (!r.ok) throw new Error("HTTP " + r.status);
-      const mime = 'video/mp4; codecs="' + (r.headers.get("X-Codec") || "avc1.42e01e") + '"';
-      // Wall-clock ms at which the server had the first frame: the picture at
-      // video.currentTime is that much later, so the lag behind real time is known.
-      video.dataset.firstFrameWallMs = r.headers.get("X-First-Frame-Wall-Ms") || "";
-      if (!window.MediaSource || !MediaSource.isTypeSupported(mime)) { text(status, "This browser cannot play " + mime); return; }
-      const ms = new MediaSource();
-      video.src = URL.createObjectURL(ms);
-      await new Promise((res) => ms.addEventListener("sourceopen", res, { once: true }));
-      const sb = ms.addSourceBuffer(mime);
-      sb.mode = "segments";
-      const reader = r.body.getReader();
-      text(status, "live");
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        if (sb.updating) await new Promise((res) => sb.addEventListener("updateend", res, { once: true }));
-        sb.appendBuffer(value);
-        await new Promise((res) => sb.addEventListener("updateend", res, { once: true }));
-        const b = sb.buffered;
-        if (b.length) {
-          const edge = b.end(b.length - 1);
-          // Stay near the live edge; drop what is far behind.
-          if (edge - video.currentTime > 1.5) video.currentTime = edge - 0.3;
-          if (video.paused) video.play().catch(() => {});
-          if (b.start(0) < edge - 30 && !sb.updating) {
-            sb.remove(0, edge - 20);
-            await new Promise((res) => sb.addEventListener("updateend", res, { once: true }));
-          }
-        }
-      }
-    } catch (e) {
-      if (ctl.signal.aborted) return;
-      text(status, "reconnecting (" + e.message + ")");
-    }
-    await new Promise((res) => setTimeout(res, 1000));
+  const timers = new Set();
+  const tiles = [];
+  onLeave(() => {
+    ctl.abort();
+    for (const t of timers) clearInterval(t);
+    for (const t of tiles) blank(t);
+  });
+  const grid = $("live-grid");
+  const title = $("live-title");
+  const back = $("live-back");
+  const note = $("live-msg");
+  grid.replaceChildren();
+  note.hidden = true;
+  grid.classList.toggle("single", !!name);
+  back.hidden = !name;
+  text(title, name ? "Live: " + name : "Live");
+  let cams = [];
+  try {
+    cams = await api("GET", "/api/v1/cameras");
+  } catch (e) {
+    note.hidden = false;
+    say(note, "error", "The camera list could not be loaded.", e);
+    return;
+  }
+  if (ctl.signal.aborted) return;
+  cams = cams.filter((c) => !c.archived && (!name || c.name === name));
+  if (!cams.length) {
+    note.hidden = false;
+    say(note, "error", name ? "There is no camera called " + name + " that you may see." : "There is no camera you may see.");
+    return;
+  }
+  for (const cam of cams) {
+    const tile = makeTile(cam, !!name);
+    tiles.push(tile);
+    grid.appendChild(tile.el);
+    play(tile, cam, !!name, ctl.signal);
+    timers.add(setInterval(() => showLatency(tile), 1000));
   }
 }
 
+// ---- one tile: the video, its state over a blank picture, its buttons ----
+function makeTile(cam, large) {
+  const el = document.createElement("div");
+  el.className = "cam-tile";
+  el.dataset.camera = cam.name;
+  const view = document.createElement("div");
+  view.className = "cam-view";
+  const video = Object.assign(document.createElement("video"), { muted: true, autoplay: true, playsInline: true });
+  video.setAttribute("aria-label", "Live picture of " + cam.name);
+  if (large) video.id = "live-video";
+  const state = document.createElement("p");
+  state.className = "cam-state";
+  state.setAttribute("role", "status");
+  view.append(video, state);
+  const bar = document.createElement("div");
+  bar.className = "cam-bar";
+  const label = large ? text(document.createElement("span"), cam.name)
+    : text(Object.assign(document.createElement("a"), { href: "#live/" + encodeURIComponent(cam.name) }), cam.name);
+  label.className = "cam-name";
+  const latency = document.createElement("span");
+  latency.className = "latency";
+  const snap = button("Snapshot");
+  const full = button("Full screen");
+  bar.append(label, latency, snap, full);
+  const note = document.createElement("p");
+  note.className = "cam-note";
+  note.hidden = true;
+  el.append(view, bar, note);
+  const tile = { el, video, state, latency, note, name: cam.name, firstWallMs: 0, url: null };
+  if (!large) {
+    video.addEventListener("click", () => { location.hash = "#live/" + encodeURIComponent(cam.name); });
+    video.classList.add("clickable");
+  }
+  full.addEventListener("click", () => {
+    if (document.fullscreenElement === el) document.exitFullscreen().catch(() => {});
+    else if (el.requestFullscreen) el.requestFullscreen().catch((e) => setNote(tile, "error", "Full screen is not allowed here.", e));
+  });
+  snap.addEventListener("click", () => snapshot(tile));
+  setMode(tile, "connecting", "Connecting…");
+  return tile;
+}
+
+function button(label) {
+  const b = text(Object.assign(document.createElement("button"), { type: "button" }), label);
+  b.setAttribute("aria-label", label);
+  return b;
+}
+
+/// The tile's mode (`data-mode`) and the state line shown over the picture
+/// (empty while it plays).
+function setMode(tile, mode, words) {
+  tile.el.dataset.mode = mode;
+  text(tile.state, words || "");
+  tile.state.hidden = !words;
+}
+
+function setNote(tile, kind, message, error) {
+  if (!message) { tile.note.hidden = true; tile.note.replaceChildren(); return; }
+  tile.note.hidden = false;
+  say(tile.note, kind, message, error);
+  tile.note.classList.add("cam-note"); // say() sets the class
+
+}
+
+/// Never leave a stale picture: the video is emptied before any other
+/// state is shown.
+function blank(tile) {
+  const v = tile.video;
+  v.removeAttribute("src");
+  v.load();
+  if (tile.url) { URL.revokeObjectURL(tile.url); tile.url = null; }
+  tile.firstWallMs = 0;
+  delete v.dataset.firstFrameWallMs;
+  text(tile.latency, "");
+}
+
+function showLatency(tile) {
+  const v = tile.video;
+  if (!tile.firstWallMs || v.readyState < 2) { text(tile.latency, ""); return; }
+  const behind = (Date.now() - (tile.firstWallMs + v.currentTime * 1000)) / 1000;
+  text(tile.latency, behind < 0.05 ? "live" : behind.toFixed(1) + " s behind");
+}
+
+// ---- the stream ----
+function mimeOf(codec) { return 'video/mp4; codecs="' + codec + '"'; }
+function canPlay(codec) { return !!(window.MediaSource && MediaSource.isTypeSupported(mimeOf(codec))); }
+
+/// The URL of a camera's live stream. Sub streams come in issue 17: the grid
+/// (`large` false) will prefer the camera's H.264 sub stream here when it has
+/// one, before asking the box to convert.
+function liveUrl(cam, large, convert) {
+  return "/api/v1/cameras/" + encodeURIComponent(cam.name) + "/live.mp4" + (convert ? "?codec=h264" : "");
+}
+
+const sleep = (ms, signal) => new Promise((res) => {
+  const t = setTimeout(res, ms);
+  signal.addEventListener("abort", () => { clearTimeout(t); res(); }, { once: true });
+});
+
+/// Plays the camera in the tile until the page is left: one fetch at a time,
+/// reconnecting with a backoff from 1 s to 10 s.
+async function play(tile, cam, large, signal) {
+  let convert = false;
+  let delay = RETRY_MIN_MS;
+  while (!signal.aborted) {
+    const attempt = new AbortController();
+    const stop = () => attempt.abort();
+    signal.addEventListener("abort", stop, { once: true });
+    let wait = delay;
+    try {
+      const r = await fetch(liveUrl(cam, large, convert), { signal: attempt.signal, credentials: "same-origin" });
+      if (r.status === 501) {
+        attempt.abort();
+        blank(tile);
+        setMode(tile, "unsupported", MSG_UNSUPPORTED);
+        setNote(tile);
+        return;
+      }
+      if ((r.status === 503 && convert) || r.status === 429) {
+        // Busy: every conversion session, or this person's streams, in use.
+        attempt.abort();
+        blank(tile);
+        setMode(tile, "connecting", r.status === 429 ? "Too many streams open at once; retrying" : "All conversion sessions are in use; retrying");
+        const after = Number(r.headers.get("Retry-After"));
+        if (after > 0) wait = Math.min(RETRY_MAX_MS * 3, after * 1000);
+        throw new Error("busy");
+      }
+      if (!r.ok) {
+        let why = "HTTP " + r.status;
+        try { why = (await r.json()).error || why; } catch (e) { /* not JSON */ }
+        throw new Error(why);
+      }
+      const codec = r.headers.get("X-Codec") || "avc1.42e01e";
+      if (!canPlay(codec)) {
+        attempt.abort();
+        if (!convert && window.MediaSource) { convert = true; continue; } // at once, converted
+        blank(tile);
+        setMode(tile, "unsupported", window.MediaSource ? MSG_UNSUPPORTED : "This browser cannot play live video (no Media Source Extensions).");
+        return;
+      }
+      if (convert) conversionNote(tile); else setNote(tile);
+      await stream(tile, r, codec, convert, signal, () => { delay = RETRY_MIN_MS; });
+      if (!signal.aborted) { blank(tile); setMode(tile, "connecting", "The stream ended; reconnecting…"); }
+    } catch (e) {
+      if (signal.aborted) return;
+      blank(tile);
+      if (e.message !== "busy") setMode(tile, "offline", "Offline: " + plainError(e).replace(/\.$/, "") + ". Retrying…");
+    } finally {
+      signal.removeEventListener("abort", stop);
+      attempt.abort();
+    }
+    await sleep(wait, signal);
+    delay = Math.min(RETRY_MAX_MS, delay * 2);
+  }
+}
+
+async function conversionNote(tile) {
+  try {
+    const t = await api("GET", "/api/v1/transcode");
+    setNote(tile, "ok", "Converted to H.264 on the box (" + t.in_use + " of " + t.max_sessions + " conversions in use).");
+  } catch (e) {
+    setNote(tile, "ok", "Converted to H.264 on the box.");
+  }
+}
+
+const updated = (sb) => new Promise((res) => sb.addEventListener("updateend", res, { once: true }));
+
+/// Feeds one response into a fresh MediaSource until it ends or fails.
+async function stream(tile, r, codec, convert, signal, playing) {
+  const video = tile.video;
+  blank(tile);
+  const ms = new MediaSource();
+  tile.url = URL.createObjectURL(ms);
+  video.src = tile.url;
+  await new Promise((res) => ms.addEventListener("sourceopen", res, { once: true }));
+  const sb = ms.addSourceBuffer(mimeOf(codec));
+  sb.mode = "segments";
+  // When the server had the first frame: the picture at video.currentTime is
+  // that much later, so the lag behind real time is known.
+  const first = Number(r.headers.get("X-First-Frame-Wall-Ms")) || 0;
+  tile.firstWallMs = first;
+  if (first) video.dataset.firstFrameWallMs = String(first);
+  const reader = r.body.getReader();
+  let started = false;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done || signal.aborted) return;
+    if (sb.updating) await updated(sb);
+    sb.appendBuffer(value);
+    await updated(sb);
+    const b = sb.buffered;
+    if (!b.length) continue;
+    const edge = b.end(b.length - 1);
+    // Stay near the live edge; drop what is far behind.
+    if (edge - video.currentTime > 1.5) video.currentTime = edge - 0.3;
+    if (video.paused) video.play().catch(() => {});
+    if (!started && video.readyState >= 2) {
+      started = true;
+      playing();
+      setMode(tile, convert ? "transcoded" : "direct", "");
+    }
+    if (b.start(0) < edge - 30 && !sb.updating) {
+      sb.remove(0, edge - 20);
+      await updated(sb);
+    }
+  }
+}
+
+// ---- snapshot: the picture on screen, as a PNG ----
+function stamp(d) {
+  const p = (n) => String(n).padStart(2, "0");
+  return "" + d.getFullYear() + p(d.getMonth() + 1) + p(d.getDate()) + "-" + p(d.getHours()) + p(d.getMinutes()) + p(d.getSeconds());
+}
+
+function snapshot(tile) {
+  const v = tile.video;
+  if (v.readyState < 2 || !v.videoWidth) { setNote(tile, "error", "There is no picture to save yet."); return; }
+  const c = document.createElement("canvas");
+  c.width = v.videoWidth;
+  c.height = v.videoHeight;
+  c.getContext("2d").drawImage(v, 0, 0);
+  const name = tile.name + "-" + stamp(new Date()) + ".png";
+  c.toBlob((blob) => {
+    if (!blob) { setNote(tile, "error", "The snapshot could not be made."); return; }
+    const url = URL.createObjectURL(blob);
+    const a = Object.assign(document.createElement("a"), { href: url, download: name });
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    setNote(tile, "ok", "Snapshot saved as " + name + ".");
+  }, "image/png");
+}
