@@ -30,7 +30,7 @@ def run_all(s, recording_since):
     pg.set_size(*PHONE)
     s.check("6b+7 phone 390x844: axe-core clean, no page overflow, header <= 64 px, no letter-by-letter table headers",
             admin(lambda s: tour(s, "phone")))
-    s.check("4 logout: header not displayed, #who empty", admin(logout))
+    s.check("4 logout: header not displayed, #who empty (and axe-core on the phone login page)", admin(logout))
     pg.set_size(*DESKTOP)
     s.check("5 viewer: #users, #cameras, #audit forbidden, no admin links", lambda: viewer(s))
 
@@ -92,7 +92,7 @@ def first_login(s):
         raise AssertionError("; ".join(problems) + " (the password change itself went through)")
     bad = [f"{x['id']}" for x in v]
     return f"password changed ({'logged in again' if state == 'login' else 'kept logged in'})" + (
-        f"; axe on login: {bad}" if bad else "")
+        f"; axe on login (judged in 6a): {bad}" if bad else "")
 
 
 # --- 2 ------------------------------------------------------------------------
@@ -264,6 +264,9 @@ def tour(s, kind):
                 problems.append(f"{page}: header#top {lay['header']:.0f} px high (max 64)")
             if lay["broken"]:
                 problems.append(f"{page}: table headers broken over lines: {lay['broken']}")
+    if kind == "desktop":  # the login page was checked in check 1, before anyone logged in
+        for x in s.axe.get(f"{pg.size[0]}x{pg.size[1]} login", []):
+            problems.append(f"login: axe {x['impact']} {x['id']} ({x['help']}): {x['nodes']}")
     if kind == "phone":
         try:
             pg.click("#nav-toggle")
@@ -277,7 +280,7 @@ def tour(s, kind):
             problems.append(f"#nav-toggle: {e}")
     if problems:
         raise AssertionError("; ".join(problems))
-    return f"{len(pages.PAGES)} pages clean"
+    return f"{len(pages.PAGES)} pages clean" + (" and the login page" if kind == "desktop" else "")
 
 
 # --- 3 ------------------------------------------------------------------------
