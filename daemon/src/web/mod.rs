@@ -67,6 +67,10 @@ pub struct AppState {
     pub egress: Arc<crate::evidence::egress::EgressLog>,
     /// Footage streams open at once, per caller and in total.
     pub streams: Arc<crate::evidence::egress::StreamGate>,
+    /// Live streams open at once, per caller and in total (apart from footage).
+    pub live_streams: Arc<crate::evidence::egress::StreamGate>,
+    /// H.265 → H.264 conversions for browsers (`[http] max_transcodes`).
+    pub transcoders: Arc<crate::ingest::transcode::Transcoders>,
     pool: Mutex<Vec<Index>>,
 }
 
@@ -88,6 +92,8 @@ impl AppState {
                 crate::evidence::egress::DEFAULT_WINDOW,
             )),
             streams: Arc::default(),
+            live_streams: Arc::new(crate::evidence::egress::StreamGate::live()),
+            transcoders: Arc::default(),
             db_path,
             keyring,
             storage,
