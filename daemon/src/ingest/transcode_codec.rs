@@ -230,3 +230,129 @@ pub fn probe_encoder() -> Option<&'static str> {
         .ok()
         .map(|e| e.name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sample: pts, key, length-prefixed NAL units.
+    type Sample = (i64, bool, Vec<u8>);
+
+    /// H.265 samples (length-prefixed, parameter sets lifted out) and an
+    /// `hvcC`-bearing sample entry, made with libx265 from a moving pattern.
+    fn h265_stream(w: u32, h: u32, frames: i64) -> Option<(Vec<u8>, Vec<Sample>)> {
+        ff::init().ok()?;
+        let codec = ff::encoder::find_by_name("libx265")?;
+        let mut enc = ff::codec::context::Context::new_with_codec(codec)
+            .encoder()
+            .video()
+            .ok()?;
+        enc.set_width(w);
+        enc.set_height(h);
+        enc.set_format(ff::format::Pixel::YUV420P);
+        enc.set_time_base((1, 90_000));
+        enc.set_frame_rate(Some((25, 1)));
+        enc.set_gop(10);
+        enc.set_max_b_frames(0);
+        let mut opts = ff::Dictionary::new();
+        opts.set("preset", "ultrafast");
+        opts.set("tune", "zerolatency");
+        opts.set("x265-params", "log-level=none");
+        let mut enc = enc.open_with(opts).ok()?;
+        let mut pic = ff::frame::Video::new(ff::format::Pixel::YUV420P, w, h);
+        let mut params = Vec::new();
+        let mut out = Vec::new();
+        let mut take = |enc: &mut ff::encoder::video::Encoder, out: &mut Vec<Sample>| {
+            let mut p = ff::Packet::empty();
+            while enc.receive_packet(&mut p).is_ok() {
+                let (mut sample, mut key) = (Vec::new(), false);
+                for nal in vigil_format::annexb::nal_units(p.data().unwrap_or(&[])) {
+                    let kind = (nal[0] >> 1) & 0x3f;
+                    if (32..=34).contains(&kind) {
+                        if params.len() < 3 {
+                            params.push(nal.to_vec());
+                        }
+                        continue;
+                    }
+                    key |= (16..=21).contains(&kind);
+                    sample.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                    sample.extend_from_slice(nal);
+                }
+                out.push((p.pts().unwrap_or(0), key, sample));
+            }
+        };
+        for i in 0..frames {
+            for plane in 0..3 {
+                let stride = pic.stride(plane);
+                for (n, b) in pic.data_mut(plane).iter_mut().enumerate() {
+                    *b = ((n % stride) as i64 + i * 5) as u8;
+                }
+            }
+            pic.set_pts(Some(i * 3600));
+            enc.send_frame(&pic).ok()?;
+            take(&mut enc, &mut out);
+        }
+        enc.send_eof().ok()?;
+        take(&mut enc, &mut out);
+        // hvcC: a 22-byte header (4-byte lengths), then one array per parameter set.
+        let mut hvcc = vec![0u8; 21];
+        hvcc.push(0xfc | 3);
+        hvcc.push(params.len() as u8);
+        for p in &params {
+            hvcc.extend_from_slice(&[(p[0] >> 1) & 0x3f, 0, 1]);
+            hvcc.extend_from_slice(&(p.len() as u16).to_be_bytes());
+            hvcc.extend_from_slice(p);
+        }
+        let mut entry = b"\0\0\0\0hvc1".to_vec();
+        entry.extend_from_slice(&((hvcc.len() + 8) as u32).to_be_bytes());
+        entry.extend_from_slice(b"hvcC");
+        entry.extend_from_slice(&hvcc);
+        Some((entry, out))
+    }
+
+    /// Every H.265 frame comes out as one H.264 frame with the same media
+    /// time, key frames where the source has them, scaled to 1280 wide.
+    #[test]
+    fn converts_h265_to_h264_frame_for_frame() {
+        let Some((entry, frames)) = h265_stream(1920, 1080, 20) else {
+            eprintln!("no libx265 here: skipped");
+            return;
+        };
+        assert_eq!(frames.len(), 20);
+        let mut c = H265ToH264::new(&entry, 90_000).unwrap();
+        let mut out = Vec::new();
+        for (pts, key, data) in &frames {
+            out.extend(c.push(*pts, *key, data).unwrap());
+        }
+        out.extend(c.finish().unwrap());
+        assert_eq!(
+            out.len(),
+            frames.len(),
+            "one frame out per frame in ({:?})",
+            c.encoder_name()
+        );
+        for (o, (pts, key, _)) in out.iter().zip(&frames) {
+            assert_eq!(o.pts, *pts);
+            if *key {
+                assert!(o.key, "a source key frame at {pts} is a key frame after");
+            }
+        }
+        let p = &out[0].params;
+        assert_eq!((p.codec, p.width, p.height), (Codec::H264, 1280, 720));
+        assert!(vigil_format::media::codec_string(&p.sample_entry).starts_with("avc1."));
+        let one = one_picture(
+            &StreamParams {
+                codec: Codec::H265,
+                timescale: 90_000,
+                width: 1920,
+                height: 1080,
+                sample_entry: entry.clone(),
+            },
+            &frames[0].2,
+        )
+        .unwrap();
+        assert!(one.key);
+        assert!(H265ToH264::new(b"avc1avcC", 90_000).is_err());
+        assert!(c.push(0, true, &[0, 0, 0, 9, 1]).is_err(), "a cut sample is an error");
+    }
+}
