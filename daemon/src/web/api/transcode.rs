@@ -56,17 +56,27 @@ pub fn is_h265(init: &[u8]) -> bool {
     init.windows(4).any(|w| w == b"hvcC")
 }
 
-/// The sample entries of an init segment, in order (sample description
-/// index 1, 2, ...), each as the bytes from its `hvcC` box on.
-pub fn hvcc_entries(init: &[u8]) -> Vec<&[u8]> {
+/// The sample entries of an init segment's `stsd`, in order (sample
+/// description index 1, 2, ...); empty if it has none that parse.
+pub fn sample_entries(init: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
-    let mut from = 0;
-    while let Some(i) = init.get(from..).and_then(|s| s.windows(4).position(|w| w == b"hvcC")) {
-        let at = from + i;
-        if let Some(e) = at.checked_sub(4).and_then(|s| init.get(s..)) {
-            out.push(e);
+    let Some(at) = init.windows(4).position(|w| w == b"stsd") else {
+        return out;
+    };
+    let count = be32(init, at + 8).unwrap_or(0);
+    let mut pos = at + 12;
+    for _ in 0..count {
+        let Some(size) = be32(init, pos).map(|n| n as usize) else {
+            break;
+        };
+        let Some(entry) = pos.checked_add(size).and_then(|end| init.get(pos..end)) else {
+            break;
+        };
+        if size < 8 {
+            break;
         }
-        from = at + 4;
+        out.push(entry);
+        pos += size;
     }
     out
 }
@@ -154,7 +164,7 @@ pub fn converted_view(
 
 #[cfg(feature = "ffmpeg")]
 mod convert {
-    use super::{hvcc_entries, parse_fragment, timescale_of};
+    use super::{is_h265, parse_fragment, sample_entries, timescale_of};
     use crate::evidence::export::ViewLayout;
     use crate::ingest::transcode::{Converted, H265ToH264};
     use vigil_format::mp4;
@@ -167,7 +177,7 @@ mod convert {
         layout: &ViewLayout,
         mut send: impl FnMut(Vec<u8>) -> bool,
     ) -> Result<(), String> {
-        let entries = hvcc_entries(&layout.init);
+        let entries = sample_entries(&layout.init);
         let timescale = timescale_of(&layout.init).ok_or("the view has no media timescale")?;
         let duration = (i128::from(layout.end_wall_ns - layout.first_wall_ns) * i128::from(timescale) / 1_000_000_000)
             .clamp(0, i128::from(u64::MAX)) as u64;
@@ -193,6 +203,9 @@ mod convert {
                         .checked_sub(1)
                         .and_then(|d| entries.get(d as usize))
                         .ok_or("a fragment names a sample entry the view lacks")?;
+                    if !is_h265(entry) {
+                        return Err("the range mixes H.264 and H.265 recordings; play it unconverted".into());
+                    }
                     if let Some((_, old)) = conv.as_mut() {
                         for c in old.finish()? {
                             out.add(c);
@@ -334,10 +347,18 @@ mod tests {
         });
         assert_eq!(timescale_of(&init), Some(90_000));
         assert!(!is_h265(&init));
-        assert!(hvcc_entries(&init).is_empty());
-        let two = [&b"....hvcC.."[..], &b"....hvcC"[..]].concat();
-        assert_eq!(hvcc_entries(&two).len(), 2);
-        assert!(is_h265(&two));
+        assert_eq!(sample_entries(&init), vec![&entry[..]]);
+        let hvc1 = [&entry[..4], b"hvc1", &entry[8..]].concat();
+        let both = mp4::init_segment(&mp4::TrackInfo {
+            timescale: 90_000,
+            width: 640,
+            height: 360,
+            duration: 0,
+            sample_entries: &[entry.clone(), hvc1.clone()],
+        });
+        assert_eq!(sample_entries(&both), vec![&entry[..], &hvc1[..]]);
+        assert!(sample_entries(&both[..both.len() / 2]).len() < 2, "a cut init segment");
+        assert!(is_h265(b"....hvcC"));
     }
 
     #[test]
