@@ -189,6 +189,7 @@ mod convert {
             held: None,
             seq: 0,
             batch: Vec::new(),
+            last_duration: (timescale / 25).max(1),
         };
         let mut buf = Vec::new();
         for i in 0..layout.fragments.len() {
@@ -231,8 +232,8 @@ mod convert {
             }
         }
         // The last frame lasts as long as the one before it.
-        let last = out.batch.last().map(|(_, d)| *d);
-        out.flush(&mut send, Some(last.unwrap_or(timescale / 25)))?;
+        let last = out.last_duration;
+        out.flush(&mut send, Some(last))?;
         Ok(())
     }
 
@@ -246,12 +247,15 @@ mod convert {
         held: Option<Converted>,
         seq: u32,
         batch: Vec<(Converted, u32)>,
+        /// The duration of the newest frame written to the batch.
+        last_duration: u32,
     }
 
     impl Output {
         fn add(&mut self, c: Converted) {
             if let Some(h) = self.held.take() {
                 let d = (c.pts - h.pts).clamp(1, i64::from(u32::MAX)) as u32;
+                self.last_duration = d;
                 self.batch.push((h, d));
             }
             self.held = Some(c);
@@ -260,8 +264,10 @@ mod convert {
         /// Writes the frames of known duration (and the held one too, with
         /// `last`, at the end); false when the client left.
         fn flush(&mut self, send: &mut impl FnMut(Vec<u8>) -> bool, last: Option<u32>) -> Result<bool, String> {
-            if let (Some(d), Some(h)) = (last, self.held.take()) {
-                self.batch.push((h, d));
+            if let Some(d) = last {
+                if let Some(h) = self.held.take() {
+                    self.batch.push((h, d));
+                }
             }
             let Some((first, _)) = self.batch.first() else {
                 return Ok(true);
