@@ -244,6 +244,20 @@ fn rbac_matrix_covers_every_route() {
             [200, 200, 200, 200, 200],
         ),
         (
+            "GET /api/v1/cameras/{name}/view.json",
+            "GET",
+            "/api/v1/cameras/nope/view.json?start=2000-01-01T00:00:00Z&end=2000-01-01T00:01:00Z",
+            None,
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            "GET /api/v1/transcode",
+            "GET",
+            "/api/v1/transcode",
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        (
             "POST /api/v1/cameras",
             "POST",
             "/api/v1/cameras",

@@ -313,6 +313,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             crate::base::clock::system(),
         );
         state.require_admin_mfa = http.require_mfa_for_admins;
+        state.transcoders = Arc::new(crate::ingest::transcode::Transcoders::new(http.max_transcodes));
         state.volume_warning = volume_warning.clone();
         state.retention = config.retention.clone();
         state.provisioned_urls = config

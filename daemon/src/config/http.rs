@@ -28,6 +28,7 @@ pub(super) struct RawHttp {
     plain_action: Option<Spanned<String>>,
     #[serde(default)]
     require_mfa_for_admins: bool,
+    max_transcodes: Option<Spanned<u32>>,
 }
 
 /// `[http]`: the HTTPS API and web UI. Absent: no listener.
@@ -56,6 +57,9 @@ pub struct HttpConfig {
     pub plain: Option<(std::net::SocketAddr, PlainAction)>,
     /// Admins must enrol a TOTP second factor before doing anything else.
     pub require_mfa_for_admins: bool,
+    /// H.265 → H.264 conversions for browsers running at once over the
+    /// whole box (a live camera's converter counts once).
+    pub max_transcodes: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,8 +167,14 @@ pub(super) fn parse(src: &Src<'_>, h: Spanned<RawHttp>) -> Result<HttpConfig, Co
             Some((addr, action))
         }
     };
+    let max_transcodes = match h.max_transcodes {
+        Some(m) if (0..=16).contains(m.get_ref()) => *m.get_ref() as usize,
+        Some(m) => return Err(src.err(m.span(), "http.max_transcodes", "must be between 0 and 16")),
+        None => 2,
+    };
     Ok(HttpConfig {
         listen,
+        max_transcodes,
         cert_key,
         tls12: h.tls12,
         max_connections_per_ip,
@@ -210,6 +220,8 @@ file = "/var/lib/vigil/kek.key"
         assert_eq!(h.max_connections, 1024);
         assert_eq!(h.request_timeout, Duration::from_secs(10));
         assert_eq!(h.host_name, None);
+        assert_eq!(h.max_transcodes, 2);
+        assert_eq!(http("max_transcodes = 0\n").unwrap().max_transcodes, 0);
         let h = http("max_connections = 64\nrequest_timeout_seconds = 3\nhost_name = \"nvr.example\"\n").unwrap();
         assert_eq!(h.max_connections_per_network, 64, "never above the total");
         assert_eq!(h.request_timeout, Duration::from_secs(3));
@@ -236,6 +248,7 @@ file = "/var/lib/vigil/kek.key"
             ("max_connections_per_network = 0\n", "http.max_connections_per_network"),
             ("request_timeout_seconds = 0\n", "http.request_timeout_seconds"),
             ("request_timeout_seconds = 601\n", "http.request_timeout_seconds"),
+            ("max_transcodes = 17\n", "http.max_transcodes"),
         ] {
             let e = http(extra).unwrap_err();
             assert_eq!(e.key, key, "{extra}: {e}");

@@ -31,6 +31,11 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30);
 pub const STREAMS_PER_CALLER: usize = 4;
 /// Footage streams all callers together may have open at once.
 pub const STREAMS_TOTAL: usize = 32;
+/// Live streams one person may have open at once (a grid of 16 cameras),
+/// counted apart from the footage streams.
+pub const LIVE_STREAMS_PER_CALLER: usize = 16;
+/// Live streams all callers together may have open at once.
+pub const LIVE_STREAMS_TOTAL: usize = 64;
 
 /// What kind of footage leaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -369,20 +374,26 @@ pub fn record_denied(conn: &Connection, actor: &str, action: &str, camera: &str,
     Ok(())
 }
 
-/// Caps the footage streams open at once, per caller and in total.
+/// Caps the streams open at once, per caller and in total: one gate for
+/// footage (`view.mp4`), another for live view (`live.mp4`).
 pub struct StreamGate {
     per_caller: usize,
     total: usize,
+    live: bool,
     open: Mutex<HashMap<String, usize>>,
 }
 
 /// Why no stream slot was given.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StreamsBusy {
     #[error("too many footage streams open for this caller; close one and try again")]
     Caller,
     #[error("too many footage streams open; try again shortly")]
     Total,
+    #[error("too many live streams open for this caller; close one and try again")]
+    LiveCaller,
+    #[error("too many live streams open; try again shortly")]
+    LiveTotal,
 }
 
 /// An open stream's slot; dropping it frees the slot.
@@ -392,23 +403,38 @@ pub struct StreamSlot {
 }
 
 impl StreamGate {
+    /// The gate of footage streams.
     pub fn new(per_caller: usize, total: usize) -> Self {
         StreamGate {
             per_caller,
             total,
+            live: false,
             open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The gate of live streams ([`LIVE_STREAMS_PER_CALLER`], [`LIVE_STREAMS_TOTAL`]).
+    pub fn live() -> Self {
+        StreamGate {
+            live: true,
+            ..StreamGate::new(LIVE_STREAMS_PER_CALLER, LIVE_STREAMS_TOTAL)
         }
     }
 
     /// A slot for one more stream of `actor`.
     pub fn acquire(self: &Arc<Self>, actor: &str) -> Result<StreamSlot, StreamsBusy> {
-        let mut m = self.open.lock().map_err(|_| StreamsBusy::Total)?;
+        let (caller_busy, total_busy) = if self.live {
+            (StreamsBusy::LiveCaller, StreamsBusy::LiveTotal)
+        } else {
+            (StreamsBusy::Caller, StreamsBusy::Total)
+        };
+        let mut m = self.open.lock().map_err(|_| total_busy.clone())?;
         if m.values().sum::<usize>() >= self.total {
-            return Err(StreamsBusy::Total);
+            return Err(total_busy);
         }
         let n = m.entry(actor.to_string()).or_insert(0);
         if *n >= self.per_caller {
-            return Err(StreamsBusy::Caller);
+            return Err(caller_busy);
         }
         *n += 1;
         Ok(StreamSlot {
@@ -578,5 +604,28 @@ mod tests {
         assert!(gate.acquire("user:a").is_ok());
         drop(b);
         assert!(gate.open.lock().unwrap().is_empty(), "slots are freed");
+    }
+
+    #[test]
+    fn live_streams_have_their_own_larger_budget() {
+        let footage = Arc::new(StreamGate::default());
+        let live = Arc::new(StreamGate::live());
+        let f: Vec<StreamSlot> = (0..STREAMS_PER_CALLER)
+            .map(|_| footage.acquire("user #1").unwrap())
+            .collect();
+        assert_eq!(footage.acquire("user #1").err(), Some(StreamsBusy::Caller));
+        // A full footage allowance leaves the live grid untouched.
+        let l: Vec<StreamSlot> = (0..16).map(|_| live.acquire("user #1").unwrap()).collect();
+        assert_eq!(live.acquire("user #1").err(), Some(StreamsBusy::LiveCaller));
+        let others: Vec<StreamSlot> = (2..=4)
+            .flat_map(|u| (0..16).map(move |_| u))
+            .map(|u| live.acquire(&format!("user #{u}")).unwrap())
+            .collect();
+        assert_eq!(live.acquire("user #5").err(), Some(StreamsBusy::LiveTotal));
+        assert_eq!(l.len() + others.len(), LIVE_STREAMS_TOTAL);
+        drop(f);
+        assert!(footage.acquire("user #1").is_ok(), "footage slots are not live slots");
+        drop(l);
+        assert!(live.acquire("user #5").is_ok());
     }
 }

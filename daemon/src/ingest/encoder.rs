@@ -1,5 +1,7 @@
-//! Raw camera frames (YUYV 4:2:2) to H.264, with the system FFmpeg
-//! (libavcodec + libswscale). Only in the build with the `ffmpeg` feature.
+//! Raw camera frames (YUYV 4:2:2 from V4L2) or decoded pictures (from the
+//! H.265 transcoder) to H.264, with the system FFmpeg (libavcodec +
+//! libswscale), scaled on the way when asked. Only in the build with the
+//! `ffmpeg` feature.
 //!
 //! The encoder is the board's hardware one where it has one
 //! (`h264_v4l2m2m`: Raspberry Pi 4, many Rockchip and Amlogic boards), else
@@ -35,8 +37,31 @@ pub struct H264Encoder {
 /// Hardware first; the order a board's encoders are tried in.
 const ENCODERS: [&str; 3] = ["h264_v4l2m2m", "libx264", "libopenh264"];
 
+/// The size and pixel format of the pictures an encoder takes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Picture {
+    pub format: Pixel,
+    pub width: u32,
+    pub height: u32,
+}
+
 impl H264Encoder {
+    /// An encoder of `width`×`height` YUYV buffers of `stride` bytes a line.
     pub fn new(width: u32, height: u32, stride: u32, fps: u32, timescale: u32) -> Result<Self, String> {
+        let input = Picture {
+            format: Pixel::YUYV422,
+            width,
+            height,
+        };
+        let mut enc = Self::scaling(input, (width, height), fps, timescale)?;
+        enc.stride = stride.max(width * 2) as usize;
+        Ok(enc)
+    }
+
+    /// An encoder of `input` pictures, scaled to `out` (width, height) on
+    /// the way; feed it with [`Self::encode_picture`].
+    pub fn scaling(input: Picture, out: (u32, u32), fps: u32, timescale: u32) -> Result<Self, String> {
+        let (width, height) = out;
         ff::init().map_err(|e| format!("libavcodec: {e}"))?;
         // Encoders that cannot open say why in the error below, not on stderr.
         ff::util::log::set_level(ff::util::log::Level::Fatal);
@@ -50,9 +75,9 @@ impl H264Encoder {
                 Ok(encoder) => {
                     let pix = encoder.format();
                     let scaler = scaling::Context::get(
-                        Pixel::YUYV422,
-                        width,
-                        height,
+                        input.format,
+                        input.width,
+                        input.height,
                         pix,
                         width,
                         height,
@@ -60,22 +85,21 @@ impl H264Encoder {
                         // time, which MemoryDenyWriteExecute= forbids.
                         scaling::Flags::BILINEAR,
                     )
-                    .map_err(|e| format!("swscale YUYV {width}x{height} to {pix:?}: {e}"))?;
-                    tracing::info!(
-                        encoder = name,
-                        width,
-                        height,
-                        fps,
-                        "encoding raw camera frames to H.264"
-                    );
+                    .map_err(|e| {
+                        format!(
+                            "swscale {:?} {}x{} to {pix:?} {width}x{height}: {e}",
+                            input.format, input.width, input.height
+                        )
+                    })?;
+                    tracing::info!(encoder = name, width, height, fps, "encoding to H.264");
                     return Ok(H264Encoder {
                         encoder,
                         scaler,
-                        input: ff::frame::Video::new(Pixel::YUYV422, width, height),
+                        input: ff::frame::Video::new(input.format, input.width, input.height),
                         output: ff::frame::Video::new(pix, width, height),
-                        stride: stride.max(width * 2) as usize,
-                        width: width as usize,
-                        height: height as usize,
+                        stride: input.width as usize * 2,
+                        width: input.width as usize,
+                        height: input.height as usize,
                         name,
                     });
                 }
@@ -112,6 +136,8 @@ impl H264Encoder {
             opts.set("preset", "veryfast");
             opts.set("tune", "zerolatency");
             opts.set("crf", "23");
+            // A picture marked I (a source key frame) starts a new GOP.
+            opts.set("forced-idr", "1");
         }
         enc.open_with(opts)
     }
@@ -137,10 +163,50 @@ impl H264Encoder {
         self.scaler
             .run(&self.input, &mut self.output)
             .map_err(|e| format!("swscale: {e}"))?;
+        self.output.set_kind(ff::picture::Type::None);
+        self.send(pts)
+    }
+
+    /// Encodes one decoded picture (of the format and size given to
+    /// [`Self::scaling`]) shown at `pts`; `key` asks for a key frame here.
+    pub fn encode_picture(&mut self, picture: &ff::frame::Video, pts: i64, key: bool) -> Result<Vec<Packet>, String> {
+        if (picture.format(), picture.width(), picture.height())
+            != (self.input.format(), self.input.width(), self.input.height())
+        {
+            return Err(format!(
+                "picture changed to {:?} {}x{} mid-stream",
+                picture.format(),
+                picture.width(),
+                picture.height()
+            ));
+        }
+        self.scaler
+            .run(picture, &mut self.output)
+            .map_err(|e| format!("swscale: {e}"))?;
+        self.output.set_kind(if key {
+            ff::picture::Type::I
+        } else {
+            ff::picture::Type::None
+        });
+        self.send(pts)
+    }
+
+    /// Sends the scaled picture in `self.output` and takes what is ready.
+    fn send(&mut self, pts: i64) -> Result<Vec<Packet>, String> {
         self.output.set_pts(Some(pts));
         self.encoder
             .send_frame(&self.output)
             .map_err(|e| format!("{}: {e}", self.name))?;
+        self.take(pts)
+    }
+
+    /// Ends the stream: the packets the encoder still holds.
+    pub fn finish(&mut self) -> Result<Vec<Packet>, String> {
+        self.encoder.send_eof().map_err(|e| format!("{}: {e}", self.name))?;
+        self.take(0)
+    }
+
+    fn take(&mut self, pts: i64) -> Result<Vec<Packet>, String> {
         let mut out = Vec::new();
         let mut packet = ff::Packet::empty();
         while self.encoder.receive_packet(&mut packet).is_ok() {

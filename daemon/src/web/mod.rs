@@ -71,6 +71,10 @@ pub struct AppState {
     pub retention: crate::config::archive::RetentionPolicy,
     /// (name, URL without credentials) of each camera in vigil.toml.
     pub provisioned_urls: Vec<(String, String)>,
+    /// Live streams open at once, per caller and in total (apart from footage).
+    pub live_streams: Arc<crate::evidence::egress::StreamGate>,
+    /// H.265 → H.264 conversions for browsers (`[http] max_transcodes`).
+    pub transcoders: Arc<crate::ingest::transcode::Transcoders>,
     pool: Mutex<Vec<Index>>,
 }
 
@@ -94,6 +98,8 @@ impl AppState {
             streams: Arc::default(),
             retention: Default::default(),
             provisioned_urls: Vec::new(),
+            live_streams: Arc::new(crate::evidence::egress::StreamGate::live()),
+            transcoders: Arc::default(),
             db_path,
             keyring,
             storage,

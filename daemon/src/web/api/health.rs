@@ -171,6 +171,12 @@ pub async fn metrics(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> R
             vec![(String::new(), total.to_string())],
         );
     }
+    metric(
+        "vigil_transcode_sessions",
+        "H.265 to H.264 conversions running",
+        "gauge",
+        vec![(String::new(), st.transcoders.in_use().to_string())],
+    );
     let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed).to_string();
     metric(
         "vigil_http_requests_total",

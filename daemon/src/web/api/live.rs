@@ -11,10 +11,11 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
 use super::cameras::require_view;
-use super::recordings::{start_egress, stream_slot};
+use super::recordings::{live_slot, start_egress};
+use super::transcode::refused;
 use crate::evidence::egress::{EgressKind, FootageRequest, SNAPSHOT_ACTION};
 use crate::web::auth::{caller_of, Ctx};
-use crate::web::reply::{full, ApiError, Reply};
+use crate::web::reply::{full, param, query, ApiError, Reply};
 use crate::web::AppState;
 
 /// An init segment and one fragment holding `frame`: a playable one-frame MP4.
@@ -58,16 +59,78 @@ async fn next_key_frame(
         })
 }
 
-/// The next key frame of a running camera as a one-frame MP4, audited
+/// Whether the request asks for H.264 (`?codec=h264`): an H.265 camera's
+/// pictures are then converted on the box.
+fn wants_h264(req: &Request<Incoming>) -> bool {
+    param(&query(req), "codec") == Some("h264")
+}
+
+/// The next key frame of `rx` (a converted stream), waiting at most 10 s.
+async fn first_key_frame(
+    mut rx: tokio::sync::broadcast::Receiver<crate::ingest::live::LiveFrame>,
+) -> Result<
+    (
+        tokio::sync::broadcast::Receiver<crate::ingest::live::LiveFrame>,
+        crate::ingest::live::LiveFrame,
+    ),
+    ApiError,
+> {
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Ok(f) if f.key => return Some(f),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(10), wait).await {
+        Ok(Some(f)) => Ok((rx, f)),
+        _ => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the camera's stream could not be converted",
+        )),
+    }
+}
+
+/// One H.265 key frame as a one-frame H.264 MP4 (a conversion session
+/// for the time it takes).
+async fn converted_snapshot(st: &Arc<AppState>, frame: &crate::ingest::live::LiveFrame) -> Result<Vec<u8>, ApiError> {
+    let session = st.transcoders.session().map_err(refused)?;
+    #[cfg(feature = "ffmpeg")]
+    {
+        let (params, data) = (frame.params.clone(), frame.data.clone());
+        let c = tokio::task::spawn_blocking(move || {
+            let _session = session;
+            crate::ingest::transcode::one_picture(&params, &data)
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(ApiError::internal)?;
+        one_frame_mp4(&c.params, &c.data)
+    }
+    #[cfg(not(feature = "ffmpeg"))]
+    {
+        let _ = (session, frame);
+        Err(refused(crate::ingest::transcode::TranscodeError::Unsupported))
+    }
+}
+
+/// The next key frame of a running camera as a one-frame MP4 (converted to
+/// H.264 with `?codec=h264` when the camera is H.265), audited
 /// (`live.snapshot`, with its bytes) before it is sent.
-pub async fn snapshot(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+pub async fn snapshot(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
     let st = &st;
     let caller = caller_of(ctx.caller)?;
     let name = ctx.params.into_iter().next();
     let camera = name.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
     require_view(st, &caller, &camera, SNAPSHOT_ACTION).await?;
     let (_, frame) = next_key_frame(st, &camera).await?;
-    let mp4 = one_frame_mp4(&frame.params, &frame.data)?;
+    let mp4 = if wants_h264(&req) && frame.params.codec == vigil_format::vseg::Codec::H265 {
+        converted_snapshot(st, &frame).await?
+    } else {
+        one_frame_mp4(&frame.params, &frame.data)?
+    };
     let (actor, cam, bytes) = (caller.actor.clone(), camera.clone(), mp4.len() as u64);
     st.db(move |idx| {
         crate::evidence::egress::record_snapshot(idx.conn(), &actor, &cam, bytes)
@@ -139,18 +202,29 @@ pub async fn events(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Rep
 /// fragment per frame from the next key frame on (one frame of delay, to
 /// know its duration). `X-Codec` gives the codec string for Media Source
 /// Extensions. Ends when the camera's parameters change or this viewer falls
-/// behind; the player reconnects. Audited when it starts (`live.start`) and
-/// when it stops (`live.stop`, with the bytes sent); reconnects within a
-/// short window share the entries (see `evidence::egress`).
-pub async fn live_mp4(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+/// behind; the player reconnects. With `?codec=h264` an H.265 camera's
+/// stream comes converted to H.264 (one converter per camera shared by its
+/// viewers; 501 without the codecs, 503 when every session is busy).
+/// Counted in the live stream budget, not the footage one. Audited when it
+/// starts (`live.start`) and when it stops (`live.stop`, with the bytes
+/// sent); reconnects within a short window share the entries (see
+/// `evidence::egress`).
+pub async fn live_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
     let st = &st;
     let caller = caller_of(ctx.caller)?;
     let name = ctx.params.into_iter().next();
 
     let camera = name.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
     require_view(st, &caller, &camera, EgressKind::Live.action()).await?;
-    let slot = stream_slot(st, &caller)?;
-    let (mut rx, first) = next_key_frame(st, &camera).await?;
+    let slot = live_slot(st, &caller)?;
+    let (rx, first) = next_key_frame(st, &camera).await?;
+    let (mut rx, first) = if wants_h264(&req) && first.params.codec == vigil_format::vseg::Codec::H265 {
+        drop(rx);
+        let converted = st.transcoders.live_h264(&st.live, &camera).map_err(refused)?;
+        first_key_frame(converted).await?
+    } else {
+        (rx, first)
+    };
     let footage = FootageRequest {
         actor: caller.actor.clone(),
         kind: EgressKind::Live,

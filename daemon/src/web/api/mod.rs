@@ -13,6 +13,7 @@ pub mod recordings;
 pub mod session;
 pub mod storage;
 pub mod tokens;
+pub mod transcode;
 pub mod users;
 
 use std::sync::Arc;
@@ -108,6 +109,13 @@ pub const ROUTES: &[RouteSpec] = &[
         VIEWER,
         handler!(live::live_mp4),
     ),
+    route(
+        "GET",
+        "/api/v1/cameras/{name}/view.json",
+        VIEWER,
+        handler!(recordings::view_json),
+    ),
+    route("GET", "/api/v1/transcode", VIEWER, handler!(transcode::status)),
     route("GET", "/api/v1/recordings", VIEWER, handler!(recordings::list)),
     route(
         "GET",

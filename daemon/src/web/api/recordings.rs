@@ -128,39 +128,19 @@ pub async fn view_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
     let start =
         time_param(&q, "start")?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"start\" is required"))?;
     let end = time_param(&q, "end")?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"end\" is required"))?;
+    let h264 = param(&q, "codec") == Some("h264");
+    if h264 && download {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "codec=h264 is for watching; a download is the recording as it is",
+        ));
+    }
     let slot = stream_slot(st, &caller)?;
-    let storage = st.storage.clone();
-    let keyring = st.keyring.clone();
-    let events = st.events.clone();
-    let cam = camera.clone();
-    let layout = st
-        .db(move |idx| {
-            let archive = crate::evidence::export::Archive {
-                index: idx,
-                storage: &storage,
-                keys: keyring.as_ref(),
-            };
-            crate::evidence::export::view_layout(archive, &cam, start, end).map_err(|e| match e {
-                ExportError::NothingToExport { .. } | ExportError::UnknownCamera(_) => {
-                    ApiError::new(StatusCode::NOT_FOUND, e.to_string())
-                }
-                ExportError::EmptyRange => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
-                e if e.is_integrity() => {
-                    tracing::error!("view refused: {e}");
-                    let _ = events.send(format!(
-                        "event: integrity\ndata: {}\n\n",
-                        json!({ "camera": cam, "error": e.to_string() })
-                    ));
-                    ApiError::new(
-                        StatusCode::CONFLICT,
-                        "a recording in this range failed its integrity check; see `vigil verify`",
-                    )
-                }
-                e => ApiError::internal(e.to_string()),
-            })
-        })
-        .await?;
+    let layout = layout_of(st, &camera, start, end).await?;
     let layout = Arc::new(layout);
+    if h264 && super::transcode::is_h265(&layout.init) {
+        return converted_view_mp4(st, &caller, camera, (start, end), layout, slot).await;
+    }
     let total = layout.total_len;
     let etag = layout.etag.clone();
     if req
@@ -254,15 +234,125 @@ pub async fn view_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
     Ok(r)
 }
 
+/// `view.mp4?codec=h264` of an H.265 range: converted on the box and sent
+/// as a progressive fragmented MP4 (no Range, no length), audited like any
+/// playback.
+async fn converted_view_mp4(
+    st: &Arc<AppState>,
+    caller: &crate::web::auth::Caller,
+    camera: String,
+    range_ns: (i64, i64),
+    layout: Arc<ViewLayout>,
+    slot: StreamSlot,
+) -> Reply {
+    let pieces = super::transcode::converted_view(st, layout)?;
+    let footage = FootageRequest {
+        actor: caller.actor.clone(),
+        kind: EgressKind::Play,
+        camera,
+        range_ns: Some(range_ns),
+        bytes: None,
+    };
+    let ticket = start_egress(st, footage).await?;
+    let stream = futures::stream::unfold((pieces, ticket, slot), |(mut rx, mut ticket, slot)| async move {
+        let piece = rx.recv().await?;
+        if let Ok(p) = &piece {
+            ticket.sent(p.len() as u64);
+        }
+        Some((piece.map(hyper::body::Frame::data), (rx, ticket, slot)))
+    });
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    r.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    Ok(r)
+}
+
+/// The view of `camera` from `start` to `end`: 404 when nothing is
+/// recorded there, 409 (and an `integrity` event) when a recording in it
+/// fails its check.
+async fn layout_of(st: &Arc<AppState>, camera: &str, start: i64, end: i64) -> Result<ViewLayout, ApiError> {
+    let storage = st.storage.clone();
+    let keyring = st.keyring.clone();
+    let events = st.events.clone();
+    let cam = camera.to_string();
+    st.db(move |idx| {
+        let archive = crate::evidence::export::Archive {
+            index: idx,
+            storage: &storage,
+            keys: keyring.as_ref(),
+        };
+        crate::evidence::export::view_layout(archive, &cam, start, end).map_err(|e| match e {
+            ExportError::NothingToExport { .. } | ExportError::UnknownCamera(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+            }
+            ExportError::EmptyRange => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+            e if e.is_integrity() => {
+                tracing::error!("view refused: {e}");
+                let _ = events.send(format!(
+                    "event: integrity\ndata: {}\n\n",
+                    json!({ "camera": cam, "error": e.to_string() })
+                ));
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "a recording in this range failed its integrity check; see `vigil verify`",
+                )
+            }
+            e => ApiError::internal(e.to_string()),
+        })
+    })
+    .await
+}
+
+/// `GET /api/v1/cameras/{name}/view.json?start=&end=`: what `view.mp4` of
+/// the range would play, without reading footage (not egress): the wall
+/// time of its time 0, its end, its codec and length. A camera outside the
+/// caller's set is 403 like `view.mp4`.
+pub async fn view_json(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let (st, req) = (&st, &req);
+    let Ctx { caller, params, .. } = ctx;
+    let caller = caller_of(caller)?;
+    let camera = known_camera(st, params.into_iter().next()).await?;
+    require_view(st, &caller, &camera, EgressKind::Play.action()).await?;
+    let q = query(req);
+    let start =
+        time_param(&q, "start")?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"start\" is required"))?;
+    let end = time_param(&q, "end")?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"end\" is required"))?;
+    let layout = layout_of(st, &camera, start, end).await?;
+    ok(view_summary(&layout))
+}
+
+/// The JSON of `view.json` for a layout.
+fn view_summary(layout: &ViewLayout) -> Value {
+    json!({
+        "first_frame": crate::base::time::format_ns(layout.first_wall_ns),
+        "end": crate::base::time::format_ns(layout.end_wall_ns),
+        "codec": if super::transcode::is_h265(&layout.init) { "h265" } else { "h264" },
+        "bytes": layout.total_len,
+    })
+}
+
 /// A slot for one more footage stream of the caller, or 429 with
 /// Retry-After. Counted per person: a user's sessions and every token they
 /// own share one allowance (minting tokens buys no more streams).
 pub fn stream_slot(st: &AppState, caller: &crate::web::auth::Caller) -> Result<StreamSlot, ApiError> {
+    slot_in(&st.streams, caller)
+}
+
+/// A slot for one more live stream of the caller (a budget apart from the
+/// footage streams: a grid of 16 cameras plays), or 429 with Retry-After.
+pub fn live_slot(st: &AppState, caller: &crate::web::auth::Caller) -> Result<StreamSlot, ApiError> {
+    slot_in(&st.live_streams, caller)
+}
+
+fn slot_in(
+    gate: &Arc<crate::evidence::egress::StreamGate>,
+    caller: &crate::web::auth::Caller,
+) -> Result<StreamSlot, ApiError> {
     let who = match caller.user_id {
         Some(id) => format!("user #{id}"),
         None => caller.actor.clone(),
     };
-    st.streams.acquire(&who).map_err(|busy| {
+    gate.acquire(&who).map_err(|busy| {
         let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, busy.to_string());
         e.retry_after = Some(5);
         e

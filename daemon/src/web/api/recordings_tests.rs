@@ -28,6 +28,11 @@ struct Server {
 /// footage), and a server with small socket buffers, so that a client that
 /// does not read pushes back on the server quickly.
 async fn server() -> Server {
+    server_of(params(64)).await
+}
+
+/// The same, with stream parameters `p` (H.264 or a stand-in H.265).
+async fn server_of(p: Arc<vigil_format::media::StreamParams>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let st = crate::web::tests_support::app_state(dir.path());
     let (db, keyring, storage) = (st.db_path.clone(), st.keyring.clone(), st.storage.clone());
@@ -48,7 +53,6 @@ async fn server() -> Server {
             keyring.clone(),
         )
         .unwrap();
-        let p = params(64);
         for n in 0..300i64 {
             let frame = Frame {
                 pts: n * FRAME,
@@ -124,6 +128,20 @@ async fn send(addr: SocketAddr, path: &str, token: &str, extra: &str) -> tokio::
     let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n{extra}\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     s
+}
+
+/// A whole response (the connection is closed after it): code, head, body.
+async fn get(addr: SocketAddr, path: &str, token: &str) -> (u16, String, Vec<u8>) {
+    let mut c = send(addr, path, token, "Connection: close\r\n").await;
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut all))
+        .await
+        .unwrap()
+        .unwrap();
+    let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&all[..split]).to_string();
+    let code = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, head, all[split..].to_vec())
 }
 
 /// The status code and headers of a response (the body is left unread).
@@ -244,5 +262,82 @@ fn a_range_download_is_audited_with_its_bytes_and_a_camera_outside_the_set_is_re
         assert!(super::require_view(&s.st, &caller, "other", "footage.play")
             .await
             .is_ok());
+    });
+}
+
+#[test]
+fn view_json_describes_the_view_and_no_footage_leaves() {
+    runtime().block_on(async {
+        let s = server().await;
+        let v = token(&s.st, "v", Role::Viewer).await;
+        let (code, h, body) = get(s.addr, &VIEW.replace("view.mp4", "view.json"), &v).await;
+        assert_eq!(code, 200, "{h}");
+        let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let first = j["first_frame"].as_str().unwrap();
+        assert!(first.starts_with("2023-11-14T22:13:20") && first.ends_with('Z'), "{j}");
+        assert_eq!(j["codec"], "h264", "{j}");
+        let entries =
+            s.st.db(|idx| Ok(crate::db::audit::tail(idx.conn(), 50)?))
+                .await
+                .unwrap();
+        assert!(
+            !entries.iter().any(|e| e.action.starts_with("footage.")),
+            "view.json is not egress"
+        );
+        // Its length is the view's.
+        let (code, h, mp4) = get(s.addr, VIEW, &v).await;
+        assert_eq!(code, 200, "{h}");
+        assert_eq!(j["bytes"].as_u64(), Some(mp4.len() as u64));
+        // ?codec=h264 changes nothing for an H.264 range (Range support included).
+        let (code, h, same) = get(s.addr, &format!("{VIEW}&codec=h264"), &v).await;
+        assert_eq!(code, 200, "{h}");
+        assert!(h.to_lowercase().contains("accept-ranges: bytes"), "{h}");
+        assert_eq!(same, mp4);
+        let empty = "/api/v1/cameras/cam/view.json?start=2000-01-01T00:00:00Z&end=2000-01-01T00:01:00Z";
+        assert_eq!(get(s.addr, empty, &v).await.0, 404);
+    });
+}
+
+/// Stand-in H.265 parameters (an `hvc1` entry; the samples are not real H.265).
+#[cfg(not(feature = "ffmpeg"))]
+fn h265_params() -> Arc<vigil_format::media::StreamParams> {
+    let p = params(64);
+    let mut entry = p.sample_entry.clone();
+    for (from, to) in [(b"avc1", b"hvc1"), (b"avcC", b"hvcC")] {
+        if let Some(i) = entry.windows(4).position(|w| w == from) {
+            entry[i..i + 4].copy_from_slice(to);
+        }
+    }
+    Arc::new(vigil_format::media::StreamParams {
+        codec: vigil_format::vseg::Codec::H265,
+        timescale: p.timescale,
+        width: p.width,
+        height: p.height,
+        sample_entry: entry,
+    })
+}
+
+#[cfg(not(feature = "ffmpeg"))]
+#[test]
+fn without_ffmpeg_an_h265_range_cannot_be_converted() {
+    runtime().block_on(async {
+        let s = server_of(h265_params()).await;
+        let v = token(&s.st, "v", Role::Viewer).await;
+        let (code, h, body) = get(s.addr, &format!("{VIEW}&codec=h264"), &v).await;
+        assert_eq!(code, 501, "{h}");
+        let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(j["error"], "this build cannot convert H.265 for the browser");
+        let (_, _, body) = get(s.addr, &VIEW.replace("view.mp4", "view.json"), &v).await;
+        let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(j["codec"], "h265", "{j}");
+        // Unconverted, it plays as before.
+        assert_eq!(get(s.addr, VIEW, &v).await.0, 200);
+        let (code, _, body) = get(s.addr, "/api/v1/transcode", &v).await;
+        assert_eq!(code, 200);
+        let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            j,
+            serde_json::json!({"available": false, "encoder": null, "max_sessions": 2, "in_use": 0})
+        );
     });
 }
