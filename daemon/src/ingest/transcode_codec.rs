@@ -4,13 +4,13 @@
 //! decoder, are scaled to at most 1280 px wide and encoded by
 //! `encoder.rs` (hardware first), a key frame wherever the source has one;
 //! the output comes back as MP4 samples with an `avc1` sample entry, in the
-//! source's media time. Also the shared live converter's loop.
+//! source's media time. Also what the shared live converter does with each
+//! frame.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use ffmpeg_next as ff;
-use tokio::sync::broadcast;
 use vigil_format::media::StreamParams;
 use vigil_format::vseg::Codec;
 
@@ -175,47 +175,50 @@ pub fn one_picture(params: &StreamParams, data: &[u8]) -> Result<Converted, Stri
         .ok_or_else(|| "the key frame did not decode".to_string())
 }
 
-/// The live converter's loop (on its own thread): `source` frames converted
-/// and sent on `tx` until nobody receives, the camera stops or its
-/// parameters change.
-pub fn run_live(mut source: broadcast::Receiver<LiveFrame>, tx: &broadcast::Sender<LiveFrame>) -> Result<(), String> {
-    let mut conv: Option<(Arc<StreamParams>, H265ToH264)> = None;
-    let mut want_key = true;
-    loop {
-        if tx.receiver_count() == 0 {
-            return Ok(());
+/// A camera's live stream converted frame by frame (for `pump_live` in
+/// `transcode.rs`): from the first key frame on, and again from a key frame
+/// after frames were lost; it ends when the camera's parameters change.
+#[derive(Default)]
+pub struct LiveConversion {
+    conv: Option<(Arc<StreamParams>, H265ToH264)>,
+    /// Frames are dropped until the next key frame.
+    behind: bool,
+    started: bool,
+}
+
+impl super::LiveConverter for LiveConversion {
+    fn convert(&mut self, f: LiveFrame) -> Result<Option<Vec<LiveFrame>>, String> {
+        if (self.behind || !self.started) && !f.key {
+            return Ok(Some(Vec::new()));
         }
-        let f = match source.blocking_recv() {
-            Ok(f) => f,
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                want_key = true; // the pictures in between are lost: restart at a key frame
-                continue;
-            }
-            Err(broadcast::error::RecvError::Closed) => return Ok(()),
-        };
-        if want_key && !f.key {
-            continue;
-        }
-        want_key = false;
-        let c = match &mut conv {
+        self.behind = false;
+        self.started = true;
+        let c = match &mut self.conv {
             Some((p, c)) if Arc::ptr_eq(p, &f.params) || **p == *f.params => c,
-            Some(_) => return Ok(()), // new parameters: viewers reconnect to a new converter
+            Some(_) => return Ok(None), // new parameters: viewers reconnect to a new converter
             None => {
                 if f.params.codec != Codec::H265 {
                     return Err("the camera's stream is not H.265".into());
                 }
                 let c = H265ToH264::new(&f.params.sample_entry, f.params.timescale)?;
-                &mut conv.insert((f.params.clone(), c)).1
+                &mut self.conv.insert((f.params.clone(), c)).1
             }
         };
-        for out in c.push(f.pts, f.key, &f.data)? {
-            let _ = tx.send(LiveFrame {
-                pts: out.pts,
-                key: out.key,
-                data: Bytes::from(out.data),
-                params: out.params,
-            });
-        }
+        let out = c.push(f.pts, f.key, &f.data)?;
+        Ok(Some(
+            out.into_iter()
+                .map(|out| LiveFrame {
+                    pts: out.pts,
+                    key: out.key,
+                    data: Bytes::from(out.data),
+                    params: out.params,
+                })
+                .collect(),
+        ))
+    }
+
+    fn lost(&mut self) {
+        self.behind = true; // the pictures in between are lost: restart at a key frame
     }
 }
 

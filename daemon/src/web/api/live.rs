@@ -11,12 +11,17 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
 use super::cameras::require_view;
-use super::recordings::{live_slot, start_egress};
+use super::recordings::{live_slot, person_of, start_egress};
 use super::transcode::refused;
 use crate::evidence::egress::{EgressKind, FootageRequest, SNAPSHOT_ACTION};
 use crate::web::auth::{caller_of, Ctx};
 use crate::web::reply::{full, param, query, ApiError, Reply};
 use crate::web::AppState;
+
+/// A live stream ends after this long without a frame (a camera that stays
+/// connected but sends nothing), so the player does not show a frozen
+/// picture as live.
+const LIVE_SILENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// An init segment and one fragment holding `frame`: a playable one-frame MP4.
 pub fn one_frame_mp4(params: &vigil_format::media::StreamParams, frame: &[u8]) -> Result<Vec<u8>, ApiError> {
@@ -93,10 +98,14 @@ async fn first_key_frame(
     }
 }
 
-/// One H.265 key frame as a one-frame H.264 MP4 (a conversion session
-/// for the time it takes).
-async fn converted_snapshot(st: &Arc<AppState>, frame: &crate::ingest::live::LiveFrame) -> Result<Vec<u8>, ApiError> {
-    let session = st.transcoders.session().map_err(refused)?;
+/// One H.265 key frame as a one-frame H.264 MP4 (a conversion session of
+/// `person` for the time it takes).
+async fn converted_snapshot(
+    st: &Arc<AppState>,
+    person: &str,
+    frame: &crate::ingest::live::LiveFrame,
+) -> Result<Vec<u8>, ApiError> {
+    let session = st.transcoders.session(person).map_err(refused)?;
     #[cfg(feature = "ffmpeg")]
     {
         let (params, data) = (frame.params.clone(), frame.data.clone());
@@ -127,7 +136,7 @@ pub async fn snapshot(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
     require_view(st, &caller, &camera, SNAPSHOT_ACTION).await?;
     let (_, frame) = next_key_frame(st, &camera).await?;
     let mp4 = if wants_h264(&req) && frame.params.codec == vigil_format::vseg::Codec::H265 {
-        converted_snapshot(st, &frame).await?
+        converted_snapshot(st, &person_of(&caller), &frame).await?
     } else {
         one_frame_mp4(&frame.params, &frame.data)?
     };
@@ -201,8 +210,8 @@ pub async fn events(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Rep
 /// Live video as a never-ending fragmented MP4: the init segment, then one
 /// fragment per frame from the next key frame on (one frame of delay, to
 /// know its duration). `X-Codec` gives the codec string for Media Source
-/// Extensions. Ends when the camera's parameters change or this viewer falls
-/// behind; the player reconnects. With `?codec=h264` an H.265 camera's
+/// Extensions. Ends when the camera's parameters change, this viewer falls
+/// behind or no frame comes for [`LIVE_SILENCE`]; the player reconnects. With `?codec=h264` an H.265 camera's
 /// stream comes converted to H.264 (one converter per camera shared by its
 /// viewers; 501 without the codecs, 503 when every session is busy).
 /// Counted in the live stream budget, not the footage one. Audited when it
@@ -258,9 +267,11 @@ pub async fn live_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
         let mut seq = 0u32;
         let mut buf = Vec::new();
         loop {
-            let next = match rx.recv().await {
-                Ok(f) => f,
-                Err(_) => return, // behind, or the camera stopped: the player reconnects
+            let next = match tokio::time::timeout(LIVE_SILENCE, rx.recv()).await {
+                Ok(Ok(f)) => f,
+                // Behind, the camera stopped or sent nothing for a while: the
+                // stream ends (the picture blanks) and the player reconnects.
+                Ok(Err(_)) | Err(_) => return,
             };
             if !Arc::ptr_eq(&next.params, &held.params) && *next.params != *held.params {
                 return;

@@ -245,7 +245,7 @@ async fn converted_view_mp4(
     layout: Arc<ViewLayout>,
     slot: StreamSlot,
 ) -> Reply {
-    let pieces = super::transcode::converted_view(st, layout)?;
+    let pieces = super::transcode::converted_view(st, &person_of(caller), layout)?;
     let footage = FootageRequest {
         actor: caller.actor.clone(),
         kind: EgressKind::Play,
@@ -317,9 +317,20 @@ pub async fn view_json(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> R
     let start =
         time_param(&q, "start")?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"start\" is required"))?;
     let end = time_param(&q, "end")?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "\"end\" is required"))?;
+    if end.saturating_sub(start) > VIEW_JSON_MAX_RANGE_NS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the range is longer than 31 days",
+        ));
+    }
+    // It opens every recording of the range: a footage stream's slot meanwhile.
+    let _slot = stream_slot(st, &caller)?;
     let layout = layout_of(st, &camera, start, end).await?;
     ok(view_summary(&layout))
 }
+
+/// The longest range `view.json` describes: 31 days.
+const VIEW_JSON_MAX_RANGE_NS: i64 = 31 * 86_400 * 1_000_000_000;
 
 /// The JSON of `view.json` for a layout.
 fn view_summary(layout: &ViewLayout) -> Value {
@@ -344,15 +355,20 @@ pub fn live_slot(st: &AppState, caller: &crate::web::auth::Caller) -> Result<Str
     slot_in(&st.live_streams, caller)
 }
 
+/// Who a caller counts as for per-person allowances: a user's sessions and
+/// every token they own are one person.
+pub fn person_of(caller: &crate::web::auth::Caller) -> String {
+    match caller.user_id {
+        Some(id) => format!("user #{id}"),
+        None => caller.actor.clone(),
+    }
+}
+
 fn slot_in(
     gate: &Arc<crate::evidence::egress::StreamGate>,
     caller: &crate::web::auth::Caller,
 ) -> Result<StreamSlot, ApiError> {
-    let who = match caller.user_id {
-        Some(id) => format!("user #{id}"),
-        None => caller.actor.clone(),
-    };
-    gate.acquire(&who).map_err(|busy| {
+    gate.acquire(&person_of(caller)).map_err(|busy| {
         let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, busy.to_string());
         e.retry_after = Some(5);
         e

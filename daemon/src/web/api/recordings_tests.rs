@@ -1,8 +1,10 @@
-//! Footage streams against a real server on loopback (plain HTTP/1.1 over
-//! TCP, the same route table and handlers as the HTTPS server, on a runtime
-//! shaped like the daemon's: 2 workers, 8 blocking threads): streams whose
-//! responses are never read must not stall the rest of the API, each caller
-//! gets at most 4 at once, and the footage that leaves is audited.
+//! Footage and live streams against a real server on loopback (plain
+//! HTTP/1.1 over TCP, the same route table and handlers as the HTTPS
+//! server, on a runtime shaped like the daemon's: 2 workers, 8 blocking
+//! threads): streams whose responses are never read must not stall the rest
+//! of the API, each caller gets at most 4 at once (`view.json` included),
+//! the footage that leaves is audited, and a live stream of a camera that
+//! goes silent ends.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -295,6 +297,77 @@ fn view_json_describes_the_view_and_no_footage_leaves() {
         assert_eq!(same, mp4);
         let empty = "/api/v1/cameras/cam/view.json?start=2000-01-01T00:00:00Z&end=2000-01-01T00:01:00Z";
         assert_eq!(get(s.addr, empty, &v).await.0, 404);
+    });
+}
+
+#[test]
+fn view_json_takes_a_stream_slot_and_refuses_a_range_over_31_days() {
+    runtime().block_on(async {
+        let s = server().await;
+        let v = token(&s.st, "v", Role::Viewer).await;
+        let json = VIEW.replace("view.mp4", "view.json");
+        let long = "/api/v1/cameras/cam/view.json?start=2023-10-01T00:00:00Z&end=2023-11-14T23:00:00Z";
+        let (code, h, body) = get(s.addr, long, &v).await;
+        assert_eq!(code, 400, "{h}");
+        let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(j["error"], "the range is longer than 31 days");
+        // With every footage stream of the caller open, view.json waits its turn too.
+        let mut open = Vec::new();
+        for _ in 0..4 {
+            let mut c = send(s.addr, VIEW, &v, "").await;
+            assert_eq!(head(&mut c).await.0, 200);
+            open.push(c);
+        }
+        let (code, h, _) = get(s.addr, &json, &v).await;
+        assert_eq!(code, 429, "{h}");
+        drop(open);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(get(s.addr, &json, &v).await.0, 200);
+        // Its slot is given back: four streams open again.
+        let mut open = Vec::new();
+        for _ in 0..4 {
+            let mut c = send(s.addr, VIEW, &v, "").await;
+            assert_eq!(head(&mut c).await.0, 200);
+            open.push(c);
+        }
+    });
+}
+
+#[test]
+fn a_live_stream_of_a_camera_that_goes_silent_ends() {
+    runtime().block_on(async {
+        let s = server().await;
+        let v = token(&s.st, "v", Role::Viewer).await;
+        // The camera stays connected (its channel lives) and sends key frames
+        // until the stream has started, then nothing.
+        let camera = s.st.live.tap("cam").unwrap();
+        let sending = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (tx, on) = (camera.clone(), sending.clone());
+        tokio::spawn(async move {
+            let mut pts = 0;
+            while on.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = tx.send(crate::ingest::live::LiveFrame {
+                    pts,
+                    key: true,
+                    data: bytes::Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+                    params: params(64),
+                });
+                pts += FRAME;
+                tokio::time::sleep(Duration::from_millis(FRAME_MS as u64)).await;
+            }
+        });
+        let mut c = send(s.addr, "/api/v1/cameras/cam/live.mp4", &v, "Connection: close\r\n").await;
+        let (code, h) = tokio::time::timeout(Duration::from_secs(10), head(&mut c))
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{h}");
+        sending.store(false, std::sync::atomic::Ordering::SeqCst);
+        let t0 = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let ended = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut rest)).await;
+        assert!(ended.is_ok(), "the stream of a silent camera ends");
+        assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+        drop(camera);
     });
 }
 

@@ -21,6 +21,11 @@ use crate::web::AppState;
 /// Seconds a client is told to wait when every session is busy.
 const RETRY_AFTER_SECONDS: u64 = 10;
 
+/// How long a converted view waits for its client to take the next piece
+/// before it ends (a paused player keeps the connection open unread).
+#[cfg_attr(not(feature = "ffmpeg"), allow(dead_code))]
+const CLIENT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// `GET /api/v1/transcode`: whether this box converts, with which encoder,
 /// how many sessions it allows and how many run.
 pub async fn status(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
@@ -41,7 +46,7 @@ pub async fn status(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Re
 pub fn refused(e: TranscodeError) -> ApiError {
     match e {
         TranscodeError::Unsupported => ApiError::new(StatusCode::NOT_IMPLEMENTED, e.to_string()),
-        TranscodeError::Busy(_) => {
+        TranscodeError::Busy(_) | TranscodeError::PersonBusy => {
             let mut a = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
             a.retry_after = Some(RETRY_AFTER_SECONDS);
             a
@@ -99,7 +104,7 @@ pub struct SourceFragment<'a> {
 }
 
 fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    Some(u32::from_be_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
 }
 
 /// Reads a fragment of the fixed layout `mp4::write_fragment` writes
@@ -112,18 +117,16 @@ pub fn parse_fragment(buf: &[u8]) -> Option<SourceFragment<'_>> {
     }
     let description = be32(buf, 48)?;
     let decode_time = u64::from_be_bytes(buf.get(64..72)?.try_into().ok()?);
-    let count = be32(buf, 84)? as usize;
-    let mut data = be32(buf, 88)? as usize;
+    let count = usize::try_from(be32(buf, 84)?).ok()?;
+    let mut data = usize::try_from(be32(buf, 88)?).ok()?;
     let mut samples = Vec::with_capacity(count.min(10_000));
     for i in 0..count {
-        let at = 92 + 12 * i;
-        let (duration, size, flags) = (be32(buf, at)?, be32(buf, at + 4)? as usize, be32(buf, at + 8)?);
-        samples.push((
-            duration,
-            flags & 0x0001_0000 == 0,
-            buf.get(data..data.checked_add(size)?)?,
-        ));
-        data += size;
+        let at = i.checked_mul(12)?.checked_add(92)?;
+        let size = usize::try_from(be32(buf, at.checked_add(4)?)?).ok()?;
+        let (duration, flags) = (be32(buf, at)?, be32(buf, at.checked_add(8)?)?);
+        let end = data.checked_add(size)?;
+        samples.push((duration, flags & 0x0001_0000 == 0, buf.get(data..end)?));
+        data = end;
     }
     Some(SourceFragment {
         decode_time,
@@ -132,25 +135,34 @@ pub fn parse_fragment(buf: &[u8]) -> Option<SourceFragment<'_>> {
     })
 }
 
-/// The body of a converted view: its pieces, produced on a thread of its
-/// own (which holds the conversion session) and taken as the client reads.
+/// The body of a converted view for `person` (one at a time each): its
+/// pieces, produced on a thread of its own (which holds the conversion
+/// session) and taken as the client reads; it ends when the client leaves
+/// or takes nothing for [`CLIENT_WAIT`].
 pub fn converted_view(
     st: &Arc<AppState>,
+    person: &str,
     layout: Arc<ViewLayout>,
 ) -> Result<tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>, ApiError> {
-    let session = st.transcoders.session().map_err(refused)?;
+    let session = st.transcoders.session(person).map_err(refused)?;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     #[cfg(feature = "ffmpeg")]
     {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| ApiError::internal(e.to_string()))?;
         let (storage, keyring) = (st.storage.clone(), st.keyring.clone());
         std::thread::Builder::new()
             .name("transcode view".into())
             .spawn(move || {
                 let _session = session;
-                let send = |b: Vec<u8>| tx.blocking_send(Ok(Bytes::from(b))).is_ok();
-                if let Err(e) = convert::view(&storage, keyring.as_ref(), &layout, send) {
+                let send = |piece: Result<Bytes, std::io::Error>| {
+                    // The timer is made inside block_on: it needs the runtime's context.
+                    let sent = runtime.block_on(async { tokio::time::timeout(CLIENT_WAIT, tx.send(piece)).await });
+                    matches!(sent, Ok(Ok(())))
+                };
+                let gone = || tx.is_closed();
+                if let Err(e) = convert::view(&storage, keyring.as_ref(), &layout, |b| send(Ok(Bytes::from(b))), gone) {
                     tracing::warn!("converted playback stopped: {e}");
-                    let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+                    send(Err(std::io::Error::other(e)));
                 }
             })
             .map_err(|e| ApiError::internal(e.to_string()))?;
@@ -170,12 +182,14 @@ mod convert {
     use vigil_format::mp4;
 
     /// Converts `layout`'s fragments in order, handing each output piece to
-    /// `send` (false: the client left).
+    /// `send` (false: the client left or took nothing for too long); stops
+    /// early, between frames, once `gone` says the client has left.
     pub fn view(
         storage: &crate::storage::Storage,
         keys: &dyn vigil_format::keys::KeyLookup,
         layout: &ViewLayout,
         mut send: impl FnMut(Vec<u8>) -> bool,
+        gone: impl Fn() -> bool,
     ) -> Result<(), String> {
         let entries = sample_entries(&layout.init);
         let timescale = timescale_of(&layout.init).ok_or("the view has no media timescale")?;
@@ -217,6 +231,9 @@ mod convert {
             };
             let mut pts = f.decode_time as i64;
             for (duration, key, data) in &f.samples {
+                if gone() {
+                    return Ok(());
+                }
                 for c in c.push(pts, *key, data)? {
                     out.add(c);
                 }
@@ -339,6 +356,12 @@ mod tests {
         );
         assert!(parse_fragment(&buf[..buf.len() - 1]).is_none(), "a cut fragment");
         assert!(parse_fragment(b"not a fragment").is_none());
+        // A sample count and data offset near u32::MAX: no overflow, no fragment.
+        let mut huge = buf.clone();
+        huge[84..88].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(parse_fragment(&huge).is_none());
+        huge[88..92].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(parse_fragment(&huge).is_none());
     }
 
     #[test]
@@ -376,5 +399,8 @@ mod tests {
         assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(e.message, "all 2 conversion sessions are in use");
         assert!(e.retry_after.is_some());
+        let e = refused(TranscodeError::PersonBusy);
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.message, "you already have a conversion running; close it first");
     }
 }
