@@ -165,6 +165,9 @@ async function httpError(r) {
   return err;
 }
 
+/// The server's words as a sentence (they start in lower case).
+const sentence = (s) => s.charAt(0).toUpperCase() + s.slice(1);
+
 /// Whether the box can convert at all now (false: retrying is pointless).
 async function canConvert() {
   try { return (await api("GET", "/api/v1/transcode")).available !== false; } catch (e) { return true; }
@@ -209,14 +212,16 @@ async function play(tile, cam, large, signal) {
         const err = await httpError(r);
         attempt.abort();
         blank(tile);
+        const words = sentence(plainError(err)).replace(/\.$/, "");
         if (r.status === 503 && !(await canConvert())) {
+          // The box cannot convert at all (now): retrying would not help.
           if (signal.aborted) return;
-          setMode(tile, "unsupported", plainError(err));
-          setNote(tile);
+          setMode(tile, "unsupported", MSG_UNSUPPORTED);
+          setNote(tile, "error", words + ".", err);
           return;
         }
         if (signal.aborted) return;
-        setMode(tile, "connecting", r.status === 429 ? "Too many streams open at once; retrying" : plainError(err).replace(/\.$/, "") + "; retrying");
+        setMode(tile, "connecting", r.status === 429 ? "Too many streams open at once; retrying" : words + "; retrying");
         const after = Number(r.headers.get("Retry-After"));
         if (after > 0) wait = Math.min(RETRY_MAX_MS * 3, after * 1000);
         throw new Error("busy");
@@ -233,7 +238,8 @@ async function play(tile, cam, large, signal) {
       if (convert) conversionNote(tile); else setNote(tile);
       watch.since = performance.now();
       watch.limit = STALL_MS;
-      await stream(tile, r, codec, convert, signal, watch, () => { delay = RETRY_MIN_MS; });
+      await stream(tile, r, codec, convert, attempt.signal, watch, () => { delay = RETRY_MIN_MS; });
+      if (watch.stalled) throw new Error("stalled");
       if (!signal.aborted) { blank(tile); setMode(tile, "connecting", "The stream ended; reconnecting…"); }
     } catch (e) {
       if (signal.aborted) return;
@@ -276,7 +282,11 @@ async function stream(tile, r, codec, convert, signal, watch, playing) {
   const ms = new MediaSource();
   tile.url = URL.createObjectURL(ms);
   video.src = tile.url;
-  await new Promise((res) => ms.addEventListener("sourceopen", res, { once: true }));
+  await new Promise((res, rej) => {
+    ms.addEventListener("sourceopen", res, { once: true });
+    signal.addEventListener("abort", () => rej(new Error("aborted")), { once: true });
+    if (signal.aborted) rej(new Error("aborted"));
+  });
   const sb = ms.addSourceBuffer(mimeOf(codec));
   sb.mode = "segments";
   // When the server had the first frame: the picture at video.currentTime is
@@ -285,6 +295,10 @@ async function stream(tile, r, codec, convert, signal, watch, playing) {
   tile.firstWallMs = first;
   if (first) video.dataset.firstFrameWallMs = String(first);
   const reader = r.body.getReader();
+  // Whatever ends the attempt (leaving, the watchdog) also ends a pending read.
+  const cancel = () => reader.cancel().catch(() => {});
+  signal.addEventListener("abort", cancel, { once: true });
+  if (signal.aborted) cancel();
   let started = false;
   let base = null; // { at: performance.now(), t: video.currentTime } once playing
   const behind = () => {
@@ -304,6 +318,7 @@ async function stream(tile, r, codec, convert, signal, watch, playing) {
     }
   } finally {
     clearInterval(lagTimer);
+    signal.removeEventListener("abort", cancel);
   }
 
   async function feed(value) {
