@@ -11,8 +11,9 @@ const RETRY_MAX_MS = 10000;
 // A stream that sends nothing for this long, or whose picture falls this far
 // behind, is dropped (the picture blanked) and opened again.
 const STALL_MS = 5000;
-// The server answers once it has a key frame (it waits at most 10 s for one).
-const ANSWER_MS = 15000;
+// The server answers once it has a key frame: at most 10 s for the camera's,
+// and as long again for the converter's first one.
+const ANSWER_MS = 25000;
 const MSG_UNSUPPORTED = "This browser cannot play H.265 and this box cannot convert it. Use Download in Playback.";
 
 export async function render(name) {
@@ -244,10 +245,12 @@ async function play(tile, cam, large, signal) {
     } catch (e) {
       if (signal.aborted) return;
       blank(tile);
-      if (watch.stalled) {
+      if (e.message === "busy") {
+        // Said above, with the wait the server asked for.
+      } else if (watch.stalled) {
         setMode(tile, "connecting", "The picture stopped; reconnecting…");
         wait = RETRY_MIN_MS;
-      } else if (e.message !== "busy") {
+      } else {
         setMode(tile, "offline", "Offline: " + plainError(e).replace(/\.$/, "") + ". Retrying…");
       }
     } finally {
