@@ -34,7 +34,7 @@ export async function cameras() {
     if (c.source === "web") {
       acts.appendChild(button("Edit", () => editCamera(c), null));
       acts.appendChild(button(c.enabled ? "Disable" : "Enable", () => act(msg, c.enabled ? c.name + " disabled." : c.name + " enabled.",
-        () => api("PUT", "/api/v1/cameras/" + path(c.name), { url: c.url, username: c.username, enabled: !c.enabled }))));
+        () => api("PUT", "/api/v1/cameras/" + path(c.name), toggleBody(c)))));
       acts.appendChild(button("Remove", () => {
         if (!confirm("Remove the camera \"" + c.name + "\"?\n\nIt stops recording. Its recordings are kept as an archive: they stay in Playback, and you can delete them later with \"Delete archive\" (recordings under a legal hold are always kept).")) return;
         act(msg, c.name + " removed; its recordings are kept as an archive.", () => api("DELETE", "/api/v1/cameras/" + path(c.name)));
@@ -79,6 +79,15 @@ function archivedRow(c, msg) {
   return tr;
 }
 
+// Enable/Disable changes only `enabled`: the server keeps the stored URL when
+// none is sent. The username goes back as listed (stored, admins only), since
+// a PUT without one removes it.
+function toggleBody(c) {
+  const body = { enabled: !c.enabled };
+  if (typeof c.username === "string" && c.username) body.username = c.username;
+  return body;
+}
+
 async function act(msg, done, fn) {
   try {
     await fn();
@@ -92,6 +101,7 @@ async function act(msg, done, fn) {
 // ---- the add / edit form: Add only after a passing test, or "Add anyway" ----
 const form = $("camera-form");
 let tested = null; // the settings of the last passing test (JSON), or null
+let editingUrl = null; // the URL the edited camera had when the form opened
 
 function formBody() {
   const f = new FormData(form);
@@ -104,6 +114,7 @@ function formBody() {
 function resetForm() {
   form.reset();
   form.editing.value = "";
+  editingUrl = null;
   form.name.readOnly = false;
   tested = null;
   $("camera-anyway").hidden = true;
@@ -120,6 +131,7 @@ function editCamera(c) {
   form.name.value = c.name;
   form.name.readOnly = true;
   form.url.value = c.url || "";
+  editingUrl = form.url.value;
   form.username.value = c.username || "";
   text($("camera-form-title"), "Change " + c.name);
   text($("camera-submit"), "Save");
@@ -168,6 +180,9 @@ form.addEventListener("submit", async (ev) => {
   try {
     if (editing) {
       delete body.name;
+      // The URL only if it was changed here (unsent: the stored one stays
+      // exactly as it is); `enabled` is never sent by the form (it stays).
+      if (editingUrl !== null && form.url.value === editingUrl) delete body.url;
       await api("PUT", "/api/v1/cameras/" + path(editing), body);
       say(msg, "ok", editing + " saved; it restarts with the new settings.");
     } else {
@@ -199,8 +214,16 @@ export async function users() {
       const sel = document.createElement("select");
       sel.setAttribute("aria-label", "Role of " + u.name);
       for (const r of ["viewer", "operator", "admin"]) sel.appendChild(Object.assign(document.createElement("option"), { value: r, textContent: r, selected: r === u.role }));
-      sel.addEventListener("change", () => userAct(msg, u.name + " is now " + sel.value + ".",
-        () => api("POST", "/api/v1/users/" + path(u.name) + "/role", { role: sel.value })));
+      // "change" fires at once on arrow keys: ask first, and put the old role back if not.
+      sel.addEventListener("change", () => {
+        const role = sel.value;
+        if (!confirm("Make " + u.name + " " + (role === "admin" ? "an " : "a ") + role + " (now " + u.role + ")?")) {
+          sel.value = u.role;
+          return;
+        }
+        userAct(msg, u.name + " is now " + role + ".",
+          () => api("POST", "/api/v1/users/" + path(u.name) + "/role", { role }));
+      });
       roleTd.appendChild(sel);
     }
     tr.appendChild(roleTd);

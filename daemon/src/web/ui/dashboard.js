@@ -1,17 +1,19 @@
 // Vigil web UI: the dashboard. Per camera a tile (state badge, last
 // recording's age, fps, bitrate, codec, a snapshot, links to live view and
 // playback), the storage (GB free, a graph of the last 14 days, the days
-// retained), the clock and the keys in words. States refresh every 5 s; the
-// snapshots (each an audited egress) load once per visit and on Refresh.
+// retained), the clock and the keys in words. States refresh every 5 s, the
+// storage (a heavier question for the box) once a minute; the snapshots (each an audited egress) load once per visit and on Refresh.
 "use strict";
 
 import { $, api, text, session, onLeave, say, plainError, fmtTime, fmtDateTime, fmtBytes, fmtAge, zoneName } from "./common.js";
 
 const REFRESH_MS = 5000;
+const STORAGE_REFRESH_MS = 60000;
 const HEVC = 'video/mp4; codecs="hvc1.1.6.L93.B0"';
 
 let timer = null;
 let visit = 0;
+let storageSeen = { at: 0, value: null }; // the last /api/v1/storage answer, and when
 
 export async function render() {
   const mine = ++visit;
@@ -27,14 +29,17 @@ async function refresh(mine, first) {
   let health = null;
   let cams = null;
   let storage = null;
+  const storageDue = first || Date.now() - storageSeen.at >= STORAGE_REFRESH_MS;
   try {
     [health, cams, storage] = await Promise.all([
       fetch("/health/ready", { credentials: "same-origin" }).then((r) => r.json()).catch(() => null),
       api("GET", "/api/v1/cameras"),
       // Newer servers only: without it the disk figures come from /health/ready.
-      api("GET", "/api/v1/storage").catch((e) => { if (e.status === 401) throw e; return null; }),
+      !storageDue ? storageSeen.value
+        : api("GET", "/api/v1/storage").catch((e) => { if (e.status === 401) throw e; return null; }),
     ]);
     if (mine !== visit) return;
+    if (storageDue) storageSeen = { at: Date.now(), value: storage };
     say($("dashboard-msg"), "ok", "");
     alerts(health, cams);
     facts(health);

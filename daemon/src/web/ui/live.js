@@ -8,6 +8,12 @@ import { $, api, text, onLeave, say, plainError } from "./common.js";
 
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 10000;
+// A stream that sends nothing for this long, or whose picture falls this far
+// behind, is dropped (the picture blanked) and opened again.
+const STALL_MS = 5000;
+// The server answers once it has a key frame: at most 10 s for the camera's,
+// and as long again for the converter's first one.
+const ANSWER_MS = 25000;
 const MSG_UNSUPPORTED = "This browser cannot play H.265 and this box cannot convert it. Use Download in Playback.";
 
 export async function render(name) {
@@ -151,8 +157,27 @@ const sleep = (ms, signal) => new Promise((res) => {
   signal.addEventListener("abort", () => { clearTimeout(t); res(); }, { once: true });
 });
 
+/// The answer's error: the server's JSON `error`, with the HTTP status.
+async function httpError(r) {
+  let why = "HTTP " + r.status;
+  try { why = (await r.json()).error || why; } catch (e) { /* not JSON */ }
+  const err = new Error(why);
+  err.status = r.status;
+  return err;
+}
+
+/// The server's words as a sentence (they start in lower case).
+const sentence = (s) => s.charAt(0).toUpperCase() + s.slice(1);
+
+/// Whether the box can convert at all now (false: retrying is pointless).
+async function canConvert() {
+  try { return (await api("GET", "/api/v1/transcode")).available !== false; } catch (e) { return true; }
+}
+
 /// Plays the camera in the tile until the page is left: one fetch at a time,
-/// reconnecting with a backoff from 1 s to 10 s.
+/// reconnecting with a backoff from 1 s to 10 s. A watchdog drops a stream
+/// that stalls (nothing for 5 s, or the picture 5 s behind) so that no frozen
+/// picture stays on screen.
 async function play(tile, cam, large, signal) {
   let convert = false;
   let delay = RETRY_MIN_MS;
@@ -161,6 +186,11 @@ async function play(tile, cam, large, signal) {
     const stop = () => attempt.abort();
     signal.addEventListener("abort", stop, { once: true });
     let wait = delay;
+    const watch = { stalled: false, since: performance.now(), limit: ANSWER_MS, lag: 0 };
+    const dog = setInterval(() => {
+      const quiet = performance.now() - watch.since;
+      if (quiet > watch.limit || watch.lag > STALL_MS) { watch.stalled = true; attempt.abort(); }
+    }, 1000);
     try {
       const r = await fetch(liveUrl(cam, large, convert), { signal: attempt.signal, credentials: "same-origin" });
       if (r.status === 501) {
@@ -170,20 +200,34 @@ async function play(tile, cam, large, signal) {
         setNote(tile);
         return;
       }
-      if ((r.status === 503 && convert) || r.status === 429) {
-        // Busy: every conversion session, or this person's streams, in use.
+      if (r.status === 403) {
+        // Final: the camera is no longer in this person's set.
         attempt.abort();
         blank(tile);
-        setMode(tile, "connecting", r.status === 429 ? "Too many streams open at once; retrying" : "All conversion sessions are in use; retrying");
+        setMode(tile, "offline", "You may no longer see this camera.");
+        setNote(tile);
+        return;
+      }
+      if ((r.status === 503 && convert) || r.status === 429) {
+        // Busy: every conversion session, or this person's streams, in use.
+        const err = await httpError(r);
+        attempt.abort();
+        blank(tile);
+        const words = sentence(plainError(err)).replace(/\.$/, "");
+        if (r.status === 503 && !(await canConvert())) {
+          // The box cannot convert at all (now): retrying would not help.
+          if (signal.aborted) return;
+          setMode(tile, "unsupported", MSG_UNSUPPORTED);
+          setNote(tile, "error", words + ".", err);
+          return;
+        }
+        if (signal.aborted) return;
+        setMode(tile, "connecting", r.status === 429 ? "Too many streams open at once; retrying" : words + "; retrying");
         const after = Number(r.headers.get("Retry-After"));
         if (after > 0) wait = Math.min(RETRY_MAX_MS * 3, after * 1000);
         throw new Error("busy");
       }
-      if (!r.ok) {
-        let why = "HTTP " + r.status;
-        try { why = (await r.json()).error || why; } catch (e) { /* not JSON */ }
-        throw new Error(why);
-      }
+      if (!r.ok) throw await httpError(r);
       const codec = r.headers.get("X-Codec") || "avc1.42e01e";
       if (!canPlay(codec)) {
         attempt.abort();
@@ -193,13 +237,24 @@ async function play(tile, cam, large, signal) {
         return;
       }
       if (convert) conversionNote(tile); else setNote(tile);
-      await stream(tile, r, codec, convert, signal, () => { delay = RETRY_MIN_MS; });
+      watch.since = performance.now();
+      watch.limit = STALL_MS;
+      await stream(tile, r, codec, convert, attempt.signal, watch, () => { delay = RETRY_MIN_MS; });
+      if (watch.stalled) throw new Error("stalled");
       if (!signal.aborted) { blank(tile); setMode(tile, "connecting", "The stream ended; reconnecting…"); }
     } catch (e) {
       if (signal.aborted) return;
       blank(tile);
-      if (e.message !== "busy") setMode(tile, "offline", "Offline: " + plainError(e).replace(/\.$/, "") + ". Retrying…");
+      if (e.message === "busy") {
+        // Said above, with the wait the server asked for.
+      } else if (watch.stalled) {
+        setMode(tile, "connecting", "The picture stopped; reconnecting…");
+        wait = RETRY_MIN_MS;
+      } else {
+        setMode(tile, "offline", "Offline: " + plainError(e).replace(/\.$/, "") + ". Retrying…");
+      }
     } finally {
+      clearInterval(dog);
       signal.removeEventListener("abort", stop);
       attempt.abort();
     }
@@ -220,13 +275,21 @@ async function conversionNote(tile) {
 const updated = (sb) => new Promise((res) => sb.addEventListener("updateend", res, { once: true }));
 
 /// Feeds one response into a fresh MediaSource until it ends or fails.
-async function stream(tile, r, codec, convert, signal, playing) {
+/// `watch` is the watchdog's view: `since` (when bytes last came) and `lag`
+/// (how far the picture has fallen behind real time since it started, in ms:
+/// measured on this browser's clock alone, so a box clock that differs does
+/// not matter).
+async function stream(tile, r, codec, convert, signal, watch, playing) {
   const video = tile.video;
   blank(tile);
   const ms = new MediaSource();
   tile.url = URL.createObjectURL(ms);
   video.src = tile.url;
-  await new Promise((res) => ms.addEventListener("sourceopen", res, { once: true }));
+  await new Promise((res, rej) => {
+    ms.addEventListener("sourceopen", res, { once: true });
+    signal.addEventListener("abort", () => rej(new Error("aborted")), { once: true });
+    if (signal.aborted) rej(new Error("aborted"));
+  });
   const sb = ms.addSourceBuffer(mimeOf(codec));
   sb.mode = "segments";
   // When the server had the first frame: the picture at video.currentTime is
@@ -235,21 +298,45 @@ async function stream(tile, r, codec, convert, signal, playing) {
   tile.firstWallMs = first;
   if (first) video.dataset.firstFrameWallMs = String(first);
   const reader = r.body.getReader();
+  // Whatever ends the attempt (leaving, the watchdog) also ends a pending read.
+  const cancel = () => reader.cancel().catch(() => {});
+  signal.addEventListener("abort", cancel, { once: true });
+  if (signal.aborted) cancel();
   let started = false;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done || signal.aborted) return;
+  let base = null; // { at: performance.now(), t: video.currentTime } once playing
+  const behind = () => {
+    if (!base || document.hidden) { watch.lag = 0; return; } // a hidden tab may hold the picture
+    const now = performance.now();
+    const lag = (now - base.at) - (video.currentTime - base.t) * 1000;
+    if (lag < 0) base = { at: now, t: video.currentTime }; // ahead (skipped to the edge): the new mark
+    watch.lag = Math.max(0, lag);
+  };
+  const lagTimer = setInterval(behind, 1000);
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done || signal.aborted) return;
+      watch.since = performance.now();
+      await feed(value);
+    }
+  } finally {
+    clearInterval(lagTimer);
+    signal.removeEventListener("abort", cancel);
+  }
+
+  async function feed(value) {
     if (sb.updating) await updated(sb);
     sb.appendBuffer(value);
     await updated(sb);
     const b = sb.buffered;
-    if (!b.length) continue;
+    if (!b.length) return;
     const edge = b.end(b.length - 1);
     // Stay near the live edge; drop what is far behind.
     if (edge - video.currentTime > 1.5) video.currentTime = edge - 0.3;
     if (video.paused) video.play().catch(() => {});
     if (!started && video.readyState >= 2) {
       started = true;
+      base = { at: performance.now(), t: video.currentTime };
       playing();
       setMode(tile, convert ? "transcoded" : "direct", "");
     }

@@ -43,13 +43,20 @@ const thumbs = new Thumbnails($("tl-tip"), $("tl-thumb"), $("tl-tip-text"), (cam
 let loaded = null;
 let refresh = null;
 let cameras = [];
+// This visit of the page: leaving it changes the number, and whatever was
+// awaiting the network when it did stops there (no timer, no video.src after).
+let visit = 0;
 
 export async function render(name) {
-  onLeave(() => { clearInterval(refresh); thumbs.stop(); unload(); note(); });
+  const mine = ++visit;
+  onLeave(() => { visit++; seeking++; clearInterval(refresh); refresh = null; thumbs.stop(); unload(); note(); });
   const sel = $("pb-camera");
   try {
-    cameras = (await api("GET", "/api/v1/cameras")).map((c) => ({ name: c.name, codec: c.codec || null }));
+    const list = await api("GET", "/api/v1/cameras");
+    if (mine !== visit) return;
+    cameras = list.map((c) => ({ name: c.name, codec: c.codec || null }));
   } catch (e) {
+    if (mine !== visit) return;
     note("error", "The camera list could not be loaded.", e);
     return;
   }
@@ -59,6 +66,8 @@ export async function render(name) {
   const day = $("pb-day");
   if (!day.value) day.value = localDay(new Date());
   await loadDay();
+  if (mine !== visit) return;
+  clearInterval(refresh);
   refresh = setInterval(() => { if (isToday()) loadDay(); else timeline.render(); }, 30000);
 }
 
@@ -79,6 +88,7 @@ function dayRange() {
 }
 
 async function loadDay() {
+  const mine = visit;
   const [start, end] = dayRange();
   timeline.setDay(start, end);
   text($("tl-zone"), "Times in " + zoneWords(start));
@@ -86,9 +96,10 @@ async function loadDay() {
   try {
     rows = await fetchTimeline(start, end);
   } catch (e) {
-    note("error", "The recordings of this day could not be loaded.", e);
+    if (mine === visit) note("error", "The recordings of this day could not be loaded.", e);
     return;
   }
+  if (mine !== visit) return;
   // One row per camera the user may see, recorded that day or not.
   const byName = new Map(rows.map((r) => [r.camera, r]));
   const all = cameras.map((c) => byName.get(c.name) || { camera: c.name, codec: c.codec, spans: [] });
@@ -158,6 +169,7 @@ function buffered(sec) {
   return false;
 }
 
+// Each seek's number: a newer seek, or leaving the page, makes an older one stop.
 let seeking = 0;
 async function seek(camera, ms) {
   const mine = ++seeking;
@@ -165,7 +177,7 @@ async function seek(camera, ms) {
   timeline.setSelected(camera);
   thumbs.hide();
   // Within the range loaded: only move the player.
-  if (within(loaded, camera, ms) && (!loaded.convert || buffered((ms - loaded.firstFrame) / 1000))) {
+  if (within(loaded, camera, ms) && !loaded.failed && (!loaded.convert || buffered((ms - loaded.firstFrame) / 1000))) {
     video.currentTime = Math.max(0, (ms - loaded.firstFrame) / 1000);
     video.play().catch(() => {});
     return;
@@ -272,6 +284,13 @@ video.addEventListener("error", async () => {
   if (!loaded || !video.getAttribute("src")) return;
   const l = loaded;
   const cause = video.error ? video.error.message || "media error " + video.error.code : "";
+  // No stale picture: the player is emptied; the range's actions (Download) stay.
+  l.failed = true;
+  video.removeAttribute("src");
+  video.load();
+  delete video.dataset.wallMs;
+  text($("pb-clock"), "");
+  timeline.setPlayhead(null);
   const why = l.convert ? await conversion() : "";
   if (loaded !== l) return;
   note("error", why || "This recording could not be played here; Download still works.", cause ? new Error(cause) : undefined);
