@@ -284,6 +284,7 @@ video.addEventListener("error", async () => {
   if (!loaded || !video.getAttribute("src")) return;
   const l = loaded;
   const cause = video.error ? video.error.message || "media error " + video.error.code : "";
+  if (l.convert && retryConversion(l)) return;
   // No stale picture: the player is emptied; the range's actions (Download) stay.
   l.failed = true;
   video.removeAttribute("src");
@@ -295,6 +296,22 @@ video.addEventListener("error", async () => {
   if (loaded !== l) return;
   note("error", why || "This recording could not be played here; Download still works.", cause ? new Error(cause) : undefined);
 });
+
+// A converted stream asked for again (a seek) may find the box still ending
+// the previous one: one conversion per person, freed when the server sees the
+// old connection close. Asked again up to 3 times, 1, 2 and 3 s later.
+let conversionRetry = { key: null, n: 0 };
+function retryConversion(l) {
+  const key = l.camera + "@" + l.start;
+  if (conversionRetry.key !== key) conversionRetry = { key, n: 0 };
+  if (conversionRetry.n >= 3) return false;
+  conversionRetry.n += 1;
+  video.removeAttribute("src");
+  video.load();
+  note("info", "Waiting for the box to finish the previous conversion…");
+  setTimeout(() => { if (loaded === l) { loaded = null; seek(l.camera, l.start); } }, 1000 * conversionRetry.n);
+  return true;
+}
 
 $("pb-camera").addEventListener("change", (ev) => {
   // Another camera at the same instant, if something is playing.
