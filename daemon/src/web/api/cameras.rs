@@ -93,12 +93,12 @@ async fn cameras(st: &Arc<AppState>, caller: &Caller, one: Option<String>) -> Re
     }
     let (mut configured, rows) = camera_names(st).await?;
     configured.retain(|n| caller.may_view(n));
-    let (managed, last, counts) = st
+    let (managed, last, recorded) = st
         .db(|idx| {
             Ok((
                 managed_cameras::managed(idx)?,
                 stats::last_recordings(idx.conn())?,
-                stats::recording_counts(idx.conn())?,
+                stats::cameras_with_recordings(idx.conn())?,
             ))
         })
         .await?;
@@ -108,7 +108,7 @@ async fn cameras(st: &Arc<AppState>, caller: &Caller, one: Option<String>) -> Re
         st.cameras.is_provisioned(n)
             || running.contains(n)
             || managed.iter().any(|m| &m.name == n)
-            || counts.iter().any(|(c, k)| c == n && *k > 0)
+            || recorded.contains(n)
     });
     let list: Vec<Value> = configured
         .iter()
