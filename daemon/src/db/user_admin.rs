@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::base::clock::Clock;
 use crate::db::audit::{self, Outcome};
 use crate::db::users::{check_new_password, hash_password, in_transaction, Role, User, UserError};
-use crate::db::users::{totp_pending_secret_name, totp_secret_name, user_from_row, USER_COLUMNS};
+use crate::db::users::{remove_second_factor, user_from_row, USER_COLUMNS};
 use crate::db::Index;
 
 /// The user `name`, read inside the transaction.
@@ -69,17 +69,6 @@ pub fn delete_user(idx: &Index, actor: &str, actor_id: Option<i64>, name: &str) 
         remove_second_factor(tx, actor, name)?;
         Ok(())
     })
-}
-
-/// Removes the secrets of `name`'s second factor (each one removed is
-/// audited `secret.remove`, as the secrets store does).
-pub(crate) fn remove_second_factor(conn: &Connection, actor: &str, name: &str) -> Result<(), UserError> {
-    for secret in [totp_secret_name(name), totp_pending_secret_name(name)] {
-        if conn.execute("DELETE FROM secret WHERE name = ?1", [&secret])? > 0 {
-            audit::append(conn, actor, "secret.remove", &secret, Outcome::Ok, "")?;
-        }
-    }
-    Ok(())
 }
 
 /// Changes a user's role; live sessions and tokens get it at their next
