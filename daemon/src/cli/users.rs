@@ -41,8 +41,14 @@ pub enum Command {
     Passwd {
         name: String,
     },
+    /// Disable a user; ends their sessions and stops their API tokens.
+    /// Refuses the last enabled admin unless `--force` is given.
     Disable {
         name: String,
+        /// Disable even the last enabled admin (nobody can then log in to
+        /// the web UI until `vigil users enable` on the box).
+        #[arg(long)]
+        force: bool,
     },
     /// Delete a user; their sessions and API tokens end with them (not the
     /// last enabled admin).
@@ -145,17 +151,25 @@ pub fn run(cli_config: &Path, Args { command }: Args) -> Result<(), Failure> {
             users::set_password(&index, &actor, &name, &pw, "set from the CLI", &SystemClock).map_err(fail)?;
             println!("password of {name} changed; their sessions ended");
         }
-        Command::Disable { name } => {
-            users::set_disabled(&index, &actor, &name, true, &SystemClock).map_err(fail)?;
+        Command::Disable { name, force } => {
+            match force {
+                // Root's way back (and way out): no admin rule.
+                true => users::set_disabled(&index, &actor, &name, true, &SystemClock),
+                false => user_admin::disable_checked(&index, &actor, None, &name, &SystemClock),
+            }
+            .map_err(|e| match e {
+                UserError::LastAdmin => Failure::Usage(format!("{e} (--force disables it anyway)")),
+                other => fail(other),
+            })?;
             println!("user {name} disabled; their sessions ended and their API tokens stopped working");
         }
         Command::Delete { name } => {
-            user_admin::delete_user(&index, &actor, &name).map_err(fail)?;
+            user_admin::delete_user(&index, &actor, None, &name).map_err(fail)?;
             println!("user {name} deleted; their sessions and API tokens ended");
         }
         Command::Role { name, role } => {
             let role = role_of(&role)?;
-            user_admin::set_role(&index, &actor, &name, role, &SystemClock).map_err(fail)?;
+            user_admin::set_role(&index, &actor, None, &name, role, &SystemClock).map_err(fail)?;
             println!("user {name} is now {}", role.as_str());
         }
         Command::ResetPassword { name } => {

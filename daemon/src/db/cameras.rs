@@ -71,8 +71,9 @@ pub fn find_managed(idx: &Index, name: &str) -> rusqlite::Result<Option<ManagedC
 }
 
 /// Inserts or replaces a managed camera, audited as `camera.add` (when no
-/// camera of that name was managed) or `camera.update`, with the URL and
-/// whether it is enabled as detail.
+/// camera of that name was managed) or `camera.update`, with the URL (in
+/// its [`redacted_url`] form: audit listings reach further than the camera
+/// editor) and whether it is enabled as detail.
 pub fn store_managed(idx: &Index, actor: &str, c: &ManagedCamera) -> rusqlite::Result<()> {
     let now = crate::base::clock::now_ns();
     let tx = rusqlite::Transaction::new_unchecked(idx.conn(), TransactionBehavior::Immediate)?;
@@ -96,9 +97,44 @@ pub fn store_managed(idx: &Index, actor: &str, c: &ManagedCamera) -> rusqlite::R
         if existed { "camera.update" } else { "camera.add" },
         &c.name,
         Outcome::Ok,
-        &format!("{} (enabled: {})", c.url, c.enabled),
+        &format!("{} (enabled: {})", redacted_url(&c.url), c.enabled),
     )?;
     tx.commit()
+}
+
+/// A camera URL as the audit log shows it: no user name or password, no
+/// query, no fragment, and no path segment holding a `=` (some cameras take
+/// their login in the path, as `/user=admin&password=x&channel=1`); each
+/// removed part leaves a `...`. A URL that does not parse is left out whole.
+pub fn redacted_url(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return "(URL not shown)".to_string();
+    };
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    if u.query().is_some() {
+        u.set_query(Some("..."));
+    }
+    u.set_fragment(None);
+    if !u.cannot_be_a_base() {
+        let segments: Vec<String> = u
+            .path_segments()
+            .map(|s| {
+                s.map(|p| {
+                    if p.contains('=') {
+                        "...".to_string()
+                    } else {
+                        p.to_string()
+                    }
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        if let Ok(mut path) = u.path_segments_mut() {
+            path.clear().extend(segments);
+        }
+    }
+    u.to_string()
 }
 
 fn exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
@@ -150,6 +186,23 @@ mod tests {
             username: None,
             has_password: false,
             enabled,
+        }
+    }
+
+    #[test]
+    fn the_audit_shows_a_url_without_a_login() {
+        for (url, shown) in [
+            ("rtsp://192.0.2.1:554/s1", "rtsp://192.0.2.1:554/s1"),
+            (
+                "rtsp://192.0.2.1/user=admin&password=x&channel=1",
+                "rtsp://192.0.2.1/...",
+            ),
+            ("rtsp://192.0.2.1/s?loginPas=x&psw=y&u=a&p=b", "rtsp://192.0.2.1/s?..."),
+            ("rtsp://bob:hunter22@192.0.2.1/a/b=c/d", "rtsp://192.0.2.1/a/.../d"),
+            ("v4l2:///dev/video0?width=1280", "v4l2:///dev/video0?..."),
+            ("not a url", "(URL not shown)"),
+        ] {
+            assert_eq!(redacted_url(url), shown, "{url}");
         }
     }
 

@@ -1,8 +1,12 @@
 //! Figures the dashboard and the timeline read from the index: each
 //! camera's recorded spans in a window (recordings merged across gaps under
 //! a second), the bytes recorded per UTC day, the newest recording of each
-//! camera (codec, frame rate, bit rate), and the whole archive's size and
-//! oldest recording.
+//! camera (codec, frame rate, bit rate), and the archive's size and oldest
+//! recording. The dashboard reads these on every refresh, so none of them
+//! reads every recording when the index can do better: presence is an
+//! EXISTS, the daily mean reads the last week only. The storage figures
+//! take an optional camera set (a caller limited to some cameras sees
+//! theirs only).
 
 use rusqlite::{params, Connection};
 
@@ -114,13 +118,26 @@ pub fn last_recordings(conn: &Connection) -> rusqlite::Result<Vec<LastRecording>
     rows.collect()
 }
 
-/// How many recordings each camera has, by name.
-pub fn recording_counts(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+/// The names of the cameras that have at least one recording.
+pub fn cameras_with_recordings(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut st = conn.prepare_cached(
-        "SELECT c.name, count(r.id) FROM camera c LEFT JOIN recording r ON r.camera_id = c.id GROUP BY c.id",
+        "SELECT c.name FROM camera c WHERE EXISTS (SELECT 1 FROM recording r WHERE r.camera_id = c.id) \
+         ORDER BY c.name",
     )?;
-    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = st.query_map([], |r| r.get(0))?;
     rows.collect()
+}
+
+/// A camera set as an SQL parameter: NULL for every camera, else a JSON
+/// array of names (read with `json_each` by [`in_set`]).
+fn set_param(only: Option<&[String]>) -> Option<String> {
+    only.map(|names| serde_json::Value::from(names.to_vec()).to_string())
+}
+
+/// The condition "the recording's camera is in the set given as parameter
+/// `p`" (`?3`; see [`set_param`]).
+fn in_set(p: &str) -> String {
+    format!("({p} IS NULL OR camera_id IN (SELECT c.id FROM camera c JOIN json_each({p}) j ON c.name = j.value))")
 }
 
 /// The UTC day (days since the epoch) of a time in ns.
@@ -130,32 +147,48 @@ pub fn day_of(ns: i64) -> i64 {
 
 /// Bytes recorded per UTC day (by each recording's start) for the `days`
 /// days that end with the day of `now_ns`, oldest first; days without
-/// recordings are 0.
-pub fn bytes_per_day(conn: &Connection, now_ns: i64, days: i64) -> rusqlite::Result<Vec<(i64, i64)>> {
+/// recordings are 0. Only the cameras in `only` when given.
+pub fn bytes_per_day(
+    conn: &Connection,
+    now_ns: i64,
+    days: i64,
+    only: Option<&[String]>,
+) -> rusqlite::Result<Vec<(i64, i64)>> {
     let today = day_of(now_ns);
     let first = today - days + 1;
-    let mut st = conn.prepare_cached(
-        "SELECT start_wall_ns / ?1 AS day, sum(bytes) FROM recording WHERE start_wall_ns >= ?2 \
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT start_wall_ns / ?1 AS day, sum(bytes) FROM recording WHERE start_wall_ns >= ?2 AND {} \
          GROUP BY day ORDER BY day",
-    )?;
+        in_set("?3")
+    ))?;
     let found: Vec<(i64, i64)> = st
-        .query_map(params![DAY_NS, first * DAY_NS], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![DAY_NS, first * DAY_NS, set_param(only)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<Result<_, _>>()?;
     Ok((first..=today)
         .map(|d| (d, found.iter().find(|(fd, _)| *fd == d).map_or(0, |(_, b)| *b)))
         .collect())
 }
 
-/// The mean bytes per day over the last (at most 7) full UTC days before
-/// the day of `now_ns` that have recordings; None when there is none.
-pub fn mean_daily_bytes(conn: &Connection, now_ns: i64) -> rusqlite::Result<Option<f64>> {
+/// The full UTC days before today that [`mean_daily_bytes`] reads.
+const MEAN_DAYS: i64 = 7;
+
+/// The mean bytes per day over those of the last 7 full UTC days before
+/// the day of `now_ns` that have recordings (of the cameras in `only` when
+/// given); None when there is none. Reads that week only (the index on
+/// start time), not the whole archive.
+pub fn mean_daily_bytes(conn: &Connection, now_ns: i64, only: Option<&[String]>) -> rusqlite::Result<Option<f64>> {
     let today = day_of(now_ns);
-    let mut st = conn.prepare_cached(
-        "SELECT start_wall_ns / ?1 AS day, sum(bytes) FROM recording WHERE start_wall_ns >= 0 AND start_wall_ns < ?2 \
-         GROUP BY day HAVING sum(bytes) > 0 ORDER BY day DESC LIMIT 7",
-    )?;
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT start_wall_ns / ?1 AS day, sum(bytes) FROM recording \
+         WHERE start_wall_ns >= ?4 AND start_wall_ns < ?2 AND {} \
+         GROUP BY day HAVING sum(bytes) > 0",
+        in_set("?3")
+    ))?;
+    let bound = (today - MEAN_DAYS).max(0) * DAY_NS;
     let days: Vec<i64> = st
-        .query_map(params![DAY_NS, today * DAY_NS], |r| r.get(1))?
+        .query_map(params![DAY_NS, today * DAY_NS, set_param(only), bound], |r| r.get(1))?
         .collect::<Result<_, _>>()?;
     if days.is_empty() {
         return Ok(None);
@@ -163,11 +196,15 @@ pub fn mean_daily_bytes(conn: &Connection, now_ns: i64) -> rusqlite::Result<Opti
     Ok(Some(days.iter().sum::<i64>() as f64 / days.len() as f64))
 }
 
-/// (bytes of every recording, start of the oldest).
-pub fn archive_size(conn: &Connection) -> rusqlite::Result<(i64, Option<i64>)> {
+/// (bytes of every recording, start of the oldest), of the cameras in
+/// `only` when given.
+pub fn archive_size(conn: &Connection, only: Option<&[String]>) -> rusqlite::Result<(i64, Option<i64>)> {
     conn.query_row(
-        "SELECT coalesce(sum(bytes), 0), min(start_wall_ns) FROM recording",
-        [],
+        &format!(
+            "SELECT coalesce(sum(bytes), 0), min(start_wall_ns) FROM recording WHERE {}",
+            in_set("?1")
+        ),
+        [set_param(only)],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )
 }
@@ -248,24 +285,81 @@ mod tests {
             ("front", T0 + 10 * S, T0 + 70 * S, 500),
         ]);
         let now = T0 + 3600 * S;
-        let days = bytes_per_day(idx.conn(), now, 14).unwrap();
+        let days = bytes_per_day(idx.conn(), now, 14, None).unwrap();
         assert_eq!(days.len(), 14);
         assert_eq!(days[13], (day_of(T0), 500), "today last");
         assert_eq!(days[12], (day_of(T0) - 1, 4000));
         assert_eq!(days[11], (day_of(T0) - 2, 1000));
         assert_eq!(days[0].1, 0);
         // Full days only: today's 500 does not count.
-        assert_eq!(mean_daily_bytes(idx.conn(), now).unwrap(), Some(2500.0));
-        assert_eq!(archive_size(idx.conn()).unwrap(), (5500, Some(T0 - 2 * day)));
+        assert_eq!(mean_daily_bytes(idx.conn(), now, None).unwrap(), Some(2500.0));
+        assert_eq!(archive_size(idx.conn(), None).unwrap(), (5500, Some(T0 - 2 * day)));
         assert_eq!(retained_days_estimate(5500, 10_000, 500, Some(2500.0)), Some(6.0));
         assert_eq!(retained_days_estimate(5500, 10_000, 500, None), None);
         let (_d2, empty) = index_with(&[("front", T0 + S, T0 + 2 * S, 10)]);
-        assert_eq!(mean_daily_bytes(empty.conn(), now).unwrap(), None, "no full day yet");
+        assert_eq!(
+            mean_daily_bytes(empty.conn(), now, None).unwrap(),
+            None,
+            "no full day yet"
+        );
         let last = last_recordings(idx.conn()).unwrap();
         assert_eq!(last.len(), 2);
         assert_eq!(last[0].camera, "front");
         assert_eq!(last[0].end_ns, T0 + 70 * S);
         assert_eq!(last[0].bitrate_bps, 67, "500 bytes in 60 s");
         assert!((last[0].fps - 250.0 / 60.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn the_mean_reads_the_last_week_only() {
+        let day = 86_400 * S;
+        let (_d, idx) = index_with(&[
+            ("front", T0 - 30 * day, T0 - 30 * day + 60 * S, 1_000_000),
+            ("front", T0 - 8 * day, T0 - 8 * day + 60 * S, 1_000_000),
+            ("front", T0 - 7 * day, T0 - 7 * day + 60 * S, 2000),
+            ("front", T0 - day, T0 - day + 60 * S, 4000),
+        ]);
+        let now = T0 + 3600 * S;
+        assert_eq!(mean_daily_bytes(idx.conn(), now, None).unwrap(), Some(3000.0));
+        let (_d2, old) = index_with(&[("front", T0 - 9 * day, T0 - 9 * day + 60 * S, 10)]);
+        assert_eq!(
+            mean_daily_bytes(old.conn(), now, None).unwrap(),
+            None,
+            "nothing this week"
+        );
+        let plan: Vec<String> = idx
+            .conn()
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT start_wall_ns / ?1 AS day, sum(bytes) FROM recording \
+                 WHERE start_wall_ns >= ?4 AND start_wall_ns < ?2 AND {} GROUP BY day",
+                in_set("?3")
+            ))
+            .unwrap()
+            .query_map(params![DAY_NS, now, None::<String>, 0], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(plan.iter().any(|p| p.contains("recording_start")), "{plan:?}");
+    }
+
+    #[test]
+    fn a_camera_set_limits_the_storage_figures_and_presence_is_an_exists() {
+        let day = 86_400 * S;
+        let (_d, idx) = index_with(&[
+            ("front", T0 - 2 * day, T0 - 2 * day + 60 * S, 1000),
+            ("yard", T0 - day, T0 - day + 60 * S, 3000),
+            ("yard", T0 + 10 * S, T0 + 70 * S, 500),
+        ]);
+        idx.camera_id("empty").unwrap();
+        let now = T0 + 3600 * S;
+        let yard = ["yard".to_string()];
+        let only = Some(&yard[..]);
+        assert_eq!(archive_size(idx.conn(), only).unwrap(), (3500, Some(T0 - day)));
+        assert_eq!(archive_size(idx.conn(), Some(&[])).unwrap(), (0, None));
+        let days = bytes_per_day(idx.conn(), now, 14, only).unwrap();
+        assert_eq!((days[11].1, days[12].1, days[13].1), (0, 3000, 500));
+        assert_eq!(mean_daily_bytes(idx.conn(), now, only).unwrap(), Some(3000.0));
+        assert_eq!(mean_daily_bytes(idx.conn(), now, None).unwrap(), Some(2000.0));
+        assert_eq!(cameras_with_recordings(idx.conn()).unwrap(), ["front", "yard"]);
     }
 }

@@ -285,6 +285,8 @@ fn insert_user(
         )?;
         let id = tx.last_insert_rowid();
         audit::append(tx, actor, "user.add", name, Outcome::Ok, detail)?;
+        // A second factor left by an earlier user of this name is not inherited.
+        remove_second_factor(tx, actor, name)?;
         before_commit()?;
         Ok(id)
     })
@@ -393,6 +395,22 @@ pub fn set_totp_step(idx: &Index, user_id: i64, step: i64) -> Result<bool, UserE
 /// The secrets-store name of a user's TOTP seed.
 pub fn totp_secret_name(user: &str) -> String {
     format!("totp.{user}")
+}
+
+/// The secrets-store name of a TOTP seed being enrolled (not yet confirmed).
+pub fn totp_pending_secret_name(user: &str) -> String {
+    format!("totp-pending.{user}")
+}
+
+/// Removes the secrets of `name`'s second factor (each one removed is
+/// audited `secret.remove`, as the secrets store does).
+pub(super) fn remove_second_factor(conn: &Connection, actor: &str, name: &str) -> Result<(), UserError> {
+    for secret in [totp_secret_name(name), totp_pending_secret_name(name)] {
+        if conn.execute("DELETE FROM secret WHERE name = ?1", [&secret])? > 0 {
+            audit::append(conn, actor, "secret.remove", &secret, Outcome::Ok, "")?;
+        }
+    }
+    Ok(())
 }
 
 /// When there is no user at all: an `admin` with a random one-time password

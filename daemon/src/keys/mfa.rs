@@ -34,7 +34,7 @@ impl From<rusqlite::Error> for MfaError {
 
 /// The secrets-store name of a TOTP seed being enrolled (not yet confirmed).
 pub fn pending_secret_name(user: &str) -> String {
-    format!("totp-pending.{user}")
+    crate::db::users::totp_pending_secret_name(user)
 }
 
 /// A seed for a new second factor (160 bits, as authenticator apps expect).

@@ -1,7 +1,8 @@
 //! Cameras: list them (configured in vigil.toml, added from the web UI, or
 //! known only from the archive), add, change and remove the ones managed
 //! here, delete the recordings of one that is gone, and probe a camera
-//! before adding it. No listing shows a URL's credentials.
+//! before adding it. Only admins see a camera's URL and user name (as
+//! stored, so an edit round-trips); other roles get null for both.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::db::cameras::{self as managed_cameras, ManagedCamera};
 use crate::db::stats;
+use crate::db::users::Role;
 use crate::web::auth::{caller_of, Caller, Ctx};
 use crate::web::reply::{body_json, json_reply, ok, opt_str, str_field, ApiError, Reply};
 use crate::web::AppState;
@@ -91,12 +93,12 @@ async fn cameras(st: &Arc<AppState>, caller: &Caller, one: Option<String>) -> Re
     }
     let (mut configured, rows) = camera_names(st).await?;
     configured.retain(|n| caller.may_view(n));
-    let (managed, last, counts) = st
+    let (managed, last, recorded) = st
         .db(|idx| {
             Ok((
                 managed_cameras::managed(idx)?,
                 stats::last_recordings(idx.conn())?,
-                stats::recording_counts(idx.conn())?,
+                stats::cameras_with_recordings(idx.conn())?,
             ))
         })
         .await?;
@@ -106,7 +108,7 @@ async fn cameras(st: &Arc<AppState>, caller: &Caller, one: Option<String>) -> Re
         st.cameras.is_provisioned(n)
             || running.contains(n)
             || managed.iter().any(|m| &m.name == n)
-            || counts.iter().any(|(c, k)| c == n && *k > 0)
+            || recorded.contains(n)
     });
     let list: Vec<Value> = configured
         .iter()
@@ -142,11 +144,11 @@ async fn cameras(st: &Arc<AppState>, caller: &Caller, one: Option<String>) -> Re
                 "source": source,
                 "running": running.contains(n),
                 "enabled": m.map(|m| m.enabled).unwrap_or(source == "vigil.toml"),
-                "url": url.and_then(without_credentials),
+                "url": admin_only(caller, url),
                 "codec": newest.map(|l| l.codec.as_str()),
                 "last_recording": last_recording,
                 "archived": source == "archive",
-                "username": m.and_then(|m| m.username.clone()),
+                "username": admin_only(caller, m.and_then(|m| m.username.clone())),
                 "state": row.map(|r| r.state.as_str()).unwrap_or("unknown"),
                 "since": row.map(|r| crate::base::time::format_ns(r.state_since_ns)),
                 "last_error": row.and_then(|r| r.last_error.clone()),
@@ -162,8 +164,17 @@ async fn cameras(st: &Arc<AppState>, caller: &Caller, one: Option<String>) -> Re
     }
 }
 
+/// A camera's URL or user name in a listing: for admins as stored (so an
+/// edit sends it back unchanged), for anyone else None. A URL may carry a
+/// login in its path or query, which no filter recognises for every brand.
+fn admin_only<T>(caller: &Caller, v: Option<T>) -> Option<T> {
+    v.filter(|_| caller.role == Role::Admin)
+}
+
 /// Adds (`name` None: it is in the body) or changes a camera managed from
 /// the web UI, stores its password in the secrets store, and (re)starts it.
+/// A change keeps what the body leaves out (`url`, `username`, `password`,
+/// `enabled`); an add needs `url` and is enabled unless it says otherwise.
 /// Cameras from vigil.toml are changed in the file, not here.
 async fn camera_put(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<Caller>, name: Option<String>) -> Reply {
     let c = caller_of(caller)?;
@@ -185,11 +196,29 @@ async fn camera_put(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<C
             "this camera is defined in vigil.toml; change it there",
         ));
     }
-    let url = str_field(&v, "url")?.to_string();
-    crate::config::camera_url(&url).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
-    let username = camera_username(&v)?;
+    let url = match adding {
+        true => Some(str_field(&v, "url")?.to_string()),
+        false => opt_str(&v, "url")?,
+    };
+    if let Some(url) = &url {
+        crate::config::camera_url(url).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+    }
+    // Some(None): set to none (`""`); None: left out, unchanged.
+    let username = match v.get("username") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(camera_username(&v)?),
+    };
     let password = camera_password(&v)?;
-    let enabled = v.get("enabled").and_then(Value::as_bool).unwrap_or(true);
+    let enabled = match v.get("enabled") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "\"enabled\" must be true or false",
+            ))
+        }
+    };
     let keyring = st.keyring.clone();
     let n = name.clone();
     let actor = c.actor.clone();
@@ -223,13 +252,8 @@ async fn camera_put(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<C
                 }
                 None => existing.as_ref().is_some_and(|e| e.has_password),
             };
-            let m = ManagedCamera {
-                name: n.clone(),
-                url: url.clone(),
-                username,
-                has_password,
-                enabled,
-            };
+            let m = merged(n.clone(), existing.as_ref(), url, username, has_password, enabled)
+                .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "missing string field \"url\""))?;
             managed_cameras::store_managed(idx, &actor, &m)?;
             Ok(m)
         })
@@ -263,6 +287,25 @@ async fn camera_put(st: &Arc<AppState>, req: Request<Incoming>, caller: Option<C
     ))
 }
 
+/// The camera a PUT stores: what the body gave, else what `existing` had
+/// (an add without `enabled` is enabled). None when there is no URL at all.
+fn merged(
+    name: String,
+    existing: Option<&ManagedCamera>,
+    url: Option<String>,
+    username: Option<Option<String>>,
+    has_password: bool,
+    enabled: Option<bool>,
+) -> Option<ManagedCamera> {
+    Some(ManagedCamera {
+        name,
+        url: url.or_else(|| existing.map(|e| e.url.clone()))?,
+        username: username.unwrap_or_else(|| existing.and_then(|e| e.username.clone())),
+        has_password,
+        enabled: enabled.or(existing.map(|e| e.enabled)).unwrap_or(true),
+    })
+}
+
 /// Stops and removes a camera added from the web UI; its recordings stay
 /// (the camera is then listed as an archive).
 pub async fn delete(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
@@ -290,33 +333,6 @@ pub async fn delete(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Rep
     .await?;
     st.cameras.stop(&name).await;
     ok(json!({ "status": "removed; its recordings are kept" }))
-}
-
-/// A camera URL as a listing shows it: no user name or password, and no
-/// query parameter that could carry one. None when it does not parse.
-pub fn without_credentials(url: &str) -> Option<String> {
-    let mut u = url::Url::parse(url).ok()?;
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    if u.query().is_some() {
-        let secret = |k: &str| {
-            let k = k.to_ascii_lowercase();
-            ["user", "pass", "pwd", "token", "auth", "key", "secret"]
-                .iter()
-                .any(|s| k.contains(s))
-        };
-        let kept: Vec<(String, String)> = u
-            .query_pairs()
-            .filter(|(k, _)| !secret(k))
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        if kept.is_empty() {
-            u.set_query(None);
-        } else {
-            u.query_pairs_mut().clear().extend_pairs(kept);
-        }
-    }
-    Some(u.to_string())
 }
 
 /// `DELETE /api/v1/cameras/{name}/recordings`: deletes the recordings of a
@@ -411,21 +427,68 @@ fn camera_password(v: &Value) -> Result<Option<zeroize::Zeroizing<String>>, ApiE
 
 #[cfg(test)]
 mod tests {
-    use super::without_credentials;
+    use super::*;
+
+    fn stored() -> ManagedCamera {
+        ManagedCamera {
+            name: "door".into(),
+            url: "rtsp://192.0.2.1/s?channel=2&subtype=1".into(),
+            username: Some("bob".into()),
+            has_password: true,
+            enabled: false,
+        }
+    }
 
     #[test]
-    fn a_listed_url_has_no_credentials() {
-        for (url, shown) in [
-            ("rtsp://bob:hunter22@192.0.2.1:554/s1", Some("rtsp://192.0.2.1:554/s1")),
-            (
-                "rtsp://192.0.2.1/s?user=bob&password=hunter22&channel=2",
-                Some("rtsp://192.0.2.1/s?channel=2"),
-            ),
-            ("rtsp://192.0.2.1/s?token=x", Some("rtsp://192.0.2.1/s")),
-            ("v4l2:///dev/video0?width=1280", Some("v4l2:///dev/video0?width=1280")),
-            ("not a url", None),
-        ] {
-            assert_eq!(without_credentials(url).as_deref(), shown, "{url}");
+    fn only_an_admin_sees_a_camera_url() {
+        let url = "rtsp://192.0.2.1/user=admin&password=x&channel=1?loginPas=y";
+        for (role, shown) in [(Role::Viewer, None), (Role::Operator, None), (Role::Admin, Some(url))] {
+            let caller = Caller {
+                actor: "token:t".into(),
+                user_id: Some(1),
+                role,
+                csrf: None,
+                cookie: None,
+                must_change_password: false,
+                cameras: None,
+            };
+            assert_eq!(admin_only(&caller, Some(url)), shown, "{role:?}");
         }
+    }
+
+    #[test]
+    fn a_change_keeps_what_the_body_leaves_out() {
+        let e = stored();
+        // Neither url nor enabled: a disabled camera stays disabled, its URL as stored.
+        let m = merged("door".into(), Some(&e), None, None, true, None).unwrap();
+        assert_eq!(m, e);
+        // Each given field changes only itself; "" clears the user name.
+        let m = merged("door".into(), Some(&e), None, Some(None), true, Some(true)).unwrap();
+        assert_eq!((m.url.as_str(), m.username, m.enabled), (e.url.as_str(), None, true));
+        let m = merged(
+            "door".into(),
+            Some(&e),
+            Some("rtsp://192.0.2.2/x".into()),
+            None,
+            true,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (m.url.as_str(), m.username.as_deref(), m.enabled),
+            ("rtsp://192.0.2.2/x", Some("bob"), false)
+        );
+        // An add is enabled unless it says otherwise, and needs a URL.
+        let m = merged(
+            "door".into(),
+            None,
+            Some("rtsp://192.0.2.2/x".into()),
+            None,
+            false,
+            None,
+        )
+        .unwrap();
+        assert!(m.enabled);
+        assert!(merged("door".into(), None, None, None, false, Some(true)).is_none());
     }
 }

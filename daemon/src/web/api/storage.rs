@@ -58,15 +58,20 @@ pub async fn timeline(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
 /// `GET /api/v1/storage`: `total_bytes`, `free_bytes`, `recordings_bytes`,
 /// `floor_bytes` (retention keeps this much free), `days` (bytes recorded
 /// per UTC day, the last 14, oldest first), `retained_days_estimate`
-/// ((recordings + free - floor) / the mean of the last 7 full days with
-/// recordings; null before the first full day) and `oldest_recording`.
-pub async fn storage(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
+/// ((recordings + free - floor) / the mean of those of the last 7 full
+/// days with recordings; null when there is none) and `oldest_recording`.
+/// For a caller limited to some cameras, `days`, `recordings_bytes`,
+/// `oldest_recording` and the estimate's mean are of those cameras only;
+/// the filesystem's figures are the box's.
+pub async fn storage(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let c = caller_of(ctx.caller)?;
     let now = st.clock.wall_ns();
     let (size, oldest, days, mean) = st
         .db(move |idx| {
-            let (size, oldest) = stats::archive_size(idx.conn())?;
-            let days = stats::bytes_per_day(idx.conn(), now, DAYS_SHOWN)?;
-            let mean = stats::mean_daily_bytes(idx.conn(), now)?;
+            let only = c.cameras.as_deref();
+            let (size, oldest) = stats::archive_size(idx.conn(), only)?;
+            let days = stats::bytes_per_day(idx.conn(), now, DAYS_SHOWN, only)?;
+            let mean = stats::mean_daily_bytes(idx.conn(), now, only)?;
             Ok((size, oldest, days, mean))
         })
         .await?;

@@ -44,7 +44,9 @@ async fn user_action(st: &Arc<AppState>, caller: Option<Caller>, params: Vec<Str
             return Err(ApiError::new(StatusCode::NOT_FOUND, "no such user"));
         }
         match action {
-            "disable" => user_admin::disable_checked(idx, &c.actor, &name, clock.as_ref()).map_err(user_error)?,
+            "disable" => {
+                user_admin::disable_checked(idx, &c.actor, c.user_id, &name, clock.as_ref()).map_err(user_error)?
+            }
             "enable" => users::set_disabled(idx, &c.actor, &name, false, clock.as_ref())?,
             _ => crate::keys::mfa::admin_reset(&keyring, &c.actor, &name)
                 .map_err(|e| ApiError::internal(e.to_string()))?,
@@ -76,7 +78,7 @@ fn user_error(e: UserError) -> ApiError {
 pub async fn delete(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
     let c = caller_of(ctx.caller)?;
     let name = user_param(ctx.params)?;
-    st.db(move |idx| user_admin::delete_user(idx, &c.actor, &name).map_err(user_error))
+    st.db(move |idx| user_admin::delete_user(idx, &c.actor, c.user_id, &name).map_err(user_error))
         .await?;
     ok(json!({ "status": "deleted" }))
 }
@@ -90,7 +92,7 @@ pub async fn set_role(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
     let role_s = str_field(&v, "role")?;
     let role = Role::parse(role_s).ok_or_else(|| ApiError::from(UserError::BadRole(role_s.to_string())))?;
     let clock = st.clock.clone();
-    st.db(move |idx| user_admin::set_role(idx, &c.actor, &name, role, clock.as_ref()).map_err(user_error))
+    st.db(move |idx| user_admin::set_role(idx, &c.actor, c.user_id, &name, role, clock.as_ref()).map_err(user_error))
         .await?;
     ok(json!({ "status": "done", "role": role.as_str() }))
 }
