@@ -69,7 +69,7 @@ pub struct AppState {
     pub streams: Arc<crate::evidence::egress::StreamGate>,
     /// The retention policy (its storage floor, for `GET /api/v1/storage`).
     pub retention: crate::config::archive::RetentionPolicy,
-    /// (name, URL without credentials) of each camera in vigil.toml.
+    /// (name, URL as written) of each camera in vigil.toml (listed to admins only, redacted).
     pub provisioned_urls: Vec<(String, String)>,
     /// Live streams open at once, per caller and in total (apart from footage).
     pub live_streams: Arc<crate::evidence::egress::StreamGate>,

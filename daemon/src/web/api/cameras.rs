@@ -144,7 +144,11 @@ async fn cameras(st: &Arc<AppState>, caller: &Caller, one: Option<String>) -> Re
                 "source": source,
                 "running": running.contains(n),
                 "enabled": m.map(|m| m.enabled).unwrap_or(source == "vigil.toml"),
-                "url": admin_only(caller, url),
+                // Never a login in a listing, not even an admin's: the URL as
+                // the audit log shows it (an edit that leaves it out keeps
+                // the stored one), and whether anything was left out.
+                "url": admin_only(caller, url.map(crate::db::cameras::redacted_url)),
+                "url_redacted": admin_only(caller, url.map(|u| crate::db::cameras::redacted_url(u) != u)),
                 "codec": newest.map(|l| l.codec.as_str()),
                 "last_recording": last_recording,
                 "archived": source == "archive",
@@ -442,6 +446,11 @@ mod tests {
     #[test]
     fn only_an_admin_sees_a_camera_url() {
         let url = "rtsp://192.0.2.1/user=admin&password=x&channel=1?loginPas=y";
+        assert_eq!(
+            crate::db::cameras::redacted_url(url),
+            "rtsp://192.0.2.1/...?...",
+            "the listing shows no login"
+        );
         for (role, shown) in [(Role::Viewer, None), (Role::Operator, None), (Role::Admin, Some(url))] {
             let caller = Caller {
                 actor: "token:t".into(),

@@ -111,10 +111,14 @@ function formBody() {
   return body;
 }
 
+const URL_EXAMPLE = "rtsp://192.0.2.10:554/stream1 or v4l2:///dev/video0";
+
 function resetForm() {
   form.reset();
   form.editing.value = "";
   editingUrl = null;
+  form.url.placeholder = URL_EXAMPLE;
+  form.url.required = true;
   form.name.readOnly = false;
   tested = null;
   $("camera-anyway").hidden = true;
@@ -130,7 +134,11 @@ function editCamera(c) {
   form.editing.value = c.name;
   form.name.value = c.name;
   form.name.readOnly = true;
-  form.url.value = c.url || "";
+  // A URL holding a login is listed without it: the field starts empty
+  // (left empty, the stored URL stays as it is; type the whole URL to change it).
+  form.url.value = c.url_redacted ? "" : c.url || "";
+  form.url.placeholder = c.url_redacted ? "unchanged: " + c.url + " (type the whole URL to change it)" : URL_EXAMPLE;
+  form.url.required = !c.url_redacted;
   editingUrl = form.url.value;
   form.username.value = c.username || "";
   text($("camera-form-title"), "Change " + c.name);
