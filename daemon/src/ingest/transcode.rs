@@ -225,10 +225,17 @@ impl Transcoders {
             .name(format!("transcode {camera}"))
             .spawn(move || {
                 let _session = session;
+                // Forgotten however the thread ends (a panic in the codec
+                // too): a dead channel left in the map would answer every
+                // later viewer with a stream that never starts.
+                let _forget = ForgetLive {
+                    gate,
+                    camera: cam.clone(),
+                    tx: tx.clone(),
+                };
                 if let Err(e) = pump_live(&runtime, source, &tx, make(), silence) {
                     tracing::warn!(camera = %cam, "live conversion to H.264 stopped: {e}");
                 }
-                gate.forget_live(&cam, &tx);
             });
         if let Err(e) = spawned {
             self.forget_live(camera, &mine);
@@ -250,6 +257,20 @@ impl Transcoders {
                 m.remove(camera);
             }
         }
+    }
+}
+
+/// Removes a live converter's channel from the map when its thread ends,
+/// by returning or by unwinding.
+struct ForgetLive {
+    gate: Arc<Transcoders>,
+    camera: String,
+    tx: broadcast::Sender<LiveFrame>,
+}
+
+impl Drop for ForgetLive {
+    fn drop(&mut self) {
+        self.gate.forget_live(&self.camera, &self.tx);
     }
 }
 

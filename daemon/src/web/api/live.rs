@@ -22,6 +22,10 @@ use crate::web::AppState;
 /// connected but sends nothing), so the player does not show a frozen
 /// picture as live.
 const LIVE_SILENCE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a live viewer may take nothing before its stream ends (a client
+/// whose network vanished without closing would hold its slot for the
+/// TCP timeout, about 15 min).
+const LIVE_CLIENT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An init segment and one fragment holding `frame`: a playable one-frame MP4.
 pub fn one_frame_mp4(params: &vigil_format::media::StreamParams, frame: &[u8]) -> Result<Vec<u8>, ApiError> {
@@ -258,7 +262,18 @@ pub async fn live_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
     tokio::spawn(async move {
         let _slot = slot;
         let init_len = init.len() as u64;
-        if tx.send(Ok(hyper::body::Frame::data(Bytes::from(init)))).await.is_err() {
+        // A viewer that takes nothing for LIVE_CLIENT_WAIT (its network gone
+        // without a close) gives back its slot and its converter's viewer.
+        let send = |frame: Bytes| {
+            let tx = tx.clone();
+            async move {
+                matches!(
+                    tokio::time::timeout(LIVE_CLIENT_WAIT, tx.send(Ok(hyper::body::Frame::data(frame)))).await,
+                    Ok(Ok(()))
+                )
+            }
+        };
+        if !send(Bytes::from(init)).await {
             return;
         }
         ticket.sent(init_len);
@@ -289,12 +304,8 @@ pub async fn live_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
                 return;
             }
             let n = buf.len() as u64;
-            if tx
-                .send(Ok(hyper::body::Frame::data(Bytes::from(std::mem::take(&mut buf)))))
-                .await
-                .is_err()
-            {
-                return; // the viewer left
+            if !send(Bytes::from(std::mem::take(&mut buf))).await {
+                return; // the viewer left, or took nothing for too long
             }
             ticket.sent(n);
             held = next;

@@ -136,7 +136,7 @@ pub async fn view_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
         ));
     }
     let slot = stream_slot(st, &caller)?;
-    let layout = layout_of(st, &camera, start, end).await?;
+    let (layout, slot) = layout_of(st, &camera, start, end, slot).await?;
     let layout = Arc::new(layout);
     if h264 && super::transcode::is_h265(&layout.init) {
         return converted_view_mp4(st, &caller, camera, (start, end), layout, slot).await;
@@ -270,7 +270,16 @@ async fn converted_view_mp4(
 /// The view of `camera` from `start` to `end`: 404 when nothing is
 /// recorded there, 409 (and an `integrity` event) when a recording in it
 /// fails its check.
-async fn layout_of(st: &Arc<AppState>, camera: &str, start: i64, end: i64) -> Result<ViewLayout, ApiError> {
+/// `hold` (the caller's stream slot) is held by the planning job itself and
+/// handed back with the layout: a client that disconnects while the range
+/// is planned does not free its slot before the work ends.
+async fn layout_of<H: Send + 'static>(
+    st: &Arc<AppState>,
+    camera: &str,
+    start: i64,
+    end: i64,
+    hold: H,
+) -> Result<(ViewLayout, H), ApiError> {
     let storage = st.storage.clone();
     let keyring = st.keyring.clone();
     let events = st.events.clone();
@@ -281,7 +290,8 @@ async fn layout_of(st: &Arc<AppState>, camera: &str, start: i64, end: i64) -> Re
             storage: &storage,
             keys: keyring.as_ref(),
         };
-        crate::evidence::export::view_layout(archive, &cam, start, end).map_err(|e| match e {
+        let planned = crate::evidence::export::view_layout(archive, &cam, start, end);
+        planned.map(|layout| (layout, hold)).map_err(|e| match e {
             ExportError::NothingToExport { .. } | ExportError::UnknownCamera(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, e.to_string())
             }
@@ -324,8 +334,8 @@ pub async fn view_json(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> R
         ));
     }
     // It opens every recording of the range: a footage stream's slot meanwhile.
-    let _slot = stream_slot(st, &caller)?;
-    let layout = layout_of(st, &camera, start, end).await?;
+    let slot = stream_slot(st, &caller)?;
+    let (layout, _slot) = layout_of(st, &camera, start, end, slot).await?;
     ok(view_summary(&layout))
 }
 
