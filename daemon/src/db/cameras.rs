@@ -117,22 +117,22 @@ pub fn redacted_url(url: &str) -> String {
     }
     u.set_fragment(None);
     if !u.cannot_be_a_base() {
-        let segments: Vec<String> = u
-            .path_segments()
-            .map(|s| {
-                s.map(|p| {
-                    if p.contains('=') {
-                        "...".to_string()
-                    } else {
-                        p.to_string()
-                    }
-                })
-                .collect()
+        // Segments kept as written (`set_path` leaves `%XX` alone, where
+        // `path_segments_mut` would encode the `%` again); `=` also when
+        // percent-encoded.
+        let path: Vec<&str> = u
+            .path()
+            .split('/')
+            .map(|p| {
+                if p.contains('=') || p.to_ascii_lowercase().contains("%3d") {
+                    "..."
+                } else {
+                    p
+                }
             })
-            .unwrap_or_default();
-        if let Ok(mut path) = u.path_segments_mut() {
-            path.clear().extend(segments);
-        }
+            .collect();
+        let path = path.join("/");
+        u.set_path(&path);
     }
     u.to_string()
 }
@@ -200,6 +200,11 @@ mod tests {
             ("rtsp://192.0.2.1/s?loginPas=x&psw=y&u=a&p=b", "rtsp://192.0.2.1/s?..."),
             ("rtsp://bob:hunter22@192.0.2.1/a/b=c/d", "rtsp://192.0.2.1/a/.../d"),
             ("v4l2:///dev/video0?width=1280", "v4l2:///dev/video0?..."),
+            (
+                "rtsp://192.0.2.1/user%3Dadmin%26password%3Dx/s",
+                "rtsp://192.0.2.1/.../s",
+            ),
+            ("rtsp://192.0.2.1/a%20b/c", "rtsp://192.0.2.1/a%20b/c"),
             ("not a url", "(URL not shown)"),
         ] {
             assert_eq!(redacted_url(url), shown, "{url}");

@@ -1,8 +1,9 @@
 //! Cameras: list them (configured in vigil.toml, added from the web UI, or
 //! known only from the archive), add, change and remove the ones managed
 //! here, delete the recordings of one that is gone, and probe a camera
-//! before adding it. Only admins see a camera's URL and user name (as
-//! stored, so an edit round-trips); other roles get null for both.
+//! before adding it. Only admins see a camera's URL (without any login:
+//! `db::cameras::redacted_url`) and user name; other roles get null for
+//! both. A change keeps what it leaves out.
 
 use std::sync::Arc;
 
@@ -168,9 +169,8 @@ async fn cameras(st: &Arc<AppState>, caller: &Caller, one: Option<String>) -> Re
     }
 }
 
-/// A camera's URL or user name in a listing: for admins as stored (so an
-/// edit sends it back unchanged), for anyone else None. A URL may carry a
-/// login in its path or query, which no filter recognises for every brand.
+/// A camera's URL (already redacted) or user name in a listing: for admins,
+/// for anyone else None.
 fn admin_only<T>(caller: &Caller, v: Option<T>) -> Option<T> {
     v.filter(|_| caller.role == Role::Admin)
 }

@@ -60,19 +60,24 @@ pub async fn timeline(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
 /// per UTC day, the last 14, oldest first), `retained_days_estimate`
 /// ((recordings + free - floor) / the mean of those of the last 7 full
 /// days with recordings; null when there is none) and `oldest_recording`.
-/// For a caller limited to some cameras, `days`, `recordings_bytes`,
-/// `oldest_recording` and the estimate's mean are of those cameras only;
-/// the filesystem's figures are the box's.
+/// For a caller limited to some cameras, `days`, `recordings_bytes` and
+/// `oldest_recording` are of those cameras only; the filesystem's figures
+/// and the estimate (how long the box keeps footage) are the box's.
 pub async fn storage(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
     let c = caller_of(ctx.caller)?;
     let now = st.clock.wall_ns();
-    let (size, oldest, days, mean) = st
+    let (size, oldest, days, (box_size, mean)) = st
         .db(move |idx| {
             let only = c.cameras.as_deref();
             let (size, oldest) = stats::archive_size(idx.conn(), only)?;
             let days = stats::bytes_per_day(idx.conn(), now, DAYS_SHOWN, only)?;
-            let mean = stats::mean_daily_bytes(idx.conn(), now, only)?;
-            Ok((size, oldest, days, mean))
+            // The estimate is the box's (its disk fills with every camera).
+            let box_size = match only {
+                None => size,
+                Some(_) => stats::archive_size(idx.conn(), None)?.0,
+            };
+            let mean = stats::mean_daily_bytes(idx.conn(), now, None)?;
+            Ok((size, oldest, days, (box_size, mean)))
         })
         .await?;
     let dir = st.storage.dir().to_path_buf();
@@ -95,7 +100,7 @@ pub async fn storage(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Re
         "recordings_bytes": recordings,
         "floor_bytes": floor,
         "days": days,
-        "retained_days_estimate": space.and_then(|_| stats::retained_days_estimate(recordings, free, floor, mean)),
+        "retained_days_estimate": space.and_then(|_| stats::retained_days_estimate(box_size.max(0) as u64, free, floor, mean)),
         "oldest_recording": oldest.map(format_ns),
     }))
 }
