@@ -79,13 +79,10 @@ function archivedRow(c, msg) {
   return tr;
 }
 
-// Enable/Disable changes only `enabled`: the server keeps the stored URL when
-// none is sent. The username goes back as listed (stored, admins only), since
-// a PUT without one removes it.
+// Enable/Disable changes only `enabled`: the server keeps what a change
+// leaves out (URL, user name, password).
 function toggleBody(c) {
-  const body = { enabled: !c.enabled };
-  if (typeof c.username === "string" && c.username) body.username = c.username;
-  return body;
+  return { enabled: !c.enabled };
 }
 
 async function act(msg, done, fn) {
@@ -106,7 +103,8 @@ let editingUrl = null; // the URL the edited camera had when the form opened
 function formBody() {
   const f = new FormData(form);
   const body = { name: (f.get("name") || "").trim(), url: (f.get("url") || "").trim() };
-  if (f.get("username")) body.username = f.get("username");
+  // Editing: the user name always goes ("" removes it); adding: only if given.
+  if (f.get("username") || form.editing.value) body.username = f.get("username") || "";
   if (f.get("password")) body.password = f.get("password"); // blank: unchanged when editing
   return body;
 }

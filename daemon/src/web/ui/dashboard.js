@@ -183,16 +183,41 @@ function loadSnapshots() {
     v.playsInline = true;
     v.preload = "auto";
     v.setAttribute("aria-label", "Latest picture from " + name);
-    let src = "/api/v1/cameras/" + encodeURIComponent(name) + "/snapshot.mp4?t=" + Date.now();
-    if (t.dataset.codec === "h265" && !hevc) src += "&codec=h264";
-    v.addEventListener("error", () => {
-      if (!v.isConnected) return;
-      pic.replaceChildren(text(Object.assign(document.createElement("div"), { className: "nopic" }),
-        t.dataset.codec === "h265" && !hevc ? "No picture: this browser cannot show H.265 and the box could not convert it." : "No picture available."));
-    });
-    v.src = src;
+    const convert = t.dataset.codec === "h265" && !hevc;
+    const src = "/api/v1/cameras/" + encodeURIComponent(name) + "/snapshot.mp4?t=" + Date.now() + (convert ? "&codec=h264" : "");
+    const noPicture = () => pic.replaceChildren(text(Object.assign(document.createElement("div"), { className: "nopic" }),
+      convert ? "No picture: this browser cannot show H.265 and the box could not convert it." : "No picture available."));
     pic.replaceChildren(v);
+    if (!convert) {
+      v.addEventListener("error", () => { if (v.isConnected) noPicture(); });
+      v.src = src;
+      continue;
+    }
+    // The box converts one snapshot per person at a time: one after another,
+    // each tried up to 3 times.
+    converted = converted.then(() => convertedSnapshot(v, src, noPicture));
   }
+}
+
+let converted = Promise.resolve();
+
+function convertedSnapshot(v, src, noPicture) {
+  return new Promise((resolve) => {
+    let tries = 0;
+    const attempt = () => {
+      if (!v.isConnected) return resolve();
+      tries += 1;
+      v.addEventListener("loadeddata", () => resolve(), { once: true });
+      v.addEventListener("error", () => {
+        if (!v.isConnected) return resolve();
+        if (tries < 3) return setTimeout(attempt, 1000 * tries);
+        noPicture();
+        resolve();
+      }, { once: true });
+      v.src = src;
+    };
+    attempt();
+  });
 }
 
 function stopVideo(v) {

@@ -211,7 +211,7 @@ async function seek(camera, ms) {
   loaded = l;
   showActions(l);
   if (convert) {
-    const why = await conversion();
+    const why = await conversion(false);
     if (mine !== seeking) return;
     if (why) { note("error", why); return; }
   }
@@ -246,11 +246,14 @@ async function viewInfo(l) {
 }
 
 /// Why a conversion cannot start now (a plain sentence), or "" if it can.
-async function conversion() {
+/// Why a conversion cannot be had ("" if it can). Before asking for one,
+/// only `available` counts: a session just given back may still be counted,
+/// and a refused stream is asked for again (retryConversion).
+async function conversion(busyCounts = true) {
   try {
     const t = await api("GET", "/api/v1/transcode");
     if (!t.available) return MSG_NO_CONVERT;
-    if (t.in_use >= t.max_sessions) return "All " + t.max_sessions + " conversion sessions are in use; try again in a moment, or use Download.";
+    if (busyCounts && t.in_use >= t.max_sessions) return "All " + t.max_sessions + " conversion sessions are in use; try again in a moment, or use Download.";
     return "";
   } catch (e) {
     return MSG_NO_CONVERT;
@@ -277,6 +280,10 @@ video.addEventListener("ended", () => {
   // Go on with the same camera's next recorded span, if there is one.
   const l = loaded;
   if (!l) return;
+  // A converted stream cut short (the box ends one that is not read for
+  // 30 s, a paused player): go on from the picture shown, not past the gap.
+  const wall = Number(video.dataset.wallMs);
+  if (l.convert && wall && wall < l.end - 1000) { loaded = null; seek(l.camera, wall); return; }
   const next = timeline.spanAt(l.camera, l.end + 500, 0);
   if (next && next[1] > l.end + 1000) { loaded = null; seek(l.camera, l.end); }
 });
