@@ -203,6 +203,9 @@ let converted = Promise.resolve();
 
 function convertedSnapshot(v, src, noPicture) {
   return new Promise((resolve) => {
+    // Never holds the queue longer than 20 s (a tile replaced meanwhile
+    // fires neither event).
+    setTimeout(resolve, 20000);
     let tries = 0;
     const attempt = () => {
       if (!v.isConnected) return resolve();
