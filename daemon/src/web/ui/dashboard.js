@@ -203,22 +203,33 @@ let converted = Promise.resolve();
 
 function convertedSnapshot(v, src, noPicture) {
   return new Promise((resolve) => {
-    // Never holds the queue longer than 20 s (a tile replaced meanwhile
-    // fires neither event).
-    setTimeout(resolve, 20000);
+    let done = false;
+    let cap = null;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(cap);
+      resolve();
+    };
+    // Never holds the queue longer than 20 s; a tile replaced meanwhile
+    // (emptied) frees it at once.
+    cap = setTimeout(finish, 20000);
+    v.addEventListener("emptied", () => { if (!v.isConnected) finish(); });
+    v.addEventListener("loadeddata", finish);
     let tries = 0;
     const attempt = () => {
-      if (!v.isConnected) return resolve();
+      if (done) return;
+      if (!v.isConnected) return finish();
       tries += 1;
-      v.addEventListener("loadeddata", () => resolve(), { once: true });
-      v.addEventListener("error", () => {
-        if (!v.isConnected) return resolve();
-        if (tries < 3) return setTimeout(attempt, 1000 * tries);
-        noPicture();
-        resolve();
-      }, { once: true });
       v.src = src;
     };
+    v.addEventListener("error", () => {
+      if (done) return;
+      if (!v.isConnected) return finish();
+      if (tries < 3) { setTimeout(attempt, 1000 * tries); return; }
+      noPicture();
+      finish();
+    });
     attempt();
   });
 }

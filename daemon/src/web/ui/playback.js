@@ -283,7 +283,9 @@ video.addEventListener("ended", () => {
   // A converted stream cut short (the box ends one that is not read for
   // 30 s, a paused player): go on from the picture shown, not past the gap.
   const wall = Number(video.dataset.wallMs);
-  if (l.convert && wall && wall < l.end - 1000) { loaded = null; seek(l.camera, wall); return; }
+  // Only if it moved on from where it was asked for: one that ends at the
+  // same place again (footage that stops there) goes on as any other does.
+  if (l.convert && wall > l.start + 1000 && wall < l.end - 1000) { loaded = null; seek(l.camera, wall); return; }
   const next = timeline.spanAt(l.camera, l.end + 500, 0);
   if (next && next[1] > l.end + 1000) { loaded = null; seek(l.camera, l.end); }
 });
