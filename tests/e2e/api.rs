@@ -13,64 +13,6 @@ use vigil_e2e::*;
 
 use crate::common::{heavy, timed};
 
-struct Api {
-    port: u16,
-}
-
-fn field(body: &str, k: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get(k).and_then(|x| x.as_str()).map(str::to_string))
-        .unwrap_or_default()
-}
-
-/// A logged-in browser: its cookie jar and CSRF token.
-struct Session {
-    jar: std::path::PathBuf,
-    csrf: String,
-}
-
-impl Api {
-    fn login(&self, dir: &std::path::Path, name: &str, password: &str, totp: Option<&str>) -> (u16, Option<Session>) {
-        let jar = dir.join(format!("jar-{name}-{}", rand_suffix()));
-        let body = match totp {
-            Some(c) => format!(r#"{{"name":"{name}","password":"{password}","totp":"{c}"}}"#),
-            None => format!(r#"{{"name":"{name}","password":"{password}"}}"#),
-        };
-        let (code, b) = curl(
-            self.port,
-            "POST",
-            "/api/v1/login",
-            &["-c", &jar.to_string_lossy()],
-            Some(&body),
-        );
-        let s = (code == 200).then(|| Session {
-            jar,
-            csrf: field(&b, "csrf_token"),
-        });
-        (code, s)
-    }
-
-    /// A request as `s` (cookie + CSRF header).
-    fn call(&self, s: &Session, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        let csrf = format!("X-CSRF-Token: {}", s.csrf);
-        curl(
-            self.port,
-            method,
-            path,
-            &["-b", &s.jar.to_string_lossy(), "-H", &csrf],
-            body,
-        )
-    }
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0)
-}
-
 /// A daemon with one camera and the API on; the admin's one-time password
 /// changed to `ADMIN_PW`; a viewer, an operator and an operator API token.
 const ADMIN_PW: &str = "admin password 2026";
@@ -128,20 +70,7 @@ fn setup_with(http_extra: &str) -> Setup {
         "a password change ends the session"
     );
     for (name, role) in [("viewer1", "viewer"), ("operator1", "operator")] {
-        let o = v.cli_stdin(
-            &[
-                "users",
-                "add",
-                "--name",
-                name,
-                "--role",
-                role,
-                "--password-stdin",
-                "--no-change-required",
-            ],
-            USER_PW.as_bytes(),
-        );
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        v.add_user(name, role, USER_PW);
     }
     let o = v.cli(&[
         "tokens",

@@ -15,12 +15,6 @@ const USER_PW: &str = "a user password 2026";
 /// query (nothing answers on port 9: it never records).
 const SECRET_URL: &str = "rtsp://127.0.0.1:9/x?user=bob&password=hunter22&channel=2";
 
-/// A logged-in browser: its cookie jar and CSRF token.
-struct Session {
-    jar: String,
-    csrf: String,
-}
-
 struct Site {
     _cam: Camera,
     v: Vigil,
@@ -28,19 +22,13 @@ struct Site {
 }
 
 impl Site {
+    fn api(&self) -> Api {
+        Api { port: self.port }
+    }
+
     /// Logs in; (status, the session when 200).
     fn login(&self, name: &str, password: &str) -> (u16, Option<Session>) {
-        let jar = self
-            .v
-            .dir
-            .path()
-            .join(format!("jar-{name}-{}", rand_suffix()))
-            .to_string_lossy()
-            .into_owned();
-        let body = format!(r#"{{"name":"{name}","password":"{password}"}}"#);
-        let (code, b) = curl(self.port, "POST", "/api/v1/login", &["-c", &jar], Some(&body));
-        let csrf = json(&b)["csrf_token"].as_str().unwrap_or_default().to_string();
-        (code, (code == 200).then_some(Session { jar, csrf }))
+        self.api().login(self.v.dir.path(), name, password, None)
     }
 
     fn session(&self, name: &str, password: &str) -> Session {
@@ -49,33 +37,12 @@ impl Site {
     }
 
     fn call(&self, s: &Session, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        let csrf = format!("X-CSRF-Token: {}", s.csrf);
-        curl(self.port, method, path, &["-b", &s.jar, "-H", &csrf], body)
+        self.api().call(s, method, path, body)
     }
 
     fn add_user(&self, name: &str, role: &str) {
-        let o = self.v.cli_stdin(
-            &[
-                "users",
-                "add",
-                "--name",
-                name,
-                "--role",
-                role,
-                "--password-stdin",
-                "--no-change-required",
-            ],
-            USER_PW.as_bytes(),
-        );
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        self.v.add_user(name, role, USER_PW);
     }
-}
-
-fn rand_suffix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0)
 }
 
 fn json(b: &str) -> Value {

@@ -965,3 +965,78 @@ pub fn assert_one_export_holds_every_frame(v: &Vigil, camera: &str, recs: &[Rec]
         "timestamps continuous {what} (max gap {max_gap} s)"
     );
 }
+
+/// A logged-in API client: its cookie jar and CSRF token.
+pub struct Session {
+    pub jar: PathBuf,
+    pub csrf: String,
+}
+
+/// The HTTPS API of a daemon on loopback, driven with curl.
+pub struct Api {
+    pub port: u16,
+}
+
+impl Api {
+    /// Logs in (with a TOTP code if given), keeping the cookie in a new jar
+    /// under `dir`: the status, and the session when 200.
+    pub fn login(&self, dir: &Path, name: &str, password: &str, totp: Option<&str>) -> (u16, Option<Session>) {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let jar = dir.join(format!("jar-{name}-{stamp}"));
+        let body = match totp {
+            Some(c) => format!(r#"{{"name":"{name}","password":"{password}","totp":"{c}"}}"#),
+            None => format!(r#"{{"name":"{name}","password":"{password}"}}"#),
+        };
+        let (code, b) = curl(
+            self.port,
+            "POST",
+            "/api/v1/login",
+            &["-c", &jar.to_string_lossy()],
+            Some(&body),
+        );
+        let csrf = serde_json::from_str::<serde_json::Value>(&b)
+            .ok()
+            .and_then(|v| v.get("csrf_token").and_then(|x| x.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        (code, (code == 200).then_some(Session { jar, csrf }))
+    }
+
+    /// A request as `s` (cookie + CSRF header).
+    pub fn call(&self, s: &Session, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let csrf = format!("X-CSRF-Token: {}", s.csrf);
+        curl(
+            self.port,
+            method,
+            path,
+            &["-b", &s.jar.to_string_lossy(), "-H", &csrf],
+            body,
+        )
+    }
+}
+
+impl Vigil {
+    /// `vigil users add NAME --role ROLE` with `password`, no change required.
+    pub fn add_user(&self, name: &str, role: &str, password: &str) {
+        let o = self.cli_stdin(
+            &[
+                "users",
+                "add",
+                "--name",
+                name,
+                "--role",
+                role,
+                "--password-stdin",
+                "--no-change-required",
+            ],
+            password.as_bytes(),
+        );
+        assert!(
+            o.status.success(),
+            "users add {name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
