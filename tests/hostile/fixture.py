@@ -139,7 +139,17 @@ def kill_pid(p, grace=10.0):
 
 
 class Fixture:
-    """One camera, one installation, one daemon. `close()` kills them all."""
+    """One camera server, one installation, one daemon. `close()` kills them
+    all. Subclasses change the cameras (name, path on the test camera), the
+    users (name, role; password USER_PW), the segment length and whether a
+    plain-HTTP listener runs."""
+
+    CAMERAS = [("cam", "/h264"), ("other", "/h264")]
+    USERS = [("viewer1", "viewer"), ("limited", "viewer"), ("operator1", "operator"),
+             ("tech", "operator"), ("victim", "viewer"), ("owner", "viewer"),
+             ("guessed", "operator")]
+    SEGMENT_SECONDS = 4
+    PLAIN_LISTEN = True
 
     def __init__(self, vigil_bin, keep=False):
         self.bin = vigil_bin
@@ -182,13 +192,14 @@ class Fixture:
 
     def write_config(self):
         d = self.dir
-        url = f"rtsp://127.0.0.1:{self.camera_port}/h264"
+        cams = "".join(f'[[camera]]\nname = "{n}"\nurl = "rtsp://127.0.0.1:{self.camera_port}{p}"\n\n'
+                       for n, p in self.CAMERAS)
+        plain = 'plain_listen = "127.0.0.1:0"\n' if self.PLAIN_LISTEN else ""
         cfg = (f'[storage]\ndir = "{d}/recordings"\ndb = "{d}/vigil.db"\nallow_unencrypted_volume = true\n\n'
                f'[keys]\nsource = "file"\nfile = "{d}/kek.key"\n\n'
-               f'[recording]\nsegment_seconds = 4\nstall_timeout_seconds = 5\n\n'
-               f'[[camera]]\nname = "cam"\nurl = "{url}"\n\n'
-               f'[[camera]]\nname = "other"\nurl = "{url}"\n\n'
-               f'[http]\nlisten = "127.0.0.1:0"\nplain_listen = "127.0.0.1:0"\n')
+               f'[recording]\nsegment_seconds = {self.SEGMENT_SECONDS}\nstall_timeout_seconds = 5\n\n'
+               f'{cams}'
+               f'[http]\nlisten = "127.0.0.1:0"\n{plain}')
         self.config = self.path("vigil.toml")
         with open(self.config, "w") as f:
             f.write(cfg)
@@ -279,9 +290,7 @@ class Fixture:
             self.otp = m.group(1) if m else None
         if not self.otp:
             raise RuntimeError(f"no one-time admin password from provision: {o.stdout}")
-        for name, role in [("viewer1", "viewer"), ("limited", "viewer"), ("operator1", "operator"),
-                           ("tech", "operator"), ("victim", "viewer"), ("owner", "viewer"),
-                           ("guessed", "operator")]:
+        for name, role in self.USERS:
             o = self.cli("users", "add", "--name", name, "--role", role, "--password-stdin",
                          "--no-change-required", stdin=USER_PW)
             if o.returncode != 0:
@@ -293,7 +302,7 @@ class Fixture:
             rows = self.query("SELECT c.name, count(*) FROM recording r JOIN camera c ON c.id = r.camera_id "
                               "WHERE r.state = 'complete' GROUP BY c.name")
             names = {n for n, k in rows if k > 0}
-            return {"cam", "other"} <= names
+            return {n for n, _ in self.CAMERAS} <= names
         if not wait_for(limit, done, every=0.5):
             raise RuntimeError(f"no complete recording of both cameras within {limit} s:\n{self.log()[-3000:]}")
 

@@ -24,33 +24,10 @@ USERS = [("tech", "admin"), ("op", "operator"), ("watcher", "viewer")]
 class UiBox(fixture.Fixture):
     """Four cameras (one H.265 only), users of each role."""
 
-    def write_config(self):
-        d = self.dir
-        cams = "".join(f'[[camera]]\nname = "{n}"\nurl = "rtsp://127.0.0.1:{self.camera_port}{p}"\n\n'
-                       for n, p in CAMERAS)
-        cfg = (f'[storage]\ndir = "{d}/recordings"\ndb = "{d}/vigil.db"\nallow_unencrypted_volume = true\n\n'
-               f'[keys]\nsource = "file"\nfile = "{d}/kek.key"\n\n'
-               f'[recording]\nsegment_seconds = 10\nstall_timeout_seconds = 5\n\n'
-               f'{cams}'
-               f'[http]\nlisten = "127.0.0.1:0"\n')
-        self.config = self.path("vigil.toml")
-        with open(self.config, "w") as f:
-            f.write(cfg)
-
-    def provision(self):
-        self.start_camera()
-        self.write_config()
-        for args in (["keys", "init"], ["provision", "--admin-password-file", self.path("admin-otp")]):
-            o = self.cli(*args)
-            if o.returncode != 0:
-                raise RuntimeError(f"{args[0]}: {o.stdout}{o.stderr}")
-        with open(self.path("admin-otp")) as f:
-            self.otp = f.read().strip()
-        for name, role in USERS:
-            o = self.cli("users", "add", "--name", name, "--role", role, "--password-stdin",
-                         "--no-change-required", stdin=PASSWORD)
-            if o.returncode != 0:
-                raise RuntimeError(f"users add {name}: {o.stdout}{o.stderr}")
+    CAMERAS = CAMERAS
+    USERS = USERS
+    SEGMENT_SECONDS = 10
+    PLAIN_LISTEN = False
 
 
 def main():
