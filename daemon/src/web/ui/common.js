@@ -95,14 +95,28 @@ export function say(el, kind, message, error) {
   }
 }
 
+// ---- what the browser decodes ----
+const CODEC_MIME = { h264: 'video/mp4; codecs="avc1.640028"', h265: 'video/mp4; codecs="hvc1.1.6.L120.90"' };
+let probe = null;
+
+/// Whether this browser decodes recordings of `codec` ("h264"/"h265")
+/// itself, through Media Source Extensions or a plain video element; if
+/// not, the box is asked to convert (`?codec=h264`).
+export function canDecode(codec) {
+  const mime = CODEC_MIME[codec] || CODEC_MIME.h264;
+  if (window.MediaSource && MediaSource.isTypeSupported(mime)) return true;
+  probe = probe || document.createElement("video");
+  return probe.canPlayType(mime) === "probably";
+}
+
 // ---- formatting: local time, no milliseconds ----
 const two = (n) => String(n).padStart(2, "0");
 
-/// Local time of day, HH:MM:SS.
-export function fmtTime(ms) {
+/// Local time of day, HH:MM:SS (HH:MM without `seconds`).
+export function fmtTime(ms, seconds = true) {
   const d = new Date(ms);
   if (isNaN(d)) return "";
-  return two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds());
+  return two(d.getHours()) + ":" + two(d.getMinutes()) + (seconds ? ":" + two(d.getSeconds()) : "");
 }
 
 /// Local date and time, YYYY-MM-DD HH:MM:SS.
@@ -133,13 +147,27 @@ export function fmtAge(ms) {
   return Math.round(h / 24) + " days ago";
 }
 
+/// The browser's time zone id ("" when the browser does not say).
+function zoneId() {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  } catch (e) {
+    return "";
+  }
+}
+
 /// The browser's time zone, e.g. "UTC" or "Europe/Berlin".
 export function zoneName() {
-  try {
-    return Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
-  } catch (e) {
-    return "local time";
-  }
+  return zoneId() || "local time";
+}
+
+/// The browser's time zone in words with its offset at `ms`, e.g.
+/// "Europe/Berlin (UTC+01:00)".
+export function zoneWords(ms) {
+  const off = -new Date(ms).getTimezoneOffset();
+  const utc = "UTC" + (off < 0 ? "-" : "+") + two(Math.floor(Math.abs(off) / 60)) + ":" + two(Math.abs(off) % 60);
+  const name = zoneId();
+  return name ? name + " (" + utc + ")" : utc;
 }
 
 // ---- camera sets: null is every camera ----

@@ -5,11 +5,10 @@
 // storage (a heavier question for the box) once a minute; the snapshots (each an audited egress) load once per visit and on Refresh.
 "use strict";
 
-import { $, api, text, session, onLeave, say, plainError, fmtTime, fmtDateTime, fmtBytes, fmtAge, zoneName } from "./common.js";
+import { $, api, text, session, onLeave, say, plainError, fmtTime, fmtDateTime, fmtBytes, fmtAge, zoneName, canDecode } from "./common.js";
 
 const REFRESH_MS = 5000;
 const STORAGE_REFRESH_MS = 60000;
-const HEVC = 'video/mp4; codecs="hvc1.1.6.L93.B0"';
 
 let timer = null;
 let visit = 0;
@@ -169,7 +168,7 @@ const sameDay = (ms) => new Date(ms).toDateString() === new Date().toDateString(
 
 // ---- snapshots: one muted video per tile, loaded on purpose only ----
 function loadSnapshots() {
-  const hevc = !!(window.MediaSource && MediaSource.isTypeSupported(HEVC));
+  const hevc = canDecode("h265");
   for (const t of $("tiles").querySelectorAll(".tile")) {
     const name = t.dataset.camera;
     const pic = t.querySelector(".pic");

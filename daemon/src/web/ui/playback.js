@@ -5,25 +5,17 @@
 // recording this browser cannot decode is played converted to H.264 on the
 // box, or, if the box cannot convert, offered for download.
 "use strict";
-import { $, api, text, session, onLeave, say, fmtTime } from "./common.js";
-import { Timeline, Thumbnails, fmtClock, zoneWords } from "./timeline.js";
+import { $, api, text, session, onLeave, say, fmtTime, zoneWords, canDecode } from "./common.js";
+import { Timeline, Thumbnails } from "./timeline.js";
 
 const MSG_NOTHING = "Nothing recorded at this time.";
 const MSG_NO_CONVERT = "This browser cannot play H.265 and this box cannot convert it. Use Download to save the recording and play it elsewhere.";
 const BEFORE_MS = 60 * 1000;
 const AFTER_MS = 30 * 60 * 1000;
-const CODECS = { h264: 'video/mp4; codecs="avc1.640028"', h265: 'video/mp4; codecs="hvc1.1.6.L120.90"' };
 
 const iso = (ms) => new Date(ms).toISOString();
 const video = $("pb-video");
 const msg = $("pb-msg");
-
-/// Whether this browser decodes `codec` ("h264"/"h265") itself.
-function canDecode(codec) {
-  const mime = CODECS[codec] || CODECS.h264;
-  if (window.MediaSource && MediaSource.isTypeSupported(mime)) return true;
-  return video.canPlayType(mime) === "probably";
-}
 
 function note(kind, message, error) {
   if (!message) { msg.hidden = true; msg.replaceChildren(); return; }

@@ -7,25 +7,10 @@
 // box from left to right). Also the hover thumbnails: decoded in the
 // browser from a one-second view.mp4 fragment, never by the box.
 "use strict";
+import { fmtTime } from "./common.js";
 
 const MIN_SPAN_MS = 60 * 1000;
 const TICK_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600].map((s) => s * 1000);
-
-export function fmtClock(ms, seconds) {
-  const d = new Date(ms);
-  const p = (n) => String(n).padStart(2, "0");
-  return p(d.getHours()) + ":" + p(d.getMinutes()) + (seconds ? ":" + p(d.getSeconds()) : "");
-}
-
-/// The browser's time zone in words, e.g. "Europe/Berlin (UTC+01:00)".
-export function zoneWords(ms) {
-  const off = -new Date(ms).getTimezoneOffset();
-  const p = (n) => String(Math.floor(Math.abs(n))).padStart(2, "0");
-  const utc = "UTC" + (off < 0 ? "-" : "+") + p(off / 60) + ":" + p(off % 60);
-  let name = "";
-  try { name = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { name = ""; }
-  return name ? name + " (" + utc + ")" : utc;
-}
 
 export class Timeline {
   /// `el` is `#timeline`; `on.seek(camera, ms)` plays, `on.hover(camera,
@@ -136,7 +121,7 @@ export class Timeline {
       const tick = document.createElement("span");
       tick.className = "tl-tick";
       tick.style.left = pct(t) + "%";
-      tick.textContent = fmtClock(t, step < 60000);
+      tick.textContent = fmtTime(t, step < 60000);
       axis.appendChild(tick);
     }
     const parts = [axis];
@@ -270,7 +255,7 @@ export class Thumbnails {
     clearTimeout(this.timer);
     const bucketMs = Math.floor(ms / BUCKET_MS) * BUCKET_MS;
     const key = camera + "@" + bucketMs;
-    const time = camera + " " + fmtClock(ms, true);
+    const time = camera + " " + fmtTime(ms);
     if (!recorded) { this.want = null; this.blank(); this.caption.textContent = time + ": not recorded"; return; }
     if (!this.canDecode(camera)) { this.want = null; this.blank(); this.caption.textContent = time + ": no preview (H.265)"; return; }
     this.want = { key, camera, bucketMs, time };
