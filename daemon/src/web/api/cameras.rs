@@ -132,6 +132,12 @@ async fn cameras(st: &Arc<AppState>, caller: &Caller, one: Option<String>) -> Re
                     .find(|(c, _)| c == n)
                     .map(|(_, u)| u.as_str()),
             };
+            // (the URL without any login, whether that left something out)
+            let shown = admin_only(caller, url).map(|u| {
+                let r = crate::db::cameras::redacted_url(u);
+                let cut = r != u;
+                (r, cut)
+            });
             let newest = last.iter().find(|l| &l.camera == n);
             let last_recording = newest.map(|l| {
                 json!({
@@ -148,8 +154,8 @@ async fn cameras(st: &Arc<AppState>, caller: &Caller, one: Option<String>) -> Re
                 // Never a login in a listing, not even an admin's: the URL as
                 // the audit log shows it (an edit that leaves it out keeps
                 // the stored one), and whether anything was left out.
-                "url": admin_only(caller, url.map(crate::db::cameras::redacted_url)),
-                "url_redacted": admin_only(caller, url.map(|u| crate::db::cameras::redacted_url(u) != u)),
+                "url": shown.as_ref().map(|(r, _)| r),
+                "url_redacted": shown.as_ref().map(|(_, cut)| cut),
                 "codec": newest.map(|l| l.codec.as_str()),
                 "last_recording": last_recording,
                 "archived": source == "archive",
