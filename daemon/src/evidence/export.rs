@@ -408,6 +408,10 @@ pub struct ViewLayout {
     pub etag: String,
     pub first_wall_ns: i64,
     pub end_wall_ns: i64,
+    /// The init segment's sample entries (a fragment's description index
+    /// 1, 2, ... names them) and its timescale.
+    pub sample_entries: Vec<Vec<u8>>,
+    pub timescale: u32,
 }
 
 pub struct ViewFragment {
@@ -497,26 +501,37 @@ pub fn view_layout(archive: Archive<'_>, camera: &str, start_ns: i64, end_ns: i6
         etag,
         first_wall_ns: origin_ns,
         end_wall_ns,
+        sample_entries: entries,
+        timescale,
     })
 }
 
-/// Produces fragment `i` of a view: decrypts and authenticates its chunk
-/// and checks it against the layout (a mismatch is an integrity error: the
-/// stream must stop rather than send bytes at the wrong offsets).
-pub fn view_fragment(
+/// The frames of fragment `i` of a view, as its MP4 fragment carries them.
+pub struct ViewChunk<'a> {
+    /// The fragment's decode time (ticks of the view's timescale from the
+    /// view's first frame) and sample description index (1-based).
+    pub decode_time: u64,
+    pub description: u32,
+    pub chunk: Chunk<'a>,
+}
+
+/// The frames of fragment `i` of a view: decrypts and authenticates its
+/// chunk into `buf` and checks it against the layout (a mismatch is an
+/// integrity error: the stream must stop rather than send bytes at the
+/// wrong offsets).
+pub fn view_chunk<'b>(
     storage: &Storage,
     keys: &dyn KeyLookup,
     layout: &ViewLayout,
     i: usize,
-    out: &mut Vec<u8>,
-) -> Result<(), ExportError> {
+    buf: &'b mut Vec<u8>,
+) -> Result<ViewChunk<'b>, ExportError> {
     let f = layout.fragments.get(i).ok_or(ExportError::EmptyRange)?;
     let rec = &f.recording;
     let path = storage.path_of(&rec.file_name);
     let mut reader = SegmentReader::open(&path, keys).map_err(|source| ExportError::reading(rec.id, source))?;
-    let mut buf = Vec::new();
     let (kind, _) = reader
-        .read_record_into(f.chunk.idx as u64, f.chunk.offset as u64, &mut buf)
+        .read_record_into(f.chunk.idx as u64, f.chunk.offset as u64, buf)
         .map_err(|source| ExportError::reading(rec.id, source))?;
     let bad = |what: String| ExportError::Mismatch {
         id: rec.id,
@@ -526,10 +541,33 @@ pub fn view_fragment(
     if kind != RecordKind::Media {
         return Err(bad(format!("chunk {} is a {kind:?} record", f.chunk.idx)));
     }
-    let chunk = Chunk::decode(&buf).map_err(|w| bad(format!("chunk {}: {w}", f.chunk.idx)))?;
+    let chunk = Chunk::decode(buf).map_err(|w| bad(format!("chunk {}: {w}", f.chunk.idx)))?;
     if chunk.first_pts != f.chunk.first_pts || chunk.frames.len() as i64 != f.chunk.frames {
         return Err(bad(format!("chunk {} does not match the index", f.chunk.idx)));
     }
+    Ok(ViewChunk {
+        decode_time: f.decode_time,
+        description: f.description,
+        chunk,
+    })
+}
+
+/// Produces fragment `i` of a view into `out` (see [`view_chunk`]).
+pub fn view_fragment(
+    storage: &Storage,
+    keys: &dyn KeyLookup,
+    layout: &ViewLayout,
+    i: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), ExportError> {
+    let mut buf = Vec::new();
+    let chunk = view_chunk(storage, keys, layout, i, &mut buf)?.chunk;
+    let f = layout.fragments.get(i).ok_or(ExportError::EmptyRange)?;
+    let bad = |what: String| ExportError::Mismatch {
+        id: f.recording.id,
+        file: f.recording.file_name.clone(),
+        what,
+    };
     let samples: Vec<mp4::Sample> = chunk
         .frames
         .iter()

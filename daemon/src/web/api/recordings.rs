@@ -138,7 +138,7 @@ pub async fn view_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
     let slot = stream_slot(st, &caller)?;
     let (layout, slot) = layout_of(st, &camera, start, end, slot).await?;
     let layout = Arc::new(layout);
-    if h264 && super::transcode::is_h265(&layout.init) {
+    if h264 && super::transcode::view_is_h265(&layout) {
         return converted_view_mp4(st, &caller, camera, (start, end), layout, slot).await;
     }
     let total = layout.total_len;
@@ -347,7 +347,7 @@ fn view_summary(layout: &ViewLayout) -> Value {
     json!({
         "first_frame": crate::base::time::format_ns(layout.first_wall_ns),
         "end": crate::base::time::format_ns(layout.end_wall_ns),
-        "codec": if super::transcode::is_h265(&layout.init) { "h265" } else { "h264" },
+        "codec": if super::transcode::view_is_h265(layout) { "h265" } else { "h264" },
         "bytes": layout.total_len,
     })
 }

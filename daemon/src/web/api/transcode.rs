@@ -56,83 +56,14 @@ pub fn refused(e: TranscodeError) -> ApiError {
     }
 }
 
-/// Whether a view's init segment describes H.265 (an `hvcC`).
-pub fn is_h265(init: &[u8]) -> bool {
-    init.windows(4).any(|w| w == b"hvcC")
+/// Whether a sample entry is H.265 (`hvc1` or `hev1`).
+pub fn is_h265(entry: &[u8]) -> bool {
+    matches!(entry.get(4..8), Some(b"hvc1" | b"hev1"))
 }
 
-/// The sample entries of an init segment's `stsd`, in order (sample
-/// description index 1, 2, ...); empty if it has none that parse.
-pub fn sample_entries(init: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let Some(at) = init.windows(4).position(|w| w == b"stsd") else {
-        return out;
-    };
-    let count = be32(init, at + 8).unwrap_or(0);
-    let mut pos = at + 12;
-    for _ in 0..count {
-        let Some(size) = be32(init, pos).map(|n| n as usize) else {
-            break;
-        };
-        let Some(entry) = pos.checked_add(size).and_then(|end| init.get(pos..end)) else {
-            break;
-        };
-        if size < 8 {
-            break;
-        }
-        out.push(entry);
-        pos += size;
-    }
-    out
-}
-
-/// The media timescale of an init segment (its `mdhd`).
-pub fn timescale_of(init: &[u8]) -> Option<u32> {
-    let at = init.windows(4).position(|w| w == b"mdhd")?;
-    let version = *init.get(at + 4)?;
-    let pos = if version == 1 { at + 24 } else { at + 16 };
-    Some(u32::from_be_bytes(init.get(pos..pos + 4)?.try_into().ok()?))
-}
-
-/// One fragment of a view as `mp4::write_fragment` writes it.
-#[derive(Debug, PartialEq, Eq)]
-pub struct SourceFragment<'a> {
-    pub decode_time: u64,
-    pub description: u32,
-    /// Each sample's duration, whether it is a key frame, its data.
-    pub samples: Vec<(u32, bool, &'a [u8])>,
-}
-
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
-}
-
-/// Reads a fragment of the fixed layout `mp4::write_fragment` writes
-/// (moof: mfhd, traf: tfhd with the description index, tfdt v1, trun with
-/// duration, size and flags per sample; then mdat). None if it is not one.
-pub fn parse_fragment(buf: &[u8]) -> Option<SourceFragment<'_>> {
-    let fourcc = |at: usize, f: &[u8; 4]| buf.get(at..at + 4) == Some(&f[..]);
-    if !(fourcc(4, b"moof") && fourcc(36, b"tfhd") && fourcc(56, b"tfdt") && fourcc(76, b"trun")) {
-        return None;
-    }
-    let description = be32(buf, 48)?;
-    let decode_time = u64::from_be_bytes(buf.get(64..72)?.try_into().ok()?);
-    let count = usize::try_from(be32(buf, 84)?).ok()?;
-    let mut data = usize::try_from(be32(buf, 88)?).ok()?;
-    let mut samples = Vec::with_capacity(count.min(10_000));
-    for i in 0..count {
-        let at = i.checked_mul(12)?.checked_add(92)?;
-        let size = usize::try_from(be32(buf, at.checked_add(4)?)?).ok()?;
-        let (duration, flags) = (be32(buf, at)?, be32(buf, at.checked_add(8)?)?);
-        let end = data.checked_add(size)?;
-        samples.push((duration, flags & 0x0001_0000 == 0, buf.get(data..end)?));
-        data = end;
-    }
-    Some(SourceFragment {
-        decode_time,
-        description,
-        samples,
-    })
+/// Whether a view holds H.265 recordings.
+pub fn view_is_h265(layout: &ViewLayout) -> bool {
+    layout.sample_entries.iter().any(|e| is_h265(e))
 }
 
 /// The body of a converted view for `person` (one at a time each): its
@@ -176,7 +107,7 @@ pub fn converted_view(
 
 #[cfg(feature = "ffmpeg")]
 mod convert {
-    use super::{is_h265, parse_fragment, sample_entries, timescale_of};
+    use super::is_h265;
     use crate::evidence::export::ViewLayout;
     use crate::ingest::transcode::{Converted, H265ToH264};
     use vigil_format::mp4;
@@ -191,8 +122,8 @@ mod convert {
         mut send: impl FnMut(Vec<u8>) -> bool,
         gone: impl Fn() -> bool,
     ) -> Result<(), String> {
-        let entries = sample_entries(&layout.init);
-        let timescale = timescale_of(&layout.init).ok_or("the view has no media timescale")?;
+        let entries = &layout.sample_entries;
+        let timescale = layout.timescale;
         let duration = (i128::from(layout.end_wall_ns - layout.first_wall_ns) * i128::from(timescale) / 1_000_000_000)
             .clamp(0, i128::from(u64::MAX)) as u64;
         let mut conv: Option<(u32, H265ToH264)> = None;
@@ -207,8 +138,8 @@ mod convert {
         };
         let mut buf = Vec::new();
         for i in 0..layout.fragments.len() {
-            crate::evidence::export::view_fragment(storage, keys, layout, i, &mut buf).map_err(|e| e.to_string())?;
-            let f = parse_fragment(&buf).ok_or("a view fragment did not parse")?;
+            let f =
+                crate::evidence::export::view_chunk(storage, keys, layout, i, &mut buf).map_err(|e| e.to_string())?;
             let c = match &mut conv {
                 Some((d, c)) if *d == f.description => c,
                 _ => {
@@ -230,14 +161,14 @@ mod convert {
                 }
             };
             let mut pts = f.decode_time as i64;
-            for (duration, key, data) in &f.samples {
+            for (_, frame, data) in f.chunk.iter() {
                 if gone() {
                     return Ok(());
                 }
-                for c in c.push(pts, *key, data)? {
+                for c in c.push(pts, frame.key, data)? {
                     out.add(c);
                 }
-                pts += i64::from(*duration);
+                pts += i64::from(frame.duration);
             }
             if !out.flush(&mut send, None)? {
                 return Ok(());
@@ -330,64 +261,13 @@ mod tests {
     use vigil_format::mp4;
 
     #[test]
-    fn fragments_read_back_as_written() {
-        let samples = [
-            mp4::Sample {
-                duration: 3600,
-                size: 3,
-                key: true,
-            },
-            mp4::Sample {
-                duration: 3000,
-                size: 2,
-                key: false,
-            },
-        ];
-        let mut buf = Vec::new();
-        mp4::write_fragment(&mut buf, 7, 90_000, 2, &samples, &[&[1, 2, 3], &[4, 5]]).unwrap();
-        let f = parse_fragment(&buf).unwrap();
-        assert_eq!(
-            f,
-            SourceFragment {
-                decode_time: 90_000,
-                description: 2,
-                samples: vec![(3600, true, &[1, 2, 3][..]), (3000, false, &[4, 5][..])],
-            }
-        );
-        assert!(parse_fragment(&buf[..buf.len() - 1]).is_none(), "a cut fragment");
-        assert!(parse_fragment(b"not a fragment").is_none());
-        // A sample count and data offset near u32::MAX: no overflow, no fragment.
-        let mut huge = buf.clone();
-        huge[84..88].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(parse_fragment(&huge).is_none());
-        huge[88..92].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(parse_fragment(&huge).is_none());
-    }
-
-    #[test]
-    fn init_segments_give_their_timescale_and_codec() {
+    fn sample_entries_say_whether_they_are_h265() {
         let entry = mp4::avc1_sample_entry(640, 360, &[1, 0x42, 0, 0x1e, 0xff, 0xe1, 0, 0, 1, 0, 0]);
-        let init = mp4::init_segment(&mp4::TrackInfo {
-            timescale: 90_000,
-            width: 640,
-            height: 360,
-            duration: 0,
-            sample_entries: std::slice::from_ref(&entry),
-        });
-        assert_eq!(timescale_of(&init), Some(90_000));
-        assert!(!is_h265(&init));
-        assert_eq!(sample_entries(&init), vec![&entry[..]]);
+        assert!(!is_h265(&entry));
         let hvc1 = [&entry[..4], b"hvc1", &entry[8..]].concat();
-        let both = mp4::init_segment(&mp4::TrackInfo {
-            timescale: 90_000,
-            width: 640,
-            height: 360,
-            duration: 0,
-            sample_entries: &[entry.clone(), hvc1.clone()],
-        });
-        assert_eq!(sample_entries(&both), vec![&entry[..], &hvc1[..]]);
-        assert!(sample_entries(&both[..both.len() / 2]).len() < 2, "a cut init segment");
-        assert!(is_h265(b"....hvcC"));
+        let hev1 = [&entry[..4], b"hev1", &entry[8..]].concat();
+        assert!(is_h265(&hvc1) && is_h265(&hev1));
+        assert!(!is_h265(b"hvc1"), "a cut entry");
     }
 
     #[test]
