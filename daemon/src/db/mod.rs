@@ -10,6 +10,8 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+pub mod alert_outbox;
+pub mod alerts;
 pub mod audit;
 pub mod audit_checkpoint;
 pub mod audit_verify;
@@ -50,7 +52,7 @@ pub enum IndexError {
     Io(#[from] std::io::Error),
 }
 
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 #[derive(Clone, Debug)]
 pub struct RecordingRow {

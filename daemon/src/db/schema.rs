@@ -231,7 +231,65 @@ CREATE TABLE audit_checkpoint (
     signature BLOB NOT NULL
 );
 "#;
+/// v8: alerts and their durable outbox (`db::alerts`, `db::alert_outbox`):
+/// an alert per problem (open while `cleared_ns` is NULL), one outbox event
+/// per message it owes ("raised", "resolved"), one delivery row per event
+/// and channel; the channels added from the web UI; whether the daemon is
+/// running (an unclean stop is noticed at the next start).
+const SCHEMA_V8: &str = r#"
+CREATE TABLE alert (
+    id INTEGER PRIMARY KEY,
+    code TEXT NOT NULL,
+    severity TEXT NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
+    subject TEXT NOT NULL,
+    camera TEXT,
+    message TEXT NOT NULL,
+    first_seen_ns INTEGER NOT NULL,
+    last_seen_ns INTEGER NOT NULL,
+    cleared_ns INTEGER,
+    occurrences INTEGER NOT NULL DEFAULT 1,
+    silent INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX alert_open ON alert (code, subject) WHERE cleared_ns IS NULL;
+CREATE INDEX alert_subject ON alert (code, subject, first_seen_ns);
+CREATE TABLE alert_event (
+    id INTEGER PRIMARY KEY,
+    alert_id INTEGER NOT NULL REFERENCES alert(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL CHECK (kind IN ('raised', 'resolved')),
+    at_ns INTEGER NOT NULL,
+    not_before_ns INTEGER NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'fanned', 'cancelled'))
+);
+CREATE INDEX alert_event_pending ON alert_event (state, not_before_ns);
+CREATE TABLE alert_delivery (
+    event_id INTEGER NOT NULL REFERENCES alert_event(id) ON DELETE CASCADE,
+    channel TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'held', 'digesting', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ns INTEGER NOT NULL,
+    queued_ns INTEGER NOT NULL,
+    sent_ns INTEGER,
+    last_error TEXT,
+    digest_key TEXT,
+    damped INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (event_id, channel)
+) WITHOUT ROWID;
+CREATE INDEX alert_delivery_channel ON alert_delivery (channel, state, next_attempt_ns);
+CREATE TABLE alert_channel (
+    name TEXT PRIMARY KEY,
+    settings TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL
+);
+CREATE TABLE daemon_run (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    running INTEGER NOT NULL,
+    started_ns INTEGER NOT NULL,
+    stop_result TEXT
+);
+"#;
 /// Each step takes the schema from version i to i + 1.
-pub(crate) const MIGRATIONS: [&str; 7] = [
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
+pub(crate) const MIGRATIONS: [&str; 8] = [
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
 ];
