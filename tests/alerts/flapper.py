@@ -97,7 +97,7 @@ class FlappingProxy:
         now = time.monotonic()
         return up and now - self.connected_at >= seconds and now - self.last_data < 0.5
 
-    def flap(self, times, refuse_s=1.2, stream_s=0.8, limit_s=90):
+    def flap(self, times, refuse_s=1.2, stream_s=1.2, limit_s=90):
         """Cuts `times` times, each after the camera streamed `stream_s`,
         refusing connections `refuse_s` after each cut. Returns (cuts, seconds)."""
         t0 = time.monotonic()
