@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -35,10 +36,10 @@ import tempfile
 import threading
 import time
 import urllib.parse
-import warnings
 
-# aiosmtpd 1.4 warns about its own use of a deprecated attribute on every AUTH.
-warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
+# aiosmtpd 1.4 logs a warning about its own use of a deprecated attribute on
+# every AUTH; its errors still show.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 # The clock skew a webhook receiver accepts (the contract's 300 s).
 MAX_SKEW_S = 300
