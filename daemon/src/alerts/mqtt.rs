@@ -120,7 +120,8 @@ struct Shared {
     closing: AtomicBool,
     wake: Notify,
     topics: Topics,
-    connected: watch::Sender<bool>,
+    /// None until the first attempt ends; then whether connected.
+    connected: watch::Sender<Option<bool>>,
 }
 
 impl Shared {
@@ -218,7 +219,7 @@ async fn run(mut eventloop: EventLoop, client: AsyncClient, shared: Arc<Shared>,
                 st.waiting.clear();
                 publish_all(&client, &mut st, &shared.topics);
                 drop(st);
-                shared.connected.send_replace(true);
+                shared.connected.send_replace(Some(true));
                 tracing::info!("mqtt: connected to {broker}");
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
@@ -248,7 +249,7 @@ async fn run(mut eventloop: EventLoop, client: AsyncClient, shared: Arc<Shared>,
                     eventloop.pending.clear();
                     st.down = down.clone();
                 }
-                shared.connected.send_replace(false);
+                shared.connected.send_replace(Some(false));
                 if shared.closing.load(Ordering::SeqCst) {
                     break;
                 }
@@ -272,7 +273,7 @@ pub struct Mqtt {
     eventloop: Option<EventLoop>,
     client: AsyncClient,
     shared: Arc<Shared>,
-    connected: watch::Receiver<bool>,
+    connected: watch::Receiver<Option<bool>>,
     password: Zeroizing<Vec<u8>>,
     broker: String,
 }
@@ -345,7 +346,7 @@ impl Mqtt {
                 tls,
             )));
         }
-        let (connected_tx, connected) = watch::channel(false);
+        let (connected_tx, connected) = watch::channel(None);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 connected: false,
@@ -387,12 +388,13 @@ impl Mqtt {
         self.client.clone()
     }
 
-    /// Waits (at most [`CONNECT_WAIT`]) for a connection.
+    /// Waits (at most [`CONNECT_WAIT`]) for the first connection attempt;
+    /// while the connection is down, fails at once with why.
     async fn connection(&mut self) -> Result<(), SendError> {
         let _ = self.client();
         let mut rx = self.connected.clone();
-        let _ = tokio::time::timeout(CONNECT_WAIT, rx.wait_for(|c| *c)).await;
-        if *rx.borrow() {
+        let _ = tokio::time::timeout(CONNECT_WAIT, rx.wait_for(Option::is_some)).await;
+        if *rx.borrow() == Some(true) {
             return Ok(());
         }
         let down = self.shared.lock().down.clone();
