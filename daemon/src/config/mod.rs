@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub mod alerts;
 pub mod archive;
 pub mod http;
 pub mod v4l2_url;
@@ -41,6 +42,8 @@ struct RawConfig {
     fixity: Option<Spanned<RawFixity>>,
     #[serde(default)]
     board: Option<Spanned<RawBoard>>,
+    #[serde(default)]
+    alerts: Option<Spanned<alerts::RawAlerts>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,6 +211,8 @@ pub struct Config {
     pub retention: archive::RetentionPolicy,
     pub fixity: archive::FixityConfig,
     pub board: BoardConfig,
+    /// `[alerts]`: defaults and no channels when absent.
+    pub alerts: alerts::AlertsConfig,
 }
 
 struct Src<'a> {
@@ -577,7 +582,13 @@ impl Config {
             }
         }
 
+        let alerts = match raw.alerts {
+            None => alerts::AlertsConfig::default(),
+            Some(a) => alerts::parse(&src, a)?,
+        };
+
         Ok(Config {
+            alerts,
             board,
             allow_unencrypted_volume,
             retention,
