@@ -9,8 +9,10 @@ use zeroize::Zeroizing;
 
 use crate::config::alerts::{ChannelConfig, ChannelKind, Severity};
 
-// dispatch: the outbox dispatcher (fan-out, damping, rate limit, digest, backoff).
+pub mod channels;
+pub mod dispatch;
 pub mod http_client;
+pub mod message;
 pub mod mqtt;
 pub mod smtp;
 pub mod twilio;
@@ -134,6 +136,26 @@ impl Transport {
         secret: Option<Zeroizing<Vec<u8>>>,
         ctx: &TransportContext,
     ) -> Result<Transport, SendError> {
+        Transport::open(cfg, secret, ctx, false)
+    }
+
+    /// A one-off transport for a test message, beside the daemon's own
+    /// (MQTT: another client id and session, and it never marks the box
+    /// offline).
+    pub fn for_test(
+        cfg: &ChannelConfig,
+        secret: Option<Zeroizing<Vec<u8>>>,
+        ctx: &TransportContext,
+    ) -> Result<Transport, SendError> {
+        Transport::open(cfg, secret, ctx, true)
+    }
+
+    fn open(
+        cfg: &ChannelConfig,
+        secret: Option<Zeroizing<Vec<u8>>>,
+        ctx: &TransportContext,
+        ephemeral: bool,
+    ) -> Result<Transport, SendError> {
         let need = |what: &str| {
             SendError::Config(format!(
                 "channel \"{}\" needs its {what} in the secrets store{}",
@@ -168,7 +190,7 @@ impl Transport {
                 )?)
             }
             ChannelKind::Email { .. } => Kind::Email(Box::new(smtp::Email::new(cfg, secret)?)),
-            ChannelKind::Mqtt { .. } => Kind::Mqtt(Box::new(mqtt::Mqtt::new(cfg, secret, ctx)?)),
+            ChannelKind::Mqtt { .. } => Kind::Mqtt(Box::new(mqtt::Mqtt::new(cfg, secret, ctx, ephemeral)?)),
         };
         Ok(Transport { inner })
     }
@@ -205,6 +227,14 @@ impl Transport {
         match &mut self.inner {
             Kind::Mqtt(q) => q.publish_states(cameras, problems).await,
             _ => Ok(()),
+        }
+    }
+
+    /// Closes the channel cleanly (MQTT: "offline" on the box's state
+    /// topic, then DISCONNECT, waited for); the others hold no connection.
+    pub async fn close(&mut self) {
+        if let Kind::Mqtt(q) = &mut self.inner {
+            q.close().await;
         }
     }
 

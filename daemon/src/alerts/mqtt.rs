@@ -271,6 +271,12 @@ async fn run(mut eventloop: EventLoop, client: AsyncClient, shared: Arc<Shared>,
 pub struct Mqtt {
     /// The event loop until the background task starts (on first use).
     eventloop: Option<EventLoop>,
+    /// The background task, once started.
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// A one-off connection (a test message): its own client id, a clean
+    /// session, no last will, nothing said about the box when it closes.
+    ephemeral: bool,
+    closed: bool,
     client: AsyncClient,
     shared: Arc<Shared>,
     connected: watch::Receiver<Option<bool>>,
@@ -279,10 +285,14 @@ pub struct Mqtt {
 }
 
 impl Mqtt {
+    /// `ephemeral`: a one-off connection beside the daemon's (a test
+    /// message), which must neither take over the daemon's session nor
+    /// mark the box offline when it closes.
     pub fn new(
         cfg: &ChannelConfig,
         secret: Option<Zeroizing<Vec<u8>>>,
         ctx: &TransportContext,
+        ephemeral: bool,
     ) -> Result<Mqtt, SendError> {
         let ChannelKind::Mqtt {
             url,
@@ -313,12 +323,19 @@ impl Mqtt {
             device_id: ctx.device_id.clone(),
             device_name: ctx.device_name.clone(),
         };
-        let mut opts = MqttOptions::new(format!("vigil-{}", ctx.device_id), host, port);
-        opts.set_clean_session(false)
+        let client_id = if ephemeral {
+            format!("vigil-{}-test-{}", ctx.device_id, std::process::id())
+        } else {
+            format!("vigil-{}", ctx.device_id)
+        };
+        let mut opts = MqttOptions::new(client_id, host, port);
+        opts.set_clean_session(ephemeral)
             .set_keep_alive(Duration::from_secs(30))
             .set_max_packet_size(1 << 20, 1 << 20)
-            .set_request_channel_capacity(REQUEST_CAPACITY)
-            .set_last_will(LastWill::new(topics.state(), "offline", QoS::AtLeastOnce, true));
+            .set_request_channel_capacity(REQUEST_CAPACITY);
+        if !ephemeral {
+            opts.set_last_will(LastWill::new(topics.state(), "offline", QoS::AtLeastOnce, true));
+        }
         let password = secret.unwrap_or_default();
         match (username, password.is_empty()) {
             (Some(user), false) => {
@@ -365,6 +382,9 @@ impl Mqtt {
         let (client, eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
         Ok(Mqtt {
             eventloop: Some(eventloop),
+            task: None,
+            ephemeral,
+            closed: false,
             client,
             shared,
             connected,
@@ -377,13 +397,13 @@ impl Mqtt {
     fn client(&mut self) -> AsyncClient {
         if let Some(eventloop) = self.eventloop.take() {
             let pw = self.password.to_vec();
-            tokio::spawn(run(
+            self.task = Some(tokio::spawn(run(
                 eventloop,
                 self.client.clone(),
                 self.shared.clone(),
                 self.broker.clone(),
                 pw,
-            ));
+            )));
         }
         self.client.clone()
     }
@@ -469,19 +489,42 @@ impl Mqtt {
     }
 }
 
-impl Drop for Mqtt {
-    fn drop(&mut self) {
+impl Mqtt {
+    /// A clean stop: says the box is offline (unless ephemeral; a clean
+    /// DISCONNECT does not fire the last will), then disconnects.
+    fn stop(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
         self.shared.closing.store(true, Ordering::SeqCst);
         self.shared.wake.notify_one();
         if self.eventloop.is_none() {
-            // A clean stop: say so (a clean DISCONNECT does not fire the
-            // last will), then disconnect.
-            let state = self.shared.topics.state();
-            let _ = self
-                .client
-                .try_publish(state, QoS::AtLeastOnce, true, b"offline".to_vec());
+            if !self.ephemeral {
+                let state = self.shared.topics.state();
+                let _ = self
+                    .client
+                    .try_publish(state, QoS::AtLeastOnce, true, b"offline".to_vec());
+            }
             let _ = self.client.try_disconnect();
         }
+    }
+
+    /// [`Mqtt::stop`], then waits (2 s at most) for the background task
+    /// to send it and end.
+    pub async fn close(&mut self) {
+        self.stop();
+        if let Some(task) = self.task.take() {
+            if tokio::time::timeout(Duration::from_secs(2), task).await.is_err() {
+                tracing::debug!("mqtt: the connection did not close within 2 s");
+            }
+        }
+    }
+}
+
+impl Drop for Mqtt {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -487,6 +487,7 @@ mod tests {
                 timescale: 90000,
                 start_pts: 0,
                 bytes: w.len() as i64,
+                gap_alert_after_ns: None,
             })
             .unwrap();
         let mut buf = Vec::new();

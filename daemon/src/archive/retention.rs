@@ -251,6 +251,7 @@ pub fn run_thread(
             continue;
         }
         next_pass = now + policy.interval;
+        let before = space();
         match run_pass(
             &storage,
             &mut index,
@@ -268,6 +269,7 @@ pub fn run_thread(
                         "retention deleted the oldest recordings"
                     );
                 }
+                space_alerts(&index, &policy, before, &rep);
                 if rep.below_floor {
                     let (avail, floor) = rep.space_after.unwrap_or((0, 0));
                     let why = format!(
@@ -288,6 +290,45 @@ pub fn run_thread(
                 tracing::error!("retention pass failed (will retry): {e}");
                 next_pass = now + tick;
             }
+        }
+    }
+}
+
+/// Raises or clears `disk.low` (free space reached the floor before the
+/// pass, or the pass could not restore the headroom above it) and
+/// `storage.paused` (below the floor with nothing left to delete).
+fn space_alerts(index: &Index, policy: &RetentionPolicy, before: Option<(u64, u64)>, rep: &PassReport) {
+    use crate::db::alerts::{set_now, Kind};
+    let (Some((start, total)), Some((after, floor))) = (before, rep.space_after) else {
+        return;
+    };
+    let mib = |b: u64| b / (1 << 20);
+    let reached = policy.floor(total) > start;
+    let low = (reached || after < floor.saturating_add(policy.headroom(total))).then(|| {
+        format!(
+            "Free space {} the floor of {} MiB ({} MiB free before retention's pass, {} MiB after; {} recording(s) \
+             deleted, {} kept under legal hold)",
+            if reached { "fell below" } else { "stays near" },
+            mib(floor),
+            mib(start),
+            mib(after),
+            rep.deleted.len(),
+            rep.held_kept
+        )
+    });
+    let paused = rep.below_floor.then(|| {
+        format!(
+            "Recording is paused: {} MiB free is below the floor of {} MiB and nothing more may be deleted \
+             ({} recording(s) under legal hold)",
+            mib(after),
+            mib(floor),
+            rep.held_kept
+        )
+    });
+    let now = crate::base::clock::now_ns();
+    for (kind, problem) in [(Kind::DiskLow, low), (Kind::StoragePaused, paused)] {
+        if let Err(e) = set_now(index.conn(), kind, "", problem.as_deref(), now) {
+            tracing::warn!("cannot store the {} alert: {e}", kind.code());
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `vigil verify`: authenticates every chunk of every recording and checks the
 //! file against its index row (chunk count and positions, frames, length,
 //! ciphertext SHA-256). Reports files without rows and rows without files.
+//! A recording that fails raises a `recording.tampered` alert.
 
 use crate::db::{Index, IndexError, RecordingRow};
 use crate::keys::KeyLookup;
@@ -33,9 +34,11 @@ pub fn verify(
             match verify_one(index, storage, keys, rec) {
                 Ok(true) => rep.ok += 1,
                 Ok(false) => rep.in_progress += 1,
-                Err(what) => rep
-                    .failures
-                    .push(format!("recording {} ({}): {what}", rec.id, rec.file_name)),
+                Err(what) => {
+                    let line = format!("recording {} ({}): {what}", rec.id, rec.file_name);
+                    tamper_alert(index, rec, &what);
+                    rep.failures.push(line);
+                }
             }
         }
     }
@@ -53,6 +56,23 @@ pub fn verify(
         Err(e) => rep.failures.push(format!("storage dir: {e}")),
     }
     Ok(rep)
+}
+
+/// A recording that fails verification raises `recording.tampered` for its camera.
+fn tamper_alert(index: &Index, rec: &RecordingRow, what: &str) {
+    use crate::db::alerts::{raise_now, Kind, Raise};
+    let message = format!(
+        "Recording {} of camera {} failed verification ({}): {what}",
+        rec.id, rec.camera, rec.file_name
+    );
+    let r = raise_now(
+        index.conn(),
+        &Raise::camera(Kind::RecordingTampered, &rec.camera, &message),
+        crate::base::clock::now_ns(),
+    );
+    if let Err(e) = r {
+        tracing::warn!(recording = rec.id, "cannot store the tamper alert: {e}");
+    }
 }
 
 /// Ok(true): verified; Ok(false): still being written, prefix verified.

@@ -26,6 +26,16 @@ impl Network {
     }
 }
 
+impl std::fmt::Display for Network {
+    /// `192.0.2.0/24`, `2001:db8:1:2::/64`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Network::V4([a, b, c]) => write!(f, "{a}.{b}.{c}.0/24"),
+            Network::V6([a, b, c, d]) => write!(f, "{a:x}:{b:x}:{c:x}:{d:x}::/64"),
+        }
+    }
+}
+
 /// A client's own address, as the login throttle counts it: an IPv4 address
 /// (an IPv4-mapped IPv6 one as IPv4), or an IPv6 client's /64, since one host
 /// holds a whole /64 and could otherwise rotate addresses for fresh budgets.

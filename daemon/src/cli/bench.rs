@@ -119,6 +119,8 @@ pub fn synthesize(
             segment_duration: segment,
             import_start_wall_ns: None,
             clock: crate::base::clock::system(),
+            offline_alert_after_ns: None,
+            gap_alert_after_ns: None,
         },
         storage.clone(),
         Index::open(db)?,

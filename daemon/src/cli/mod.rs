@@ -17,6 +17,7 @@ use crate::keys::sealing::KekSealer;
 use crate::keys::secrets::SecretError;
 use crate::keys::{KeyError, KeyLookup};
 
+pub mod alerts;
 pub mod audit;
 pub mod bench;
 pub mod bench_synthesize;
@@ -70,6 +71,8 @@ pub enum Command {
     HttpRoutes,
     /// The tamper-evident audit log.
     Audit(audit::Args),
+    /// Alerts: what is wrong, each channel's deliveries, a test message.
+    Alerts(alerts::Args),
     /// Bring an existing unencrypted MP4 (H.264/H.265) into encrypted storage.
     Import(import::Args),
     /// Record every enabled camera until SIGTERM.
@@ -121,6 +124,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Tokens(args) => tokens::run(config, args),
         Command::HttpRoutes => http_routes::run(),
         Command::Audit(args) => audit::run(config, args),
+        Command::Alerts(args) => alerts::run(config, args),
         Command::Import(args) => import::run(config, args),
         Command::Run => run::run(config),
         Command::Recordings(args) => recordings::run(config, args),
@@ -154,6 +158,15 @@ pub enum Failure {
     /// Intact, but checked only against a key it carried itself
     /// (`verify-export` without a pinned key): the origin is unproven.
     OriginNotVerified(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Usage(m) | Failure::Integrity(m) | Failure::OriginNotVerified(m) => f.write_str(m),
+            Failure::Runtime(e) => write!(f, "{e:#}"),
+        }
+    }
 }
 
 impl From<anyhow::Error> for Failure {

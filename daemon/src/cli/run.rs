@@ -21,7 +21,16 @@ use super::{load_config, open_keyring, Failure};
 /// directory refused for being unencrypted, is a configuration error.
 pub fn run(config_path: &Path) -> Result<(), Failure> {
     let config = load_config(config_path)?;
-    let keyring = open_keyring(&config, "daemon")?;
+    let keyring = match open_keyring(&config, "daemon") {
+        Ok(k) => {
+            unseal_alert(&config, None);
+            k
+        }
+        Err(e) => {
+            unseal_alert(&config, Some(&e));
+            return Err(e);
+        }
+    };
     match run_daemon(config, keyring) {
         Ok(()) => Ok(()),
         Err(e) => match e.downcast::<PasswordError>() {
@@ -31,6 +40,64 @@ pub fn run(config_path: &Path) -> Result<(), Failure> {
                 Err(e) => Err(Failure::Runtime(e)),
             },
         },
+    }
+}
+
+/// Raises `keys.unseal_failed` when the keyring cannot be opened (kept in
+/// the index, sent by the next start that can unseal the channel secrets;
+/// MQTT's last will says "offline" meanwhile), or clears it.
+fn unseal_alert(config: &Config, failure: Option<&Failure>) {
+    if !config.db_path.exists() {
+        return;
+    }
+    let Ok(index) = Index::open_existing(&config.db_path) else {
+        return;
+    };
+    let problem = failure.map(|f| {
+        format!(
+            "The key-encryption key could not be unsealed at start, so Vigil records nothing: {f}; see docs/runbook.md"
+        )
+    });
+    let r = crate::db::alerts::set_now(
+        index.conn(),
+        crate::db::alerts::Kind::KeysUnsealFailed,
+        "",
+        problem.as_deref(),
+        crate::base::clock::now_ns(),
+    );
+    if let Err(e) = r {
+        tracing::warn!("cannot store the key alert: {e}");
+    }
+}
+
+/// After an unclean stop (the running mark still set): `daemon.restarted`,
+/// saying how systemd says the last run ended when it told us.
+fn restart_alert(index: &Index, recovered: usize) {
+    let now = crate::base::clock::now_ns();
+    let prev = match crate::db::alerts::mark_running(index.conn(), now) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("cannot keep the running mark: {e}");
+            return;
+        }
+    };
+    let Some(result) = prev else { return };
+    let how = match result.as_deref() {
+        Some(r) if r.starts_with("watchdog") => {
+            "the systemd watchdog restarted it after it stopped responding".to_string()
+        }
+        Some(r) => format!("it stopped unexpectedly ({r}) and systemd restarted it"),
+        None => "it was not stopped cleanly (a power cut, a crash or kill -9)".to_string(),
+    };
+    let message = format!("Vigil started again: {how}; {recovered} interrupted recording(s) recovered");
+    tracing::warn!("{message}");
+    let r = crate::db::alerts::raise_now(
+        index.conn(),
+        &crate::db::alerts::Raise::new(crate::db::alerts::Kind::DaemonRestarted, "", &message),
+        now,
+    );
+    if let Err(e) = r {
+        tracing::warn!("cannot store the restart alert: {e}");
     }
 }
 
@@ -194,6 +261,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
     for (id, e) in &rep.failed {
         tracing::error!(recording = id, "cannot recover: {e}");
     }
+    restart_alert(&index, rep.recovered.len());
 
     match keyring.prune_unused(crate::base::clock::now_ns()) {
         Ok(ids) if !ids.is_empty() => tracing::info!(count = ids.len(), "destroyed data keys no recording uses"),
@@ -247,16 +315,22 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         .build()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let live = Arc::new(crate::ingest::live::LiveHub::new());
-    let supervisor = Arc::new(crate::run::cameras::Supervisor::new(
-        runtime.handle().clone(),
-        storage.clone(),
-        config.db_path.clone(),
-        keys.clone(),
-        live.clone(),
-        config.segment_duration,
-        config.stall_timeout,
-        config.cameras.iter().map(|c| c.name.clone()).collect(),
-    ));
+    let supervisor = Arc::new(
+        crate::run::cameras::Supervisor::new(
+            runtime.handle().clone(),
+            storage.clone(),
+            config.db_path.clone(),
+            keys.clone(),
+            live.clone(),
+            config.segment_duration,
+            config.stall_timeout,
+            config.cameras.iter().map(|c| c.name.clone()).collect(),
+        )
+        .with_alerts(
+            std::time::Duration::from_secs(config.alerts.offline_after_seconds),
+            std::time::Duration::from_secs(config.alerts.gap_after_seconds),
+        ),
+    );
     // Retention and the fixity scrub: plain threads with their own index
     // connections, stopped through one flag at shutdown.
     let background_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -286,6 +360,13 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         );
         let anchor = crate::run::audit_anchor::spawn(&config.db_path, &keyring, &background_stop)?;
         background.push(anchor);
+        let dispatcher = crate::alerts::dispatch::Dispatcher {
+            db_path: config.db_path.clone(),
+            keyring: keyring.clone(),
+            config: config.alerts.clone(),
+            ctx: crate::alerts::channels::context(index.conn(), &config.alerts),
+        };
+        background.push(crate::alerts::dispatch::spawn(dispatcher, background_stop.clone())?);
     }
     let mut tasks = Vec::new();
     let mut egress = None;
@@ -316,6 +397,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         state.transcoders = Arc::new(crate::ingest::transcode::Transcoders::new(http.max_transcodes));
         state.volume_warning = volume_warning.clone();
         state.retention = config.retention.clone();
+        state.alerts = config.alerts.clone();
         state.provisioned_urls = config
             .cameras
             .iter()
@@ -420,6 +502,9 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         let _ = t.join();
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    if let Err(e) = crate::db::alerts::mark_stopped(index.conn()) {
+        tracing::warn!("cannot clear the running mark: {e}");
+    }
     tracing::info!("stopped; every open recording was finalised");
     Ok(())
 }

@@ -335,6 +335,26 @@ pub fn raised_since(conn: &Connection, code: &str, subject: &str, since_ns: i64)
         .query_row(params![code, subject, since_ns], |r| r.get(0))
 }
 
+/// Clears the open camera alerts (offline, write failure, clock drift) of
+/// cameras that have been stopped (removed, disabled) since before
+/// `stopped_before_ns`: nobody runs them any more.
+pub fn clear_stopped_cameras(conn: &Connection, stopped_before_ns: i64, now_ns: i64) -> rusqlite::Result<usize> {
+    let stale: Vec<(String, String)> = conn
+        .prepare_cached(
+            "SELECT a.code, a.subject FROM alert a JOIN camera c ON c.name = a.camera \
+             WHERE a.cleared_ns IS NULL AND a.code IN ('camera.offline', 'storage.write_failed', 'camera.clock_drift') \
+             AND c.state = 'stopped' AND c.state_since_ns < ?1",
+        )?
+        .query_map([stopped_before_ns], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (code, subject) in &stale {
+        if let Some(kind) = Kind::of_code(code) {
+            clear(conn, kind, subject, now_ns)?;
+        }
+    }
+    Ok(stale.len())
+}
+
 /// Open alerts per severity, for /metrics.
 pub fn open_by_severity(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
     let mut st =

@@ -75,8 +75,8 @@ pub fn record_ok(conn: &Connection, id: i64, ts_ns: i64) -> rusqlite::Result<()>
 }
 
 /// Records that recording `id` (file `file_name`) did not match at `ts_ns`,
-/// in one IMMEDIATE transaction with a `fixity.mismatch` audit entry when
-/// it was not already known to fail.
+/// in one IMMEDIATE transaction with a `fixity.mismatch` audit entry and
+/// alert when it was not already known to fail.
 pub fn record_mismatch(conn: &Connection, id: i64, file_name: &str, ts_ns: i64, what: &str) -> rusqlite::Result<()> {
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     let was_ok: Option<i64> = tx.query_row("SELECT fixity_ok FROM recording WHERE id = ?1", [id], |r| r.get(0))?;
@@ -85,6 +85,22 @@ pub fn record_mismatch(conn: &Connection, id: i64, file_name: &str, ts_ns: i64, 
         params![id, ts_ns, what],
     )?;
     if was_ok != Some(0) {
+        let camera: String = tx.query_row(
+            "SELECT c.name FROM recording r JOIN camera c ON c.id = r.camera_id WHERE r.id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        super::alerts::raise(
+            &tx,
+            &super::alerts::Raise::camera(
+                super::alerts::Kind::FixityMismatch,
+                &camera,
+                &format!(
+                    "Recording {id} of camera {camera} changed on disk since it was written ({file_name}: {what})"
+                ),
+            ),
+            ts_ns,
+        )?;
         audit::append(
             &tx,
             "fixity",

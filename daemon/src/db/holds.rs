@@ -227,6 +227,7 @@ mod tests {
                 timescale: 1_000_000_000,
                 start_pts: 0,
                 bytes: 10,
+                gap_alert_after_ns: None,
             })
             .unwrap();
         idx.conn()

@@ -117,6 +117,9 @@ pub struct NewRecording<'a> {
     pub timescale: i64,
     pub start_pts: i64,
     pub bytes: i64,
+    /// Raise `recording.gap` when the camera's previous recording ended
+    /// more than this long (ns) before this one starts (None: never).
+    pub gap_alert_after_ns: Option<i64>,
 }
 
 /// The new file of a re-encrypted recording.
@@ -210,6 +213,11 @@ impl Index {
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
+    /// The connection itself, for a thread that keeps it.
+    pub fn into_conn(self) -> Connection {
+        self.conn
+    }
+
     pub fn conn_mut(&mut self) -> &mut Connection {
         &mut self.conn
     }
@@ -296,11 +304,43 @@ impl Index {
             .optional()?)
     }
 
-    pub fn set_camera_state(&self, id: i64, state: &str, since_ns: i64, error: Option<&str>) -> Result<(), IndexError> {
-        self.conn.execute(
+    /// Stores a camera's state; in the same transaction, streaming clears
+    /// its `camera.offline` alert, and any other state but "stopped" raises
+    /// it, sent only if it lasts `offline_alert_after_ns` (None: no alert).
+    pub fn set_camera_state(
+        &self,
+        id: i64,
+        state: &str,
+        since_ns: i64,
+        error: Option<&str>,
+        offline_alert_after_ns: Option<i64>,
+    ) -> Result<(), IndexError> {
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
             "UPDATE camera SET state = ?2, state_since_ns = ?3, last_error = COALESCE(?4, last_error) WHERE id = ?1",
             params![id, state, since_ns, error],
         )?;
+        if let Some(after) = offline_alert_after_ns {
+            let name: String = tx.query_row("SELECT name FROM camera WHERE id = ?1", [id], |r| r.get(0))?;
+            match state {
+                "streaming" => {
+                    alerts::clear(&tx, alerts::Kind::CameraOffline, &name, since_ns)?;
+                }
+                "stopped" => {}
+                _ => {
+                    let why = error
+                        .map(|e| format!("{state}: {e}"))
+                        .unwrap_or_else(|| state.to_string());
+                    let message = format!("Camera {name} is not streaming ({why})");
+                    alerts::raise(
+                        &tx,
+                        &alerts::Raise::camera(alerts::Kind::CameraOffline, &name, &message).after(after),
+                        since_ns,
+                    )?;
+                }
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -327,8 +367,35 @@ impl Index {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Inserts a new recording. With `n.gap_alert_after_ns`, a hole since
+    /// the camera's previous recording longer than that raises a
+    /// `recording.gap` alert in the same transaction.
     pub fn insert_recording(&self, n: &NewRecording<'_>) -> Result<i64, IndexError> {
-        self.conn.execute(
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
+        if let Some(after) = n.gap_alert_after_ns {
+            let prev: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT r.end_wall_ns, c.name FROM recording r JOIN camera c ON c.id = r.camera_id \
+                     WHERE r.camera_id = ?1 ORDER BY r.end_wall_ns DESC LIMIT 1",
+                    [n.camera_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((end, name)) = prev.filter(|(end, _)| n.start_wall_ns - end > after) {
+                let message = format!(
+                    "Camera {name} recorded nothing for {} s, from {} to {}",
+                    (n.start_wall_ns - end) / 1_000_000_000,
+                    crate::base::time::format_ns(end),
+                    crate::base::time::format_ns(n.start_wall_ns)
+                );
+                alerts::raise(
+                    &tx,
+                    &alerts::Raise::camera(alerts::Kind::RecordingGap, &name, &message),
+                    n.start_wall_ns,
+                )?;
+            }
+        }
+        tx.execute(
             "INSERT INTO recording (camera_id, file_name, file_id, key_id, codec, state, start_wall_ns, end_wall_ns, \
              observed_wall_ns, timescale, start_pts, end_pts, bytes) \
              VALUES (?1, ?2, ?3, ?4, ?5, 'writing', ?6, ?6, ?7, ?8, ?9, ?9, ?10)",
@@ -345,7 +412,9 @@ impl Index {
                 n.bytes
             ],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(id)
     }
 
     /// Marks recording `id` as continuing the previous one in media time.
@@ -649,6 +718,7 @@ mod tests {
                 timescale: 90_000,
                 start_pts: 1_000,
                 bytes: 300,
+                gap_alert_after_ns: None,
             })
             .unwrap();
         let chunk = ChunkRow {
@@ -755,6 +825,7 @@ mod paging_tests {
                 timescale: 90_000,
                 start_pts: 0,
                 bytes: 0,
+                gap_alert_after_ns: None,
             })
             .unwrap();
         }

@@ -217,6 +217,15 @@ pub fn retained_days_estimate(recordings: u64, free: u64, floor: u64, mean_daily
     Some((room / mean * 10.0).round() / 10.0)
 }
 
+/// The cameras the daemon runs (any state but "stopped") and whether each
+/// is streaming, by name: what MQTT publishes as retained states.
+pub fn camera_states(conn: &Connection) -> rusqlite::Result<Vec<(String, bool)>> {
+    let mut st =
+        conn.prepare_cached("SELECT name, state = 'streaming' FROM camera WHERE state != 'stopped' ORDER BY name")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

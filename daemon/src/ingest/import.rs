@@ -76,6 +76,8 @@ pub fn import(
             segment_duration,
             import_start_wall_ns: Some(start),
             clock: crate::base::clock::system(),
+            offline_alert_after_ns: None,
+            gap_alert_after_ns: None,
         },
         storage.clone(),
         index,

@@ -47,6 +47,8 @@ pub struct Supervisor {
     /// Names from vigil.toml (not changeable through the API).
     provisioned: Vec<String>,
     running: Mutex<HashMap<String, Running>>,
+    /// (camera offline, recording gap) alert delays in ns; None: no alerts.
+    alert_delays: (Option<i64>, Option<i64>),
 }
 
 impl Supervisor {
@@ -71,7 +73,16 @@ impl Supervisor {
             stall,
             provisioned,
             running: Mutex::new(HashMap::new()),
+            alert_delays: (None, None),
         }
+    }
+
+    /// Raise `camera.offline` after a camera stops streaming for `offline`,
+    /// and `recording.gap` for holes longer than `gap`.
+    pub fn with_alerts(mut self, offline: Duration, gap: Duration) -> Self {
+        let ns = |d: Duration| Some(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        self.alert_delays = (ns(offline), ns(gap));
+        self
     }
 
     pub fn is_provisioned(&self, name: &str) -> bool {
@@ -119,6 +130,8 @@ impl Supervisor {
                 segment_duration: self.segment,
                 import_start_wall_ns: None,
                 clock: crate::base::clock::system(),
+                offline_alert_after_ns: self.alert_delays.0,
+                gap_alert_after_ns: self.alert_delays.1,
             },
             self.storage.clone(),
             index,

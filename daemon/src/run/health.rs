@@ -9,7 +9,8 @@
 //! so a stuck recorder, a wedged runtime or a locked database stop the pings
 //! and systemd restarts the service. A free-running ping timer would keep a
 //! broken daemon alive forever. It also publishes `STATUS=` ("3/4 cameras
-//! recording, 62% free").
+//! recording, 62% free") and once a minute polls the conditions kept as
+//! alerts ([`crate::run::conditions`]).
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use crate::base::clock::mono_ms;
 
 /// A recorder whose queue has work older than this is stuck.
 const WRITER_STALL: Duration = Duration::from_secs(10);
+/// How often the clock's synchronisation and the secrets' expiry are polled.
+const CONDITIONS_POLL: Duration = Duration::from_secs(60);
 /// The runtime heartbeat ticks every second; this much silence is a stall.
 const RUNTIME_STALL: Duration = Duration::from_secs(10);
 
@@ -194,7 +197,14 @@ impl HealthSupervisor {
             .unwrap_or(Duration::from_secs(5));
         let conn = crate::db::probe::connect(&self.db_path, Duration::from_secs(5));
         let mut last_problems: Vec<String> = Vec::new();
+        let mut next_poll = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            if let (Ok(c), true) = (&conn, Instant::now() >= next_poll) {
+                next_poll = Instant::now() + CONDITIONS_POLL;
+                if let Err(e) = crate::run::conditions::poll(c, crate::base::clock::now_ns()) {
+                    tracing::warn!("cannot update the clock and secret alerts: {e}");
+                }
+            }
             let v = self.check(conn.as_ref().map_err(|e| e.to_string()));
             if v.problems.is_empty() {
                 self.notifier.send(&format!("WATCHDOG=1\nSTATUS={}", v.status));

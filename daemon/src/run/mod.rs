@@ -5,5 +5,6 @@
 
 pub mod audit_anchor;
 pub mod cameras;
+pub mod conditions;
 pub mod health;
 pub mod notify;

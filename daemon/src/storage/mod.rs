@@ -394,6 +394,7 @@ mod tests {
                 timescale: 90_000,
                 start_pts: 0,
                 bytes: w.len() as i64,
+                gap_alert_after_ns: None,
             })
             .unwrap();
         (id, name)

@@ -44,6 +44,11 @@ pub struct RecorderConfig {
     /// Every wall-clock and monotonic read the recorder makes
     /// ([`crate::base::clock::system`] outside tests).
     pub clock: Clocks,
+    /// Raise `camera.offline` when the camera stops streaming for this
+    /// long (ns), and `recording.gap` for a hole between recordings longer
+    /// than that (None: no alert, e.g. when importing).
+    pub offline_alert_after_ns: Option<i64>,
+    pub gap_alert_after_ns: Option<i64>,
 }
 
 struct OpenRecording {
@@ -193,10 +198,13 @@ impl Recorder {
                 self.reset_timeline();
             }
             Event::State { state, error } => {
-                if let Err(e) =
-                    self.index
-                        .set_camera_state(self.cfg.camera_id, state, self.cfg.clock.wall_ns(), error.as_deref())
-                {
+                if let Err(e) = self.index.set_camera_state(
+                    self.cfg.camera_id,
+                    state,
+                    self.cfg.clock.wall_ns(),
+                    error.as_deref(),
+                    self.cfg.offline_alert_after_ns,
+                ) {
                     tracing::warn!(camera = %self.cfg.camera, "cannot store camera state: {e}");
                 }
             }
@@ -434,6 +442,7 @@ impl Recorder {
             timescale: i64::from(params.timescale),
             start_pts: pts,
             bytes: writer.len() as i64,
+            gap_alert_after_ns: self.cfg.gap_alert_after_ns,
         })?;
         Ok(OpenRecording {
             id,
@@ -481,17 +490,40 @@ impl Recorder {
                 if self.retry_at.take().is_some() {
                     self.write_backoff = Duration::ZERO;
                     tracing::info!(camera = %self.cfg.camera, "storage is writable again; recording resumed");
+                    self.write_alert(None);
                 }
             }
             Err(e) => {
                 tracing::error!(camera = %self.cfg.camera, recording = open.id, "write failed, closing the recording: {e:#}");
+                let message = format!(
+                    "Camera {}: writing recording {} failed, recording is paused until a write succeeds: {e:#}",
+                    self.cfg.camera, open.id
+                );
                 self.pending.clear();
                 self.abandon_open();
+                self.write_alert(Some(&message));
                 self.storage_failed();
                 return;
             }
         }
         self.pending.clear();
+    }
+
+    /// Raises (Some) or clears (None) this camera's `storage.write_failed` alert.
+    fn write_alert(&self, problem: Option<&str>) {
+        if self.cfg.offline_alert_after_ns.is_none() {
+            return;
+        }
+        let r = crate::db::alerts::set_now(
+            self.index.conn(),
+            crate::db::alerts::Kind::StorageWriteFailed,
+            &self.cfg.camera,
+            problem,
+            self.cfg.clock.wall_ns(),
+        );
+        if let Err(e) = r {
+            tracing::warn!(camera = %self.cfg.camera, "cannot store the write-failure alert: {e}");
+        }
     }
 
     /// Counts a storage failure and holds off new recordings for a while, so a

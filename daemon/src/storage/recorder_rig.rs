@@ -81,6 +81,8 @@ impl Rig {
                 segment_duration: Duration::from_secs(segment_s),
                 import_start_wall_ns: None,
                 clock: self.clock.clone(),
+                offline_alert_after_ns: None,
+                gap_alert_after_ns: None,
             },
             self.storage.clone(),
             index,

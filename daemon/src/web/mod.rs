@@ -75,6 +75,8 @@ pub struct AppState {
     pub live_streams: Arc<crate::evidence::egress::StreamGate>,
     /// H.265 → H.264 conversions for browsers (`[http] max_transcodes`).
     pub transcoders: Arc<crate::ingest::transcode::Transcoders>,
+    /// `[alerts]` of vigil.toml (its channels cannot be changed from the UI).
+    pub alerts: crate::config::alerts::AlertsConfig,
     pool: Mutex<Vec<Index>>,
 }
 
@@ -100,6 +102,7 @@ impl AppState {
             provisioned_urls: Vec::new(),
             live_streams: Arc::new(crate::evidence::egress::StreamGate::live()),
             transcoders: Arc::default(),
+            alerts: Default::default(),
             db_path,
             keyring,
             storage,

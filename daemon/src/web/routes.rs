@@ -381,6 +381,7 @@ mod tests {
                     assert!(!public.contains(&r.path), "{name} needs a login");
                     let admin_only = r.path.starts_with("/api/v1/users")
                         || r.path.starts_with("/api/v1/audit")
+                        || r.path.starts_with("/api/v1/alerts/channels")
                         || r.path == "/api/v1/probe-camera"
                         || r.path.ends_with("/release")
                         || (r.path.starts_with("/api/v1/cameras") && r.method != "GET");

@@ -124,6 +124,15 @@ pub async fn ready(st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Repl
 /// `GET /metrics`.
 pub async fn metrics(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
     let cams = st.db(|idx| Ok(idx.cameras()?)).await?;
+    let (open_alerts, deliveries) = st
+        .db(|idx| {
+            Ok((
+                crate::db::alerts::open_by_severity(idx.conn())?,
+                crate::db::alert_outbox::channel_stats(idx.conn())?,
+            ))
+        })
+        .await?;
+    let now = st.clock.wall_ns();
     let space = crate::base::host::fs_space(st.storage.dir());
     let c = &st.counters;
     let mut out = String::new();
@@ -176,6 +185,55 @@ pub async fn metrics(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> R
         "H.265 to H.264 conversions running",
         "gauge",
         vec![(String::new(), st.transcoders.in_use().to_string())],
+    );
+    metric(
+        "vigil_alerts_open",
+        "open alerts by severity",
+        "gauge",
+        ["critical", "warning", "info"]
+            .iter()
+            .map(|sev| {
+                let v = open_alerts.iter().find(|(s, _)| s == sev).map(|(_, n)| *n).unwrap_or(0);
+                (format!("{{severity=\"{sev}\"}}"), v.to_string())
+            })
+            .collect(),
+    );
+    metric(
+        "vigil_alert_deliveries_total",
+        "alert messages per channel and delivery state (held: waiting for a digest)",
+        "gauge",
+        deliveries
+            .iter()
+            .flat_map(|d| {
+                [
+                    ("sent", d.sent),
+                    ("pending", d.pending),
+                    ("held", d.held),
+                    ("failed", d.failed),
+                ]
+                .map(|(state, v)| {
+                    (
+                        format!("{{channel=\"{}\",state=\"{state}\"}}", d.channel),
+                        v.to_string(),
+                    )
+                })
+            })
+            .collect(),
+    );
+    metric(
+        "vigil_alert_oldest_pending_seconds",
+        "age of the oldest undelivered alert message per channel (0: none)",
+        "gauge",
+        deliveries
+            .iter()
+            .map(|d| {
+                let age = d
+                    .oldest_pending_ns
+                    .map(|t| (now - t).max(0) / 1_000_000_000)
+                    .unwrap_or(0);
+                (format!("{{channel=\"{}\"}}", d.channel), age.to_string())
+            })
+            .collect(),
     );
     let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed).to_string();
     metric(

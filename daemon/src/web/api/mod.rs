@@ -3,6 +3,7 @@
 //! per resource group. `vigil http-routes` prints the table; the dispatcher
 //! in `web::routes` and the access-control tests read it.
 
+pub mod alerts;
 pub mod assets;
 pub mod audit;
 pub mod cameras;
@@ -142,6 +143,26 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/api/v1/fixity", VIEWER, handler!(evidence::fixity)),
     route("GET", "/api/v1/device", VIEWER, handler!(evidence::device)),
     route("GET", "/api/v1/events", VIEWER, handler!(live::events)),
+    route("GET", "/api/v1/alerts", VIEWER, handler!(alerts::list)),
+    route("GET", "/api/v1/alerts/channels", ADMIN, handler!(alerts::channels_list)),
+    route(
+        "PUT",
+        "/api/v1/alerts/channels/{name}",
+        ADMIN,
+        handler!(alerts::channel_put),
+    ),
+    route(
+        "DELETE",
+        "/api/v1/alerts/channels/{name}",
+        ADMIN,
+        handler!(alerts::channel_delete),
+    ),
+    route(
+        "POST",
+        "/api/v1/alerts/channels/{name}/test",
+        ADMIN,
+        handler!(alerts::channel_test),
+    ),
     route("GET", "/api/v1/users", ADMIN, handler!(users::list)),
     route("POST", "/api/v1/users", ADMIN, handler!(users::add)),
     route("POST", "/api/v1/users/{name}/disable", ADMIN, handler!(users::disable)),

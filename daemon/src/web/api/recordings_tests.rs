@@ -49,6 +49,8 @@ async fn server_of(p: Arc<vigil_format::media::StreamParams>) -> Server {
                 segment_duration: Duration::from_secs(600),
                 import_start_wall_ns: None,
                 clock: clock.clone(),
+                offline_alert_after_ns: None,
+                gap_alert_after_ns: None,
             },
             storage.clone(),
             index,
