@@ -113,11 +113,14 @@ class AlertBox(fixture.Fixture):
         rate = a.pop("rate_limit")
         alerts = "".join(f"{k} = {v}\n" for k, v in a.items())
         common = f'min_severity = "info"\nrate_limit = {rate}\nrate_window_seconds = 3600\nca_file = "{ca}"\n'
+        retention = ('[retention]\nmin_free_percent = 25\ninterval_seconds = 5\n\n' if self.tmpfs_mib
+                     else '[retention]\nmin_free_percent = 1\ninterval_seconds = 5\n\n')
         cfg = (f'[storage]\ndir = "{self.volume}/recordings"\ndb = "{d}/vigil.db"\n'
                f'allow_unencrypted_volume = true\n\n'
                f'[keys]\nsource = "file"\nfile = "{d}/kek.key"\n\n'
                f'[recording]\nsegment_seconds = {self.SEGMENT_SECONDS}\nstall_timeout_seconds = 5\n\n'
-               f'[retention]\nmin_free_percent = 25\ninterval_seconds = 5\n\n'
+               # The floor only on the box's own small tmpfs, never the host's disk.
+               f'{retention}'
                f'[fixity]\ncycle_seconds = 5\nrate_mb_per_s = 50\n\n'
                f'{cams}'
                f'[http]\nlisten = "127.0.0.1:0"\n\n'

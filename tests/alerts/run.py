@@ -70,7 +70,9 @@ def main():
                                                     (3, "disk full, flipped byte", scenarios.disk)])
         if want(4):
             box = AlertBox(a.vigil, rx, "alerts-b", ["flappy"], flapping="flappy", keep=a.keep,
-                           offline_after_seconds=1, gap_after_seconds=3600, flap_threshold=3,
+                           # No delay: every cut is an offline alert and a resolve (a
+                           # 1 s delay would withdraw these 0.6 s blips silently).
+                           offline_after_seconds=0, gap_after_seconds=3600, flap_threshold=3,
                            digest_after_seconds=10, digest_threshold=5, rate_limit=4)
             boxes.append(box)
             run_box(box, rx, verdicts, leak, want, [(4, "flapping", scenarios.flapping)])

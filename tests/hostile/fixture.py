@@ -237,9 +237,17 @@ class Fixture:
                 pass
         return out
 
+    def current_log(self):
+        """This run's log only (a restarted daemon's lines, not the last run's)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
     def logged_port(self, what, required=True):
         def find():
-            for line in reversed(self.log().splitlines()):
+            for line in reversed(self.current_log().splitlines()):
                 if what in line:
                     m = re.search(r"listen=127\.0\.0\.1:(\d+)", line)
                     if m:
