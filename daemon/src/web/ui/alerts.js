@@ -120,7 +120,8 @@ function alertItem(a, cleared) {
   head.appendChild(text(Object.assign(document.createElement("strong"), { className: "alert-what" }), a.message || a.code || ""));
   li.appendChild(head);
   const facts = [];
-  facts.push(a.camera ? "Camera " + a.camera : a.subject && a.subject !== a.code ? "Box (" + a.subject + ")" : "The box");
+  const about = a.subject && !["box", a.code, a.camera].includes(a.subject) ? "about " + a.subject : "";
+  facts.push(a.camera ? "Camera " + a.camera : "The whole box" + (about ? ", " + about : ""));
   facts.push("since " + whenAgo(a.first_seen));
   if (cleared && a.cleared) facts.push("cleared " + when(a.cleared));
   if (a.occurrences > 1) facts.push(a.occurrences + " times" + (a.last_seen ? ", last " + when(a.last_seen) : ""));
@@ -174,7 +175,7 @@ function channelRows(list) {
   if (!list.length) {
     const tr = document.createElement("tr");
     cell(tr, "No channels yet: add one below, or in vigil.toml.");
-    tr.firstChild.colSpan = 11;
+    tr.firstChild.colSpan = 8;
     rows.appendChild(tr);
     return;
   }
@@ -182,13 +183,13 @@ function channelRows(list) {
     const tr = document.createElement("tr");
     tr.dataset.channel = c.name;
     cell(tr, c.name);
+    tr.lastChild.className = "nowrap";
     cell(tr, KIND_WORDS[c.kind] || c.kind);
     cell(tr, c.source === "config" ? "configuration file" : "added here");
     cell(tr, c.min_severity || "");
-    cell(tr, String(c.delivered || 0));
-    cell(tr, (c.pending || 0) + (c.pending && c.oldest_pending_seconds ? " (oldest " + age(c.oldest_pending_seconds) + ")" : ""));
-    cell(tr, String(c.held || 0));
-    cell(tr, String(c.failed || 0));
+    cell(tr, (c.delivered || 0) + " delivered, " + (c.pending || 0) + " waiting"
+      + (c.pending && c.oldest_pending_seconds ? " (oldest " + age(c.oldest_pending_seconds) + ")" : "")
+      + ", " + (c.held || 0) + " held for a digest, " + (c.failed || 0) + " failed");
     cell(tr, c.last_sent ? when(c.last_sent) : "never");
     tr.lastChild.className = "nowrap";
     cell(tr, c.last_error || "");
