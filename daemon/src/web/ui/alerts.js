@@ -220,11 +220,11 @@ function age(seconds) {
 function sendErrorWords(raw) {
   const s = String(raw || "");
   if (/connection refused|os error 111/i.test(s)) return "The receiver did not answer (connection refused). Check the address and port, and that it is running.";
-  if (/timed out|timeout/i.test(s)) return "The receiver did not answer in time. Check the address and the network.";
+  if (/timed out|timeout|no answer within/i.test(s)) return "The receiver did not answer in time. Check the address and the network.";
   if (/no route to host|unreachable|os error 113|os error 101/i.test(s)) return "The receiver cannot be reached on the network. Check the address.";
   if (/dns|resolve|lookup|name or service not known/i.test(s)) return "The receiver's name could not be looked up (DNS). Check the address.";
   if (/certificate|tls|handshake/i.test(s)) return "The secure connection failed (TLS certificate). Check the address, or the CA file.";
-  if (/\b401\b|\b403\b|unauthori[sz]ed|forbidden|auth/i.test(s)) return "The receiver refused the credentials. Check the user name and the secret.";
+  if (/\b401\b|\b403\b|unauthori[sz]ed|forbidden|refused the login|authenticat/i.test(s)) return "The receiver refused the credentials. Check the user name and the secret.";
   if (/no secret|secret .*(missing|not set)/i.test(s)) return "The channel's secret is not set. Enter it and save.";
   return "The message was not delivered: " + s;
 }
@@ -279,7 +279,11 @@ function showKind(kind) {
     fs.hidden = !on;
     fs.disabled = !on;
   }
-  text($("channel-secret-label"), (SECRET_WORDS[kind] || "Secret") + (form.editing.value ? " (leave empty to keep the stored one)" : " (optional)"));
+  // Webhooks sign with it and Twilio logs in with it: a new one needs it.
+  const needed = !form.editing.value && (kind === "webhook" || kind === "twilio");
+  form.secret_value.required = needed;
+  text($("channel-secret-label"), (SECRET_WORDS[kind] || "Secret")
+    + (form.editing.value ? " (leave empty to keep the stored one)" : needed ? "" : " (optional)"));
 }
 
 $("channel-kind").addEventListener("change", (ev) => showKind(ev.target.value));

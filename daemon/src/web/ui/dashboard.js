@@ -1,4 +1,5 @@
-// Vigil web UI: the dashboard. Per camera a tile (state badge, last
+// Vigil web UI: the dashboard. The number of open alerts (a link to the
+// Alerts page); per camera a tile (state badge, last
 // recording's age, fps, bitrate, codec, a snapshot, links to live view and
 // playback), the storage (GB free, a graph of the last 14 days, the days
 // retained), the clock and the keys in words. States refresh every 5 s, the
