@@ -85,10 +85,12 @@ async function refresh(mine, admin) {
     ]);
     if (mine !== visit) return;
     const open = (list && list.open) || [];
-    const recent = (list && list.recent) || [];
+    // Recent lists the newest alerts, open ones too: those are shown once, above.
+    const openIds = new Set(open.map((a) => a.id));
+    const recent = ((list && list.recent) || []).filter((a) => !openIds.has(a.id));
     showOpenCount(open.length);
     alertList($("alerts-open"), open, "No open alerts: everything is working.", false);
-    alertList($("alerts-recent"), recent, "No recent alerts.", true);
+    alertList($("alerts-recent"), recent, "No recent alerts that are cleared.", true);
     // The table is left alone while a button in it has the focus.
     if (admin && !$("channel-rows").contains(document.activeElement)) channelRows(chans || []);
   } catch (e) {
@@ -137,7 +139,7 @@ function deliveries(list) {
   const ul = Object.assign(document.createElement("ul"), { className: "deliveries" });
   ul.setAttribute("aria-label", "Deliveries");
   if (!list.length) {
-    ul.appendChild(text(Object.assign(document.createElement("li"), { className: "muted" }), "Not sent: no channel takes this alert."));
+    ul.appendChild(text(Object.assign(document.createElement("li"), { className: "muted" }), "Not sent to any channel."));
     return ul;
   }
   for (const d of list) {
