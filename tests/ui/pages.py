@@ -4,7 +4,7 @@ the page. One place to change if the contract changes."""
 import json
 
 # Pages the axe-core run visits (hash -> section id), admin's view.
-PAGES = ["dashboard", "live", "playback", "evidence", "cameras", "users", "audit", "account", "tokens"]
+PAGES = ["dashboard", "live", "playback", "alerts", "evidence", "cameras", "users", "audit", "account", "tokens"]
 ADMIN_ONLY = ["users", "cameras", "audit"]
 
 # The submit button of a form: <button type=submit>, <input type=submit> or

@@ -6,7 +6,7 @@ Chromium, driven as a person would (clicks at element centres, typing) at
 (the summary). Screenshots of every page go to target/test-artifacts/ui15/.
 Exit status 0 only if every check passed.
 
-    tests/ui/run.py --vigil BIN [--shots DIR] [--keep]
+    tests/ui/run.py --vigil BIN [--shots DIR] [--keep] [--only 9,10]
 
 `--vigil` (or $VIGIL_BIN): a release build with the ffmpeg feature, so the
 H.265 camera can be converted (scripts/ui-test builds it). Every process is
@@ -29,8 +29,9 @@ import pages  # noqa: E402
 from devbox import CAMERAS, UiBox  # noqa: E402
 
 class Suite:
-    def __init__(self, box, page, shots):
+    def __init__(self, box, page, shots, only=None):
         self.box, self.pg, self.shots = box, page, shots
+        self.only = only  # check numbers to run ("9", "6a"...); check 1 (the first login) always runs
         self.url = f"https://127.0.0.1:{box.port}/"
         self.results = []
         self.axe = {}  # "WxH page" -> serious/critical violations
@@ -40,6 +41,9 @@ class Suite:
     # --- bookkeeping ----------------------------------------------------------
     def check(self, name, f):
         """Runs one named check: it passes unless it raises; prints PASS/FAIL."""
+        number = name.split()[0]
+        if self.only and number != "1" and number not in self.only:
+            return True
         t = time.monotonic()
         try:
             detail = f() or ""
@@ -116,6 +120,7 @@ def main():
     p.add_argument("--vigil", default=os.environ.get("VIGIL_BIN"))
     p.add_argument("--shots", default=os.path.join(ROOT, "target/test-artifacts/ui15"))
     p.add_argument("--keep", action="store_true", help="keep the box's data directory")
+    p.add_argument("--only", help="comma-separated check numbers (e.g. 9,10 or 6a); the first login always runs")
     a = p.parse_args()
     if not a.vigil:
         p.error("--vigil BIN (or $VIGIL_BIN) is required")
@@ -130,7 +135,7 @@ def main():
         box.start_daemon()
         recording_since = time.monotonic()
         browser = Browser(*checks.DESKTOP[:2])
-        suite = Suite(box, browser.page, a.shots)
+        suite = Suite(box, browser.page, a.shots, set(a.only.split(",")) if a.only else None)
         checks.run_all(suite, recording_since)
     except Exception as e:  # noqa: BLE001: the box or the browser did not come up
         traceback.print_exc()

@@ -35,6 +35,7 @@ const UI_FILES: &[(&str, &str, &str)] = &[
     ("timeline.js", JS, include_str!("../ui/timeline.js")),
     ("dashboard.js", JS, include_str!("../ui/dashboard.js")),
     ("admin.js", JS, include_str!("../ui/admin.js")),
+    ("alerts.js", JS, include_str!("../ui/alerts.js")),
     ("media.css", CSS, include_str!("../ui/media.css")),
 ];
 

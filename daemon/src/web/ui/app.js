@@ -9,6 +9,7 @@ import * as livePage from "./ui/live.js";
 import * as playbackPage from "./ui/playback.js";
 import * as dashboardPage from "./ui/dashboard.js";
 import * as adminPages from "./ui/admin.js";
+import * as alertsPage from "./ui/alerts.js";
 
 let me = null;
 const ROLES = ["viewer", "operator", "admin"];
@@ -74,12 +75,15 @@ async function route() {
   for (const a of document.querySelectorAll("header#top nav a[data-role]")) a.hidden = rank(me.role) < rank(a.dataset.role);
   if (me.must_change_password) return show("password");
   if (me.mfa_required || page === "mfa") return mfa(me.mfa_required);
+  // The navigation's count of open alerts (those two pages fetch it themselves).
+  if (page !== "alerts" && page !== "dashboard") alertsPage.openCount().catch(() => {});
   try {
     if (page === "live") { show("live"); return await livePage.render(decodeURIComponent(arg || "")); }
     if (page === "playback") { show("playback"); return await playbackPage.render(decodeURIComponent(arg || "")); }
     if (page === "users") return adminPage("users") && await adminPages.users();
     if (page === "cameras") return adminPage("cameras") && await adminPages.cameras();
     if (page === "audit") return adminPage("audit") && await adminPages.audit();
+    if (page === "alerts") { show("alerts"); return await alertsPage.render(decodeURIComponent(arg || "")); }
     if (page === "evidence") return await evidence();
     if (page === "tokens") return await tokens();
     if (page === "account") return account();

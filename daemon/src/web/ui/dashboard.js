@@ -1,4 +1,5 @@
-// Vigil web UI: the dashboard. Per camera a tile (state badge, last
+// Vigil web UI: the dashboard. The number of open alerts (a link to the
+// Alerts page); per camera a tile (state badge, last
 // recording's age, fps, bitrate, codec, a snapshot, links to live view and
 // playback), the storage (GB free, a graph of the last 14 days, the days
 // retained), the clock and the keys in words. States refresh every 5 s, the
@@ -6,6 +7,7 @@
 "use strict";
 
 import { $, api, text, session, onLeave, say, plainError, fmtTime, fmtDateTime, fmtBytes, fmtAge, zoneName, canDecode } from "./common.js";
+import { openCount } from "./alerts.js";
 
 const REFRESH_MS = 5000;
 const STORAGE_REFRESH_MS = 60000;
@@ -41,6 +43,7 @@ async function refresh(mine, first) {
     if (storageDue) storageSeen = { at: Date.now(), value: storage };
     say($("dashboard-msg"), "ok", "");
     alerts(health, cams);
+    openAlerts(mine);
     facts(health);
     tiles(cams);
     storagePanel(storage, health);
@@ -55,7 +58,7 @@ async function refresh(mine, first) {
 
 // ---- alerts and the system facts, in words ----
 function alerts(health, cams) {
-  const box = $("alerts");
+  const box = $("dash-alerts");
   box.replaceChildren();
   const alert = (s) => box.appendChild(text(Object.assign(document.createElement("div"), { className: "alert", role: "alert" }), "⚠ " + s));
   if (health) {
@@ -69,6 +72,16 @@ function alerts(health, cams) {
   for (const c of cams) {
     if (c.state === "offline" && !isArchived(c)) alert(c.name + " is offline: " + plainError({ message: c.last_error || "no reason given" }));
   }
+}
+
+/// "N open alerts", a link to the Alerts page (nothing when none is open).
+async function openAlerts(mine) {
+  let n = null;
+  try { n = await openCount(); } catch (e) { n = null; }
+  if (mine !== visit) return;
+  const line = $("dash-open-alerts");
+  line.hidden = !(n > 0);
+  text(line.firstElementChild, n === 1 ? "1 open alert" : n + " open alerts");
 }
 
 function facts(health) {
