@@ -416,6 +416,36 @@ fn retry(
 mod tests {
     use super::*;
 
+    fn alert(severity: &str, camera: Option<&str>) -> Alert {
+        Alert {
+            id: 1,
+            code: "camera.offline".into(),
+            severity: severity.into(),
+            subject: camera.unwrap_or("").into(),
+            camera: camera.map(str::to_string),
+            message: "m".into(),
+            first_seen_ns: 0,
+            last_seen_ns: 0,
+            cleared_ns: None,
+            occurrences: 1,
+            silent: false,
+        }
+    }
+
+    #[test]
+    fn a_channel_wants_its_severities_and_cameras_and_every_box_alert() {
+        let v = serde_json::json!({"kind": "webhook", "url": "https://127.0.0.1:9/x", "secret": "s",
+                                   "min_severity": "critical", "cameras": ["front"]});
+        let c = ChannelConfig::from_json("ops", &v).unwrap();
+        assert!(wants(&c, &alert("critical", Some("front"))));
+        assert!(!wants(&c, &alert("warning", Some("front"))), "below min_severity");
+        assert!(!wants(&c, &alert("critical", Some("yard"))), "another camera");
+        assert!(
+            wants(&c, &alert("critical", None)),
+            "the box's own alerts always pass the camera filter"
+        );
+    }
+
     #[test]
     fn backoff_doubles_to_a_minute() {
         assert_eq!(backoff(0), Duration::from_secs(2));

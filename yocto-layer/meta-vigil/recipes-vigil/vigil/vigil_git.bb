@@ -74,8 +74,11 @@ FILES:${PN} += "${systemd_system_unitdir}/vigil.service \
 "
 
 # The provisioning script (first boot): LUKS2 with a TPM2 token, the KEK
-# sealed by systemd-creds, an ext4 volume.
+# sealed by systemd-creds, an ext4 volume. ca-certificates: alert channels
+# over TLS (webhooks, Twilio, SMTP, MQTT) trust the system's roots in
+# /etc/ssl/certs unless a channel names its own ca_file.
 RDEPENDS:${PN} += "bash \
+                   ca-certificates \
                    cryptsetup \
                    e2fsprogs-mke2fs \
                    tpm2-tss \
