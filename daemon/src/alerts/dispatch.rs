@@ -20,7 +20,7 @@ use crate::db::alert_outbox as outbox;
 use crate::db::alerts::Alert;
 use crate::keys::keyring::Keyring;
 
-use super::channels::{self, Source};
+use super::channels;
 use super::{message, Transport, TransportContext};
 
 /// Messages older than this are given up (state `failed`).
@@ -49,7 +49,9 @@ pub fn spawn(d: Dispatcher, stop: Arc<AtomicBool>) -> std::io::Result<std::threa
                 return;
             }
         };
-        rt.block_on(d.run(stop));
+        // Channel workers are local tasks of this one thread.
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, Arc::new(d).run(stop));
     })
 }
 
@@ -70,8 +72,9 @@ pub fn wants(c: &ChannelConfig, a: &Alert) -> bool {
     }
 }
 
-/// One channel's sender: its transport (opened lazily, reopened after a
-/// configuration change), its connection to the index.
+/// One channel's sender: its transport (opened lazily), its connection to
+/// the index. Runs as its own task, so a slow receiver holds up only its
+/// own channel.
 struct Worker {
     cfg: ChannelConfig,
     conn: Connection,
@@ -82,12 +85,39 @@ struct Worker {
     published: Option<(Vec<(String, bool)>, usize)>,
 }
 
+/// A running worker: its stop flag and task.
+struct Running {
+    fingerprint: String,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if tokio::time::timeout(Duration::from_secs(5), self.task).await.is_err() {
+            tracing::warn!("alerts: a channel worker did not stop within 5 s");
+        }
+    }
+}
+
+/// Sleeps about `d`, returning early when `stop` is set.
+async fn nap(d: Duration, stop: &AtomicBool) {
+    let until = tokio::time::Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 impl Dispatcher {
-    async fn run(self, stop: Arc<AtomicBool>) {
-        let idx = match crate::db::Index::open(&self.db_path) {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::error!("alerts: cannot open the index, no alert will be sent: {e}");
+    async fn run(self: Arc<Self>, stop: Arc<AtomicBool>) {
+        let idx = loop {
+            match crate::db::Index::open(&self.db_path) {
+                Ok(i) => break i,
+                Err(e) => tracing::error!("alerts: cannot open the index, retrying in 10 s: {e}"),
+            }
+            nap(Duration::from_secs(10), &stop).await;
+            if stop.load(Ordering::Relaxed) {
                 return;
             }
         };
@@ -96,12 +126,18 @@ impl Dispatcher {
         if let Err(e) = outbox::retry_all_now(conn, crate::base::clock::now_ns()) {
             tracing::warn!("alerts: cannot reschedule waiting messages: {e}");
         }
-        let mut workers: HashMap<String, Worker> = HashMap::new();
+        let mut running: HashMap<String, Running> = HashMap::new();
+        // The channels as last read; nothing is handed out before the
+        // first successful read (an event handed to no channel is done).
+        let mut channels: Option<Vec<ChannelConfig>> = None;
         let mut tick: u64 = 0;
         while !stop.load(Ordering::Relaxed) {
             let now = crate::base::clock::now_ns();
             if tick.is_multiple_of(5) {
-                self.refresh_workers(conn, &mut workers).await;
+                match self.refresh_workers(conn, &mut running).await {
+                    Ok(list) => channels = Some(list),
+                    Err(e) => tracing::warn!("alerts: cannot read the channels (messages wait): {e}"),
+                }
             }
             if tick.is_multiple_of(3600) {
                 if let Err(e) = outbox::prune(conn, now - KEEP_HISTORY_NS) {
@@ -109,87 +145,82 @@ impl Dispatcher {
                 }
             }
             tick += 1;
-            if let Err(e) = self.fan_out(conn, &workers, now) {
-                tracing::warn!("alerts: cannot hand out messages: {e}");
-            }
-            let passes = workers.values_mut().map(|w| w.pass(&self, now));
-            futures::future::join_all(passes).await;
-            for _ in 0..10 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
+            if let Some(list) = &channels {
+                if let Err(e) = self.fan_out(conn, list, now) {
+                    tracing::warn!("alerts: cannot hand out messages: {e}");
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            nap(Duration::from_secs(1), &stop).await;
         }
-        for (_, mut w) in workers.drain() {
-            if let Some(mut t) = w.transport.take() {
-                t.close().await;
-            }
+        for (_, r) in running.drain() {
+            r.stop().await;
         }
     }
 
-    /// Starts a worker per channel, replaces those whose settings changed,
-    /// stops those removed.
-    async fn refresh_workers(&self, conn: &Connection, workers: &mut HashMap<String, Worker>) {
-        let channels = match channels::all(conn, &self.config) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("alerts: cannot read the channels: {e}");
-                return;
-            }
-        };
-        let names: Vec<String> = channels.iter().map(|(c, _)| c.name.clone()).collect();
-        let gone: Vec<String> = workers.keys().filter(|n| !names.contains(n)).cloned().collect();
-        for n in gone {
-            if let Some(mut w) = workers.remove(&n) {
-                if let Some(mut t) = w.transport.take() {
-                    t.close().await;
-                }
+    /// What makes a worker stale: its settings and its secret's version.
+    fn fingerprint(cfg: &ChannelConfig, secrets: &[crate::keys::secrets::SecretMeta]) -> String {
+        let version = cfg
+            .secret
+            .as_ref()
+            .and_then(|n| secrets.iter().find(|s| &s.name == n))
+            .map(|s| format!("{}:{}", s.version, s.updated_ns))
+            .unwrap_or_default();
+        format!("{}|{version}", cfg.settings_json())
+    }
+
+    /// Starts a worker per channel, restarts those whose settings or
+    /// secret changed, stops those removed; returns the channels.
+    async fn refresh_workers(
+        self: &Arc<Self>,
+        conn: &Connection,
+        running: &mut HashMap<String, Running>,
+    ) -> rusqlite::Result<Vec<ChannelConfig>> {
+        let list = channels::all(conn, &self.config)?;
+        let secrets = crate::keys::secrets::list_in(conn)?;
+        let wanted: HashMap<String, String> = list
+            .iter()
+            .map(|(c, _)| (c.name.clone(), Self::fingerprint(c, &secrets)))
+            .collect();
+        let stale: Vec<String> = running
+            .iter()
+            .filter(|(n, r)| wanted.get(*n) != Some(&r.fingerprint))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in stale {
+            if let Some(r) = running.remove(&n) {
+                r.stop().await;
             }
         }
-        for (cfg, source) in channels {
-            let changed = workers.get(&cfg.name).is_none_or(|w| {
-                w.cfg.settings_json() != cfg.settings_json() || source == Source::Ui && w.stale_secret()
-            });
-            if !changed {
+        for (cfg, _) in &list {
+            if running.contains_key(&cfg.name) {
                 continue;
             }
-            if let Some(mut old) = workers.remove(&cfg.name) {
-                if let Some(mut t) = old.transport.take() {
-                    t.close().await;
-                }
-            }
-            match crate::db::Index::open(&self.db_path) {
-                Ok(i) => {
-                    let _ = i.use_small_cache();
-                    workers.insert(
-                        cfg.name.clone(),
-                        Worker {
-                            cfg,
-                            conn: i.into_conn(),
-                            transport: None,
-                            open_failed: None,
-                            published: None,
-                        },
-                    );
-                }
-                Err(e) => tracing::warn!(channel = %cfg.name, "alerts: cannot open the index: {e}"),
-            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let task = tokio::task::spawn_local(worker(self.clone(), cfg.clone(), stop.clone()));
+            running.insert(
+                cfg.name.clone(),
+                Running {
+                    fingerprint: wanted.get(&cfg.name).cloned().unwrap_or_default(),
+                    stop,
+                    task,
+                },
+            );
         }
+        Ok(list.into_iter().map(|(c, _)| c).collect())
     }
 
     /// Gives each due event to the channels that want it; an alert that
     /// flaps (raised more than `flap_threshold` times in the window) is held
     /// back for the digest.
-    fn fan_out(&self, conn: &Connection, workers: &HashMap<String, Worker>, now: i64) -> rusqlite::Result<()> {
+    fn fan_out(&self, conn: &Connection, list: &[ChannelConfig], now: i64) -> rusqlite::Result<()> {
         let window = i64::try_from(self.config.flap_window_seconds).unwrap_or(i64::MAX / SECOND) * SECOND;
         for ev in outbox::due_events(conn, now, 500)? {
             let flaps = crate::db::alerts::raised_since(conn, &ev.alert.code, &ev.alert.subject, now - window)?;
             let damped = flaps > i64::from(self.config.flap_threshold);
-            let targets: Vec<(String, bool)> = workers
-                .values()
-                .filter(|w| wants(&w.cfg, &ev.alert))
-                .map(|w| (w.cfg.name.clone(), damped))
+            let targets: Vec<(String, bool)> = list
+                .iter()
+                .filter(|c| wants(c, &ev.alert))
+                .map(|c| (c.name.clone(), damped))
                 .collect();
             if damped {
                 tracing::info!(alert = %ev.alert.code, subject = %ev.alert.subject, flaps, "alert is flapping; its messages go to the digest");
@@ -200,13 +231,39 @@ impl Dispatcher {
     }
 }
 
-impl Worker {
-    /// A UI channel's secret may have been replaced: reopen once a minute
-    /// when the transport failed to open.
-    fn stale_secret(&self) -> bool {
-        self.open_failed.is_some()
+/// One channel's task: opens its own index connection, then a pass a
+/// second until stopped; closes the transport cleanly.
+async fn worker(d: Arc<Dispatcher>, cfg: ChannelConfig, stop: Arc<AtomicBool>) {
+    let conn = loop {
+        match crate::db::Index::open(&d.db_path) {
+            Ok(i) => {
+                let _ = i.use_small_cache();
+                break i.into_conn();
+            }
+            Err(e) => tracing::warn!(channel = %cfg.name, "alerts: cannot open the index, retrying in 5 s: {e}"),
+        }
+        nap(Duration::from_secs(5), &stop).await;
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+    };
+    let mut w = Worker {
+        cfg,
+        conn,
+        transport: None,
+        open_failed: None,
+        published: None,
+    };
+    while !stop.load(Ordering::Relaxed) {
+        w.pass(&d, crate::base::clock::now_ns()).await;
+        nap(Duration::from_secs(1), &stop).await;
     }
+    if let Some(mut t) = w.transport.take() {
+        t.close().await;
+    }
+}
 
+impl Worker {
     /// Opens the transport if needed; None (and the reason kept) when it cannot be.
     fn transport(&mut self, d: &Dispatcher, now: i64) -> Option<&mut Transport> {
         if self.transport.is_none() {
@@ -241,73 +298,81 @@ impl Worker {
         self.publish_states(d, now).await?;
         // 1. Digests assigned earlier and not yet delivered (after a failure or a crash).
         let digesting = outbox::deliveries(&self.conn, &name, "digesting", Some(now), 1000)?;
-        let mut keys: Vec<String> = digesting.iter().filter_map(|x| x.digest_key.clone()).collect();
-        keys.dedup();
-        for key in keys {
-            let ds: Vec<_> = digesting
-                .iter()
-                .filter(|x| x.digest_key.as_deref() == Some(key.as_str()))
-                .cloned()
-                .collect();
+        let mut by_key: std::collections::BTreeMap<String, Vec<outbox::Delivery>> = Default::default();
+        for x in digesting {
+            if let Some(k) = x.digest_key.clone() {
+                by_key.entry(k).or_default().push(x);
+            }
+        }
+        for (key, ds) in by_key {
             if !self.send_digest(d, &key, &ds, now).await? {
                 return Ok(());
             }
         }
-        // 2. Ready messages: many at once go as one digest; else one by
-        // one within the rate limit, the rest held for the digest.
+        let after = i64::try_from(d.config.digest_after_seconds).unwrap_or(3600) * SECOND;
+        let digest_ok = outbox::last_digest_ns(&self.conn, &name)?.is_none_or(|l| now - l >= after);
+        // 2. Ready messages. Many at once go as one digest (with whatever is
+        // held), at most one digest per `digest_after_seconds`; else one by
+        // one within the rate limit, the rest held for the digest. A
+        // critical alert is never held by the rate limit (only flap damping
+        // holds it, and every digest carries everything held).
         let ready = outbox::deliveries(&self.conn, &name, "pending", Some(now), 1000)?;
-        if ready.len() >= d.config.digest_threshold.max(2) as usize {
-            let key = digest_key(&name, &ready);
-            let ids: Vec<i64> = ready.iter().map(|x| x.event.id).collect();
-            outbox::assign_digest(&self.conn, &name, &ids, &key, now)?;
-            if !self.send_digest(d, &key, &ready, now).await? {
-                return Ok(());
+        if ready.len() >= d.config.digest_threshold.max(2) as usize && digest_ok {
+            let mut all = ready;
+            all.extend(outbox::deliveries(&self.conn, &name, "held", None, 1000)?);
+            all.sort_by_key(|x| x.event.id);
+            return self.digest_now(d, &all, now).await.map(|_| ());
+        }
+        let window = i64::try_from(self.cfg.rate_window_seconds).unwrap_or(i64::MAX / SECOND) * SECOND;
+        for x in &ready {
+            let critical = message::severity_of(&x.event.alert.severity) == crate::config::alerts::Severity::Critical;
+            if !critical && outbox::sent_since(&self.conn, &name, now - window)? >= i64::from(self.cfg.rate_limit) {
+                outbox::mark_held(&self.conn, x.event.id, &name)?;
+                continue;
             }
-        } else {
-            let window = i64::try_from(self.cfg.rate_window_seconds).unwrap_or(i64::MAX / SECOND) * SECOND;
-            for x in &ready {
-                if outbox::sent_since(&self.conn, &name, now - window)? >= i64::from(self.cfg.rate_limit) {
-                    outbox::mark_held(&self.conn, x.event.id, &name)?;
-                    continue;
-                }
-                let msg = message::of_event(&d.ctx, &x.event, now);
-                let Some(t) = self.transport(d, now) else {
-                    let why = self.open_error();
-                    retry(&self.conn, &name, x.event.id, x.attempts, x.queued_ns, &why, now)?;
+            let msg = message::of_event(&d.ctx, &x.event, now);
+            let Some(t) = self.transport(d, now) else {
+                let why = self.open_error();
+                retry(&self.conn, &name, x.event.id, x.attempts, x.queued_ns, &why, now)?;
+                return Ok(());
+            };
+            match t.send(&msg).await {
+                Ok(()) => outbox::mark_sent(&self.conn, x.event.id, &name, crate::base::clock::now_ns())?,
+                Err(e) => {
+                    tracing::warn!(channel = %name, key = %x.event.idempotency_key, "alerts: delivery failed, will retry: {e}");
+                    retry(
+                        &self.conn,
+                        &name,
+                        x.event.id,
+                        x.attempts,
+                        x.queued_ns,
+                        &e.to_string(),
+                        now,
+                    )?;
+                    self.after_failure(&e).await;
                     return Ok(());
-                };
-                match t.send(&msg).await {
-                    Ok(()) => outbox::mark_sent(&self.conn, x.event.id, &name, crate::base::clock::now_ns())?,
-                    Err(e) => {
-                        tracing::warn!(channel = %name, key = %x.event.idempotency_key, "alerts: delivery failed, will retry: {e}");
-                        retry(
-                            &self.conn,
-                            &name,
-                            x.event.id,
-                            x.attempts,
-                            x.queued_ns,
-                            &e.to_string(),
-                            now,
-                        )?;
-                        self.drop_transport_after(&e).await;
-                        return Ok(());
-                    }
                 }
             }
         }
-        // 3. Held messages go as a digest once the oldest has waited long
-        // enough, and at most one digest per `digest_after_seconds`.
+        // 3. Held messages go as a digest once the oldest has waited
+        // `digest_after_seconds`, at most one digest per that long.
         let held = outbox::deliveries(&self.conn, &name, "held", None, 1000)?;
-        let after = i64::try_from(d.config.digest_after_seconds).unwrap_or(3600) * SECOND;
         let oldest = held.iter().map(|x| x.queued_ns).min();
-        let last = outbox::last_digest_ns(&self.conn, &name)?;
-        if oldest.is_some_and(|o| now - o >= after) && last.is_none_or(|l| now - l >= after) {
-            let key = digest_key(&name, &held);
-            let ids: Vec<i64> = held.iter().map(|x| x.event.id).collect();
-            outbox::assign_digest(&self.conn, &name, &ids, &key, now)?;
-            self.send_digest(d, &key, &held, now).await?;
+        if digest_ok && oldest.is_some_and(|o| now - o >= after) {
+            self.digest_now(d, &held, now).await?;
         }
         Ok(())
+    }
+
+    /// Assigns deliveries `ds` to a new digest and sends it.
+    async fn digest_now(&mut self, d: &Dispatcher, ds: &[outbox::Delivery], now: i64) -> rusqlite::Result<bool> {
+        if ds.is_empty() {
+            return Ok(true);
+        }
+        let key = digest_key(&self.cfg.name, ds);
+        let ids: Vec<i64> = ds.iter().map(|x| x.event.id).collect();
+        outbox::assign_digest(&self.conn, &self.cfg.name, &ids, &key, now)?;
+        self.send_digest(d, &key, ds, now).await
     }
 
     fn open_error(&self) -> String {
@@ -330,7 +395,7 @@ impl Worker {
         let attempts = ds.iter().map(|x| x.attempts).max().unwrap_or(0);
         let queued = ds.iter().map(|x| x.queued_ns).min().unwrap_or(now);
         let Some(t) = self.transport(d, now) else {
-            let why = self.open_error();
+            let why = short(&self.open_error());
             let next = now + backoff(attempts + 1).as_nanos() as i64;
             outbox::mark_digest_retry(&self.conn, &name, key, next, &why, now - queued > GIVE_UP_NS)?;
             return Ok(false);
@@ -344,23 +409,24 @@ impl Worker {
             Err(e) => {
                 tracing::warn!(channel = %name, key, "alerts: digest failed, will retry: {e}");
                 let next = now + backoff(attempts + 1).as_nanos() as i64;
-                outbox::mark_digest_retry(&self.conn, &name, key, next, &e.to_string(), now - queued > GIVE_UP_NS)?;
-                self.drop_transport_after(&e).await;
+                let why = short(&e.to_string());
+                outbox::mark_digest_retry(&self.conn, &name, key, next, &why, now - queued > GIVE_UP_NS)?;
+                self.after_failure(&e).await;
                 Ok(false)
             }
         }
     }
 
-    /// After a failed send the transport is opened afresh next time
-    /// (a new connection, a re-read secret).
-    async fn drop_transport_after(&mut self, _e: &super::SendError) {
-        if let Some(mut t) = self.transport.take() {
-            if t.kind_name() == "mqtt" {
-                // MQTT reconnects by itself; keep its session.
-                self.transport = Some(t);
-                return;
+    /// After a failed send: a transport whose configuration is unusable is
+    /// opened afresh next time. The others are kept: webhooks, Twilio and
+    /// email hold no connection, and reopening would re-read (and audit)
+    /// the secret on every retry; MQTT reconnects by itself; a replaced
+    /// secret restarts the whole worker (its fingerprint changed).
+    async fn after_failure(&mut self, e: &super::SendError) {
+        if matches!(e, super::SendError::Config(_)) {
+            if let Some(mut t) = self.transport.take() {
+                t.close().await;
             }
-            t.close().await;
         }
     }
 
@@ -390,6 +456,19 @@ impl Worker {
     }
 }
 
+/// An error as stored and shown: control characters replaced, at most 300 characters.
+fn short(e: &str) -> String {
+    let mut s: String = e
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect();
+    if e.chars().count() > 300 {
+        s.push('…');
+    }
+    s
+}
+
 /// A digest's idempotency key: the channel and its first and last event,
 /// so a retry of the same set keeps the key.
 fn digest_key(channel: &str, ds: &[outbox::Delivery]) -> String {
@@ -409,7 +488,14 @@ fn retry(
     now: i64,
 ) -> rusqlite::Result<()> {
     let next = now + backoff(attempts + 1).as_nanos() as i64;
-    outbox::mark_retry(conn, event_id, channel, next, error, now - queued_ns > GIVE_UP_NS)
+    outbox::mark_retry(
+        conn,
+        event_id,
+        channel,
+        next,
+        &short(error),
+        now - queued_ns > GIVE_UP_NS,
+    )
 }
 
 #[cfg(test)]

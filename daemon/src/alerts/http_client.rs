@@ -22,12 +22,34 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most of an answer's body that is read.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
+/// The largest `ca_file` read: a bundle of every public root is ~250 KiB.
+const MAX_CA_FILE: u64 = 1 << 20;
+
+/// Reads `ca_file`: a regular file of at most [`MAX_CA_FILE`] bytes (not
+/// a device such as /dev/zero, not a database).
+fn read_ca_file(path: &Path) -> Result<Vec<u8>, SendError> {
+    use std::io::Read;
+    let bad = |why: String| SendError::Config(format!("cannot read ca_file {}: {why}", path.display()));
+    let f = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let meta = f.metadata().map_err(|e| bad(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(bad("not a regular file".into()));
+    }
+    if meta.len() > MAX_CA_FILE {
+        return Err(bad(format!("larger than {} KiB", MAX_CA_FILE >> 10)));
+    }
+    let mut pem = Vec::new();
+    f.take(MAX_CA_FILE)
+        .read_to_end(&mut pem)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(pem)
+}
+
 /// The trusted roots: the PEM certificates in `ca_file`, or the system's.
 pub fn root_certs(ca_file: Option<&Path>) -> Result<Vec<CertificateDer<'static>>, SendError> {
     match ca_file {
         Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| SendError::Config(format!("cannot read ca_file {}: {e}", path.display())))?;
+            let pem = read_ca_file(path)?;
             let certs = rustls_pemfile::certs(&mut pem.as_slice())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| SendError::Config(format!("ca_file {} is not valid PEM: {e}", path.display())))?;

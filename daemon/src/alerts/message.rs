@@ -47,6 +47,7 @@ fn raised_title(a: &Alert) -> String {
         "storage.write_failed" => format!("Writing recordings failed (camera {cam})"),
         "fixity.mismatch" => format!("A recording of camera {cam} changed on disk"),
         "recording.tampered" => format!("Tampered recording (camera {cam})"),
+        "audit.tampered" => "The audit log was cut or rewritten".into(),
         "clock.unsynchronised" => "Clock not synchronised".into(),
         "camera.clock_drift" => format!("Camera {cam}'s clock drifts"),
         "login.lockout" => format!("User {s} locked out"),
@@ -124,7 +125,18 @@ pub fn digest(ctx: &TransportContext, key: &str, ds: &[Delivery], now_ns: i64) -
         .map(|d| severity_of(&d.event.alert.severity))
         .max()
         .unwrap_or(Severity::Info);
-    let mut lines: Vec<String> = ds
+    // Most severe first, open before cleared, newest first: what a person
+    // must act on is at the top, also of a 320-character SMS.
+    let rank = |d: &&Delivery| {
+        (
+            std::cmp::Reverse(severity_of(&d.event.alert.severity)),
+            d.event.alert.cleared_ns.is_some(),
+            std::cmp::Reverse(d.event.id),
+        )
+    };
+    let mut sorted: Vec<&Delivery> = ds.iter().collect();
+    sorted.sort_by_key(rank);
+    let mut lines: Vec<String> = sorted
         .iter()
         .take(50)
         .map(|d| format!("- {}: {}", event_title(&d.event), event_text(&d.event)))
@@ -137,13 +149,18 @@ pub fn digest(ctx: &TransportContext, key: &str, ds: &[Delivery], now_ns: i64) -
     m.insert("count".into(), json!(ds.len()));
     m.insert(
         "events".into(),
-        Value::Array(ds.iter().take(200).map(|d| event_json(&d.event)).collect()),
+        Value::Array(sorted.iter().take(200).map(|d| event_json(&d.event)).collect()),
     );
+    let first = sorted
+        .first()
+        .filter(|d| severity_of(&d.event.alert.severity) == Severity::Critical)
+        .map(|d| format!("; first: {}", event_title(&d.event)))
+        .unwrap_or_default();
     Message {
         idempotency_key: key.to_string(),
         kind: MessageKind::Digest,
         severity,
-        title: format!("{} alert messages held back ({open} still open)", ds.len()),
+        title: format!("{} alert messages held back ({open} still open){first}", ds.len()),
         text: lines.join("\n"),
         json: Value::Object(m),
         device_id: ctx.device_id.clone(),

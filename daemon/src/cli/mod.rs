@@ -82,7 +82,7 @@ pub enum Command {
     /// Cameras and their last known state; `cameras probe` lists the V4L2
     /// (USB/CSI) devices with their formats, sizes and frame rates.
     Cameras(cameras::Args),
-    /// The box at a glance: cameras, disk, clock, keys, HTTPS certificate fingerprint.
+    /// The box at a glance: cameras, open alerts, disk, clock, keys, HTTPS certificate fingerprint.
     Status,
     /// Export a time range as MP4 (`--out`), or as a signed evidence bundle
     /// (`--bundle DIR` or `--bundle FILE.zip`; one clip per `--camera`).

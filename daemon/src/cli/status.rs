@@ -1,5 +1,5 @@
-//! `vigil status`: the box at a glance (cameras, disk, clock, keys, HTTPS
-//! certificate fingerprint).
+//! `vigil status`: the box at a glance (cameras, open alerts, disk, clock,
+//! keys, HTTPS certificate fingerprint).
 
 use std::path::Path;
 
@@ -25,6 +25,15 @@ pub fn run(config_path: &Path) -> Result<(), Failure> {
             c.state,
             cli_time::format_ns(c.state_since_ns)
         );
+    }
+    let open = crate::db::alerts::open(index.conn()).map_err(|e| Failure::Runtime(e.into()))?;
+    println!(
+        "alerts: {} open{}",
+        open.len(),
+        if open.is_empty() { "" } else { " (vigil alerts list)" }
+    );
+    for a in &open {
+        println!("  {:<8} {:<22} {}", a.severity, a.code, a.message);
     }
     match crate::base::host::fs_space(&config.storage_dir) {
         Some((avail, total)) => println!(

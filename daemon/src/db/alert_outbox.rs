@@ -280,9 +280,10 @@ pub fn channel_stats(conn: &Connection) -> rusqlite::Result<Vec<ChannelStats>> {
         s.last_error = conn
             .prepare_cached(
                 "SELECT last_error FROM alert_delivery WHERE channel = ?1 AND last_error IS NOT NULL \
+                 AND state IN ('pending', 'digesting', 'failed') AND next_attempt_ns >= ?2 \
                  ORDER BY next_attempt_ns DESC LIMIT 1",
             )?
-            .query_row([&s.channel], |r| r.get(0))
+            .query_row(params![&s.channel, s.last_sent_ns.unwrap_or(0)], |r| r.get(0))
             .optional()?;
     }
     Ok(out)

@@ -23,6 +23,7 @@ pub enum Kind {
     StorageWriteFailed,
     FixityMismatch,
     RecordingTampered,
+    AuditTampered,
     ClockUnsynchronised,
     CameraClockDrift,
     LoginLockout,
@@ -35,7 +36,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::CameraOffline,
         Kind::RecordingGap,
         Kind::DiskLow,
@@ -43,6 +44,7 @@ impl Kind {
         Kind::StorageWriteFailed,
         Kind::FixityMismatch,
         Kind::RecordingTampered,
+        Kind::AuditTampered,
         Kind::ClockUnsynchronised,
         Kind::CameraClockDrift,
         Kind::LoginLockout,
@@ -64,6 +66,7 @@ impl Kind {
             Kind::StorageWriteFailed => "storage.write_failed",
             Kind::FixityMismatch => "fixity.mismatch",
             Kind::RecordingTampered => "recording.tampered",
+            Kind::AuditTampered => "audit.tampered",
             Kind::ClockUnsynchronised => "clock.unsynchronised",
             Kind::CameraClockDrift => "camera.clock_drift",
             Kind::LoginLockout => "login.lockout",
@@ -83,6 +86,7 @@ impl Kind {
             | Kind::StorageWriteFailed
             | Kind::FixityMismatch
             | Kind::RecordingTampered
+            | Kind::AuditTampered
             | Kind::KeysUnsealFailed
             | Kind::SecretExpired => "critical",
             _ => "warning",
@@ -208,12 +212,31 @@ fn queue(conn: &Connection, alert_id: i64, kind: &str, at_ns: i64, not_before_ns
     Ok(conn.last_insert_rowid())
 }
 
+/// The longest message kept (an SMS carries about 300 characters).
+const MAX_MESSAGE: usize = 600;
+
+/// A message as stored and sent: control characters (a camera's error
+/// text could carry some) replaced by spaces, at most [`MAX_MESSAGE`] characters.
+fn clean(m: &str) -> String {
+    let mut s: String = m
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_MESSAGE)
+        .collect();
+    if m.chars().count() > MAX_MESSAGE {
+        s.push('…');
+    }
+    s
+}
+
 /// Raises `r` at `now_ns`: opens the alert and queues its "raised" message
 /// (or, while it is open, refreshes its message and last-seen time and
 /// counts the occurrence). Instant kinds are opened and closed at once.
 /// Returns the alert's id. Call it inside the transaction of the state
 /// change that raised it.
 pub fn raise(conn: &Connection, r: &Raise<'_>, now_ns: i64) -> rusqlite::Result<i64> {
+    let message = clean(r.message);
+    let message = message.as_str();
     let open: Option<i64> = if r.kind.instant() {
         None
     } else {
@@ -225,7 +248,7 @@ pub fn raise(conn: &Connection, r: &Raise<'_>, now_ns: i64) -> rusqlite::Result<
         conn.prepare_cached(
             "UPDATE alert SET message = ?2, last_seen_ns = ?3, occurrences = occurrences + 1 WHERE id = ?1",
         )?
-        .execute(params![id, r.message, now_ns])?;
+        .execute(params![id, message, now_ns])?;
         return Ok(id);
     }
     conn.prepare_cached(
@@ -237,7 +260,7 @@ pub fn raise(conn: &Connection, r: &Raise<'_>, now_ns: i64) -> rusqlite::Result<
         r.kind.severity(),
         r.subject,
         r.camera,
-        r.message,
+        message,
         now_ns,
         r.kind.instant().then_some(now_ns)
     ])?;
@@ -353,6 +376,31 @@ pub fn clear_stopped_cameras(conn: &Connection, stopped_before_ns: i64, now_ns: 
         }
     }
     Ok(stale.len())
+}
+
+/// At daemon start: camera.offline alerts still waiting out their delay
+/// from the last run are withdrawn (closed, silent): each camera raises
+/// afresh, with a fresh delay, if it does not stream now. A long stop (or
+/// a clock stepped at boot) then never pages for cameras that reconnect.
+pub fn withdraw_waiting_camera_raises(conn: &Connection, now_ns: i64) -> rusqlite::Result<usize> {
+    let ids: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT a.id FROM alert a JOIN alert_event e ON e.alert_id = a.id \
+             WHERE a.code = 'camera.offline' AND a.cleared_ns IS NULL AND e.kind = 'raised' AND e.state = 'pending'",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        conn.execute(
+            "UPDATE alert_event SET state = 'cancelled' WHERE alert_id = ?1 AND kind = 'raised' AND state = 'pending'",
+            [id],
+        )?;
+        conn.execute(
+            "UPDATE alert SET cleared_ns = ?2, silent = 1 WHERE id = ?1",
+            params![id, now_ns],
+        )?;
+    }
+    Ok(ids.len())
 }
 
 /// Open alerts per severity, for /metrics.
@@ -496,6 +544,27 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert!(keys[0].starts_with("vigil-") && keys[0].len() == 26 && keys[0] != keys[1]);
+    }
+
+    #[test]
+    fn a_restart_withdraws_waiting_camera_raises_and_messages_are_cleaned() {
+        let (_d, idx) = db();
+        let c = idx.conn();
+        let r = Raise::camera(Kind::CameraOffline, "door", "offline\n\u{1b}[31mred").after(60_000);
+        let a = raise(c, &r, 1_000).unwrap();
+        assert_eq!(
+            get(c, a).unwrap().unwrap().message,
+            "offline  [31mred",
+            "control characters replaced"
+        );
+        let long = "x".repeat(5000);
+        let b = raise(c, &Raise::new(Kind::DiskLow, "", &long), 1_000).unwrap();
+        assert_eq!(get(c, b).unwrap().unwrap().message.chars().count(), MAX_MESSAGE + 1);
+        assert_eq!(withdraw_waiting_camera_raises(c, 2_000).unwrap(), 1);
+        let got = get(c, a).unwrap().unwrap();
+        assert!(got.silent && got.cleared_ns == Some(2_000));
+        assert_eq!(events(c)[0], (a, "raised".into(), "cancelled".into()));
+        assert_eq!(open(c).unwrap().len(), 1, "only disk.low stays open");
     }
 
     #[test]

@@ -345,9 +345,13 @@ impl Index {
     }
 
     /// At daemon start: no camera is streaming until its task says so.
+    /// Offline alerts still waiting out their delay are withdrawn in the
+    /// same transaction ([`alerts::withdraw_waiting_camera_raises`]).
     pub fn reset_camera_states(&self, now_ns: i64) -> Result<(), IndexError> {
-        self.conn
-            .execute("UPDATE camera SET state = 'stopped', state_since_ns = ?1", [now_ns])?;
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute("UPDATE camera SET state = 'stopped', state_since_ns = ?1", [now_ns])?;
+        alerts::withdraw_waiting_camera_raises(&tx, now_ns)?;
+        tx.commit()?;
         Ok(())
     }
 

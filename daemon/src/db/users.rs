@@ -558,19 +558,26 @@ pub fn record_throttled(
     Ok(())
 }
 
-/// A refusal raises `login.lockout` for the user (at most once a minute)
-/// and, when its network floods (refusals beyond those audited one by
-/// one), `login.failures` for the network (at most once in 10 minutes).
+/// A refusal raises `login.lockout` for the user if the user exists (at
+/// most once a minute) and, when its network floods (refusals beyond those
+/// audited one by one) or guesses names that do not exist,
+/// `login.failures` for the network (at most once in 10 minutes).
 fn throttle_alerts(conn: &Connection, name: &str, ip: IpAddr, quiet: u64) -> Result<(), UserError> {
     use super::alerts::{raise, raised_since, Kind, Raise};
     let now = crate::base::clock::now_ns();
     const MINUTE: i64 = 60_000_000_000;
-    if raised_since(conn, Kind::LoginLockout.code(), name, now - MINUTE)? == 0 {
+    // Only a user who exists is locked out: names made up by a guesser
+    // would each be an alert (the network's alert covers them).
+    let exists = conn
+        .query_row("SELECT 1 FROM user WHERE name = ?1", [name], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if exists && raised_since(conn, Kind::LoginLockout.code(), name, now - MINUTE)? == 0 {
         let m = format!("User {name} is locked out for a minute after repeated wrong passwords or codes (from {ip})");
         raise(conn, &Raise::new(Kind::LoginLockout, name, &m), now)?;
     }
     let net = crate::base::network::Network::of(ip).to_string();
-    if quiet > 0 && raised_since(conn, Kind::LoginFailures.code(), &net, now - 10 * MINUTE)? == 0 {
+    if (quiet > 0 || !exists) && raised_since(conn, Kind::LoginFailures.code(), &net, now - 10 * MINUTE)? == 0 {
         let m = format!(
             "Repeated failed logins from {net}: more than {} refused in a minute, the latest for user {name}",
             crate::db::throttle::REFUSALS_AUDITED

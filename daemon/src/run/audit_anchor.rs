@@ -75,7 +75,23 @@ impl Anchor {
                 self.signed = cp.map(|(c, _)| (c.entry_id, c.head_hash));
                 self.complaint = None;
             }
-            Err(e) => self.complain(format!("audit log: {e}")),
+            Err(e) => {
+                let what = format!("audit log: {e}");
+                if matches!(e, crate::db::audit_checkpoint::CheckpointError::Diverged { .. })
+                    && self.complaint.as_deref() != Some(what.as_str())
+                {
+                    let message = format!("The audit log was cut or rewritten: {e}");
+                    let r = crate::db::alerts::raise_now(
+                        conn,
+                        &crate::db::alerts::Raise::new(crate::db::alerts::Kind::AuditTampered, "", &message),
+                        crate::base::clock::now_ns(),
+                    );
+                    if let Err(e) = r {
+                        tracing::warn!("cannot store the audit alert: {e}");
+                    }
+                }
+                self.complain(what)
+            }
         }
     }
 

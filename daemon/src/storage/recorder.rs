@@ -371,6 +371,10 @@ impl Recorder {
             }
             Err(e) => {
                 tracing::error!(camera = %self.cfg.camera, "cannot start a recording: {e:#}");
+                self.write_alert(Some(&format!(
+                    "Camera {}: a new recording cannot be started, frames are not stored until it can: {e:#}",
+                    self.cfg.camera
+                )));
                 self.storage_failed();
             }
         }
@@ -589,6 +593,10 @@ impl Recorder {
             }
             Err(e) => {
                 tracing::error!(camera = %self.cfg.camera, recording = id, "cannot finish recording (left for recovery): {e:#}");
+                self.write_alert(Some(&format!(
+                    "Camera {}: recording {id} cannot be finished (left for recovery at the next start): {e:#}",
+                    self.cfg.camera
+                )));
                 self.storage_failed();
             }
         }

@@ -225,7 +225,7 @@ function sendErrorWords(raw) {
   if (/timed out|timeout|no answer within/i.test(s)) return "The receiver did not answer in time. Check the address and the network.";
   if (/no route to host|unreachable|os error 113|os error 101/i.test(s)) return "The receiver cannot be reached on the network. Check the address.";
   if (/dns|resolve|lookup|name or service not known/i.test(s)) return "The receiver's name could not be looked up (DNS). Check the address.";
-  if (/certificate|tls|handshake/i.test(s)) return "The secure connection failed (TLS certificate). Check the address, or the CA file.";
+  if (/certificate|tls|handshake/i.test(s)) return "The secure connection failed (TLS certificate). Check the address; a private certificate authority is set in vigil.toml (ca_file).";
   if (/\b401\b|\b403\b|unauthori[sz]ed|forbidden|refused the login|authenticat/i.test(s)) return "The receiver refused the credentials. Check the user name and the secret.";
   if (/no secret|secret .*(missing|not set)/i.test(s)) return "The channel's secret is not set. Enter it and save.";
   return "The message was not delivered: " + s;
@@ -351,7 +351,6 @@ function formBody() {
   body.rate_window_seconds = Number(form.rate_window_seconds.value);
   const cams = parseCameraSet(form.cameras.value);
   body.cameras = cams === null ? [] : cams;
-  if (form.ca_file.value.trim()) body.ca_file = form.ca_file.value.trim();
   if (form.secret_value.value) body.secret_value = form.secret_value.value;
   return body;
 }
