@@ -313,9 +313,9 @@ impl Worker {
         let digest_ok = outbox::last_digest_ns(&self.conn, &name)?.is_none_or(|l| now - l >= after);
         // 2. Ready messages. Many at once go as one digest (with whatever is
         // held), at most one digest per `digest_after_seconds`; else one by
-        // one within the rate limit, the rest held for the digest. A
-        // critical alert is never held by the rate limit (only flap damping
-        // holds it, and every digest carries everything held).
+        // one within the rate limit, the rest held for the digest. Every
+        // digest carries everything held, so nothing held (a critical alert
+        // included) waits much longer than `digest_after_seconds`.
         let ready = outbox::deliveries(&self.conn, &name, "pending", Some(now), 1000)?;
         if ready.len() >= d.config.digest_threshold.max(2) as usize && digest_ok {
             let mut all = ready;
@@ -325,8 +325,7 @@ impl Worker {
         }
         let window = i64::try_from(self.cfg.rate_window_seconds).unwrap_or(i64::MAX / SECOND) * SECOND;
         for x in &ready {
-            let critical = message::severity_of(&x.event.alert.severity) == crate::config::alerts::Severity::Critical;
-            if !critical && outbox::sent_since(&self.conn, &name, now - window)? >= i64::from(self.cfg.rate_limit) {
+            if outbox::sent_since(&self.conn, &name, now - window)? >= i64::from(self.cfg.rate_limit) {
                 outbox::mark_held(&self.conn, x.event.id, &name)?;
                 continue;
             }
