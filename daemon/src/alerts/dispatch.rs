@@ -16,7 +16,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use crate::config::alerts::{AlertsConfig, ChannelConfig};
-use crate::db::alert_outbox as outbox;
+use crate::db::alert_outbox::{self as outbox, Target};
 use crate::db::alerts::Alert;
 use crate::keys::keyring::Keyring;
 
@@ -336,7 +336,12 @@ impl Worker {
                 return Ok(());
             };
             match t.send(&msg).await {
-                Ok(()) => outbox::mark_sent(&self.conn, x.event.id, &name, crate::base::clock::now_ns())?,
+                Ok(()) => outbox::mark_sent(
+                    &self.conn,
+                    &name,
+                    Target::Event(x.event.id),
+                    crate::base::clock::now_ns(),
+                )?,
                 Err(e) => {
                     tracing::warn!(channel = %name, key = %x.event.idempotency_key, "alerts: delivery failed, will retry: {e}");
                     retry(
@@ -396,20 +401,34 @@ impl Worker {
         let Some(t) = self.transport(d, now) else {
             let why = short(&self.open_error());
             let next = now + backoff(attempts + 1).as_nanos() as i64;
-            outbox::mark_digest_retry(&self.conn, &name, key, next, &why, now - queued > GIVE_UP_NS)?;
+            outbox::mark_retry(
+                &self.conn,
+                &name,
+                Target::Digest(key),
+                next,
+                &why,
+                now - queued > GIVE_UP_NS,
+            )?;
             return Ok(false);
         };
         match t.send(&msg).await {
             Ok(()) => {
                 tracing::info!(channel = %name, key, messages = ds.len(), "alerts: digest sent");
-                outbox::mark_digest_sent(&self.conn, &name, key, crate::base::clock::now_ns())?;
+                outbox::mark_sent(&self.conn, &name, Target::Digest(key), crate::base::clock::now_ns())?;
                 Ok(true)
             }
             Err(e) => {
                 tracing::warn!(channel = %name, key, "alerts: digest failed, will retry: {e}");
                 let next = now + backoff(attempts + 1).as_nanos() as i64;
                 let why = short(&e.to_string());
-                outbox::mark_digest_retry(&self.conn, &name, key, next, &why, now - queued > GIVE_UP_NS)?;
+                outbox::mark_retry(
+                    &self.conn,
+                    &name,
+                    Target::Digest(key),
+                    next,
+                    &why,
+                    now - queued > GIVE_UP_NS,
+                )?;
                 self.after_failure(&e).await;
                 Ok(false)
             }
@@ -489,8 +508,8 @@ fn retry(
     let next = now + backoff(attempts + 1).as_nanos() as i64;
     outbox::mark_retry(
         conn,
-        event_id,
         channel,
+        Target::Event(event_id),
         next,
         &short(error),
         now - queued_ns > GIVE_UP_NS,

@@ -152,13 +152,57 @@ pub fn last_digest_ns(conn: &Connection, channel: &str) -> rusqlite::Result<Opti
     .query_row([channel], |r| r.get(0))
 }
 
+/// What a delivery step applies to: one event's delivery, or every
+/// delivery of a digest.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    Event(i64),
+    Digest(&'a str),
+}
+
+impl Target<'_> {
+    /// The WHERE clause (with ?1 = channel, ?2 = the event id or digest key).
+    fn filter(self) -> &'static str {
+        match self {
+            Target::Event(_) => "channel = ?1 AND event_id = ?2",
+            Target::Digest(_) => "channel = ?1 AND digest_key = ?2",
+        }
+    }
+
+    fn key(self) -> rusqlite::types::Value {
+        match self {
+            Target::Event(id) => rusqlite::types::Value::Integer(id),
+            Target::Digest(k) => rusqlite::types::Value::Text(k.to_string()),
+        }
+    }
+}
+
 /// Delivered: one event, or every delivery of a digest.
-pub fn mark_sent(conn: &Connection, event_id: i64, channel: &str, now_ns: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+pub fn mark_sent(conn: &Connection, channel: &str, t: Target<'_>, now_ns: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(&format!(
         "UPDATE alert_delivery SET state = 'sent', sent_ns = ?3, attempts = attempts + 1, last_error = NULL \
-         WHERE event_id = ?1 AND channel = ?2",
-    )?
-    .execute(params![event_id, channel, now_ns])?;
+         WHERE {}",
+        t.filter()
+    ))?
+    .execute(params![channel, t.key(), now_ns])?;
+    Ok(())
+}
+
+/// A failed attempt: tried again at `next_ns`, or given up (`failed`) when `give_up`.
+pub fn mark_retry(
+    conn: &Connection,
+    channel: &str,
+    t: Target<'_>,
+    next_ns: i64,
+    error: &str,
+    give_up: bool,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(&format!(
+        "UPDATE alert_delivery SET attempts = attempts + 1, next_attempt_ns = ?3, last_error = ?4, \
+         state = CASE WHEN ?5 THEN 'failed' ELSE state END WHERE {}",
+        t.filter()
+    ))?
+    .execute(params![channel, t.key(), next_ns, error, give_up])?;
     Ok(())
 }
 
@@ -166,23 +210,6 @@ pub fn mark_sent(conn: &Connection, event_id: i64, channel: &str, now_ns: i64) -
 pub fn mark_held(conn: &Connection, event_id: i64, channel: &str) -> rusqlite::Result<()> {
     conn.prepare_cached("UPDATE alert_delivery SET state = 'held' WHERE event_id = ?1 AND channel = ?2")?
         .execute(params![event_id, channel])?;
-    Ok(())
-}
-
-/// A failed attempt: tried again at `next_ns`, or given up (`failed`) when `give_up`.
-pub fn mark_retry(
-    conn: &Connection,
-    event_id: i64,
-    channel: &str,
-    next_ns: i64,
-    error: &str,
-    give_up: bool,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE alert_delivery SET attempts = attempts + 1, next_attempt_ns = ?3, last_error = ?4, \
-         state = CASE WHEN ?5 THEN 'failed' ELSE state END WHERE event_id = ?1 AND channel = ?2",
-    )?
-    .execute(params![event_id, channel, next_ns, error, give_up])?;
     Ok(())
 }
 
@@ -205,33 +232,6 @@ pub fn assign_digest(
         .execute(params![id, channel, key, now_ns])?;
     }
     tx.commit()
-}
-
-/// Every delivery of digest `key` is sent.
-pub fn mark_digest_sent(conn: &Connection, channel: &str, key: &str, now_ns: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE alert_delivery SET state = 'sent', sent_ns = ?3, attempts = attempts + 1, last_error = NULL \
-         WHERE channel = ?1 AND digest_key = ?2",
-    )?
-    .execute(params![channel, key, now_ns])?;
-    Ok(())
-}
-
-/// A digest's failed attempt.
-pub fn mark_digest_retry(
-    conn: &Connection,
-    channel: &str,
-    key: &str,
-    next_ns: i64,
-    error: &str,
-    give_up: bool,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE alert_delivery SET attempts = attempts + 1, next_attempt_ns = ?3, last_error = ?4, \
-         state = CASE WHEN ?5 THEN 'failed' ELSE state END WHERE channel = ?1 AND digest_key = ?2",
-    )?
-    .execute(params![channel, key, next_ns, error, give_up])?;
-    Ok(())
 }
 
 /// At start: whatever waits is tried at once (a restart is a good moment).
@@ -390,15 +390,15 @@ mod tests {
         let p = deliveries(c, "hook", "pending", Some(10), 10).unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(deliveries(c, "sms", "held", None, 10).unwrap().len(), 1, "damped");
-        mark_retry(c, ev[0].id, "hook", 50, "connection refused", false).unwrap();
+        mark_retry(c, "hook", Target::Event(ev[0].id), 50, "connection refused", false).unwrap();
         assert!(
             deliveries(c, "hook", "pending", Some(20), 10).unwrap().is_empty(),
             "backing off"
         );
-        mark_sent(c, ev[0].id, "hook", 60).unwrap();
+        mark_sent(c, "hook", Target::Event(ev[0].id), 60).unwrap();
         assert_eq!(sent_since(c, "hook", 0).unwrap(), 1);
         assign_digest(c, "sms", &[ev[0].id], "vigil-d1", 70).unwrap();
-        mark_digest_sent(c, "sms", "vigil-d1", 71).unwrap();
+        mark_sent(c, "sms", Target::Digest("vigil-d1"), 71).unwrap();
         assert_eq!(
             sent_since(c, "sms", 0).unwrap(),
             0,
