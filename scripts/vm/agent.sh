@@ -123,6 +123,13 @@ check)
   else
     out "FAIL recording did not resume after the restart"
   fi
+  # ExecStopPost (vigil alerts note-stop) kept $SERVICE_RESULT=watchdog: the
+  # new run raised daemon.restarted saying so (issue 16).
+  if wait_until 30 sh -c "vigil --config /etc/vigil/vigil.toml alerts list --all 2>/dev/null | grep -q 'daemon.restarted.*watchdog'"; then
+    out "alert: $(vigil --config /etc/vigil/vigil.toml alerts list --all 2>/dev/null | grep -m1 'daemon.restarted' | sed 's/^ *//' | cut -c1-200)"
+  else
+    out "FAIL no daemon.restarted alert naming the watchdog: $(vigil --config /etc/vigil/vigil.toml alerts list --all 2>&1 | tail -3 | tr '\n' ' ')"
+  fi
   # The audit log's anchors on a real, sealed journal (docs/evidence.md).
   if [ -s /root/journal-verify-key.txt ]; then
     if journalctl --verify --verify-key="$(cat /root/journal-verify-key.txt)" > /root/journal-verify.log 2>&1; then

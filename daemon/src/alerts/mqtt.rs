@@ -30,8 +30,9 @@ use crate::config::alerts::{ChannelConfig, ChannelKind};
 pub const PUBACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `send` waits for a connection before giving up.
 pub const CONNECT_WAIT: Duration = Duration::from_secs(5);
-/// Requests queued towards rumqttc at most (the reconnect burst included).
-const REQUEST_CAPACITY: usize = 64;
+/// Requests queued towards rumqttc at most: the reconnect burst (3 + 2 per
+/// camera: states and discovery) of a 64-camera box fits, with room left.
+const REQUEST_CAPACITY: usize = 256;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The topics of one box.
