@@ -85,27 +85,60 @@ struct Worker {
     published: Option<(Vec<(String, bool)>, usize)>,
 }
 
-/// A running worker: its stop flag and task.
+/// A worker's stop signal: a flag, and a wake-up for its sleep.
+#[derive(Default)]
+struct StopSignal {
+    stopped: AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl StopSignal {
+    fn is_set(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    fn set(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// Sleeps `d`, or less when stopped meanwhile (one wake-up, no polling).
+    async fn nap(&self, d: Duration) {
+        if !self.is_set() {
+            tokio::select! {
+                _ = tokio::time::sleep(d) => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+}
+
+/// A running worker: its stop signal and task.
 struct Running {
     fingerprint: String,
-    stop: Arc<AtomicBool>,
+    stop: Arc<StopSignal>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
     async fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.set();
         if tokio::time::timeout(Duration::from_secs(5), self.task).await.is_err() {
             tracing::warn!("alerts: a channel worker did not stop within 5 s");
         }
     }
 }
 
-/// Sleeps about `d`, returning early when `stop` is set.
+/// Sleeps about `d` in 1 s steps, returning early (within a second) when
+/// `stop` (the daemon's flag, set from another thread) is set.
 async fn nap(d: Duration, stop: &AtomicBool) {
     let until = tokio::time::Instant::now() + d;
-    while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    while !stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        tokio::time::sleep(left.min(Duration::from_secs(1))).await;
     }
 }
 
@@ -195,7 +228,7 @@ impl Dispatcher {
             if running.contains_key(&cfg.name) {
                 continue;
             }
-            let stop = Arc::new(AtomicBool::new(false));
+            let stop = Arc::new(StopSignal::default());
             let task = tokio::task::spawn_local(worker(self.clone(), cfg.clone(), stop.clone()));
             running.insert(
                 cfg.name.clone(),
@@ -233,7 +266,7 @@ impl Dispatcher {
 
 /// One channel's task: opens its own index connection, then a pass a
 /// second until stopped; closes the transport cleanly.
-async fn worker(d: Arc<Dispatcher>, cfg: ChannelConfig, stop: Arc<AtomicBool>) {
+async fn worker(d: Arc<Dispatcher>, cfg: ChannelConfig, stop: Arc<StopSignal>) {
     let conn = loop {
         match crate::db::Index::open(&d.db_path) {
             Ok(i) => {
@@ -242,8 +275,8 @@ async fn worker(d: Arc<Dispatcher>, cfg: ChannelConfig, stop: Arc<AtomicBool>) {
             }
             Err(e) => tracing::warn!(channel = %cfg.name, "alerts: cannot open the index, retrying in 5 s: {e}"),
         }
-        nap(Duration::from_secs(5), &stop).await;
-        if stop.load(Ordering::Relaxed) {
+        stop.nap(Duration::from_secs(5)).await;
+        if stop.is_set() {
             return;
         }
     };
@@ -254,9 +287,9 @@ async fn worker(d: Arc<Dispatcher>, cfg: ChannelConfig, stop: Arc<AtomicBool>) {
         open_failed: None,
         published: None,
     };
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_set() {
         w.pass(&d, crate::base::clock::now_ns()).await;
-        nap(Duration::from_secs(1), &stop).await;
+        stop.nap(Duration::from_secs(1)).await;
     }
     if let Some(mut t) = w.transport.take() {
         t.close().await;
