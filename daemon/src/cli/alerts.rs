@@ -190,9 +190,10 @@ fn test(config: &crate::config::Config, channel: &str) -> Result<(), Failure> {
             println!("sent through {} in {} ms (key {})", r.channel, r.ms, r.key);
             Ok(())
         }
-        Some(e) => Err(Failure::Integrity(format!(
+        Some(e) => Err(Failure::Runtime(anyhow::anyhow!(
             "not delivered through {} after {} ms: {e}",
-            r.channel, r.ms
+            r.channel,
+            r.ms
         ))),
     }
 }
