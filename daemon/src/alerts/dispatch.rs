@@ -52,6 +52,10 @@ pub fn spawn(d: Dispatcher, stop: Arc<AtomicBool>) -> std::io::Result<std::threa
         // Channel workers are local tasks of this one thread.
         let local = tokio::task::LocalSet::new();
         local.block_on(&rt, Arc::new(d).run(stop));
+        // Nothing may hold the daemon's shutdown: a name lookup still
+        // running on a blocking thread is left behind.
+        drop(local);
+        rt.shutdown_timeout(Duration::from_secs(1));
     })
 }
 
@@ -120,11 +124,23 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Running {
-    async fn stop(self) {
-        self.stop.set();
-        if tokio::time::timeout(Duration::from_secs(5), self.task).await.is_err() {
-            tracing::warn!("alerts: a channel worker did not stop within 5 s");
+/// How long stopping workers may take before they are aborted (a send may
+/// be waiting on a slow receiver).
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// Stops workers: every one is told at once, then each is waited for until
+/// one shared deadline and aborted after it (a task dropped while waiting
+/// on a receiver leaves its row to be retried under the same key).
+async fn stop_all(workers: Vec<Running>) {
+    for r in &workers {
+        r.stop.set();
+    }
+    let deadline = tokio::time::Instant::now() + STOP_WAIT;
+    for r in workers {
+        let abort = r.task.abort_handle();
+        if tokio::time::timeout_at(deadline, r.task).await.is_err() {
+            tracing::warn!("alerts: a channel worker did not stop within 5 s; aborted");
+            abort.abort();
         }
     }
 }
@@ -185,9 +201,7 @@ impl Dispatcher {
             }
             nap(Duration::from_secs(1), &stop).await;
         }
-        for (_, r) in running.drain() {
-            r.stop().await;
-        }
+        stop_all(running.drain().map(|(_, r)| r).collect()).await;
     }
 
     /// What makes a worker stale: its settings and its secret's version.
@@ -219,10 +233,11 @@ impl Dispatcher {
             .filter(|(n, r)| wanted.get(*n) != Some(&r.fingerprint))
             .map(|(n, _)| n.clone())
             .collect();
-        for n in stale {
-            if let Some(r) = running.remove(&n) {
-                r.stop().await;
-            }
+        stop_all(stale.iter().filter_map(|n| running.remove(n)).collect()).await;
+        let names: Vec<String> = list.iter().map(|(c, _)| c.name.clone()).collect();
+        let gone = outbox::give_up_removed_channels(conn, &names, crate::base::clock::now_ns())?;
+        if gone > 0 {
+            tracing::warn!(messages = gone, "alerts: messages of removed channels given up");
         }
         for (cfg, _) in &list {
             if running.contains_key(&cfg.name) {
@@ -288,7 +303,7 @@ async fn worker(d: Arc<Dispatcher>, cfg: ChannelConfig, stop: Arc<StopSignal>) {
         published: None,
     };
     while !stop.is_set() {
-        w.pass(&d, crate::base::clock::now_ns()).await;
+        w.pass(&d, &stop, crate::base::clock::now_ns()).await;
         stop.nap(Duration::from_secs(1)).await;
     }
     if let Some(mut t) = w.transport.take() {
@@ -320,13 +335,14 @@ impl Worker {
         self.transport.as_mut()
     }
 
-    async fn pass(&mut self, d: &Dispatcher, now: i64) {
-        if let Err(e) = self.try_pass(d, now).await {
+    async fn pass(&mut self, d: &Dispatcher, stop: &StopSignal, now: i64) {
+        if let Err(e) = self.try_pass(d, stop, now).await {
             tracing::warn!(channel = %self.cfg.name, "alerts: delivery pass failed: {e}");
         }
     }
 
-    async fn try_pass(&mut self, d: &Dispatcher, now: i64) -> rusqlite::Result<()> {
+    /// One pass; stops between messages once `stop` is set.
+    async fn try_pass(&mut self, d: &Dispatcher, stop: &StopSignal, now: i64) -> rusqlite::Result<()> {
         let name = self.cfg.name.clone();
         self.publish_states(d, now).await?;
         // 1. Digests assigned earlier and not yet delivered (after a failure or a crash).
@@ -338,12 +354,15 @@ impl Worker {
             }
         }
         for (key, ds) in by_key {
-            if !self.send_digest(d, &key, &ds, now).await? {
+            if stop.is_set() || !self.send_digest(d, &key, &ds, now).await? {
                 return Ok(());
             }
         }
         let after = i64::try_from(d.config.digest_after_seconds).unwrap_or(3600) * SECOND;
-        let digest_ok = outbox::last_digest_ns(&self.conn, &name)?.is_none_or(|l| now - l >= after);
+        // One digest at a time: none while one waits to be delivered (a
+        // receiver's outage must not pile up digests that all go at once).
+        let digest_ok = outbox::last_digest_ns(&self.conn, &name)?.is_none_or(|l| now - l >= after)
+            && !outbox::digest_waiting(&self.conn, &name)?;
         // 2. Ready messages. Many at once go as one digest (with whatever is
         // held), at most one digest per `digest_after_seconds`; else one by
         // one within the rate limit, the rest held for the digest. Every
@@ -354,10 +373,15 @@ impl Worker {
             let mut all = ready;
             all.extend(outbox::deliveries(&self.conn, &name, "held", None, 1000)?);
             all.sort_by_key(|x| x.event.id);
+            // A retry reads at most 1000 rows of a digest: never assign more.
+            all.truncate(1000);
             return self.digest_now(d, &all, now).await.map(|_| ());
         }
         let window = i64::try_from(self.cfg.rate_window_seconds).unwrap_or(i64::MAX / SECOND) * SECOND;
         for x in &ready {
+            if stop.is_set() {
+                return Ok(());
+            }
             if outbox::sent_since(&self.conn, &name, now - window)? >= i64::from(self.cfg.rate_limit) {
                 outbox::mark_held(&self.conn, x.event.id, &name)?;
                 continue;

@@ -3,7 +3,7 @@
 //! `alert_delivery` row per channel), then sends, retries, holds back (rate
 //! limit, flap damping) and folds held messages into digests, recording
 //! every step here so that a restart, a `kill -9` or a network outage loses
-//! nothing and sends nothing twice under one idempotency key. Also the
+//! nothing and never resends a message under a new key. Also the
 //! channels added from the web UI.
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -66,6 +66,14 @@ pub fn due_events(conn: &Connection, now_ns: i64, limit: usize) -> rusqlite::Res
 /// transaction; with no channel at all, the event is done.
 pub fn fan_out(conn: &Connection, id: i64, channels: &[(String, bool)], now_ns: i64) -> rusqlite::Result<()> {
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    // Still pending under the write lock: a clear() that withdrew the
+    // message after it was read as due wins, and nothing is handed out.
+    let taken = tx
+        .prepare_cached("UPDATE alert_event SET state = 'fanned' WHERE id = ?1 AND state = 'pending'")?
+        .execute([id])?;
+    if taken == 0 {
+        return tx.commit();
+    }
     for (ch, damped) in channels {
         tx.prepare_cached(
             "INSERT OR IGNORE INTO alert_delivery (event_id, channel, state, next_attempt_ns, queued_ns, damped) \
@@ -79,8 +87,6 @@ pub fn fan_out(conn: &Connection, id: i64, channels: &[(String, bool)], now_ns: 
             i64::from(*damped)
         ])?;
     }
-    tx.prepare_cached("UPDATE alert_event SET state = 'fanned' WHERE id = ?1")?
-        .execute([id])?;
     tx.commit()
 }
 
@@ -227,11 +233,39 @@ pub fn assign_digest(
     for id in event_ids {
         tx.prepare_cached(
             "UPDATE alert_delivery SET state = 'digesting', digest_key = ?3, next_attempt_ns = ?4 \
-             WHERE event_id = ?1 AND channel = ?2",
+             WHERE event_id = ?1 AND channel = ?2 AND state IN ('pending', 'held')",
         )?
         .execute(params![id, channel, key, now_ns])?;
     }
     tx.commit()
+}
+
+/// Whether a digest of `channel` is assigned and not yet delivered.
+pub fn digest_waiting(conn: &Connection, channel: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM alert_delivery WHERE channel = ?1 AND state = 'digesting')")?
+        .query_row([channel], |r| r.get(0))
+}
+
+/// The undelivered messages of channels that are gone (removed from
+/// vigil.toml or the UI) are given up, with that reason; returns how many.
+pub fn give_up_removed_channels(conn: &Connection, channels: &[String], now_ns: i64) -> rusqlite::Result<usize> {
+    let orphans: Vec<String> = conn
+        .prepare_cached("SELECT DISTINCT channel FROM alert_delivery WHERE state IN ('pending', 'held', 'digesting')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?
+        .into_iter()
+        .filter(|c| !channels.contains(c))
+        .collect();
+    let mut n = 0;
+    for c in orphans {
+        n += conn
+            .prepare_cached(
+                "UPDATE alert_delivery SET state = 'failed', last_error = 'the channel was removed', next_attempt_ns = ?2 \
+                 WHERE channel = ?1 AND state IN ('pending', 'held', 'digesting')",
+            )?
+            .execute(params![c, now_ns])?;
+    }
+    Ok(n)
 }
 
 /// At start: whatever waits is tried at once (a restart is a good moment).
@@ -408,5 +442,32 @@ mod tests {
         let st = channel_stats(c).unwrap();
         assert_eq!(st.len(), 2);
         assert_eq!((st[0].sent, st[0].pending), (1, 0));
+    }
+
+    #[test]
+    fn a_withdrawn_message_is_not_handed_out_and_removed_channels_give_up() {
+        let d = tempfile::tempdir().unwrap();
+        let idx = crate::db::Index::open(&d.path().join("i.db")).unwrap();
+        let c = idx.conn();
+        raise(c, &Raise::camera(Kind::CameraOffline, "a", "offline").after(10), 0).unwrap();
+        let ev = due_events(c, 10, 10).unwrap();
+        // The camera came back between the read and the fan-out.
+        crate::db::alerts::clear(c, Kind::CameraOffline, "a", 9).unwrap();
+        fan_out(c, ev[0].id, &[("hook".into(), false)], 10).unwrap();
+        assert!(
+            deliveries(c, "hook", "pending", None, 10).unwrap().is_empty(),
+            "withdrawn: nothing sent"
+        );
+        // A channel that is gone gives its messages up; sent rows stay sent.
+        raise(c, &Raise::new(Kind::DiskLow, "", "low"), 20).unwrap();
+        let ev = due_events(c, 20, 10).unwrap();
+        fan_out(c, ev[0].id, &[("old".into(), false), ("hook".into(), false)], 20).unwrap();
+        mark_sent(c, "hook", Target::Event(ev[0].id), 21).unwrap();
+        assert_eq!(give_up_removed_channels(c, &["hook".into()], 22).unwrap(), 1);
+        assert_eq!(deliveries(c, "old", "failed", None, 10).unwrap().len(), 1);
+        // A sent delivery is never put into a digest.
+        assign_digest(c, "hook", &[ev[0].id], "vigil-x-d", 23).unwrap();
+        assert_eq!(deliveries(c, "hook", "sent", None, 10).unwrap().len(), 1);
+        assert!(!digest_waiting(c, "hook").unwrap());
     }
 }
