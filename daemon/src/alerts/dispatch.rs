@@ -389,7 +389,15 @@ impl Worker {
             let msg = message::of_event(&d.ctx, &x.event, now);
             let Some(t) = self.transport(d, now) else {
                 let why = self.open_error();
-                retry(&self.conn, &name, x.event.id, x.attempts, x.queued_ns, &why, now)?;
+                retry(
+                    &self.conn,
+                    &name,
+                    Target::Event(x.event.id),
+                    x.attempts,
+                    x.queued_ns,
+                    &why,
+                    now,
+                )?;
                 return Ok(());
             };
             match t.send(&msg).await {
@@ -404,7 +412,7 @@ impl Worker {
                     retry(
                         &self.conn,
                         &name,
-                        x.event.id,
+                        Target::Event(x.event.id),
                         x.attempts,
                         x.queued_ns,
                         &e.to_string(),
@@ -456,16 +464,8 @@ impl Worker {
         let attempts = ds.iter().map(|x| x.attempts).max().unwrap_or(0);
         let queued = ds.iter().map(|x| x.queued_ns).min().unwrap_or(now);
         let Some(t) = self.transport(d, now) else {
-            let why = short(&self.open_error());
-            let next = now + backoff(attempts + 1).as_nanos() as i64;
-            outbox::mark_retry(
-                &self.conn,
-                &name,
-                Target::Digest(key),
-                next,
-                &why,
-                now - queued > GIVE_UP_NS,
-            )?;
+            let why = self.open_error();
+            retry(&self.conn, &name, Target::Digest(key), attempts, queued, &why, now)?;
             return Ok(false);
         };
         match t.send(&msg).await {
@@ -476,15 +476,14 @@ impl Worker {
             }
             Err(e) => {
                 tracing::warn!(channel = %name, key, "alerts: digest failed, will retry: {e}");
-                let next = now + backoff(attempts + 1).as_nanos() as i64;
-                let why = short(&e.to_string());
-                outbox::mark_retry(
+                retry(
                     &self.conn,
                     &name,
                     Target::Digest(key),
-                    next,
-                    &why,
-                    now - queued > GIVE_UP_NS,
+                    attempts,
+                    queued,
+                    &e.to_string(),
+                    now,
                 )?;
                 self.after_failure(&e).await;
                 Ok(false)
@@ -531,17 +530,9 @@ impl Worker {
     }
 }
 
-/// An error as stored and shown: control characters replaced, at most 300 characters.
+/// An error as stored and shown: one line of at most 300 characters.
 fn short(e: &str) -> String {
-    let mut s: String = e
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect();
-    if e.chars().count() > 300 {
-        s.push('…');
-    }
-    s
+    crate::base::text::one_line(e, 300)
 }
 
 /// A digest's idempotency key: the channel and its first and last event,
@@ -553,24 +544,20 @@ fn digest_key(channel: &str, ds: &[outbox::Delivery]) -> String {
     format!("{tag}-d-{channel}-{first}-{last}")
 }
 
+/// A failed attempt at `target` (one event's delivery or a digest): tried
+/// again after the backoff of its attempts, or given up once its oldest
+/// message is three days old; the error stored one line.
 fn retry(
     conn: &Connection,
     channel: &str,
-    event_id: i64,
+    target: Target<'_>,
     attempts: i64,
     queued_ns: i64,
     error: &str,
     now: i64,
 ) -> rusqlite::Result<()> {
     let next = now + backoff(attempts + 1).as_nanos() as i64;
-    outbox::mark_retry(
-        conn,
-        channel,
-        Target::Event(event_id),
-        next,
-        &short(error),
-        now - queued_ns > GIVE_UP_NS,
-    )
+    outbox::mark_retry(conn, channel, target, next, &short(error), now - queued_ns > GIVE_UP_NS)
 }
 
 #[cfg(test)]

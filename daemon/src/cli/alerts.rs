@@ -87,7 +87,7 @@ fn list(config: &crate::config::Config, all: bool, as_json: bool) -> Result<(), 
             "recent": recent.iter().map(alert).collect::<Vec<_>>(),
             "channels": channels.iter().map(|(ch, source)| {
                 let s = stats.iter().find(|s| s.channel == ch.name).cloned().unwrap_or_default();
-                json!({"name": ch.name, "kind": ch.settings_json().get("kind"), "source": source.as_str(),
+                json!({"name": ch.name, "kind": ch.kind.as_str(), "source": source.as_str(),
                        "sent": s.sent, "pending": s.pending, "held": s.held, "failed": s.failed,
                        "oldest_pending_seconds": s.oldest_pending_ns.map(|t| (now - t) / 1_000_000_000),
                        "last_sent": s.last_sent_ns.map(format_ns), "last_error": s.last_error})
@@ -134,11 +134,7 @@ fn list(config: &crate::config::Config, all: bool, as_json: bool) -> Result<(), 
     }
     for (ch, source) in &channels {
         let s = stats.iter().find(|s| s.channel == ch.name).cloned().unwrap_or_default();
-        let kind = ch
-            .settings_json()
-            .get("kind")
-            .and_then(|k| k.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let kind = ch.kind.as_str();
         let oldest = s
             .oldest_pending_ns
             .map(|t| format!(", oldest waiting {} s", (now - t) / 1_000_000_000))

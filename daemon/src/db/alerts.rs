@@ -212,22 +212,10 @@ fn queue(conn: &Connection, alert_id: i64, kind: &str, at_ns: i64, not_before_ns
     Ok(conn.last_insert_rowid())
 }
 
-/// The longest message kept (an SMS carries about 300 characters).
+/// The longest message kept (an SMS carries about 300 characters); a
+/// message is stored one line ([`crate::base::text::one_line`]): a camera's
+/// error text could carry control characters.
 const MAX_MESSAGE: usize = 600;
-
-/// A message as stored and sent: control characters (a camera's error
-/// text could carry some) replaced by spaces, at most [`MAX_MESSAGE`] characters.
-fn clean(m: &str) -> String {
-    let mut s: String = m
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_MESSAGE)
-        .collect();
-    if m.chars().count() > MAX_MESSAGE {
-        s.push('…');
-    }
-    s
-}
 
 /// Raises `r` at `now_ns`: opens the alert and queues its "raised" message
 /// (or, while it is open, refreshes its message and last-seen time and
@@ -235,7 +223,7 @@ fn clean(m: &str) -> String {
 /// Returns the alert's id. Call it inside the transaction of the state
 /// change that raised it.
 pub fn raise(conn: &Connection, r: &Raise<'_>, now_ns: i64) -> rusqlite::Result<i64> {
-    let message = clean(r.message);
+    let message = crate::base::text::one_line(r.message, MAX_MESSAGE);
     let message = message.as_str();
     let open: Option<i64> = if r.kind.instant() {
         None

@@ -91,7 +91,6 @@ pub async fn list(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply 
 /// settings (never a secret), and its delivery figures.
 pub async fn channels_list(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> Reply {
     let file = st.alerts.clone();
-    let keyring = st.keyring.clone();
     let now = st.clock.wall_ns();
     let rows = st
         .db(move |idx| {
@@ -111,7 +110,7 @@ pub async fn channels_list(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx
                 }
                 out.push(json!({
                     "name": ch.name,
-                    "kind": settings.get("kind").cloned().unwrap_or(Value::Null),
+                    "kind": ch.kind.as_str(),
                     "source": source.as_str(),
                     "settings": settings,
                     "has_secret": has_secret,
@@ -128,7 +127,6 @@ pub async fn channels_list(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx
                     "last_error": s.last_error,
                 }));
             }
-            drop(keyring);
             Ok(out)
         })
         .await?;
