@@ -17,7 +17,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "hostile"))
 import fixture  # noqa: E402  (tests/hostile/fixture.py)
 from flapper import FlappingProxy  # noqa: E402
-from receivers import free_port, kill_pid  # noqa: E402
+from receivers import free_port  # noqa: E402
+from fixture import kill_pid  # noqa: E402
 
 PASSWORD = fixture.USER_PW
 CHANNELS = {"webhook": "hook", "mqtt": "mqtt", "twilio": "sms", "email": "mail"}
@@ -85,7 +86,7 @@ class AlertBox(fixture.Fixture):
             if line.startswith("READY"):
                 self.cams[c][0] = p
                 return
-            kill_pid(p)
+            kill_pid(p, grace=5.0)
             p.stdout.close()
             if time.monotonic() > end:
                 raise RuntimeError(f"the RTSP test camera {c} did not become ready on port {port}")

@@ -36,6 +36,10 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hostile"))
+from fixture import kill_pid, wait_for  # noqa: E402  (tests/hostile/fixture.py)
 
 # aiosmtpd 1.4 logs a warning about its own use of a deprecated attribute on
 # every AUTH; its errors still show.
@@ -51,40 +55,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_for(limit, f, every=0.2):
-    """Polls f until it returns something truthy, at most `limit` seconds."""
-    end = time.monotonic() + limit
-    while True:
-        v = f()
-        if v or time.monotonic() >= end:
-            return v
-        time.sleep(every)
-
-
 def port_open(port):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
             return True
     except OSError:
         return False
-
-
-def kill_pid(p, grace=5.0):
-    """SIGTERM (then SIGKILL) one child we started, by its PID, and reap it."""
-    if p is None or p.poll() is not None:
-        return
-    try:
-        os.kill(p.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        p.wait(grace)
-    except subprocess.TimeoutExpired:
-        try:
-            os.kill(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        p.wait(5)
 
 
 def run(args, **kw):
@@ -554,9 +530,9 @@ class MqttBroker:
             raise RuntimeError(f"the MQTT watcher never saw its probe: {self.tail()}")
 
     def stop(self):
-        kill_pid(self.sub)
+        kill_pid(self.sub, grace=5.0)
         self.sub = None
-        kill_pid(self.proc)
+        kill_pid(self.proc, grace=5.0)
         self.proc = None
 
     @property

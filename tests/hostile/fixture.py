@@ -34,14 +34,15 @@ CTX = tls_context()
 
 
 def wait_for(limit, f, every=0.2):
-    """Polls f until it returns something truthy, at most `limit` seconds."""
+    """Polls f until it returns something truthy, at most `limit` seconds
+    (f is asked once more at the end, so a last sleep is never wasted);
+    returns f's last answer."""
     end = time.monotonic() + limit
-    while time.monotonic() < end:
+    while True:
         v = f()
-        if v:
+        if v or time.monotonic() >= end:
             return v
         time.sleep(every)
-    return None
 
 
 class Reply:
