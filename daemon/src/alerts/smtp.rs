@@ -133,7 +133,7 @@ impl Email {
                     SendError::Rejected(text)
                 } else if e.is_transient() {
                     SendError::Server(text)
-                } else if text.contains("STARTTLS") || text.contains("authentication") {
+                } else if e.is_client() && (text.contains("STARTTLS") || text.contains("authentication")) {
                     SendError::Rejected(text)
                 } else {
                     SendError::Unreachable(text)

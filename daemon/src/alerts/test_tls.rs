@@ -128,6 +128,17 @@ impl Server {
     }
 }
 
+/// A loopback port that refuses connections and stays so while the
+/// socket lives: bound but not listening, so no other test's server (nor
+/// a client's own ephemeral port, which would connect to itself) can
+/// take it, as one merely freed could be.
+pub fn refused_port() -> (tokio::net::TcpSocket, u16) {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = s.local_addr().unwrap().port();
+    (s, port)
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

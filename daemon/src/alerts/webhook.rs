@@ -152,7 +152,7 @@ mod tests {
         assert!(e.to_string().contains("not signed by a trusted CA"), "{e}");
 
         // Nothing listening: unreachable, retry soon.
-        let port = test_tls::free_port();
+        let (_refusing, port) = test_tls::refused_port();
         let mut w = hook(&format!("https://127.0.0.1:{port}/h"), &pki.ca_path);
         let e = w.send(&m).await.unwrap_err();
         assert!(matches!(e, SendError::Unreachable(_)), "{e:?}");

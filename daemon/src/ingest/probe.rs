@@ -203,9 +203,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_port_is_refused_and_a_non_rtsp_server_is_not_rtsp() {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // Bound but not listening: refuses, and no other test can take the port meanwhile.
+        let closed = tokio::net::TcpSocket::new_v4().unwrap();
+        closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let port = closed.local_addr().unwrap().port();
-        drop(closed);
         let url = url::Url::parse(&format!("rtsp://127.0.0.1:{port}/x")).unwrap();
         assert_eq!(
             probe_rtsp(&url, None, None, Duration::from_secs(5)).await,
