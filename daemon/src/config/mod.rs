@@ -121,6 +121,13 @@ struct RawCamera {
     enabled: bool,
     retention_days: Option<Spanned<u32>>,
     max_bytes: Option<Spanned<u64>>,
+    sub_url: Option<Spanned<String>>,
+    #[serde(default)]
+    record_sub: bool,
+    sub_retention_days: Option<Spanned<u32>>,
+    #[serde(default)]
+    record_audio: bool,
+    onvif_url: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {
@@ -193,6 +200,19 @@ pub struct CameraConfig {
     pub password_origin: Option<Origin>,
     pub enabled: bool,
     pub limits: archive::CameraLimits,
+    /// The camera's second, smaller stream (live view in a grid); same
+    /// credentials as `url`.
+    pub sub_url: Option<url::Url>,
+    /// Record the sub stream too (as the camera `<name>.sub`).
+    pub record_sub: bool,
+    /// The recorded sub stream's own age limit (default: the camera's).
+    pub sub_retention_days: Option<u32>,
+    /// Record the camera's audio track (AAC, G.711). Off by default: in
+    /// many places recording sound needs consent or a notice.
+    pub record_audio: bool,
+    /// The camera's ONVIF device service (`http://host/onvif/device_service`):
+    /// clock, PTZ and events; same credentials as `url`.
+    pub onvif_url: Option<url::Url>,
 }
 
 #[derive(Clone, Debug)]
@@ -484,6 +504,28 @@ impl Config {
                     return Err(src.err(d.span(), "camera.retention_days", "must be between 1 and 36500"));
                 }
             }
+            let sub_url = match &cam.sub_url {
+                None => None,
+                Some(u) => {
+                    let url = camera_url(u.get_ref()).map_err(|m| src.err(u.span(), "camera.sub_url", m))?;
+                    if url.scheme() != "rtsp" {
+                        return Err(src.err(u.span(), "camera.sub_url", "must be an rtsp:// URL"));
+                    }
+                    Some(url)
+                }
+            };
+            if cam.record_sub && sub_url.is_none() {
+                return Err(src.err(cam.name.span(), "camera.record_sub", "needs a sub_url"));
+            }
+            if let Some(d) = &cam.sub_retention_days {
+                if !(1..=36_500).contains(d.get_ref()) {
+                    return Err(src.err(d.span(), "camera.sub_retention_days", "must be between 1 and 36500"));
+                }
+            }
+            let onvif_url = match &cam.onvif_url {
+                None => None,
+                Some(u) => Some(onvif_url(u.get_ref()).map_err(|m| src.err(u.span(), "camera.onvif_url", m))?),
+            };
             if let Some(m) = &cam.max_bytes {
                 if *m.get_ref() < 1 << 20 {
                     return Err(src.err(m.span(), "camera.max_bytes", "must be at least 1048576 (1 MiB)"));
@@ -500,6 +542,11 @@ impl Config {
                     retention_days: cam.retention_days.map(|d| d.into_inner()),
                     max_bytes: cam.max_bytes.map(|m| m.into_inner()),
                 },
+                sub_url,
+                record_sub: cam.record_sub,
+                sub_retention_days: cam.sub_retention_days.map(|d| d.into_inner()),
+                record_audio: cam.record_audio,
+                onvif_url,
             });
         }
 
@@ -615,6 +662,22 @@ use crate::base::names::{valid_camera_name, CAMERA_NAME_RULE};
 /// inside (they go in username / the secrets store), or a V4L2 device
 /// `v4l2:///dev/video0?format=mjpeg&width=1280&height=720&fps=30`.
 /// The error is one sentence.
+/// An ONVIF device service address: `http(s)://host[:port]/path`, no
+/// credentials in it.
+pub fn onvif_url(s: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("invalid URL \"{s}\": {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("must be an http:// or https:// URL, not {}://", url.scheme()));
+    }
+    if url.host_str().is_none_or(|h| h.is_empty()) {
+        return Err("has no host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not hold credentials: give username and password_secret".into());
+    }
+    Ok(url)
+}
+
 pub fn camera_url(s: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(s).map_err(|e| format!("invalid URL \"{s}\": {e}"))?;
     if url.scheme() == "v4l2" {

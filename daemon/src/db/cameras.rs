@@ -46,6 +46,11 @@ impl ManagedCamera {
             password_origin: None,
             enabled: self.enabled,
             limits: Default::default(),
+            sub_url: None,
+            record_sub: false,
+            sub_retention_days: None,
+            record_audio: false,
+            onvif_url: None,
         })
     }
 }
