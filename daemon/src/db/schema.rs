@@ -289,7 +289,21 @@ CREATE TABLE daemon_run (
     stop_result TEXT
 );
 "#;
+/// Version 10: the cameras' own events (ONVIF motion and tamper), kept as
+/// long as the footage they point into.
+const SCHEMA_V10: &str = r#"
+CREATE TABLE camera_event (
+    id INTEGER PRIMARY KEY,
+    camera TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('motion', 'tamper')),
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER,
+    topic TEXT NOT NULL
+);
+CREATE INDEX camera_event_time ON camera_event (start_ns);
+CREATE INDEX camera_event_open ON camera_event (camera, kind, end_ns);
+"#;
 /// Each step takes the schema from version i to i + 1.
-pub(crate) const MIGRATIONS: [&str; 8] = [
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
+pub(crate) const MIGRATIONS: [&str; 9] = [
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8, SCHEMA_V10,
 ];

@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod assets;
 pub mod audit;
 pub mod cameras;
+pub mod events;
 pub mod evidence;
 pub mod health;
 pub mod live;
@@ -118,6 +119,7 @@ pub const ROUTES: &[RouteSpec] = &[
     ),
     route("GET", "/api/v1/transcode", VIEWER, handler!(transcode::status)),
     route("GET", "/api/v1/recordings", VIEWER, handler!(recordings::list)),
+    route("GET", "/api/v1/events", VIEWER, handler!(events::list)),
     route(
         "GET",
         "/api/v1/recordings/{id}/manifest",
