@@ -84,9 +84,9 @@ async function loadDay() {
   const [start, end] = dayRange();
   timeline.setDay(start, end);
   text($("tl-zone"), "Times in " + zoneWords(start));
-  let rows;
+  let rows, events;
   try {
-    rows = await fetchTimeline(start, end);
+    [rows, events] = await Promise.all([fetchTimeline(start, end), fetchEvents(start, end)]);
   } catch (e) {
     if (mine === visit) note("error", "The recordings of this day could not be loaded.", e);
     return;
@@ -96,9 +96,21 @@ async function loadDay() {
   const byName = new Map(rows.map((r) => [r.camera, r]));
   const all = cameras.map((c) => byName.get(c.name) || { camera: c.name, codec: c.codec, spans: [] });
   for (const r of rows) if (!cameras.some((c) => c.name === r.camera)) all.push(r);
+  for (const r of all) r.events = events.filter((e) => e.camera === r.camera);
   timeline.setRows(all);
   const cut = all.filter((r) => r.truncated).map((r) => r.camera);
   if (cut.length) note("info", "Too many pieces to show for " + cut.join(", ") + ": zoom in on a shorter time.");
+}
+
+/// The cameras' own events (motion, tamper) of the day; none if the box has no events route.
+async function fetchEvents(start, end) {
+  try {
+    const r = await api("GET", "/api/v1/events?start=" + iso(start) + "&end=" + iso(end));
+    return r.events.map((e) => ({ camera: e.camera, kind: e.kind, start: Date.parse(e.start), end: e.end ? Date.parse(e.end) : null }));
+  } catch (e) {
+    if (e.status === 404) return [];
+    throw e;
+  }
 }
 
 async function fetchTimeline(start, end) {
@@ -326,6 +338,20 @@ function zoomCentre() {
   const now = Date.now();
   return now >= timeline.ws && now <= timeline.we ? now : undefined;
 }
+/// Plays the camera's next (or previous) event from a second before it.
+function jumpToEvent(back) {
+  const camera = $("pb-camera").value;
+  const from = loaded && video.dataset.wallMs ? Number(video.dataset.wallMs) : back ? timeline.we : timeline.ws;
+  const e = timeline.eventNear(camera, from, back);
+  if (!e) { note("info", "No " + (back ? "earlier" : "later") + " event of " + camera + " this day."); return; }
+  if (e.start < timeline.ws || e.start > timeline.we) {
+    const span = timeline.we - timeline.ws;
+    timeline.setWindow(e.start - span / 2, e.start + span / 2);
+  }
+  seek(camera, Math.max(timeline.dayStart, e.start - 1000));
+}
+$("pb-prev-event").addEventListener("click", () => jumpToEvent(true));
+$("pb-next-event").addEventListener("click", () => jumpToEvent(false));
 $("tl-zoom-in").addEventListener("click", () => timeline.zoom(0.5, zoomCentre()));
 $("tl-zoom-out").addEventListener("click", () => timeline.zoom(2, zoomCentre()));
 window.addEventListener("resize", () => { if (!$("playback").hidden) timeline.render(); });

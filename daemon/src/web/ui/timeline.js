@@ -5,7 +5,10 @@
 // asks to play that camera from that instant. `#timeline` carries the
 // visible window as `data-start-ms`/`data-end-ms` (epoch ms, linear over its
 // box from left to right). Also the hover thumbnails: decoded in the
-// browser from a one-second view.mp4 fragment, never by the box.
+// browser from a one-second view.mp4 fragment, never by the box. The
+// cameras' own events (motion, tamper) are marks on their rows
+// (`.tl-ev`, `data-kind`, `data-start-ms`), and `eventAfter`/`eventBefore`
+// find the next or previous one for playback's buttons.
 "use strict";
 import { fmtTime } from "./common.js";
 
@@ -22,7 +25,7 @@ export class Timeline {
     this.dayEnd = 0;
     this.ws = 0;
     this.we = 0;
-    this.rows = []; // [{camera, codec, spans: [[startMs, endMs]]}]
+    this.rows = []; // [{camera, codec, spans: [[startMs, endMs]], events: [{kind, start, end}]}]
     this.selected = "";
     this.playMs = null;
     this.drag = null;
@@ -60,6 +63,19 @@ export class Timeline {
       if (d < bestDist) { best = s; bestDist = d; }
     }
     return best && bestDist <= slack ? best : null;
+  }
+
+  /// The first event of `camera` starting after `ms` (+ 0.5 s), or the
+  /// last one starting before it (- 0.5 s) when `back`; null if none.
+  eventNear(camera, ms, back) {
+    const r = this.rows.find((x) => x.camera === camera);
+    const evs = (r && r.events) || [];
+    let best = null;
+    for (const e of evs) {
+      if (!back && e.start > ms + 500 && (!best || e.start < best.start)) best = e;
+      if (back && e.start < ms - 500 && (!best || e.start > best.start)) best = e;
+    }
+    return best;
   }
 
   msPerPx() { return (this.we - this.ws) / Math.max(1, this.el.clientWidth); }
@@ -151,6 +167,18 @@ export class Timeline {
         else { flush(); cur = [a, b]; }
       }
       flush();
+      for (const e of r.events || []) {
+        const end = e.end === null ? Date.now() : e.end;
+        if (end < this.ws || e.start > this.we) continue;
+        const mark = document.createElement("div");
+        mark.className = "tl-ev";
+        mark.dataset.kind = e.kind;
+        mark.dataset.startMs = String(e.start);
+        mark.style.left = pct(Math.max(e.start, this.ws)) + "%";
+        mark.style.width = Math.max(0.15, pct(Math.min(end, this.we)) - pct(Math.max(e.start, this.ws))) + "%";
+        mark.title = (e.kind === "tamper" ? "Tamper" : "Motion") + " at " + fmtTime(e.start, true);
+        row.appendChild(mark);
+      }
       parts.push(row);
     }
     const now = document.createElement("div");
