@@ -312,8 +312,9 @@ def main():
         discovery_checks(report, sims)
         schema = validate.compile_schemas(a.wsdl)
         report.check("ONVIF schemas compiled from %s" % a.wsdl, True)
-        validate.run_operations(schema, validate.Client(sims[1]["port"], sims[1]["user"], sims[1]["password"]),
-                                report)
+        client = validate.Client(sims[1]["port"], sims[1]["user"], sims[1]["password"])
+        validate.run_operations(schema, client, report)
+        validate.run_robustness(client, report)
         validate.run_discovery(schema, sims[1]["port"], report)
     except Exception as e:
         report.check("selftest ran to the end", False, "%s: %s" % (type(e).__name__, e))

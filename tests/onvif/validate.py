@@ -281,6 +281,63 @@ def run_operations(schema, client, report):
     op("Unsubscribe", address, "<wsnt:Unsubscribe/>", t("wsnt", "UnsubscribeResponse"))
 
 
+def fault_of(data):
+    """(Code, [Subcodes], Reason) of a SOAP 1.2 Fault answer, or None."""
+    try:
+        f = etree.fromstring(data).find("{%s}Body/{%s}Fault" % (SOAP, SOAP))
+    except etree.XMLSyntaxError:
+        return None
+    if f is None:
+        return None
+    subs = [v.text for v in f.iter("{%s}Value" % SOAP)]
+    return subs[0], subs[1:], f.findtext("{%s}Reason/{%s}Text" % (SOAP, SOAP))
+
+
+def run_robustness(client, report):
+    """Bad requests get a clean SOAP Fault (no traceback), and the sim keeps serving."""
+    def raw(data, headers=None):
+        req = urllib.request.Request(client.base + "/onvif/device_service", data,
+                                     headers or {"Content-Type": "application/soap+xml"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def fault_check(label, status, data, want_status, want_sub):
+        f = fault_of(data)
+        report.check(label, status == want_status and f is not None and want_sub in f[1]
+                     and b"Traceback" not in data, "(HTTP %d, %r)" % (status, f))
+
+    envelope_of = ('<s:Envelope xmlns:s="%s" xmlns:tds="%s">%%s<s:Body>%%s</s:Body></s:Envelope>'
+                   % (SOAP, NS["tds"]))
+    status, data = raw((envelope_of % ("", "<tds:GetDeviceInformation/>")).encode())
+    fault_check("no Security header: 400 ter:NotAuthorized", status, data, 400, "ter:NotAuthorized")
+    header = digest_header(client.user, client.password, client.created())
+    once = (envelope_of % (header, "<tds:GetDeviceInformation/>")).encode()
+    status, _ = raw(once)
+    report.check("a signed request is accepted", status == 200, "(HTTP %d)" % status)
+    status, data = raw(once)
+    fault_check("the same nonce again: 400 ter:NotAuthorized", status, data, 400, "ter:NotAuthorized")
+    stale = digest_header(client.user, client.password, datetime.datetime.fromtimestamp(
+        time.time() + client.skew - 400, tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    status, data = raw((envelope_of % (stale, "<tds:GetDeviceInformation/>")).encode())
+    fault_check("Created 400 s before the camera's clock: 400 ter:NotAuthorized", status, data, 400,
+                "ter:NotAuthorized")
+    header = digest_header(client.user, client.password, client.created())
+    status, data = raw((envelope_of % (header, "<tds:Reboot/>")).encode())
+    fault_check("an unknown operation: 400 ter:ActionNotSupported", status, data, 400, "ter:ActionNotSupported")
+    status, data = raw(b"<s:Envelope xmlns:s='%s'><s:Body><unclosed></s:Body>" % SOAP.encode())
+    fault_check("malformed XML: 400 ter:WellFormed", status, data, 400, "ter:WellFormed")
+    status, data = raw(b"<!DOCTYPE x [<!ENTITY a 'b'>]>" + (envelope_of % ("", "<tds:GetSystemDateAndTime/>"))
+                       .encode())
+    fault_check("a DOCTYPE: 400 ter:WellFormed", status, data, 400, "ter:WellFormed")
+    status, data = raw(b"x" * (64 * 1024 + 1))
+    report.check("a body over 64 KiB: 413", status == 413, "(HTTP %d)" % status)
+    status, _, r = client.call("/onvif/device_service", "<tds:GetDeviceInformation/>")
+    report.check("still serving after the bad requests", status == 200 and r.tag.endswith("Response"))
+
+
 def run_discovery(schema, port, report, wait=2.0):
     """A Probe sent out of 127.0.0.1 only (IP_MULTICAST_IF, TTL 1); each ProbeMatches must validate."""
     probe = ('<s:Envelope xmlns:s="%s" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:d="%s" '
@@ -329,7 +386,9 @@ def main():
     report = Report()
     schema = compile_schemas(a.wsdl)
     report.check("ONVIF schemas compiled from %s" % a.wsdl, True)
-    run_operations(schema, Client(a.port, a.user, a.password), report)
+    client = Client(a.port, a.user, a.password)
+    run_operations(schema, client, report)
+    run_robustness(client, report)
     if a.discovery:
         run_discovery(schema, a.port, report)
     print("%d passed, %d failed" % (report.passed, report.failed))
