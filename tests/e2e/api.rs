@@ -162,6 +162,13 @@ fn rbac_matrix_covers_every_route() {
             None,
             [401, 404, 404, 404, 404],
         ),
+        (
+            "GET /api/v1/cameras/{name}/live",
+            "GET",
+            "/api/v1/cameras/nope/live?stream=sub",
+            None,
+            [401, 404, 404, 404, 404],
+        ),
         ("GET /", "GET", "/", None, [200, 200, 200, 200, 200]),
         ("GET /app.js", "GET", "/app.js", None, [200, 200, 200, 200, 200]),
         ("GET /app.css", "GET", "/app.css", None, [200, 200, 200, 200, 200]),

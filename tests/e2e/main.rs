@@ -29,6 +29,7 @@ mod retention;
 mod rollover;
 mod secrets;
 mod storage_trouble;
+mod substreams;
 mod systemd_unit;
 mod tamper;
 mod ui;

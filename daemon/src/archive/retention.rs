@@ -2,7 +2,9 @@
 //! a case still needs.
 //!
 //! One pass applies, in order:
-//! 1. age: per camera, recordings that ended more than `retention_days` ago;
+//! 1. age: per camera, recordings that ended more than `retention_days` ago
+//!    (a recorded sub stream `<camera>.sub`: `sub_retention_days`, else its
+//!    camera's age limit);
 //! 2. size: per camera, the oldest recordings while the camera holds more than `max_bytes`;
 //! 3. the storage floor: the oldest recordings of any camera while free space
 //!    is below `min_free_percent` / `min_free_bytes`.
@@ -61,7 +63,7 @@ pub fn run_pass(
 
     // 1. Age.
     for (cam_id, name) in &cameras {
-        let Some(days) = policy.limits(name).retention_days else {
+        let Some(days) = limits(policy, name).retention_days else {
             continue;
         };
         let cutoff = now_ns.saturating_sub(i64::from(days) * 86_400 * 1_000_000_000);
@@ -87,7 +89,7 @@ pub fn run_pass(
 
     // 2. Per-camera size.
     for (cam_id, name) in &cameras {
-        let Some(max) = policy.limits(name).max_bytes else {
+        let Some(max) = limits(policy, name).max_bytes else {
             continue;
         };
         for _ in 0..10_000 {
@@ -161,6 +163,20 @@ pub fn run_pass(
     rep.bytes_freed = rep.deleted.iter().map(|(r, _)| r.bytes.max(0) as u64).sum();
     audit_pass(index, &rep, actor);
     Ok(rep)
+}
+
+/// The limits of the camera `name`. A recorded sub stream (`<camera>.sub`)
+/// without limits of its own (`sub_retention_days`) keeps its camera's age
+/// limit, and no size limit of its own (the camera's `max_bytes` is the
+/// main stream's).
+fn limits(policy: &RetentionPolicy, name: &str) -> crate::config::archive::CameraLimits {
+    match crate::base::names::main_of_sub_stream(name) {
+        Some(main) if !policy.cameras.contains_key(name) => crate::config::archive::CameraLimits {
+            retention_days: policy.limits(main).retention_days,
+            max_bytes: None,
+        },
+        _ => policy.limits(name),
+    }
 }
 
 /// Compresses ids into runs: "1-4, 7, 9-21/4" (/4: every 4th id, as when
@@ -473,6 +489,37 @@ mod tests {
             unheld[..gone.len()].iter().all(|id| gone.contains(id)),
             "not the oldest first"
         );
+    }
+
+    #[test]
+    fn a_sub_stream_keeps_its_own_age_limit_or_its_cameras() {
+        let mut policy = RetentionPolicy {
+            default_days: Some(30),
+            ..RetentionPolicy::default()
+        };
+        let door = CameraLimits {
+            retention_days: Some(14),
+            max_bytes: Some(1 << 30),
+        };
+        policy.cameras.insert("door".into(), door);
+        // No sub_retention_days: the camera's age limit, no size limit.
+        let sub = limits(&policy, "door.sub");
+        assert_eq!((sub.retention_days, sub.max_bytes), (Some(14), None));
+        assert_eq!(
+            limits(&policy, "yard.sub").retention_days,
+            Some(30),
+            "a camera with none: the default"
+        );
+        // sub_retention_days (config puts it under the sub stream's name).
+        policy.cameras.insert(
+            "door.sub".into(),
+            CameraLimits {
+                retention_days: Some(3),
+                max_bytes: None,
+            },
+        );
+        assert_eq!(limits(&policy, "door.sub").retention_days, Some(3));
+        assert_eq!(limits(&policy, "door"), door, "the main stream's own");
     }
 
     #[test]

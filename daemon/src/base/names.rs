@@ -12,6 +12,28 @@ pub fn valid_camera_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// What a recorded sub stream is stored as: the camera `<name>.sub` (a '.'
+/// is never in a camera name, so it cannot collide with one).
+pub const SUB_STREAM_SUFFIX: &str = ".sub";
+
+/// The name a camera's recorded sub stream is stored under.
+pub fn sub_stream_name(camera: &str) -> String {
+    format!("{camera}{SUB_STREAM_SUFFIX}")
+}
+
+/// The camera whose sub stream `name` is (`door.sub` -> `door`); None for
+/// anything else.
+pub fn main_of_sub_stream(name: &str) -> Option<&str> {
+    name.strip_suffix(SUB_STREAM_SUFFIX).filter(|m| valid_camera_name(m))
+}
+
+/// A name recordings may be stored under: a camera's, or its sub stream's
+/// (`<camera>.sub`). Only for reading and managing recordings; a camera is
+/// never created with a '.' in its name.
+pub fn valid_recorded_camera_name(name: &str) -> bool {
+    valid_camera_name(name) || main_of_sub_stream(name).is_some()
+}
+
 /// 1 to 64 ASCII letters, digits, '-', '_' or '.'.
 pub fn valid_secret_name(n: &str) -> bool {
     !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
@@ -43,6 +65,13 @@ mod tests {
         assert!(!valid_camera_name("front.door"));
         assert!(!valid_camera_name(""));
         assert!(!valid_camera_name(&"a".repeat(65)));
+        assert_eq!(sub_stream_name("door"), "door.sub");
+        assert_eq!(main_of_sub_stream("door.sub"), Some("door"));
+        assert_eq!(main_of_sub_stream("door"), None);
+        assert_eq!(main_of_sub_stream(".sub"), None);
+        assert_eq!(main_of_sub_stream("a.b.sub"), None);
+        assert!(valid_recorded_camera_name("door.sub") && valid_recorded_camera_name("door"));
+        assert!(!valid_recorded_camera_name("door.main") && !valid_camera_name("door.sub"));
         assert!(valid_secret_name("camera.front-door"));
         assert!(!valid_secret_name("../etc"));
         assert!(valid_user_name("j.smith"));

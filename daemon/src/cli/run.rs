@@ -326,6 +326,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             config.stall_timeout,
             config.cameras.iter().map(|c| c.name.clone()).collect(),
         )
+        .with_camera_configs(config.cameras.clone())
         .with_alerts(
             std::time::Duration::from_secs(config.alerts.offline_after_seconds),
             std::time::Duration::from_secs(config.alerts.gap_after_seconds),

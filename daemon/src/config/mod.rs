@@ -582,6 +582,15 @@ impl Config {
         }
         for c in &cameras {
             retention.cameras.insert(c.name.clone(), c.limits);
+            if let Some(days) = c.sub_retention_days {
+                let sub = archive::CameraLimits {
+                    retention_days: Some(days),
+                    max_bytes: None,
+                };
+                retention
+                    .cameras
+                    .insert(crate::base::names::sub_stream_name(&c.name), sub);
+            }
         }
         let mut fixity = archive::FixityConfig::default();
         if let Some(f) = raw.fixity {

@@ -1,7 +1,8 @@
 //! Live view: each camera's ingest offers its frames on a bounded broadcast
 //! channel as they arrive (before batching for the recorder), only while
 //! someone watches. Viewers that fall behind are cut off, never buffered
-//! without bound.
+//! without bound. A camera's sub stream has a channel of its own, named
+//! as the recorded sub stream is (`<camera>.sub`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +49,17 @@ impl LiveHub {
         self.cams.lock().ok()?.get(camera).map(|s| s.subscribe())
     }
 
+    /// How many viewers `camera`'s stream has now (0 for one not running): a
+    /// stream that only feeds live view (a sub stream that is not recorded)
+    /// connects while this is above 0.
+    pub fn watchers(&self, camera: &str) -> usize {
+        self.cams
+            .lock()
+            .ok()
+            .and_then(|m| m.get(camera).map(|s| s.receiver_count()))
+            .unwrap_or(0)
+    }
+
     /// A camera stopped: its viewers see the stream end.
     pub fn remove(&self, camera: &str) {
         if let Ok(mut m) = self.cams.lock() {
@@ -87,5 +99,27 @@ impl LiveHub {
             Ok(Some(f)) => Ok((rx, f)),
             _ => Err(NoFrame::NotStreaming),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchers_count_the_subscribed_viewers() {
+        let hub = LiveHub::new();
+        assert_eq!(hub.watchers("door.sub"), 0, "no channel yet");
+        assert!(hub.subscribe("door.sub").is_none());
+        let _tap = hub.tap("door.sub");
+        assert_eq!(hub.watchers("door.sub"), 0, "the ingest's sender is no viewer");
+        let a = hub.subscribe("door.sub");
+        let b = hub.subscribe("door.sub");
+        assert_eq!(hub.watchers("door.sub"), 2);
+        drop(a);
+        assert_eq!(hub.watchers("door.sub"), 1);
+        drop(b);
+        assert_eq!(hub.watchers("door.sub"), 0);
+        assert_eq!(hub.watchers("door"), 0, "another camera's channel");
     }
 }

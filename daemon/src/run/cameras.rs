@@ -4,7 +4,8 @@
 //! read-only from the API) and the `managed_camera` table (added, changed and
 //! removed through the API, stored by [`crate::db::cameras`]; their passwords
 //! in the secrets store as `camera.<name>`). The [`Supervisor`] starts and stops each one at run time:
-//! an ingest task with its own stop switch and a recorder thread.
+//! an ingest task with its own stop switch and a recorder thread, and for a
+//! camera with a `sub_url` its sub stream ([`crate::run::sub_stream`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,10 +21,7 @@ use crate::keys::KeyLookup;
 use crate::storage::recorder::{Recorder, RecorderConfig, RecorderStats};
 use crate::storage::Storage;
 
-/// Frame batches buffered between a camera's ingest task and its recorder
-/// thread before ingest waits. A batch ends at a key frame or after 1 s of
-/// media, so this holds about 10 s of video.
-const BATCH_QUEUE: usize = 10;
+use super::sub_stream::{self, SubStream, BATCH_QUEUE};
 
 struct Running {
     stop: watch::Sender<bool>,
@@ -33,6 +31,10 @@ struct Running {
     beat: Arc<std::sync::atomic::AtomicI64>,
     /// A sender kept only to read the queue's depth.
     queue: mpsc::Sender<crate::storage::recorder::Event>,
+    /// The settings it runs with.
+    config: CameraConfig,
+    /// Its sub stream, when it has a sub_url.
+    sub: Option<SubStream>,
 }
 
 /// Starts and stops cameras while the daemon runs.
@@ -46,6 +48,8 @@ pub struct Supervisor {
     stall: Duration,
     /// Names from vigil.toml (not changeable through the API).
     provisioned: Vec<String>,
+    /// The settings of vigil.toml's cameras (running or not).
+    provisioned_configs: Vec<CameraConfig>,
     running: Mutex<HashMap<String, Running>>,
     /// (camera offline, recording gap) alert delays in ns; None: no alerts.
     alert_delays: (Option<i64>, Option<i64>),
@@ -72,6 +76,7 @@ impl Supervisor {
             segment,
             stall,
             provisioned,
+            provisioned_configs: Vec::new(),
             running: Mutex::new(HashMap::new()),
             alert_delays: (None, None),
         }
@@ -83,6 +88,38 @@ impl Supervisor {
         let ns = |d: Duration| Some(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
         self.alert_delays = (ns(offline), ns(gap));
         self
+    }
+
+    /// The settings of vigil.toml's cameras, for the listing of those not
+    /// running.
+    pub fn with_camera_configs(mut self, configs: Vec<CameraConfig>) -> Self {
+        self.provisioned_configs = configs;
+        self
+    }
+
+    /// The settings `name` runs with, else vigil.toml's.
+    pub fn camera_config(&self, name: &str) -> Option<CameraConfig> {
+        let running = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name).map(|r| r.config.clone()));
+        running.or_else(|| self.provisioned_configs.iter().find(|c| c.name == name).cloned())
+    }
+
+    /// The state of a running camera's sub stream ("ok", "connecting",
+    /// "offline", "idle" while an unrecorded one has no viewer); None without one.
+    pub fn sub_stream_state(&self, name: &str) -> Option<&'static str> {
+        let m = self.running.lock().ok()?;
+        m.get(name)?.sub.as_ref().map(SubStream::state)
+    }
+
+    /// Whether `name` (a camera) records its sub stream now.
+    pub fn records_sub_stream(&self, name: &str) -> bool {
+        let Ok(m) = self.running.lock() else { return false };
+        m.get(name)
+            .and_then(|r| r.sub.as_ref())
+            .is_some_and(SubStream::recorded)
     }
 
     pub fn is_provisioned(&self, name: &str) -> bool {
@@ -146,6 +183,10 @@ impl Supervisor {
             .name(format!("rec-{}", cam.name))
             .spawn(move || recorder.run(rx))?;
         let (stop, stop_rx) = watch::channel(false);
+        let sub = match sub_stream::sub_config(cam) {
+            Some(sub_cam) => Some(self.start_sub(sub_cam, cam.record_sub, password.clone())?),
+            None => None,
+        };
         let task = if let Some(src) = v4l2_source {
             self.runtime.spawn(crate::ingest::v4l2::run_camera(
                 cam.clone(),
@@ -173,10 +214,76 @@ impl Supervisor {
                 recorder,
                 beat,
                 queue,
+                config: cam.clone(),
+                sub,
             },
         );
         tracing::info!(camera = %cam.name, "camera started");
         Ok(())
+    }
+
+    /// Starts a camera's sub stream `cam` (named `<camera>.sub`): recorded,
+    /// with a recorder of its own and no alerts, or only for live view, then
+    /// connected while someone watches it.
+    fn start_sub(
+        &self,
+        cam: CameraConfig,
+        recorded: bool,
+        password: Option<zeroize::Zeroizing<String>>,
+    ) -> anyhow::Result<SubStream> {
+        let state = Arc::new(std::sync::atomic::AtomicU8::new(0));
+        let (stop, stop_rx) = watch::channel(false);
+        if !recorded {
+            let task = self.runtime.spawn(sub_stream::on_demand(
+                cam,
+                password,
+                self.live.clone(),
+                self.stall,
+                state.clone(),
+                stop_rx,
+            ));
+            return Ok(SubStream {
+                stop,
+                task,
+                recorder: None,
+                state,
+            });
+        }
+        let index = Index::open(&self.db_path)?;
+        let camera_id = index.camera_id(&cam.name)?;
+        let recorder = Recorder::new(
+            RecorderConfig {
+                camera_id,
+                camera: cam.name.clone(),
+                segment_duration: self.segment,
+                import_start_wall_ns: None,
+                clock: crate::base::clock::system(),
+                // The main stream's outage raises camera.offline, not this one's.
+                offline_alert_after_ns: None,
+                gap_alert_after_ns: None,
+            },
+            self.storage.clone(),
+            index,
+            self.keys.clone(),
+        )?;
+        let (rec_tx, rec_rx) = mpsc::channel(BATCH_QUEUE);
+        let recorder = std::thread::Builder::new()
+            .name(format!("rec-{}", cam.name))
+            .spawn(move || recorder.run(rec_rx))?;
+        let (tx, rx) = mpsc::channel(BATCH_QUEUE);
+        let ingest =
+            crate::ingest::rtsp::run_camera(cam.clone(), password, self.live.tap(&cam.name), self.stall, tx, stop_rx);
+        let relayed = sub_stream::relay(rx, state.clone(), Some(rec_tx));
+        let task = self.runtime.spawn(async move {
+            tokio::join!(ingest, relayed);
+        });
+        tracing::info!(camera = %cam.name, "sub stream started (recorded)");
+        Ok(SubStream {
+            stop,
+            task,
+            recorder: Some(recorder),
+            state,
+        })
     }
 
     /// Stops a camera: its ingest hands over what it holds, its recorder
@@ -191,8 +298,14 @@ impl Supervisor {
             task,
             recorder,
             queue,
+            sub,
             ..
         } = r;
+        if let Some(sub) = sub {
+            let sub_name = crate::base::names::sub_stream_name(name);
+            sub.stop(&sub_name).await;
+            self.live.remove(&sub_name);
+        }
         // The recorder ends when every sender is gone: ours too.
         drop(queue);
         let _ = stop.send(true);

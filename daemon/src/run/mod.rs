@@ -8,3 +8,4 @@ pub mod cameras;
 pub mod conditions;
 pub mod health;
 pub mod notify;
+pub mod sub_stream;

@@ -56,6 +56,8 @@ pub struct Caller {
 impl Caller {
     /// Whether the caller may see this camera's footage and state.
     pub fn may_view(&self, camera: &str) -> bool {
+        // A camera's recorded sub stream (`<camera>.sub`) goes with it.
+        let camera = crate::base::names::main_of_sub_stream(camera).unwrap_or(camera);
         self.cameras.as_ref().is_none_or(|set| set.iter().any(|c| c == camera))
     }
 }

@@ -138,6 +138,7 @@ async fn cameras(st: &Arc<AppState>, caller: &Caller, one: Option<String>) -> Re
                 let cut = r != u;
                 (r, cut)
             });
+            let cfg = st.cameras.camera_config(n);
             let newest = last.iter().find(|l| &l.camera == n);
             let last_recording = newest.map(|l| {
                 json!({
@@ -163,6 +164,12 @@ async fn cameras(st: &Arc<AppState>, caller: &Caller, one: Option<String>) -> Re
                 "state": row.map(|r| r.state.as_str()).unwrap_or("unknown"),
                 "since": row.map(|r| crate::base::time::format_ns(r.state_since_ns)),
                 "last_error": row.and_then(|r| r.last_error.clone()),
+                "sub_stream": cfg.as_ref().is_some_and(|c| c.sub_url.is_some()),
+                "record_audio": cfg.as_ref().is_some_and(|c| c.record_audio),
+                "onvif": cfg.as_ref().is_some_and(|c| c.onvif_url.is_some()),
+                // A recorded sub stream (`<camera>.sub`) is listed as its own
+                // archive row, naming its camera.
+                "sub_stream_of": crate::base::names::main_of_sub_stream(n),
             })
         })
         .collect();
@@ -347,7 +354,8 @@ pub async fn delete(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Rep
 
 /// `DELETE /api/v1/cameras/{name}/recordings`: deletes the recordings of a
 /// camera that is gone (neither in vigil.toml nor managed here, and not
-/// running; 409 otherwise), except those under a legal hold. Answers
+/// running, nor a sub stream its camera records; 409 otherwise), except
+/// those under a legal hold. Answers
 /// `{"deleted": n, "kept_on_hold": m}`.
 pub async fn delete_archive(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Reply {
     let c = caller_of(ctx.caller)?;
@@ -355,11 +363,13 @@ pub async fn delete_archive(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx
         .params
         .into_iter()
         .next()
-        .filter(|n| crate::base::names::valid_camera_name(n))
+        .filter(|n| crate::base::names::valid_recorded_camera_name(n))
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
     let n = name.clone();
     let managed = st.db(move |idx| Ok(managed_cameras::find_managed(idx, &n)?)).await?;
-    if st.cameras.is_provisioned(&name) || managed.is_some() || st.cameras.running().contains(&name) {
+    // A sub stream's recordings (`<camera>.sub`) while its camera records it.
+    let recording_sub = crate::base::names::main_of_sub_stream(&name).is_some_and(|m| st.cameras.records_sub_stream(m));
+    if st.cameras.is_provisioned(&name) || managed.is_some() || st.cameras.running().contains(&name) || recording_sub {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "this camera is configured; remove it first, then delete its recordings",

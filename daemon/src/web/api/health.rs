@@ -87,7 +87,7 @@ pub async fn ready(st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Repl
                 .find(|c| &c.name == n)
                 .map(|c| c.state.as_str())
                 .unwrap_or("unknown");
-            json!({ "name": n, "state": state })
+            json!({ "name": n, "state": state, "sub_stream": st.cameras.sub_stream_state(n) })
         })
         .collect();
     let body = json!({

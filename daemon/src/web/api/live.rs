@@ -1,6 +1,6 @@
 //! Live pictures and events: a running camera's next key frame as a
-//! one-frame MP4, its live stream as a never-ending fragmented MP4, and the
-//! server-sent event stream of the web UI.
+//! one-frame MP4, its live stream (main or sub) as a never-ending fragmented
+//! MP4, and the server-sent event stream of the web UI.
 
 use std::sync::Arc;
 
@@ -44,6 +44,45 @@ pub fn one_frame_mp4(params: &vigil_format::media::StreamParams, frame: &[u8]) -
     vigil_format::mp4::write_fragment(&mut out, 1, 0, 1, &[sample], &[frame])
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(out)
+}
+
+/// Which of a camera's streams live view plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stream {
+    Main,
+    Sub,
+}
+
+impl Stream {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stream::Main => "main",
+            Stream::Sub => "sub",
+        }
+    }
+}
+
+/// The stream `?stream=` asks for (`main`, the default, or `sub`).
+fn asked_stream(req: &Request<Incoming>) -> Result<Stream, ApiError> {
+    parse_stream(param(&query(req), "stream"))
+}
+
+fn parse_stream(asked: Option<&str>) -> Result<Stream, ApiError> {
+    match asked {
+        None | Some("main") => Ok(Stream::Main),
+        Some("sub") => Ok(Stream::Sub),
+        Some(_) => Err(ApiError::new(StatusCode::BAD_REQUEST, "\"stream\" must be main or sub")),
+    }
+}
+
+/// The stream served for `asked` and the live channel it comes on: a camera
+/// without a sub stream serves its main stream for `sub`.
+fn served(st: &AppState, camera: &str, asked: Stream) -> (Stream, String) {
+    let has_sub = st.cameras.sub_stream_state(camera).is_some();
+    match asked {
+        Stream::Sub if has_sub => (Stream::Sub, crate::base::names::sub_stream_name(camera)),
+        _ => (Stream::Main, camera.to_string()),
+    }
 }
 
 /// The next key frame of a running camera, and the subscription it came on.
@@ -217,7 +256,10 @@ pub async fn events(st: Arc<AppState>, _req: Request<Incoming>, ctx: Ctx) -> Rep
 /// Extensions. Ends when the camera's parameters change, this viewer falls
 /// behind or no frame comes for [`LIVE_SILENCE`]; the player reconnects. With `?codec=h264` an H.265 camera's
 /// stream comes converted to H.264 (one converter per camera shared by its
-/// viewers; 501 without the codecs, 503 when every session is busy).
+/// viewers; 501 without the codecs, 503 when every session is busy); a
+/// camera with an H.264 sub stream then serves that instead of converting.
+/// `?stream=sub` asks for the camera's sub stream (its main stream when it
+/// has none); `X-Vigil-Stream` says which one came (`main` or `sub`).
 /// Counted in the live stream budget, not the footage one. Audited when it
 /// starts (`live.start`) and when it stops (`live.stop`, with the bytes
 /// sent); reconnects within a short window share the entries (see
@@ -229,12 +271,23 @@ pub async fn live_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
 
     let camera = name.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such camera"))?;
     require_view(st, &caller, &camera, EgressKind::Live.action()).await?;
+    let asked = asked_stream(&req)?;
     let slot = live_slot(st, &caller)?;
-    let (rx, first) = next_key_frame(st, &camera).await?;
-    let (mut rx, first) = if wants_h264(&req) && first.params.codec == vigil_format::vseg::Codec::H265 {
+    let (mut served_stream, channel) = served(st, &camera, asked);
+    let (rx, first) = next_key_frame(st, &channel).await?;
+    let is_h265 = |f: &crate::ingest::live::LiveFrame| f.params.codec == vigil_format::vseg::Codec::H265;
+    let (mut rx, first) = if wants_h264(&req) && is_h265(&first) {
         drop(rx);
-        let converted = st.transcoders.live_h264(&st.live, &camera).map_err(refused)?;
-        first_key_frame(converted).await?
+        match h264_sub_stream(st, &camera, served_stream).await {
+            Some(sub) => {
+                served_stream = Stream::Sub;
+                sub
+            }
+            None => {
+                let converted = st.transcoders.live_h264(&st.live, &channel).map_err(refused)?;
+                first_key_frame(converted).await?
+            }
+        }
     } else {
         (rx, first)
     };
@@ -322,7 +375,33 @@ pub async fn live_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
         r.headers_mut()
             .insert(HeaderName::from_static("x-first-frame-wall-ms"), v);
     }
+    r.headers_mut().insert(
+        HeaderName::from_static("x-vigil-stream"),
+        HeaderValue::from_static(served_stream.as_str()),
+    );
     Ok(r)
+}
+
+/// For an H.265 main stream asked for as H.264: the camera's own H.264 sub
+/// stream (its next key frame and subscription) when it has one, so the box
+/// need not convert. None when `stream` is the sub already, there is none,
+/// it is H.265 too, or it sends no key frame in time.
+async fn h264_sub_stream(
+    st: &Arc<AppState>,
+    camera: &str,
+    stream: Stream,
+) -> Option<(
+    tokio::sync::broadcast::Receiver<crate::ingest::live::LiveFrame>,
+    crate::ingest::live::LiveFrame,
+)> {
+    if stream == Stream::Sub {
+        return None;
+    }
+    let (Stream::Sub, channel) = served(st, camera, Stream::Sub) else {
+        return None;
+    };
+    let (rx, first) = next_key_frame(st, &channel).await.ok()?;
+    (first.params.codec == vigil_format::vseg::Codec::H264).then_some((rx, first))
 }
 
 #[cfg(test)]
@@ -341,6 +420,17 @@ mod tests {
             must_change_password: false,
             cameras: cameras.map(|c| c.iter().map(|s| s.to_string()).collect()),
         }
+    }
+
+    #[test]
+    fn the_stream_asked_for_is_main_or_sub() {
+        use super::{parse_stream, Stream};
+        assert_eq!(parse_stream(None).unwrap(), Stream::Main);
+        assert_eq!(parse_stream(Some("main")).unwrap(), Stream::Main);
+        assert_eq!(parse_stream(Some("sub")).unwrap(), Stream::Sub);
+        let e = parse_stream(Some("third")).unwrap_err();
+        assert_eq!(e.status, hyper::StatusCode::BAD_REQUEST);
+        assert_eq!((Stream::Main.as_str(), Stream::Sub.as_str()), ("main", "sub"));
     }
 
     #[test]

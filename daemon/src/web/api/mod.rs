@@ -111,6 +111,7 @@ pub const ROUTES: &[RouteSpec] = &[
         VIEWER,
         handler!(live::live_mp4),
     ),
+    route("GET", "/api/v1/cameras/{name}/live", VIEWER, handler!(live::live_mp4)),
     route(
         "GET",
         "/api/v1/cameras/{name}/view.json",

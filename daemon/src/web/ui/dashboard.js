@@ -119,7 +119,8 @@ function tiles(cams) {
     }
     updateTile(t, c);
   }
-  const archived = cams.filter(isArchived).map((c) => c.name);
+  // A camera's recorded sub stream (`NAME.sub`) is not an archived camera.
+  const archived = cams.filter((c) => isArchived(c) && !c.sub_stream_of).map((c) => c.name);
   const line = $("dash-archived");
   line.hidden = !archived.length;
   line.replaceChildren();

@@ -1,5 +1,7 @@
 // Vigil web UI: live view. `#live` is a grid of every camera the user may
-// see; `#live/NAME` is that camera alone, large. Each tile plays a
+// see, each tile playing the camera's sub stream (its main stream when it
+// has none); `#live/NAME` is that camera alone, large, playing its main
+// stream. Each tile shows the size of the picture it gets and plays a
 // fragmented MP4 streamed by fetch into Media Source Extensions; an H.265
 // camera the browser cannot decode is asked for again converted to H.264 on
 // the box (`?codec=h264`), or says plainly that it cannot be shown.
@@ -67,6 +69,8 @@ function makeTile(cam, large) {
   view.className = "cam-view";
   const video = Object.assign(document.createElement("video"), { muted: true, autoplay: true, playsInline: true });
   video.setAttribute("aria-label", "Live picture of " + cam.name);
+  // The stream asked for; `data-served` is the one the server sent.
+  video.dataset.stream = streamOf(large);
   if (large) video.id = "live-video";
   const state = document.createElement("p");
   state.className = "cam-state";
@@ -79,9 +83,16 @@ function makeTile(cam, large) {
   label.className = "cam-name";
   const latency = document.createElement("span");
   latency.className = "latency";
+  const size = document.createElement("span");
+  size.className = "stream-size";
+  const showSize = () => text(size, video.videoWidth ? video.videoWidth + "×" + video.videoHeight
+    + (video.dataset.served === "sub" ? " (sub stream)" : "") : "");
+  video.addEventListener("loadedmetadata", showSize);
+  video.addEventListener("resize", showSize);
+  video.addEventListener("emptied", showSize);
   const snap = button("Snapshot");
   const full = button("Full screen");
-  bar.append(label, latency, snap, full);
+  bar.append(label, size, latency, snap, full);
   const note = document.createElement("p");
   note.className = "cam-note";
   note.hidden = true;
@@ -145,11 +156,15 @@ function showLatency(tile) {
 function mimeOf(codec) { return 'video/mp4; codecs="' + codec + '"'; }
 function canPlay(codec) { return !!(window.MediaSource && MediaSource.isTypeSupported(mimeOf(codec))); }
 
-/// The URL of a camera's live stream. Sub streams come in issue 17: the grid
-/// (`large` false) will prefer the camera's H.264 sub stream here when it has
-/// one, before asking the box to convert.
+/// The stream a tile asks for: the grid (`large` false) the sub stream, the
+/// single-camera view the main one.
+function streamOf(large) { return large ? "main" : "sub"; }
+
+/// The URL of a camera's live stream. The server sends the main stream for
+/// `sub` when the camera has none, and answers `codec=h264` for an H.265
+/// camera with its own H.264 sub stream when it has one, before converting.
 function liveUrl(cam, large, convert) {
-  return "/api/v1/cameras/" + encodeURIComponent(cam.name) + "/live.mp4" + (convert ? "?codec=h264" : "");
+  return "/api/v1/cameras/" + encodeURIComponent(cam.name) + "/live?stream=" + streamOf(large) + (convert ? "&codec=h264" : "");
 }
 
 const sleep = (ms, signal) => new Promise((res) => {
@@ -229,6 +244,7 @@ async function play(tile, cam, large, signal) {
       }
       if (!r.ok) throw await httpError(r);
       const codec = r.headers.get("X-Codec") || "avc1.42e01e";
+      tile.video.dataset.served = r.headers.get("X-Vigil-Stream") || "main";
       if (!canPlay(codec)) {
         attempt.abort();
         if (!convert && window.MediaSource) { convert = true; continue; } // at once, converted
