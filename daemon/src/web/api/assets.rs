@@ -36,6 +36,7 @@ const UI_FILES: &[(&str, &str, &str)] = &[
     ("dashboard.js", JS, include_str!("../ui/dashboard.js")),
     ("admin.js", JS, include_str!("../ui/admin.js")),
     ("alerts.js", JS, include_str!("../ui/alerts.js")),
+    ("ptz.js", JS, include_str!("../ui/ptz.js")),
     ("media.css", CSS, include_str!("../ui/media.css")),
 ];
 

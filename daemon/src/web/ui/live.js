@@ -7,6 +7,7 @@
 // the box (`?codec=h264`), or says plainly that it cannot be shown.
 "use strict";
 import { $, api, text, onLeave, say, plainError } from "./common.js";
+import { mayMove, ptzPanel } from "./ptz.js";
 
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 10000;
@@ -97,6 +98,7 @@ function makeTile(cam, large) {
   note.className = "cam-note";
   note.hidden = true;
   el.append(view, bar, note);
+  if (large && mayMove(cam)) el.appendChild(ptzPanel(cam, el));
   const tile = { el, video, state, latency, note, name: cam.name, firstWallMs: 0, url: null };
   if (!large) {
     video.addEventListener("click", () => { location.hash = "#live/" + encodeURIComponent(cam.name); });
