@@ -37,6 +37,7 @@ const UI_FILES: &[(&str, &str, &str)] = &[
     ("admin.js", JS, include_str!("../ui/admin.js")),
     ("alerts.js", JS, include_str!("../ui/alerts.js")),
     ("ptz.js", JS, include_str!("../ui/ptz.js")),
+    ("onvif.js", JS, include_str!("../ui/onvif.js")),
     ("media.css", CSS, include_str!("../ui/media.css")),
 ];
 

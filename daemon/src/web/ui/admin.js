@@ -5,6 +5,7 @@
 "use strict";
 
 import { $, api, text, cell, session, say, plainError, fmtDateTime, fmtAge, zoneName, cameraSetText, parseCameraSet, button } from "./common.js";
+import { bindOnvif } from "./onvif.js";
 
 const when = (s) => (s ? fmtDateTime(Date.parse(s)) || s : "");
 const path = (name) => encodeURIComponent(name);
@@ -14,6 +15,7 @@ const myName = () => (session.me ? session.me.actor.replace(/^user:/, "") : "");
 const isArchived = (c) => c.archived === true || (c.archived === undefined && c.source === "archive");
 
 export async function cameras() {
+  bindOnvif(cameras);
   const rows = $("camera-rows");
   const arch = $("archived-rows");
   const list = await api("GET", "/api/v1/cameras");
