@@ -313,6 +313,9 @@ fn merged(
         username: username.unwrap_or_else(|| existing.and_then(|e| e.username.clone())),
         has_password,
         enabled: enabled.or(existing.map(|e| e.enabled)).unwrap_or(true),
+        sub_url: existing.and_then(|e| e.sub_url.clone()),
+        onvif_url: existing.and_then(|e| e.onvif_url.clone()),
+        record_audio: existing.is_some_and(|e| e.record_audio),
     })
 }
 
@@ -446,6 +449,9 @@ mod tests {
             username: Some("bob".into()),
             has_password: true,
             enabled: false,
+            sub_url: None,
+            onvif_url: None,
+            record_audio: false,
         }
     }
 
