@@ -58,6 +58,17 @@ fn drift_message(camera: &str, drift_ms: i64) -> String {
 /// clears `camera.clock_drift`, in one transaction.
 pub fn record(idx: &Index, camera: &str, drift_ms: i64, source: Source, now_ns: i64) -> rusqlite::Result<()> {
     let tx = rusqlite::Transaction::new_unchecked(idx.conn(), TransactionBehavior::Immediate)?;
+    record_in(&tx, camera, drift_ms, source, now_ns)?;
+    tx.commit()
+}
+
+fn record_in(
+    tx: &rusqlite::Connection,
+    camera: &str,
+    drift_ms: i64,
+    source: Source,
+    now_ns: i64,
+) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO camera_clock (camera, drift_ms, source, measured_ns) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT(camera) DO UPDATE SET drift_ms = ?2, source = ?3, measured_ns = ?4",
@@ -65,9 +76,31 @@ pub fn record(idx: &Index, camera: &str, drift_ms: i64, source: Source, now_ns: 
     )?;
     if drift_ms.abs() > DRIFT_ALERT_MS {
         let message = drift_message(camera, drift_ms);
-        alerts::raise(&tx, &Raise::camera(Kind::CameraClockDrift, camera, &message), now_ns)?;
+        alerts::raise(tx, &Raise::camera(Kind::CameraClockDrift, camera, &message), now_ns)?;
     } else {
-        alerts::clear(&tx, Kind::CameraClockDrift, camera, now_ns)?;
+        alerts::clear(tx, Kind::CameraClockDrift, camera, now_ns)?;
+    }
+    Ok(())
+}
+
+/// Audits a `vigil cameras sync-time` of `camera` as `camera.sync_time`
+/// with its outcome and `detail` (what was set; the drift before and
+/// after); when it succeeded, `drift_after_ms` is stored as the camera's
+/// drift (source "onvif") in the same transaction, which clears or raises
+/// the alert.
+pub fn record_sync(
+    idx: &Index,
+    actor: &str,
+    camera: &str,
+    outcome: crate::db::audit::Outcome,
+    detail: &str,
+    drift_after_ms: Option<i64>,
+    now_ns: i64,
+) -> rusqlite::Result<()> {
+    let tx = rusqlite::Transaction::new_unchecked(idx.conn(), TransactionBehavior::Immediate)?;
+    crate::db::audit::append(&tx, actor, "camera.sync_time", camera, outcome, detail)?;
+    if let Some(d) = drift_after_ms {
+        record_in(&tx, camera, d, Source::Onvif, now_ns)?;
     }
     tx.commit()
 }

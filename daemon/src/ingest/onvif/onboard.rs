@@ -85,6 +85,76 @@ pub fn default_name(info: &DeviceInfo, url: &Url) -> String {
     name.trim_end_matches('-').to_string()
 }
 
+/// A camera found by discovery, as `cameras discover --json` and the web
+/// API list it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FoundCamera {
+    /// What `cameras add --onvif` takes: host:port for the usual device
+    /// service path, else the whole URL.
+    pub address: String,
+    pub urn: String,
+    pub name: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub firmware: String,
+    /// "ok", "refused", "not given" or "unreachable".
+    pub credentials: &'static str,
+}
+
+/// How a camera took the login (None: no login was given).
+pub fn credentials_word(r: Option<&Result<DeviceInfo, OnvifError>>) -> &'static str {
+    match r {
+        None => "not given",
+        Some(Ok(_)) => "ok",
+        Some(Err(OnvifError::NotAuthorized)) => "refused",
+        Some(Err(_)) => "unreachable",
+    }
+}
+
+/// The address a discovered camera is added by.
+pub fn address_of(xaddr: &Url) -> String {
+    match (xaddr.path(), xaddr.host_str()) {
+        ("/onvif/device_service", Some(h)) => match xaddr.port() {
+            Some(p) => format!("{h}:{p}"),
+            None => h.to_string(),
+        },
+        _ => xaddr.to_string(),
+    }
+}
+
+/// The cameras `found`, each asked who it is with the login when one is given.
+pub async fn check_found(
+    found: Vec<super::discovery::Discovered>,
+    username: Option<&str>,
+    password: Option<&Zeroizing<String>>,
+) -> Vec<FoundCamera> {
+    let mut out = Vec::new();
+    for d in found {
+        let info = match username {
+            Some(u) => Some(
+                Device::new(d.xaddr.clone(), Some(u.to_string()), password.cloned())
+                    .information()
+                    .await,
+            ),
+            None => None,
+        };
+        let (manufacturer, model, firmware) = match &info {
+            Some(Ok(i)) => (i.manufacturer.clone(), i.model.clone(), i.firmware.clone()),
+            _ => (String::new(), d.hardware.clone(), String::new()),
+        };
+        out.push(FoundCamera {
+            address: address_of(&d.xaddr),
+            credentials: credentials_word(info.as_ref()),
+            urn: d.urn,
+            name: d.name,
+            manufacturer,
+            model,
+            firmware,
+        });
+    }
+    out
+}
+
 /// What an ONVIF camera offers.
 #[derive(Clone, Debug)]
 pub struct Inspected {

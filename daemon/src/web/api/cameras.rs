@@ -412,7 +412,7 @@ pub async fn probe(_st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Rep
 }
 
 /// The optional `username` of a camera (empty is none): free text.
-fn camera_username(v: &Value) -> Result<Option<String>, ApiError> {
+pub(super) fn camera_username(v: &Value) -> Result<Option<String>, ApiError> {
     let username = opt_str(v, "username")?.filter(|u| !u.is_empty());
     if username
         .as_deref()
@@ -427,7 +427,7 @@ fn camera_username(v: &Value) -> Result<Option<String>, ApiError> {
 }
 
 /// The optional `password` of a camera: no control characters.
-fn camera_password(v: &Value) -> Result<Option<zeroize::Zeroizing<String>>, ApiError> {
+pub(super) fn camera_password(v: &Value) -> Result<Option<zeroize::Zeroizing<String>>, ApiError> {
     let password = opt_str(v, "password")?.map(zeroize::Zeroizing::new);
     if password.as_deref().is_some_and(|p| p.chars().any(char::is_control)) {
         return Err(ApiError::new(

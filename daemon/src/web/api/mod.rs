@@ -10,6 +10,7 @@ pub mod cameras;
 pub mod evidence;
 pub mod health;
 pub mod live;
+pub mod onvif;
 pub mod recordings;
 pub mod session;
 pub mod storage;
@@ -98,6 +99,8 @@ pub const ROUTES: &[RouteSpec] = &[
         handler!(live::snapshot),
     ),
     route("POST", "/api/v1/probe-camera", ADMIN, handler!(cameras::probe)),
+    route("POST", "/api/v1/cameras/onvif", ADMIN, handler!(onvif::add)),
+    route("GET", "/api/v1/onvif/discover", ADMIN, handler!(onvif::discover)),
     route(
         "GET",
         "/api/v1/cameras/{name}/view.mp4",
