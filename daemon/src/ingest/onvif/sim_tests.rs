@@ -25,30 +25,37 @@ fn sim_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/onvif/sim.py")
 }
 
-fn sim_usable() -> bool {
-    if !sim_path().exists() {
-        println!("SKIPPED: no {}", sim_path().display());
-        return false;
-    }
-    let lxml = Command::new("python3")
-        .args(["-c", "import lxml"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !lxml {
-        println!("SKIPPED: python3 with lxml is not installed");
-    }
-    lxml
+/// A Python 3 with lxml (the one on PATH, else the system's), if any.
+fn python_with_lxml() -> Option<&'static str> {
+    ["python3", "/usr/bin/python3"].into_iter().find(|py| {
+        Command::new(py)
+            .args(["-c", "import lxml"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
 }
 
-fn start_sim(name: &str, extra: &[&str]) -> Sim {
+fn sim_python() -> Option<&'static str> {
+    if !sim_path().exists() {
+        println!("SKIPPED: no {}", sim_path().display());
+        return None;
+    }
+    let py = python_with_lxml();
+    if py.is_none() {
+        println!("SKIPPED: python3 with lxml is not installed");
+    }
+    py
+}
+
+fn start_sim(python: &str, name: &str, extra: &[&str]) -> Sim {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new("python3")
+    let mut child = Command::new(python)
         .arg(sim_path())
         .args([
             "--port",
@@ -105,10 +112,14 @@ fn control(port: u16, method: &str, path: &str) -> serde_json::Value {
 
 #[test]
 fn the_client_talks_to_the_simulator() {
-    if !sim_usable() {
+    let Some(python) = sim_python() else {
         return;
-    }
-    let sim = start_sim("front", &["--clock-offset", "30", "--discovery", "--serial", "SN1"]);
+    };
+    let sim = start_sim(
+        python,
+        "front",
+        &["--clock-offset", "30", "--discovery", "--serial", "SN1"],
+    );
     let url = Url::parse(&format!("http://127.0.0.1:{}/onvif/device_service", sim.port)).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
