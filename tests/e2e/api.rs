@@ -229,6 +229,20 @@ fn rbac_matrix_covers_every_route() {
             [401, 403, 403, 400, 403],
         ),
         (
+            "POST /api/v1/cameras/onvif",
+            "POST",
+            "/api/v1/cameras/onvif",
+            Some(r#"{"address":"rtsp://x/"}"#),
+            [401, 403, 403, 400, 403],
+        ),
+        (
+            "GET /api/v1/onvif/discover",
+            "GET",
+            "/api/v1/onvif/discover?interface=nope",
+            None,
+            [401, 403, 403, 400, 403],
+        ),
+        (
             "GET /api/v1/events",
             "GET",
             "/api/v1/events",

@@ -1,5 +1,6 @@
 //! `vigil cameras`: the cameras and their last known state; `cameras probe`
-//! lists the V4L2 (USB/CSI) devices with their formats, sizes and frame rates.
+//! lists the V4L2 (USB/CSI) devices with their formats, sizes and frame rates;
+//! `discover`, `add --onvif` and `sync-time` are ONVIF's (`cli::onvif`).
 
 use std::path::Path;
 
@@ -23,11 +24,71 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Finds ONVIF cameras (WS-Discovery) on the camera network, out of the
+    /// interface `[onvif] discovery_interface` (or --interface) names.
+    Discover {
+        /// This box's IPv4 address on the camera network.
+        #[arg(long, value_name = "ADDR")]
+        interface: Option<String>,
+        /// How long to collect answers.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=30_000))]
+        wait_ms: u64,
+        /// Try this login on each camera found (CREDENTIALS column).
+        #[arg(long)]
+        username: Option<String>,
+        /// Read the password to try from standard input.
+        #[arg(long, requires = "username")]
+        password_stdin: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Adds an ONVIF camera: reads its main and sub stream and stores it
+    /// (password in the secrets store) as a managed camera.
+    Add {
+        /// The camera's host[:port] or device service URL.
+        #[arg(long, value_name = "ADDRESS")]
+        onvif: String,
+        #[arg(long)]
+        username: String,
+        /// Read the camera's password from standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// The camera's name (default: from its model and address).
+        #[arg(long)]
+        name: Option<String>,
+        /// Record the camera's audio too.
+        #[arg(long)]
+        record_audio: bool,
+    },
+    /// Sets an ONVIF camera's clock to this box's UTC, or points it at an
+    /// NTP server; prints the drift before and after.
+    SyncTime {
+        name: String,
+        /// The NTP server (IPv4 address or DNS name).
+        #[arg(long, value_name = "SERVER")]
+        ntp: Option<String>,
+    },
 }
 
 pub fn run(config_path: &Path, Args { action }: Args) -> Result<(), Failure> {
     match action {
         Some(Command::Probe { json }) => Ok(probe(json)?),
+        Some(Command::Discover {
+            interface,
+            wait_ms,
+            username,
+            password_stdin,
+            json,
+        }) => super::onvif::discover(config_path, interface, wait_ms, username, password_stdin, json),
+        Some(Command::Add {
+            onvif,
+            username,
+            password_stdin: _,
+            name,
+            record_audio,
+        }) => super::onvif::add(config_path, &onvif, username, name, record_audio),
+        Some(Command::SyncTime { name, ntp }) => super::onvif::sync_time(config_path, &name, ntp),
         None => {
             let config = load_config(config_path)?;
             let index = open_index(&config)?;

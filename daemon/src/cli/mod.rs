@@ -31,6 +31,7 @@ pub mod hold;
 pub mod http_routes;
 pub mod import;
 pub mod keys;
+pub mod onvif;
 pub mod provision;
 pub mod recordings;
 pub mod retention;

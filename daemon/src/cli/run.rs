@@ -159,7 +159,7 @@ pub struct PasswordError(pub crate::config::ConfigError);
 
 /// The password to log in to `cam` with: from the secrets store (audited),
 /// or the plaintext in the config (with a warning saying how to move it).
-fn camera_password(
+pub(super) fn camera_password(
     config: &Config,
     cam: &crate::config::CameraConfig,
     keyring: &Keyring,
@@ -399,6 +399,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         state.volume_warning = volume_warning.clone();
         state.retention = config.retention.clone();
         state.alerts = config.alerts.clone();
+        state.onvif = config.onvif.clone();
         state.provisioned_urls = config
             .cameras
             .iter()

@@ -14,13 +14,23 @@ pub fn run(config_path: &Path) -> Result<(), Failure> {
     let index = open_index(&config)?;
     let cams = index.cameras()?;
     let streaming = cams.iter().filter(|c| c.state == "streaming").count();
+    let clocks = crate::db::camera_clock::readings(&index).map_err(|e| Failure::Runtime(e.into()))?;
     println!(
         "cameras: {streaming}/{} streaming",
         config.cameras.iter().filter(|c| c.enabled).count()
     );
     for c in &cams {
+        let clock = match clocks.iter().find(|(n, _)| *n == c.name) {
+            Some((_, r)) => format!(
+                "  clock {:+.1} s ({}{})",
+                r.drift_ms as f64 / 1000.0,
+                r.source.as_str(),
+                if r.drift_ms.abs() > crate::db::camera_clock::DRIFT_ALERT_MS { ", OFF" } else { "" }
+            ),
+            None => String::new(),
+        };
         println!(
-            "  {:<16} {:<10} since {}",
+            "  {:<16} {:<10} since {}{clock}",
             c.name,
             c.state,
             cli_time::format_ns(c.state_since_ns)

@@ -12,6 +12,7 @@ use toml::Spanned;
 pub mod alerts;
 pub mod archive;
 pub mod http;
+pub mod onvif;
 pub mod v4l2_url;
 
 pub const DEFAULT_PATH: &str = "/etc/vigil/vigil.toml";
@@ -44,6 +45,8 @@ struct RawConfig {
     board: Option<Spanned<RawBoard>>,
     #[serde(default)]
     alerts: Option<Spanned<alerts::RawAlerts>>,
+    #[serde(default)]
+    onvif: Option<Spanned<onvif::RawOnvif>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,6 +236,8 @@ pub struct Config {
     pub board: BoardConfig,
     /// `[alerts]`: defaults and no channels when absent.
     pub alerts: alerts::AlertsConfig,
+    /// `[onvif]`: unset when absent.
+    pub onvif: onvif::OnvifConfig,
 }
 
 struct Src<'a> {
@@ -643,8 +648,14 @@ impl Config {
             Some(a) => alerts::parse(&src, a)?,
         };
 
+        let onvif = match raw.onvif {
+            None => onvif::OnvifConfig::default(),
+            Some(o) => onvif::parse(&src, o)?,
+        };
+
         Ok(Config {
             alerts,
+            onvif,
             board,
             allow_unencrypted_volume,
             retention,

@@ -22,6 +22,11 @@ pub struct ManagedCamera {
     pub username: Option<String>,
     pub has_password: bool,
     pub enabled: bool,
+    /// The sub stream (rtsp, same login), from ONVIF onboarding.
+    pub sub_url: Option<String>,
+    /// The ONVIF device service (http), from ONVIF onboarding.
+    pub onvif_url: Option<String>,
+    pub record_audio: bool,
 }
 
 impl ManagedCamera {
@@ -46,19 +51,20 @@ impl ManagedCamera {
             password_origin: None,
             enabled: self.enabled,
             limits: Default::default(),
-            sub_url: None,
+            sub_url: self.sub_url.as_deref().and_then(|u| crate::config::camera_url(u).ok()),
             record_sub: false,
             sub_retention_days: None,
-            record_audio: false,
-            onvif_url: None,
+            record_audio: self.record_audio,
+            onvif_url: self.onvif_url.as_deref().and_then(|u| url::Url::parse(u).ok()),
         })
     }
 }
 
 pub fn managed(idx: &Index) -> rusqlite::Result<Vec<ManagedCamera>> {
-    let mut st = idx
-        .conn()
-        .prepare("SELECT name, url, username, has_password, enabled FROM managed_camera ORDER BY name")?;
+    let mut st = idx.conn().prepare(
+        "SELECT name, url, username, has_password, enabled, sub_url, onvif_url, record_audio \
+             FROM managed_camera ORDER BY name",
+    )?;
     let rows = st.query_map([], |r| {
         Ok(ManagedCamera {
             name: r.get(0)?,
@@ -66,6 +72,9 @@ pub fn managed(idx: &Index) -> rusqlite::Result<Vec<ManagedCamera>> {
             username: r.get(2)?,
             has_password: r.get(3)?,
             enabled: r.get(4)?,
+            sub_url: r.get(5)?,
+            onvif_url: r.get(6)?,
+            record_audio: r.get(7)?,
         })
     })?;
     rows.collect()
@@ -85,15 +94,35 @@ pub fn store_managed(idx: &Index, actor: &str, c: &ManagedCamera) -> rusqlite::R
     let existed = exists(&tx, &c.name)?;
     if existed {
         tx.execute(
-            "UPDATE managed_camera SET url = ?2, username = ?3, has_password = ?4, enabled = ?5, updated_ns = ?6 \
-             WHERE name = ?1",
-            params![c.name, c.url, c.username, c.has_password, c.enabled, now],
+            "UPDATE managed_camera SET url = ?2, username = ?3, has_password = ?4, enabled = ?5, updated_ns = ?6, \
+             sub_url = ?7, onvif_url = ?8, record_audio = ?9 WHERE name = ?1",
+            params![
+                c.name,
+                c.url,
+                c.username,
+                c.has_password,
+                c.enabled,
+                now,
+                c.sub_url,
+                c.onvif_url,
+                c.record_audio
+            ],
         )?;
     } else {
         tx.execute(
-            "INSERT INTO managed_camera (name, url, username, has_password, enabled, created_ns, updated_ns) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            params![c.name, c.url, c.username, c.has_password, c.enabled, now],
+            "INSERT INTO managed_camera (name, url, username, has_password, enabled, created_ns, updated_ns, \
+             sub_url, onvif_url, record_audio) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)",
+            params![
+                c.name,
+                c.url,
+                c.username,
+                c.has_password,
+                c.enabled,
+                now,
+                c.sub_url,
+                c.onvif_url,
+                c.record_audio
+            ],
         )?;
     }
     audit::append(
@@ -191,6 +220,9 @@ mod tests {
             username: None,
             has_password: false,
             enabled,
+            sub_url: None,
+            onvif_url: None,
+            record_audio: false,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod audit_checkpoint;
 pub mod audit_verify;
 pub mod camera_archive;
+pub mod camera_clock;
 pub mod camera_events;
 pub mod camera_sets;
 pub mod cameras;
@@ -53,7 +54,7 @@ pub enum IndexError {
     Io(#[from] std::io::Error),
 }
 
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 #[derive(Clone, Debug)]
 pub struct RecordingRow {

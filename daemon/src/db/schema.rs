@@ -289,6 +289,20 @@ CREATE TABLE daemon_run (
     stop_result TEXT
 );
 "#;
+/// v9: ONVIF. A managed camera's sub stream, ONVIF device service and
+/// whether its audio is recorded; each camera's last measured clock drift
+/// (`db::camera_clock`).
+const SCHEMA_V9: &str = r#"
+ALTER TABLE managed_camera ADD COLUMN sub_url TEXT;
+ALTER TABLE managed_camera ADD COLUMN onvif_url TEXT;
+ALTER TABLE managed_camera ADD COLUMN record_audio INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE camera_clock (
+    camera TEXT PRIMARY KEY,
+    drift_ms INTEGER NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('onvif', 'rtcp')),
+    measured_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;
 /// Version 10: the cameras' own events (ONVIF motion and tamper), kept as
 /// long as the footage they point into.
 const SCHEMA_V10: &str = r#"
@@ -304,6 +318,6 @@ CREATE INDEX camera_event_time ON camera_event (start_ns);
 CREATE INDEX camera_event_open ON camera_event (camera, kind, end_ns);
 "#;
 /// Each step takes the schema from version i to i + 1.
-pub(crate) const MIGRATIONS: [&str; 9] = [
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8, SCHEMA_V10,
+pub(crate) const MIGRATIONS: [&str; 10] = [
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8, SCHEMA_V9, SCHEMA_V10,
 ];

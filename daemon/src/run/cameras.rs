@@ -35,6 +35,8 @@ struct Running {
     config: CameraConfig,
     /// Its sub stream, when it has a sub_url.
     sub: Option<SubStream>,
+    /// Its ONVIF task (clock, events), when it has an onvif_url.
+    onvif: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts and stops cameras while the daemon runs.
@@ -53,6 +55,8 @@ pub struct Supervisor {
     running: Mutex<HashMap<String, Running>>,
     /// (camera offline, recording gap) alert delays in ns; None: no alerts.
     alert_delays: (Option<i64>, Option<i64>),
+    /// What the running cameras log in with (PTZ from the API).
+    pub logins: super::camera_control::CameraLogins,
 }
 
 impl Supervisor {
@@ -78,6 +82,7 @@ impl Supervisor {
             provisioned,
             provisioned_configs: Vec::new(),
             running: Mutex::new(HashMap::new()),
+            logins: Default::default(),
             alert_delays: (None, None),
         }
     }
@@ -187,6 +192,15 @@ impl Supervisor {
             Some(sub_cam) => Some(self.start_sub(sub_cam, cam.record_sub, password.clone())?),
             None => None,
         };
+        let onvif = cam.onvif_url.is_some().then(|| {
+            self.runtime.spawn(super::camera_events::run(
+                self.db_path.clone(),
+                cam.clone(),
+                password.clone(),
+                stop_rx.clone(),
+            ))
+        });
+        self.logins.insert(cam, password.clone());
         let task = if let Some(src) = v4l2_source {
             self.runtime.spawn(crate::ingest::v4l2::run_camera(
                 cam.clone(),
@@ -216,6 +230,7 @@ impl Supervisor {
                 queue,
                 config: cam.clone(),
                 sub,
+                onvif,
             },
         );
         tracing::info!(camera = %cam.name, "camera started");
@@ -293,12 +308,14 @@ impl Supervisor {
             return false;
         };
         self.live.remove(name);
+        self.logins.remove(name);
         let Running {
             stop,
             task,
             recorder,
             queue,
             sub,
+            onvif,
             ..
         } = r;
         if let Some(sub) = sub {
@@ -310,6 +327,12 @@ impl Supervisor {
         drop(queue);
         let _ = stop.send(true);
         let _ = task.await;
+        if let Some(onvif) = onvif {
+            // It ends at the stop signal; a camera that hangs a request is not waited for.
+            if tokio::time::timeout(Duration::from_secs(5), onvif).await.is_err() {
+                tracing::warn!(camera = %name, "the ONVIF task did not end within 5 s");
+            }
+        }
         let joined = tokio::task::spawn_blocking(move || recorder.join()).await;
         match joined {
             Ok(Ok(stats)) => tracing::info!(camera = %name, ?stats, "camera stopped"),

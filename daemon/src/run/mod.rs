@@ -4,6 +4,8 @@
 //! to the web server is `cli::run`.
 
 pub mod audit_anchor;
+pub mod camera_control;
+pub mod camera_events;
 pub mod cameras;
 pub mod conditions;
 pub mod health;

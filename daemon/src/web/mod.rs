@@ -77,6 +77,8 @@ pub struct AppState {
     pub transcoders: Arc<crate::ingest::transcode::Transcoders>,
     /// `[alerts]` of vigil.toml (its channels cannot be changed from the UI).
     pub alerts: crate::config::alerts::AlertsConfig,
+    /// `[onvif]` of vigil.toml (the discovery interface).
+    pub onvif: crate::config::onvif::OnvifConfig,
     pool: Mutex<Vec<Index>>,
 }
 
@@ -103,6 +105,7 @@ impl AppState {
             live_streams: Arc::new(crate::evidence::egress::StreamGate::live()),
             transcoders: Arc::default(),
             alerts: Default::default(),
+            onvif: Default::default(),
             db_path,
             keyring,
             storage,

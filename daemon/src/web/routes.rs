@@ -383,6 +383,7 @@ mod tests {
                         || r.path.starts_with("/api/v1/audit")
                         || r.path.starts_with("/api/v1/alerts/channels")
                         || r.path == "/api/v1/probe-camera"
+                        || r.path.starts_with("/api/v1/onvif")
                         || r.path.ends_with("/release")
                         || (r.path.starts_with("/api/v1/cameras") && r.method != "GET");
                     let operator = !admin_only

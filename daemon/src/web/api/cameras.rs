@@ -320,6 +320,9 @@ fn merged(
         username: username.unwrap_or_else(|| existing.and_then(|e| e.username.clone())),
         has_password,
         enabled: enabled.or(existing.map(|e| e.enabled)).unwrap_or(true),
+        sub_url: existing.and_then(|e| e.sub_url.clone()),
+        onvif_url: existing.and_then(|e| e.onvif_url.clone()),
+        record_audio: existing.is_some_and(|e| e.record_audio),
     })
 }
 
@@ -419,7 +422,7 @@ pub async fn probe(_st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Rep
 }
 
 /// The optional `username` of a camera (empty is none): free text.
-fn camera_username(v: &Value) -> Result<Option<String>, ApiError> {
+pub(super) fn camera_username(v: &Value) -> Result<Option<String>, ApiError> {
     let username = opt_str(v, "username")?.filter(|u| !u.is_empty());
     if username
         .as_deref()
@@ -434,7 +437,7 @@ fn camera_username(v: &Value) -> Result<Option<String>, ApiError> {
 }
 
 /// The optional `password` of a camera: no control characters.
-fn camera_password(v: &Value) -> Result<Option<zeroize::Zeroizing<String>>, ApiError> {
+pub(super) fn camera_password(v: &Value) -> Result<Option<zeroize::Zeroizing<String>>, ApiError> {
     let password = opt_str(v, "password")?.map(zeroize::Zeroizing::new);
     if password.as_deref().is_some_and(|p| p.chars().any(char::is_control)) {
         return Err(ApiError::new(
@@ -456,6 +459,9 @@ mod tests {
             username: Some("bob".into()),
             has_password: true,
             enabled: false,
+            sub_url: None,
+            onvif_url: None,
+            record_audio: false,
         }
     }
 

@@ -42,12 +42,18 @@ pub async fn ready(st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Repl
     let storage_dir = st.storage.dir().to_path_buf();
     let keyring = st.keyring.clone();
     let (db_ok, cams, fixity_failures) = match st
-        .db(|idx| Ok((idx.cameras()?, crate::db::fixity::failures(idx.conn())?.len())))
+        .db(|idx| {
+            Ok((
+                (idx.cameras()?, crate::db::camera_clock::readings(idx)?),
+                crate::db::fixity::failures(idx.conn())?.len(),
+            ))
+        })
         .await
     {
         Ok((c, f)) => (true, c, f),
-        Err(_) => (false, Vec::new(), 0),
+        Err(_) => (false, (Vec::new(), Vec::new()), 0),
     };
+    let (cams, clocks) = cams;
     let paused = st.storage.alarm().paused();
     let storage = st.storage.clone();
     let checks = tokio::task::spawn_blocking(move || {
@@ -87,7 +93,10 @@ pub async fn ready(st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Repl
                 .find(|c| &c.name == n)
                 .map(|c| c.state.as_str())
                 .unwrap_or("unknown");
-            json!({ "name": n, "state": state, "sub_stream": st.cameras.sub_stream_state(n) })
+            let clock = clocks.iter().find(|(c, _)| c == n).map(|(_, r)| r);
+            json!({ "name": n, "state": state, "sub_stream": st.cameras.sub_stream_state(n),
+                    "clock_drift_ms": clock.map(|r| r.drift_ms), "clock_source": clock.map(|r| r.source.as_str()),
+                    "clock_measured": clock.map(|r| crate::base::time::format_ns(r.measured_ns)) })
         })
         .collect();
     let body = json!({

@@ -11,6 +11,8 @@ pub mod events;
 pub mod evidence;
 pub mod health;
 pub mod live;
+pub mod onvif;
+pub mod ptz;
 pub mod recordings;
 pub mod session;
 pub mod storage;
@@ -99,6 +101,8 @@ pub const ROUTES: &[RouteSpec] = &[
         handler!(live::snapshot),
     ),
     route("POST", "/api/v1/probe-camera", ADMIN, handler!(cameras::probe)),
+    route("POST", "/api/v1/cameras/onvif", ADMIN, handler!(onvif::add)),
+    route("GET", "/api/v1/onvif/discover", ADMIN, handler!(onvif::discover)),
     route(
         "GET",
         "/api/v1/cameras/{name}/view.mp4",
@@ -112,6 +116,7 @@ pub const ROUTES: &[RouteSpec] = &[
         handler!(live::live_mp4),
     ),
     route("GET", "/api/v1/cameras/{name}/live", VIEWER, handler!(live::live_mp4)),
+    route("POST", "/api/v1/cameras/{name}/ptz", VIEWER, handler!(ptz::command)),
     route(
         "GET",
         "/api/v1/cameras/{name}/view.json",

@@ -68,6 +68,13 @@ function alerts(health, cams) {
     if (health.storage_paused) alert("Recording is paused: the storage is full or failing.");
     if (health.fixity_failures > 0) alert(health.fixity_failures + " recording(s) failed the integrity check.");
     for (const w of health.warnings || []) alert(String(w));
+    for (const c of health.cameras || []) {
+      const d = c.clock_drift_ms;
+      if (typeof d === "number" && Math.abs(d) > 2000) {
+        alert(c.name + "'s clock is " + (Math.abs(d) / 1000).toFixed(1) + " s " + (d > 0 ? "ahead" : "behind")
+          + " (measured by " + (c.clock_source === "rtcp" ? "its RTSP sender reports" : "ONVIF") + "): set it with `vigil cameras sync-time " + c.name + "`.");
+      }
+    }
   }
   for (const c of cams) {
     if (c.state === "offline" && !isArchived(c)) alert(c.name + " is offline: " + plainError({ message: c.last_error || "no reason given" }));

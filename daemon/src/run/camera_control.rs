@@ -1,0 +1,200 @@
+//! Acting on a camera through ONVIF, for the API and the CLI: PTZ moves
+//! (continuous move, stop, go to a preset, set a preset), each audited as
+//! `camera.ptz` with its outcome by [`ptz`] itself. Also the table of the
+//! running cameras' logins ([`CameraLogins`], kept by the camera
+//! supervisor) that such actions need.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use crate::config::CameraConfig;
+use crate::db::audit::{self, Outcome};
+use crate::db::users::Role;
+use crate::ingest::onvif::{Device, OnvifError};
+
+/// One PTZ command.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PtzOp {
+    /// Pan, tilt and zoom speeds in [-1, 1], until [`PtzOp::Stop`].
+    Move {
+        x: f64,
+        y: f64,
+        zoom: f64,
+    },
+    Stop,
+    Goto {
+        preset: String,
+    },
+    SetPreset {
+        name: String,
+    },
+}
+
+impl PtzOp {
+    /// The audit entry's words for it.
+    pub fn describe(&self) -> String {
+        match self {
+            PtzOp::Move { x, y, zoom } => format!("move x={x:.2} y={y:.2} zoom={zoom:.2}"),
+            PtzOp::Stop => "stop".into(),
+            PtzOp::Goto { preset } => format!("goto preset {preset}"),
+            PtzOp::SetPreset { name } => format!("set preset {name}"),
+        }
+    }
+
+    /// Checks the speeds and names a request gave.
+    pub fn check(&self) -> Result<(), ControlError> {
+        let speed = |v: f64| v.is_finite() && (-1.0..=1.0).contains(&v);
+        let text = |s: &str| !s.is_empty() && s.len() <= 64 && crate::base::names::valid_free_text(s);
+        let ok = match self {
+            PtzOp::Move { x, y, zoom } => speed(*x) && speed(*y) && speed(*zoom),
+            PtzOp::Stop => true,
+            PtzOp::Goto { preset } => text(preset),
+            PtzOp::SetPreset { name } => text(name),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(ControlError::BadRequest(
+                "speeds are numbers from -1 to 1; a preset is 1 to 64 characters of text".into(),
+            ))
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("camera \"{0}\" has no ONVIF address (onvif_url)")]
+    NoOnvif(String),
+    #[error("camera \"{0}\" is not running")]
+    NotRunning(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Camera(#[from] OnvifError),
+    #[error("the camera did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the audit log could not be written: {0}")]
+    Audit(String),
+    #[error("moving a camera needs the operator role")]
+    Forbidden,
+}
+
+/// How long one PTZ command may take, with its profile lookup.
+const PTZ_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// What the running cameras log in with: their settings and password, as
+/// the supervisor started them.
+#[derive(Default)]
+pub struct CameraLogins {
+    map: Mutex<HashMap<String, (CameraConfig, Option<Zeroizing<String>>)>>,
+    /// Each camera's PTZ profile token, once read.
+    profiles: Mutex<HashMap<String, String>>,
+}
+
+impl CameraLogins {
+    pub fn insert(&self, cam: &CameraConfig, password: Option<Zeroizing<String>>) {
+        if let Ok(mut m) = self.map.lock() {
+            m.insert(cam.name.clone(), (cam.clone(), password));
+        }
+    }
+
+    pub fn remove(&self, name: &str) {
+        if let Ok(mut m) = self.map.lock() {
+            m.remove(name);
+        }
+        if let Ok(mut p) = self.profiles.lock() {
+            p.remove(name);
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<(CameraConfig, Option<Zeroizing<String>>)> {
+        self.map.lock().ok()?.get(name).cloned()
+    }
+
+    /// The camera's ONVIF device, or why there is none.
+    pub fn device(&self, name: &str) -> Result<Device, ControlError> {
+        let (cam, password) = self
+            .get(name)
+            .ok_or_else(|| ControlError::NotRunning(name.to_string()))?;
+        let url = cam
+            .onvif_url
+            .clone()
+            .ok_or_else(|| ControlError::NoOnvif(name.to_string()))?;
+        Ok(Device::new(url, cam.username.clone(), password))
+    }
+}
+
+/// Sends `op` to camera `name`'s PTZ service, then writes the audit entry
+/// `camera.ptz` (outcome ok or failed, with the command) for `actor`. A
+/// caller below the operator role is refused, and that is audited too
+/// (denied). A command the audit log cannot record is reported as failed.
+/// Returns the preset token for [`PtzOp::SetPreset`].
+pub async fn ptz(
+    logins: &CameraLogins,
+    db_path: &Path,
+    actor: &str,
+    role: Role,
+    name: &str,
+    op: PtzOp,
+) -> Result<Option<String>, ControlError> {
+    let result = match op.check() {
+        _ if role < Role::Operator => Err(ControlError::Forbidden),
+        Err(e) => Err(e),
+        Ok(()) => match tokio::time::timeout(PTZ_TIMEOUT, send(logins, name, &op)).await {
+            Ok(r) => r,
+            Err(_) => Err(ControlError::Timeout(PTZ_TIMEOUT)),
+        },
+    };
+    let (outcome, detail) = match &result {
+        Ok(_) => (Outcome::Ok, op.describe()),
+        Err(ControlError::Forbidden) => (Outcome::Denied, format!("{}: needs the operator role", op.describe())),
+        Err(e) => (
+            Outcome::Failed,
+            format!(
+                "{}: {}",
+                op.describe(),
+                crate::base::text::one_line(&e.to_string(), 200)
+            ),
+        ),
+    };
+    let (db_path, actor, target) = (db_path.to_path_buf(), actor.to_string(), name.to_string());
+    let audited = tokio::task::spawn_blocking(move || {
+        let idx = crate::db::Index::open_existing(&db_path).map_err(|e| e.to_string())?;
+        audit::append(idx.conn(), &actor, "camera.ptz", &target, outcome, &detail).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    if let Err(e) = audited {
+        return Err(ControlError::Audit(e));
+    }
+    result
+}
+
+async fn send(logins: &CameraLogins, name: &str, op: &PtzOp) -> Result<Option<String>, ControlError> {
+    let device = logins.device(name)?;
+    let known = logins.profiles.lock().ok().and_then(|p| p.get(name).cloned());
+    let token = match known {
+        Some(t) => t,
+        None => {
+            let profiles = device.profiles().await?;
+            let main = crate::ingest::onvif::choose_streams(&profiles)?.0.token;
+            if let Ok(mut p) = logins.profiles.lock() {
+                p.insert(name.to_string(), main.clone());
+            }
+            main
+        }
+    };
+    let ptz = device.ptz(&token);
+    match op {
+        PtzOp::Move { x, y, zoom } => ptz.continuous_move(*x, *y, *zoom).await?,
+        PtzOp::Stop => ptz.stop().await?,
+        PtzOp::Goto { preset } => ptz.goto_preset(preset).await?,
+        PtzOp::SetPreset { name } => return Ok(Some(ptz.set_preset(name).await?)),
+    }
+    Ok(None)
+}
