@@ -8,6 +8,7 @@ use clap::Subcommand;
 
 use super::{load_config, open_index, Failure};
 use crate::base::time as cli_time;
+use crate::run::camera_control::PtzOp;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -69,6 +70,31 @@ pub enum Command {
         #[arg(long, value_name = "SERVER")]
         ntp: Option<String>,
     },
+    /// Moves an ONVIF camera's head (PTZ), audited.
+    Ptz {
+        name: String,
+        #[command(subcommand)]
+        op: PtzCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PtzCommand {
+    /// Pan, tilt and zoom at these speeds (-1 to 1) until `stop`.
+    Move {
+        #[arg(allow_hyphen_values = true)]
+        x: f64,
+        #[arg(allow_hyphen_values = true)]
+        y: f64,
+        #[arg(allow_hyphen_values = true, default_value_t = 0.0)]
+        zoom: f64,
+    },
+    /// Stops a move.
+    Stop,
+    /// Goes to a preset (its token).
+    Goto { preset: String },
+    /// Saves the current position as a preset named NAME; prints its token.
+    SetPreset { name: String },
 }
 
 pub fn run(config_path: &Path, Args { action }: Args) -> Result<(), Failure> {
@@ -89,6 +115,15 @@ pub fn run(config_path: &Path, Args { action }: Args) -> Result<(), Failure> {
             record_audio,
         }) => super::onvif::add(config_path, &onvif, username, name, record_audio),
         Some(Command::SyncTime { name, ntp }) => super::onvif::sync_time(config_path, &name, ntp),
+        Some(Command::Ptz { name, op }) => {
+            let op = match op {
+                PtzCommand::Move { x, y, zoom } => PtzOp::Move { x, y, zoom },
+                PtzCommand::Stop => PtzOp::Stop,
+                PtzCommand::Goto { preset } => PtzOp::Goto { preset },
+                PtzCommand::SetPreset { name } => PtzOp::SetPreset { name },
+            };
+            super::onvif::ptz(config_path, &name, op)
+        }
         None => {
             let config = load_config(config_path)?;
             let index = open_index(&config)?;

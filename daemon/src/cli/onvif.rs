@@ -1,6 +1,7 @@
-//! `vigil cameras discover`, `cameras add --onvif` and `cameras sync-time`:
-//! ONVIF cameras found on the camera network, onboarded as managed cameras
-//! (password in the secrets store), and their clocks set.
+//! `vigil cameras discover`, `cameras add --onvif`, `cameras sync-time` and
+//! `cameras ptz`: ONVIF cameras found on the camera network, onboarded as
+//! managed cameras (password in the secrets store), their clocks set and
+//! their heads moved (both audited by `run::camera_control`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,10 +10,10 @@ use zeroize::Zeroizing;
 
 use super::{load_config, open_index, open_keyring, read_stdin_secret, Failure};
 use crate::config::Config;
-use crate::db::audit::Outcome;
 use crate::ingest::onvif::onboard::{self, OnboardError};
 use crate::ingest::onvif::{discovery, Device, OnvifError};
 use crate::keys::keyring::Keyring;
+use crate::run::camera_control::{self, ControlError, PtzOp};
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
@@ -173,39 +174,52 @@ pub fn sync_time(config_path: &Path, name: &str, ntp: Option<String>) -> Result<
     let keyring = open_keyring(&config, &actor)?;
     let device = camera_device(&config, &keyring, name)?;
     let rt = runtime()?;
-    let result = rt.block_on(async {
-        let before = device.clock().await?;
-        match &ntp {
-            Some(server) => device.set_ntp(server).await?,
-            None => device.set_clock_utc(crate::base::clock::now_ns() / 1_000_000).await?,
-        }
-        let after = device.clock().await?;
-        Ok::<_, OnvifError>((before, after))
-    });
-    let what = match &ntp {
-        Some(s) => format!("NTP server {s}"),
-        None => "this box's UTC".to_string(),
-    };
-    let index = open_index(&config)?;
-    let now = crate::base::clock::now_ns();
-    match result {
-        Ok((before, after)) => {
-            let detail = format!(
-                "set to {what}; drift before {} ms, after {} ms",
-                before.drift_ms, after.drift_ms
-            );
-            crate::db::camera_clock::record_sync(&index, &actor, name, Outcome::Ok, &detail, Some(after.drift_ms), now)
-                .map_err(|e| Failure::Runtime(e.into()))?;
-            println!("drift before: {} (camera minus this box)", seconds(before.drift_ms));
-            println!("set to {what}");
-            println!("drift after:  {}", seconds(after.drift_ms));
-            Ok(())
-        }
-        Err(e) => {
-            let detail = format!("set to {what} failed: {e}");
-            crate::db::camera_clock::record_sync(&index, &actor, name, Outcome::Failed, &detail, None, now)
-                .map_err(|e| Failure::Runtime(e.into()))?;
-            Err(camera_failure(e))
-        }
+    let (before, after) = rt
+        .block_on(camera_control::sync_time(
+            &device,
+            &config.db_path,
+            &actor,
+            name,
+            ntp.as_deref(),
+        ))
+        .map_err(control_failure)?;
+    println!("drift before: {} (camera minus this box)", seconds(before.drift_ms));
+    match &ntp {
+        Some(s) => println!("set to NTP server {s}"),
+        None => println!("set to this box's UTC"),
     }
+    println!("drift after:  {}", seconds(after.drift_ms));
+    Ok(())
+}
+
+fn control_failure(e: ControlError) -> Failure {
+    match e {
+        ControlError::BadRequest(m) => Failure::Usage(m),
+        other => Failure::Runtime(anyhow::anyhow!("{other}")),
+    }
+}
+
+/// `vigil cameras ptz NAME ...`: one PTZ command, audited as the CLI's.
+pub fn ptz(config_path: &Path, name: &str, op: PtzOp) -> Result<(), Failure> {
+    let config = load_config(config_path)?;
+    let actor = crate::db::audit::cli_actor();
+    let keyring = open_keyring(&config, &actor)?;
+    let device = camera_device(&config, &keyring, name)?;
+    let rt = runtime()?;
+    let what = op.describe();
+    let preset = rt
+        .block_on(camera_control::ptz(
+            camera_control::Target::Device(&device),
+            &config.db_path,
+            &actor,
+            crate::db::users::Role::Admin,
+            name,
+            op,
+        ))
+        .map_err(control_failure)?;
+    match preset {
+        Some(token) => println!("{name}: {what}: saved as preset {token}"),
+        None => println!("{name}: {what}: done"),
+    }
+    Ok(())
 }

@@ -25,7 +25,11 @@ pub fn run(config_path: &Path) -> Result<(), Failure> {
                 "  clock {:+.1} s ({}{})",
                 r.drift_ms as f64 / 1000.0,
                 r.source.as_str(),
-                if r.drift_ms.abs() > crate::db::camera_clock::DRIFT_ALERT_MS { ", OFF" } else { "" }
+                if r.drift_ms.abs() > crate::db::camera_clock::DRIFT_ALERT_MS {
+                    ", OFF"
+                } else {
+                    ""
+                }
             ),
             None => String::new(),
         };

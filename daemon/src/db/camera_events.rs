@@ -128,12 +128,13 @@ pub fn list(
     Ok(out)
 }
 
-/// Deletes the events that end before the oldest recording kept of their
-/// camera (the footage they pointed into is gone). Cameras with no
-/// recording keep theirs (recording may not have begun). Returns how many.
+/// Deletes the events that ended before the oldest recording kept of their
+/// camera (the footage they pointed into is gone). Events still open, and
+/// cameras with no recording (recording may not have begun), keep theirs.
+/// Returns how many went.
 pub fn prune(conn: &Connection) -> rusqlite::Result<usize> {
     conn.execute(
-        "DELETE FROM camera_event WHERE COALESCE(end_ns, start_ns) < \
+        "DELETE FROM camera_event WHERE end_ns IS NOT NULL AND end_ns < \
          (SELECT MIN(r.start_wall_ns) FROM recording r JOIN camera c ON c.id = r.camera_id \
           WHERE c.name = camera_event.camera)",
         [],
@@ -191,5 +192,46 @@ mod tests {
         let all = list(c, None, 0, later + 1).unwrap();
         assert_eq!(all[0].end_ns, Some(LONGEST_OPEN_NS));
         assert_eq!(all[1].end_ns, None);
+    }
+
+    #[test]
+    fn events_go_with_the_footage_they_point_into() {
+        let (_d, idx) = db();
+        let c = idx.conn();
+        let cam = idx.camera_id("front").unwrap();
+        let id = idx
+            .insert_recording(&crate::db::NewRecording {
+                camera_id: cam,
+                file_name: "front/1.vseg",
+                file_id: &[1; 16],
+                key_id: &[0; 8],
+                codec: "h264",
+                start_wall_ns: 10_000,
+                observed_wall_ns: 10_000,
+                timescale: 1_000_000_000,
+                start_pts: 0,
+                bytes: 10,
+                gap_alert_after_ns: None,
+            })
+            .unwrap();
+        assert!(id > 0);
+        let old = record(c, "front", EventKind::Motion, true, 1_000, "m")
+            .unwrap()
+            .unwrap();
+        record(c, "front", EventKind::Motion, false, 2_000, "m").unwrap();
+        let straddling = record(c, "front", EventKind::Motion, true, 9_000, "m")
+            .unwrap()
+            .unwrap();
+        record(c, "front", EventKind::Motion, false, 11_000, "m").unwrap();
+        let open = record(c, "front", EventKind::Tamper, true, 5_000, "t")
+            .unwrap()
+            .unwrap();
+        // A camera with no recording keeps its events.
+        let other = record(c, "yard", EventKind::Motion, true, 1, "m").unwrap().unwrap();
+        assert_eq!(prune(c).unwrap(), 1);
+        let left: Vec<i64> = list(c, None, 0, 100_000).unwrap().iter().map(|e| e.id).collect();
+        assert!(!left.contains(&old), "{left:?}");
+        // The straddling one still shows footage; an open one is still going on.
+        assert_eq!(left, vec![other, open, straddling]);
     }
 }

@@ -1,8 +1,9 @@
 //! Acting on a camera through ONVIF, for the API and the CLI: PTZ moves
 //! (continuous move, stop, go to a preset, set a preset), each audited as
-//! `camera.ptz` with its outcome by [`ptz`] itself. Also the table of the
-//! running cameras' logins ([`CameraLogins`], kept by the camera
-//! supervisor) that such actions need.
+//! `camera.ptz` with its outcome by [`ptz`] itself, and setting the
+//! camera's clock ([`sync_time`], audited `camera.sync_time`). Also the
+//! table of the running cameras' logins ([`CameraLogins`], kept by the
+//! camera supervisor) that the API's commands need.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,7 +15,7 @@ use zeroize::Zeroizing;
 use crate::config::CameraConfig;
 use crate::db::audit::{self, Outcome};
 use crate::db::users::Role;
-use crate::ingest::onvif::{Device, OnvifError};
+use crate::ingest::onvif::{CameraClock, Device, OnvifError};
 
 /// One PTZ command.
 #[derive(Clone, Debug, PartialEq)]
@@ -128,13 +129,20 @@ impl CameraLogins {
     }
 }
 
+/// Which device a command goes to: a running camera's (its login from the
+/// supervisor, its PTZ profile remembered), or one given (the CLI's).
+pub enum Target<'a> {
+    Running(&'a CameraLogins),
+    Device(&'a Device),
+}
+
 /// Sends `op` to camera `name`'s PTZ service, then writes the audit entry
 /// `camera.ptz` (outcome ok or failed, with the command) for `actor`. A
 /// caller below the operator role is refused, and that is audited too
 /// (denied). A command the audit log cannot record is reported as failed.
 /// Returns the preset token for [`PtzOp::SetPreset`].
 pub async fn ptz(
-    logins: &CameraLogins,
+    target: Target<'_>,
     db_path: &Path,
     actor: &str,
     role: Role,
@@ -144,7 +152,7 @@ pub async fn ptz(
     let result = match op.check() {
         _ if role < Role::Operator => Err(ControlError::Forbidden),
         Err(e) => Err(e),
-        Ok(()) => match tokio::time::timeout(PTZ_TIMEOUT, send(logins, name, &op)).await {
+        Ok(()) => match tokio::time::timeout(PTZ_TIMEOUT, send(&target, name, &op)).await {
             Ok(r) => r,
             Err(_) => Err(ControlError::Timeout(PTZ_TIMEOUT)),
         },
@@ -161,10 +169,10 @@ pub async fn ptz(
             ),
         ),
     };
-    let (db_path, actor, target) = (db_path.to_path_buf(), actor.to_string(), name.to_string());
+    let (db_path, actor, camera) = (db_path.to_path_buf(), actor.to_string(), name.to_string());
     let audited = tokio::task::spawn_blocking(move || {
         let idx = crate::db::Index::open_existing(&db_path).map_err(|e| e.to_string())?;
-        audit::append(idx.conn(), &actor, "camera.ptz", &target, outcome, &detail).map_err(|e| e.to_string())
+        audit::append(idx.conn(), &actor, "camera.ptz", &camera, outcome, &detail).map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())
@@ -175,15 +183,22 @@ pub async fn ptz(
     result
 }
 
-async fn send(logins: &CameraLogins, name: &str, op: &PtzOp) -> Result<Option<String>, ControlError> {
-    let device = logins.device(name)?;
-    let known = logins.profiles.lock().ok().and_then(|p| p.get(name).cloned());
+async fn send(target: &Target<'_>, name: &str, op: &PtzOp) -> Result<Option<String>, ControlError> {
+    let owned;
+    let (device, logins) = match target {
+        Target::Running(logins) => {
+            owned = logins.device(name)?;
+            (&owned, Some(*logins))
+        }
+        Target::Device(d) => (*d, None),
+    };
+    let known = logins.and_then(|l| l.profiles.lock().ok()?.get(name).cloned());
     let token = match known {
         Some(t) => t,
         None => {
             let profiles = device.profiles().await?;
             let main = crate::ingest::onvif::choose_streams(&profiles)?.0.token;
-            if let Ok(mut p) = logins.profiles.lock() {
+            if let Some(mut p) = logins.and_then(|l| l.profiles.lock().ok()) {
                 p.insert(name.to_string(), main.clone());
             }
             main
@@ -197,4 +212,54 @@ async fn send(logins: &CameraLogins, name: &str, op: &PtzOp) -> Result<Option<St
         PtzOp::SetPreset { name } => return Ok(Some(ptz.set_preset(name).await?)),
     }
     Ok(None)
+}
+
+/// Sets camera `name`'s clock through `device` to this box's UTC, or
+/// points it at the NTP server `ntp`, and writes the audit entry
+/// `camera.sync_time` (with the drift before and after; the drift after is
+/// stored as the camera's, which clears its drift alert). Returns the
+/// clock before and after.
+pub async fn sync_time(
+    device: &Device,
+    db_path: &Path,
+    actor: &str,
+    name: &str,
+    ntp: Option<&str>,
+) -> Result<(CameraClock, CameraClock), ControlError> {
+    let work = async {
+        let before = device.clock().await?;
+        match ntp {
+            Some(server) => device.set_ntp(server).await?,
+            None => device.set_clock_utc(crate::base::clock::now_ns() / 1_000_000).await?,
+        }
+        let after = device.clock().await?;
+        Ok::<_, OnvifError>((before, after))
+    };
+    let result = match tokio::time::timeout(PTZ_TIMEOUT * 2, work).await {
+        Ok(r) => r.map_err(ControlError::from),
+        Err(_) => Err(ControlError::Timeout(PTZ_TIMEOUT * 2)),
+    };
+    let what = match ntp {
+        Some(s) => format!("NTP server {s}"),
+        None => "this box's UTC".to_string(),
+    };
+    let (outcome, detail, after) = match &result {
+        Ok((b, a)) => (
+            Outcome::Ok,
+            format!("set to {what}; drift before {} ms, after {} ms", b.drift_ms, a.drift_ms),
+            Some(a.drift_ms),
+        ),
+        Err(e) => (Outcome::Failed, format!("set to {what} failed: {e}"), None),
+    };
+    let (db_path, actor, camera) = (db_path.to_path_buf(), actor.to_string(), name.to_string());
+    tokio::task::spawn_blocking(move || {
+        let idx = crate::db::Index::open_existing(&db_path).map_err(|e| e.to_string())?;
+        let now = crate::base::clock::now_ns();
+        crate::db::camera_clock::record_sync(&idx, &actor, &camera, outcome, &detail, after, now)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| ControlError::Audit(e.to_string()))?
+    .map_err(ControlError::Audit)?;
+    result
 }

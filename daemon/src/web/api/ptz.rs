@@ -56,7 +56,16 @@ pub async fn command(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Rep
     require_view(&st, &c, &name, "camera.ptz").await?;
     let v: Value = body_json(req).await?;
     let op = op_of(&v)?;
-    match camera_control::ptz(&st.cameras.logins, &st.db_path, &c.actor, c.role, &name, op).await {
+    match camera_control::ptz(
+        camera_control::Target::Running(&st.cameras.logins),
+        &st.db_path,
+        &c.actor,
+        c.role,
+        &name,
+        op,
+    )
+    .await
+    {
         Ok(preset) => ok(json!({"ok": true, "preset": preset})),
         Err(e) => {
             let status = match &e {
