@@ -98,7 +98,20 @@ def streams(box, v):
     sizes = {}
     for which in ("main", "sub"):
         sizes[which] = _first_bytes(box, s, which)
-    v.figure(f"live: main {sizes['main']}, sub {sizes['sub']}")
+    # Recorded and played back: the main stream (view.mp4 of the last 3 s recorded).
+    last = box.query("SELECT r.start_wall_ns, r.end_wall_ns FROM recording r JOIN camera c ON c.id = r.camera_id "
+                     "WHERE c.name = 'porch' AND r.state = 'complete' ORDER BY r.id DESC LIMIT 1")
+    recorded = None
+    if last:
+        end = last[0][1] / 1e9
+        q = (f"start={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(end - 3))}"
+             f"&end={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(end))}")
+        r = box.user("op").call("GET", f"/api/v1/cameras/porch/view.mp4?{q}", timeout=20)
+        recorded = sample_entry_size(r.body) if r.status == 200 else f"HTTP {r.status} {r.text()[:100]}"
+    v.figure(f"live: main {sizes['main']}, sub {sizes['sub']}; recorded (view.mp4): {recorded}")
+    v.check(recorded == (1280, 720), f"the recording is the main stream: {recorded}")
+    subs = box.query("SELECT count(*) FROM camera WHERE name = 'porch.sub'")
+    v.check(subs[0][0] == 0, "the sub stream is not recorded (record_sub is off for an onboarded camera)")
     v.check(sizes["main"] and sizes["main"][1] == (1280, 720), f"live main: {sizes['main']}")
     v.check(sizes["sub"] and sizes["sub"][1] == (640, 360) and sizes["sub"][0] == "sub", f"live sub: {sizes['sub']}")
 
@@ -154,6 +167,11 @@ def clock(box, v):
     off = box.sims["drifty"].log().get("clock_offset")
     v.figure(f"the simulator's clock offset after sync-time: {off}")
     v.check(off is not None and abs(off) < 1.0, f"the camera's clock after sync-time is within 1 s: {off}")
+    alerts = (s.call("GET", "/api/v1/alerts").json() or {}).get("open", [])
+    v.check(not any(a.get("code") == "camera.clock_drift" and a.get("camera") == "drifty" for a in alerts),
+            f"camera.clock_drift cleared after sync-time: {[a.get('code') for a in alerts]}")
+    d = (box.health_camera(s, "drifty") or {}).get("clock_drift_ms")
+    v.check(d is not None and abs(d) <= 1000, f"health's drift after sync-time: {d}")
     audit = box.query("SELECT outcome FROM audit_log WHERE action = 'camera.sync_time' AND target = 'drifty'")
     v.check(audit and audit[-1][0] == "ok", f"sync-time audited: {audit}")
     o = box.cli("cameras", "sync-time", "drifty", "--ntp", "ntp.example.lan", timeout=60)

@@ -5,7 +5,7 @@ import json
 import time
 
 import pages
-from devbox import CAMERAS, PASSWORD
+from devbox import CAMERAS, MAIN_SIZE, PASSWORD, SUB_CAMERA, SUB_SIZE
 
 BAD_URL = "rtsp://127.0.0.1:9/x"
 HOOK_URL = "https://127.0.0.1:9/hook"  # nothing listens: the channel is only stored
@@ -24,6 +24,8 @@ def run_all(s, recording_since):
     pg.set_size(*DESKTOP)
     s.check("1 first login: no header, one-time password, change with confirm", lambda: first_login(s))
     s.check("2 live grid: 4 tiles play (garage H.265 via the fallback), #live/front plays", admin(live_grid))
+    s.check("11 main and sub streams: the grid plays front's 640x360 sub stream, #live/front its 1280x720 main",
+            admin(main_and_sub))
     s.check("8 camera management: failed Test blocks Add, Remove asks", admin(camera_traps))
     s.check("9 alerts: an admin adds a webhook channel with a secret (never shown again), Send test says why it failed",
             admin(alert_channel))
@@ -172,6 +174,34 @@ def live_grid(s):
     if problems:
         raise AssertionError("; ".join(problems))
     return ", ".join(figures)
+
+
+# --- 11 -----------------------------------------------------------------------
+def main_and_sub(s):
+    """The grid tile of the camera with a sub stream plays the sub stream
+    (its picture size read from the <video> in the page), the single view
+    the main stream."""
+    pg = s.pg
+    size = """((sel) => { const v = document.querySelector(sel); return v ? {w: v.videoWidth, h: v.videoHeight,
+        asked: v.dataset.stream, served: v.dataset.served, t: v.currentTime} : null; })"""
+    s.open_hash("live")
+    tile = f"#live .grid .cam-tile[data-camera='{SUB_CAMERA}'] video"
+    pg.wait(f"(() => {{ const v = {size}({json.dumps(tile)}); return v && v.w > 0 && v.t > 0.3; }})()", limit=25,
+            what=f"{tile} playing")
+    grid = pg.js(f"{size}({json.dumps(tile)})")
+    s.open_hash(f"live/{SUB_CAMERA}", "live")
+    single = "#live video#live-video"
+    pg.wait(f"(() => {{ const v = {size}({json.dumps(single)}); return v && v.w > 0 && v.t > 0.3; }})()", limit=25,
+            what=f"{single} playing")
+    one = pg.js(f"{size}({json.dumps(single)})")
+    problems = []
+    if (grid["w"], grid["h"]) != SUB_SIZE or grid["asked"] != "sub" or grid["served"] != "sub":
+        problems.append(f"grid tile of {SUB_CAMERA}: {grid} (want {SUB_SIZE[0]}x{SUB_SIZE[1]}, sub)")
+    if (one["w"], one["h"]) != MAIN_SIZE or one["asked"] != "main":
+        problems.append(f"#live/{SUB_CAMERA}: {one} (want {MAIN_SIZE[0]}x{MAIN_SIZE[1]}, main)")
+    if problems:
+        raise AssertionError("; ".join(problems))
+    return f"grid {grid['w']}x{grid['h']} ({grid['served']}), full view {one['w']}x{one['h']} ({one['asked']})"
 
 
 # --- 8 ------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """A Vigil installation for trying the web UI by hand or from a test: four
-GStreamer test cameras (three H.264, one H.265 only), the daemon on
-loopback, and users of each role. Prints one JSON line (url, users) and
+GStreamer test cameras (three H.264, one H.265 only; `front` has a
+1280x720 main stream from a second test camera server and the first
+server's 640x360 stream as its sub stream), the daemon on loopback, and
+users of each role. Prints one JSON line (url, users) and
 stays up until killed (SIGTERM/SIGINT): then every process it started is
 killed by PID. Debug builds also serve the UI from the source tree when
 VIGIL_DEV_UI_DIR is set, so a changed script needs no rebuild.
@@ -10,6 +12,8 @@ import argparse
 import json
 import os
 import signal
+import socket
+import subprocess
 import sys
 import time
 
@@ -21,13 +25,59 @@ CAMERAS = [("front", "/h264"), ("yard", "/h264"), ("door", "/h264"), ("garage", 
 USERS = [("tech", "admin"), ("op", "operator"), ("watcher", "viewer")]
 
 
+# The camera with a main and a sub stream, and their sizes.
+SUB_CAMERA = "front"
+MAIN_SIZE, SUB_SIZE = (1280, 720), (640, 360)
+
+
 class UiBox(fixture.Fixture):
-    """Four cameras (one H.265 only), users of each role."""
+    """Four cameras (one H.265 only; front with a sub stream), users of each role."""
 
     CAMERAS = CAMERAS
     USERS = USERS
     SEGMENT_SECONDS = 10
     PLAIN_LISTEN = False
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.main_camera = None
+
+    def start_camera(self):
+        super().start_camera()
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.main_port = port
+        self.main_camera = subprocess.Popen(
+            ["/usr/bin/python3", os.path.join(fixture.ROOT, "tests/fixtures/rtsp_camera.py"), "--port", str(port),
+             "--size", "%dx%d" % MAIN_SIZE, "--fps", "10", "--gop", "10", "--bitrate", "800"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            line = self.main_camera.stdout.readline()
+            if line.startswith("READY"):
+                return
+            if not line and self.main_camera.poll() is not None:
+                break
+        raise RuntimeError("the 1280x720 test camera did not become ready")
+
+    def write_config(self):
+        super().write_config()
+        with open(self.config) as f:
+            cfg = f.read()
+        old = f'name = "{SUB_CAMERA}"\nurl = "rtsp://127.0.0.1:{self.camera_port}/h264"\n'
+        new = (f'name = "{SUB_CAMERA}"\nurl = "rtsp://127.0.0.1:{self.main_port}/h264"\n'
+               f'sub_url = "rtsp://127.0.0.1:{self.camera_port}/h264"\n')
+        if old not in cfg:
+            raise RuntimeError("devbox: the front camera's block is not where it was expected")
+        with open(self.config, "w") as f:
+            f.write(cfg.replace(old, new))
+
+    def close(self):
+        fixture.kill_pid(self.main_camera)
+        if self.main_camera is not None and self.main_camera.stdout:
+            self.main_camera.stdout.close()
+        super().close()
 
 
 def main():
