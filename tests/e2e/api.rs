@@ -245,9 +245,23 @@ fn rbac_matrix_covers_every_route() {
         (
             "GET /api/v1/events",
             "GET",
+            "/api/v1/events?start=2000-01-01T00:00:00Z&end=2000-01-02T00:00:00Z",
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        (
+            "GET /api/v1/events",
+            "GET",
             "/api/v1/events",
             None,
             [401, 200, 200, 200, 200],
+        ),
+        (
+            "POST /api/v1/cameras/{name}/ptz",
+            "POST",
+            "/api/v1/cameras/cam/ptz",
+            Some(r#"{"op":"stop"}"#),
+            [401, 403, 409, 409, 409],
         ),
         (
             "GET /api/v1/recordings",

@@ -1,7 +1,9 @@
-//! The cameras' own events (motion, tamper) in a time range, for the
-//! playback timeline and its "next / previous event": `GET
-//! /api/v1/events?camera=&start=&end=`. A caller sees only the events of
-//! the cameras they may view; no camera means all of those.
+//! `GET /api/v1/events`: without a range, the server-sent event stream of
+//! the web UI (`live::events`); with `start` and `end` (and optionally
+//! `camera`), the cameras' own events (motion, tamper) in that range, for
+//! the playback timeline and its "next / previous event". A caller sees
+//! only the events of the cameras they may view; no camera means all of
+//! those.
 
 use std::sync::Arc;
 
@@ -18,6 +20,17 @@ use crate::web::AppState;
 
 /// The widest range one request may ask for (the timeline shows a day at most; a week gives room).
 const WIDEST_RANGE_NS: i64 = 8 * 24 * 3600 * 1_000_000_000;
+
+/// `GET /api/v1/events`: the listing when the query names a range or a
+/// camera, else the live event stream.
+pub async fn stream_or_list(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
+    let q = query(&req);
+    if ["start", "end", "camera"].iter().any(|k| param(&q, k).is_some()) {
+        list(st, req, ctx).await
+    } else {
+        super::live::events(st, req, ctx).await
+    }
+}
 
 /// `GET /api/v1/events?camera=&start=&end=`: `{"events": [{"id", "camera",
 /// "kind", "start", "end", "topic"}]}`, oldest first; `end` is null while

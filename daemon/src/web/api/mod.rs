@@ -125,7 +125,6 @@ pub const ROUTES: &[RouteSpec] = &[
     ),
     route("GET", "/api/v1/transcode", VIEWER, handler!(transcode::status)),
     route("GET", "/api/v1/recordings", VIEWER, handler!(recordings::list)),
-    route("GET", "/api/v1/events", VIEWER, handler!(events::list)),
     route(
         "GET",
         "/api/v1/recordings/{id}/manifest",
@@ -150,7 +149,7 @@ pub const ROUTES: &[RouteSpec] = &[
     ),
     route("GET", "/api/v1/fixity", VIEWER, handler!(evidence::fixity)),
     route("GET", "/api/v1/device", VIEWER, handler!(evidence::device)),
-    route("GET", "/api/v1/events", VIEWER, handler!(live::events)),
+    route("GET", "/api/v1/events", VIEWER, handler!(events::stream_or_list)),
     route("GET", "/api/v1/alerts", VIEWER, handler!(alerts::list)),
     route("GET", "/api/v1/alerts/channels", ADMIN, handler!(alerts::channels_list)),
     route(
