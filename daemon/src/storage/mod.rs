@@ -380,6 +380,7 @@ mod tests {
             height: 1,
             start_pts: 0,
             sample_entry: vec![1],
+            audio: None,
         };
         let w = SegmentWriter::create(&storage.path_of(&name), &header, &k.current_key(), &si).unwrap();
         let id = index

@@ -432,6 +432,7 @@ impl Recorder {
             height: params.height,
             start_pts: pts,
             sample_entry: params.sample_entry.clone(),
+            audio: None,
         };
         let file_name = self.storage.new_file_name(&self.cfg.camera, &file_id)?;
         let writer = SegmentWriter::create(&self.storage.path_of(&file_name), &header, &key, &stream)?;
