@@ -3,6 +3,7 @@
 //! and the [`recorder`] that writes camera frames into it.
 
 pub mod recorder;
+mod recorder_audio;
 #[cfg(test)]
 pub(crate) mod recorder_rig;
 #[cfg(test)]
