@@ -47,7 +47,11 @@ pub async fn run_camera(
     shutdown: watch::Receiver<bool>,
 ) {
     let backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-    let camera = RtspCamera { cam, password };
+    let camera = RtspCamera {
+        cam,
+        password,
+        audio_failures: Arc::default(),
+    };
     supervisor::run(camera, backoff, stall_timeout, live, tx, shutdown).await;
 }
 
@@ -55,7 +59,15 @@ pub async fn run_camera(
 struct RtspCamera {
     cam: CameraConfig,
     password: Option<zeroize::Zeroizing<String>>,
+    /// Sessions with audio in a row that failed within [`AUDIO_TRIAL`]
+    /// (retina refuses some audio, e.g. interleaved AAC, by failing the
+    /// whole session): after [`MAX_AUDIO_FAILURES`] the camera is recorded
+    /// without its audio, so that its video is.
+    audio_failures: Arc<std::sync::atomic::AtomicU32>,
 }
+
+const AUDIO_TRIAL: Duration = Duration::from_secs(5);
+const MAX_AUDIO_FAILURES: u32 = 3;
 
 impl supervisor::Source for RtspCamera {
     type Error = IngestError;
@@ -69,7 +81,18 @@ impl supervisor::Source for RtspCamera {
         let cam = &self.cam;
         tracing::info!(camera = %cam.name, url = %redacted(&cam.url), "connecting");
         let password = self.password.as_deref().map(String::as_str);
-        open_stream(&cam.url, cam.username.as_deref(), password, cam.record_audio).await
+        let failures = self.audio_failures.load(std::sync::atomic::Ordering::Relaxed);
+        let audio = cam.record_audio && failures < MAX_AUDIO_FAILURES;
+        if cam.record_audio && failures == MAX_AUDIO_FAILURES {
+            tracing::warn!(camera = %cam.name, "sessions with audio keep failing at once; recording this camera without audio");
+            self.audio_failures
+                .store(MAX_AUDIO_FAILURES + 1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut session = open_stream(&cam.url, cam.username.as_deref(), password, audio).await?;
+        if session.audio.is_some() {
+            session.audio_trial = Some((std::time::Instant::now(), self.audio_failures.clone()));
+        }
+        Ok(session)
     }
 
     fn stalled(&self, after: Duration) -> IngestError {
@@ -91,6 +114,9 @@ struct RtspSession {
     /// deliveries waiting to be handed over.
     early_audio: std::collections::VecDeque<retina::codec::AudioFrame>,
     ready: std::collections::VecDeque<Delivery>,
+    /// A session with audio: when it started, and the camera's count of
+    /// such sessions that failed at once (see [`RtspCamera`]).
+    audio_trial: Option<(std::time::Instant, Arc<std::sync::atomic::AtomicU32>)>,
 }
 
 /// Audio frames kept while the first video frame is awaited (~4 s of AAC).
@@ -118,9 +144,20 @@ impl supervisor::Session for RtspSession {
         loop {
             let item = match self.demuxed.next().await {
                 None => return Err(IngestError::Ended),
-                Some(Err(e)) => return Err(e.into()),
+                Some(Err(e)) => {
+                    if let Some((_, failures)) = &self.audio_trial {
+                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return Err(e.into());
+                }
                 Some(Ok(item)) => item,
             };
+            if let Some((started, failures)) = &self.audio_trial {
+                if started.elapsed() >= AUDIO_TRIAL {
+                    failures.store(0, std::sync::atomic::Ordering::Relaxed);
+                    self.audio_trial = None;
+                }
+            }
             let f = match item {
                 CodecItem::VideoFrame(f) if f.stream_id() == self.video => f,
                 CodecItem::AudioFrame(a) if self.video_clock.is_none() => {
@@ -280,6 +317,7 @@ async fn open_stream(
         video_clock: None,
         early_audio: Default::default(),
         ready: Default::default(),
+        audio_trial: None,
     })
 }
 
