@@ -283,7 +283,7 @@ impl AudioOut {
         };
         let floor = self.next.unwrap_or(0).max(0);
         // G.711 is a byte per sample and channel: a packet that straddles
-        // the floor (the first frame, or the audio already written) is cut there.
+        // the floor (the first frame, or the audio already written) is cut there...
         let g711_channels = match self.track.codec {
             AudioCodec::Aac => None,
             AudioCodec::Pcma | AudioCodec::Pcmu => Some(usize::from(self.track.channels.max(1))),
@@ -307,6 +307,11 @@ impl AudioOut {
             }
             if t >= end {
                 break;
+            }
+            // ... and one that runs past the end is cut there.
+            if let Some(ch) = g711_channels.filter(|_| t + i64::from(duration) > end) {
+                duration = (end - t) as u32;
+                d = &d[..(duration as usize * ch).min(d.len())];
             }
             start.get_or_insert(t);
             self.samples.push(mp4::Sample {

@@ -169,6 +169,7 @@ fn real_camera_audio_export(codec: &str, ffprobe_name: &str) {
     let video = streams.iter().find(|s| s.0 == "video").expect("a video stream");
     let sound = streams.iter().find(|s| s.0 == "audio").expect("an audio stream");
     assert_eq!((video.1.as_str(), sound.1.as_str()), ("h264", ffprobe_name));
+    println!("exported: {video:?}, {sound:?}");
     let (vd, ad) = (video.3 - video.2, sound.3 - sound.2);
     assert!(vd > 9.0, "video lasts {vd} s");
     assert!((vd - ad).abs() <= 0.1, "video {video:?}, audio {sound:?}");
