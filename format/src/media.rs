@@ -1,7 +1,8 @@
 //! The media types every camera source produces and the recorder consumes:
 //! a [`Frame`] in the camera's media time, and the [`StreamParams`] that
-//! describe how to decode it. Sources (RTSP, V4L2, an imported file) depend
-//! on these, never on the writer.
+//! describe how to decode it; for a camera whose audio is recorded, its
+//! [`AudioParams`] and [`AudioFrame`]s. Sources (RTSP, V4L2, an imported
+//! file) depend on these, never on the writer.
 
 use std::sync::Arc;
 
@@ -27,6 +28,23 @@ pub struct Frame {
     pub data: Vec<u8>,
     /// Set on the first frame and whenever the parameters change.
     pub params: Option<Arc<StreamParams>>,
+}
+
+/// How to decode a camera's audio: codec, sample rate (the audio clock),
+/// channels and the AAC AudioSpecificConfig; stored as the recording's audio track.
+pub type AudioParams = crate::vseg::AudioTrack;
+
+/// One encoded audio frame (an AAC access unit, or a packet's G.711 samples).
+#[derive(Debug)]
+pub struct AudioFrame {
+    /// Audio time in sample-rate units (the camera's RTP timestamp, extended).
+    pub pts: i64,
+    /// The same instant on the camera's video clock (the unit of
+    /// [`Frame::pts`]), from the two streams' common start.
+    pub video_pts: i64,
+    /// Samples it holds (per channel).
+    pub duration: u32,
+    pub data: Vec<u8>,
 }
 
 /// The RFC 6381 codec string of a sample entry for Media Source Extensions:

@@ -79,8 +79,25 @@ pub struct TrackInfo<'a> {
     pub sample_entries: &'a [Vec<u8>],
 }
 
+/// The audio track of an export: its timescale (the sample rate) and its
+/// AudioSampleEntry box ([`aac_sample_entry`], [`g711_sample_entry`]).
+pub struct AudioTrackInfo<'a> {
+    pub timescale: u32,
+    pub sample_entry: &'a [u8],
+}
+
+/// The MP4 track id of the video track; the audio track, if any, is 2.
+pub const VIDEO_TRACK_ID: u32 = 1;
+pub const AUDIO_TRACK_ID: u32 = 2;
+
 /// `ftyp` + `moov` for one video track.
 pub fn init_segment(t: &TrackInfo<'_>) -> Vec<u8> {
+    init_segment_with_audio(t, None)
+}
+
+/// `ftyp` + `moov` for one video track (id 1) and, if given, one audio
+/// track (id 2) whose fragments [`write_audio_fragment`] writes.
+pub fn init_segment_with_audio(t: &TrackInfo<'_>, audio: Option<&AudioTrackInfo<'_>>) -> Vec<u8> {
     let mut b = Vec::with_capacity(1024);
     bx(&mut b, b"ftyp", |b| {
         b.extend_from_slice(b"iso5");
@@ -100,77 +117,183 @@ pub fn init_segment(t: &TrackInfo<'_>) -> Vec<u8> {
             b.extend_from_slice(&[0; 10]);
             MATRIX.iter().for_each(|&m| u32b(b, m));
             b.extend_from_slice(&[0; 24]);
-            u32b(b, 2); // next track id
+            u32b(b, if audio.is_some() { 3 } else { 2 }); // next track id
         });
-        bx(b, b"trak", |b| {
-            full(b, b"tkhd", 1, 3, |b| {
-                u64b(b, 0);
-                u64b(b, 0);
-                u32b(b, 1); // track id
-                u32b(b, 0);
-                u64b(b, t.duration);
-                b.extend_from_slice(&[0; 8]);
-                u16b(b, 0); // layer
-                u16b(b, 0); // alternate group
-                u16b(b, 0); // volume
-                u16b(b, 0);
-                MATRIX.iter().for_each(|&m| u32b(b, m));
-                u32b(b, u32::from(t.width) << 16);
-                u32b(b, u32::from(t.height) << 16);
-            });
-            bx(b, b"mdia", |b| {
-                full(b, b"mdhd", 1, 0, |b| {
-                    u64b(b, 0);
-                    u64b(b, 0);
-                    u32b(b, t.timescale);
-                    u64b(b, t.duration);
-                    u16b(b, 0x55c4); // "und"
-                    u16b(b, 0);
-                });
-                full(b, b"hdlr", 0, 0, |b| {
-                    u32b(b, 0);
-                    b.extend_from_slice(b"vide");
-                    b.extend_from_slice(&[0; 12]);
-                    b.extend_from_slice(b"Vigil video\0");
-                });
-                bx(b, b"minf", |b| {
-                    full(b, b"vmhd", 0, 1, |b| b.extend_from_slice(&[0; 8]));
-                    bx(b, b"dinf", |b| {
-                        full(b, b"dref", 0, 0, |b| {
-                            u32b(b, 1);
-                            full(b, b"url ", 0, 1, |_| {});
-                        });
-                    });
-                    bx(b, b"stbl", |b| {
-                        full(b, b"stsd", 0, 0, |b| {
-                            u32b(b, t.sample_entries.len() as u32);
-                            for e in t.sample_entries {
-                                b.extend_from_slice(e);
-                            }
-                        });
-                        full(b, b"stts", 0, 0, |b| u32b(b, 0));
-                        full(b, b"stsc", 0, 0, |b| u32b(b, 0));
-                        full(b, b"stsz", 0, 0, |b| {
-                            u32b(b, 0);
-                            u32b(b, 0);
-                        });
-                        full(b, b"stco", 0, 0, |b| u32b(b, 0));
-                    });
-                });
-            });
-        });
+        trak(
+            b,
+            &Trak {
+                id: VIDEO_TRACK_ID,
+                timescale: t.timescale,
+                movie_duration: t.duration,
+                duration: t.duration,
+                width: t.width,
+                height: t.height,
+                sample_entries: t.sample_entries,
+            },
+        );
+        if let Some(a) = audio {
+            let duration = (u128::from(t.duration) * u128::from(a.timescale) / u128::from(t.timescale.max(1))) as u64;
+            trak(
+                b,
+                &Trak {
+                    id: AUDIO_TRACK_ID,
+                    timescale: a.timescale,
+                    movie_duration: t.duration,
+                    duration,
+                    width: 0,
+                    height: 0,
+                    sample_entries: std::slice::from_ref(&a.sample_entry.to_vec()),
+                },
+            );
+        }
         bx(b, b"mvex", |b| {
             full(b, b"mehd", 1, 0, |b| u64b(b, t.duration));
-            full(b, b"trex", 0, 0, |b| {
-                u32b(b, 1); // track id
-                u32b(b, 1); // default sample description index
-                u32b(b, 0);
-                u32b(b, 0);
-                u32b(b, 0);
-            });
+            for id in [VIDEO_TRACK_ID, AUDIO_TRACK_ID]
+                .into_iter()
+                .take(1 + usize::from(audio.is_some()))
+            {
+                full(b, b"trex", 0, 0, |b| {
+                    u32b(b, id);
+                    u32b(b, 1); // default sample description index
+                    u32b(b, 0);
+                    u32b(b, 0);
+                    u32b(b, 0);
+                });
+            }
         });
     });
     b
+}
+
+/// One track of the init segment; audio when `id` is [`AUDIO_TRACK_ID`].
+struct Trak<'a> {
+    id: u32,
+    timescale: u32,
+    /// In the movie's (the video's) timescale.
+    movie_duration: u64,
+    /// In the track's timescale.
+    duration: u64,
+    width: u16,
+    height: u16,
+    sample_entries: &'a [Vec<u8>],
+}
+
+fn trak(b: &mut Vec<u8>, t: &Trak<'_>) {
+    let audio = t.id == AUDIO_TRACK_ID;
+    bx(b, b"trak", |b| {
+        full(b, b"tkhd", 1, 3, |b| {
+            u64b(b, 0);
+            u64b(b, 0);
+            u32b(b, t.id);
+            u32b(b, 0);
+            u64b(b, t.movie_duration);
+            b.extend_from_slice(&[0; 8]);
+            u16b(b, 0); // layer
+            u16b(b, u16::from(audio)); // alternate group
+            u16b(b, if audio { 0x0100 } else { 0 }); // volume
+            u16b(b, 0);
+            MATRIX.iter().for_each(|&m| u32b(b, m));
+            u32b(b, u32::from(t.width) << 16);
+            u32b(b, u32::from(t.height) << 16);
+        });
+        bx(b, b"mdia", |b| {
+            full(b, b"mdhd", 1, 0, |b| {
+                u64b(b, 0);
+                u64b(b, 0);
+                u32b(b, t.timescale);
+                u64b(b, t.duration);
+                u16b(b, 0x55c4); // "und"
+                u16b(b, 0);
+            });
+            full(b, b"hdlr", 0, 0, |b| {
+                u32b(b, 0);
+                b.extend_from_slice(if audio { b"soun" } else { b"vide" });
+                b.extend_from_slice(&[0; 12]);
+                b.extend_from_slice(if audio {
+                    &b"Vigil audio\0"[..]
+                } else {
+                    &b"Vigil video\0"[..]
+                });
+            });
+            bx(b, b"minf", |b| {
+                if audio {
+                    full(b, b"smhd", 0, 0, |b| u32b(b, 0));
+                } else {
+                    full(b, b"vmhd", 0, 1, |b| b.extend_from_slice(&[0; 8]));
+                }
+                bx(b, b"dinf", |b| {
+                    full(b, b"dref", 0, 0, |b| {
+                        u32b(b, 1);
+                        full(b, b"url ", 0, 1, |_| {});
+                    });
+                });
+                bx(b, b"stbl", |b| {
+                    full(b, b"stsd", 0, 0, |b| {
+                        u32b(b, t.sample_entries.len() as u32);
+                        for e in t.sample_entries {
+                            b.extend_from_slice(e);
+                        }
+                    });
+                    full(b, b"stts", 0, 0, |b| u32b(b, 0));
+                    full(b, b"stsc", 0, 0, |b| u32b(b, 0));
+                    full(b, b"stsz", 0, 0, |b| {
+                        u32b(b, 0);
+                        u32b(b, 0);
+                    });
+                    full(b, b"stco", 0, 0, |b| u32b(b, 0));
+                });
+            });
+        });
+    });
+}
+
+/// An AudioSampleEntry box (ISO/IEC 14496-12 12.2.3) with its child boxes.
+fn audio_sample_entry(
+    fourcc: &[u8; 4],
+    sample_rate: u32,
+    channels: u8,
+    children: impl FnOnce(&mut Vec<u8>),
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(96);
+    bx(&mut b, fourcc, |b| {
+        b.extend_from_slice(&[0; 6]); // reserved
+        u16b(b, 1); // data_reference_index
+        b.extend_from_slice(&[0; 8]); // reserved
+        u16b(b, u16::from(channels));
+        u16b(b, 16); // samplesize
+        u32b(b, 0); // pre_defined, reserved
+        u32b(b, if sample_rate < 65_536 { sample_rate << 16 } else { 0 });
+        children(b);
+    });
+    b
+}
+
+/// An MPEG-4 descriptor: tag, one-byte length (bodies here are < 128 bytes), body.
+fn descriptor(b: &mut Vec<u8>, tag: u8, body: &[u8]) {
+    b.push(tag);
+    b.push(body.len().min(127) as u8);
+    b.extend_from_slice(&body[..body.len().min(127)]);
+}
+
+/// AAC: `mp4a` with its `esds` (ISO/IEC 14496-14) carrying the
+/// AudioSpecificConfig `asc`.
+pub fn aac_sample_entry(sample_rate: u32, channels: u8, asc: &[u8]) -> Vec<u8> {
+    let asc = &asc[..asc.len().min(64)];
+    let mut dcd = vec![0x40, 0x15, 0, 0, 0]; // MPEG-4 audio, audio stream, buffer size 0
+    dcd.extend_from_slice(&[0; 8]); // max and average bit rate unknown
+    descriptor(&mut dcd, 0x05, asc);
+    let mut es = vec![0, 0, 0]; // ES_ID 0, no flags
+    descriptor(&mut es, 0x04, &dcd);
+    descriptor(&mut es, 0x06, &[0x02]); // SLConfig: predefined MP4
+    audio_sample_entry(b"mp4a", sample_rate, channels, |b| {
+        full(b, b"esds", 0, 0, |b| descriptor(b, 0x03, &es))
+    })
+}
+
+/// G.711: the `alaw` / `ulaw` sample entries (QuickTime's, which ffmpeg,
+/// VLC and GStreamer read from MP4), no child box.
+pub fn g711_sample_entry(a_law: bool, sample_rate: u32, channels: u8) -> Vec<u8> {
+    audio_sample_entry(if a_law { b"alaw" } else { b"ulaw" }, sample_rate, channels, |_| {})
 }
 
 pub struct Sample {
@@ -188,9 +311,41 @@ pub fn fragment_len(samples: usize, data_len: u64) -> u64 {
 const SAMPLE_FLAGS_SYNC: u32 = 0x0200_0000;
 const SAMPLE_FLAGS_NON_SYNC: u32 = 0x0101_0000;
 
-/// Writes one `moof` + `mdat`. `data` is the concatenated sample data.
+/// Writes one `moof` + `mdat` of the video track. `data` is the concatenated sample data.
 pub fn write_fragment<W: Write>(
     out: &mut W,
+    sequence: u32,
+    base_decode_time: u64,
+    sample_description_index: u32,
+    samples: &[Sample],
+    data: &[&[u8]],
+) -> io::Result<u64> {
+    track_fragment(
+        out,
+        VIDEO_TRACK_ID,
+        sequence,
+        base_decode_time,
+        sample_description_index,
+        samples,
+        data,
+    )
+}
+
+/// Writes one `moof` + `mdat` of the audio track (every sample a sync sample;
+/// `base_decode_time` in the audio timescale).
+pub fn write_audio_fragment<W: Write>(
+    out: &mut W,
+    sequence: u32,
+    base_decode_time: u64,
+    samples: &[Sample],
+    data: &[&[u8]],
+) -> io::Result<u64> {
+    track_fragment(out, AUDIO_TRACK_ID, sequence, base_decode_time, 1, samples, data)
+}
+
+fn track_fragment<W: Write>(
+    out: &mut W,
+    track_id: u32,
     sequence: u32,
     base_decode_time: u64,
     sample_description_index: u32,
@@ -204,7 +359,7 @@ pub fn write_fragment<W: Write>(
         bx(b, b"traf", |b| {
             // default-base-is-moof | sample-description-index-present
             full(b, b"tfhd", 0, 0x02_0002, |b| {
-                u32b(b, 1);
+                u32b(b, track_id);
                 u32b(b, sample_description_index);
             });
             full(b, b"tfdt", 1, 0, |b| u64b(b, base_decode_time));

@@ -472,6 +472,7 @@ mod tests {
             height: 64,
             start_pts: 0,
             sample_entry: vec![1, 2, 3],
+            audio: None,
         };
         let name = storage.new_file_name(camera, &file_id).unwrap();
         let mut w = SegmentWriter::create(&storage.path_of(&name), &header, &key, &si).unwrap();

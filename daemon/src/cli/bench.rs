@@ -34,6 +34,7 @@ pub fn writer_throughput(dir: &Path, mib: usize, record_kib: usize) -> anyhow::R
         height: 1080,
         start_pts: 0,
         sample_entry: vec![0; 100],
+        audio: None,
     };
     let path = dir.join("bench.vseg");
     let _ = std::fs::remove_file(&path);

@@ -1,5 +1,6 @@
 //! Export: a fragmented MP4 of any time range across recordings, starting at
-//! the key frame at or before the start. Streams one chunk at a time.
+//! the key frame at or before the start, with the recordings' audio as a
+//! second track when they have one. Streams one chunk at a time.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use crate::db::{ns_to_ticks, ChunkRow, Index, IndexError, RecordingRow};
 use crate::keys::KeyLookup;
 use crate::storage::Storage;
 use vigil_format::mp4;
-use vigil_format::vseg::{self, Chunk, FormatError, RecordKind, SegmentReader};
+use vigil_format::vseg::{self, AudioChunk, AudioCodec, AudioTrack, Chunk, FormatError, RecordKind, SegmentReader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -70,6 +71,8 @@ pub struct ExportReport {
     pub bytes: u64,
     pub first_wall_ns: i64,
     pub end_wall_ns: i64,
+    /// Audio samples exported (0 when the recordings have no audio track).
+    pub audio_samples: u64,
 }
 
 /// A recording in the export: which of its chunk rows, and the media time they span.
@@ -80,6 +83,9 @@ struct Planned {
     chunks: std::ops::Range<usize>,
     first_pts: i64,
     end_pts: i64,
+    /// The record index and end offset of the recording's last chunk: the
+    /// final record follows it, or follows the audio record after it.
+    last_chunk: Option<(u64, u64)>,
 }
 
 fn fmt_ns(ns: i64) -> String {
@@ -114,11 +120,13 @@ fn plan(index: &Index, camera: &str, start_ns: i64, end_ns: i64) -> Result<Vec<P
         if n > 0 {
             let (head, tail) = (&all[first], &all[first + n - 1]);
             let (first_pts, end_pts) = (head.first_pts, tail.first_pts + tail.duration);
+            let last_chunk = all.last().map(|c| (c.idx as u64, (c.offset + c.len) as u64));
             out.push(Planned {
                 rec,
                 chunks: first..first + n,
                 first_pts,
                 end_pts,
+                last_chunk,
             });
         }
     }
@@ -156,7 +164,13 @@ fn check_recording(storage: &Storage, keys: &dyn KeyLookup, p: &Planned) -> Resu
                 p.rec.bytes
             )));
         }
-        let summary = r.read_final(p.rec.chunks as u64 + 2).map_err(integrity)?;
+        // Records: the stream record, the chunks, their audio records, the final.
+        let final_index = match p.last_chunk {
+            None => 1,
+            Some((idx, end)) if end + vseg::FINAL_RECORD_LEN == r.file_len() => idx + 1,
+            Some((idx, _)) => idx + 2,
+        };
+        let summary = r.read_final(final_index + 1).map_err(integrity)?;
         if i64::from(summary.media_chunks) != p.rec.chunks || summary.frames as i64 != p.rec.frames {
             return Err(mismatch("final record does not match the index".into()));
         }
@@ -206,6 +220,115 @@ fn decode_base(rec: &RecordingRow, origin_ns: i64, ts: i64, prev_end: Option<i64
     }
 }
 
+/// Where a recording's media time lands in the export: export video time =
+/// `base` + recording pts (in `timescale` ticks); audio that plays from
+/// `end` on belongs to a later chunk or is past the export's end.
+struct Placement {
+    base: i64,
+    timescale: i64,
+    end: i64,
+}
+
+/// The export's audio track: its samples placed on the video's timeline
+/// (the audio starts with the video's first frame), in sequence.
+struct AudioOut {
+    track: AudioTrack,
+    /// Export audio time (sample-rate ticks) after the last sample written.
+    next: Option<i64>,
+    samples: Vec<mp4::Sample>,
+}
+
+impl AudioOut {
+    fn new(track: AudioTrack) -> Self {
+        AudioOut {
+            track,
+            next: None,
+            samples: Vec::new(),
+        }
+    }
+
+    /// The track's timescale and its MP4 sample entry.
+    fn sample_entry(&self) -> (u32, Vec<u8>) {
+        let t = &self.track;
+        let entry = match t.codec {
+            AudioCodec::Aac => mp4::aac_sample_entry(t.sample_rate, t.channels, &t.config),
+            AudioCodec::Pcma => mp4::g711_sample_entry(true, t.sample_rate, t.channels),
+            AudioCodec::Pcmu => mp4::g711_sample_entry(false, t.sample_rate, t.channels),
+        };
+        (t.sample_rate, entry)
+    }
+
+    /// Writes the samples of `ac` that play within the export (from its
+    /// start, after what was written, before `place.end`) as one fragment;
+    /// returns (samples, bytes).
+    fn write<W: Write>(
+        &mut self,
+        out: &mut W,
+        seq: u32,
+        ac: &AudioChunk<'_>,
+        place: &Placement,
+    ) -> std::io::Result<(u64, u64)> {
+        let rate = i128::from(self.track.sample_rate);
+        let vts = i128::from(place.timescale.max(1));
+        // Export video time of the record's first sample, then in audio ticks.
+        let first_video = i128::from(place.base) + i128::from(ac.first_video_pts);
+        let first = (first_video * rate / vts) as i64;
+        let end = (i128::from(place.end) * rate / vts) as i64;
+        // Consecutive records meet within rounding (and a camera's jitter):
+        // snap onto the previous record's end rather than leave a gap or overlap.
+        let slack = i64::from(self.track.sample_rate) / 50;
+        let shift = match self.next {
+            Some(n) if (first - n).abs() <= slack => n - first,
+            _ => 0,
+        };
+        let floor = self.next.unwrap_or(0).max(0);
+        // G.711 is a byte per sample and channel: a packet that straddles
+        // the floor (the first frame, or the audio already written) is cut there...
+        let g711_channels = match self.track.codec {
+            AudioCodec::Aac => None,
+            AudioCodec::Pcma | AudioCodec::Pcmu => Some(usize::from(self.track.channels.max(1))),
+        };
+        self.samples.clear();
+        let mut datas: Vec<&[u8]> = Vec::new();
+        let mut start = None;
+        for (pts, m, d) in ac.iter() {
+            let mut t = first + shift + (pts - ac.first_pts);
+            let (mut d, mut duration) = (d, m.duration);
+            if t < floor {
+                let cut = (floor - t) as usize;
+                match g711_channels {
+                    Some(ch) if cut < duration as usize && cut * ch < d.len() => {
+                        d = &d[cut * ch..];
+                        duration -= cut as u32;
+                        t = floor;
+                    }
+                    _ => continue,
+                }
+            }
+            if t >= end {
+                break;
+            }
+            // ... and one that runs past the end is cut there.
+            if let Some(ch) = g711_channels.filter(|_| t + i64::from(duration) > end) {
+                duration = (end - t) as u32;
+                d = &d[..(duration as usize * ch).min(d.len())];
+            }
+            start.get_or_insert(t);
+            self.samples.push(mp4::Sample {
+                duration,
+                size: d.len() as u32,
+                key: true,
+            });
+            datas.push(d);
+        }
+        let Some(start) = start else { return Ok((0, 0)) };
+        let bytes = mp4::write_audio_fragment(out, seq, start as u64, &self.samples, &datas)?;
+        let dur: i64 = self.samples.iter().map(|s| i64::from(s.duration)).sum();
+        self.next = Some(start + dur);
+        Ok((self.samples.len() as u64, bytes))
+    }
+}
+
 /// What an export reads from: the index, the recordings, and their keys.
 #[derive(Clone, Copy)]
 pub struct Archive<'a> {
@@ -251,13 +374,22 @@ pub fn export<W: Write>(
         .min(media_end.unwrap_or(0))
         .max(0) as u64;
     let si0 = &opened[0].0;
-    let init = mp4::init_segment(&mp4::TrackInfo {
-        timescale,
-        width: si0.width,
-        height: si0.height,
-        duration,
-        sample_entries: &entries,
+    let mut audio = opened.iter().find_map(|(si, _)| si.audio.clone()).map(AudioOut::new);
+    let audio_entry = audio.as_ref().map(|a| a.sample_entry());
+    let audio_info = audio_entry.as_ref().map(|e| mp4::AudioTrackInfo {
+        timescale: e.0,
+        sample_entry: &e.1,
     });
+    let init = mp4::init_segment_with_audio(
+        &mp4::TrackInfo {
+            timescale,
+            width: si0.width,
+            height: si0.height,
+            duration,
+            sample_entries: &entries,
+        },
+        audio_info.as_ref(),
+    );
     out.write_all(&init).map_err(output)?;
 
     let mut report = ExportReport {
@@ -268,8 +400,9 @@ pub fn export<W: Write>(
     let mut seq = 0u32;
     let mut prev_end: Option<i64> = None;
     let mut buf = Vec::new();
+    let mut audio_buf = Vec::new();
     let mut samples = Vec::new();
-    for (p, (_, desc)) in planned.iter().zip(opened.iter()) {
+    for (p, (si, desc)) in planned.iter().zip(opened.iter()) {
         report.recordings.push(p.rec.id);
         let path = storage.path_of(&p.rec.file_name);
         let mut reader = SegmentReader::open(&path, keys).map_err(|source| ExportError::reading(p.rec.id, source))?;
@@ -324,6 +457,33 @@ pub fn export<W: Write>(
             let dur: i64 = samples.iter().map(|s| i64::from(s.duration)).sum();
             prev_end = Some(decode + dur);
             report.end_wall_ns = p.rec.wall_of(chunk.first_pts + dur);
+            // The audio played against this chunk, when the recording's
+            // track is the export's.
+            if let Some(a) = audio.as_mut().filter(|a| si.audio.as_ref() == Some(&a.track)) {
+                let pos = vseg::RecordPos {
+                    index: c.idx as u64,
+                    offset: c.offset as u64,
+                    len: c.len as u64,
+                };
+                if reader
+                    .read_audio_after(&pos, &mut audio_buf)
+                    .map_err(|source| ExportError::reading(p.rec.id, source))?
+                {
+                    let ac = AudioChunk::decode(&audio_buf).map_err(malformed)?;
+                    let place = Placement {
+                        base: base - p.rec.start_pts,
+                        timescale: ts,
+                        end: decode + dur,
+                    };
+                    seq += 1;
+                    let (n, bytes) = a.write(out, seq, &ac, &place).map_err(output)?;
+                    if n == 0 {
+                        seq -= 1;
+                    }
+                    report.audio_samples += n;
+                    report.bytes += bytes;
+                }
+            }
         }
     }
     out.flush().map_err(output)?;

@@ -1,5 +1,6 @@
 //! RTSP ingest with retina over TCP: connecting to a camera and demuxing
-//! its first H.264/H.265 stream into frames, for the supervisor (which
+//! its first H.264/H.265 stream into frames (and, when the camera's audio is
+//! recorded, its first AAC or G.711 stream), for the supervisor (which
 //! reconnects with backoff, and whose no-frames watchdog catches a camera
 //! that hangs with its connection open: retina does not notice), and the
 //! camera test of the web UI.
@@ -9,14 +10,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use retina::client::{Credentials, PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions, Transport};
-use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
+use retina::codec::{AudioParameters, CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::CameraConfig;
 use crate::ingest::supervisor::{self, Backoff, Delivery, Session as _};
 use crate::storage::recorder::Event;
-use vigil_format::media::{Frame, StreamParams};
-use vigil_format::vseg::Codec;
+use vigil_format::media::{AudioFrame, AudioParams, Frame, StreamParams};
+use vigil_format::vseg::{AudioCodec, Codec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -46,7 +47,11 @@ pub async fn run_camera(
     shutdown: watch::Receiver<bool>,
 ) {
     let backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-    let camera = RtspCamera { cam, password };
+    let camera = RtspCamera {
+        cam,
+        password,
+        audio_failures: Arc::default(),
+    };
     supervisor::run(camera, backoff, stall_timeout, live, tx, shutdown).await;
 }
 
@@ -54,7 +59,15 @@ pub async fn run_camera(
 struct RtspCamera {
     cam: CameraConfig,
     password: Option<zeroize::Zeroizing<String>>,
+    /// Sessions with audio in a row that failed within [`AUDIO_TRIAL`]
+    /// (retina refuses some audio, e.g. interleaved AAC, by failing the
+    /// whole session): after [`MAX_AUDIO_FAILURES`] the camera is recorded
+    /// without its audio, so that its video is.
+    audio_failures: Arc<std::sync::atomic::AtomicU32>,
 }
+
+const AUDIO_TRIAL: Duration = Duration::from_secs(5);
+const MAX_AUDIO_FAILURES: u32 = 3;
 
 impl supervisor::Source for RtspCamera {
     type Error = IngestError;
@@ -68,7 +81,18 @@ impl supervisor::Source for RtspCamera {
         let cam = &self.cam;
         tracing::info!(camera = %cam.name, url = %redacted(&cam.url), "connecting");
         let password = self.password.as_deref().map(String::as_str);
-        open_stream(&cam.url, cam.username.as_deref(), password).await
+        let failures = self.audio_failures.load(std::sync::atomic::Ordering::Relaxed);
+        let audio = cam.record_audio && failures < MAX_AUDIO_FAILURES;
+        if cam.record_audio && failures == MAX_AUDIO_FAILURES {
+            tracing::warn!(camera = %cam.name, "sessions with audio keep failing at once; recording this camera without audio");
+            self.audio_failures
+                .store(MAX_AUDIO_FAILURES + 1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut session = open_stream(&cam.url, cam.username.as_deref(), password, audio).await?;
+        if session.audio.is_some() {
+            session.audio_trial = Some((std::time::Instant::now(), self.audio_failures.clone()));
+        }
+        Ok(session)
     }
 
     fn stalled(&self, after: Duration) -> IngestError {
@@ -76,48 +100,142 @@ impl supervisor::Source for RtspCamera {
     }
 }
 
-/// One playing RTSP session: the frames of its video stream.
+/// One playing RTSP session: the frames of its video stream, and of its
+/// audio stream when that is recorded.
 struct RtspSession {
     demuxed: retina::client::Demuxed,
     video: usize,
     sent_params: bool,
+    audio: Option<AudioStream>,
+    /// The video stream's RTP start and clock rate, from its first frame:
+    /// audio is placed on the video clock through it.
+    video_clock: Option<(u32, u32)>,
+    /// Audio that came before the first video frame (bounded), then
+    /// deliveries waiting to be handed over.
+    early_audio: std::collections::VecDeque<retina::codec::AudioFrame>,
+    ready: std::collections::VecDeque<Delivery>,
+    /// A session with audio: when it started, and the camera's count of
+    /// such sessions that failed at once (see [`RtspCamera`]).
+    audio_trial: Option<(std::time::Instant, Arc<std::sync::atomic::AtomicU32>)>,
+}
+
+/// Audio frames kept while the first video frame is awaited (~4 s of AAC).
+const MAX_EARLY_AUDIO: usize = 200;
+
+/// The audio stream set up for recording.
+struct AudioStream {
+    stream: usize,
+    params: Arc<AudioParams>,
+    /// Whether the params went to the recorder (first thing in a session).
+    announced: bool,
 }
 
 impl supervisor::Session for RtspSession {
     type Error = IngestError;
 
     async fn next(&mut self) -> Result<Delivery, IngestError> {
+        if let Some(a) = self.audio.as_mut().filter(|a| !a.announced) {
+            a.announced = true;
+            return Ok(Delivery::AudioParams(a.params.clone()));
+        }
+        if let Some(d) = self.ready.pop_front() {
+            return Ok(d);
+        }
         loop {
             let item = match self.demuxed.next().await {
                 None => return Err(IngestError::Ended),
-                Some(Err(e)) => return Err(e.into()),
+                Some(Err(e)) => {
+                    if let Some((_, failures)) = &self.audio_trial {
+                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return Err(e.into());
+                }
                 Some(Ok(item)) => item,
             };
-            let CodecItem::VideoFrame(f) = item else { continue };
-            if f.stream_id() != self.video {
-                continue;
-            }
-            let stream = &self.demuxed.streams()[self.video];
-            let params = match stream.parameters() {
-                Some(ParametersRef::Video(v)) if f.has_new_parameters() || !self.sent_params => {
-                    Some(Arc::new(stream_params(v, stream.clock_rate_hz())?))
+            if let Some((started, failures)) = &self.audio_trial {
+                if started.elapsed() >= AUDIO_TRIAL {
+                    failures.store(0, std::sync::atomic::Ordering::Relaxed);
+                    self.audio_trial = None;
                 }
-                _ => None,
-            };
-            if params.is_some() {
-                self.sent_params = true;
             }
-            return Ok(Delivery::Frame(Frame {
-                pts: f.timestamp().timestamp(),
-                key: f.is_random_access_point(),
-                params,
-                data: f.into_data(),
-            }));
+            let f = match item {
+                CodecItem::VideoFrame(f) if f.stream_id() == self.video => f,
+                CodecItem::AudioFrame(a) if self.video_clock.is_none() => {
+                    if self.audio.as_ref().is_some_and(|s| s.stream == a.stream_id()) {
+                        if self.early_audio.len() == MAX_EARLY_AUDIO {
+                            self.early_audio.pop_front();
+                        }
+                        self.early_audio.push_back(a);
+                    }
+                    continue;
+                }
+                CodecItem::AudioFrame(a) => match self.audio_frame(a) {
+                    Some(d) => return Ok(d),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            if self.video_clock.is_none() {
+                let ts = f.timestamp();
+                self.video_clock = Some((ts.start(), ts.clock_rate().get()));
+                // The audio that came first goes to the recorder before this frame.
+                let early: Vec<_> = self.early_audio.drain(..).collect();
+                let mut ready: std::collections::VecDeque<Delivery> =
+                    early.into_iter().filter_map(|a| self.audio_frame(a)).collect();
+                if let Some(first) = ready.pop_front() {
+                    self.ready = ready;
+                    let video = self.video_delivery(f)?;
+                    self.ready.push_back(video);
+                    return Ok(first);
+                }
+            }
+            return self.video_delivery(f);
         }
     }
 
     async fn close(self) -> Vec<Frame> {
         Vec::new()
+    }
+}
+
+impl RtspSession {
+    /// A frame of the video stream, with its parameters when they are new.
+    fn video_delivery(&mut self, f: retina::codec::VideoFrame) -> Result<Delivery, IngestError> {
+        let stream = &self.demuxed.streams()[self.video];
+        let params = match stream.parameters() {
+            Some(ParametersRef::Video(v)) if f.has_new_parameters() || !self.sent_params => {
+                Some(Arc::new(stream_params(v, stream.clock_rate_hz())?))
+            }
+            _ => None,
+        };
+        if params.is_some() {
+            self.sent_params = true;
+        }
+        Ok(Delivery::Frame(Frame {
+            pts: f.timestamp().timestamp(),
+            key: f.is_random_access_point(),
+            params,
+            data: f.into_data(),
+        }))
+    }
+
+    /// An audio frame of the recorded audio stream, placed on the video
+    /// clock: both streams' timestamps count from the same instant (their
+    /// RTP-Info start in the PLAY answer, or their first packets), so audio
+    /// elapsed time converts to video elapsed time. Audio before the first
+    /// video frame has nothing to play against and is dropped.
+    fn audio_frame(&self, a: retina::codec::AudioFrame) -> Option<Delivery> {
+        let audio = self.audio.as_ref().filter(|s| s.stream == a.stream_id())?;
+        let (video_start, video_rate) = self.video_clock?;
+        let ts = a.timestamp();
+        let rate = i128::from(audio.params.sample_rate.max(1));
+        let video_pts = i64::from(video_start) + (i128::from(ts.elapsed()) * i128::from(video_rate) / rate) as i64;
+        Some(Delivery::Audio(AudioFrame {
+            pts: ts.timestamp(),
+            video_pts,
+            duration: a.frame_length().get(),
+            data: a.data().to_vec(),
+        }))
     }
 }
 
@@ -143,6 +261,7 @@ async fn open_stream(
     url: &url::Url,
     username: Option<&str>,
     password: Option<&str>,
+    record_audio: bool,
 ) -> Result<RtspSession, IngestError> {
     let creds = username.map(|u| Credentials {
         username: u.to_string(),
@@ -166,15 +285,76 @@ async fn open_stream(
                     .join(", "),
             )
         })?;
-    let setup = SetupOptions::default()
-        .transport(Transport::Tcp(TcpTransportOptions::default()))
-        .frame_format(FrameFormat::MP4);
-    timed("SETUP", session.setup(video, setup)).await?;
+    let setup = || {
+        SetupOptions::default()
+            .transport(Transport::Tcp(TcpTransportOptions::default()))
+            .frame_format(FrameFormat::MP4)
+    };
+    timed("SETUP", session.setup(video, setup())).await?;
+    let audio = match record_audio.then(|| recordable_audio(session.streams())).flatten() {
+        Some((stream, params)) => {
+            timed("SETUP", session.setup(stream, setup())).await?;
+            tracing::info!(url = %redacted(url), codec = params.codec.name(), rate = params.sample_rate, "recording audio");
+            Some(AudioStream {
+                stream,
+                params: Arc::new(params),
+                announced: false,
+            })
+        }
+        None => {
+            if record_audio {
+                tracing::info!(url = %redacted(url), "record_audio is set but the camera offers no AAC or G.711 audio");
+            }
+            None
+        }
+    };
     let playing = timed("PLAY", session.play(PlayOptions::default())).await?;
     Ok(RtspSession {
         demuxed: playing.demuxed()?,
         video,
         sent_params: false,
+        audio,
+        video_clock: None,
+        early_audio: Default::default(),
+        ready: Default::default(),
+        audio_trial: None,
+    })
+}
+
+/// The first audio stream Vigil records (AAC, G.711 A-law or mu-law) and
+/// its parameters, from the DESCRIBE answer.
+fn recordable_audio(streams: &[retina::client::Stream]) -> Option<(usize, AudioParams)> {
+    streams.iter().enumerate().find_map(|(i, s)| {
+        if s.media() != "audio" {
+            return None;
+        }
+        let codec = match s.encoding_name() {
+            "mpeg4-generic" => AudioCodec::Aac,
+            "pcma" => AudioCodec::Pcma,
+            "pcmu" => AudioCodec::Pcmu,
+            _ => return None,
+        };
+        match s.parameters() {
+            Some(ParametersRef::Audio(a)) => audio_params(codec, a),
+            _ => None,
+        }
+        .map(|p| (i, p))
+    })
+}
+
+fn audio_params(codec: AudioCodec, a: &AudioParameters) -> Option<AudioParams> {
+    let config = match codec {
+        AudioCodec::Aac => a.extra_data().to_vec(),
+        AudioCodec::Pcma | AudioCodec::Pcmu => Vec::new(),
+    };
+    if codec == AudioCodec::Aac && !(1..=64).contains(&config.len()) {
+        return None;
+    }
+    Some(AudioParams {
+        codec,
+        sample_rate: a.clock_rate(),
+        channels: u8::try_from(a.channels().get()).ok().filter(|c| (1..=8).contains(c))?,
+        config,
     })
 }
 
@@ -194,7 +374,7 @@ pub async fn probe(
     limit: Duration,
 ) -> Result<ProbeResult, IngestError> {
     let work = async {
-        let mut session = open_stream(url, username, password).await?;
+        let mut session = open_stream(url, username, password, false).await?;
         let mut params = None;
         loop {
             let Delivery::Frame(f) = session.next().await? else {

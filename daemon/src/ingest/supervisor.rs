@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::ingest::live::LiveFrame;
 use crate::storage::recorder::Event;
-use vigil_format::media::{Frame, StreamParams};
+use vigil_format::media::{AudioFrame, AudioParams, Frame, StreamParams};
 use vigil_format::vseg::Codec;
 
 /// Sends at a key frame (the recorder then writes the chunk it closes) or
@@ -52,6 +52,10 @@ impl Backoff {
 pub enum Delivery {
     /// A frame for the recorder (`params` set when they are (re)stated).
     Frame(Frame),
+    /// The session's audio, before its first frame (recorded cameras only).
+    AudioParams(std::sync::Arc<AudioParams>),
+    /// An audio frame for the recorder.
+    Audio(AudioFrame),
     /// The camera sent something that made no frame (a buffer that could
     /// not be used, H.264 before its parameter sets): it is alive.
     Alive,
@@ -168,10 +172,17 @@ async fn attend<S: Source>(
             _ = &mut watchdog => break Ended::Failed(source.stalled(stall)),
         };
         watchdog.as_mut().reset(Instant::now() + stall);
-        if let Delivery::Frame(f) = delivery {
-            if out.push(f).await.is_err() {
-                break Ended::RecorderGone;
+        let handed = match delivery {
+            Delivery::Frame(f) => out.push(f).await,
+            Delivery::AudioParams(p) => out.tx.send(Event::AudioParams(p)).await.map_err(|_| RecorderGone),
+            Delivery::Audio(a) => {
+                out.audio.push(a);
+                Ok(())
             }
+            Delivery::Alive => Ok(()),
+        };
+        if handed.is_err() {
+            break Ended::RecorderGone;
         }
     };
     for f in session.close().await {
@@ -189,6 +200,8 @@ struct Outlet<'a> {
     live: Option<&'a broadcast::Sender<LiveFrame>>,
     tx: &'a mpsc::Sender<Event>,
     batch: Vec<Frame>,
+    /// Audio frames, handed over just before the video batch they came with.
+    audio: Vec<AudioFrame>,
     batch_started: Instant,
     live_params: Option<std::sync::Arc<StreamParams>>,
     streamed: bool,
@@ -201,6 +214,7 @@ impl<'a> Outlet<'a> {
             live,
             tx,
             batch: Vec::new(),
+            audio: Vec::new(),
             batch_started: Instant::now(),
             live_params: None,
             streamed: false,
@@ -241,6 +255,12 @@ impl<'a> Outlet<'a> {
         let key = f.key;
         self.batch.push(f);
         if key || now.duration_since(self.batch_started) >= MAX_BATCH_AGE {
+            if !self.audio.is_empty() {
+                self.tx
+                    .send(Event::Audio(std::mem::take(&mut self.audio)))
+                    .await
+                    .map_err(|_| RecorderGone)?;
+            }
             self.tx
                 .send(Event::Frames(std::mem::take(&mut self.batch)))
                 .await
@@ -250,6 +270,9 @@ impl<'a> Outlet<'a> {
     }
 
     async fn flush(&mut self) {
+        if !self.audio.is_empty() {
+            let _ = self.tx.send(Event::Audio(std::mem::take(&mut self.audio))).await;
+        }
         if !self.batch.is_empty() {
             let _ = self.tx.send(Event::Frames(std::mem::take(&mut self.batch))).await;
         }
@@ -397,6 +420,8 @@ mod tests {
         match e {
             Event::Frames(f) => format!("frames {}", f.len()),
             Event::Disconnected => "disconnected".into(),
+            Event::AudioParams(_) => "audio params".into(),
+            Event::Audio(a) => format!("audio {}", a.len()),
             Event::State { state, error: None } => state.to_string(),
             Event::State { state, error: Some(e) } => format!("{state}: {e}"),
         }

@@ -3,6 +3,8 @@
 //! the systemd notification protocol. The start-up and shutdown that ties them
 //! to the web server is `cli::run`.
 
+#[cfg(test)]
+mod audio_tests;
 pub mod audit_anchor;
 pub mod camera_control;
 pub mod camera_events;

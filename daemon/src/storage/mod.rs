@@ -3,6 +3,7 @@
 //! and the [`recorder`] that writes camera frames into it.
 
 pub mod recorder;
+mod recorder_audio;
 #[cfg(test)]
 pub(crate) mod recorder_rig;
 #[cfg(test)]
@@ -380,6 +381,7 @@ mod tests {
             height: 1,
             start_pts: 0,
             sample_entry: vec![1],
+            audio: None,
         };
         let w = SegmentWriter::create(&storage.path_of(&name), &header, &k.current_key(), &si).unwrap();
         let id = index

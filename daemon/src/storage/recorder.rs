@@ -1,6 +1,8 @@
 //! Turns a camera's frames into recordings: one chunk per GOP (or at most
 //! ~1 s of media), one recording per `segment_seconds` (rotated at the first
 //! key frame after), survives timestamp discontinuities without losing a frame.
+//! A camera's audio, when it is recorded, goes into the same file after each
+//! chunk (`recorder_audio`).
 //!
 //! Runs on its own thread per camera (blocking file and SQLite I/O, one
 //! fdatasync per chunk), fed by the camera's ingest task over a bounded channel.
@@ -13,8 +15,9 @@ use tokio::sync::mpsc;
 use crate::base::clock::Clocks;
 use crate::db::{ns_to_ticks, ticks_to_ns, ChunkRow, Index, NewRecording};
 use crate::keys::{self, KeyLookup};
+use crate::storage::recorder_audio::AudioState;
 use crate::storage::Storage;
-use vigil_format::media::{Frame, StreamParams};
+use vigil_format::media::{AudioFrame, AudioParams, Frame, StreamParams};
 use vigil_format::vseg::{self, Chunk, FrameMeta, Header, SegmentWriter, StreamInfo};
 
 #[derive(Debug)]
@@ -27,6 +30,11 @@ pub enum Event {
     Disconnected,
     /// Camera state for the index (`connecting`, `streaming`, `offline`).
     State { state: &'static str, error: Option<String> },
+    /// The session records audio like this (sent before its first frame):
+    /// recordings started from now on get an audio track.
+    AudioParams(Arc<AudioParams>),
+    /// Audio frames in arrival order, sent before the video batch they came with.
+    Audio(Vec<AudioFrame>),
 }
 
 /// Largest plain chunk before it is cut, whatever the GOP.
@@ -58,6 +66,8 @@ struct OpenRecording {
     start_wall_ns: i64,
     timescale: u32,
     key_id: [u8; 8],
+    /// The recording's audio track, if it has one.
+    audio: Option<Arc<AudioParams>>,
 }
 
 struct Held {
@@ -107,6 +117,9 @@ pub struct RecorderStats {
     pub write_errors: u64,
     /// Frames not stored because storage was failing (e.g. a full disk).
     pub frames_dropped_storage: u64,
+    pub audio_samples_written: u64,
+    /// Audio frames no recording took (none open, no audio track, before its start).
+    pub audio_samples_dropped: u64,
 }
 
 pub struct Recorder {
@@ -118,6 +131,7 @@ pub struct Recorder {
     open: Option<OpenRecording>,
     held: Option<Held>,
     pending: Pending,
+    audio: AudioState,
     plain: Vec<u8>,
     /// Added to the camera's timestamps so that media time never goes back.
     pts_offset: i64,
@@ -155,6 +169,7 @@ impl Recorder {
             open: None,
             held: None,
             pending: Pending::default(),
+            audio: AudioState::default(),
             plain: Vec::new(),
             pts_offset: 0,
             last_duration: 0,
@@ -187,6 +202,8 @@ impl Recorder {
             state: "stopped",
             error: None,
         });
+        self.stats.audio_samples_written = self.audio.samples_written;
+        self.stats.audio_samples_dropped = self.audio.samples_dropped;
         self.stats
     }
 
@@ -196,7 +213,10 @@ impl Recorder {
             Event::Disconnected => {
                 self.close("camera disconnected");
                 self.reset_timeline();
+                self.audio.params = None;
             }
+            Event::AudioParams(p) => self.audio.params = Some(p),
+            Event::Audio(frames) => frames.into_iter().for_each(|f| self.audio.push(f, self.pts_offset)),
             Event::State { state, error } => {
                 if let Err(e) = self.index.set_camera_state(
                     self.cfg.camera_id,
@@ -277,7 +297,7 @@ impl Recorder {
         if !self.pending.frames.is_empty()
             && (f.key || self.pending.duration >= i64::from(timescale) || self.pending.bytes >= MAX_CHUNK_BYTES)
         {
-            self.flush_chunk();
+            self.flush_chunk(false);
         }
 
         if f.key {
@@ -432,7 +452,9 @@ impl Recorder {
             height: params.height,
             start_pts: pts,
             sample_entry: params.sample_entry.clone(),
+            audio: self.audio.params.as_deref().cloned(),
         };
+        self.audio.drop_before(pts, params.timescale);
         let file_name = self.storage.new_file_name(&self.cfg.camera, &file_id)?;
         let writer = SegmentWriter::create(&self.storage.path_of(&file_name), &header, &key, &stream)?;
         let id = self.index.insert_recording(&NewRecording {
@@ -455,10 +477,13 @@ impl Recorder {
             start_wall_ns,
             timescale: params.timescale,
             key_id: key.id().0,
+            audio: self.audio.params.clone(),
         })
     }
 
-    fn flush_chunk(&mut self) {
+    /// Writes the pending frames as a chunk, then the held audio that plays
+    /// before the chunk's end (all of it when `all_audio`: the recording closes).
+    fn flush_chunk(&mut self, all_audio: bool) {
         if self.pending.frames.is_empty() {
             return;
         }
@@ -470,6 +495,8 @@ impl Recorder {
         Chunk::encode_into(self.pending.first_pts, &self.pending.frames, &datas, &mut self.plain);
         let frames = self.pending.frames.len() as u32;
         let key_frame = self.pending.frames.first().is_some_and(|f| f.key);
+        let audio_until = (!all_audio).then_some(self.pending.first_pts + self.pending.duration);
+        let audio = &mut self.audio;
         let result = open
             .writer
             .append_chunk(&mut self.plain, frames, self.pending.duration)
@@ -487,6 +514,12 @@ impl Recorder {
                 self.index
                     .add_chunk(open.id, &row, open.writer.len() as i64)
                     .map_err(anyhow::Error::from)
+            })
+            .and_then(|()| {
+                if open.audio.is_some() {
+                    audio.write(&mut open.writer, audio_until)?;
+                }
+                Ok(())
             });
         match result {
             Ok(()) => {
@@ -608,7 +641,8 @@ impl Recorder {
             let d = self.nominal_duration(self.params.as_ref().map_or(90_000, |p| p.timescale));
             self.pending.push(h.pts, d, h.key, h.data);
         }
-        self.flush_chunk();
+        self.flush_chunk(true);
         self.finish_open(reason, false);
+        self.audio.clear();
     }
 }

@@ -272,3 +272,63 @@ fn camera_states_are_stamped_with_the_clock() {
     assert_eq!(cam.state, "streaming");
     assert_eq!(cam.state_since_ns, T0 + 1_500_000_000);
 }
+
+/// 40 ms of 8 kHz G.711 at camera video time `video_pts`.
+fn g711(n: i64, video_pts: i64) -> vigil_format::media::AudioFrame {
+    vigil_format::media::AudioFrame {
+        pts: 1_000 + n * 320,
+        video_pts,
+        duration: 320,
+        data: vec![n as u8; 320],
+    }
+}
+
+#[test]
+fn audio_goes_after_each_chunk_and_rotation_keeps_it_continuous() {
+    use vigil_format::vseg::{AudioChunk, AudioCodec, AudioTrack};
+    let rig = Rig::new(T0);
+    let mut rec = rig.recorder(2);
+    let track = AudioTrack {
+        codec: AudioCodec::Pcmu,
+        sample_rate: 8000,
+        channels: 1,
+        config: vec![],
+    };
+    rec.handle(Event::AudioParams(std::sync::Arc::new(track.clone())));
+    let mut cam = Camera::new(25);
+    // Audio comes a frame ahead of the video it plays against (and one
+    // packet before the first key frame, which the first recording drops).
+    rec.handle(Event::Audio(vec![g711(0, -FRAME)]));
+    for i in 0..150 {
+        rec.handle(Event::Audio(vec![g711(i + 1, i * FRAME)]));
+        rec.handle(Event::Frames(vec![cam.next()]));
+    }
+    rec.close("test");
+    let recs = rig.recordings();
+    assert_eq!(recs.len(), 3, "6 s in 2 s recordings");
+    let mut samples = 0;
+    let mut next_video = 0;
+    for r in &recs {
+        assert_eq!(rig.stream_info(r).audio, Some(track.clone()));
+        let mut reader = rig.reader(r);
+        let scan = reader.scan().unwrap();
+        assert!(scan.error.is_none(), "{:?}", scan.error);
+        assert_eq!(
+            scan.audio_records,
+            scan.chunks.len() as u64,
+            "one audio record per 1 s chunk"
+        );
+        let mut buf = Vec::new();
+        for c in &scan.chunks {
+            assert!(reader.read_audio_after(&c.pos, &mut buf).unwrap());
+            let a = AudioChunk::decode(&buf).unwrap();
+            assert_eq!(
+                a.first_video_pts, next_video,
+                "audio continues across chunks and recordings"
+            );
+            next_video = a.first_video_pts + a.samples.len() as i64 * FRAME;
+            samples += a.samples.len();
+        }
+    }
+    assert_eq!(samples, 150);
+}

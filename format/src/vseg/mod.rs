@@ -1,4 +1,4 @@
-//! VSEG v1: the one owner of Vigil's on-disk recording format.
+//! VSEG v2 (and v1, read as before): the one owner of Vigil's on-disk recording format.
 //!
 //! Every component that touches a recording file (recorder, crash recovery,
 //! export, verify, and later retention) goes through this module. The byte
@@ -7,8 +7,9 @@
 //!
 //! A file is a 128-byte cleartext header followed by records:
 //! `u32 ciphertext length || u8 kind || ChaCha20-Poly1305(file_key, nonce, plaintext, aad)`.
-//! Record 0 is the stream description, then media chunks, then exactly one
-//! final (or recovered-final) record. Nothing may follow the final record.
+//! Record 0 is the stream description, then media chunks (in v2 each may be
+//! followed by one audio record), then exactly one final (or recovered-final)
+//! record. Nothing may follow the final record.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -19,16 +20,21 @@ use ring::hkdf;
 
 use crate::keys::{DataKey, KeyId};
 
+mod audio;
 mod read;
 mod repair;
 mod write;
 
+pub use audio::{AudioChunk, AudioCodec, AudioSampleMeta, AudioTrack, AUDIO_SAMPLE_ENTRY_LEN};
 pub use read::{Record, Scan, ScannedChunk, SegmentReader};
 pub use repair::{recover, reseal, self_test, Recovered};
 pub use write::{Finished, SegmentWriter};
 
 pub const MAGIC: &[u8; 8] = b"VIGILSEG";
-pub const VERSION: u16 = 1;
+/// The version written: v2 adds the audio track and audio records.
+pub const VERSION: u16 = 2;
+/// The first version, still read exactly as before (its own key derivation label).
+pub const VERSION_1: u16 = 1;
 /// Suite 1: HKDF-SHA-256 file keys, ChaCha20-Poly1305 records, SHA-256 header hash.
 pub const SUITE_CHACHA20_POLY1305: u16 = 1;
 pub const HEADER_LEN: usize = 128;
@@ -37,7 +43,8 @@ pub const DEFAULT_MAX_RECORD_PLAINTEXT: u32 = 16 * 1024 * 1024;
 pub const TAG_LEN: usize = 16;
 /// `u32` length + `u8` kind.
 pub const RECORD_PREFIX_LEN: usize = 5;
-const FILE_KEY_INFO: &[u8] = b"vigil vseg v1 file key";
+const FILE_KEY_INFO_V1: &[u8] = b"vigil vseg v1 file key";
+const FILE_KEY_INFO_V2: &[u8] = b"vigil vseg v2 file key";
 /// Plaintext length of a final / recovered-final record.
 pub const FINAL_PLAINTEXT_LEN: usize = 4 + 8 + 8;
 /// On-disk length of a final / recovered-final record.
@@ -110,6 +117,9 @@ pub enum RecordKind {
     Final = 3,
     /// Appended by crash recovery after the longest authenticated prefix.
     RecoveredFinal = 4,
+    /// v2: the audio samples received while the media chunk before it was
+    /// recorded (at most one, right after a media record).
+    Audio = 5,
 }
 
 impl RecordKind {
@@ -119,6 +129,7 @@ impl RecordKind {
             2 => Some(Self::Media),
             3 => Some(Self::Final),
             4 => Some(Self::RecoveredFinal),
+            5 => Some(Self::Audio),
             _ => None,
         }
     }
@@ -162,7 +173,7 @@ impl Header {
         }
         let version = u16::from_be_bytes([h[8], h[9]]);
         let suite = u16::from_be_bytes([h[10], h[11]]);
-        if version != VERSION || suite != SUITE_CHACHA20_POLY1305 {
+        if !matches!(version, VERSION_1 | VERSION) || suite != SUITE_CHACHA20_POLY1305 {
             return Err(FormatError::Unsupported {
                 path: path.to_path_buf(),
                 version,
@@ -216,7 +227,7 @@ impl hkdf::KeyType for OkmLen {
 impl FileSealer {
     pub fn new(data_key: &DataKey, header: &[u8; HEADER_LEN], salt: &[u8; 32]) -> Self {
         let header_hash: [u8; 32] = arr(digest::digest(&digest::SHA256, header).as_ref());
-        let file_key = derive_file_key(data_key.bytes(), salt, &header_hash);
+        let file_key = derive_file_key(version_of(header), data_key.bytes(), salt, &header_hash);
         // A 32-byte key is always valid for ChaCha20-Poly1305.
         let unbound = match UnboundKey::new(&CHACHA20_POLY1305, &file_key) {
             Ok(k) => k,
@@ -252,10 +263,21 @@ impl FileSealer {
     }
 }
 
-/// HKDF-SHA-256(ikm = data key, salt, info = label || SHA-256(header)).
-pub fn derive_file_key(data_key: &[u8; 32], salt: &[u8; 32], header_hash: &[u8; 32]) -> [u8; 32] {
+/// The format version a header names (bytes 8..10), whether or not it is supported.
+pub fn version_of(header: &[u8; HEADER_LEN]) -> u16 {
+    u16::from_be_bytes([header[8], header[9]])
+}
+
+/// HKDF-SHA-256(ikm = data key, salt, info = label || SHA-256(header)); the
+/// label names the format version (v1's for version 1, v2's otherwise).
+pub fn derive_file_key(version: u16, data_key: &[u8; 32], salt: &[u8; 32], header_hash: &[u8; 32]) -> [u8; 32] {
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(data_key);
-    let info = [FILE_KEY_INFO, &header_hash[..]];
+    let label = if version == VERSION_1 {
+        FILE_KEY_INFO_V1
+    } else {
+        FILE_KEY_INFO_V2
+    };
+    let info = [label, &header_hash[..]];
     let mut out = [0u8; 32];
     // expand/fill only fail when the requested length exceeds 255 * 32 bytes.
     match prk.expand(&info, OkmLen).and_then(|okm| okm.fill(&mut out)) {
@@ -312,6 +334,8 @@ pub struct StreamInfo {
     pub start_pts: i64,
     /// The complete ISO BMFF VisualSampleEntry box (`avc1`/`hvc1` with `avcC`/`hvcC`).
     pub sample_entry: Vec<u8>,
+    /// v2: the audio track, when the camera's audio is recorded.
+    pub audio: Option<AudioTrack>,
 }
 
 impl StreamInfo {
@@ -324,6 +348,9 @@ impl StreamInfo {
         b.extend_from_slice(&self.start_pts.to_be_bytes());
         b.extend_from_slice(&(self.sample_entry.len() as u32).to_be_bytes());
         b.extend_from_slice(&self.sample_entry);
+        if let Some(a) = &self.audio {
+            a.encode_into(&mut b);
+        }
         b
     }
 
@@ -344,6 +371,12 @@ impl StreamInfo {
         let start_pts = r.i64()?;
         let n = r.u32()? as usize;
         let sample_entry = r.take(n)?.to_vec();
+        // v2: an audio track description, present when bytes remain.
+        let audio = if r.0.is_empty() {
+            None
+        } else {
+            Some(AudioTrack::decode(&mut r)?)
+        };
         r.end()?;
         Ok(StreamInfo {
             codec,
@@ -352,6 +385,7 @@ impl StreamInfo {
             height,
             start_pts,
             sample_entry,
+            audio,
         })
     }
 }
@@ -563,6 +597,7 @@ mod tests {
             height: 360,
             start_pts: 1000,
             sample_entry: b"avc1-entry".to_vec(),
+            audio: None,
         }
     }
 
@@ -611,7 +646,7 @@ mod tests {
         let hh: [u8; 32] = arr(digest::digest(&digest::SHA256, &h).as_ref());
         // HKDF cross-check: RFC 5869 by hand with ring's HMAC would be circular;
         // check instead that the key derived here seals what RustCrypto seals.
-        let file_key = derive_file_key(data_key.bytes(), &salt, &hh);
+        let file_key = derive_file_key(VERSION, data_key.bytes(), &salt, &hh);
         let rc = chacha20poly1305::ChaCha20Poly1305::new(&file_key.into());
         for (index, kind, msg) in [
             (0u64, RecordKind::Stream, &b"stream"[..]),
@@ -628,7 +663,14 @@ mod tests {
             assert_eq!(ours, theirs, "record {index}");
         }
         // HKDF known answer, computed independently (Python hmac/hashlib, RFC 5869).
-        assert_eq!(hex(&derive_file_key(&[0x30; 32], &[9; 32], &[7; 32])), HKDF_KAT);
+        assert_eq!(
+            hex(&derive_file_key(VERSION_1, &[0x30; 32], &[9; 32], &[7; 32])),
+            HKDF_KAT
+        );
+        assert_ne!(
+            hex(&derive_file_key(VERSION, &[0x30; 32], &[9; 32], &[7; 32])),
+            HKDF_KAT
+        );
     }
 
     #[test]
@@ -707,6 +749,131 @@ mod tests {
             SegmentReader::open(&p, &key(4)),
             Err(FormatError::WrongKey { .. })
         ));
+    }
+
+    /// A v2 file with an AAC track: an audio record after every media chunk but the second.
+    fn write_av_file(dir: &Path, name: &str, k: &OneKey, chunks: usize, finish: bool) -> PathBuf {
+        let path = dir.join(name);
+        let si = StreamInfo {
+            audio: Some(AudioTrack {
+                codec: AudioCodec::Aac,
+                sample_rate: 48_000,
+                channels: 1,
+                config: vec![0x11, 0x88],
+            }),
+            ..stream()
+        };
+        let mut w = SegmentWriter::create(&path, &header(k, 8), &k.current_key(), &si).unwrap();
+        let mut buf = Vec::new();
+        let mut audio = Vec::new();
+        assert!(w.append_audio(&mut audio).is_err(), "audio before any media chunk");
+        for i in 0..chunks {
+            let data = vec![i as u8; 50];
+            let meta = FrameMeta {
+                duration: 3600,
+                size: 50,
+                key: true,
+            };
+            Chunk::encode_into(1000 + i as i64 * 3600, &[meta], &[&data], &mut buf);
+            w.append_chunk(&mut buf, 1, 3600).unwrap();
+            if i != 1 {
+                let au = [vec![0x21u8; 7], vec![0x22u8; 9]];
+                let metas: Vec<AudioSampleMeta> = au
+                    .iter()
+                    .map(|d| AudioSampleMeta {
+                        duration: 1024,
+                        size: d.len() as u32,
+                    })
+                    .collect();
+                let refs: Vec<&[u8]> = au.iter().map(|d| d.as_slice()).collect();
+                AudioChunk::encode_into(i as i64 * 2048, 1000 + i as i64 * 3600, &metas, &refs, &mut audio);
+                w.append_audio(&mut audio).unwrap();
+            }
+        }
+        if finish {
+            w.finish().unwrap();
+        }
+        path
+    }
+
+    #[test]
+    fn v2_audio_round_trip_recovery_and_tampering() {
+        let d = tempfile::tempdir().unwrap();
+        let k = key(8);
+        let p = write_av_file(d.path(), "av.vseg", &k, 4, true);
+        let s = scan(&p, &k);
+        assert!(s.error.is_none(), "{:?}", s.error);
+        assert_eq!((s.chunks.len(), s.audio_records), (4, 3));
+        assert_eq!(
+            s.stream.as_ref().and_then(|s| s.audio.as_ref()).map(|a| a.codec),
+            Some(AudioCodec::Aac)
+        );
+        let mut r = SegmentReader::open(&p, &k).unwrap();
+        assert_eq!(r.version(), VERSION);
+        let mut buf = Vec::new();
+        let found: Vec<bool> = s
+            .chunks
+            .iter()
+            .map(|c| r.read_audio_after(&c.pos, &mut buf).unwrap())
+            .collect();
+        assert_eq!(found, [true, false, true, true]);
+        assert!(r.read_audio_after(&s.chunks[3].pos, &mut buf).unwrap());
+        let a = AudioChunk::decode(&buf).unwrap();
+        assert_eq!(
+            (a.first_pts, a.first_video_pts, a.end_pts()),
+            (6144, 1000 + 3 * 3600, 8192)
+        );
+        assert!(!recover(&p, &k).unwrap().appended);
+
+        // Cut after the last audio record: recovery appends at the right position.
+        let q = write_av_file(d.path(), "cut.vseg", &k, 3, false);
+        let r = recover(&q, &k).unwrap();
+        assert!(r.appended);
+        assert_eq!(r.finished.records, 1 + 3 + 2 + 1);
+        assert_eq!(scan(&q, &k).final_kind, Some(RecordKind::RecoveredFinal));
+
+        // Dropping an audio record, or moving it, is detected.
+        let good = std::fs::read(&p).unwrap();
+        let (c0, c1) = (s.chunks[0].pos, s.chunks[1].pos);
+        let audio0 = (c0.offset + c0.len) as usize..c1.offset as usize;
+        let mut dropped = good.clone();
+        dropped.drain(audio0.clone());
+        std::fs::write(&p, &dropped).unwrap();
+        assert!(scan(&p, &k).error.is_some(), "dropped audio record");
+        let mut moved = dropped.clone();
+        let at = (c1.offset + c1.len) as usize - audio0.len();
+        moved.splice(at..at, good[audio0].iter().copied());
+        std::fs::write(&p, &moved).unwrap();
+        assert!(scan(&p, &k).error.is_some(), "moved audio record");
+    }
+
+    #[test]
+    fn v1_files_cannot_carry_audio() {
+        let d = tempfile::tempdir().unwrap();
+        let k = key(9);
+        let p = d.path().join("v1.vseg");
+        let mut h = header(&k, 9).encode();
+        h[8..10].copy_from_slice(&VERSION_1.to_be_bytes());
+        let sealer = FileSealer::new(&k.current_key(), &h, &[9; 32]);
+        let si = StreamInfo {
+            audio: Some(AudioTrack {
+                codec: AudioCodec::Pcma,
+                sample_rate: 8000,
+                channels: 1,
+                config: vec![],
+            }),
+            ..stream()
+        };
+        let mut file = h.to_vec();
+        let mut buf = si.encode();
+        sealer.seal(0, RecordKind::Stream, &mut buf);
+        file.extend_from_slice(&(buf.len() as u32).to_be_bytes());
+        file.push(RecordKind::Stream as u8);
+        file.extend_from_slice(&buf);
+        std::fs::write(&p, &file).unwrap();
+        let mut r = SegmentReader::open(&p, &k).unwrap();
+        assert_eq!(r.version(), VERSION_1);
+        assert!(matches!(r.read_stream_info(), Err(FormatError::Malformed { .. })));
     }
 
     proptest! {

@@ -23,6 +23,8 @@ pub struct Scan {
     pub stream: Option<StreamInfo>,
     /// Media chunk positions and their decoded first pts / frame count / key flag.
     pub chunks: Vec<ScannedChunk>,
+    /// v2: audio records authenticated (each right after a media chunk).
+    pub audio_records: u64,
     pub summary: Summary,
     /// The final record, if the file has one.
     pub final_kind: Option<RecordKind>,
@@ -51,6 +53,7 @@ pub struct SegmentReader {
     pub(super) sealer: FileSealer,
     pub(super) file_len: u64,
     header_bytes: [u8; HEADER_LEN],
+    version: u16,
 }
 
 impl SegmentReader {
@@ -92,7 +95,13 @@ impl SegmentReader {
             sealer,
             file_len,
             header_bytes: hb,
+            version: version_of(&hb),
         })
+    }
+
+    /// The file's format version (1 or 2).
+    pub fn version(&self) -> u16 {
+        self.version
     }
 
     pub fn header(&self) -> &Header {
@@ -159,6 +168,7 @@ impl SegmentReader {
         // Structural rules of the record sequence.
         let ok = match kind {
             RecordKind::Stream => index == 0,
+            RecordKind::Audio => index > 1 && self.version >= VERSION,
             _ => index > 0,
         };
         if !ok {
@@ -171,13 +181,38 @@ impl SegmentReader {
     pub fn read_stream_info(&mut self) -> Result<(StreamInfo, RecordPos), FormatError> {
         let mut buf = Vec::new();
         let (_, pos) = self.read_record_into(0, HEADER_LEN as u64, &mut buf)?;
-        let si = StreamInfo::decode(&buf).map_err(|what| FormatError::Malformed {
+        let si = self.decode_stream(&buf).map_err(|what| FormatError::Malformed {
             path: self.path.clone(),
             index: 0,
             offset: HEADER_LEN as u64,
             what,
         })?;
         Ok((si, pos))
+    }
+
+    /// The stream record's plaintext: a v1 file has no audio track.
+    fn decode_stream(&self, b: &[u8]) -> Result<StreamInfo, String> {
+        let si = StreamInfo::decode(b)?;
+        if si.audio.is_some() && self.version == VERSION_1 {
+            return Err("an audio track in a version 1 file".into());
+        }
+        Ok(si)
+    }
+
+    /// The audio record that follows the media chunk at `chunk`, if there is
+    /// one: its plaintext is left in `buf`. The record after a chunk is
+    /// otherwise the next chunk or the final record, or, in a file still being
+    /// written, not there yet (then `false` too).
+    pub fn read_audio_after(&mut self, chunk: &RecordPos, buf: &mut Vec<u8>) -> Result<bool, FormatError> {
+        let (index, offset) = (chunk.index + 1, chunk.offset + chunk.len);
+        if self.version == VERSION_1 || offset >= self.file_len {
+            return Ok(false);
+        }
+        match self.read_record_into(index, offset, buf) {
+            Ok((kind, _)) => Ok(kind == RecordKind::Audio),
+            Err(FormatError::Truncated { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads the final record, which must be the last `FINAL_RECORD_LEN` bytes
@@ -219,6 +254,7 @@ impl SegmentReader {
             header: self.header.clone(),
             stream: None,
             chunks: Vec::new(),
+            audio_records: 0,
             summary: Summary::default(),
             final_kind: None,
             authenticated_len: HEADER_LEN as u64,
@@ -229,6 +265,7 @@ impl SegmentReader {
         let mut buf = Vec::new();
         let mut index = 0u64;
         let mut offset = HEADER_LEN as u64;
+        let mut previous = None;
         loop {
             if offset == self.file_len {
                 scan.error = Some(FormatError::MissingFinal {
@@ -252,7 +289,7 @@ impl SegmentReader {
                 what,
             };
             let step = match kind {
-                RecordKind::Stream => StreamInfo::decode(&buf).map(|s| {
+                RecordKind::Stream => self.decode_stream(&buf).map(|s| {
                     scan.summary.end_pts = s.start_pts;
                     scan.stream = Some(s);
                 }),
@@ -269,6 +306,13 @@ impl SegmentReader {
                     scan.summary.frames += c.frames.len() as u64;
                     scan.summary.end_pts = c.first_pts + duration;
                 }),
+                RecordKind::Audio if previous != Some(RecordKind::Media) => {
+                    Err(format!("an audio record after a {previous:?} record"))
+                }
+                RecordKind::Audio if scan.stream.as_ref().is_none_or(|s| s.audio.is_none()) => {
+                    Err("an audio record in a recording without an audio track".into())
+                }
+                RecordKind::Audio => AudioChunk::decode(&buf).map(|_| scan.audio_records += 1),
                 RecordKind::Final | RecordKind::RecoveredFinal => Summary::decode(&buf).and_then(|s| {
                     if s == scan.summary {
                         scan.final_kind = Some(kind);
@@ -287,6 +331,7 @@ impl SegmentReader {
             offset += pos.len;
             scan.authenticated_len = offset;
             index += 1;
+            previous = Some(kind);
             if scan.final_kind.is_some() {
                 if offset != self.file_len {
                     scan.error = Some(FormatError::TrailingData {

@@ -19,20 +19,32 @@ pub fn self_test() -> bool {
         return false;
     };
     let dk = DataKey::from_bytes(key);
-    let header = [7u8; HEADER_LEN];
-    let sealer = FileSealer::new(&dk, &header, &salt);
+    // Both versions' key derivations, and the v2 audio record kind.
+    [
+        (VERSION_1, RecordKind::Media),
+        (VERSION, RecordKind::Media),
+        (VERSION, RecordKind::Audio),
+    ]
+    .into_iter()
+    .all(|(version, kind)| {
+        let mut header = [7u8; HEADER_LEN];
+        header[8..10].copy_from_slice(&version.to_be_bytes());
+        seals_and_opens(&FileSealer::new(&dk, &header, &salt), kind)
+    })
+}
+
+/// One record sealed, opened, and refused once tampered with.
+fn seals_and_opens(sealer: &FileSealer, kind: RecordKind) -> bool {
     let plain = b"vigil self-test record".to_vec();
     let mut buf = plain.clone();
-    sealer.seal(3, RecordKind::Media, &mut buf);
+    sealer.seal(3, kind, &mut buf);
     if buf.len() != plain.len() + TAG_LEN || buf[..plain.len()] == plain[..] {
         return false;
     }
     let mut tampered = buf.clone();
     tampered[0] ^= 1;
-    let n = sealer.open(3, RecordKind::Media, &mut buf);
-    n == Some(plain.len())
-        && buf[..plain.len()] == plain[..]
-        && sealer.open(3, RecordKind::Media, &mut tampered).is_none()
+    let n = sealer.open(3, kind, &mut buf);
+    n == Some(plain.len()) && buf[..plain.len()] == plain[..] && sealer.open(3, kind, &mut tampered).is_none()
 }
 
 /// Re-seals a finished recording under another data key: every record of
@@ -113,7 +125,7 @@ pub fn recover(path: &Path, keys: &dyn crate::keys::KeyLookup) -> Result<Recover
             bytes: scan.file_len,
             sha256: scan.sha256,
             summary: scan.summary,
-            records: scan.chunks.len() as u64 + 2,
+            records: scan.chunks.len() as u64 + scan.audio_records + 2,
         };
         return Ok(Recovered {
             scan,
@@ -142,7 +154,7 @@ pub fn recover(path: &Path, keys: &dyn crate::keys::KeyLookup) -> Result<Recover
     drop(file);
     let mut appended = false;
     if scan.final_kind.is_none() {
-        let records = 1 + scan.chunks.len() as u64;
+        let records = 1 + scan.chunks.len() as u64 + scan.audio_records;
         let mut f = OpenOptions::new()
             .append(true)
             .open(path)
@@ -167,7 +179,7 @@ pub fn recover(path: &Path, keys: &dyn crate::keys::KeyLookup) -> Result<Recover
         bytes: scan.file_len,
         sha256: scan.sha256,
         summary: scan.summary,
-        records: scan.chunks.len() as u64 + 2,
+        records: scan.chunks.len() as u64 + scan.audio_records + 2,
     };
     Ok(Recovered {
         scan,

@@ -21,6 +21,7 @@ pub struct SegmentWriter {
     pub(super) len: u64,
     pub(super) hash: digest::Context,
     pub(super) summary: Summary,
+    last_kind: Option<RecordKind>,
 }
 
 /// What a finished file is.
@@ -63,6 +64,7 @@ impl SegmentWriter {
             len: 0,
             hash: digest::Context::new(&digest::SHA256),
             summary: Summary::default(),
+            last_kind: None,
         };
         w.write_all(&hbytes)?;
         Ok(w)
@@ -106,6 +108,7 @@ impl SegmentWriter {
         self.write_all(buf)?;
         self.file.sync_data().map_err(|e| FormatError::io(&self.path, e))?;
         self.next_index += 1;
+        self.last_kind = Some(kind);
         Ok(RecordPos {
             index,
             offset,
@@ -126,6 +129,21 @@ impl SegmentWriter {
         self.summary.frames += u64::from(frames);
         self.summary.end_pts += chunk_duration;
         Ok(pos)
+    }
+
+    /// Appends an audio record (v2), which must come right after a media
+    /// chunk. `plaintext` is built with [`AudioChunk::encode_into`]; it is
+    /// sealed in place.
+    pub fn append_audio(&mut self, plaintext: &mut Vec<u8>) -> Result<RecordPos, FormatError> {
+        if self.last_kind != Some(RecordKind::Media) {
+            return Err(FormatError::Malformed {
+                path: self.path.clone(),
+                index: self.next_index,
+                offset: self.len,
+                what: "an audio record must follow a media chunk".into(),
+            });
+        }
+        self.append_record(RecordKind::Audio, plaintext)
     }
 
     /// Writes the final record and returns the file's length and SHA-256.
