@@ -118,7 +118,7 @@ pub fn list(
     let mut out = Vec::new();
     for row in rows {
         let e = row?;
-        if cameras.is_none_or(|set| set.iter().any(|c| *c == e.camera)) {
+        if cameras.is_none_or(|set| set.contains(&e.camera)) {
             out.push(e);
             if out.len() == MAX_LISTED {
                 break;

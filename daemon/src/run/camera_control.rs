@@ -87,11 +87,14 @@ pub enum ControlError {
 /// How long one PTZ command may take, with its profile lookup.
 const PTZ_TIMEOUT: Duration = Duration::from_secs(8);
 
+/// A camera's settings and password.
+type Login = (CameraConfig, Option<Zeroizing<String>>);
+
 /// What the running cameras log in with: their settings and password, as
 /// the supervisor started them.
 #[derive(Default)]
 pub struct CameraLogins {
-    map: Mutex<HashMap<String, (CameraConfig, Option<Zeroizing<String>>)>>,
+    map: Mutex<HashMap<String, Login>>,
     /// Each camera's PTZ profile token, once read.
     profiles: Mutex<HashMap<String, String>>,
 }
@@ -112,7 +115,7 @@ impl CameraLogins {
         }
     }
 
-    pub fn get(&self, name: &str) -> Option<(CameraConfig, Option<Zeroizing<String>>)> {
+    pub fn get(&self, name: &str) -> Option<Login> {
         self.map.lock().ok()?.get(name).cloned()
     }
 
