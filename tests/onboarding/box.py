@@ -76,7 +76,8 @@ class OnboardingBox(fixture.Fixture):
     USERS = [("tech", "admin"), ("op", "operator"), ("watcher", "viewer")]
     SEGMENT_SECONDS = 4
     PLAIN_LISTEN = False
-    CAMERAS = []
+    # A plain RTSP camera (no ONVIF): its clock comes from RTCP sender reports.
+    CAMERAS = [("lobby", "/h264")]
 
     def __init__(self, vigil_bin, keep=False):
         super().__init__(vigil_bin, keep=keep)
@@ -89,6 +90,7 @@ class OnboardingBox(fixture.Fixture):
             p = start_ready(["/usr/bin/python3", CAMERA, "--port", str(port), "--size", size, "--fps", "10",
                              "--gop", "10", "--bitrate", "400"], f"the {which} test camera")
             self.streams[which] = (p, port)
+        self.camera_port = self.streams["sub"][1]
         for name, offset in SIMS:
             port = free_port()
             argv = ["/usr/bin/python3", SIM, "--port", str(port), "--name", name, "--user", ONVIF_USER,

@@ -1,10 +1,12 @@
 """The onboarding suite's scenarios (issue 17), each `f(box, v)` with a
 Verdict v: discovery, onboarding by ONVIF with main and sub streams, a
 wrong password, the camera's clock, PTZ, camera events."""
+import io
 import json
 import re
 import struct
 import time
+import zipfile
 
 from box import ONVIF_PW, ONVIF_USER, SIMS
 from fixture import wait_for
@@ -162,6 +164,39 @@ def clock(box, v):
     v.figure(f"vigil status: {line.strip()}")
     v.check(re.search(r"clock \+(89|90)\.\d s \(onvif, OFF\)", line) is not None,
             f"vigil status names the drift: {o.stdout[-600:]!r}")
+    # A bundle of drifty's footage states the drift measured.
+    v.check(box.wait_camera_recording("drifty", 40), "drifty recorded")
+    last = box.query("SELECT r.end_wall_ns FROM recording r JOIN camera c ON c.id = r.camera_id "
+                     "WHERE c.name = 'drifty' AND r.state = 'complete' ORDER BY r.id DESC LIMIT 1")
+    clock_in_bundle = None
+    if last:
+        end = last[0][0] / 1e9
+        iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+        op = box.user("op")
+        r = op.call("POST", "/api/v1/exports", {"camera": "drifty", "start": iso(end - 3), "end": iso(end)}, timeout=60)
+        dl = (r.json() or {}).get("download") if r.status == 201 else None
+        if dl:
+            z = op.call("GET", dl, timeout=60)
+            try:
+                with zipfile.ZipFile(io.BytesIO(z.body)) as zf:
+                    manifest = json.loads(zf.read("manifest.json"))
+                clock_in_bundle = [c.get("camera_clock") for c in manifest.get("clips", [])]
+            except (zipfile.BadZipFile, KeyError, ValueError) as e:
+                clock_in_bundle = f"unreadable bundle: {e}"
+        else:
+            clock_in_bundle = f"export: {r}"
+    v.figure(f"bundle manifest: camera_clock {clock_in_bundle}")
+    v.check(isinstance(clock_in_bundle, list) and clock_in_bundle and clock_in_bundle[0]
+            and abs(clock_in_bundle[0].get("drift_ms", 0) - 90000) < 2000 and clock_in_bundle[0].get("source") == "onvif",
+            f"the bundle states drifty's drift: {clock_in_bundle}")
+    # The plain RTSP camera's clock, from its RTCP sender reports (GStreamer's are this box's time).
+    t = time.monotonic()
+    rtcp = wait_for(70, lambda: (lambda c: c if c.get("clock_source") == "rtcp" else None)(
+        box.health_camera(s, "lobby") or {}), every=1.0) or {}
+    v.figure(f"lobby (plain RTSP): drift {rtcp.get('clock_drift_ms')} ms from {rtcp.get('clock_source')} "
+             f"after {time.monotonic() - t:.0f} s")
+    v.check(rtcp.get("clock_source") == "rtcp" and abs(rtcp.get("clock_drift_ms") or 9999) < 1000,
+            f"the plain camera's clock from RTCP: {rtcp}")
     o = box.cli("cameras", "sync-time", "drifty", timeout=60)
     out = (o.stdout + o.stderr).strip()
     v.figure(f"sync-time: exit {o.returncode}: {' | '.join(out.splitlines()[-2:])[:200]}")

@@ -218,7 +218,17 @@ fn write_bundle(
             }
         }
         frames += r.frames;
+        let camera_clock = crate::db::camera_clock::reading(
+            archive.index,
+            crate::base::names::main_of_sub_stream(camera).unwrap_or(camera),
+        )?
+        .map(|c| vigil_format::bundle::CameraClockState {
+            drift_ms: c.drift_ms,
+            source: c.source.as_str().to_string(),
+            measured_utc: format_ns(c.measured_ns),
+        });
         clips.push(Clip {
+            camera_clock,
             file: name,
             camera: camera.clone(),
             actual: range(r.first_wall_ns, r.end_wall_ns),

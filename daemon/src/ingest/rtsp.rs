@@ -89,6 +89,11 @@ impl supervisor::Source for RtspCamera {
                 .store(MAX_AUDIO_FAILURES + 1, std::sync::atomic::Ordering::Relaxed);
         }
         let mut session = open_stream(&cam.url, cam.username.as_deref(), password, audio).await?;
+        // The camera's clock from its RTCP sender reports, unless ONVIF reads it
+        // (more directly) or this is a camera's sub stream (its main one has it).
+        if cam.onvif_url.is_none() && crate::base::names::main_of_sub_stream(&cam.name).is_none() {
+            session.clock_due = Some(std::time::Instant::now());
+        }
         if session.audio.is_some() {
             session.audio_trial = Some((std::time::Instant::now(), self.audio_failures.clone()));
         }
@@ -117,6 +122,26 @@ struct RtspSession {
     /// A session with audio: when it started, and the camera's count of
     /// such sessions that failed at once (see [`RtspCamera`]).
     audio_trial: Option<(std::time::Instant, Arc<std::sync::atomic::AtomicU32>)>,
+    /// When the next RTCP sender report of the video stream is read for the
+    /// camera's clock; None: not measured from RTCP.
+    clock_due: Option<std::time::Instant>,
+}
+
+/// How often the camera's clock is taken from its RTCP sender reports.
+const RTCP_CLOCK_EVERY: Duration = Duration::from_secs(60);
+
+/// The camera's clock minus this box's, in ms, from a sender report's NTP
+/// timestamp (seconds since 1900 in its high 32 bits, a binary fraction in
+/// its low 32) received at `now_ms` (Unix ms). None for a report with no
+/// wall time (an NTP timestamp of 0, as some cameras send).
+pub fn rtcp_drift_ms(ntp: u64, now_ms: i64) -> Option<i64> {
+    const NTP_TO_UNIX_S: i64 = 2_208_988_800;
+    if ntp == 0 {
+        return None;
+    }
+    let secs = (ntp >> 32) as i64 - NTP_TO_UNIX_S;
+    let frac_ms = (((ntp & 0xFFFF_FFFF) * 1000) >> 32) as i64;
+    Some(secs * 1000 + frac_ms - now_ms)
 }
 
 /// Audio frames kept while the first video frame is awaited (~4 s of AAC).
@@ -173,6 +198,10 @@ impl supervisor::Session for RtspSession {
                     Some(d) => return Ok(d),
                     None => continue,
                 },
+                CodecItem::Rtcp(r) if r.stream_id() == self.video => match self.clock_from(&r) {
+                    Some(d) => return Ok(d),
+                    None => continue,
+                },
                 _ => continue,
             };
             if self.video_clock.is_none() {
@@ -199,6 +228,22 @@ impl supervisor::Session for RtspSession {
 }
 
 impl RtspSession {
+    /// The camera's clock drift from the video stream's sender report, when
+    /// one is due (once a [`RTCP_CLOCK_EVERY`]).
+    fn clock_from(&mut self, r: &retina::rtcp::ReceivedCompoundPacket) -> Option<Delivery> {
+        let due = self.clock_due?;
+        if std::time::Instant::now() < due {
+            return None;
+        }
+        let now_ms = crate::base::clock::now_ns() / 1_000_000;
+        let drift = r
+            .pkts()
+            .find_map(|p| p.as_sender_report().ok().flatten())
+            .and_then(|sr| rtcp_drift_ms(sr.ntp_timestamp().0, now_ms))?;
+        self.clock_due = Some(std::time::Instant::now() + RTCP_CLOCK_EVERY);
+        Some(Delivery::ClockDrift(drift))
+    }
+
     /// A frame of the video stream, with its parameters when they are new.
     fn video_delivery(&mut self, f: retina::codec::VideoFrame) -> Result<Delivery, IngestError> {
         let stream = &self.demuxed.streams()[self.video];
@@ -318,6 +363,7 @@ async fn open_stream(
         early_audio: Default::default(),
         ready: Default::default(),
         audio_trial: None,
+        clock_due: None,
     })
 }
 
@@ -413,4 +459,20 @@ fn stream_params(v: &retina::codec::VideoParameters, clock_rate: u32) -> Result<
         height: u16::try_from(h).unwrap_or(u16::MAX),
         sample_entry,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rtcp_drift_ms;
+
+    #[test]
+    fn a_sender_reports_ntp_time_becomes_the_cameras_drift() {
+        // 2026-12-02T00:00:00Z is Unix 1796169600 s; NTP counts from 1900.
+        let unix_s: u64 = 1_796_169_600;
+        let ntp = (unix_s + 2_208_988_800) << 32 | (1u64 << 31); // + 0.5 s
+        let now_ms = unix_s as i64 * 1000;
+        assert_eq!(rtcp_drift_ms(ntp, now_ms), Some(500));
+        assert_eq!(rtcp_drift_ms(ntp, now_ms + 90_500), Some(-90_000));
+        assert_eq!(rtcp_drift_ms(0, now_ms), None, "no wall time in the report");
+    }
 }

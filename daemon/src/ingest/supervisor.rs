@@ -56,6 +56,8 @@ pub enum Delivery {
     AudioParams(std::sync::Arc<AudioParams>),
     /// An audio frame for the recorder.
     Audio(AudioFrame),
+    /// The camera's clock minus this box's, in ms, from an RTCP sender report.
+    ClockDrift(i64),
     /// The camera sent something that made no frame (a buffer that could
     /// not be used, H.264 before its parameter sets): it is alive.
     Alive,
@@ -179,6 +181,7 @@ async fn attend<S: Source>(
                 out.audio.push(a);
                 Ok(())
             }
+            Delivery::ClockDrift(ms) => out.tx.send(Event::ClockDrift(ms)).await.map_err(|_| RecorderGone),
             Delivery::Alive => Ok(()),
         };
         if handed.is_err() {
@@ -422,6 +425,7 @@ mod tests {
             Event::Disconnected => "disconnected".into(),
             Event::AudioParams(_) => "audio params".into(),
             Event::Audio(a) => format!("audio {}", a.len()),
+            Event::ClockDrift(ms) => format!("clock drift {ms} ms"),
             Event::State { state, error: None } => state.to_string(),
             Event::State { state, error: Some(e) } => format!("{state}: {e}"),
         }

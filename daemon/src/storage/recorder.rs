@@ -35,6 +35,9 @@ pub enum Event {
     AudioParams(Arc<AudioParams>),
     /// Audio frames in arrival order, sent before the video batch they came with.
     Audio(Vec<AudioFrame>),
+    /// The camera's clock minus this box's, in ms (RTCP sender reports):
+    /// stored as its drift, which raises or clears `camera.clock_drift`.
+    ClockDrift(i64),
 }
 
 /// Largest plain chunk before it is cut, whatever the GOP.
@@ -217,6 +220,13 @@ impl Recorder {
             }
             Event::AudioParams(p) => self.audio.params = Some(p),
             Event::Audio(frames) => frames.into_iter().for_each(|f| self.audio.push(f, self.pts_offset)),
+            Event::ClockDrift(ms) => {
+                let now = self.cfg.clock.wall_ns();
+                let source = crate::db::camera_clock::Source::Rtcp;
+                if let Err(e) = crate::db::camera_clock::record(&self.index, &self.cfg.camera, ms, source, now) {
+                    tracing::warn!(camera = %self.cfg.camera, "cannot store the camera's clock drift: {e}");
+                }
+            }
             Event::State { state, error } => {
                 if let Err(e) = self.index.set_camera_state(
                     self.cfg.camera_id,

@@ -71,6 +71,21 @@ pub struct Clip {
     pub actual: Range,
     pub frames: u64,
     pub source_recordings: Vec<SourceRecording>,
+    /// The camera's clock as last measured before the bundle was made
+    /// (null: never measured). Bundles of earlier versions have no such
+    /// field.
+    #[serde(default)]
+    pub camera_clock: Option<CameraClockState>,
+}
+
+/// A camera's clock drift: the camera's clock minus the box's, how it was
+/// measured (`onvif`: GetSystemDateAndTime, whole seconds; `rtcp`: the
+/// camera's RTCP sender reports) and when.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CameraClockState {
+    pub drift_ms: i64,
+    pub source: String,
+    pub measured_utc: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -50,6 +50,7 @@ fn make_with(head: impl Fn(&Ed25519KeyPair) -> audit_head::AuditHead) -> Made {
         files.push(hash_reader(name, &mut &data[..]).unwrap());
     }
     let clip = |file: &str, camera: &str| Clip {
+        camera_clock: None,
         file: file.into(),
         camera: camera.into(),
         actual: range(),
