@@ -12,6 +12,7 @@
 mod common;
 
 mod api;
+mod audio;
 mod audit;
 mod clock_step;
 mod config_errors;
