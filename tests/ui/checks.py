@@ -5,7 +5,7 @@ import json
 import time
 
 import pages
-from devbox import CAMERAS, MAIN_SIZE, PASSWORD, SUB_CAMERA, SUB_SIZE
+from devbox import CAMERAS, MAIN_SIZE, ONVIF_CAMERA, PASSWORD, SUB_CAMERA, SUB_SIZE
 
 BAD_URL = "rtsp://127.0.0.1:9/x"
 HOOK_URL = "https://127.0.0.1:9/hook"  # nothing listens: the channel is only stored
@@ -34,6 +34,8 @@ def run_all(s, recording_since):
     if wait > 0 and (not s.only or "3" in s.only):
         pg.pump(wait)
     s.check("3 playback: a timeline click plays within 1 s of the instant, zoom, hover thumbnail", admin(playback))
+    s.check("12 ONVIF: the PTZ pad and the arrow keys move the camera exactly; its motion event is on the timeline "
+            "at its instant and 'Event ▶' plays it", admin(onvif_ui))
     pg.set_size(*PHONE)
     s.check("6b+7 phone 390x844: axe-core clean, no page overflow, header <= 64 px, no letter-by-letter table headers",
             admin(lambda s: tour(s, "phone")))
@@ -202,6 +204,53 @@ def main_and_sub(s):
     if problems:
         raise AssertionError("; ".join(problems))
     return f"grid {grid['w']}x{grid['h']} ({grid['served']}), full view {one['w']}x{one['h']} ({one['asked']})"
+
+
+# --- 12 -----------------------------------------------------------------------
+def onvif_ui(s):
+    pg, box = s.pg, s.box
+    problems, figures = [], []
+    # PTZ: hold "Pan right" with the mouse, then press the up arrow key on the picture.
+    s.open_hash(f"live/{ONVIF_CAMERA}", "live")
+    pan = "#live .ptz button[aria-label='Pan right']"
+    pg.wait(f"(() => !!document.querySelector({json.dumps(pan)}))()", limit=15, what=f"{pan} (the PTZ pad)")
+    before = len(box.sim_control("GET", "/control/log")["ptz"])
+    x, y = pg.centre(pan)
+    pg.mouse("mouseMoved", x, y, button="none", clicks=0)
+    pg.mouse("mousePressed", x, y)
+    pg.pump(0.6)
+    pg.mouse("mouseReleased", x, y)
+    pg.pump(1.0)
+    pg.js("document.querySelector('#live .cam-tile').focus(), true")
+    pg.key("ArrowUp", vk=38)
+    got = pages.wait_value(lambda: box.sim_control("GET", "/control/log")["ptz"][before:], lambda v: len(v) >= 4, pg, 8)
+    ops = [(g["op"], g.get("x"), g.get("y")) for g in got]
+    want = [("ContinuousMove", 0.5, 0.0), ("Stop", None, None), ("ContinuousMove", 0.0, 0.5), ("Stop", None, None)]
+    figures.append(f"the camera received {ops}")
+    if ops != want:
+        problems.append(f"PTZ: the simulator received {ops}, want {want}")
+    s.shot("live-ptz")
+    # The motion event raised at the start, on door's timeline row, then played by 'Event ▶'.
+    start_ms, end_ms = int(ms(box.motion[0])), int(ms(box.motion[1]))
+    s.open_hash(f"playback/{ONVIF_CAMERA}", "playback")
+    mark = f"#timeline .tl-row[data-camera='{ONVIF_CAMERA}'] .tl-ev[data-kind='motion']"
+    pg.wait(f"(() => !!document.querySelector({json.dumps(mark)}))()", limit=15, what=f"{mark} on the timeline")
+    drawn = int(pg.js(f"document.querySelector({json.dumps(mark)}).dataset.startMs"))
+    figures.append(f"mark at {drawn - start_ms:+d} ms of the camera's event ({end_ms - start_ms} ms long)")
+    if abs(drawn - start_ms) > 1000:
+        problems.append(f"the motion mark is at {drawn}, the event at {start_ms} ({drawn - start_ms:+d} ms)")
+    pg.click("#pb-next-event")
+    try:
+        pg.wait(f"""(() => {{ const p = {pages.PLAYER}; return p && p.wall && !p.seeking && p.ready >= 2
+            && Math.abs(p.wall - {start_ms - 1000}) <= 1500; }})()""", limit=20,
+                what="the player at the event (a second before it)")
+        figures.append(f"'Event ▶' played from {pg.js(pages.PLAYER)['wall'] - start_ms:+.0f} ms")
+    except TimeoutError:
+        problems.append(f"'Event ▶': the player is at {pg.js(pages.PLAYER)}, want about {start_ms - 1000}")
+    s.shot("playback-event")
+    if problems:
+        raise AssertionError("; ".join(problems))
+    return "; ".join(figures)
 
 
 # --- 8 ------------------------------------------------------------------------

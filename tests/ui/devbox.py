@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hostile"))
 import fixture  # noqa: E402  (tests/hostile/fixture.py)
@@ -28,6 +29,9 @@ USERS = [("tech", "admin"), ("op", "operator"), ("watcher", "viewer")]
 # The camera with a main and a sub stream, and their sizes.
 SUB_CAMERA = "front"
 MAIN_SIZE, SUB_SIZE = (1280, 720), (640, 360)
+# The camera with ONVIF (an ONVIF simulator, tests/onvif/sim.py): PTZ and camera events.
+ONVIF_CAMERA = "door"
+ONVIF_USER, ONVIF_PW = "door-admin", "door onvif Tq5-basin"
 
 
 class UiBox(fixture.Fixture):
@@ -41,9 +45,47 @@ class UiBox(fixture.Fixture):
     def __init__(self, *a, **k):
         super().__init__(*a, **k)
         self.main_camera = None
+        self.sim = None
+        self.sim_port = None
+        # The motion event raised once the daemon subscribed: (start, end) as the simulator's UTC strings.
+        self.motion = None
+
+    def start_sim(self):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.sim_port = sock.getsockname()[1]
+        uri = f"rtsp://127.0.0.1:{self.camera_port}/h264"
+        self.sim = subprocess.Popen(
+            ["/usr/bin/python3", os.path.join(fixture.ROOT, "tests/onvif/sim.py"), "--port", str(self.sim_port),
+             "--name", ONVIF_CAMERA, "--user", ONVIF_USER, "--password", ONVIF_PW, "--main-uri", uri, "--sub-uri", uri],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            line = self.sim.stdout.readline()
+            if line.startswith("READY"):
+                return
+            if not line and self.sim.poll() is not None:
+                break
+        raise RuntimeError("the ONVIF simulator did not become ready (python3-lxml installed?)")
+
+    def sim_control(self, method, path):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.sim_port}{path}", method=method,
+                                     data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def raise_motion(self):
+        """Once the daemon subscribed to the simulator's events: motion for 2 s."""
+        if not fixture.wait_for(30, lambda: self.sim_control("GET", "/control/log").get("subscriptions", 0) > 0):
+            raise RuntimeError("the daemon never subscribed to the simulator's events")
+        start = self.sim_control("POST", "/control/event?kind=motion&state=true")["utc"]
+        time.sleep(2)
+        end = self.sim_control("POST", "/control/event?kind=motion&state=false")["utc"]
+        self.motion = (start, end)
 
     def start_camera(self):
         super().start_camera()
+        self.start_sim()
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
@@ -70,10 +112,19 @@ class UiBox(fixture.Fixture):
                f'sub_url = "rtsp://127.0.0.1:{self.camera_port}/h264"\n')
         if old not in cfg:
             raise RuntimeError("devbox: the front camera's block is not where it was expected")
+        cfg = cfg.replace(old, new)
+        old = f'name = "{ONVIF_CAMERA}"\nurl = "rtsp://127.0.0.1:{self.camera_port}/h264"\n'
+        new = old + (f'onvif_url = "http://127.0.0.1:{self.sim_port}/onvif/device_service"\n'
+                     f'username = "{ONVIF_USER}"\npassword = "{ONVIF_PW}"\n')
+        if old not in cfg:
+            raise RuntimeError("devbox: the door camera's block is not where it was expected")
         with open(self.config, "w") as f:
             f.write(cfg.replace(old, new))
 
     def close(self):
+        fixture.kill_pid(self.sim)
+        if self.sim is not None and self.sim.stdout:
+            self.sim.stdout.close()
         fixture.kill_pid(self.main_camera)
         if self.main_camera is not None and self.main_camera.stdout:
             self.main_camera.stdout.close()

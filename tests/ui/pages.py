@@ -154,3 +154,15 @@ def click_timeline(pg, camera, lo, hi):
     y = (w["rowTop"] + w["rowBottom"]) / 2 if w["rowTop"] is not None else w["top"] + w["height"] / 2
     pg.click_xy(x, y)
     return x, y, clicked
+
+
+def wait_value(get, good, pg, limit):
+    """Asks get() until good(answer), at most `limit` seconds while pumping
+    the browser's events; returns the last answer."""
+    import time
+    end = time.monotonic() + limit
+    v = get()
+    while not good(v) and time.monotonic() < end:
+        pg.pump(0.25)
+        v = get()
+    return v

@@ -134,6 +134,7 @@ def main():
         box.provision()
         box.start_daemon()
         recording_since = time.monotonic()
+        box.raise_motion()
         browser = Browser(*checks.DESKTOP[:2])
         suite = Suite(box, browser.page, a.shots, set(a.only.split(",")) if a.only else None)
         checks.run_all(suite, recording_since)
