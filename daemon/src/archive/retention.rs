@@ -162,11 +162,10 @@ pub fn run_pass(
     }
     rep.bytes_freed = rep.deleted.iter().map(|(r, _)| r.bytes.max(0) as u64).sum();
     audit_pass(index, &rep, actor);
-    // The cameras' events go with the footage they pointed into.
-    if !rep.deleted.is_empty() {
-        if let Err(e) = crate::db::camera_events::prune(index.conn()) {
-            tracing::warn!("pruning camera events failed: {e}");
-        }
+    // The cameras' events go with the footage they pointed into (also after
+    // an archive was deleted outside retention).
+    if let Err(e) = crate::db::camera_events::prune(index.conn()) {
+        tracing::warn!("pruning camera events failed: {e}");
     }
     Ok(rep)
 }

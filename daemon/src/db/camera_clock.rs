@@ -10,6 +10,9 @@ use crate::db::Index;
 
 /// A drift beyond this (either way) raises `camera.clock_drift`.
 pub const DRIFT_ALERT_MS: i64 = 2000;
+/// An open drift alert clears only under this (a camera near the limit,
+/// read to the second, would otherwise raise and clear it minute by minute).
+pub const DRIFT_CLEAR_MS: i64 = 1500;
 
 /// Where a drift was measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,7 +80,7 @@ fn record_in(
     if drift_ms.abs() > DRIFT_ALERT_MS {
         let message = drift_message(camera, drift_ms);
         alerts::raise(tx, &Raise::camera(Kind::CameraClockDrift, camera, &message), now_ns)?;
-    } else {
+    } else if drift_ms.abs() < DRIFT_CLEAR_MS {
         alerts::clear(tx, Kind::CameraClockDrift, camera, now_ns)?;
     }
     Ok(())
@@ -103,6 +106,14 @@ pub fn record_sync(
         record_in(&tx, camera, d, Source::Onvif, now_ns)?;
     }
     tx.commit()
+}
+
+/// Forgets `camera`'s clock (the camera was removed): its reading goes and
+/// its drift alert is cleared, in the caller's transaction.
+pub fn forget(tx: &rusqlite::Connection, camera: &str, now_ns: i64) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM camera_clock WHERE camera = ?1", [camera])?;
+    alerts::clear(tx, Kind::CameraClockDrift, camera, now_ns)?;
+    Ok(())
 }
 
 /// `camera`'s last measurement, if any.

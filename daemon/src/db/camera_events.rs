@@ -93,19 +93,16 @@ pub fn record(
     }
 }
 
-/// Events of `cameras` (None: all) that overlap `[start_ns, end_ns)`,
-/// oldest first, at most [`MAX_LISTED`].
+/// Events of `cameras` (None: all) that overlap `[start_ns, end_ns)` (one
+/// still open overlaps everything after its start), oldest first, at most
+/// [`MAX_LISTED`]; and whether more were left out.
 pub fn list(
     conn: &Connection,
     cameras: Option<&[String]>,
     start_ns: i64,
     end_ns: i64,
-) -> rusqlite::Result<Vec<CameraEvent>> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, camera, kind, start_ns, end_ns, topic FROM camera_event \
-         WHERE start_ns < ?2 AND COALESCE(end_ns, start_ns) >= ?1 ORDER BY start_ns, id LIMIT ?3",
-    )?;
-    let rows = st.query_map(params![start_ns, end_ns, (MAX_LISTED * 4) as i64], |r| {
+) -> rusqlite::Result<(Vec<CameraEvent>, bool)> {
+    let row = |r: &rusqlite::Row<'_>| {
         Ok(CameraEvent {
             id: r.get(0)?,
             camera: r.get(1)?,
@@ -114,18 +111,46 @@ pub fn list(
             end_ns: r.get(4)?,
             topic: r.get(5)?,
         })
-    })?;
+    };
+    let limit = MAX_LISTED as i64 + 1;
     let mut out = Vec::new();
-    for row in rows {
-        let e = row?;
-        if cameras.is_none_or(|set| set.contains(&e.camera)) {
-            out.push(e);
-            if out.len() == MAX_LISTED {
-                break;
+    match cameras {
+        None => {
+            let mut st = conn.prepare_cached(
+                "SELECT id, camera, kind, start_ns, end_ns, topic FROM camera_event \
+                 WHERE start_ns < ?2 AND (end_ns IS NULL OR end_ns >= ?1) ORDER BY start_ns, id LIMIT ?3",
+            )?;
+            for e in st.query_map(params![start_ns, end_ns, limit], row)? {
+                out.push(e?);
             }
         }
+        // The caller's cameras, each through the index (never another camera's rows in a shared limit).
+        Some(set) => {
+            let mut st = conn.prepare_cached(
+                "SELECT id, camera, kind, start_ns, end_ns, topic FROM camera_event \
+                 WHERE camera = ?4 AND start_ns < ?2 AND (end_ns IS NULL OR end_ns >= ?1) \
+                 ORDER BY start_ns, id LIMIT ?3",
+            )?;
+            for cam in set {
+                for e in st.query_map(params![start_ns, end_ns, limit, cam], row)? {
+                    out.push(e?);
+                }
+            }
+            out.sort_by_key(|e| (e.start_ns, e.id));
+        }
     }
-    Ok(out)
+    let cut = out.len() > MAX_LISTED;
+    out.truncate(MAX_LISTED);
+    Ok((out, cut))
+}
+
+/// Closes `camera`'s open events at `at_ns` (their "false" may have been
+/// missed: a restart, a new subscription). Returns how many.
+pub fn close_open(conn: &Connection, camera: &str, at_ns: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE camera_event SET end_ns = MAX(start_ns, ?2) WHERE camera = ?1 AND end_ns IS NULL",
+        params![camera, at_ns],
+    )
 }
 
 /// Deletes the events that ended before the oldest recording kept of their
@@ -168,15 +193,36 @@ mod tests {
             .unwrap()
             .unwrap();
         let yard = record(c, "yard", EventKind::Motion, true, 8_000, t).unwrap().unwrap();
-        let all = list(c, None, 0, 10_000).unwrap();
+        let all = list(c, None, 0, 10_000).unwrap().0;
         assert_eq!(all.len(), 3);
         assert_eq!((all[0].id, all[0].start_ns, all[0].end_ns), (id, 1_000, Some(5_000)));
         assert_eq!((all[1].id, all[1].end_ns), (tamper, None));
-        let only_yard = list(c, Some(&["yard".to_string()]), 0, 10_000).unwrap();
+        let only_yard = list(c, Some(&["yard".to_string()]), 0, 10_000).unwrap().0;
         assert_eq!(only_yard.iter().map(|e| e.id).collect::<Vec<_>>(), vec![yard]);
         // Overlap: an event that began before the range and ends inside it is listed.
-        assert_eq!(list(c, None, 4_000, 4_500).unwrap()[0].id, id);
-        assert!(list(c, None, 5_001, 6_999).unwrap().is_empty());
+        assert_eq!(list(c, None, 4_000, 4_500).unwrap().0[0].id, id);
+        assert!(list(c, None, 5_001, 6_999).unwrap().0.is_empty());
+        // Still going on: listed in a range after its start.
+        assert_eq!(
+            list(c, None, 9_500, 9_600)
+                .unwrap()
+                .0
+                .iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>(),
+            vec![tamper, yard]
+        );
+        // A new subscription closes what was left open.
+        assert_eq!(close_open(c, "front", 9_000).unwrap(), 1);
+        assert_eq!(
+            list(c, None, 9_500, 9_600)
+                .unwrap()
+                .0
+                .iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>(),
+            vec![yard]
+        );
     }
 
     #[test]
@@ -189,7 +235,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_ne!(first, second);
-        let all = list(c, None, 0, later + 1).unwrap();
+        let all = list(c, None, 0, later + 1).unwrap().0;
         assert_eq!(all[0].end_ns, Some(LONGEST_OPEN_NS));
         assert_eq!(all[1].end_ns, None);
     }
@@ -229,7 +275,7 @@ mod tests {
         // A camera with no recording keeps its events.
         let other = record(c, "yard", EventKind::Motion, true, 1, "m").unwrap().unwrap();
         assert_eq!(prune(c).unwrap(), 1);
-        let left: Vec<i64> = list(c, None, 0, 100_000).unwrap().iter().map(|e| e.id).collect();
+        let left: Vec<i64> = list(c, None, 0, 100_000).unwrap().0.iter().map(|e| e.id).collect();
         assert!(!left.contains(&old), "{left:?}");
         // The straddling one still shows footage; an open one is still going on.
         assert_eq!(left, vec![other, open, straddling]);

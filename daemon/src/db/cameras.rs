@@ -188,6 +188,8 @@ pub fn delete_managed(idx: &Index, actor: &str, name: &str) -> rusqlite::Result<
         return Ok(false);
     }
     audit::append(&tx, actor, "camera.delete", name, Outcome::Ok, "recordings kept")?;
+    // Its clock is no one's concern any more: the reading and its alert go.
+    crate::db::camera_clock::forget(&tx, name, crate::base::clock::now_ns())?;
     tx.commit()?;
     Ok(true)
 }

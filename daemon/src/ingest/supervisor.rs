@@ -160,7 +160,9 @@ async fn attend<S: Source>(
         },
         _ = shutdown.changed() => return Ended::Shutdown,
     };
-    // One watchdog timer, pushed forward on every delivery.
+    // One watchdog timer, pushed forward by video (a frame, or something that
+    // made none): audio or a clock reading alone does not keep a camera whose
+    // picture stopped "streaming".
     let watchdog = tokio::time::sleep(stall);
     tokio::pin!(watchdog);
     let ended = loop {
@@ -173,11 +175,18 @@ async fn attend<S: Source>(
             },
             _ = &mut watchdog => break Ended::Failed(source.stalled(stall)),
         };
-        watchdog.as_mut().reset(Instant::now() + stall);
+        if matches!(delivery, Delivery::Frame(_) | Delivery::Alive) {
+            watchdog.as_mut().reset(Instant::now() + stall);
+        }
         let handed = match delivery {
             Delivery::Frame(f) => out.push(f).await,
             Delivery::AudioParams(p) => out.tx.send(Event::AudioParams(p)).await.map_err(|_| RecorderGone),
             Delivery::Audio(a) => {
+                // Held until the next video batch; bounded (the watchdog ends a
+                // session whose video stopped, but not before this fills).
+                if out.audio.len() >= MAX_HELD_AUDIO {
+                    out.audio.remove(0);
+                }
                 out.audio.push(a);
                 Ok(())
             }
@@ -195,6 +204,10 @@ async fn attend<S: Source>(
     }
     ended
 }
+
+/// Audio frames held for the next video batch at most (~20 s of AAC at
+/// 48 kHz, ~40 s of G.711 in 20 ms packets).
+const MAX_HELD_AUDIO: usize = 2000;
 
 /// Where a session's frames go: the live view as they arrive, the recorder
 /// in batches; the first one makes the camera `streaming`.

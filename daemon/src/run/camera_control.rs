@@ -97,6 +97,9 @@ pub struct CameraLogins {
     map: Mutex<HashMap<String, Login>>,
     /// Each camera's PTZ profile token, once read.
     profiles: Mutex<HashMap<String, String>>,
+    /// One command at a time per camera, in the order they came (a stop
+    /// never overtakes its move).
+    queues: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl CameraLogins {
@@ -112,6 +115,14 @@ impl CameraLogins {
         }
         if let Ok(mut p) = self.profiles.lock() {
             p.remove(name);
+        }
+    }
+
+    /// The camera's command queue.
+    fn queue(&self, name: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        match self.queues.lock() {
+            Ok(mut q) => q.entry(name.to_string()).or_default().clone(),
+            Err(_) => Default::default(),
         }
     }
 
@@ -172,6 +183,8 @@ pub async fn ptz(
             ),
         ),
     };
+    // The command's words come from the request: one bounded line in the log.
+    let detail = crate::base::text::one_line(&detail, 300);
     let (db_path, actor, camera) = (db_path.to_path_buf(), actor.to_string(), name.to_string());
     let audited = tokio::task::spawn_blocking(move || {
         let idx = crate::db::Index::open_existing(&db_path).map_err(|e| e.to_string())?;
@@ -187,6 +200,14 @@ pub async fn ptz(
 }
 
 async fn send(target: &Target<'_>, name: &str, op: &PtzOp) -> Result<Option<String>, ControlError> {
+    let queue = match target {
+        Target::Running(logins) => Some(logins.queue(name)),
+        Target::Device(_) => None,
+    };
+    let _turn = match &queue {
+        Some(q) => Some(q.lock().await),
+        None => None,
+    };
     let owned;
     let (device, logins) = match target {
         Target::Running(logins) => {
@@ -254,6 +275,7 @@ pub async fn sync_time(
         ),
         Err(e) => (Outcome::Failed, format!("set to {what} failed: {e}"), None),
     };
+    let detail = crate::base::text::one_line(&detail, 300);
     let (db_path, actor, camera) = (db_path.to_path_buf(), actor.to_string(), name.to_string());
     tokio::task::spawn_blocking(move || {
         let idx = crate::db::Index::open_existing(&db_path).map_err(|e| e.to_string())?;

@@ -26,6 +26,8 @@ const PULL_WAIT: Duration = Duration::from_secs(10);
 const PULL_LIMIT: u32 = 50;
 /// Renew the subscription this long after creating or renewing it.
 const RENEW_EVERY: Duration = Duration::from_secs(50);
+/// The shortest time between two pulls that brought nothing.
+const MIN_PULL_GAP: Duration = Duration::from_secs(1);
 const BACKOFF_MIN: Duration = Duration::from_secs(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(120);
 
@@ -129,17 +131,49 @@ async fn subscription(
     pulled_any: &mut bool,
 ) -> Result<Infallible, OnvifError> {
     let pull = device.create_pull_point().await?;
+    // What was open before this subscription may have ended unseen: closed now.
+    close_open(db_path, camera).await;
     let mut renewed = tokio::time::Instant::now();
     loop {
-        if renewed.elapsed() >= RENEW_EVERY {
-            pull.renew().await?;
-            renewed = tokio::time::Instant::now();
-        }
-        let events = pull.pull(PULL_WAIT, PULL_LIMIT).await?;
+        let step = async {
+            if renewed.elapsed() >= RENEW_EVERY {
+                pull.renew().await?;
+                renewed = tokio::time::Instant::now();
+            }
+            let asked = tokio::time::Instant::now();
+            let events = pull.pull(PULL_WAIT, PULL_LIMIT).await?;
+            Ok::<_, OnvifError>((events, asked.elapsed()))
+        };
+        let (events, took) = match step.await {
+            Ok(r) => r,
+            Err(e) => {
+                // Free the camera's subscription slot (best effort, bounded).
+                let _ = tokio::time::timeout(Duration::from_secs(3), pull.unsubscribe()).await;
+                return Err(e);
+            }
+        };
         *pulled_any = true;
-        if !events.is_empty() {
+        if events.is_empty() {
+            // A camera that answers an empty pull at once is not asked again at once.
+            if took < MIN_PULL_GAP {
+                tokio::time::sleep(MIN_PULL_GAP - took).await;
+            }
+        } else {
             store_events(db_path, camera, events, drift_ms.load(Ordering::Relaxed)).await;
         }
+    }
+}
+
+/// Closes `camera`'s events still open (their end is now).
+async fn close_open(db_path: &Path, camera: &str) {
+    let (p, camera) = (db_path.to_path_buf(), camera.to_string());
+    let r = tokio::task::spawn_blocking(move || -> Result<usize, String> {
+        let idx = crate::db::Index::open_existing(&p).map_err(|e| e.to_string())?;
+        camera_events::close_open(idx.conn(), &camera, crate::base::clock::now_ns()).map_err(|e| e.to_string())
+    })
+    .await;
+    if let Ok(Err(e)) = r {
+        tracing::warn!("closing camera events failed: {e}");
     }
 }
 
@@ -150,7 +184,8 @@ async fn store_events(db_path: &std::path::Path, camera: &str, events: Vec<Camer
         for e in events {
             let Some(kind) = EventKind::parse(e.kind) else { continue };
             let at_ns = e.utc_ms.saturating_sub(drift_ms).saturating_mul(1_000_000);
-            camera_events::record(idx.conn(), &camera, kind, e.state, at_ns, &e.topic).map_err(|e| e.to_string())?;
+            let topic = crate::base::text::one_line(&e.topic, 200);
+            camera_events::record(idx.conn(), &camera, kind, e.state, at_ns, &topic).map_err(|e| e.to_string())?;
         }
         Ok(())
     })

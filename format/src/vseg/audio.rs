@@ -175,14 +175,16 @@ impl<'a> AudioChunk<'a> {
             let d = &self.data[off..off + s.size as usize];
             let p = pts;
             off += s.size as usize;
-            pts += i64::from(s.duration);
+            pts = pts.saturating_add(i64::from(s.duration));
             (p, s, d)
         })
     }
 
     /// Audio time after the last sample.
     pub fn end_pts(&self) -> i64 {
-        self.first_pts + self.samples.iter().map(|s| i64::from(s.duration)).sum::<i64>()
+        self.samples
+            .iter()
+            .fold(self.first_pts, |t, s| t.saturating_add(i64::from(s.duration)))
     }
 }
 

@@ -54,6 +54,9 @@ pub struct SegmentReader {
     pub(super) file_len: u64,
     header_bytes: [u8; HEADER_LEN],
     version: u16,
+    /// Whether [`SegmentReader::read_final`] authenticated the final record:
+    /// the file is finished, and nothing in it may be cut short.
+    finished: bool,
 }
 
 impl SegmentReader {
@@ -96,6 +99,7 @@ impl SegmentReader {
             file_len,
             header_bytes: hb,
             version: version_of(&hb),
+            finished: false,
         })
     }
 
@@ -202,7 +206,9 @@ impl SegmentReader {
     /// The audio record that follows the media chunk at `chunk`, if there is
     /// one: its plaintext is left in `buf`. The record after a chunk is
     /// otherwise the next chunk or the final record, or, in a file still being
-    /// written, not there yet (then `false` too).
+    /// written, not there yet (then `false` too). In a finished file (its
+    /// final record read) a record cut short there is an error: a length
+    /// prefix edited to run past the end must not hide the audio.
     pub fn read_audio_after(&mut self, chunk: &RecordPos, buf: &mut Vec<u8>) -> Result<bool, FormatError> {
         let (index, offset) = (chunk.index + 1, chunk.offset + chunk.len);
         if self.version == VERSION_1 || offset >= self.file_len {
@@ -210,7 +216,7 @@ impl SegmentReader {
         }
         match self.read_record_into(index, offset, buf) {
             Ok((kind, _)) => Ok(kind == RecordKind::Audio),
-            Err(FormatError::Truncated { .. }) => Ok(false),
+            Err(FormatError::Truncated { .. }) if !self.finished => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -237,12 +243,14 @@ impl SegmentReader {
             }
             Err(e) => return Err(e),
         }
-        Summary::decode(&buf).map_err(|what| FormatError::Malformed {
+        let summary = Summary::decode(&buf).map_err(|what| FormatError::Malformed {
             path: self.path.clone(),
             index,
             offset,
             what,
-        })
+        })?;
+        self.finished = true;
+        Ok(summary)
     }
 
     /// Authenticates every record from the start, stopping at the first

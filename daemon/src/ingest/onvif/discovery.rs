@@ -62,6 +62,9 @@ pub fn probe_message(id: &str) -> String {
     )
 }
 
+/// The most devices one probe lists (a flood of answers is cut there).
+pub const MAX_FOUND: usize = 256;
+
 /// Sends one Probe out of `interface` and collects the answers for `wait`
 /// (at most [`MAX_WAIT`]), one per endpoint.
 pub async fn probe(interface: Ipv4Addr, wait: Duration) -> Result<Vec<Discovered>, OnvifError> {
@@ -74,6 +77,7 @@ pub async fn probe(interface: Ipv4Addr, wait: Duration) -> Result<Vec<Discovered
         .map_err(|e| OnvifError::Unreachable(format!("cannot send a discovery probe out of {interface}: {e}")))?;
     let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
     let mut found: Vec<Discovered> = Vec::new();
+    let mut ignored = 0usize;
     let mut buf = vec![0u8; 65_536];
     loop {
         let got = match tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await {
@@ -82,16 +86,32 @@ pub async fn probe(interface: Ipv4Addr, wait: Duration) -> Result<Vec<Discovered
                 tracing::debug!("discovery: receive failed: {e}");
                 continue;
             }
-            Ok(Ok((n, _from))) => n,
+            Ok(Ok((n, from))) => (n, from),
         };
-        let Ok(text) = std::str::from_utf8(&buf[..got]) else {
+        let (n, from) = got;
+        let Ok(text) = std::str::from_utf8(&buf[..n]) else {
             continue;
         };
         for d in parse_probe_matches(text, &id) {
-            if !found.iter().any(|f| f.urn == d.urn) {
+            // A device speaks for itself: its address must be the one the
+            // answer came from (a spoofed ProbeMatch naming another host would
+            // otherwise be sent the installer's signed login).
+            if d.xaddr.host()
+                != Some(url::Host::Ipv4(match from.ip() {
+                    std::net::IpAddr::V4(ip) => ip,
+                    std::net::IpAddr::V6(_) => continue,
+                }))
+            {
+                ignored += 1;
+                continue;
+            }
+            if found.len() < MAX_FOUND && !found.iter().any(|f| f.urn == d.urn) {
                 found.push(d);
             }
         }
+    }
+    if ignored > 0 {
+        tracing::warn!("discovery: {ignored} answer(s) named an address other than their sender's; ignored");
     }
     Ok(found)
 }
@@ -107,16 +127,14 @@ fn bind(interface: Ipv4Addr) -> std::io::Result<tokio::net::UdpSocket> {
     tokio::net::UdpSocket::from_std(s.into())
 }
 
-/// The ProbeMatches of one answer to the probe `id` (an answer relating to
-/// another message is ignored).
+/// The ProbeMatches of one answer to the probe `id` (an answer that does
+/// not relate to it, or says nothing of what it relates to, is ignored).
 pub fn parse_probe_matches(xml: &str, id: &str) -> Vec<Discovered> {
     let Ok(doc) = roxmltree::Document::parse(xml) else {
         return Vec::new();
     };
-    if let Some(rel) = soap::text_of(doc.root(), NS_WSA, "RelatesTo") {
-        if rel != id {
-            return Vec::new();
-        }
+    if soap::text_of(doc.root(), NS_WSA, "RelatesTo").map(str::trim) != Some(id) {
+        return Vec::new();
     }
     soap::descendants(doc.root(), NS_WSD, "ProbeMatch")
         .filter_map(|m| {
@@ -136,7 +154,7 @@ pub fn parse_probe_matches(xml: &str, id: &str) -> Vec<Discovered> {
                 scopes
                     .iter()
                     .find_map(|s| s.strip_prefix(prefix))
-                    .map(percent_decoded)
+                    .map(|v| crate::base::text::one_line(&percent_decoded(v), 128))
                     .unwrap_or_default()
             };
             Some(Discovered {

@@ -150,7 +150,8 @@ impl Device {
         let doc = soap::parse(&xml)?;
         let r = soap::descendant(doc.root(), NS_DEVICE, "GetDeviceInformationResponse")
             .ok_or_else(|| OnvifError::Malformed("no GetDeviceInformationResponse".into()))?;
-        let t = |name| soap::text_of(r, NS_DEVICE, name).unwrap_or("").to_string();
+        // Shown in a terminal and the UI: no control character, bounded.
+        let t = |name| crate::base::text::one_line(soap::text_of(r, NS_DEVICE, name).unwrap_or(""), 128);
         Ok(DeviceInfo {
             manufacturer: t("Manufacturer"),
             model: t("Model"),
@@ -167,7 +168,12 @@ impl Device {
         let (status, xml) = soap::post(&self.url, envelope, soap::ANSWER_TIMEOUT).await?;
         let after = now_ms();
         let xml = soap::check_answer(status, &xml)?;
-        let (camera_utc_ms, ntp) = parse_clock(&xml)?;
+        let (mut camera_utc_ms, ntp) = parse_clock(&xml)?;
+        // ONVIF's clock has whole seconds, cut (not rounded) by cameras: the
+        // camera's time was on average half a second past what it said.
+        if camera_utc_ms.rem_euclid(1000) == 0 {
+            camera_utc_ms += 500;
+        }
         let local_utc_ms = before + (after - before) / 2;
         let drift_ms = camera_utc_ms - local_utc_ms;
         *self.offset_ms.lock().unwrap_or_else(|p| p.into_inner()) = Some(drift_ms);
@@ -181,7 +187,8 @@ impl Device {
 
     /// SetSystemDateAndTime, Manual, to `utc_ms` (whole seconds).
     pub async fn set_clock_utc(&self, utc_ms: i64) -> Result<(), OnvifError> {
-        let t = time::OffsetDateTime::from_unix_timestamp(utc_ms.div_euclid(1000))
+        // To the nearest second (ONVIF sets whole seconds): off by half a second at most.
+        let t = time::OffsetDateTime::from_unix_timestamp((utc_ms + 500).div_euclid(1000))
             .map_err(|e| OnvifError::Malformed(format!("time out of range: {e}")))?;
         let body = format!(
             "<tds:SetSystemDateAndTime xmlns:tds=\"{NS_DEVICE}\" xmlns:tt=\"{NS_SCHEMA}\">\

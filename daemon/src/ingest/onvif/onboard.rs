@@ -122,22 +122,27 @@ pub fn address_of(xaddr: &Url) -> String {
     }
 }
 
+/// How long each discovered camera has to say who it is.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The cameras `found`, each asked who it is with the login when one is given.
 pub async fn check_found(
     found: Vec<super::discovery::Discovered>,
     username: Option<&str>,
     password: Option<&Zeroizing<String>>,
 ) -> Vec<FoundCamera> {
+    // Asked side by side, each bounded: a slow device does not hold up the list.
+    let infos = futures::future::join_all(found.iter().map(|d| async move {
+        let u = username?;
+        let device = Device::new(d.xaddr.clone(), Some(u.to_string()), password.cloned());
+        Some(match tokio::time::timeout(CHECK_TIMEOUT, device.information()).await {
+            Ok(r) => r,
+            Err(_) => Err(OnvifError::Timeout),
+        })
+    }))
+    .await;
     let mut out = Vec::new();
-    for d in found {
-        let info = match username {
-            Some(u) => Some(
-                Device::new(d.xaddr.clone(), Some(u.to_string()), password.cloned())
-                    .information()
-                    .await,
-            ),
-            None => None,
-        };
+    for (d, info) in found.into_iter().zip(infos) {
         let (manufacturer, model, firmware) = match &info {
             Some(Ok(i)) => (i.manufacturer.clone(), i.model.clone(), i.firmware.clone()),
             _ => (String::new(), d.hardware.clone(), String::new()),
@@ -200,7 +205,16 @@ pub fn managed_camera(
             .sub
             .as_ref()
             .and_then(|s| s.stream_uri.as_ref())
-            .map(Url::to_string),
+            .map(Url::to_string)
+            // A sub stream address the recorder would refuse (e.g. with credentials in it) is left out.
+            .filter(|u| {
+                let usable = crate::config::camera_url(u).is_ok();
+                if !usable {
+                    // Not the address itself: it may hold a password.
+                    tracing::warn!("camera {name}: its sub stream address is not a plain rtsp:// URL; left out");
+                }
+                usable
+            }),
         onvif_url: Some(found.device_url.to_string()),
         record_audio,
     })

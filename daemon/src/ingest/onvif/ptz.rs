@@ -5,6 +5,10 @@ use super::soap::{self, NS_PTZ, NS_SCHEMA};
 use super::{Device, OnvifError};
 
 /// The PTZ of one profile of a camera.
+/// The longest a continuous move lasts without being sent again (the web
+/// UI sends it again while a button is held).
+pub const MOVE_TIMEOUT_S: u32 = 10;
+
 pub struct Ptz<'a> {
     device: &'a Device,
     profile: String,
@@ -42,12 +46,14 @@ impl Ptz<'_> {
         format!("<tptz:ProfileToken>{}</tptz:ProfileToken>", soap::escape(&self.profile))
     }
 
-    /// ContinuousMove with pan/tilt velocity `x`, `y` and zoom `zoom` (each -1..1).
+    /// ContinuousMove with pan/tilt velocity `x`, `y` and zoom `zoom` (each
+    /// -1..1), for at most [`MOVE_TIMEOUT_S`] s: a stop that never comes (a
+    /// closed tab, a lost connection) does not leave the camera turning.
     pub async fn continuous_move(&self, x: f64, y: f64, zoom: f64) -> Result<(), OnvifError> {
         self.call(&format!(
             "<tptz:ContinuousMove xmlns:tptz=\"{NS_PTZ}\" xmlns:tt=\"{NS_SCHEMA}\">{}\
              <tptz:Velocity><tt:PanTilt x=\"{}\" y=\"{}\"/><tt:Zoom x=\"{}\"/></tptz:Velocity>\
-             </tptz:ContinuousMove>",
+             <tptz:Timeout>PT{MOVE_TIMEOUT_S}S</tptz:Timeout></tptz:ContinuousMove>",
             self.token(),
             velocity(x),
             velocity(y),

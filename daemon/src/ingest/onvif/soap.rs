@@ -235,15 +235,15 @@ fn fault_error(fault: roxmltree::Node<'_, '_>) -> OnvifError {
         if local == "NotAuthorized" && (ns.is_none() || ns == Some(NS_ERROR)) {
             return OnvifError::NotAuthorized;
         }
-        codes.push(local.to_string());
+        codes.push(crate::base::text::one_line(local, 64));
     }
-    let reason = descendant(fault, NS_SOAP, "Text")
-        .and_then(|t| t.text())
-        .unwrap_or("")
-        .trim()
-        .chars()
-        .take(300)
-        .collect();
+    let reason = crate::base::text::one_line(
+        descendant(fault, NS_SOAP, "Text")
+            .and_then(|t| t.text())
+            .unwrap_or("")
+            .trim(),
+        300,
+    );
     OnvifError::Fault {
         code: codes.join("/"),
         reason,

@@ -60,7 +60,7 @@ pub async fn list(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply 
         }
         None => caller.cameras.clone(),
     };
-    let rows = st
+    let (rows, truncated) = st
         .db(move |idx| Ok(camera_events::list(idx.conn(), only.as_deref(), start, end)?))
         .await?;
     let events: Vec<Value> = rows
@@ -70,5 +70,5 @@ pub async fn list(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply 
                    "end": e.end_ns.map(format_ns), "topic": e.topic})
         })
         .collect();
-    ok(json!({ "events": events }))
+    ok(json!({ "events": events, "truncated": truncated }))
 }

@@ -31,16 +31,23 @@ fn camera_error(e: OnvifError) -> ApiError {
     ApiError::new(status, e.to_string())
 }
 
-/// `GET /api/v1/onvif/discover?interface=ADDR&wait_ms=N`: the cameras that
-/// answer a WS-Discovery probe out of `interface` (default: `[onvif]
-/// discovery_interface`). No login is tried (a password does not belong in
-/// a URL): their credentials are "not given".
+/// `GET /api/v1/onvif/discover?wait_ms=N`: the cameras that answer a
+/// WS-Discovery probe out of `[onvif] discovery_interface` (the installer's
+/// setting: the web UI cannot send probes out of another interface, such as
+/// the uplink). No login is tried (a password does not belong in a URL):
+/// their credentials are "not given".
 pub async fn discover(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Reply {
     caller_of(ctx.caller)?;
     let q = query(&req);
+    if param(&q, "interface").is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the interface is the installer's setting ([onvif] discovery_interface), not a parameter",
+        ));
+    }
     let interface = st
         .onvif
-        .discovery_interface(param(&q, "interface"))
+        .discovery_interface(None)
         .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
     let wait = match param(&q, "wait_ms") {
         None => DEFAULT_WAIT,

@@ -36,25 +36,36 @@ export function ptzPanel(cam, focusEl) {
   msg.hidden = true;
   const path = "/api/v1/cameras/" + encodeURIComponent(cam.name) + "/ptz";
   let moving = null;
-  const send = async (body) => {
-    try {
-      const r = await api("POST", path, body);
-      msg.hidden = true;
-      return r;
-    } catch (e) {
-      msg.hidden = false;
-      say(msg, "error", "The camera did not take the command.", e);
-      return null;
-    }
+  let again = null;
+  // One command at a time, in order: a stop never overtakes its move.
+  let chain = Promise.resolve();
+  const send = (body) => {
+    chain = chain.then(async () => {
+      try {
+        const r = await api("POST", path, body);
+        msg.hidden = true;
+        return r;
+      } catch (e) {
+        msg.hidden = false;
+        say(msg, "error", "The camera did not take the command.", e);
+        return null;
+      }
+    });
+    return chain;
   };
   const start = (m) => {
     if (moving === m) return;
     moving = m;
-    send({ op: "move", x: m[2], y: m[3], zoom: m[4] });
+    const move = () => send({ op: "move", x: m[2], y: m[3], zoom: m[4] });
+    move();
+    // The box asks the camera to move for 10 s at most: held longer, ask again.
+    clearInterval(again);
+    again = setInterval(() => { if (panel.isConnected) move(); else stop(); }, 5000);
   };
   const stop = () => {
     if (!moving) return;
     moving = null;
+    clearInterval(again);
     send({ op: "stop" });
   };
   const pad = document.createElement("div");
