@@ -395,6 +395,76 @@ fn track_fragment<W: Write>(
     Ok((moof.len() + 8 + total) as u64)
 }
 
+/// The length [`write_audio_run`] writes for samples whose table entries
+/// and data take `table_and_data` bytes (8 per sample plus the data): a
+/// moof of 92 bytes plus the 8-byte entries, an mdat header, the data. A
+/// VSEG audio record's plaintext is its 20-byte head plus those same bytes,
+/// so a view can size an audio fragment from the record's length alone.
+pub fn audio_run_len(table_and_data: u64) -> u64 {
+    100 + table_and_data
+}
+
+/// Writes one `moof` + `mdat` of the audio track with 8 bytes per sample
+/// (duration and size; every sample a sync sample by the `tfhd` default),
+/// `base_decode_time` in the audio timescale. Returns the bytes written,
+/// which [`audio_run_len`] gives beforehand.
+pub fn write_audio_run<W: Write>(
+    out: &mut W,
+    sequence: u32,
+    base_decode_time: u64,
+    samples: &[Sample],
+    data: &[&[u8]],
+) -> io::Result<u64> {
+    let mut moof = Vec::with_capacity(96 + samples.len() * 8);
+    let mut data_offset_pos = 0;
+    bx(&mut moof, b"moof", |b| {
+        full(b, b"mfhd", 0, 0, |b| u32b(b, sequence));
+        bx(b, b"traf", |b| {
+            // default-base-is-moof | default-sample-flags-present
+            full(b, b"tfhd", 0, 0x02_0020, |b| {
+                u32b(b, AUDIO_TRACK_ID);
+                u32b(b, SAMPLE_FLAGS_SYNC);
+            });
+            full(b, b"tfdt", 1, 0, |b| u64b(b, base_decode_time));
+            // data-offset | sample-duration | sample-size
+            full(b, b"trun", 0, 0x00_0301, |b| {
+                u32b(b, samples.len() as u32);
+                data_offset_pos = b.len();
+                u32b(b, 0);
+                for s in samples {
+                    u32b(b, s.duration);
+                    u32b(b, s.size);
+                }
+            });
+        });
+    });
+    let data_offset = (moof.len() + 8) as u32;
+    moof[data_offset_pos..data_offset_pos + 4].copy_from_slice(&data_offset.to_be_bytes());
+    let total: usize = data.iter().map(|d| d.len()).sum();
+    out.write_all(&moof)?;
+    out.write_all(&((total + 8) as u32).to_be_bytes())?;
+    out.write_all(b"mdat")?;
+    for d in data {
+        out.write_all(d)?;
+    }
+    Ok((moof.len() + 8 + total) as u64)
+}
+
+/// The RFC 6381 codec string of an AAC track for Media Source Extensions:
+/// `mp4a.40.N`, N the audio object type of its AudioSpecificConfig (2 for
+/// AAC-LC, the default when the config is unreadable).
+pub fn aac_codec_string(asc: &[u8]) -> String {
+    let object_type = match asc.first().map(|b| b >> 3) {
+        Some(31) => asc
+            .get(..2)
+            .map(|b| 32 + ((u32::from(b[0]) & 0x07) << 3 | u32::from(b[1]) >> 5))
+            .unwrap_or(2),
+        Some(0) | None => 2,
+        Some(t) => u32::from(t),
+    };
+    format!("mp4a.40.{object_type}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,5 +487,32 @@ mod tests {
             assert_eq!(len, out.len() as u64);
             assert_eq!(fragment_len(n, data), len);
         }
+    }
+
+    #[test]
+    fn audio_run_len_is_what_write_audio_run_writes() {
+        for n in [1usize, 3, 50] {
+            let samples: Vec<Sample> = (0..n)
+                .map(|i| Sample {
+                    duration: 1024,
+                    size: 200 + i as u32,
+                    key: true,
+                })
+                .collect();
+            let datas: Vec<Vec<u8>> = samples.iter().map(|s| vec![7u8; s.size as usize]).collect();
+            let refs: Vec<&[u8]> = datas.iter().map(|d| d.as_slice()).collect();
+            let mut out = Vec::new();
+            let len = write_audio_run(&mut out, 2, 48_000, &samples, &refs).unwrap();
+            let data: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
+            assert_eq!(len, out.len() as u64);
+            assert_eq!(audio_run_len(8 * n as u64 + data), len);
+        }
+    }
+
+    #[test]
+    fn aac_codec_strings() {
+        assert_eq!(aac_codec_string(&[0x11, 0x90]), "mp4a.40.2");
+        assert_eq!(aac_codec_string(&[0x2b, 0x92, 0x08, 0x00]), "mp4a.40.5");
+        assert_eq!(aac_codec_string(&[]), "mp4a.40.2");
     }
 }

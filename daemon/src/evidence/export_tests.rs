@@ -225,3 +225,212 @@ fn a_view_across_a_clock_step_is_continuous_too() {
     let init = std::fs::read(rig.dir.path().join("out.mp4")).unwrap();
     assert_eq!(mvhd_duration(&init), 45 * FRAME as u64);
 }
+
+// ---- views with audio ----
+
+use super::export::{view_layout_with, ViewAudio, ViewLayout};
+use crate::storage::recorder::Recorder;
+use crate::storage::recorder_rig::FRAME_MS;
+use vigil_format::vseg::{AudioCodec, AudioTrack};
+
+/// Sends `count` frames of a 25 fps camera (a key frame every second) and
+/// `track`'s audio in packets of `packet` samples, each packet just before
+/// the frame it plays against.
+fn feed_with_audio(rig: &Rig, rec: &mut Recorder, track: &AudioTrack, packet: u32, count: i64) {
+    rec.handle(Event::AudioParams(std::sync::Arc::new(track.clone())));
+    let mut cam = Camera::new(25);
+    let rate = i64::from(track.sample_rate);
+    let mut k = 0i64;
+    for i in 0..count {
+        let mut batch = Vec::new();
+        loop {
+            let pts = k * i64::from(packet);
+            let video_pts = pts * i64::from(TS) / rate;
+            if video_pts >= (i + 1) * FRAME {
+                break;
+            }
+            let size = match track.codec {
+                AudioCodec::Aac => 90 + (k % 13) as usize,
+                _ => packet as usize * usize::from(track.channels),
+            };
+            batch.push(vigil_format::media::AudioFrame {
+                pts,
+                video_pts,
+                duration: packet,
+                data: vec![k as u8; size],
+            });
+            k += 1;
+        }
+        if !batch.is_empty() {
+            rec.handle(Event::Audio(batch));
+        }
+        rec.handle(Event::Frames(vec![cam.next()]));
+        rig.clock.advance_ms(FRAME_MS);
+    }
+}
+
+fn aac_track() -> AudioTrack {
+    AudioTrack {
+        codec: AudioCodec::Aac,
+        sample_rate: 16_000,
+        channels: 1,
+        config: vec![0x14, 0x08],
+    }
+}
+
+fn pcma_track() -> AudioTrack {
+    AudioTrack {
+        codec: AudioCodec::Pcma,
+        sample_rate: 8_000,
+        channels: 1,
+        config: vec![],
+    }
+}
+
+/// Every fragment of a view, produced in reverse order (as Range requests
+/// may ask), checked against the layout's offsets and concatenated.
+fn view_bytes(rig: &Rig, layout: &ViewLayout) -> Vec<u8> {
+    let mut pieces = vec![Vec::new(); layout.fragments.len()];
+    for i in (0..layout.fragments.len()).rev() {
+        view_fragment(&rig.storage, rig.keys.as_ref(), layout, i, &mut pieces[i]).unwrap();
+        assert_eq!(pieces[i].len() as u64, layout.fragments[i].len);
+    }
+    let mut bytes = layout.init.clone();
+    for (i, p) in pieces.iter().enumerate() {
+        assert_eq!(bytes.len() as u64, layout.fragments[i].offset);
+        bytes.extend_from_slice(p);
+    }
+    assert_eq!(bytes.len() as u64, layout.total_len);
+    bytes
+}
+
+fn layout(rig: &Rig, start: i64, end: i64, audio: ViewAudio) -> ViewLayout {
+    let index = rig.index();
+    let archive = Archive {
+        index: &index,
+        storage: &rig.storage,
+        keys: rig.keys.as_ref(),
+    };
+    view_layout_with(archive, CAMERA, start, end, audio).unwrap()
+}
+
+/// Per stream of an MP4 (ffprobe's packets): (codec type, codec name,
+/// first pts, end) in seconds. None (and "SKIPPED" printed) without ffprobe.
+fn probe(mp4: &std::path::Path) -> Option<Vec<(String, String, f64, f64)>> {
+    let run = |what: &str| {
+        std::process::Command::new("ffprobe")
+            .args(["-v", "quiet", "-show_entries", what, "-of", "csv=p=0"])
+            .arg(mp4)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+    };
+    let Some(streams) = run("stream=index,codec_type,codec_name") else {
+        println!("SKIPPED: no ffprobe");
+        return None;
+    };
+    let packets = run("packet=stream_index,pts_time,duration_time")?;
+    Some(
+        streams
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                let (mut first, mut end) = (f64::MAX, f64::MIN);
+                for p in packets.lines() {
+                    let v: Vec<&str> = p.split(',').collect();
+                    if v.len() >= 3 && v[0] == f[0] {
+                        let pts: f64 = v[1].parse().unwrap_or(f64::NAN);
+                        first = first.min(pts);
+                        end = end.max(pts + v[2].parse::<f64>().unwrap_or(0.0));
+                    }
+                }
+                (f[2].to_string(), f[1].to_string(), first, end)
+            })
+            .collect(),
+    )
+}
+
+/// The view's bytes as ffprobe sees them: the audio stream's codec, and
+/// that it starts with the video and lasts as long (within 0.1 s).
+fn assert_in_sync(rig: &Rig, bytes: &[u8], codec: &str, min_s: f64) {
+    let out = rig.dir.path().join("view.mp4");
+    std::fs::write(&out, bytes).unwrap();
+    let Some(streams) = probe(&out) else { return };
+    let video = streams.iter().find(|s| s.0 == "video").expect("a video stream");
+    let sound = streams.iter().find(|s| s.0 == "audio").expect("an audio stream");
+    println!("view: {video:?}, {sound:?}");
+    assert_eq!((video.1.as_str(), sound.1.as_str()), ("h264", codec));
+    let (vd, ad) = (video.3 - video.2, sound.3 - sound.2);
+    assert!(vd >= min_s, "video lasts {vd} s");
+    assert!((vd - ad).abs() <= 0.1, "video {video:?}, audio {sound:?}");
+    assert!((video.2 - sound.2).abs() <= 0.1, "video {video:?}, audio {sound:?}");
+}
+
+#[test]
+fn a_view_carries_aac_audio_in_sync_across_recordings() {
+    let rig = Rig::new(T0);
+    let mut rec = rig.recorder(20);
+    feed_with_audio(&rig, &mut rec, &aac_track(), 1024, 1500);
+    rec.close("stopped");
+    assert_eq!(rig.recordings().len(), 3);
+    let l = layout(&rig, T0, T0 + 60 * SECOND, ViewAudio::Playable);
+    assert!(l.audio_included);
+    assert_eq!(l.audio_track, Some(aac_track()));
+    let bytes = view_bytes(&rig, &l);
+    // The video is the video-only view's, fragment for fragment.
+    let plain = layout(&rig, T0, T0 + 60 * SECOND, ViewAudio::Omit);
+    assert!(!plain.audio_included && plain.audio_track.is_some());
+    assert_ne!(plain.etag, l.etag, "other bytes, another ETag");
+    assert_eq!(plain.fragments.len(), l.fragments.len());
+    assert!(plain.total_len < l.total_len);
+    let out = rig.dir.path().join("av.mp4");
+    std::fs::write(&out, &bytes).unwrap();
+    let (_, track) = mp4_demux::open(&out).unwrap();
+    assert_eq!(track.samples.len(), 1500);
+    assert!(track.samples.iter().enumerate().all(|(n, s)| s.dts == n as i64 * FRAME));
+    assert_in_sync(&rig, &bytes, "aac", 59.9);
+    // A later range starts its audio with its first frame too.
+    let l = layout(&rig, T0 + 25 * SECOND, T0 + 45 * SECOND, ViewAudio::Playable);
+    assert_in_sync(&rig, &view_bytes(&rig, &l), "aac", 19.9);
+}
+
+#[test]
+fn g711_is_left_out_of_a_playable_view_and_kept_in_a_download() {
+    let rig = Rig::new(T0);
+    let mut rec = rig.recorder(60);
+    feed_with_audio(&rig, &mut rec, &pcma_track(), 160, 250);
+    rec.close("stopped");
+    let l = layout(&rig, T0, T0 + 10 * SECOND, ViewAudio::Playable);
+    assert!(!l.audio_included, "browsers do not play G.711");
+    assert_eq!(l.audio_track, Some(pcma_track()));
+    let plain = layout(&rig, T0, T0 + 10 * SECOND, ViewAudio::Omit);
+    assert_eq!((l.total_len, &l.etag), (plain.total_len, &plain.etag));
+    let l = layout(&rig, T0, T0 + 10 * SECOND, ViewAudio::AsRecorded);
+    assert!(l.audio_included);
+    assert_in_sync(&rig, &view_bytes(&rig, &l), "pcm_alaw", 9.9);
+}
+
+#[test]
+fn a_view_of_a_recording_being_written_leaves_out_only_its_last_chunks_audio() {
+    let rig = Rig::new(T0);
+    let mut rec = rig.recorder(60);
+    feed_with_audio(&rig, &mut rec, &aac_track(), 1024, 130);
+    let recs = rig.recordings();
+    assert_eq!(recs[0].state, "writing");
+    let l = layout(&rig, T0, T0 + 10 * SECOND, ViewAudio::Playable);
+    assert!(l.audio_included);
+    let bytes = view_bytes(&rig, &l);
+    let video_only = layout(&rig, T0, T0 + 10 * SECOND, ViewAudio::Omit);
+    let with_audio: Vec<bool> = l
+        .fragments
+        .iter()
+        .zip(&video_only.fragments)
+        .map(|(a, v)| a.len > v.len)
+        .collect();
+    assert_eq!(with_audio.len(), 5);
+    assert_eq!(with_audio, [true, true, true, true, false]);
+    let out = rig.dir.path().join("writing.mp4");
+    std::fs::write(&out, &bytes).unwrap();
+    assert_eq!(mp4_demux::open(&out).unwrap().1.samples.len(), 125);
+    drop(rec);
+}

@@ -12,3 +12,5 @@ pub mod export;
 #[cfg(test)]
 mod export_tests;
 pub mod manifest;
+pub mod plan;
+pub mod view;

@@ -2,7 +2,9 @@
 //! channel as they arrive (before batching for the recorder), only while
 //! someone watches. Viewers that fall behind are cut off, never buffered
 //! without bound. A camera's sub stream has a channel of its own, named
-//! as the recorded sub stream is (`<camera>.sub`).
+//! as the recorded sub stream is (`<camera>.sub`). A camera whose audio is
+//! recorded has its audio ride on the video frames: each frame carries the
+//! audio that arrived since the frame before it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::broadcast;
 
-use vigil_format::media::StreamParams;
+use vigil_format::media::{AudioFrame, AudioParams, StreamParams};
 
 /// Frames held for viewers: about 2.5 s at 25 fps.
 const CAPACITY: usize = 64;
@@ -21,7 +23,22 @@ pub struct LiveFrame {
     pub key: bool,
     pub data: Bytes,
     pub params: Arc<StreamParams>,
+    /// The camera's audio, when its session has an audio track (set up
+    /// only for a camera whose audio is recorded); None otherwise.
+    pub audio: Option<Arc<LiveAudio>>,
 }
+
+/// The audio that arrived since the frame before, and its track (on every
+/// frame of a session with audio, `frames` possibly empty).
+#[derive(Debug)]
+pub struct LiveAudio {
+    pub params: Arc<AudioParams>,
+    pub frames: Vec<AudioFrame>,
+}
+
+/// Audio frames held for the next video frame at most (about 4 s of AAC at
+/// 16 kHz): a camera that sends sound but no pictures holds no more.
+pub const MAX_HELD_AUDIO: usize = 64;
 
 /// The channels of the running cameras (added and removed at run time).
 #[derive(Default)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::ingest::live::LiveFrame;
+use crate::ingest::live::{LiveAudio, LiveFrame, MAX_HELD_AUDIO};
 use crate::storage::recorder::Event;
 use vigil_format::media::{AudioFrame, AudioParams, Frame, StreamParams};
 use vigil_format::vseg::Codec;
@@ -180,12 +180,23 @@ async fn attend<S: Source>(
         }
         let handed = match delivery {
             Delivery::Frame(f) => out.push(f).await,
-            Delivery::AudioParams(p) => out.tx.send(Event::AudioParams(p)).await.map_err(|_| RecorderGone),
+            Delivery::AudioParams(p) => {
+                out.live_audio_params = Some(p.clone());
+                out.tx.send(Event::AudioParams(p)).await.map_err(|_| RecorderGone)
+            }
             Delivery::Audio(a) => {
                 // Held until the next video batch; bounded (the watchdog ends a
                 // session whose video stopped, but not before this fills).
-                if out.audio.len() >= MAX_HELD_AUDIO {
+                if out.audio.len() >= MAX_HELD_RECORDED_AUDIO {
                     out.audio.remove(0);
+                }
+                if out.live.is_some_and(|l| l.receiver_count() > 0) && out.live_audio.len() < MAX_HELD_AUDIO {
+                    out.live_audio.push(AudioFrame {
+                        pts: a.pts,
+                        video_pts: a.video_pts,
+                        duration: a.duration,
+                        data: a.data.clone(),
+                    });
                 }
                 out.audio.push(a);
                 Ok(())
@@ -207,7 +218,7 @@ async fn attend<S: Source>(
 
 /// Audio frames held for the next video batch at most (~20 s of AAC at
 /// 48 kHz, ~40 s of G.711 in 20 ms packets).
-const MAX_HELD_AUDIO: usize = 2000;
+const MAX_HELD_RECORDED_AUDIO: usize = 2000;
 
 /// Where a session's frames go: the live view as they arrive, the recorder
 /// in batches; the first one makes the camera `streaming`.
@@ -220,6 +231,10 @@ struct Outlet<'a> {
     audio: Vec<AudioFrame>,
     batch_started: Instant,
     live_params: Option<std::sync::Arc<StreamParams>>,
+    /// The session's audio track, and its frames since the last video frame
+    /// (held only while someone watches), for the live view.
+    live_audio_params: Option<std::sync::Arc<AudioParams>>,
+    live_audio: Vec<AudioFrame>,
     streamed: bool,
 }
 
@@ -233,6 +248,8 @@ impl<'a> Outlet<'a> {
             audio: Vec::new(),
             batch_started: Instant::now(),
             live_params: None,
+            live_audio_params: None,
+            live_audio: Vec::new(),
             streamed: false,
         }
     }
@@ -260,14 +277,24 @@ impl<'a> Outlet<'a> {
             // The live view plays H.264 and H.265, not MJPEG; copied only
             // while someone watches.
             if p.codec != Codec::Mjpeg && live.receiver_count() > 0 {
+                let audio = self.live_audio_params.as_ref().map(|a| {
+                    std::sync::Arc::new(LiveAudio {
+                        params: a.clone(),
+                        frames: std::mem::take(&mut self.live_audio),
+                    })
+                });
                 let _ = live.send(LiveFrame {
                     pts: f.pts,
                     key: f.key,
                     data: bytes::Bytes::copy_from_slice(&f.data),
                     params: p.clone(),
+                    audio,
                 });
             }
         }
+        // Audio not sent with this frame (nobody watches, or no picture to
+        // carry it) is not kept for a later one.
+        self.live_audio.clear();
         let key = f.key;
         self.batch.push(f);
         if key || now.duration_since(self.batch_started) >= MAX_BATCH_AGE {

@@ -433,6 +433,7 @@ mod tests {
                 height: 64,
                 sample_entry: Vec::new(),
             }),
+            audio: None,
         }
     }
 

@@ -212,6 +212,7 @@ impl super::LiveConverter for LiveConversion {
                     key: out.key,
                     data: Bytes::from(out.data),
                     params: out.params,
+                    audio: None,
                 })
                 .collect(),
         ))

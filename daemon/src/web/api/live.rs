@@ -276,7 +276,8 @@ pub async fn live_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
     let (mut served_stream, channel) = served(st, &camera, asked);
     let (rx, first) = next_key_frame(st, &channel).await?;
     let is_h265 = |f: &crate::ingest::live::LiveFrame| f.params.codec == vigil_format::vseg::Codec::H265;
-    let (mut rx, first) = if wants_h264(&req) && is_h265(&first) {
+    let converted = wants_h264(&req) && is_h265(&first);
+    let (mut rx, first) = if converted {
         drop(rx);
         match h264_sub_stream(st, &camera, served_stream).await {
             Some(sub) => {
@@ -301,13 +302,28 @@ pub async fn live_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
     let mut ticket = start_egress(st, footage).await?;
     let params = first.params.clone();
     let codec = vigil_format::media::codec_string(&params.sample_entry);
-    let init = vigil_format::mp4::init_segment(&vigil_format::mp4::TrackInfo {
-        timescale: params.timescale,
-        width: params.width,
-        height: params.height,
-        duration: 0,
-        sample_entries: std::slice::from_ref(&params.sample_entry),
-    });
+    let (sound, audio_said) = live_sound(param(&query(&req), "audio") == Some("1"), &first, converted);
+    let audio_entry = sound
+        .as_ref()
+        .map(|a| vigil_format::mp4::aac_sample_entry(a.sample_rate, a.channels, &a.config));
+    let init = vigil_format::mp4::init_segment_with_audio(
+        &vigil_format::mp4::TrackInfo {
+            timescale: params.timescale,
+            width: params.width,
+            height: params.height,
+            duration: 0,
+            sample_entries: std::slice::from_ref(&params.sample_entry),
+        },
+        sound
+            .as_ref()
+            .zip(audio_entry.as_ref())
+            .map(|(a, entry)| vigil_format::mp4::AudioTrackInfo {
+                timescale: a.sample_rate,
+                sample_entry: entry,
+            })
+            .as_ref(),
+    );
+    let audio_codec = sound.as_ref().map(|a| vigil_format::mp4::aac_codec_string(&a.config));
     // When the server had the first frame: with the player's position, how
     // far behind real time the picture is.
     let first_wall_ms = crate::base::clock::now_ns() / 1_000_000;
@@ -331,6 +347,11 @@ pub async fn live_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
         }
         ticket.sent(init_len);
         let origin = first.pts;
+        let mut sound = sound.map(|params| LiveSound {
+            params,
+            video_timescale: first.params.timescale,
+            zero: None,
+        });
         let mut held = first;
         let mut seq = 0u32;
         let mut buf = Vec::new();
@@ -356,6 +377,13 @@ pub async fn live_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
             if vigil_format::mp4::write_fragment(&mut buf, seq, decode, 1, &[sample], &[&held.data]).is_err() {
                 return;
             }
+            if let Some(sound) = sound.as_mut() {
+                match sound.write(&mut buf, seq.wrapping_add(1), origin, held.audio.as_deref()) {
+                    Some(true) => seq = seq.wrapping_add(1),
+                    Some(false) => {}
+                    None => return, // the camera's audio changed: the player reconnects
+                }
+            }
             let n = buf.len() as u64;
             if !send(Bytes::from(std::mem::take(&mut buf))).await {
                 return; // the viewer left, or took nothing for too long
@@ -379,7 +407,86 @@ pub async fn live_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
         HeaderName::from_static("x-vigil-stream"),
         HeaderValue::from_static(served_stream.as_str()),
     );
+    if let Some(v) = audio_said.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        r.headers_mut().insert(HeaderName::from_static("x-vigil-audio"), v);
+    }
+    if let Some(v) = audio_codec.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        r.headers_mut().insert(HeaderName::from_static("x-audio-codec"), v);
+    }
     Ok(r)
+}
+
+/// The sound of a live stream when `?audio=1` asks for it: the AAC track
+/// of the camera (whose audio is recorded; the ingest sets audio up only
+/// then), and what `X-Vigil-Audio` says: `aac`, `none` (the camera sends
+/// no sound, or it is not recorded), or `omitted (why)`. Nothing when not asked.
+fn live_sound(
+    asked: bool,
+    first: &crate::ingest::live::LiveFrame,
+    converted: bool,
+) -> (Option<Arc<vigil_format::media::AudioParams>>, Option<String>) {
+    if !asked {
+        return (None, None);
+    }
+    if converted {
+        return (None, Some("omitted (the converted stream carries no sound)".into()));
+    }
+    match first.audio.as_ref().map(|a| &a.params) {
+        None => (None, Some("none".into())),
+        Some(p) if p.codec == vigil_format::vseg::AudioCodec::Aac => (Some(p.clone()), Some("aac".into())),
+        Some(_) => (None, Some("omitted (G.711 does not play in browsers)".into())),
+    }
+}
+
+/// A live stream's audio track: its samples placed against the video by the
+/// first one's video time, then by their own clock.
+struct LiveSound {
+    params: Arc<vigil_format::media::AudioParams>,
+    video_timescale: u32,
+    /// Audio pts at the stream's time 0, once the first sample came.
+    zero: Option<i64>,
+}
+
+impl LiveSound {
+    /// Appends to `out` an audio fragment (sequence `seq`) of the audio a
+    /// frame carries: Some(true) when one was written, Some(false) when
+    /// there was nothing to write, None when the camera's audio track changed.
+    fn write(
+        &mut self,
+        out: &mut Vec<u8>,
+        seq: u32,
+        origin: i64,
+        audio: Option<&crate::ingest::live::LiveAudio>,
+    ) -> Option<bool> {
+        let Some(audio) = audio else { return Some(false) };
+        if !Arc::ptr_eq(&audio.params, &self.params) && *audio.params != *self.params {
+            return None;
+        }
+        let rate = i128::from(self.params.sample_rate);
+        let vts = i128::from(self.video_timescale.max(1));
+        let mut start = None;
+        let mut samples = Vec::new();
+        let mut datas: Vec<&[u8]> = Vec::new();
+        for a in &audio.frames {
+            let zero = *self
+                .zero
+                .get_or_insert_with(|| a.pts - (i128::from(a.video_pts - origin) * rate / vts) as i64);
+            let t = a.pts - zero;
+            if t < 0 || a.duration == 0 {
+                continue; // before the first picture
+            }
+            start.get_or_insert(t);
+            samples.push(vigil_format::mp4::Sample {
+                duration: a.duration,
+                size: a.data.len() as u32,
+                key: true,
+            });
+            datas.push(&a.data);
+        }
+        let Some(start) = start else { return Some(false) };
+        vigil_format::mp4::write_audio_run(out, seq, start as u64, &samples, &datas).ok()?;
+        Some(true)
+    }
 }
 
 /// For an H.265 main stream asked for as H.264: the camera's own H.264 sub

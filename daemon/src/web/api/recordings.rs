@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::cameras::{known_camera, require_view};
 use crate::db::users::Role;
 use crate::evidence::egress::{EgressKind, EgressTicket, FootageRequest, StreamSlot};
-use crate::evidence::export::{ExportError, ViewLayout};
+use crate::evidence::export::{ExportError, ViewAudio, ViewLayout};
 use crate::web::auth::{caller_of, Ctx};
 use crate::web::reply::{full, json_reply, ok, param, query, time_param, ApiError, Reply};
 use crate::web::AppState;
@@ -135,11 +135,19 @@ pub async fn view_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
             "codec=h264 is for watching; a download is the recording as it is",
         ));
     }
+    // Sound: AAC for a player; as recorded for a download; none with `audio=0`.
+    let audio = match (download, param(&q, "audio")) {
+        (_, Some("0")) => ViewAudio::Omit,
+        (true, _) => ViewAudio::AsRecorded,
+        (false, _) => ViewAudio::Playable,
+    };
     let slot = stream_slot(st, &caller)?;
-    let (layout, slot) = layout_of(st, &camera, start, end, slot).await?;
+    let (layout, slot) = layout_of(st, &camera, (start, end), audio, slot).await?;
     let layout = Arc::new(layout);
     if h264 && super::transcode::view_is_h265(&layout) {
-        return converted_view_mp4(st, &caller, camera, (start, end), layout, slot).await;
+        let mut r = converted_view_mp4(st, &caller, camera, (start, end), layout.clone(), slot).await?;
+        audio_header(&mut r, &layout, "the converted video carries no sound");
+        return Ok(r);
     }
     let total = layout.total_len;
     let etag = layout.etag.clone();
@@ -231,6 +239,15 @@ pub async fn view_mp4(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> Re
             h.insert(hyper::header::CONTENT_DISPOSITION, v);
         }
     }
+    audio_header(
+        &mut r,
+        &layout,
+        if audio == ViewAudio::Omit {
+            "audio=0 asked for none"
+        } else {
+            "G.711 does not play in browsers; download the range to hear it"
+        },
+    );
     Ok(r)
 }
 
@@ -267,6 +284,21 @@ async fn converted_view_mp4(
     Ok(r)
 }
 
+/// `X-Vigil-Audio`: the codec of the sound the view carries (`aac`, or
+/// `pcma`/`pcmu` in a download), `omitted (why)` when the recordings have
+/// sound the view leaves out, `none` when they have none.
+fn audio_header<B>(r: &mut Response<B>, layout: &ViewLayout, why_omitted: &str) {
+    let value = match &layout.audio_track {
+        None => "none".to_string(),
+        Some(t) if layout.audio_included => t.codec.name().to_string(),
+        Some(_) => format!("omitted ({why_omitted})"),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        r.headers_mut()
+            .insert(hyper::header::HeaderName::from_static("x-vigil-audio"), v);
+    }
+}
+
 /// The view of `camera` from `start` to `end`: 404 when nothing is
 /// recorded there, 409 (and an `integrity` event) when a recording in it
 /// fails its check.
@@ -276,8 +308,8 @@ async fn converted_view_mp4(
 async fn layout_of<H: Send + 'static>(
     st: &Arc<AppState>,
     camera: &str,
-    start: i64,
-    end: i64,
+    (start, end): (i64, i64),
+    audio: ViewAudio,
     hold: H,
 ) -> Result<(ViewLayout, H), ApiError> {
     let storage = st.storage.clone();
@@ -290,7 +322,7 @@ async fn layout_of<H: Send + 'static>(
             storage: &storage,
             keys: keyring.as_ref(),
         };
-        let planned = crate::evidence::export::view_layout(archive, &cam, start, end);
+        let planned = crate::evidence::export::view_layout_with(archive, &cam, start, end, audio);
         planned.map(|layout| (layout, hold)).map_err(|e| match e {
             ExportError::NothingToExport { .. } | ExportError::UnknownCamera(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, e.to_string())
@@ -335,7 +367,7 @@ pub async fn view_json(st: Arc<AppState>, req: Request<Incoming>, ctx: Ctx) -> R
     }
     // It opens every recording of the range: a footage stream's slot meanwhile.
     let slot = stream_slot(st, &caller)?;
-    let (layout, _slot) = layout_of(st, &camera, start, end, slot).await?;
+    let (layout, _slot) = layout_of(st, &camera, (start, end), ViewAudio::Playable, slot).await?;
     ok(view_summary(&layout))
 }
 
@@ -349,6 +381,7 @@ fn view_summary(layout: &ViewLayout) -> Value {
         "end": crate::base::time::format_ns(layout.end_wall_ns),
         "codec": if super::transcode::view_is_h265(layout) { "h265" } else { "h264" },
         "bytes": layout.total_len,
+        "audio": layout.audio_track.as_ref().map(|t| t.codec.name()),
     })
 }
 

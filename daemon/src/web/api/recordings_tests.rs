@@ -353,6 +353,7 @@ fn a_live_stream_of_a_camera_that_goes_silent_ends() {
                     key: true,
                     data: bytes::Bytes::from_static(&[0, 0, 0, 1, 0x65]),
                     params: params(64),
+                    audio: None,
                 });
                 pts += FRAME;
                 tokio::time::sleep(Duration::from_millis(FRAME_MS as u64)).await;
@@ -414,5 +415,124 @@ fn without_ffmpeg_an_h265_range_cannot_be_converted() {
             j,
             serde_json::json!({"available": false, "encoder": null, "max_sessions": 2, "in_use": 0})
         );
+    });
+}
+
+/// The body of a chunked HTTP response read so far (an unfinished last
+/// chunk left out).
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let Ok(n) = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap_or("x").trim(), 16) else {
+            break;
+        };
+        let Some(data) = b.get(eol + 2..eol + 2 + n) else { break };
+        out.extend_from_slice(data);
+        b = b.get(eol + 4 + n..).unwrap_or_default();
+        if n == 0 {
+            break;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_live_stream_asked_for_with_audio_carries_the_cameras_aac() {
+    runtime().block_on(async {
+        let s = server().await;
+        let v = token(&s.st, "v", Role::Viewer).await;
+        // A camera with AAC (16 kHz mono, 1024-sample packets): each frame
+        // carries the packets that play before the next frame.
+        let camera = s.st.live.tap("cam").unwrap();
+        let track = Arc::new(vigil_format::vseg::AudioTrack {
+            codec: vigil_format::vseg::AudioCodec::Aac,
+            sample_rate: 16_000,
+            channels: 1,
+            config: vec![0x14, 0x08],
+        });
+        let sending = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (tx, on) = (camera.clone(), sending.clone());
+        tokio::spawn(async move {
+            let (mut n, mut k) = (0i64, 0i64);
+            while on.load(std::sync::atomic::Ordering::SeqCst) {
+                let mut frames = Vec::new();
+                while k * 5760 < (n + 1) * FRAME {
+                    frames.push(vigil_format::media::AudioFrame {
+                        pts: k * 1024,
+                        video_pts: k * 5760,
+                        duration: 1024,
+                        data: vec![k as u8; 100],
+                    });
+                    k += 1;
+                }
+                let audio = Some(Arc::new(crate::ingest::live::LiveAudio {
+                    params: track.clone(),
+                    frames,
+                }));
+                let _ = tx.send(crate::ingest::live::LiveFrame {
+                    pts: n * FRAME,
+                    key: true,
+                    data: bytes::Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+                    params: params(64),
+                    audio,
+                });
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(FRAME_MS as u64)).await;
+            }
+        });
+        // Without audio=1: the picture alone, as before.
+        let mut c = send(s.addr, "/api/v1/cameras/cam/live", &v, "Connection: close\r\n").await;
+        let (code, h) = tokio::time::timeout(Duration::from_secs(10), head(&mut c))
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{h}");
+        assert!(!h.to_ascii_lowercase().contains("x-vigil-audio"), "{h}");
+        drop(c);
+        let mut c = send(s.addr, "/api/v1/cameras/cam/live?audio=1", &v, "Connection: close\r\n").await;
+        let mut all = Vec::new();
+        let until = tokio::time::Instant::now() + Duration::from_millis(2500);
+        let mut b = [0u8; 4096];
+        while let Ok(Ok(n)) = tokio::time::timeout_at(until, c.read(&mut b)).await {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&b[..n]);
+        }
+        sending.store(false, std::sync::atomic::Ordering::SeqCst);
+        drop(c);
+        let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let h = String::from_utf8_lossy(&all[..split]).to_ascii_lowercase();
+        assert!(h.starts_with("http/1.1 200"), "{h}");
+        assert!(h.contains("x-vigil-audio: aac\r\n"), "{h}");
+        assert!(h.contains("x-audio-codec: mp4a.40.2\r\n"), "{h}");
+        let body = dechunk(&all[split..]);
+        assert!(body.windows(4).any(|w| w == b"soun"), "an audio track");
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("live.mp4");
+        std::fs::write(&out, &body).unwrap();
+        let probe = std::process::Command::new("ffprobe")
+            .args(["-v", "quiet", "-show_entries", "packet=stream_index,pts_time"])
+            .args(["-of", "csv=p=0"])
+            .arg(&out)
+            .output();
+        let Ok(probe) = probe else {
+            println!("SKIPPED: no ffprobe");
+            return;
+        };
+        // Per stream: its first and last packet's pts, in seconds (ffprobe
+        // gives a fragment's packets no duration here).
+        let mut span = [(f64::MAX, f64::MIN); 2];
+        for l in String::from_utf8_lossy(&probe.stdout).lines() {
+            let v: Vec<f64> = l.split(',').map(|x| x.parse().unwrap_or(f64::NAN)).collect();
+            if let [i, pts, ..] = v[..] {
+                let s = &mut span[i as usize];
+                *s = (s.0.min(pts), s.1.max(pts));
+            }
+        }
+        println!("live: video {:?}, audio {:?}", span[0], span[1]);
+        assert!(span[0].1 - span[0].0 > 1.5, "{span:?}");
+        assert!((span[0].0 - span[1].0).abs() <= 0.1, "{span:?}");
+        assert!((span[0].1 - span[1].1).abs() <= 0.1, "{span:?}");
+        drop(camera);
     });
 }

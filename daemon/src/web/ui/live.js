@@ -4,7 +4,10 @@
 // stream. Each tile shows the size of the picture it gets and plays a
 // fragmented MP4 streamed by fetch into Media Source Extensions; an H.265
 // camera the browser cannot decode is asked for again converted to H.264 on
-// the box (`?codec=h264`), or says plainly that it cannot be shown.
+// the box (`?codec=h264`), or says plainly that it cannot be shown. The
+// single-camera view of a camera whose sound is recorded asks for its AAC
+// sound too (`?audio=1`); the picture stays muted until Unmute is pressed
+// (browsers refuse to start sound the user did not ask for).
 "use strict";
 import { $, api, text, onLeave, say, plainError } from "./common.js";
 import { mayMove, ptzPanel } from "./ptz.js";
@@ -94,12 +97,24 @@ function makeTile(cam, large) {
   const snap = button("Snapshot");
   const full = button("Full screen");
   bar.append(label, size, latency, snap, full);
+  // Sound: only on the single-camera view, shown once a stream with sound plays.
+  const sound = large && cam.record_audio ? button("Unmute") : null;
+  if (sound) {
+    sound.classList.add("cam-sound");
+    sound.hidden = true;
+    sound.addEventListener("click", () => {
+      video.muted = !video.muted;
+      if (!video.muted) video.play().catch(() => {});
+      showSound(tile);
+    });
+    bar.appendChild(sound);
+  }
   const note = document.createElement("p");
   note.className = "cam-note";
   note.hidden = true;
   el.append(view, bar, note);
   if (large && mayMove(cam)) el.appendChild(ptzPanel(cam, el));
-  const tile = { el, video, state, latency, note, name: cam.name, firstWallMs: 0, url: null };
+  const tile = { el, video, state, latency, note, sound, name: cam.name, firstWallMs: 0, url: null };
   if (!large) {
     video.addEventListener("click", () => { location.hash = "#live/" + encodeURIComponent(cam.name); });
     video.classList.add("clickable");
@@ -111,6 +126,17 @@ function makeTile(cam, large) {
   snap.addEventListener("click", () => snapshot(tile));
   setMode(tile, "connecting", "Connecting…");
   return tile;
+}
+
+/// The Unmute button: shown while the stream has sound, saying what a press does.
+function showSound(tile, hasSound) {
+  const b = tile.sound;
+  if (!b) return;
+  if (hasSound !== undefined) b.hidden = !hasSound;
+  const label = tile.video.muted ? "Unmute" : "Mute";
+  text(b, label);
+  b.setAttribute("aria-label", label);
+  b.setAttribute("aria-pressed", String(!tile.video.muted));
 }
 
 function button(label) {
@@ -165,8 +191,14 @@ function streamOf(large) { return large ? "main" : "sub"; }
 /// The URL of a camera's live stream. The server sends the main stream for
 /// `sub` when the camera has none, and answers `codec=h264` for an H.265
 /// camera with its own H.264 sub stream when it has one, before converting.
-function liveUrl(cam, large, convert) {
-  return "/api/v1/cameras/" + encodeURIComponent(cam.name) + "/live?stream=" + streamOf(large) + (convert ? "&codec=h264" : "");
+function liveUrl(cam, large, convert, sound) {
+  return "/api/v1/cameras/" + encodeURIComponent(cam.name) + "/live?stream=" + streamOf(large) + (convert ? "&codec=h264" : "")
+    + (sound ? "&audio=1" : "");
+}
+
+/// Whether this browser plays AAC through Media Source Extensions.
+function canPlayAac() {
+  return !!(window.MediaSource && MediaSource.isTypeSupported('audio/mp4; codecs="mp4a.40.2"'));
 }
 
 const sleep = (ms, signal) => new Promise((res) => {
@@ -197,6 +229,9 @@ async function canConvert() {
 /// picture stays on screen.
 async function play(tile, cam, large, signal) {
   let convert = false;
+  // Sound is asked for on the single-camera view of a camera whose sound is
+  // recorded, when the browser plays AAC (and not again once it could not).
+  let sound = !!(large && cam.record_audio && canPlayAac());
   let delay = RETRY_MIN_MS;
   while (!signal.aborted) {
     const attempt = new AbortController();
@@ -209,7 +244,7 @@ async function play(tile, cam, large, signal) {
       if (quiet > watch.limit || watch.lag > STALL_MS) { watch.stalled = true; attempt.abort(); }
     }, 1000);
     try {
-      const r = await fetch(liveUrl(cam, large, convert), { signal: attempt.signal, credentials: "same-origin" });
+      const r = await fetch(liveUrl(cam, large, convert, sound), { signal: attempt.signal, credentials: "same-origin" });
       if (r.status === 501) {
         attempt.abort();
         blank(tile);
@@ -245,8 +280,16 @@ async function play(tile, cam, large, signal) {
         throw new Error("busy");
       }
       if (!r.ok) throw await httpError(r);
-      const codec = r.headers.get("X-Codec") || "avc1.42e01e";
+      const videoCodec = r.headers.get("X-Codec") || "avc1.42e01e";
       tile.video.dataset.served = r.headers.get("X-Vigil-Stream") || "main";
+      const audioCodec = sound ? r.headers.get("X-Audio-Codec") : null;
+      const codec = audioCodec ? videoCodec + "," + audioCodec : videoCodec;
+      if (audioCodec && canPlay(videoCodec) && !canPlay(codec)) {
+        attempt.abort();
+        sound = false; // at once, the picture alone
+        continue;
+      }
+      showSound(tile, !!audioCodec);
       if (!canPlay(codec)) {
         attempt.abort();
         if (!convert && window.MediaSource) { convert = true; continue; } // at once, converted

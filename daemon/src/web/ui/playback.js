@@ -143,6 +143,17 @@ function viewUrl(l, download) {
     + (download ? "&download=1" : l.convert ? "&codec=h264" : "");
 }
 
+/// Plays; a range with sound that the browser will not start unasked
+/// (autoplay rules) starts muted instead: the player's own controls unmute it.
+function playAllowed() {
+  video.play().catch((e) => {
+    if (e && e.name === "NotAllowedError" && !video.muted) {
+      video.muted = true;
+      video.play().catch(() => {});
+    }
+  });
+}
+
 /// Empties the player (no stale picture) and hides the range's actions.
 function unload() {
   loaded = null;
@@ -183,7 +194,7 @@ async function seek(camera, ms) {
   // Within the range loaded: only move the player.
   if (within(loaded, camera, ms) && !loaded.failed && (!loaded.convert || buffered((ms - loaded.firstFrame) / 1000))) {
     video.currentTime = Math.max(0, (ms - loaded.firstFrame) / 1000);
-    video.play().catch(() => {});
+    playAllowed();
     return;
   }
   const span = timeline.spanAt(camera, ms, 4);
@@ -227,7 +238,7 @@ async function seek(camera, ms) {
     // The clock shows nothing until the player is at t (not at time 0).
     video.addEventListener("seeked", () => { l.ready = true; wallUpdate(); }, { once: true });
     video.currentTime = Math.max(0, (t - l.firstFrame) / 1000);
-    video.play().catch(() => {});
+    playAllowed();
   }, { once: true });
   video.src = viewUrl(l, false);
 }
