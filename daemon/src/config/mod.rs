@@ -686,8 +686,11 @@ use crate::base::names::{valid_camera_name, CAMERA_NAME_RULE};
 /// credentials in it.
 pub fn onvif_url(s: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(s).map_err(|e| format!("invalid URL \"{s}\": {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("must be an http:// or https:// URL, not {}://", url.scheme()));
+    if url.scheme() != "http" {
+        return Err(format!(
+            "must be an http:// URL, not {}:// (https device services are not supported yet)",
+            url.scheme()
+        ));
     }
     if url.host_str().is_none_or(|h| h.is_empty()) {
         return Err("has no host".into());
