@@ -383,6 +383,18 @@ fn track_fragment<W: Write>(
             });
         });
     });
+    finish_fragment(out, moof, data_offset_pos, data)
+}
+
+/// Writes `moof` (its trun's data offset, at `data_offset_pos`, set to
+/// just past the mdat header) and an `mdat` of `data`; returns the bytes
+/// written.
+fn finish_fragment<W: Write>(
+    out: &mut W,
+    mut moof: Vec<u8>,
+    data_offset_pos: usize,
+    data: &[&[u8]],
+) -> io::Result<u64> {
     let data_offset = (moof.len() + 8) as u32;
     moof[data_offset_pos..data_offset_pos + 4].copy_from_slice(&data_offset.to_be_bytes());
     let total: usize = data.iter().map(|d| d.len()).sum();
@@ -438,16 +450,7 @@ pub fn write_audio_run<W: Write>(
             });
         });
     });
-    let data_offset = (moof.len() + 8) as u32;
-    moof[data_offset_pos..data_offset_pos + 4].copy_from_slice(&data_offset.to_be_bytes());
-    let total: usize = data.iter().map(|d| d.len()).sum();
-    out.write_all(&moof)?;
-    out.write_all(&((total + 8) as u32).to_be_bytes())?;
-    out.write_all(b"mdat")?;
-    for d in data {
-        out.write_all(d)?;
-    }
-    Ok((moof.len() + 8 + total) as u64)
+    finish_fragment(out, moof, data_offset_pos, data)
 }
 
 /// The RFC 6381 codec string of an AAC track for Media Source Extensions:

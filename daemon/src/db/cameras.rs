@@ -92,37 +92,28 @@ pub fn store_managed(idx: &Index, actor: &str, c: &ManagedCamera) -> rusqlite::R
     let now = crate::base::clock::now_ns();
     let tx = rusqlite::Transaction::new_unchecked(idx.conn(), TransactionBehavior::Immediate)?;
     let existed = exists(&tx, &c.name)?;
+    let values = params![
+        c.name,
+        c.url,
+        c.username,
+        c.has_password,
+        c.enabled,
+        now,
+        c.sub_url,
+        c.onvif_url,
+        c.record_audio
+    ];
     if existed {
         tx.execute(
             "UPDATE managed_camera SET url = ?2, username = ?3, has_password = ?4, enabled = ?5, updated_ns = ?6, \
              sub_url = ?7, onvif_url = ?8, record_audio = ?9 WHERE name = ?1",
-            params![
-                c.name,
-                c.url,
-                c.username,
-                c.has_password,
-                c.enabled,
-                now,
-                c.sub_url,
-                c.onvif_url,
-                c.record_audio
-            ],
+            values,
         )?;
     } else {
         tx.execute(
             "INSERT INTO managed_camera (name, url, username, has_password, enabled, created_ns, updated_ns, \
              sub_url, onvif_url, record_audio) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)",
-            params![
-                c.name,
-                c.url,
-                c.username,
-                c.has_password,
-                c.enabled,
-                now,
-                c.sub_url,
-                c.onvif_url,
-                c.record_audio
-            ],
+            values,
         )?;
     }
     audit::append(

@@ -163,22 +163,7 @@ impl Supervisor {
             ),
             _ => None,
         };
-        let index = Index::open(&self.db_path)?;
-        let camera_id = index.camera_id(&cam.name)?;
-        let recorder = Recorder::new(
-            RecorderConfig {
-                camera_id,
-                camera: cam.name.clone(),
-                segment_duration: self.segment,
-                import_start_wall_ns: None,
-                clock: crate::base::clock::system(),
-                offline_alert_after_ns: self.alert_delays.0,
-                gap_alert_after_ns: self.alert_delays.1,
-            },
-            self.storage.clone(),
-            index,
-            self.keys.clone(),
-        )?;
+        let recorder = self.recorder(&cam.name, self.alert_delays)?;
         let (tx, rx) = mpsc::channel(BATCH_QUEUE);
         let beat = Arc::new(std::sync::atomic::AtomicI64::new(crate::base::clock::mono_ms()));
         let mut recorder = recorder;
@@ -237,6 +222,27 @@ impl Supervisor {
         Ok(())
     }
 
+    /// A recorder for the camera `name` (its index row made if new), with
+    /// these (offline, gap) alert delays.
+    fn recorder(&self, name: &str, alerts: (Option<i64>, Option<i64>)) -> anyhow::Result<Recorder> {
+        let index = Index::open(&self.db_path)?;
+        let camera_id = index.camera_id(name)?;
+        Ok(Recorder::new(
+            RecorderConfig {
+                camera_id,
+                camera: name.to_string(),
+                segment_duration: self.segment,
+                import_start_wall_ns: None,
+                clock: crate::base::clock::system(),
+                offline_alert_after_ns: alerts.0,
+                gap_alert_after_ns: alerts.1,
+            },
+            self.storage.clone(),
+            index,
+            self.keys.clone(),
+        )?)
+    }
+
     /// Starts a camera's sub stream `cam` (named `<camera>.sub`): recorded,
     /// with a recorder of its own and no alerts, or only for live view, then
     /// connected while someone watches it.
@@ -264,23 +270,8 @@ impl Supervisor {
                 state,
             });
         }
-        let index = Index::open(&self.db_path)?;
-        let camera_id = index.camera_id(&cam.name)?;
-        let recorder = Recorder::new(
-            RecorderConfig {
-                camera_id,
-                camera: cam.name.clone(),
-                segment_duration: self.segment,
-                import_start_wall_ns: None,
-                clock: crate::base::clock::system(),
-                // The main stream's outage raises camera.offline, not this one's.
-                offline_alert_after_ns: None,
-                gap_alert_after_ns: None,
-            },
-            self.storage.clone(),
-            index,
-            self.keys.clone(),
-        )?;
+        // The main stream's outage raises camera.offline, not this one's.
+        let recorder = self.recorder(&cam.name, (None, None))?;
         let (rec_tx, rec_rx) = mpsc::channel(BATCH_QUEUE);
         let recorder = std::thread::Builder::new()
             .name(format!("rec-{}", cam.name))
