@@ -34,8 +34,9 @@ def run_all(s, recording_since):
     if wait > 0 and (not s.only or "3" in s.only):
         pg.pump(wait)
     s.check("3 playback: a timeline click plays within 1 s of the instant, zoom, hover thumbnail", admin(playback))
-    s.check("12 ONVIF: the PTZ pad and the arrow keys move the camera exactly; its motion event is on the timeline "
-            "at its instant and 'Event ▶' plays it", admin(onvif_ui))
+    s.check("12 ONVIF: Discover lists the camera and Add onboards it with its login; the PTZ pad and the arrow keys "
+            "move the camera exactly; its motion event is on the timeline at its instant and 'Event ▶' plays it",
+            admin(onvif_ui))
     pg.set_size(*PHONE)
     s.check("6b+7 phone 390x844: axe-core clean, no page overflow, header <= 64 px, no letter-by-letter table headers",
             admin(lambda s: tour(s, "phone")))
@@ -210,6 +211,28 @@ def main_and_sub(s):
 def onvif_ui(s):
     pg, box = s.pg, s.box
     problems, figures = [], []
+    # Discover on the Cameras page, then Add with the camera's login.
+    s.open_hash("cameras")
+    pg.click("#onvif-discover")
+    addr = f"127.0.0.1:{box.sim_port}"
+    row = f"""Array.from(document.querySelectorAll('#onvif-rows tr')).find(tr => tr.cells[0].textContent === {json.dumps(addr)})"""
+    pg.wait(f"(() => !!({row}))()", limit=15, what=f"#onvif-rows lists {addr}")
+    listed = pg.js(f"Array.from(({row}).cells).slice(0, 4).map(c => c.textContent)")
+    figures.append(f"Discover listed {listed}")
+    pg.type(f"js:({row}).querySelector('input[name=name]')", "door-onvif")
+    pg.type(f"js:({row}).querySelector('input[name=username]')", ONVIF_USER)
+    pg.type(f"js:({row}).querySelector('input[name=password]')", ONVIF_PW)
+    pg.click(f"js:({row}).querySelector('button[type=submit]')")
+    try:
+        pg.wait("(() => /added: main stream H264 1280×720/.test(document.getElementById('onvif-msg').textContent))()",
+                limit=20, what="#onvif-msg says the camera was added with its main stream")
+        added = [c for c in (s.api("GET", "/api/v1/cameras")["json"] or []) if c.get("name") == "door-onvif"]
+        if not (added and added[0].get("onvif") and added[0].get("sub_stream")):
+            problems.append(f"door-onvif in GET /api/v1/cameras: {added}")
+        figures.append("Add: " + pg.js("document.getElementById('onvif-msg').textContent").strip()[:90])
+    except TimeoutError as e:
+        problems.append(f"{e}: #onvif-msg says {pg.js('document.getElementById(`onvif-msg`).textContent')!r}")
+    s.api("DELETE", "/api/v1/cameras/door-onvif")
     # PTZ: hold "Pan right" with the mouse, then press the up arrow key on the picture.
     s.open_hash(f"live/{ONVIF_CAMERA}", "live")
     pan = "#live .ptz button[aria-label='Pan right']"

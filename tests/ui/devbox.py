@@ -57,7 +57,8 @@ class UiBox(fixture.Fixture):
         uri = f"rtsp://127.0.0.1:{self.camera_port}/h264"
         self.sim = subprocess.Popen(
             ["/usr/bin/python3", os.path.join(fixture.ROOT, "tests/onvif/sim.py"), "--port", str(self.sim_port),
-             "--name", ONVIF_CAMERA, "--user", ONVIF_USER, "--password", ONVIF_PW, "--main-uri", uri, "--sub-uri", uri],
+             "--name", ONVIF_CAMERA, "--user", ONVIF_USER, "--password", ONVIF_PW, "--main-uri", uri, "--sub-uri", uri,
+             "--discovery"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         end = time.monotonic() + 20
         while time.monotonic() < end:
@@ -118,8 +119,11 @@ class UiBox(fixture.Fixture):
                      f'username = "{ONVIF_USER}"\npassword = "{ONVIF_PW}"\n')
         if old not in cfg:
             raise RuntimeError("devbox: the door camera's block is not where it was expected")
+        cfg = cfg.replace(old, new)
+        # Discovery from the Cameras page: out of loopback only.
+        cfg += '\n[onvif]\ndiscovery_interface = "127.0.0.1"\n'
         with open(self.config, "w") as f:
-            f.write(cfg.replace(old, new))
+            f.write(cfg)
 
     def close(self):
         fixture.kill_pid(self.sim)
