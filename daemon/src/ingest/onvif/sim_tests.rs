@@ -180,9 +180,14 @@ fn the_client_talks_to_the_simulator() {
         let wrong = Device::new(url.clone(), Some("admin".into()), Some(Zeroizing::new("nope".into())));
         assert!(matches!(wrong.information().await, Err(OnvifError::NotAuthorized)));
 
-        let found = discovery::probe(std::net::Ipv4Addr::LOCALHOST, Duration::from_millis(1500))
-            .await
-            .unwrap();
-        assert!(found.iter().any(|f| f.xaddr == url && f.name == "front"), "{found:?}");
+        match discovery::probe(std::net::Ipv4Addr::LOCALHOST, Duration::from_millis(1500)).await {
+            Ok(found) => assert!(found.iter().any(|f| f.xaddr == url && f.name == "front"), "{found:?}"),
+            // qemu-aarch64 (user mode, scripts/arm-test) does not emulate the
+            // multicast socket options; a board's kernel has them.
+            Err(OnvifError::Unreachable(e)) if e.contains("os error 92") && cfg!(target_arch = "aarch64") => {
+                println!("SKIPPED discovery: {e} (multicast socket options not emulated here)")
+            }
+            Err(e) => panic!("discovery: {e}"),
+        }
     });
 }
