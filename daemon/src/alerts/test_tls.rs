@@ -139,12 +139,25 @@ pub fn refused_port() -> (tokio::net::TcpSocket, u16) {
     (s, port)
 }
 
+/// A loopback port free now, never handed out before in this process (two
+/// tests asking at once would otherwise both get the port one of them just
+/// let go, and their servers race for it). Another process may still take
+/// it: servers that can bind port 0 themselves should.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..100 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no loopback port that was not handed out already")
 }
 
 pub fn context() -> TransportContext {

@@ -10,11 +10,12 @@ use crate::alerts::test_tls::{self, Pki, Proc};
 use crate::alerts::{SendError, Transport};
 use crate::config::alerts::ChannelConfig;
 
+// The sink binds port 0 itself and prints the port it got: no other test's
+// server can take it between a choice and the bind.
 const SINK: &str = r#"
-import os, ssl, sys, time
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
-port, cert, key, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+import asyncio, os, ssl, sys
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+cert, key, out = sys.argv[1], sys.argv[2], sys.argv[3]
 ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 ctx.load_cert_chain(cert, key)
 class Sink:
@@ -27,10 +28,14 @@ class Sink:
         return "250 OK"
 def auth(server, session, envelope, mechanism, data):
     return AuthResult(success=isinstance(data, LoginPassword) and data.login == b"vigil" and data.password == b"smtp-pass-42", handled=False)
-c = Controller(Sink(), hostname="127.0.0.1", port=port, tls_context=ctx, require_starttls=True,
-               authenticator=auth, auth_require_tls=True)
-c.start()
-time.sleep(600)
+async def main():
+    loop = asyncio.get_running_loop()
+    srv = await loop.create_server(
+        lambda: SMTP(Sink(), hostname="127.0.0.1", tls_context=ctx, require_starttls=True,
+                     authenticator=auth, auth_require_tls=True), "127.0.0.1", 0)
+    print(srv.sockets[0].getsockname()[1], flush=True)
+    await asyncio.sleep(600)
+asyncio.run(main())
 "#;
 
 fn channel(port: u16, ca: &Path, user: bool) -> ChannelConfig {
@@ -57,16 +62,22 @@ async fn starttls_auth_and_headers() {
     }
     let pki = Pki::new();
     let out = tempfile::tempdir().unwrap();
-    let port = test_tls::free_port();
-    let _sink = Proc(
-        std::process::Command::new(&python)
-            .args(["-c", SINK, &port.to_string()])
-            .arg(&pki.cert_path)
-            .arg(&pki.key_path)
-            .arg(out.path())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = std::process::Command::new(&python)
+        .args(["-c", SINK])
+        .arg(&pki.cert_path)
+        .arg(&pki.key_path)
+        .arg(out.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _sink = Proc(child);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+    let port: u16 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("the sink printed {line:?}"));
     test_tls::wait_port(port);
     let ctx = test_tls::context();
     let m = test_tls::message();
