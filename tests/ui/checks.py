@@ -5,7 +5,7 @@ import json
 import time
 
 import pages
-from devbox import CAMERAS, MAIN_SIZE, ONVIF_CAMERA, PASSWORD, SUB_CAMERA, SUB_SIZE
+from devbox import CAMERAS, MAIN_SIZE, ONVIF_CAMERA, ONVIF_PW, ONVIF_USER, PASSWORD, SUB_CAMERA, SUB_SIZE
 
 BAD_URL = "rtsp://127.0.0.1:9/x"
 HOOK_URL = "https://127.0.0.1:9/hook"  # nothing listens: the channel is only stored

@@ -54,10 +54,12 @@ class UiBox(fixture.Fixture):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.sim_port = sock.getsockname()[1]
-        uri = f"rtsp://127.0.0.1:{self.camera_port}/h264"
+        # Its profiles: the 1280x720 camera as main, the first one's 640x360 as sub.
+        main = f"rtsp://127.0.0.1:{self.main_port}/h264"
+        sub = f"rtsp://127.0.0.1:{self.camera_port}/h264"
         self.sim = subprocess.Popen(
             ["/usr/bin/python3", os.path.join(fixture.ROOT, "tests/onvif/sim.py"), "--port", str(self.sim_port),
-             "--name", ONVIF_CAMERA, "--user", ONVIF_USER, "--password", ONVIF_PW, "--main-uri", uri, "--sub-uri", uri,
+             "--name", ONVIF_CAMERA, "--user", ONVIF_USER, "--password", ONVIF_PW, "--main-uri", main, "--sub-uri", sub,
              "--discovery"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         end = time.monotonic() + 20
@@ -86,7 +88,6 @@ class UiBox(fixture.Fixture):
 
     def start_camera(self):
         super().start_camera()
-        self.start_sim()
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
@@ -99,6 +100,7 @@ class UiBox(fixture.Fixture):
         while time.monotonic() < end:
             line = self.main_camera.stdout.readline()
             if line.startswith("READY"):
+                self.start_sim()
                 return
             if not line and self.main_camera.poll() is not None:
                 break
