@@ -229,6 +229,27 @@ impl Index {
         self.conn.execute_batch("PRAGMA cache_size = -256")
     }
 
+    /// Runs `f` on a fresh connection to the existing database at `path`,
+    /// on a blocking thread (for async tasks that write a row now and then:
+    /// a camera's clock or events, an audit entry). Any failure, opening
+    /// included, comes back as its text.
+    pub async fn on_blocking_thread<T, E>(
+        path: &Path,
+        f: impl FnOnce(&Index) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, String>
+    where
+        T: Send + 'static,
+        E: std::fmt::Display,
+    {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let idx = Index::open_existing(&path).map_err(|e| e.to_string())?;
+            f(&idx).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
     /// Opens an existing database without creating or migrating it.
     pub fn open_existing(path: &Path) -> Result<Self, IndexError> {
         let conn =

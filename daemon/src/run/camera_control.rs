@@ -185,17 +185,12 @@ pub async fn ptz(
     };
     // The command's words come from the request: one bounded line in the log.
     let detail = crate::base::text::one_line(&detail, 300);
-    let (db_path, actor, camera) = (db_path.to_path_buf(), actor.to_string(), name.to_string());
-    let audited = tokio::task::spawn_blocking(move || {
-        let idx = crate::db::Index::open_existing(&db_path).map_err(|e| e.to_string())?;
-        audit::append(idx.conn(), &actor, "camera.ptz", &camera, outcome, &detail).map_err(|e| e.to_string())
+    let (actor, camera) = (actor.to_string(), name.to_string());
+    crate::db::Index::on_blocking_thread(db_path, move |idx| {
+        audit::append(idx.conn(), &actor, "camera.ptz", &camera, outcome, &detail)
     })
     .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r);
-    if let Err(e) = audited {
-        return Err(ControlError::Audit(e));
-    }
+    .map_err(ControlError::Audit)?;
     result
 }
 
@@ -276,15 +271,12 @@ pub async fn sync_time(
         Err(e) => (Outcome::Failed, format!("set to {what} failed: {e}"), None),
     };
     let detail = crate::base::text::one_line(&detail, 300);
-    let (db_path, actor, camera) = (db_path.to_path_buf(), actor.to_string(), name.to_string());
-    tokio::task::spawn_blocking(move || {
-        let idx = crate::db::Index::open_existing(&db_path).map_err(|e| e.to_string())?;
+    let (actor, camera) = (actor.to_string(), name.to_string());
+    crate::db::Index::on_blocking_thread(db_path, move |idx| {
         let now = crate::base::clock::now_ns();
-        crate::db::camera_clock::record_sync(&idx, &actor, &camera, outcome, &detail, after, now)
-            .map_err(|e| e.to_string())
+        crate::db::camera_clock::record_sync(idx, &actor, &camera, outcome, &detail, after, now)
     })
     .await
-    .map_err(|e| ControlError::Audit(e.to_string()))?
     .map_err(ControlError::Audit)?;
     result
 }

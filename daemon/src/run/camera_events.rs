@@ -166,33 +166,29 @@ async fn subscription(
 
 /// Closes `camera`'s events still open (their end is now).
 async fn close_open(db_path: &Path, camera: &str) {
-    let (p, camera) = (db_path.to_path_buf(), camera.to_string());
-    let r = tokio::task::spawn_blocking(move || -> Result<usize, String> {
-        let idx = crate::db::Index::open_existing(&p).map_err(|e| e.to_string())?;
-        camera_events::close_open(idx.conn(), &camera, crate::base::clock::now_ns()).map_err(|e| e.to_string())
+    let camera = camera.to_string();
+    let closed = crate::db::Index::on_blocking_thread(db_path, move |idx| {
+        camera_events::close_open(idx.conn(), &camera, crate::base::clock::now_ns())
     })
     .await;
-    if let Ok(Err(e)) = r {
+    if let Err(e) = closed {
         tracing::warn!("closing camera events failed: {e}");
     }
 }
 
 async fn store_events(db_path: &std::path::Path, camera: &str, events: Vec<CameraEvent>, drift_ms: i64) {
-    let (p, camera) = (db_path.to_path_buf(), camera.to_string());
-    let r = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        let idx = crate::db::Index::open_existing(&p).map_err(|e| e.to_string())?;
+    let camera = camera.to_string();
+    let stored = crate::db::Index::on_blocking_thread(db_path, move |idx| {
         for e in events {
             let Some(kind) = EventKind::parse(e.kind) else { continue };
             let at_ns = e.utc_ms.saturating_sub(drift_ms).saturating_mul(1_000_000);
             let topic = crate::base::text::one_line(&e.topic, 200);
-            camera_events::record(idx.conn(), &camera, kind, e.state, at_ns, &topic).map_err(|e| e.to_string())?;
+            camera_events::record(idx.conn(), &camera, kind, e.state, at_ns, &topic)?;
         }
-        Ok(())
+        Ok::<_, rusqlite::Error>(())
     })
     .await;
-    match r {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!("storing camera events failed: {e}"),
-        Err(e) => tracing::warn!("storing camera events failed: {e}"),
+    if let Err(e) = stored {
+        tracing::warn!("storing camera events failed: {e}");
     }
 }

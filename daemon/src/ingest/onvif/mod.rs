@@ -371,20 +371,13 @@ pub async fn measure_clock(
     db_path: &std::path::Path,
 ) -> Result<CameraClock, MeasureError> {
     let clock = device.clock().await?;
-    let (camera, db_path) = (camera.to_string(), db_path.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        let idx = crate::db::Index::open_existing(&db_path).map_err(|e| MeasureError::Db(e.to_string()))?;
-        crate::db::camera_clock::record(
-            &idx,
-            &camera,
-            clock.drift_ms,
-            crate::db::camera_clock::Source::Onvif,
-            crate::base::clock::now_ns(),
-        )
-        .map_err(|e| MeasureError::Db(e.to_string()))
+    let camera = camera.to_string();
+    crate::db::Index::on_blocking_thread(db_path, move |idx| {
+        let source = crate::db::camera_clock::Source::Onvif;
+        crate::db::camera_clock::record(idx, &camera, clock.drift_ms, source, crate::base::clock::now_ns())
     })
     .await
-    .map_err(|e| MeasureError::Db(e.to_string()))??;
+    .map_err(MeasureError::Db)?;
     Ok(clock)
 }
 
