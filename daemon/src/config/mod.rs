@@ -692,13 +692,20 @@ pub fn onvif_url(s: &str) -> Result<url::Url, String> {
             url.scheme()
         ));
     }
+    host_without_credentials(&url)?;
+    Ok(url)
+}
+
+/// A camera's network address names a host and holds no credentials (they
+/// go in `username` and the secrets store, never in a URL that is logged).
+fn host_without_credentials(url: &url::Url) -> Result<(), String> {
     if url.host_str().is_none_or(|h| h.is_empty()) {
-        return Err("has no host".into());
+        return Err("URL has no host".into());
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not hold credentials: give username and password_secret".into());
+        return Err("put credentials in username/password, not in the URL".into());
     }
-    Ok(url)
+    Ok(())
 }
 
 pub fn camera_url(s: &str) -> Result<url::Url, String> {
@@ -713,12 +720,7 @@ pub fn camera_url(s: &str) -> Result<url::Url, String> {
             url.scheme()
         ));
     }
-    if url.host_str().is_none_or(|h| h.is_empty()) {
-        return Err("URL has no host".into());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("put credentials in username/password, not in the URL".into());
-    }
+    host_without_credentials(&url)?;
     Ok(url)
 }
 

@@ -41,18 +41,8 @@ pub fn device_url(address: &str) -> Result<Url, OnboardError> {
     } else {
         Url::parse(&format!("http://{address}/onvif/device_service")).map_err(|e| bad(&e.to_string()))?
     };
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad("use host[:port] or an http:// device service URL"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(bad("it has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad(
-            "give the login with --username and --password-stdin, not in the address",
-        ));
-    }
-    Ok(url)
+    // The same rules as `onvif_url` in vigil.toml.
+    crate::config::onvif_url(url.as_str()).map_err(|m| bad(&m))
 }
 
 /// A camera name from what a camera says (its model) and its address:
