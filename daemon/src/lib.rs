@@ -19,6 +19,7 @@ pub mod db;
 pub mod evidence;
 pub mod ingest;
 pub mod keys;
+pub mod replica;
 pub mod run;
 pub mod storage;
 pub mod web;

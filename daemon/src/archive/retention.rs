@@ -40,6 +40,8 @@ pub struct PassReport {
     pub below_floor: bool,
     /// Recordings kept only because of a legal hold, among those a rule picked.
     pub held_kept: u64,
+    /// Recordings kept until they are replicated (`keep_until_replicated`).
+    pub replica_kept: u64,
 }
 
 /// Reads (available, total) bytes of the recordings filesystem.
@@ -85,6 +87,7 @@ pub fn run_pass(
             }
         }
         rep.held_kept += rows::count_held(index.conn(), pick).map_err(sql_err)?;
+        rep.replica_kept += rows::count_kept_for_replica(index.conn(), pick).map_err(sql_err)?;
     }
 
     // 2. Per-camera size.
@@ -153,6 +156,7 @@ pub fn run_pass(
         if gone.is_empty() {
             rep.below_floor = avail < floor;
             rep.held_kept += rows::count_held(index.conn(), Pick::All).map_err(sql_err)?;
+            rep.replica_kept += rows::count_kept_for_replica(index.conn(), Pick::All).map_err(sql_err)?;
             break;
         }
         rep.deleted.extend(gone.into_iter().map(|r| (r, "free space")));
@@ -295,8 +299,9 @@ pub fn run_thread(
                     let (avail, floor) = rep.space_after.unwrap_or((0, 0));
                     let why = format!(
                         "storage below its free-space floor ({avail} bytes free, floor {floor}) and nothing more may be \
-                         deleted ({} recording(s) under legal hold); recording resumes when space returns",
-                        rep.held_kept
+                         deleted ({} recording(s) under legal hold, {} waiting for off-box replication); recording \
+                         resumes when space returns",
+                        rep.held_kept, rep.replica_kept
                     );
                     if storage.alarm().paused().as_deref() != Some(why.as_str()) {
                         tracing::error!("{why}");
@@ -328,22 +333,24 @@ fn space_alerts(index: &Index, policy: &RetentionPolicy, before: Option<(u64, u6
     let low = (reached || after < floor.saturating_add(policy.headroom(total))).then(|| {
         format!(
             "Free space {} the floor of {} MiB ({} MiB free before retention's pass, {} MiB after; {} recording(s) \
-             deleted, {} kept under legal hold)",
+             deleted, {} kept under legal hold, {} kept until replicated)",
             if reached { "fell below" } else { "stays near" },
             mib(floor),
             mib(start),
             mib(after),
             rep.deleted.len(),
-            rep.held_kept
+            rep.held_kept,
+            rep.replica_kept
         )
     });
     let paused = rep.below_floor.then(|| {
         format!(
             "Recording is paused: {} MiB free is below the floor of {} MiB and nothing more may be deleted \
-             ({} recording(s) under legal hold)",
+             ({} recording(s) under legal hold, {} waiting for off-box replication)",
             mib(after),
             mib(floor),
-            rep.held_kept
+            rep.held_kept,
+            rep.replica_kept
         )
     });
     let now = crate::base::clock::now_ns();

@@ -19,6 +19,17 @@ pub fn format_ns(ns: i64) -> String {
         .unwrap_or_else(|| format!("@{ns}ns"))
 }
 
+/// A length of time for people: `42 s`, `7 min 5 s`, `3 h 20 min`, `2 d 4 h`.
+pub fn format_duration_s(s: i64) -> String {
+    let s = s.max(0);
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min {} s", s / 60, s % 60),
+        3600..=86_399 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -29,3 +40,4 @@ mod tests {
         assert!(parse_rfc3339("yesterday").is_err());
     }
 }
+

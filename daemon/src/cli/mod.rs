@@ -34,6 +34,7 @@ pub mod keys;
 pub mod onvif;
 pub mod provision;
 pub mod recordings;
+pub mod replica;
 pub mod retention;
 pub mod run;
 pub mod secrets;
@@ -95,6 +96,9 @@ pub enum Command {
     Device,
     /// Legal holds: what retention and shredding must keep.
     Hold(hold::Args),
+    /// A box's off-box replica in S3-compatible storage, on any machine:
+    /// list, verify, export an MP4 with the recovery key, restore into a new box.
+    Replica(replica::Args),
     /// The background integrity scrub (re-hashes every recording's ciphertext).
     Fixity(fixity::Args),
     /// After `keys init`: make the device signing key, the HTTPS certificate
@@ -136,6 +140,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Device => device::run(config),
         Command::Hold(args) => hold::run(config, args),
         Command::Fixity(args) => fixity::run(config, args),
+        Command::Replica(args) => replica::run(config, args),
         Command::Provision(args) => provision::run(config, args),
         Command::Board(args) => board::run(args),
         Command::Retention(args) => retention::run(config, args),

@@ -335,6 +335,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
     // Retention and the fixity scrub: plain threads with their own index
     // connections, stopped through one flag at shutdown.
     let background_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let replication = Arc::new(crate::replica::upload::Stats::default());
     let mut background = Vec::new();
     {
         let (st, db, policy, stop) = (
@@ -368,6 +369,24 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             ctx: crate::alerts::channels::context(index.conn(), &config.alerts),
         };
         background.push(crate::alerts::dispatch::spawn(dispatcher, background_stop.clone())?);
+        match &config.replication {
+            Some(r) => {
+                let uploader = crate::replica::upload::Uploader {
+                    db_path: config.db_path.clone(),
+                    storage: storage.clone(),
+                    keyring: keyring.clone(),
+                    config: r.clone(),
+                    keep_local: config.retention.keep_until_replicated,
+                    stats: replication.clone(),
+                };
+                background.push(crate::replica::upload::spawn(uploader, background_stop.clone())?);
+            }
+            None => {
+                if let Ok(n @ 1..) = crate::db::replication::release_all(index.conn()) {
+                    tracing::info!(recordings = n, "replication is off: recordings kept for it may be pruned again");
+                }
+            }
+        }
     }
     let mut tasks = Vec::new();
     let mut egress = None;
@@ -400,6 +419,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         state.retention = config.retention.clone();
         state.alerts = config.alerts.clone();
         state.onvif = config.onvif.clone();
+        state.replication = config.replication.as_ref().map(|r| (r.lag_alert_after_ns, replication.clone()));
         state.provisioned_urls = config
             .cameras
             .iter()

@@ -59,6 +59,31 @@ pub fn run(config_path: &Path) -> Result<(), Failure> {
         ),
         None => println!("storage: {} is not readable", config.storage_dir.display()),
     }
+    match &config.replication {
+        None => println!("replication: off (no [replication] section)"),
+        Some(r) => {
+            let l = crate::db::replication::lag(index.conn()).map_err(|e| Failure::Runtime(e.into()))?;
+            let now = crate::base::clock::now_ns();
+            let behind = match l.oldest_queued_start_ns {
+                None => "up to date".to_string(),
+                Some(t) => format!(
+                    "{} behind, {} recording(s) ({}) waiting",
+                    crate::base::time::format_duration_s((now - t).max(0) / 1_000_000_000),
+                    l.queued,
+                    human_bytes(l.queued_bytes)
+                ),
+            };
+            println!(
+                "replication: {} to {}/{}: {} in the bucket ({}); {behind}{}",
+                r.schedule.describe(),
+                r.endpoint.as_str().trim_end_matches('/'),
+                r.bucket,
+                l.uploaded,
+                human_bytes(l.uploaded_bytes),
+                l.last_error.map(|e| format!("; last error: {e}")).unwrap_or_default()
+            );
+        }
+    }
     let ts = crate::base::host::time_sync();
     println!(
         "clock: {} (max error {} ms)",

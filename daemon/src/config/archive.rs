@@ -23,6 +23,9 @@ pub struct RetentionPolicy {
     pub default_days: Option<u32>,
     pub cameras: HashMap<String, CameraLimits>,
     pub interval: Duration,
+    /// Keep a recording queued for replication until it is uploaded (every
+    /// rule, the free-space floor too: recording pauses rather than delete it).
+    pub keep_until_replicated: bool,
 }
 
 impl Default for RetentionPolicy {
@@ -33,6 +36,7 @@ impl Default for RetentionPolicy {
             default_days: None,
             cameras: HashMap::new(),
             interval: Duration::from_secs(300),
+            keep_until_replicated: false,
         }
     }
 }

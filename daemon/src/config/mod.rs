@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod archive;
 pub mod http;
 pub mod onvif;
+pub mod replication;
 pub mod v4l2_url;
 
 pub const DEFAULT_PATH: &str = "/etc/vigil/vigil.toml";
@@ -47,6 +48,8 @@ struct RawConfig {
     alerts: Option<Spanned<alerts::RawAlerts>>,
     #[serde(default)]
     onvif: Option<Spanned<onvif::RawOnvif>>,
+    #[serde(default)]
+    replication: Option<Spanned<replication::RawReplication>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,6 +78,7 @@ struct RawRetention {
     min_free_bytes: Option<Spanned<u64>>,
     days: Option<Spanned<u32>>,
     interval_seconds: Option<Spanned<u32>>,
+    keep_until_replicated: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,6 +242,8 @@ pub struct Config {
     pub alerts: alerts::AlertsConfig,
     /// `[onvif]`: unset when absent.
     pub onvif: onvif::OnvifConfig,
+    /// `[replication]`: off when absent.
+    pub replication: Option<replication::ReplicationConfig>,
 }
 
 struct Src<'a> {
@@ -584,6 +590,7 @@ impl Config {
                 }
                 retention.interval = Duration::from_secs(u64::from(i.into_inner()));
             }
+            retention.keep_until_replicated = r.keep_until_replicated.unwrap_or(false);
         }
         for c in &cameras {
             retention.cameras.insert(c.name.clone(), c.limits);
@@ -652,10 +659,23 @@ impl Config {
             None => onvif::OnvifConfig::default(),
             Some(o) => onvif::parse(&src, o)?,
         };
+        let replication = match raw.replication {
+            None => None,
+            Some(r) => Some(replication::parse(&src, r)?),
+        };
+        if retention.keep_until_replicated && replication.is_none() {
+            return Err(ConfigError {
+                file: src.file.clone(),
+                line: 1,
+                key: "retention.keep_until_replicated".into(),
+                message: "keep_until_replicated = true needs a [replication] section".into(),
+            });
+        }
 
         Ok(Config {
             alerts,
             onvif,
+            replication,
             board,
             allow_unencrypted_volume,
             retention,
@@ -698,7 +718,7 @@ pub fn onvif_url(s: &str) -> Result<url::Url, String> {
 
 /// A camera's network address names a host and holds no credentials (they
 /// go in `username` and the secrets store, never in a URL that is logged).
-fn host_without_credentials(url: &url::Url) -> Result<(), String> {
+pub(super) fn host_without_credentials(url: &url::Url) -> Result<(), String> {
     if url.host_str().is_none_or(|h| h.is_empty()) {
         return Err("URL has no host".into());
     }

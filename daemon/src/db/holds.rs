@@ -69,11 +69,31 @@ impl Hold {
     }
 }
 
-/// SQL condition, true when recording `r` (aliased `r`) is under an active hold.
-pub const HELD_SQL: &str = "EXISTS (SELECT 1 FROM legal_hold h WHERE h.released_ns IS NULL AND (\
+/// The condition on a hold `h` that it is active and covers recording `r`.
+macro_rules! covers_r {
+    () => {
+        "h.released_ns IS NULL AND (\
        (h.kind = 'recording' AND h.recording_id = r.id) \
     OR (h.kind = 'range' AND h.camera_id = r.camera_id AND h.start_ns < r.end_wall_ns AND h.end_ns > r.start_wall_ns) \
-    OR (h.kind = 'export' AND h.export_id IN (SELECT er.export_id FROM export_recording er WHERE er.recording_id = r.id))))";
+    OR (h.kind = 'export' AND h.export_id IN (SELECT er.export_id FROM export_recording er WHERE er.recording_id = r.id)))"
+    };
+}
+
+/// SQL condition, true when recording `r` (aliased `r`) is under an active hold.
+pub const HELD_SQL: &str = concat!("EXISTS (SELECT 1 FROM legal_hold h WHERE ", covers_r!(), ")");
+
+/// The active holds that cover recording `recording_id`, oldest first.
+pub fn holding(conn: &Connection, recording_id: i64) -> rusqlite::Result<Vec<Hold>> {
+    let sql = concat!(
+        "SELECT {COLUMNS} FROM recording r, legal_hold h LEFT JOIN camera c ON c.id = h.camera_id WHERE r.id = ?1 AND ",
+        covers_r!(),
+        " ORDER BY h.id"
+    )
+    .replace("{COLUMNS}", COLUMNS);
+    let mut st = conn.prepare_cached(&sql)?;
+    let rows = st.query_map([recording_id], from_row)?;
+    rows.collect()
+}
 
 /// Places a hold; returns its id.
 pub fn place(conn: &Connection, target: &HoldTarget, reason: &str, actor: &str) -> Result<i64, HoldError> {

@@ -27,6 +27,7 @@ pub mod holds;
 pub mod keyring;
 pub mod probe;
 pub mod recordings;
+pub mod replication;
 pub mod retention;
 mod schema;
 pub mod secrets;
@@ -54,7 +55,7 @@ pub enum IndexError {
     Io(#[from] std::io::Error),
 }
 
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 #[derive(Clone, Debug)]
 pub struct RecordingRow {
@@ -145,7 +146,7 @@ pub struct Index {
     conn: Connection,
 }
 
-const RECORDING_COLUMNS: &str = "r.id, r.camera_id, c.name, r.file_name, r.key_id, r.codec, r.state, r.start_wall_ns, \
+pub(crate) const RECORDING_COLUMNS: &str = "r.id, r.camera_id, c.name, r.file_name, r.key_id, r.codec, r.state, r.start_wall_ns, \
      r.timescale, r.start_pts, r.end_pts, r.frames, r.chunks, r.bytes, r.sha256, r.end_reason, r.continues_previous";
 
 fn is_busy(e: &rusqlite::Error) -> bool {
@@ -172,7 +173,7 @@ fn insert_chunk(tx: &rusqlite::Transaction<'_>, recording_id: i64, c: &ChunkRow)
     ])
 }
 
-fn recording_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {
+pub(crate) fn recording_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {
     Ok(RecordingRow {
         id: r.get(0)?,
         camera_id: r.get(1)?,

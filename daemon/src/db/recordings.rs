@@ -5,6 +5,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use crate::db::holds::HELD_SQL;
+use crate::db::replication::KEPT_FOR_REPLICA_SQL;
 use crate::db::{Index, IndexError, RecordingRow};
 
 /// A finished recording made up by a benchmark: 60 chunks of H.264, 1 min.
@@ -22,8 +23,8 @@ impl Index {
         self.conn.query_row("SELECT max(id) FROM recording", [], |r| r.get(0))
     }
 
-    /// Step 1 of durable deletion of those of `ids` that are finished and
-    /// under no legal hold, in one IMMEDIATE transaction. Returns the rows
+    /// Step 1 of durable deletion of those of `ids` that are finished, under
+    /// no legal hold and not kept until replicated, in one IMMEDIATE transaction. Returns the rows
     /// queued (their files are for [`Index::garbage`]).
     pub fn queue_unheld_deletions(
         &mut self,
@@ -38,7 +39,10 @@ impl Index {
         for &id in ids {
             let deletable: bool = tx
                 .query_row(
-                    &format!("SELECT r.state != 'writing' AND NOT {HELD_SQL} FROM recording r WHERE r.id = ?1"),
+                    &format!(
+                        "SELECT r.state != 'writing' AND NOT {HELD_SQL} AND NOT {KEPT_FOR_REPLICA_SQL} \
+                         FROM recording r WHERE r.id = ?1"
+                    ),
                     [id],
                     |r| r.get(0),
                 )

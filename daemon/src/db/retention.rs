@@ -5,6 +5,7 @@
 use rusqlite::{Connection, ToSql};
 
 use crate::db::holds::HELD_SQL;
+use crate::db::replication::KEPT_FOR_REPLICA_SQL;
 
 /// The recordings a retention rule looks at.
 #[derive(Clone, Copy, Debug)]
@@ -35,12 +36,13 @@ impl Pick {
 }
 
 /// (id, bytes) of the oldest recordings `pick` selects that are neither
-/// being written nor held, at most `limit`.
+/// being written, nor held, nor waiting for the bucket with
+/// `keep_until_replicated`, at most `limit`.
 pub fn oldest_deletable(conn: &Connection, pick: Pick, limit: usize) -> rusqlite::Result<Vec<(i64, i64)>> {
     pick.with_params(|filter, p| {
         let sql = format!(
             "SELECT r.id, r.bytes FROM recording r WHERE r.state != 'writing' AND {filter} AND NOT {HELD_SQL} \
-             ORDER BY r.start_wall_ns, r.id LIMIT {limit}"
+             AND NOT {KEPT_FOR_REPLICA_SQL} ORDER BY r.start_wall_ns, r.id LIMIT {limit}"
         );
         let mut st = conn.prepare_cached(&sql)?;
         let rows = st.query_map(p, |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -52,6 +54,17 @@ pub fn oldest_deletable(conn: &Connection, pick: Pick, limit: usize) -> rusqlite
 pub fn count_held(conn: &Connection, pick: Pick) -> rusqlite::Result<u64> {
     pick.with_params(|filter, p| {
         let sql = format!("SELECT count(*) FROM recording r WHERE r.state != 'writing' AND {filter} AND {HELD_SQL}");
+        conn.query_row(&sql, p, |r| r.get::<_, i64>(0)).map(|n| n as u64)
+    })
+}
+
+/// How many finished recordings `pick` selects are kept until they are replicated.
+pub fn count_kept_for_replica(conn: &Connection, pick: Pick) -> rusqlite::Result<u64> {
+    pick.with_params(|filter, p| {
+        let sql = format!(
+            "SELECT count(*) FROM recording r WHERE r.state != 'writing' AND {filter} AND NOT {HELD_SQL} \
+             AND {KEPT_FOR_REPLICA_SQL}"
+        );
         conn.query_row(&sql, p, |r| r.get::<_, i64>(0)).map(|n| n as u64)
     })
 }

@@ -317,7 +317,46 @@ CREATE TABLE camera_event (
 CREATE INDEX camera_event_time ON camera_event (start_ns);
 CREATE INDEX camera_event_open ON camera_event (camera, kind, end_ns);
 "#;
+/// Version 11: off-box replication (`db::replication`). A row per recording
+/// queued for the bucket, the parts of a multipart upload in flight (so an
+/// upload resumes after a restart or `kill -9`), the data keys and the audit
+/// head already uploaded, and the target last replicated to.
+const SCHEMA_V11: &str = r#"
+CREATE TABLE replica (
+    recording_id INTEGER PRIMARY KEY REFERENCES recording(id) ON DELETE CASCADE,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'done')),
+    keep_local INTEGER NOT NULL DEFAULT 0,
+    queued_ns INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    upload_id TEXT,
+    part_size INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try_ns INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    uploaded_ns INTEGER,
+    object_key TEXT,
+    holds_stated TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX replica_queue ON replica (state, next_try_ns);
+CREATE TABLE replica_part (
+    recording_id INTEGER NOT NULL REFERENCES replica(recording_id) ON DELETE CASCADE,
+    part_no INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    PRIMARY KEY (recording_id, part_no)
+) WITHOUT ROWID;
+CREATE TABLE replica_key (
+    key_id BLOB PRIMARY KEY,
+    uploaded_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE replica_target (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    target TEXT NOT NULL,
+    since_ns INTEGER NOT NULL,
+    audit_head_entry INTEGER
+);
+"#;
 /// Each step takes the schema from version i to i + 1.
-pub(crate) const MIGRATIONS: [&str; 10] = [
+pub(crate) const MIGRATIONS: [&str; 11] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8, SCHEMA_V9, SCHEMA_V10,
+    SCHEMA_V11,
 ];

@@ -402,6 +402,40 @@ impl Keyring {
         Ok(Some(dek))
     }
 
+    /// Takes in a recording key from elsewhere (a replica restored with the
+    /// recovery key), wrapped under the current KEK, so that the recordings
+    /// it opens can be read here; it never becomes a camera's active key.
+    /// Returns false when the keyring has it already.
+    pub fn adopt_recording_key(&self, dek: &DataKey, camera_id: i64, day: &str) -> Result<bool, KeyError> {
+        if self.lookup(&dek.id())?.is_some() {
+            return Ok(false);
+        }
+        let scope = format!("restored:{}", vigil_format::hex(&dek.id().0));
+        let mut idx = locked(&self.index)?;
+        let tx = rows::Tx::begin(&mut idx)?;
+        let current = keyring_kek_id(&tx)?;
+        let kek = locked(&self.kek)?;
+        if kek.id() != current {
+            return Err(KeyError::Keyring("the key-encryption key is being rotated; try again".into()));
+        }
+        let (nonce, wrapped) = wrap_dek(&kek, dek, Purpose::Recording.as_str(), &scope)?;
+        tx.insert_data_key(&NewDataKey {
+            id: dek.id().0.as_slice(),
+            purpose: Purpose::Recording.as_str(),
+            scope: &scope,
+            camera_id: Some(camera_id),
+            day: Some(day),
+            created_ns: crate::base::clock::now_ns(),
+            kek_id: current.as_slice(),
+            nonce: nonce.as_slice(),
+            wrapped: &wrapped,
+        })?;
+        tx.commit()?;
+        drop(kek);
+        self.cache_put(dek);
+        Ok(true)
+    }
+
     /// The data key `id`, if the keyring still has it.
     pub fn lookup(&self, id: &KeyId) -> Result<Option<DataKey>, KeyError> {
         let row = self.with_index(|idx| Ok(rows::data_key(idx.conn(), id.0.as_slice())?))?;

@@ -154,36 +154,44 @@ impl RecoveryKey {
                 "this is not the recovery key of this keyring (its public key does not match)".into(),
             ));
         }
-        if blob.len() != ESCROW_LEN {
-            return Err(KeyError::Keyring(
-                "escrowed key-encryption key has the wrong length".into(),
-            ));
-        }
-        let mut eph = [0u8; 32];
-        eph.copy_from_slice(&blob[..32]);
-        let shared = self.secret().diffie_hellman(&PublicKey::from(eph));
-        if !shared.was_contributory() {
-            return Err(KeyError::Keyring("escrow blob carries a degenerate public key".into()));
-        }
-        let key = escrow_key(shared.as_bytes(), &eph, recovery_pub);
-        let mut buf = Zeroizing::new(blob[32..].to_vec());
-        let plain = key
-            .open_in_place(
-                Nonce::assume_unique_for_key([0; 12]),
-                Aad::from(escrow_aad(kek_id)),
-                &mut buf,
-            )
-            .map_err(|_| KeyError::Keyring("escrowed key-encryption key failed to authenticate".into()))?;
-        let mut k = [0u8; 32];
-        k.copy_from_slice(plain);
-        let kek = Kek::from_bytes(k);
-        zeroize::Zeroize::zeroize(&mut k);
+        let mut k = self.open_sealed(ESCROW_INFO, &escrow_aad(kek_id), blob, "escrowed key-encryption key")?;
+        let kek = Kek::from_bytes(*k);
+        zeroize::Zeroize::zeroize(&mut *k);
         if kek.id() != *kek_id {
             return Err(KeyError::Keyring(
                 "escrowed key-encryption key does not match its id".into(),
             ));
         }
         Ok(kek)
+    }
+
+    /// Opens a data key that a box wrapped to this recovery key for its
+    /// off-box replica ([`wrap_replica_key`]).
+    pub fn open_replica_key(&self, key_id: &[u8; 8], device_id: &str, blob: &[u8]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        self.open_sealed(REPLICA_INFO, &replica_aad(key_id, device_id), blob, "replicated data key")
+    }
+
+    /// Opens `eph_pub || ciphertext || tag` sealed to this key's public half
+    /// under the HKDF label `info` and the associated data `aad`.
+    fn open_sealed(&self, info: &[u8], aad: &[u8], blob: &[u8], what: &str) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        if blob.len() != ESCROW_LEN {
+            return Err(KeyError::Keyring(format!("{what} has the wrong length")));
+        }
+        let recovery_pub = self.public_key();
+        let mut eph = [0u8; 32];
+        eph.copy_from_slice(&blob[..32]);
+        let shared = self.secret().diffie_hellman(&PublicKey::from(eph));
+        if !shared.was_contributory() {
+            return Err(KeyError::Keyring(format!("{what} carries a degenerate public key")));
+        }
+        let key = sealing_key(shared.as_bytes(), &eph, &recovery_pub, info);
+        let mut buf = Zeroizing::new(blob[32..].to_vec());
+        let plain = key
+            .open_in_place(Nonce::assume_unique_for_key([0; 12]), Aad::from(aad), &mut buf)
+            .map_err(|_| KeyError::Keyring(format!("{what} failed to authenticate (not sealed to this recovery key, or altered)")))?;
+        let mut k = Zeroizing::new([0u8; 32]);
+        k.copy_from_slice(plain);
+        Ok(k)
     }
 }
 
@@ -202,10 +210,13 @@ fn hkdf_expand(ikm: &[u8], salt: &[u8], info: &[u8], out: &mut [u8]) {
     }
 }
 
-fn escrow_key(shared: &[u8; 32], eph_pub: &[u8; 32], recovery_pub: &[u8; 32]) -> LessSafeKey {
+const ESCROW_INFO: &[u8] = b"vigil kek escrow v1";
+const REPLICA_INFO: &[u8] = b"vigil replica dek v1";
+
+fn sealing_key(shared: &[u8; 32], eph_pub: &[u8; 32], recovery_pub: &[u8; 32], info: &[u8]) -> LessSafeKey {
     let mut k = Zeroizing::new([0u8; 32]);
     let salt = [eph_pub.as_slice(), recovery_pub.as_slice()].concat();
-    hkdf_expand(shared, &salt, b"vigil kek escrow v1", &mut k[..]);
+    hkdf_expand(shared, &salt, info, &mut k[..]);
     // A 32-byte key is always a valid ChaCha20-Poly1305 key.
     let unbound = UnboundKey::new(&CHACHA20_POLY1305, &k[..]).unwrap_or_else(|_| unreachable!());
     LessSafeKey::new(unbound)
@@ -218,27 +229,42 @@ fn escrow_aad(kek_id: &[u8; 8]) -> [u8; 28] {
     a
 }
 
-/// Encrypts `kek` to the recovery public key: `eph_pub || ciphertext || tag`.
-pub fn escrow(kek: &Kek, recovery_pub: &[u8; 32]) -> Result<Vec<u8>, KeyError> {
+/// The associated data of a replicated data key: the key id and the device
+/// it belongs to, so a wrapped key moved to another name or box no longer opens.
+fn replica_aad(key_id: &[u8; 8], device_id: &str) -> Vec<u8> {
+    [b"vigil-replica-dek-v1\0".as_slice(), key_id.as_slice(), device_id.as_bytes()].concat()
+}
+
+/// Seals 32 secret bytes to the recovery public key: an ephemeral X25519
+/// key, HKDF-SHA-256 (label `info`), ChaCha20-Poly1305 with `aad`.
+/// Returns `eph_pub || ciphertext || tag`.
+fn seal_to(recovery_pub: &[u8; 32], info: &[u8], aad: &[u8], secret: &[u8; 32]) -> Result<Vec<u8>, KeyError> {
     let eph = StaticSecret::from(random_bytes::<32>()?);
     let eph_pub = PublicKey::from(&eph).to_bytes();
     let shared = eph.diffie_hellman(&PublicKey::from(*recovery_pub));
     if !shared.was_contributory() {
         return Err(KeyError::Keyring("the stored recovery public key is degenerate".into()));
     }
-    let key = escrow_key(shared.as_bytes(), &eph_pub, recovery_pub);
-    let mut buf = kek.bytes().to_vec();
-    key.seal_in_place_append_tag(
-        Nonce::assume_unique_for_key([0; 12]),
-        Aad::from(escrow_aad(&kek.id())),
-        &mut buf,
-    )
-    .map_err(|_| KeyError::Keyring("sealing the escrow failed".into()))?;
+    let key = sealing_key(shared.as_bytes(), &eph_pub, recovery_pub, info);
+    let mut buf = Zeroizing::new(secret.to_vec());
+    key.seal_in_place_append_tag(Nonce::assume_unique_for_key([0; 12]), Aad::from(aad), &mut *buf)
+        .map_err(|_| KeyError::Keyring("sealing to the recovery key failed".into()))?;
     let mut out = Vec::with_capacity(ESCROW_LEN);
     out.extend_from_slice(&eph_pub);
     out.extend_from_slice(&buf);
-    zeroize::Zeroize::zeroize(&mut buf);
     Ok(out)
+}
+
+/// Encrypts `kek` to the recovery public key: `eph_pub || ciphertext || tag`.
+pub fn escrow(kek: &Kek, recovery_pub: &[u8; 32]) -> Result<Vec<u8>, KeyError> {
+    seal_to(recovery_pub, ESCROW_INFO, &escrow_aad(&kek.id()), kek.bytes())
+}
+
+/// Wraps a recording's data key to the recovery public key for the off-box
+/// replica: only the escrowed recovery key opens it
+/// ([`RecoveryKey::open_replica_key`]).
+pub fn wrap_replica_key(recovery_pub: &[u8; 32], key_id: &[u8; 8], device_id: &str, key: &[u8; 32]) -> Result<Vec<u8>, KeyError> {
+    seal_to(recovery_pub, REPLICA_INFO, &replica_aad(key_id, device_id), key)
 }
 
 #[cfg(test)]
@@ -304,5 +330,23 @@ mod tests {
         let mut bad = blob.clone();
         bad[40] ^= 1;
         assert!(r.open_escrow(&r.public_key(), &kek.id(), &bad).is_err());
+    }
+
+    #[test]
+    fn a_replica_key_opens_only_with_its_recovery_key_id_and_device() {
+        let r = RecoveryKey::generate().unwrap();
+        let dek = [7u8; 32];
+        let blob = wrap_replica_key(&r.public_key(), b"keyid123", "vigil-box-a", &dek).unwrap();
+        assert_eq!(*r.open_replica_key(b"keyid123", "vigil-box-a", &blob).unwrap(), dek);
+        assert!(r.open_replica_key(b"keyid124", "vigil-box-a", &blob).is_err());
+        assert!(r.open_replica_key(b"keyid123", "vigil-box-b", &blob).is_err());
+        assert!(RecoveryKey::generate().unwrap().open_replica_key(b"keyid123", "vigil-box-a", &blob).is_err());
+        // Not interchangeable with a KEK escrow of the same bytes.
+        let kek = Kek::from_bytes(dek);
+        let escrowed = escrow(&kek, &r.public_key()).unwrap();
+        assert!(r.open_replica_key(&kek.id(), "vigil-box-a", &escrowed).is_err());
+        let mut bad = blob.clone();
+        bad[50] ^= 1;
+        assert!(r.open_replica_key(b"keyid123", "vigil-box-a", &bad).is_err());
     }
 }

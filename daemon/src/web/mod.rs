@@ -79,6 +79,8 @@ pub struct AppState {
     pub alerts: crate::config::alerts::AlertsConfig,
     /// `[onvif]` of vigil.toml (the discovery interface).
     pub onvif: crate::config::onvif::OnvifConfig,
+    /// With `[replication]`: when lag becomes an alert, and the uploader's counters.
+    pub replication: Option<(i64, Arc<crate::replica::upload::Stats>)>,
     pool: Mutex<Vec<Index>>,
 }
 
@@ -106,6 +108,7 @@ impl AppState {
             transcoders: Arc::default(),
             alerts: Default::default(),
             onvif: Default::default(),
+            replication: None,
             db_path,
             keyring,
             storage,

@@ -54,6 +54,7 @@ pub async fn ready(st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Repl
         Err(_) => (false, (Vec::new(), Vec::new()), 0),
     };
     let (cams, clocks) = cams;
+    let replication = replication_state(&st).await;
     let paused = st.storage.alarm().paused();
     let storage = st.storage.clone();
     let checks = tokio::task::spawn_blocking(move || {
@@ -115,6 +116,7 @@ pub async fn ready(st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Repl
         "warnings": st.volume_warning.iter().collect::<Vec<_>>(),
         "storage_encrypted_volume": st.volume_warning.is_none(),
         "cameras": cameras,
+        "replication": replication,
     });
     let status = if ready {
         StatusCode::OK
@@ -128,6 +130,33 @@ pub async fn ready(st: Arc<AppState>, req: Request<Incoming>, _ctx: Ctx) -> Repl
         ));
     }
     Ok(json_reply(status, &body))
+}
+
+/// `[replication]`'s state for the health check: off, or the queue, the
+/// lag, what was uploaded and the last error.
+async fn replication_state(st: &Arc<AppState>) -> Value {
+    let Some((after_ns, stats)) = st.replication.clone() else {
+        return json!({ "enabled": false });
+    };
+    let now = st.clock.wall_ns();
+    match st.db(|idx| Ok(crate::db::replication::lag(idx.conn())?)).await {
+        Ok(l) => {
+            let lag_s = l.oldest_queued_start_ns.map(|t| (now - t).max(0) / 1_000_000_000).unwrap_or(0);
+            json!({
+                "enabled": true,
+                "queued_recordings": l.queued,
+                "queued_bytes": l.queued_bytes,
+                "oldest_queued_utc": l.oldest_queued_start_ns.map(crate::base::time::format_ns),
+                "lag_seconds": lag_s,
+                "lagging": lag_s * 1_000_000_000 > after_ns,
+                "uploaded_recordings": l.uploaded,
+                "uploaded_bytes": l.uploaded_bytes,
+                "last_uploaded_utc": l.last_uploaded_ns.map(crate::base::time::format_ns),
+                "last_error": stats.blocked().or(l.last_error),
+            })
+        }
+        Err(_) => json!({ "enabled": true, "last_error": "the database does not answer" }),
+    }
 }
 
 /// `GET /metrics`.
@@ -244,6 +273,48 @@ pub async fn metrics(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> R
             })
             .collect(),
     );
+    if let Some((_, stats)) = st.replication.clone() {
+        let l = st.db(|idx| Ok(crate::db::replication::lag(idx.conn())?)).await?;
+        let lag = l.oldest_queued_start_ns.map(|t| (now - t).max(0) / 1_000_000_000).unwrap_or(0);
+        metric(
+            "vigil_replication_lag_seconds",
+            "age of the oldest recording not yet in the bucket (0: none waiting)",
+            "gauge",
+            vec![(String::new(), lag.to_string())],
+        );
+        metric(
+            "vigil_replication_queued_bytes",
+            "bytes of recordings waiting for the bucket",
+            "gauge",
+            vec![(String::new(), l.queued_bytes.to_string())],
+        );
+        metric(
+            "vigil_replication_queued_recordings",
+            "recordings waiting for the bucket",
+            "gauge",
+            vec![(String::new(), l.queued.to_string())],
+        );
+        metric(
+            "vigil_replication_uploaded_total",
+            "recordings in the bucket",
+            "counter",
+            vec![(String::new(), l.uploaded.to_string())],
+        );
+        let sent = stats.bytes_sent.load(Ordering::Relaxed);
+        let errors = stats.errors.load(Ordering::Relaxed);
+        metric(
+            "vigil_replication_sent_bytes_total",
+            "bytes sent to the bucket since the start (a part sent again counts again)",
+            "counter",
+            vec![(String::new(), sent.to_string())],
+        );
+        metric(
+            "vigil_replication_errors_total",
+            "failed replication steps since the start",
+            "counter",
+            vec![(String::new(), errors.to_string())],
+        );
+    }
     let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed).to_string();
     metric(
         "vigil_http_requests_total",

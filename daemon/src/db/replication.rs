@@ -1,0 +1,285 @@
+//! Off-box replication's state in the index: which finished recordings are
+//! queued for the bucket, a multipart upload in flight and its parts (so it
+//! resumes after a restart or `kill -9` instead of starting again), the data
+//! keys and the audit head already uploaded, the target, and the lag.
+//! The uploader is `replica::upload`; retention reads
+//! [`KEPT_FOR_REPLICA_SQL`].
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::db::alerts::{self, Kind};
+use crate::db::audit::{self, Outcome};
+use crate::db::holds::{self, Hold, HELD_SQL};
+use crate::db::{recording_from_row, RecordingRow, RECORDING_COLUMNS};
+
+/// True for a recording `r` that must stay on this box until it is uploaded.
+pub const KEPT_FOR_REPLICA_SQL: &str =
+    "EXISTS (SELECT 1 FROM replica q WHERE q.recording_id = r.id AND q.state = 'queued' AND q.keep_local = 1)";
+
+/// One recording waiting for the bucket.
+#[derive(Clone, Debug)]
+pub struct Queued {
+    pub rec: RecordingRow,
+    /// The multipart upload in flight and its part size, if one was begun.
+    pub upload_id: Option<String>,
+    pub part_size: Option<i64>,
+    pub attempts: i64,
+}
+
+/// How far behind the bucket is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lag {
+    pub queued: u64,
+    pub queued_bytes: u64,
+    /// Start of the oldest recording still waiting.
+    pub oldest_queued_start_ns: Option<i64>,
+    pub uploaded: u64,
+    pub uploaded_bytes: u64,
+    pub last_uploaded_ns: Option<i64>,
+    /// The latest failure among the waiting ones.
+    pub last_error: Option<String>,
+}
+
+/// Records the target (`endpoint/bucket/prefix`) replicated to, auditing a
+/// change (`replication.target`), and brings every waiting recording's
+/// keep-local flag in line with the configuration. Returns whether the
+/// target changed.
+pub fn set_target(conn: &Connection, actor: &str, target: &str, keep_local: bool, now_ns: i64) -> rusqlite::Result<bool> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let old: Option<String> = tx
+        .query_row("SELECT target FROM replica_target WHERE id = 1", [], |r| r.get(0))
+        .optional()?;
+    let changed = old.as_deref() != Some(target);
+    if changed {
+        tx.execute(
+            "INSERT INTO replica_target (id, target, since_ns, audit_head_entry) VALUES (1, ?1, ?2, NULL) \
+             ON CONFLICT (id) DO UPDATE SET target = ?1, since_ns = ?2, audit_head_entry = NULL",
+            params![target, now_ns],
+        )?;
+        // A new bucket holds none of the keys yet.
+        tx.execute("DELETE FROM replica_key", [])?;
+        let detail = match &old {
+            Some(o) => format!("from {o}"),
+            None => "first target".into(),
+        };
+        audit::append(&tx, actor, "replication.target", target, Outcome::Ok, &detail)?;
+    }
+    tx.execute("UPDATE replica SET keep_local = ?1 WHERE state = 'queued'", [i64::from(keep_local)])?;
+    tx.commit()?;
+    Ok(changed)
+}
+
+/// Replication is off: nothing is kept on its account any more.
+pub fn release_all(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.execute("UPDATE replica SET keep_local = 0 WHERE keep_local = 1", [])
+}
+
+/// Queues every finished recording of `cameras` (empty: all) not queued
+/// before. Returns how many were queued.
+pub fn enqueue(conn: &Connection, cameras: &[String], keep_local: bool, now_ns: i64) -> rusqlite::Result<usize> {
+    let list = serde_json::to_string(cameras).unwrap_or_else(|_| "[]".into());
+    conn.prepare_cached(
+        "INSERT INTO replica (recording_id, state, keep_local, queued_ns, bytes) \
+         SELECT r.id, 'queued', ?1, ?2, r.bytes FROM recording r JOIN camera c ON c.id = r.camera_id \
+         WHERE r.state != 'writing' AND r.sha256 IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM replica q WHERE q.recording_id = r.id) \
+         AND (?3 = '[]' OR c.name IN (SELECT value FROM json_each(?3)))",
+    )?
+    .execute(params![i64::from(keep_local), now_ns, list])
+}
+
+/// The oldest waiting recording that is due (its back-off has passed).
+pub fn next_due(conn: &Connection, now_ns: i64) -> rusqlite::Result<Option<Queued>> {
+    let sql = format!(
+        "SELECT {RECORDING_COLUMNS}, q.upload_id, q.part_size, q.attempts FROM replica q \
+         JOIN recording r ON r.id = q.recording_id JOIN camera c ON c.id = r.camera_id \
+         WHERE q.state = 'queued' AND q.next_try_ns <= ?1 ORDER BY r.start_wall_ns, r.id LIMIT 1"
+    );
+    conn.prepare_cached(&sql)?
+        .query_row([now_ns], |row| {
+            Ok(Queued {
+                rec: recording_from_row(row)?,
+                upload_id: row.get(17)?,
+                part_size: row.get(18)?,
+                attempts: row.get(19)?,
+            })
+        })
+        .optional()
+}
+
+/// A multipart upload was begun: its id is kept so a restart resumes it.
+pub fn begin_multipart(conn: &Connection, recording_id: i64, upload_id: &str, part_size: i64) -> rusqlite::Result<()> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute("DELETE FROM replica_part WHERE recording_id = ?1", [recording_id])?;
+    tx.execute(
+        "UPDATE replica SET upload_id = ?2, part_size = ?3 WHERE recording_id = ?1",
+        params![recording_id, upload_id, part_size],
+    )?;
+    tx.commit()
+}
+
+/// Part `part_no` (from 1) is in the bucket with this ETag.
+pub fn record_part(conn: &Connection, recording_id: i64, part_no: i64, etag: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO replica_part (recording_id, part_no, etag) VALUES (?1, ?2, ?3)")?
+        .execute(params![recording_id, part_no, etag])
+        .map(|_| ())
+}
+
+/// The parts already uploaded, by part number.
+pub fn parts(conn: &Connection, recording_id: i64) -> rusqlite::Result<Vec<(i64, String)>> {
+    let mut st = conn.prepare_cached("SELECT part_no, etag FROM replica_part WHERE recording_id = ?1 ORDER BY part_no")?;
+    let rows = st.query_map([recording_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// The bucket no longer knows the upload (aborted or expired): start again.
+pub fn forget_multipart(conn: &Connection, recording_id: i64) -> rusqlite::Result<()> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute("DELETE FROM replica_part WHERE recording_id = ?1", [recording_id])?;
+    tx.execute("UPDATE replica SET upload_id = NULL, part_size = NULL WHERE recording_id = ?1", [recording_id])?;
+    tx.commit()
+}
+
+/// The recording and its manifest are in the bucket; the manifest names
+/// the holds `holds_stated` (their ids, comma-joined).
+pub fn mark_done(conn: &Connection, recording_id: i64, object_key: &str, holds_stated: &str, now_ns: i64) -> rusqlite::Result<()> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute("DELETE FROM replica_part WHERE recording_id = ?1", [recording_id])?;
+    tx.execute(
+        "UPDATE replica SET state = 'done', uploaded_ns = ?2, object_key = ?3, upload_id = NULL, part_size = NULL, \
+         last_error = NULL, holds_stated = ?4 WHERE recording_id = ?1",
+        params![recording_id, now_ns, object_key, holds_stated],
+    )?;
+    tx.commit()
+}
+
+/// The ids of `holds`, as a manifest states them and [`mark_done`] keeps them.
+pub fn hold_ids(holds: &[Hold]) -> String {
+    holds.iter().map(|h| h.id.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// Uploaded recordings whose manifest no longer states their holds (a hold
+/// placed or released since), with the holds that cover them now.
+pub fn restatable(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<(RecordingRow, Vec<Hold>)>> {
+    let sql = format!(
+        "SELECT {RECORDING_COLUMNS}, q.holds_stated FROM replica q JOIN recording r ON r.id = q.recording_id \
+         JOIN camera c ON c.id = r.camera_id WHERE q.state = 'done' AND (q.holds_stated != '' OR {HELD_SQL}) \
+         ORDER BY r.id"
+    );
+    let mut st = conn.prepare_cached(&sql)?;
+    let rows: Vec<(RecordingRow, String)> = st
+        .query_map([], |row| Ok((recording_from_row(row)?, row.get(17)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::new();
+    for (rec, stated) in rows {
+        let now = holds::holding(conn, rec.id)?;
+        if hold_ids(&now) != stated {
+            out.push((rec, now));
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The manifest of an uploaded recording was uploaded again, stating these holds.
+pub fn restated(conn: &Connection, recording_id: i64, holds_stated: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE replica SET holds_stated = ?2 WHERE recording_id = ?1",
+        params![recording_id, holds_stated],
+    )
+    .map(|_| ())
+}
+
+/// An attempt failed: try again at `next_try_ns`.
+pub fn mark_failed(conn: &Connection, recording_id: i64, error: &str, next_try_ns: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE replica SET attempts = attempts + 1, last_error = ?2, next_try_ns = ?3 WHERE recording_id = ?1",
+        params![recording_id, crate::base::text::one_line(error, 500), next_try_ns],
+    )
+    .map(|_| ())
+}
+
+/// Every waiting recording is due now (the store came back).
+pub fn retry_now(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.execute("UPDATE replica SET next_try_ns = 0 WHERE state = 'queued' AND next_try_ns > 0", [])
+}
+
+pub fn key_uploaded(conn: &Connection, key_id: &[u8]) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM replica_key WHERE key_id = ?1")?
+        .query_row([key_id], |_| Ok(()))
+        .optional()
+        .map(|o| o.is_some())
+}
+
+pub fn record_key_uploaded(conn: &Connection, key_id: &[u8], now_ns: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO replica_key (key_id, uploaded_ns) VALUES (?1, ?2)")?
+        .execute(params![key_id, now_ns])
+        .map(|_| ())
+}
+
+/// The audit entry whose signed head was uploaded last.
+pub fn audit_head_uploaded(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.query_row("SELECT audit_head_entry FROM replica_target WHERE id = 1", [], |r| r.get(0))
+        .optional()
+        .map(Option::flatten)
+}
+
+pub fn record_audit_head(conn: &Connection, entry: i64) -> rusqlite::Result<()> {
+    conn.execute("UPDATE replica_target SET audit_head_entry = ?1 WHERE id = 1", [entry])
+        .map(|_| ())
+}
+
+/// The queue and what has been uploaded.
+pub fn lag(conn: &Connection) -> rusqlite::Result<Lag> {
+    let (queued, queued_bytes, oldest): (i64, i64, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT count(*), coalesce(sum(q.bytes), 0), min(r.start_wall_ns) FROM replica q \
+             JOIN recording r ON r.id = q.recording_id WHERE q.state = 'queued'",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let (uploaded, uploaded_bytes, last): (i64, i64, Option<i64>) = conn
+        .prepare_cached("SELECT count(*), coalesce(sum(bytes), 0), max(uploaded_ns) FROM replica WHERE state = 'done'")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let last_error: Option<String> = conn
+        .prepare_cached(
+            "SELECT last_error FROM replica WHERE state = 'queued' AND last_error IS NOT NULL \
+             ORDER BY next_try_ns DESC LIMIT 1",
+        )?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(Lag {
+        queued: queued as u64,
+        queued_bytes: queued_bytes as u64,
+        oldest_queued_start_ns: oldest,
+        uploaded: uploaded as u64,
+        uploaded_bytes: uploaded_bytes as u64,
+        last_uploaded_ns: last,
+        last_error,
+    })
+}
+
+/// Raises `replication.lagging` while the oldest waiting recording started
+/// more than `after_ns` ago, clears it once the bucket has caught up.
+pub fn judge_lag(conn: &Connection, after_ns: i64, now_ns: i64) -> rusqlite::Result<Lag> {
+    let l = lag(conn)?;
+    let behind = l.oldest_queued_start_ns.map(|t| now_ns - t).filter(|&age| age > after_ns);
+    let message = behind.map(|age| {
+        format!(
+            "Off-box replication is {} min behind: {} recording(s), {} MiB waiting{}",
+            age / 60_000_000_000,
+            l.queued,
+            l.queued_bytes >> 20,
+            l.last_error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default()
+        )
+    });
+    alerts::set_now(conn, Kind::ReplicationLagging, "", message.as_deref(), now_ns)?;
+    Ok(l)
+}
+
+/// The recording whose ciphertext has this SHA-256 (a restored copy), if any.
+pub fn recording_with_sha256(conn: &Connection, sha256: &[u8]) -> rusqlite::Result<Option<i64>> {
+    conn.query_row("SELECT id FROM recording WHERE sha256 = ?1 LIMIT 1", [sha256], |r| r.get(0))
+        .optional()
+}

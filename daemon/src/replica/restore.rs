@@ -1,0 +1,286 @@
+//! Footage back out of a replica with the escrowed recovery key, on any
+//! machine: the data keys are opened from their key documents, each
+//! recording is downloaded and checked against its signed manifest, its
+//! index row is rebuilt from the manifest and the file itself, and then
+//! either an MP4 is exported (from a temporary archive that is deleted
+//! afterwards) or the recordings join a new box's storage, byte for byte as
+//! the old box wrote them, their keys wrapped under the new box's KEK.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use ring::digest;
+use vigil_format::hex;
+use vigil_format::keys::{parse_key_id, DataKey, KeyId, KeyLookup, KeyUnavailable};
+use vigil_format::vseg::SegmentReader;
+
+use super::objects::RecordingManifest;
+use super::remote::Remote;
+use super::ReplicaError;
+use crate::db::{ChunkRow, Index, NewRecording};
+use crate::keys::keyring::Keyring;
+use crate::keys::recovery::RecoveryKey;
+use crate::storage::Storage;
+
+/// Data keys opened with the recovery key.
+#[derive(Default)]
+pub struct ReplicaKeys(HashMap<KeyId, DataKey>);
+
+impl KeyLookup for ReplicaKeys {
+    fn data_key(&self, id: &KeyId) -> Result<Option<DataKey>, KeyUnavailable> {
+        Ok(self.0.get(id).cloned())
+    }
+    fn recording_key(&self, _camera_id: i64, _wall_ns: i64) -> Result<DataKey, KeyUnavailable> {
+        Err(KeyUnavailable("a replica is read-only".into()))
+    }
+}
+
+/// Opens the data keys `manifests` name with the recovery key.
+pub async fn open_keys(remote: &Remote, recovery: &RecoveryKey, manifests: &[RecordingManifest]) -> Result<ReplicaKeys, ReplicaError> {
+    let recovery_pub = hex(&recovery.public_key());
+    if recovery_pub != remote.device.recovery_public_key_hex {
+        return Err(ReplicaError::Key(crate::keys::KeyError::Recovery(format!(
+            "this is not the recovery key of {} (its public key does not match the one in device.json)",
+            remote.device.device_id
+        ))));
+    }
+    let mut keys = ReplicaKeys::default();
+    for m in manifests {
+        let id = parse_key_id(&m.key_id).ok_or_else(|| ReplicaError::Integrity(format!("{}: bad key id", m.object)))?;
+        if keys.0.contains_key(&id) {
+            continue;
+        }
+        let doc = remote.key_doc(&m.key_id).await?;
+        let wrapped = parse_hex(&doc.wrapped_hex)
+            .ok_or_else(|| ReplicaError::Integrity(format!("keys/{}.json: the wrapped key is not hex", m.key_id)))?;
+        let bytes = recovery.open_replica_key(&id.0, &remote.device.device_id, &wrapped)?;
+        keys.0.insert(id, DataKey::new(id, *bytes));
+    }
+    Ok(keys)
+}
+
+fn new_file_id() -> Result<[u8; 16], ReplicaError> {
+    crate::keys::random_bytes::<16>().map_err(|e| ReplicaError::Other(e.to_string()))
+}
+
+fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Downloads a recording to `dest` (through `dest.partial`, fsynced), after
+/// checking its length and SHA-256 against the signed manifest.
+pub async fn fetch(remote: &Remote, m: &RecordingManifest, dest: &Path) -> Result<(), ReplicaError> {
+    let data = remote
+        .bucket
+        .get(&m.object)
+        .await?
+        .ok_or_else(|| ReplicaError::Integrity(format!("{}: missing (its manifest names it)", m.object)))?;
+    let sha = digest::digest(&digest::SHA256, &data);
+    if data.len() as u64 != m.bytes || hex(sha.as_ref()) != m.ciphertext_sha256 {
+        return Err(ReplicaError::Integrity(format!(
+            "{}: altered: it does not match its signed manifest (run `vigil replica verify`)",
+            m.object
+        )));
+    }
+    let partial = dest.with_extension("partial");
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&partial)?;
+        f.write_all(&data)?;
+        f.sync_all()?;
+        std::fs::rename(&partial, dest)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        ReplicaError::io(dest, e)
+    })
+}
+
+/// Rebuilds the index row of a downloaded recording at `file_name` from its
+/// manifest and the file's own records. Returns the new row's id.
+pub fn index_recording(
+    index: &mut Index,
+    storage: &Storage,
+    keys: &dyn KeyLookup,
+    m: &RecordingManifest,
+    file_name: &str,
+) -> Result<i64, ReplicaError> {
+    let path = storage.path_of(file_name);
+    let mut reader = SegmentReader::open(&path, keys).map_err(|e| ReplicaError::Integrity(e.to_string()))?;
+    let scan = reader.scan().map_err(|e| ReplicaError::Integrity(e.to_string()))?;
+    if let Some(e) = scan.error {
+        return Err(ReplicaError::Integrity(format!("{}: {e}", m.object)));
+    }
+    let r = &m.recording;
+    let camera_id = index.camera_id(&r.camera)?;
+    let id = index.insert_recording(&NewRecording {
+        camera_id,
+        file_name,
+        file_id: &scan.header.file_id,
+        key_id: &scan.header.key_id.0,
+        codec: &r.codec,
+        start_wall_ns: r.start_wall_ns,
+        observed_wall_ns: r.start_wall_ns,
+        timescale: r.timescale,
+        start_pts: r.start_pts,
+        bytes: scan.file_len as i64,
+        gap_alert_after_ns: None,
+    })?;
+    let chunks: Vec<ChunkRow> = scan
+        .chunks
+        .iter()
+        .map(|c| ChunkRow {
+            idx: c.pos.index as i64,
+            offset: c.pos.offset as i64,
+            len: c.pos.len as i64,
+            first_pts: c.first_pts,
+            duration: c.duration,
+            frames: i64::from(c.frames),
+            key_frame: c.key_frame,
+        })
+        .collect();
+    index.replace_chunks(id, &chunks)?;
+    let state = if r.state == "recovered" { "recovered" } else { "complete" };
+    index.finish_recording(
+        id,
+        state,
+        scan.summary.frames as i64,
+        i64::from(scan.summary.media_chunks),
+        scan.summary.end_pts,
+        scan.file_len as i64,
+        &scan.sha256,
+        "restored from the replica",
+    )?;
+    if r.continues_previous {
+        index.mark_continuous(id)?;
+    }
+    Ok(id)
+}
+
+/// The manifests of `camera` that overlap `[start_ns, end_ns)`.
+pub async fn in_range(remote: &Remote, camera: &str, start_ns: i64, end_ns: i64) -> Result<Vec<RecordingManifest>, ReplicaError> {
+    Ok(remote
+        .manifests(Some(camera))
+        .await?
+        .into_iter()
+        .filter(|m| m.recording.camera == camera && m.recording.start_wall_ns < end_ns && m.end_wall_ns() > start_ns)
+        .collect())
+}
+
+/// `vigil replica export`: an MP4 of `camera` from `start_ns` to `end_ns`
+/// straight from the bucket, through a temporary archive under `work`.
+pub async fn export(
+    remote: &Remote,
+    recovery: &RecoveryKey,
+    camera: &str,
+    start_ns: i64,
+    end_ns: i64,
+    out: &Path,
+    work: &Path,
+) -> Result<crate::evidence::export::ExportReport, ReplicaError> {
+    let manifests = in_range(remote, camera, start_ns, end_ns).await?;
+    if manifests.is_empty() {
+        return Err(ReplicaError::Other(format!(
+            "the replica has no recording of {camera} between those times"
+        )));
+    }
+    let keys = open_keys(remote, recovery, &manifests).await?;
+    let mut storage = Storage::new(&work.join("recordings"));
+    storage.ensure().map_err(|e| ReplicaError::Other(e.to_string()))?;
+    let mut index = Index::open(&work.join("replica.db"))?;
+    for m in &manifests {
+        let file_name = storage
+            .new_file_name(camera, &new_file_id()?)
+            .map_err(|e| ReplicaError::Other(e.to_string()))?;
+        fetch(remote, m, &storage.path_of(&file_name)).await?;
+        index_recording(&mut index, &storage, &keys, m, &file_name)?;
+    }
+    let archive = crate::evidence::plan::Archive {
+        index: &index,
+        storage: &storage,
+        keys: &keys,
+    };
+    crate::evidence::export::export_to_file(archive, "replica", camera, start_ns, end_ns, out)
+        .map_err(|e| ReplicaError::Other(e.to_string()))
+}
+
+/// What `restore` did.
+#[derive(Debug, Default)]
+pub struct RestoreReport {
+    pub restored: u64,
+    pub already: u64,
+    pub bytes: u64,
+    pub keys_adopted: u64,
+}
+
+/// `vigil replica restore`: every recording of the replica (or of `camera`)
+/// into this box's storage and index, unless a recording with the same
+/// ciphertext is here already. Audited (`replica.restore`).
+pub async fn restore(
+    remote: &Remote,
+    recovery: &RecoveryKey,
+    keyring: &Keyring,
+    storage: &Storage,
+    camera: Option<&str>,
+    actor: &str,
+) -> Result<RestoreReport, ReplicaError> {
+    let manifests = remote.manifests(camera).await?;
+    let keys = open_keys(remote, recovery, &manifests).await?;
+    let mut index = Index::open_existing(keyring.db_path())?;
+    let mut rep = RestoreReport::default();
+    let result = async {
+        for m in &manifests {
+            let sha = parse_hex(&m.ciphertext_sha256).unwrap_or_default();
+            if crate::db::replication::recording_with_sha256(index.conn(), &sha)?.is_some() {
+                rep.already += 1;
+                continue;
+            }
+            let r = &m.recording;
+            let camera_id = index.camera_id(&r.camera)?;
+            let id = parse_key_id(&m.key_id).ok_or_else(|| ReplicaError::Integrity(format!("{}: bad key id", m.object)))?;
+            let key = keys
+                .0
+                .get(&id)
+                .ok_or_else(|| ReplicaError::Integrity(format!("{}: its key was not opened", m.object)))?;
+            if keyring.adopt_recording_key(key, camera_id, &crate::keys::wrap::utc_day(r.start_wall_ns))? {
+                rep.keys_adopted += 1;
+            }
+            let file_name = storage
+                .new_file_name(&r.camera, &new_file_id()?)
+                .map_err(|e| ReplicaError::Other(e.to_string()))?;
+            fetch(remote, m, &storage.path_of(&file_name)).await?;
+            index_recording(&mut index, storage, &keys, m, &file_name)?;
+            rep.restored += 1;
+            rep.bytes += m.bytes;
+        }
+        Ok::<(), ReplicaError>(())
+    }
+    .await;
+    let (outcome, detail) = match &result {
+        Ok(()) => (crate::db::audit::Outcome::Ok, String::new()),
+        Err(e) => (crate::db::audit::Outcome::Failed, format!("; stopped: {e}")),
+    };
+    let _ = crate::db::audit::append(
+        index.conn(),
+        actor,
+        "replica.restore",
+        &remote.device.device_id,
+        outcome,
+        &format!(
+            "from {}: {} recording(s) restored ({} bytes), {} already here, {} key(s) adopted{detail}",
+            remote.bucket.describe(),
+            rep.restored,
+            rep.bytes,
+            rep.already,
+            rep.keys_adopted
+        ),
+    );
+    result.map(|()| rep)
+}
