@@ -75,6 +75,17 @@ impl Schedule {
         }
     }
 
+    /// How long uploads are held back each day (0 for `always`).
+    pub fn closed_ns(&self) -> i64 {
+        match *self {
+            Schedule::Always => 0,
+            Schedule::Window { from_min, to_min } => {
+                let open = (i64::from(to_min) - i64::from(from_min)).rem_euclid(1440);
+                (1440 - open) * 60_000_000_000
+            }
+        }
+    }
+
     pub fn describe(&self) -> String {
         match *self {
             Schedule::Always => "always".into(),
@@ -286,6 +297,8 @@ mod tests {
         let at = |h: i64, m: i64| (h * 3600 + m * 60) * 1_000_000_000 + 3 * 86_400_000_000_000;
         assert!(night.open_at(at(23, 0)) && night.open_at(at(0, 0)) && night.open_at(at(5, 59)));
         assert!(!night.open_at(at(6, 0)) && !night.open_at(at(12, 0)) && !night.open_at(at(21, 59)));
+        assert_eq!(night.closed_ns(), 16 * 3_600_000_000_000);
+        assert_eq!(Schedule::Always.closed_ns(), 0);
         let day = Schedule::parse("09:30-17:00").unwrap();
         assert!(day.open_at(at(9, 30)) && !day.open_at(at(17, 0)) && !day.open_at(at(9, 29)));
         for bad in ["", "9-17", "24:00-01:00", "10:00-10:00", "10:60-11:00", "never"] {

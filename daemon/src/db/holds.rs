@@ -82,6 +82,11 @@ macro_rules! covers_r {
 /// SQL condition, true when recording `r` (aliased `r`) is under an active hold.
 pub const HELD_SQL: &str = concat!("EXISTS (SELECT 1 FROM legal_hold h WHERE ", covers_r!(), ")");
 
+/// True for a recording `r` that must stay on this box until it is in the
+/// off-box replica (`keep_until_replicated`; `db::replication` keeps the queue).
+pub const KEPT_FOR_REPLICA_SQL: &str =
+    "EXISTS (SELECT 1 FROM replica q WHERE q.recording_id = r.id AND q.state = 'queued' AND q.keep_local = 1)";
+
 /// The active holds that cover recording `recording_id`, oldest first.
 pub fn holding(conn: &Connection, recording_id: i64) -> rusqlite::Result<Vec<Hold>> {
     let sql = concat!(

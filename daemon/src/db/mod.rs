@@ -109,6 +109,21 @@ pub struct ChunkRow {
     pub key_frame: bool,
 }
 
+impl From<&vigil_format::vseg::ScannedChunk> for ChunkRow {
+    /// The row of a chunk found by reading its file (crash recovery, a restore).
+    fn from(c: &vigil_format::vseg::ScannedChunk) -> Self {
+        ChunkRow {
+            idx: c.pos.index as i64,
+            offset: c.pos.offset as i64,
+            len: c.pos.len as i64,
+            first_pts: c.first_pts,
+            duration: c.duration,
+            frames: i64::from(c.frames),
+            key_frame: c.key_frame,
+        }
+    }
+}
+
 pub struct NewRecording<'a> {
     pub camera_id: i64,
     pub file_name: &'a str,
@@ -653,6 +668,8 @@ impl Index {
             "UPDATE recording SET file_name = ?2, file_id = ?3, key_id = ?4, sha256 = ?5 WHERE id = ?1",
             params![id, new.file_name, new.file_id, new.key_id, new.sha256],
         )?;
+        // New ciphertext under a new key: the replica must get it again.
+        replication::requeue_in(&tx, Some(id))?;
         tx.execute("DELETE FROM garbage WHERE file_name = ?1", [new.file_name])?;
         tx.execute(
             "INSERT OR REPLACE INTO garbage (file_name, recording_id, reason, queued_ns) VALUES (?1, ?2, ?3, ?4)",

@@ -4,8 +4,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use crate::db::holds::HELD_SQL;
-use crate::db::replication::KEPT_FOR_REPLICA_SQL;
+use crate::db::holds::{HELD_SQL, KEPT_FOR_REPLICA_SQL};
 use crate::db::{Index, IndexError, RecordingRow};
 
 /// A finished recording made up by a benchmark: 60 chunks of H.264, 1 min.

@@ -3,7 +3,7 @@
 //! resumes after a restart or `kill -9` instead of starting again), the data
 //! keys and the audit head already uploaded, the target, and the lag.
 //! The uploader is `replica::upload`; retention reads
-//! [`KEPT_FOR_REPLICA_SQL`].
+//! [`crate::db::holds::KEPT_FOR_REPLICA_SQL`].
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -12,9 +12,6 @@ use crate::db::audit::{self, Outcome};
 use crate::db::holds::{self, Hold, HELD_SQL};
 use crate::db::{recording_from_row, RecordingRow, RECORDING_COLUMNS};
 
-/// True for a recording `r` that must stay on this box until it is uploaded.
-pub const KEPT_FOR_REPLICA_SQL: &str =
-    "EXISTS (SELECT 1 FROM replica q WHERE q.recording_id = r.id AND q.state = 'queued' AND q.keep_local = 1)";
 
 /// One recording waiting for the bucket.
 #[derive(Clone, Debug)]
@@ -56,8 +53,9 @@ pub fn set_target(conn: &Connection, actor: &str, target: &str, keep_local: bool
              ON CONFLICT (id) DO UPDATE SET target = ?1, since_ns = ?2, audit_head_entry = NULL",
             params![target, now_ns],
         )?;
-        // A new bucket holds none of the keys yet.
+        // A new bucket holds nothing yet: every recording and key goes again.
         tx.execute("DELETE FROM replica_key", [])?;
+        requeue_in(&tx, None)?;
         let detail = match &old {
             Some(o) => format!("from {o}"),
             None => "first target".into(),
@@ -67,6 +65,37 @@ pub fn set_target(conn: &Connection, actor: &str, target: &str, keep_local: bool
     tx.execute("UPDATE replica SET keep_local = ?1 WHERE state = 'queued'", [i64::from(keep_local)])?;
     tx.commit()?;
     Ok(changed)
+}
+
+/// Puts recording `id` (every recording: None) back in the queue, as if
+/// never uploaded: its file changed (re-encryption), or the target did.
+pub fn requeue_in(conn: &Connection, id: Option<i64>) -> rusqlite::Result<()> {
+    conn.execute(
+        "DELETE FROM replica_part WHERE ?1 IS NULL OR recording_id = ?1",
+        [id],
+    )?;
+    conn.execute(
+        "UPDATE replica SET state = 'queued', upload_id = NULL, part_size = NULL, attempts = 0, next_try_ns = 0, \
+         last_error = NULL, uploaded_ns = NULL, object_key = NULL, holds_stated = '', \
+         bytes = (SELECT r.bytes FROM recording r WHERE r.id = replica.recording_id) \
+         WHERE ?1 IS NULL OR recording_id = ?1",
+        [id],
+    )?;
+    Ok(())
+}
+
+/// Forgets waiting recordings of cameras no longer replicated (`cameras`
+/// narrowed; empty: all are). Returns how many.
+pub fn forget_uncovered(conn: &Connection, cameras: &[String]) -> rusqlite::Result<usize> {
+    if cameras.is_empty() {
+        return Ok(0);
+    }
+    let list = serde_json::to_string(cameras).unwrap_or_else(|_| "[]".into());
+    conn.execute(
+        "DELETE FROM replica WHERE state = 'queued' AND recording_id IN (SELECT r.id FROM recording r \
+         JOIN camera c ON c.id = r.camera_id WHERE c.name NOT IN (SELECT value FROM json_each(?1)))",
+        [list],
+    )
 }
 
 /// Replication is off: nothing is kept on its account any more.
@@ -201,11 +230,6 @@ pub fn mark_failed(conn: &Connection, recording_id: i64, error: &str, next_try_n
     .map(|_| ())
 }
 
-/// Every waiting recording is due now (the store came back).
-pub fn retry_now(conn: &Connection) -> rusqlite::Result<usize> {
-    conn.execute("UPDATE replica SET next_try_ns = 0 WHERE state = 'queued' AND next_try_ns > 0", [])
-}
-
 pub fn key_uploaded(conn: &Connection, key_id: &[u8]) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM replica_key WHERE key_id = ?1")?
         .query_row([key_id], |_| Ok(()))
@@ -282,4 +306,162 @@ pub fn judge_lag(conn: &Connection, after_ns: i64, now_ns: i64) -> rusqlite::Res
 pub fn recording_with_sha256(conn: &Connection, sha256: &[u8]) -> rusqlite::Result<Option<i64>> {
     conn.query_row("SELECT id FROM recording WHERE sha256 = ?1 LIMIT 1", [sha256], |r| r.get(0))
         .optional()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::holds::HoldTarget;
+    use crate::db::recordings::SyntheticRecording;
+    use crate::db::retention::{oldest_deletable, Pick};
+
+    const MIN: i64 = 60_000_000_000;
+
+    /// An index with `n` finished recordings of cam (1 min each, from t=0)
+    /// and 1 of other, hashed.
+    fn index(n: i64) -> (tempfile::TempDir, Index) {
+        let d = tempfile::tempdir().unwrap();
+        let mut idx = Index::open(&d.path().join("v.db")).unwrap();
+        let cam = idx.camera_id("cam").unwrap();
+        let other = idx.camera_id("other").unwrap();
+        let mut rows: Vec<SyntheticRecording> = (0..n)
+            .map(|i| SyntheticRecording {
+                camera_id: cam,
+                file_name: format!("cam/{i}.vseg"),
+                file_id: vec![i as u8; 16],
+                start_wall_ns: i * MIN,
+                end_wall_ns: (i + 1) * MIN,
+            })
+            .collect();
+        rows.push(SyntheticRecording {
+            camera_id: other,
+            file_name: "other/0.vseg".into(),
+            file_id: vec![99; 16],
+            start_wall_ns: 0,
+            end_wall_ns: MIN,
+        });
+        idx.insert_synthetic_recordings(&rows).unwrap();
+        idx.conn().execute("UPDATE recording SET sha256 = x'01'", []).unwrap();
+        (d, idx)
+    }
+
+    #[test]
+    fn recordings_queue_oldest_first_for_the_cameras_named_and_only_once() {
+        let (_d, idx) = index(3);
+        let c = idx.conn();
+        assert_eq!(enqueue(c, &["cam".to_string()], true, 5).unwrap(), 3);
+        assert_eq!(enqueue(c, &["cam".to_string()], true, 6).unwrap(), 0, "queued once");
+        let first = next_due(c, 10).unwrap().unwrap();
+        assert_eq!((first.rec.start_wall_ns, first.upload_id.as_deref()), (0, None));
+        let l = lag(c).unwrap();
+        assert_eq!((l.queued, l.queued_bytes, l.oldest_queued_start_ns), (3, 90_000_000, Some(0)));
+        // The other camera only when all are replicated.
+        assert_eq!(enqueue(c, &[], false, 7).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_multipart_upload_is_remembered_until_done_and_a_failure_waits() {
+        let (_d, idx) = index(2);
+        let c = idx.conn();
+        enqueue(c, &[], false, 0).unwrap();
+        let q = next_due(c, 0).unwrap().unwrap();
+        begin_multipart(c, q.rec.id, "upload-1", 8 << 20).unwrap();
+        record_part(c, q.rec.id, 1, "etag-1").unwrap();
+        // What a restart (or kill -9) finds:
+        let again = next_due(c, 0).unwrap().unwrap();
+        assert_eq!((again.rec.id, again.upload_id.as_deref(), again.part_size), (q.rec.id, Some("upload-1"), Some(8 << 20)));
+        assert_eq!(parts(c, q.rec.id).unwrap(), vec![(1, "etag-1".to_string())]);
+        mark_failed(c, q.rec.id, "store down", 1_000).unwrap();
+        assert_ne!(next_due(c, 999).unwrap().unwrap().rec.id, q.rec.id, "waits its back-off");
+        assert_eq!(lag(c).unwrap().last_error.as_deref(), Some("store down"));
+        assert_eq!(next_due(c, 1_000).unwrap().unwrap().rec.id, q.rec.id);
+        mark_done(c, q.rec.id, "box/recordings/x.vseg", "", 5).unwrap();
+        assert!(parts(c, q.rec.id).unwrap().is_empty());
+        let l = lag(c).unwrap();
+        assert_eq!((l.queued, l.uploaded, l.last_uploaded_ns), (2, 1, Some(5)));
+    }
+
+    #[test]
+    fn retention_keeps_what_waits_for_the_bucket_only_while_asked_to() {
+        let (_d, mut idx) = index(3);
+        enqueue(idx.conn(), &[], true, 0).unwrap();
+        let cam = idx.camera_id("cam").unwrap();
+        let pick = Pick::EndedBy { camera_id: cam, end_ns: 10 * MIN };
+        assert!(oldest_deletable(idx.conn(), pick, 10).unwrap().is_empty());
+        let first = next_due(idx.conn(), 0).unwrap().unwrap().rec.id;
+        mark_done(idx.conn(), first, "k", "", 1).unwrap();
+        assert_eq!(oldest_deletable(idx.conn(), pick, 10).unwrap().len(), 1, "replicated: may go");
+        assert!(idx.queue_unheld_deletions(&[first + 1], "t", 2).unwrap().is_empty(), "still waiting");
+        release_all(idx.conn()).unwrap();
+        assert_eq!(oldest_deletable(idx.conn(), pick, 10).unwrap().len(), 3);
+        // Deleting a recording forgets its queue row.
+        idx.queue_unheld_deletions(&[first], "t", 3).unwrap();
+        assert_eq!(idx.conn().query_row("SELECT count(*) FROM replica", [], |r| r.get::<_, i64>(0)).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_hold_placed_or_released_after_upload_makes_the_manifest_restatable() {
+        let (_d, idx) = index(2);
+        let c = idx.conn();
+        enqueue(c, &[], false, 0).unwrap();
+        let id = next_due(c, 0).unwrap().unwrap().rec.id;
+        mark_done(c, id, "k", "", 1).unwrap();
+        assert!(restatable(c, 10).unwrap().is_empty());
+        let h = holds::place(c, &HoldTarget::Recording(id), "case 7", "t").unwrap();
+        let r = restatable(c, 10).unwrap();
+        assert_eq!((r.len(), r[0].0.id, hold_ids(&r[0].1)), (1, id, h.to_string()));
+        restated(c, id, &h.to_string()).unwrap();
+        assert!(restatable(c, 10).unwrap().is_empty());
+        holds::release(c, h, "closed", "t").unwrap();
+        assert_eq!(restatable(c, 10).unwrap()[0].1.len(), 0, "released: restated with no hold");
+    }
+
+    #[test]
+    fn lag_beyond_the_limit_is_an_alert_that_clears_when_caught_up() {
+        let (_d, idx) = index(1);
+        let c = idx.conn();
+        enqueue(c, &["cam".to_string()], false, 0).unwrap();
+        judge_lag(c, 30 * MIN, 10 * MIN).unwrap();
+        let open = |c: &Connection| crate::db::alerts::open(c).unwrap().into_iter().filter(|a| a.code == "replication.lagging").count();
+        assert_eq!(open(c), 0, "10 min behind is within the limit");
+        judge_lag(c, 30 * MIN, 40 * MIN).unwrap();
+        assert_eq!(open(c), 1);
+        let id = next_due(c, 0).unwrap().unwrap().rec.id;
+        mark_done(c, id, "k", "", 1).unwrap();
+        judge_lag(c, 30 * MIN, 41 * MIN).unwrap();
+        assert_eq!(open(c), 0);
+    }
+
+    #[test]
+    fn a_changed_file_goes_again_and_a_camera_no_longer_covered_is_forgotten() {
+        let (_d, idx) = index(2);
+        let c = idx.conn();
+        enqueue(c, &[], false, 0).unwrap();
+        let id = next_due(c, 0).unwrap().unwrap().rec.id;
+        mark_done(c, id, "k", "", 1).unwrap();
+        requeue_in(c, Some(id)).unwrap();
+        assert_eq!(lag(c).unwrap().queued, 3);
+        assert_eq!(forget_uncovered(c, &["other".to_string()]).unwrap(), 2);
+        assert_eq!(lag(c).unwrap().queued, 1);
+    }
+
+    #[test]
+    fn a_new_target_is_audited_once_and_forgets_the_uploaded_keys() {
+        let (_d, idx) = index(1);
+        let c = idx.conn();
+        assert!(set_target(c, "daemon", "http://s3/b/p", true, 1).unwrap());
+        record_key_uploaded(c, b"12345678", 1).unwrap();
+        assert!(!set_target(c, "daemon", "http://s3/b/p", true, 2).unwrap());
+        assert!(key_uploaded(c, b"12345678").unwrap());
+        enqueue(c, &[], false, 2).unwrap();
+        let id = next_due(c, 2).unwrap().unwrap().rec.id;
+        mark_done(c, id, "k", "", 2).unwrap();
+        assert!(set_target(c, "daemon", "http://s3/b/other", false, 3).unwrap());
+        assert!(!key_uploaded(c, b"12345678").unwrap());
+        assert_eq!(lag(c).unwrap().uploaded, 0, "everything goes to the new target");
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM audit_log WHERE action = 'replication.target'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2);
+    }
 }

@@ -4,8 +4,7 @@
 
 use rusqlite::{Connection, ToSql};
 
-use crate::db::holds::HELD_SQL;
-use crate::db::replication::KEPT_FOR_REPLICA_SQL;
+use crate::db::holds::{HELD_SQL, KEPT_FOR_REPLICA_SQL};
 
 /// The recordings a retention rule looks at.
 #[derive(Clone, Copy, Debug)]

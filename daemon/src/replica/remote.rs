@@ -12,8 +12,8 @@ use super::objects::{self, DeviceDoc, KeyDoc, RecordingManifest};
 use super::store::{Bucket, Target};
 use super::{names, ReplicaError};
 
-/// The most objects a listing reads (a year of 8 cameras is ~4.2 million
-/// recordings: list by camera beyond that).
+/// The most objects a listing reads: 3 per recording, so about 145 days of
+/// 8 cameras with 1-minute recordings (`list --camera` reads one camera).
 pub const MAX_OBJECTS: usize = 5_000_000;
 
 /// A box's replica, its identity checked.

@@ -136,15 +136,7 @@ pub fn index_recording(
     let chunks: Vec<ChunkRow> = scan
         .chunks
         .iter()
-        .map(|c| ChunkRow {
-            idx: c.pos.index as i64,
-            offset: c.pos.offset as i64,
-            len: c.pos.len as i64,
-            first_pts: c.first_pts,
-            duration: c.duration,
-            frames: i64::from(c.frames),
-            key_frame: c.key_frame,
-        })
+        .map(ChunkRow::from)
         .collect();
     index.replace_chunks(id, &chunks)?;
     let state = if r.state == "recovered" { "recovered" } else { "complete" };

@@ -121,9 +121,33 @@ struct Session {
 }
 
 impl Uploader {
+    /// Queues finished recordings and judges the lag: done even while the
+    /// bucket cannot be reached, so `keep_until_replicated` keeps them and
+    /// the lag shows. With a schedule window, the lag counts only beyond
+    /// the hours uploads are held back.
+    fn keep_books(&self, index: &Index, now: i64) {
+        let after = self.config.lag_alert_after_ns + self.config.schedule.closed_ns();
+        let r = rows::enqueue(index.conn(), &self.config.cameras, self.keep_local, now)
+            .and_then(|_| rows::judge_lag(index.conn(), after, now));
+        if let Err(e) = r {
+            tracing::warn!("replication: cannot update the queue: {e}");
+        }
+    }
+
     async fn run(self, stop: Arc<AtomicBool>) {
         let mut backoff = Duration::from_secs(1);
+        let books = Index::open_existing(&self.db_path).ok();
+        if let Some(idx) = &books {
+            match rows::forget_uncovered(idx.conn(), &self.config.cameras) {
+                Ok(n @ 1..) => tracing::info!(recordings = n, "replication: no longer waiting for cameras not listed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("replication: {e}"),
+            }
+        }
         let session = loop {
+            if let Some(idx) = &books {
+                self.keep_books(idx, crate::base::clock::now_ns());
+            }
             match self.set_up() {
                 Ok(s) => break s,
                 Err(e) => {
@@ -146,9 +170,7 @@ impl Uploader {
             let now = crate::base::clock::now_ns();
             if last_judged.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
                 last_judged = Some(std::time::Instant::now());
-                if let Err(e) = rows::judge_lag(session.index.conn(), self.config.lag_alert_after_ns, now) {
-                    tracing::warn!("replication: cannot judge the lag: {e}");
-                }
+                self.keep_books(&session.index, now);
             }
             if !self.config.schedule.open_at(now) {
                 if nap(Duration::from_secs(15), &stop).await {
@@ -347,7 +369,7 @@ impl Uploader {
         self.upload_manifest(s, &stem, rec, &holds).await?;
         rows::mark_done(s.index.conn(), rec.id, &object, &rows::hold_ids(&holds), crate::base::clock::now_ns())?;
         self.stats.recordings_uploaded.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(recording = rec.id, bytes = size, object = %object, resumed = q.upload_id.is_some(), "replicated");
+        tracing::info!(recording = rec.id, bytes = size, object = %object, resumed = q.upload_id.is_some(), sent = !already, "replicated");
         Ok(())
     }
 

@@ -216,15 +216,7 @@ impl Storage {
             .scan
             .chunks
             .iter()
-            .map(|c| ChunkRow {
-                idx: c.pos.index as i64,
-                offset: c.pos.offset as i64,
-                len: c.pos.len as i64,
-                first_pts: c.first_pts,
-                duration: c.duration,
-                frames: i64::from(c.frames),
-                key_frame: c.key_frame,
-            })
+            .map(ChunkRow::from)
             .collect();
         index.replace_chunks(row.id, &chunks)?;
         let s = r.finished.summary;

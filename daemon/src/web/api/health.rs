@@ -295,9 +295,9 @@ pub async fn metrics(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> R
             vec![(String::new(), l.queued.to_string())],
         );
         metric(
-            "vigil_replication_uploaded_total",
-            "recordings in the bucket",
-            "counter",
+            "vigil_replication_uploaded_recordings",
+            "recordings kept on this box that are in the bucket",
+            "gauge",
             vec![(String::new(), l.uploaded.to_string())],
         );
         let sent = stats.bytes_sent.load(Ordering::Relaxed);

@@ -67,6 +67,8 @@ function alerts(health, cams) {
     if (health.time_synchronised === false) alert("The clock is not synchronised (NTP): timestamps may drift.");
     if (health.storage_paused) alert("Recording is paused: the storage is full or failing.");
     if (health.fixity_failures > 0) alert(health.fixity_failures + " recording(s) failed the integrity check.");
+    const rep = health.replication;
+    if (rep && rep.enabled && rep.lagging) alert("Off-box copies are " + fmtAge(rep.lag_seconds) + " behind (" + rep.queued_recordings + " recording(s), " + fmtBytes(rep.queued_bytes) + " waiting)" + (rep.last_error ? ": " + plainError({ message: rep.last_error }) : "."));
     for (const w of health.warnings || []) alert(String(w));
     for (const c of health.cameras || []) {
       const d = c.clock_drift_ms;
@@ -308,6 +310,31 @@ function storagePanel(st, health) {
     axis.appendChild(text(document.createElement("span"), "recorded per day (max " + fmtBytes(max) + ")"));
     axis.appendChild(text(document.createElement("span"), list[list.length - 1].day));
   }
+  replicationLine(days, health);
   const est = st.retained_days_estimate;
   text(days, typeof est === "number" ? "About " + (est >= 10 ? Math.round(est) : est.toFixed(1)) + " days of recordings are kept at the current rate." : "Not enough recordings yet to estimate how many days are kept.");
+}
+
+// ---- off-box copies: the lag, below the storage panel ----
+function fmtAge(s) {
+  if (typeof s !== "number") return "?";
+  if (s < 60) return s + " s";
+  if (s < 3600) return Math.round(s / 60) + " min";
+  if (s < 86400) return (s / 3600).toFixed(1) + " h";
+  return (s / 86400).toFixed(1) + " days";
+}
+
+function replicationLine(after, health) {
+  let line = document.getElementById("storage-replication");
+  if (!line) {
+    line = Object.assign(document.createElement("p"), { id: "storage-replication", className: "muted" });
+    after.after(line);
+  }
+  const rep = health && health.replication;
+  line.hidden = !(rep && rep.enabled);
+  if (line.hidden) return;
+  let s = "Off-box copies: " + rep.uploaded_recordings + " recording(s) in the bucket";
+  s += rep.queued_recordings ? "; " + rep.queued_recordings + " waiting (" + fmtBytes(rep.queued_bytes) + "), the oldest " + fmtAge(rep.lag_seconds) + " old" : "; up to date";
+  if (rep.last_error) s += ". Last error: " + plainError({ message: rep.last_error });
+  text(line, s + ".");
 }
