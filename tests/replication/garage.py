@@ -222,7 +222,9 @@ class GarageCluster:
 
     def stop_all(self, timeout_s=20):
         """SIGTERM every node (Garage shuts down cleanly), SIGKILL the ones
-        still alive after timeout_s."""
+        still alive after timeout_s. A node's S3 server waits up to 10 s for
+        its open client connections (boto3 keeps them alive: close() the
+        clients first for a quick stop)."""
         for node in self.nodes:
             if node.running:
                 node.proc.send_signal(signal.SIGTERM)
@@ -367,6 +369,7 @@ class GarageCluster:
     def _env(self):
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "garage=info")
+        env["NO_COLOR"] = "1"
         env.pop("GARAGE_RPC_HOST", None)
         env.pop("GARAGE_CONFIG_FILE", None)
         return env
