@@ -251,11 +251,11 @@ def run_checks(cluster, state):
     check("multipart upload, 2 x 5 MiB, ChecksumAlgorithm SHA256, per-part x-amz-checksum-sha256",
           multipart)
 
-    def refused_part(key, **part_args):
-        """Starts a SHA256 multipart upload, sends part 1 correctly and part 2
-        with part_args (a mismatching checksum); part 2 must be refused and
-        leave no part; then part 2 is sent correctly and the object completes
-        intact. Returns (status, code, message, upload id, parts)."""
+    def refused_part(key):
+        """Starts a SHA256 multipart upload of two random 5 MiB parts and
+        sends part 1 correctly; the caller sends part 2 wrongly, then
+        finish() checks that it left no part and completes the upload.
+        Returns (upload id, parts, part 1's response)."""
         parts = [os.urandom(PART_SIZE), os.urandom(PART_SIZE)]
         mpu = s3.create_multipart_upload(Bucket=BUCKET, Key=key, ChecksumAlgorithm="SHA256")
         upload_id = mpu["UploadId"]
