@@ -44,6 +44,7 @@ sys.path.insert(0, HERE)
 import fixture  # noqa: E402  (tests/hostile/fixture.py)
 from fixture import kill_pid, wait_for  # noqa: E402
 from garage import GarageCluster  # noqa: E402
+from swtpm import Swtpm  # noqa: E402
 
 RESULTS = []
 T0 = time.monotonic()
@@ -69,10 +70,21 @@ class Box(fixture.Fixture):
     SEGMENT_SECONDS = 20
     PLAIN_LISTEN = False
 
-    def __init__(self, vigil_bin, replication, keep=False, cameras=True):
+    def __init__(self, vigil_bin, replication, keep=False, cameras=True, tpm=None):
         super().__init__(vigil_bin, keep=keep)
         self.replication = replication
         self.with_cameras = cameras
+        self.tpm = tpm
+
+    def env(self, **extra):
+        env = self.tpm.env() if self.tpm else dict(os.environ)
+        env.update(extra)
+        return env
+
+    def cli(self, *args, stdin=None, timeout=120):
+        env = self.env(VIGIL_LOG="warn", NO_COLOR="1")
+        return subprocess.run([self.bin, "--config", self.config, *args], input=stdin, capture_output=True,
+                              text=True, timeout=timeout, env=env)
 
     def start_camera(self):
         if not self.with_cameras:
@@ -99,6 +111,14 @@ class Box(fixture.Fixture):
             with open(self.config) as f:
                 text = f.read()
             text = re.sub(r"\[\[camera\]\]\nname = \"[^\"]+\"\nurl = \"[^\"]+\"\n\n", "", text)
+            with open(self.config, "w") as f:
+                f.write(text)
+        if self.tpm:
+            with open(self.config) as f:
+                text = f.read()
+            text = re.sub(r'\[keys\]\nsource = "file"\nfile = "[^"]+"\n', self.tpm.keys_toml(self.dir), text)
+            if "credential" not in text:
+                raise RuntimeError("could not put the TPM's key source in the second box's config")
             with open(self.config, "w") as f:
                 f.write(text)
         with open(self.config, "a") as f:
@@ -293,8 +313,13 @@ def scenario_box(args, cluster, work):
         twice = {k: v for k, v in lines.items() if len(v) > 1}
         sent = box.metric("vigil_replication_sent_bytes_total") or 0
         sizes = box.query("SELECT coalesce(sum(bytes), 0) FROM replica WHERE state = 'done'")[0][0]
-        check("no recording was uploaded twice", not twice,
-              f"{len(lines)} recordings replicated once each; this run sent {sent} bytes")
+        # Bytes this run of the daemon stored (counted per part or object the
+        # store accepted) against the recordings it finished: a byte stored
+        # twice would make the first larger.
+        run2 = [int(m.group(1)) for m in re.finditer(r"replicated.*?bytes=(\d+)", box.current_log())]
+        check("no recording was uploaded twice", not twice and 0 < sent <= sum(run2),
+              f"{len(lines)} recordings replicated once each; since the restart {sent} bytes stored for "
+              f"{len(run2)} recordings of {sum(run2)} bytes")
         health = box.health()
         check("lag is in /health/ready, /metrics and vigil status",
               health.get("enabled") is True and "lag_seconds" in health and box.metric(
@@ -345,12 +370,27 @@ def scenario_box(args, cluster, work):
         check("vigil replica verify passes", o.returncode == 0 and "RESULT: INTACT" in o.stdout,
               (o.stdout + o.stderr).strip().splitlines()[0] if (o.stdout + o.stderr).strip() else "")
 
+        # The fingerprint the installer wrote down (the provisioning report's).
+        dev = box.cli("device").stdout
+        m = re.search(r"fingerprint: ([0-9a-f]{64})", dev)
+        box1_fingerprint = m.group(1) if m else ""
+        o = replica_cli(args.vigil, cluster, "box1", "list", "--expect-fingerprint", box1_fingerprint)
+        check("vigil replica list with the box's pinned fingerprint", o.returncode == 0 and "as expected" in o.stderr
+              and f"{total} recording(s)" in o.stdout, (o.stdout.strip().splitlines() or [""])[-1])
+        o = replica_cli(args.vigil, cluster, "box1", "verify", "--expect-fingerprint", "ab" * 32)
+        check("a replica whose signing key is not the pinned one is refused", o.returncode == 1
+              and "not the expected" in o.stderr, o.stderr.strip().splitlines()[-1] if o.stderr.strip() else "")
+
         # 3. Restore on a second box with only the recovery key.
         box1_frames = frames_of(mp4)
-        box2 = Box(args.vigil, "", keep=args.keep, cameras=False)
+        tpm = Swtpm().start()
+        box2 = Box(args.vigil, "", keep=args.keep, cameras=False, tpm=tpm)
         box2.replication = ""
         try:
             box2.provision()
+            st = box2.cli("keys", "status").stdout
+            check("the second box seals its own key with a new (software) TPM", "systemd credential" in st,
+                  next((l.strip() for l in st.splitlines() if "systemd credential" in l), st.strip()[-200:]))
             out2 = os.path.join(work, "box2-replica-export.mp4")
             o = replica_cli(args.vigil, cluster, "box1", "export", "--recovery-key-file", box.recovery_key_file,
                             "--camera", "cam1", "--start", rfc(s_ns), "--end", rfc(e_ns), "--out", out2)
@@ -367,9 +407,10 @@ def scenario_box(args, cluster, work):
             o = subprocess.run([args.vigil, *env_cfg, "replica", "restore", "--recovery-key-file", box.recovery_key_file,
                                 "--camera", "cam1", "--endpoint", cluster.s3_endpoint(0), "--allow-http",
                                 "--region", "garage", "--bucket", BUCKET, "--prefix", "box1", "--access-key-id",
-                                cluster.access_key_id], capture_output=True, text=True, timeout=300,
-                               env=dict(os.environ, VIGIL_REPLICA_SECRET_ACCESS_KEY=cluster.secret_access_key,
-                                        VIGIL_LOG="warn"))
+                                cluster.access_key_id, "--expect-fingerprint", box1_fingerprint],
+                               capture_output=True, text=True, timeout=300,
+                               env=box2.env(VIGIL_REPLICA_SECRET_ACCESS_KEY=cluster.secret_access_key,
+                                            VIGIL_LOG="warn"))
             out3 = os.path.join(work, "box2-restored-export.mp4")
             o2 = box2.cli("export", "--camera", "cam1", "--start", rfc(s_ns), "--end", rfc(e_ns), "--out", out3)
             f3 = frames_of(out3) if o2.returncode == 0 else None
@@ -381,6 +422,7 @@ def scenario_box(args, cluster, work):
                   (o.stdout + o.stderr).strip().splitlines()[-1] if (o.stdout + o.stderr).strip() else "")
         finally:
             box2.close()
+            tpm.close()
 
         # 2. Tampering through the S3 API.
         victim = sorted(vsegs)[len(vsegs) // 2]

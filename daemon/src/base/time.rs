@@ -40,4 +40,3 @@ mod tests {
         assert!(parse_rfc3339("yesterday").is_err());
     }
 }
-

@@ -137,9 +137,14 @@ fn target(config: &Path, a: &Args) -> Result<(Target, String), Failure> {
     let virtual_host = match a.addressing.as_str() {
         "path" => false,
         "virtual-host" => true,
-        other => return Err(Failure::Usage(format!("--addressing {other}: give path or virtual-host"))),
+        other => {
+            return Err(Failure::Usage(format!(
+                "--addressing {other}: give path or virtual-host"
+            )))
+        }
     };
-    let secret = env_secret.ok_or_else(|| Failure::Usage(format!("set {SECRET_ENV} to the bucket's secret access key")))?;
+    let secret =
+        env_secret.ok_or_else(|| Failure::Usage(format!("set {SECRET_ENV} to the bucket's secret access key")))?;
     Ok((
         Target {
             endpoint,
@@ -232,7 +237,10 @@ pub fn run(config: &Path, args: Args) -> Result<(), Failure> {
 
 /// A scratch directory beside the output (same filesystem), removed on drop.
 fn tempfile_dir(out: &Path) -> Result<TempDir, Failure> {
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let dir = parent.join(format!(".vigil-replica-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| Failure::Usage(format!("{}: {e}", dir.display())))?;
     Ok(TempDir(dir))
@@ -259,7 +267,10 @@ async fn list(remote: &Remote, camera: Option<&str>, json: bool) -> Result<(), F
         println!("{v}");
         return Ok(());
     }
-    println!("{:<8} {:<16} {:<24} {:<24} {:>7} {:>11}  holds", "id", "camera", "start", "end", "frames", "bytes");
+    println!(
+        "{:<8} {:<16} {:<24} {:<24} {:>7} {:>11}  holds",
+        "id", "camera", "start", "end", "frames", "bytes"
+    );
     for m in &ms {
         let r = &m.recording;
         println!(
@@ -273,7 +284,11 @@ async fn list(remote: &Remote, camera: Option<&str>, json: bool) -> Result<(), F
             m.legal_holds.len()
         );
     }
-    println!("{} recording(s), {} bytes", ms.len(), ms.iter().map(|m| m.bytes).sum::<u64>());
+    println!(
+        "{} recording(s), {} bytes",
+        ms.len(),
+        ms.iter().map(|m| m.bytes).sum::<u64>()
+    );
     Ok(())
 }
 
@@ -293,5 +308,8 @@ async fn verify(remote: &Remote) -> Result<(), Failure> {
     for p in &rep.problems {
         println!("PROBLEM: {p}");
     }
-    Err(Failure::Integrity(format!("{} problem(s) in the replica", rep.problems.len())))
+    Err(Failure::Integrity(format!(
+        "{} problem(s) in the replica",
+        rep.problems.len()
+    )))
 }

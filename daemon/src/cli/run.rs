@@ -383,7 +383,10 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             }
             None => {
                 if let Ok(n @ 1..) = crate::db::replication::release_all(index.conn()) {
-                    tracing::info!(recordings = n, "replication is off: recordings kept for it may be pruned again");
+                    tracing::info!(
+                        recordings = n,
+                        "replication is off: recordings kept for it may be pruned again"
+                    );
                 }
             }
         }
@@ -419,7 +422,10 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         state.retention = config.retention.clone();
         state.alerts = config.alerts.clone();
         state.onvif = config.onvif.clone();
-        state.replication = config.replication.as_ref().map(|r| (r.lag_alert_after_ns, replication.clone()));
+        state.replication = config
+            .replication
+            .as_ref()
+            .map(|r| (r.lag_alert_after_ns, replication.clone()));
         state.provisioned_urls = config
             .cameras
             .iter()

@@ -37,7 +37,10 @@ pub enum Schedule {
     Always,
     /// Minutes after UTC midnight: from (inclusive) to (exclusive); a window
     /// may wrap midnight (`22:00-06:00`).
-    Window { from_min: u16, to_min: u16 },
+    Window {
+        from_min: u16,
+        to_min: u16,
+    },
 }
 
 impl Schedule {
@@ -46,7 +49,11 @@ impl Schedule {
         if t == "always" {
             return Ok(Schedule::Always);
         }
-        let bad = || format!("\"{text}\" is not a schedule: give \"always\" or a UTC window \"HH:MM-HH:MM\" (e.g. \"22:00-06:00\")");
+        let bad = || {
+            format!(
+                "\"{text}\" is not a schedule: give \"always\" or a UTC window \"HH:MM-HH:MM\" (e.g. \"22:00-06:00\")"
+            )
+        };
         let (a, b) = t.split_once('-').ok_or_else(bad)?;
         let minutes = |s: &str| -> Option<u16> {
             let (h, m) = s.trim().split_once(':')?;
@@ -55,7 +62,9 @@ impl Schedule {
         };
         let (from_min, to_min) = (minutes(a).ok_or_else(bad)?, minutes(b).ok_or_else(bad)?);
         if from_min == to_min {
-            return Err(format!("\"{text}\": the window is empty (say \"always\" for no window)"));
+            return Err(format!(
+                "\"{text}\": the window is empty (say \"always\" for no window)"
+            ));
         }
         Ok(Schedule::Window { from_min, to_min })
     }
@@ -137,7 +146,8 @@ impl ReplicationConfig {
 /// A bucket name as S3 allows it (3-63 of a-z 0-9 . -).
 pub fn bucket_name(b: &str) -> Result<(), String> {
     let ok = (3..=63).contains(&b.len())
-        && b.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+        && b.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
         && b.as_bytes()[0].is_ascii_alphanumeric();
     if ok {
         Ok(())
@@ -154,7 +164,9 @@ pub fn key_prefix(p: &str) -> Result<(), String> {
             !seg.is_empty()
                 && seg != "."
                 && seg != ".."
-                && seg.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+                && seg
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         });
     if ok {
         Ok(())
@@ -183,7 +195,9 @@ pub fn endpoint(text: &str, allow_http: bool) -> Result<url::Url, String> {
     }
     super::host_without_credentials(&url)?;
     if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-        return Err("give the endpoint as scheme://host[:port] only; the bucket and prefix are their own settings".into());
+        return Err(
+            "give the endpoint as scheme://host[:port] only; the bucket and prefix are their own settings".into(),
+        );
     }
     Ok(url)
 }
@@ -191,7 +205,8 @@ pub fn endpoint(text: &str, allow_http: bool) -> Result<url::Url, String> {
 pub(super) fn parse(src: &Src<'_>, raw: Spanned<RawReplication>) -> Result<ReplicationConfig, ConfigError> {
     let r = raw.into_inner();
     let k = |name: &str| format!("replication.{name}");
-    let endpoint = endpoint(r.endpoint.get_ref(), r.allow_http).map_err(|m| src.err(r.endpoint.span(), &k("endpoint"), m))?;
+    let endpoint =
+        endpoint(r.endpoint.get_ref(), r.allow_http).map_err(|m| src.err(r.endpoint.span(), &k("endpoint"), m))?;
     bucket_name(r.bucket.get_ref()).map_err(|m| src.err(r.bucket.span(), &k("bucket"), m))?;
     let prefix = match r.prefix {
         None => None,
@@ -203,7 +218,11 @@ pub(super) fn parse(src: &Src<'_>, raw: Spanned<RawReplication>) -> Result<Repli
     };
     let id = r.access_key_id.get_ref().trim().to_string();
     if id.is_empty() || id.len() > 128 || !id.bytes().all(|c| c.is_ascii_graphic()) {
-        return Err(src.err(r.access_key_id.span(), &k("access_key_id"), "an access key id is 1 to 128 printable characters"));
+        return Err(src.err(
+            r.access_key_id.span(),
+            &k("access_key_id"),
+            "an access key id is 1 to 128 printable characters",
+        ));
     }
     let region = match r.region {
         None => "us-east-1".to_string(),
@@ -233,8 +252,12 @@ pub(super) fn parse(src: &Src<'_>, raw: Spanned<RawReplication>) -> Result<Repli
         None => None,
         Some(b) => {
             let v = *b.get_ref();
-            if !v.is_finite() || v < 0.0 || v > 100_000.0 {
-                return Err(src.err(b.span(), &k("bandwidth_limit_mbit"), "give Mbit/s from 0 (no cap) to 100000"));
+            if !v.is_finite() || !(0.0..=100_000.0).contains(&v) {
+                return Err(src.err(
+                    b.span(),
+                    &k("bandwidth_limit_mbit"),
+                    "give Mbit/s from 0 (no cap) to 100000",
+                ));
             }
             (v > 0.0).then(|| ((v * 1_000_000.0 / 8.0) as u64).max(1))
         }
@@ -246,7 +269,11 @@ pub(super) fn parse(src: &Src<'_>, raw: Spanned<RawReplication>) -> Result<Repli
     let mut cameras = Vec::new();
     for c in r.cameras {
         if !crate::base::names::valid_recorded_camera_name(c.get_ref()) {
-            return Err(src.err(c.span(), &k("cameras"), format!("\"{}\" is not a camera name", c.get_ref())));
+            return Err(src.err(
+                c.span(),
+                &k("cameras"),
+                format!("\"{}\" is not a camera name", c.get_ref()),
+            ));
         }
         cameras.push(c.into_inner());
     }
@@ -255,7 +282,11 @@ pub(super) fn parse(src: &Src<'_>, raw: Spanned<RawReplication>) -> Result<Repli
         Some(p) => {
             let v = *p.get_ref();
             if !(5..=64).contains(&v) {
-                return Err(src.err(p.span(), &k("part_size_mib"), "give 5 to 64 (MiB; S3 parts are at least 5 MiB)"));
+                return Err(src.err(
+                    p.span(),
+                    &k("part_size_mib"),
+                    "give 5 to 64 (MiB; S3 parts are at least 5 MiB)",
+                ));
             }
             v << 20
         }
@@ -309,7 +340,9 @@ mod tests {
     #[test]
     fn endpoints_are_https_unless_allowed_and_bare() {
         assert!(endpoint("https://s3.example.net", false).is_ok());
-        assert!(endpoint("http://127.0.0.1:3900", false).unwrap_err().contains("allow_http"));
+        assert!(endpoint("http://127.0.0.1:3900", false)
+            .unwrap_err()
+            .contains("allow_http"));
         assert!(endpoint("http://127.0.0.1:3900", true).is_ok());
         assert!(endpoint("https://k:s@s3.example.net", false).is_err());
         assert!(endpoint("https://s3.example.net/bucket", false).is_err());

@@ -161,7 +161,8 @@ pub struct Index {
     conn: Connection,
 }
 
-pub(crate) const RECORDING_COLUMNS: &str = "r.id, r.camera_id, c.name, r.file_name, r.key_id, r.codec, r.state, r.start_wall_ns, \
+pub(crate) const RECORDING_COLUMNS: &str =
+    "r.id, r.camera_id, c.name, r.file_name, r.key_id, r.codec, r.state, r.start_wall_ns, \
      r.timescale, r.start_pts, r.end_pts, r.frames, r.chunks, r.bytes, r.sha256, r.end_reason, r.continues_previous";
 
 fn is_busy(e: &rusqlite::Error) -> bool {

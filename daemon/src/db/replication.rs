@@ -12,7 +12,6 @@ use crate::db::audit::{self, Outcome};
 use crate::db::holds::{self, Hold, HELD_SQL};
 use crate::db::{recording_from_row, RecordingRow, RECORDING_COLUMNS};
 
-
 /// One recording waiting for the bucket.
 #[derive(Clone, Debug)]
 pub struct Queued {
@@ -41,7 +40,13 @@ pub struct Lag {
 /// change (`replication.target`), and brings every waiting recording's
 /// keep-local flag in line with the configuration. Returns whether the
 /// target changed.
-pub fn set_target(conn: &Connection, actor: &str, target: &str, keep_local: bool, now_ns: i64) -> rusqlite::Result<bool> {
+pub fn set_target(
+    conn: &Connection,
+    actor: &str,
+    target: &str,
+    keep_local: bool,
+    now_ns: i64,
+) -> rusqlite::Result<bool> {
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     let old: Option<String> = tx
         .query_row("SELECT target FROM replica_target WHERE id = 1", [], |r| r.get(0))
@@ -62,7 +67,10 @@ pub fn set_target(conn: &Connection, actor: &str, target: &str, keep_local: bool
         };
         audit::append(&tx, actor, "replication.target", target, Outcome::Ok, &detail)?;
     }
-    tx.execute("UPDATE replica SET keep_local = ?1 WHERE state = 'queued'", [i64::from(keep_local)])?;
+    tx.execute(
+        "UPDATE replica SET keep_local = ?1 WHERE state = 'queued'",
+        [i64::from(keep_local)],
+    )?;
     tx.commit()?;
     Ok(changed)
 }
@@ -70,10 +78,7 @@ pub fn set_target(conn: &Connection, actor: &str, target: &str, keep_local: bool
 /// Puts recording `id` (every recording: None) back in the queue, as if
 /// never uploaded: its file changed (re-encryption), or the target did.
 pub fn requeue_in(conn: &Connection, id: Option<i64>) -> rusqlite::Result<()> {
-    conn.execute(
-        "DELETE FROM replica_part WHERE ?1 IS NULL OR recording_id = ?1",
-        [id],
-    )?;
+    conn.execute("DELETE FROM replica_part WHERE ?1 IS NULL OR recording_id = ?1", [id])?;
     conn.execute(
         "UPDATE replica SET state = 'queued', upload_id = NULL, part_size = NULL, attempts = 0, next_try_ns = 0, \
          last_error = NULL, uploaded_ns = NULL, object_key = NULL, holds_stated = '', \
@@ -156,7 +161,8 @@ pub fn record_part(conn: &Connection, recording_id: i64, part_no: i64, etag: &st
 
 /// The parts already uploaded, by part number.
 pub fn parts(conn: &Connection, recording_id: i64) -> rusqlite::Result<Vec<(i64, String)>> {
-    let mut st = conn.prepare_cached("SELECT part_no, etag FROM replica_part WHERE recording_id = ?1 ORDER BY part_no")?;
+    let mut st =
+        conn.prepare_cached("SELECT part_no, etag FROM replica_part WHERE recording_id = ?1 ORDER BY part_no")?;
     let rows = st.query_map([recording_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
 }
@@ -165,13 +171,22 @@ pub fn parts(conn: &Connection, recording_id: i64) -> rusqlite::Result<Vec<(i64,
 pub fn forget_multipart(conn: &Connection, recording_id: i64) -> rusqlite::Result<()> {
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     tx.execute("DELETE FROM replica_part WHERE recording_id = ?1", [recording_id])?;
-    tx.execute("UPDATE replica SET upload_id = NULL, part_size = NULL WHERE recording_id = ?1", [recording_id])?;
+    tx.execute(
+        "UPDATE replica SET upload_id = NULL, part_size = NULL WHERE recording_id = ?1",
+        [recording_id],
+    )?;
     tx.commit()
 }
 
 /// The recording and its manifest are in the bucket; the manifest names
 /// the holds `holds_stated` (their ids, comma-joined).
-pub fn mark_done(conn: &Connection, recording_id: i64, object_key: &str, holds_stated: &str, now_ns: i64) -> rusqlite::Result<()> {
+pub fn mark_done(
+    conn: &Connection,
+    recording_id: i64,
+    object_key: &str,
+    holds_stated: &str,
+    now_ns: i64,
+) -> rusqlite::Result<()> {
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     tx.execute("DELETE FROM replica_part WHERE recording_id = ?1", [recording_id])?;
     tx.execute(
@@ -245,9 +260,11 @@ pub fn record_key_uploaded(conn: &Connection, key_id: &[u8], now_ns: i64) -> rus
 
 /// The audit entry whose signed head was uploaded last.
 pub fn audit_head_uploaded(conn: &Connection) -> rusqlite::Result<Option<i64>> {
-    conn.query_row("SELECT audit_head_entry FROM replica_target WHERE id = 1", [], |r| r.get(0))
-        .optional()
-        .map(Option::flatten)
+    conn.query_row("SELECT audit_head_entry FROM replica_target WHERE id = 1", [], |r| {
+        r.get(0)
+    })
+    .optional()
+    .map(Option::flatten)
 }
 
 pub fn record_audit_head(conn: &Connection, entry: i64) -> rusqlite::Result<()> {
@@ -288,14 +305,20 @@ pub fn lag(conn: &Connection) -> rusqlite::Result<Lag> {
 /// more than `after_ns` ago, clears it once the bucket has caught up.
 pub fn judge_lag(conn: &Connection, after_ns: i64, now_ns: i64) -> rusqlite::Result<Lag> {
     let l = lag(conn)?;
-    let behind = l.oldest_queued_start_ns.map(|t| now_ns - t).filter(|&age| age > after_ns);
+    let behind = l
+        .oldest_queued_start_ns
+        .map(|t| now_ns - t)
+        .filter(|&age| age > after_ns);
     let message = behind.map(|age| {
         format!(
             "Off-box replication is {} min behind: {} recording(s), {} MiB waiting{}",
             age / 60_000_000_000,
             l.queued,
             l.queued_bytes >> 20,
-            l.last_error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default()
+            l.last_error
+                .as_deref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
         )
     });
     alerts::set_now(conn, Kind::ReplicationLagging, "", message.as_deref(), now_ns)?;
@@ -304,8 +327,10 @@ pub fn judge_lag(conn: &Connection, after_ns: i64, now_ns: i64) -> rusqlite::Res
 
 /// The recording whose ciphertext has this SHA-256 (a restored copy), if any.
 pub fn recording_with_sha256(conn: &Connection, sha256: &[u8]) -> rusqlite::Result<Option<i64>> {
-    conn.query_row("SELECT id FROM recording WHERE sha256 = ?1 LIMIT 1", [sha256], |r| r.get(0))
-        .optional()
+    conn.query_row("SELECT id FROM recording WHERE sha256 = ?1 LIMIT 1", [sha256], |r| {
+        r.get(0)
+    })
+    .optional()
 }
 
 #[cfg(test)]
@@ -314,6 +339,7 @@ mod tests {
     use crate::db::holds::HoldTarget;
     use crate::db::recordings::SyntheticRecording;
     use crate::db::retention::{oldest_deletable, Pick};
+    use crate::db::Index;
 
     const MIN: i64 = 60_000_000_000;
 
@@ -354,7 +380,10 @@ mod tests {
         let first = next_due(c, 10).unwrap().unwrap();
         assert_eq!((first.rec.start_wall_ns, first.upload_id.as_deref()), (0, None));
         let l = lag(c).unwrap();
-        assert_eq!((l.queued, l.queued_bytes, l.oldest_queued_start_ns), (3, 90_000_000, Some(0)));
+        assert_eq!(
+            (l.queued, l.queued_bytes, l.oldest_queued_start_ns),
+            (3, 90_000_000, Some(0))
+        );
         // The other camera only when all are replicated.
         assert_eq!(enqueue(c, &[], false, 7).unwrap(), 1);
     }
@@ -369,10 +398,17 @@ mod tests {
         record_part(c, q.rec.id, 1, "etag-1").unwrap();
         // What a restart (or kill -9) finds:
         let again = next_due(c, 0).unwrap().unwrap();
-        assert_eq!((again.rec.id, again.upload_id.as_deref(), again.part_size), (q.rec.id, Some("upload-1"), Some(8 << 20)));
+        assert_eq!(
+            (again.rec.id, again.upload_id.as_deref(), again.part_size),
+            (q.rec.id, Some("upload-1"), Some(8 << 20))
+        );
         assert_eq!(parts(c, q.rec.id).unwrap(), vec![(1, "etag-1".to_string())]);
         mark_failed(c, q.rec.id, "store down", 1_000).unwrap();
-        assert_ne!(next_due(c, 999).unwrap().unwrap().rec.id, q.rec.id, "waits its back-off");
+        assert_ne!(
+            next_due(c, 999).unwrap().unwrap().rec.id,
+            q.rec.id,
+            "waits its back-off"
+        );
         assert_eq!(lag(c).unwrap().last_error.as_deref(), Some("store down"));
         assert_eq!(next_due(c, 1_000).unwrap().unwrap().rec.id, q.rec.id);
         mark_done(c, q.rec.id, "box/recordings/x.vseg", "", 5).unwrap();
@@ -386,17 +422,32 @@ mod tests {
         let (_d, mut idx) = index(3);
         enqueue(idx.conn(), &[], true, 0).unwrap();
         let cam = idx.camera_id("cam").unwrap();
-        let pick = Pick::EndedBy { camera_id: cam, end_ns: 10 * MIN };
+        let pick = Pick::EndedBy {
+            camera_id: cam,
+            end_ns: 10 * MIN,
+        };
         assert!(oldest_deletable(idx.conn(), pick, 10).unwrap().is_empty());
         let first = next_due(idx.conn(), 0).unwrap().unwrap().rec.id;
         mark_done(idx.conn(), first, "k", "", 1).unwrap();
-        assert_eq!(oldest_deletable(idx.conn(), pick, 10).unwrap().len(), 1, "replicated: may go");
-        assert!(idx.queue_unheld_deletions(&[first + 1], "t", 2).unwrap().is_empty(), "still waiting");
+        assert_eq!(
+            oldest_deletable(idx.conn(), pick, 10).unwrap().len(),
+            1,
+            "replicated: may go"
+        );
+        assert!(
+            idx.queue_unheld_deletions(&[first + 1], "t", 2).unwrap().is_empty(),
+            "still waiting"
+        );
         release_all(idx.conn()).unwrap();
         assert_eq!(oldest_deletable(idx.conn(), pick, 10).unwrap().len(), 3);
         // Deleting a recording forgets its queue row.
         idx.queue_unheld_deletions(&[first], "t", 3).unwrap();
-        assert_eq!(idx.conn().query_row("SELECT count(*) FROM replica", [], |r| r.get::<_, i64>(0)).unwrap(), 3);
+        assert_eq!(
+            idx.conn()
+                .query_row("SELECT count(*) FROM replica", [], |r| r.get::<_, i64>(0))
+                .unwrap(),
+            3
+        );
     }
 
     #[test]
@@ -413,7 +464,11 @@ mod tests {
         restated(c, id, &h.to_string()).unwrap();
         assert!(restatable(c, 10).unwrap().is_empty());
         holds::release(c, h, "closed", "t").unwrap();
-        assert_eq!(restatable(c, 10).unwrap()[0].1.len(), 0, "released: restated with no hold");
+        assert_eq!(
+            restatable(c, 10).unwrap()[0].1.len(),
+            0,
+            "released: restated with no hold"
+        );
     }
 
     #[test]
@@ -422,7 +477,13 @@ mod tests {
         let c = idx.conn();
         enqueue(c, &["cam".to_string()], false, 0).unwrap();
         judge_lag(c, 30 * MIN, 10 * MIN).unwrap();
-        let open = |c: &Connection| crate::db::alerts::open(c).unwrap().into_iter().filter(|a| a.code == "replication.lagging").count();
+        let open = |c: &Connection| {
+            crate::db::alerts::open(c)
+                .unwrap()
+                .into_iter()
+                .filter(|a| a.code == "replication.lagging")
+                .count()
+        };
         assert_eq!(open(c), 0, "10 min behind is within the limit");
         judge_lag(c, 30 * MIN, 40 * MIN).unwrap();
         assert_eq!(open(c), 1);
@@ -460,7 +521,11 @@ mod tests {
         assert!(!key_uploaded(c, b"12345678").unwrap());
         assert_eq!(lag(c).unwrap().uploaded, 0, "everything goes to the new target");
         let n: i64 = c
-            .query_row("SELECT count(*) FROM audit_log WHERE action = 'replication.target'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM audit_log WHERE action = 'replication.target'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(n, 2);
     }

@@ -416,7 +416,9 @@ impl Keyring {
         let current = keyring_kek_id(&tx)?;
         let kek = locked(&self.kek)?;
         if kek.id() != current {
-            return Err(KeyError::Keyring("the key-encryption key is being rotated; try again".into()));
+            return Err(KeyError::Keyring(
+                "the key-encryption key is being rotated; try again".into(),
+            ));
         }
         let (nonce, wrapped) = wrap_dek(&kek, dek, Purpose::Recording.as_str(), &scope)?;
         tx.insert_data_key(&NewDataKey {

@@ -167,8 +167,18 @@ impl RecoveryKey {
 
     /// Opens a data key that a box wrapped to this recovery key for its
     /// off-box replica ([`wrap_replica_key`]).
-    pub fn open_replica_key(&self, key_id: &[u8; 8], device_id: &str, blob: &[u8]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-        self.open_sealed(REPLICA_INFO, &replica_aad(key_id, device_id), blob, "replicated data key")
+    pub fn open_replica_key(
+        &self,
+        key_id: &[u8; 8],
+        device_id: &str,
+        blob: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        self.open_sealed(
+            REPLICA_INFO,
+            &replica_aad(key_id, device_id),
+            blob,
+            "replicated data key",
+        )
     }
 
     /// Opens `eph_pub || ciphertext || tag` sealed to this key's public half
@@ -188,7 +198,11 @@ impl RecoveryKey {
         let mut buf = Zeroizing::new(blob[32..].to_vec());
         let plain = key
             .open_in_place(Nonce::assume_unique_for_key([0; 12]), Aad::from(aad), &mut buf)
-            .map_err(|_| KeyError::Keyring(format!("{what} failed to authenticate (not sealed to this recovery key, or altered)")))?;
+            .map_err(|_| {
+                KeyError::Keyring(format!(
+                    "{what} failed to authenticate (not sealed to this recovery key, or altered)"
+                ))
+            })?;
         let mut k = Zeroizing::new([0u8; 32]);
         k.copy_from_slice(plain);
         Ok(k)
@@ -232,7 +246,12 @@ fn escrow_aad(kek_id: &[u8; 8]) -> [u8; 28] {
 /// The associated data of a replicated data key: the key id and the device
 /// it belongs to, so a wrapped key moved to another name or box no longer opens.
 fn replica_aad(key_id: &[u8; 8], device_id: &str) -> Vec<u8> {
-    [b"vigil-replica-dek-v1\0".as_slice(), key_id.as_slice(), device_id.as_bytes()].concat()
+    [
+        b"vigil-replica-dek-v1\0".as_slice(),
+        key_id.as_slice(),
+        device_id.as_bytes(),
+    ]
+    .concat()
 }
 
 /// Seals 32 secret bytes to the recovery public key: an ephemeral X25519
@@ -263,7 +282,12 @@ pub fn escrow(kek: &Kek, recovery_pub: &[u8; 32]) -> Result<Vec<u8>, KeyError> {
 /// Wraps a recording's data key to the recovery public key for the off-box
 /// replica: only the escrowed recovery key opens it
 /// ([`RecoveryKey::open_replica_key`]).
-pub fn wrap_replica_key(recovery_pub: &[u8; 32], key_id: &[u8; 8], device_id: &str, key: &[u8; 32]) -> Result<Vec<u8>, KeyError> {
+pub fn wrap_replica_key(
+    recovery_pub: &[u8; 32],
+    key_id: &[u8; 8],
+    device_id: &str,
+    key: &[u8; 32],
+) -> Result<Vec<u8>, KeyError> {
     seal_to(recovery_pub, REPLICA_INFO, &replica_aad(key_id, device_id), key)
 }
 
@@ -340,7 +364,10 @@ mod tests {
         assert_eq!(*r.open_replica_key(b"keyid123", "vigil-box-a", &blob).unwrap(), dek);
         assert!(r.open_replica_key(b"keyid124", "vigil-box-a", &blob).is_err());
         assert!(r.open_replica_key(b"keyid123", "vigil-box-b", &blob).is_err());
-        assert!(RecoveryKey::generate().unwrap().open_replica_key(b"keyid123", "vigil-box-a", &blob).is_err());
+        assert!(RecoveryKey::generate()
+            .unwrap()
+            .open_replica_key(b"keyid123", "vigil-box-a", &blob)
+            .is_err());
         // Not interchangeable with a KEK escrow of the same bytes.
         let kek = Kek::from_bytes(dek);
         let escrowed = escrow(&kek, &r.public_key()).unwrap();

@@ -165,11 +165,19 @@ impl Transport {
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port))).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(err(HttpErrorKind::Connect, format!("cannot connect to {host}:{port}: {e}"))),
+            Ok(Err(e)) => {
+                return Err(err(
+                    HttpErrorKind::Connect,
+                    format!("cannot connect to {host}:{port}: {e}"),
+                ))
+            }
             Err(_) => {
                 return Err(err(
                     HttpErrorKind::Connect,
-                    format!("cannot connect to {host}:{port}: no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                    format!(
+                        "cannot connect to {host}:{port}: no answer within {} s",
+                        CONNECT_TIMEOUT.as_secs()
+                    ),
                 ))
             }
         };
@@ -179,14 +187,24 @@ impl Transport {
         }
         let name = match host.parse::<std::net::IpAddr>() {
             Ok(ip) => ServerName::IpAddress(ip.into()),
-            Err(_) => ServerName::try_from(host.clone())
-                .map_err(|_| err(HttpErrorKind::Connect, format!("\"{host}\" is not a valid TLS server name")))?,
+            Err(_) => ServerName::try_from(host.clone()).map_err(|_| {
+                err(
+                    HttpErrorKind::Connect,
+                    format!("\"{host}\" is not a valid TLS server name"),
+                )
+            })?,
         };
         let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp)).await {
             Ok(Ok(s)) => Ok(Box::new(s)),
-            Ok(Err(e)) => Err(err(HttpErrorKind::Connect, format!("TLS handshake with {host} failed: {e}"))),
-            Err(_) => Err(err(HttpErrorKind::Connect, format!("TLS handshake with {host} timed out"))),
+            Ok(Err(e)) => Err(err(
+                HttpErrorKind::Connect,
+                format!("TLS handshake with {host} failed: {e}"),
+            )),
+            Err(_) => Err(err(
+                HttpErrorKind::Connect,
+                format!("TLS handshake with {host} timed out"),
+            )),
         }
     }
 }
@@ -229,7 +247,10 @@ impl HttpService for Transport {
             wait: None,
             ready: None,
         };
-        let answer = tokio::time::timeout(ANSWER_TIMEOUT + paced, sender.send_request(http::Request::from_parts(parts, body)));
+        let answer = tokio::time::timeout(
+            ANSWER_TIMEOUT + paced,
+            sender.send_request(http::Request::from_parts(parts, body)),
+        );
         let resp = match answer.await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(err(HttpErrorKind::Request, format!("{e}"))),
@@ -250,6 +271,9 @@ mod tests {
         let t = Throttle::new(1_000_000);
         assert_eq!(t.take(1_000_000), Duration::ZERO);
         let wait = t.take(500_000);
-        assert!(wait >= Duration::from_millis(450) && wait <= Duration::from_millis(510), "{wait:?}");
+        assert!(
+            wait >= Duration::from_millis(450) && wait <= Duration::from_millis(510),
+            "{wait:?}"
+        );
     }
 }

@@ -109,7 +109,13 @@ pub fn device_doc(device_id: &str, public_key: &[u8; 32], recovery_pub: &[u8; 32
     }
 }
 
-pub fn recording_manifest(device_id: &str, object: &str, rec: &RecordingRow, holds: &[Hold], now_ns: i64) -> Result<RecordingManifest, ReplicaError> {
+pub fn recording_manifest(
+    device_id: &str,
+    object: &str,
+    rec: &RecordingRow,
+    holds: &[Hold],
+    now_ns: i64,
+) -> Result<RecordingManifest, ReplicaError> {
     let sha = rec
         .sha256
         .as_deref()
@@ -173,8 +179,14 @@ fn parse_sig(text: &[u8]) -> Option<[u8; 64]> {
 
 /// Checks `bytes` against the signature object's text under `public_key`,
 /// then parses them. `name` is the object, for the error.
-pub fn open_signed<T: for<'de> Deserialize<'de>>(name: &str, bytes: &[u8], sig: &[u8], public_key: &[u8; 32]) -> Result<T, ReplicaError> {
-    let sig = parse_sig(sig).ok_or_else(|| ReplicaError::Integrity(format!("{name}: its signature object is not 128 hex digits")))?;
+pub fn open_signed<T: for<'de> Deserialize<'de>>(
+    name: &str,
+    bytes: &[u8],
+    sig: &[u8],
+    public_key: &[u8; 32],
+) -> Result<T, ReplicaError> {
+    let sig = parse_sig(sig)
+        .ok_or_else(|| ReplicaError::Integrity(format!("{name}: its signature object is not 128 hex digits")))?;
     if !verify_signature(public_key, bytes, &sig) {
         return Err(ReplicaError::Integrity(format!(
             "{name}: the signature does not match (the object or its signature was altered, or another key signed it)"
@@ -184,20 +196,30 @@ pub fn open_signed<T: for<'de> Deserialize<'de>>(name: &str, bytes: &[u8], sig: 
 }
 
 pub fn parse<T: for<'de> Deserialize<'de>>(name: &str, bytes: &[u8]) -> Result<T, ReplicaError> {
-    serde_json::from_slice(bytes).map_err(|e| ReplicaError::Integrity(format!("{name}: not a valid object of its kind: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ReplicaError::Integrity(format!("{name}: not a valid object of its kind: {e}")))
 }
 
 /// The device document's signing key, checked against its own signature and,
 /// when given, the fingerprint the installer wrote down.
-pub fn trusted_device(bytes: &[u8], sig: &[u8], expect_fingerprint: Option<&str>) -> Result<(DeviceDoc, [u8; 32]), ReplicaError> {
+pub fn trusted_device(
+    bytes: &[u8],
+    sig: &[u8],
+    expect_fingerprint: Option<&str>,
+) -> Result<(DeviceDoc, [u8; 32]), ReplicaError> {
     let doc: DeviceDoc = parse(super::names::DEVICE, bytes)?;
     if doc.format != DEVICE_FORMAT {
-        return Err(ReplicaError::Integrity(format!("device.json: unknown format \"{}\"", doc.format)));
+        return Err(ReplicaError::Integrity(format!(
+            "device.json: unknown format \"{}\"",
+            doc.format
+        )));
     }
     let key = vigil_format::keys::parse_hex32(&doc.signing_public_key_hex)
         .ok_or_else(|| ReplicaError::Integrity("device.json: the signing key is not 64 hex digits".into()))?;
     if fingerprint(&key) != doc.signing_key_fingerprint_sha256 {
-        return Err(ReplicaError::Integrity("device.json: the fingerprint does not match the signing key".into()));
+        return Err(ReplicaError::Integrity(
+            "device.json: the fingerprint does not match the signing key".into(),
+        ));
     }
     if let Some(want) = expect_fingerprint {
         let want = want.trim().to_ascii_lowercase().replace(':', "");

@@ -57,11 +57,9 @@ impl Remote {
             .get(name)
             .await?
             .ok_or_else(|| ReplicaError::Integrity(format!("{name} is missing")))?;
-        let sig = self
-            .bucket
-            .get(&names::sig(name))
-            .await?
-            .ok_or_else(|| ReplicaError::Integrity(format!("{} is missing (the signature of {name})", names::sig(name))))?;
+        let sig = self.bucket.get(&names::sig(name)).await?.ok_or_else(|| {
+            ReplicaError::Integrity(format!("{} is missing (the signature of {name})", names::sig(name)))
+        })?;
         objects::open_signed(name, &bytes, &sig, &self.signing_key)
     }
 
@@ -69,7 +67,10 @@ impl Remote {
     pub async fn manifest(&self, name: &str) -> Result<RecordingManifest, ReplicaError> {
         let m: RecordingManifest = self.signed(name).await?;
         if m.format != objects::RECORDING_FORMAT {
-            return Err(ReplicaError::Integrity(format!("{name}: unknown format \"{}\"", m.format)));
+            return Err(ReplicaError::Integrity(format!(
+                "{name}: unknown format \"{}\"",
+                m.format
+            )));
         }
         if m.device_id != self.device.device_id {
             return Err(ReplicaError::Integrity(format!(
@@ -78,7 +79,10 @@ impl Remote {
             )));
         }
         if !name.ends_with(".json") || m.object != format!("{}.vseg", name.trim_end_matches(".json")) {
-            return Err(ReplicaError::Integrity(format!("{name}: names the object {}, not its own", m.object)));
+            return Err(ReplicaError::Integrity(format!(
+                "{name}: names the object {}, not its own",
+                m.object
+            )));
         }
         Ok(m)
     }
@@ -88,7 +92,9 @@ impl Remote {
         let name = format!("keys/{key_id}.json");
         let k: KeyDoc = self.signed(&name).await?;
         if k.format != objects::KEY_FORMAT || k.key_id != key_id || k.device_id != self.device.device_id {
-            return Err(ReplicaError::Integrity(format!("{name}: does not describe key {key_id} of this device")));
+            return Err(ReplicaError::Integrity(format!(
+                "{name}: does not describe key {key_id} of this device"
+            )));
         }
         Ok(k)
     }
@@ -124,7 +130,10 @@ impl Remote {
             .collect();
         let mut accounted: HashSet<String> = [names::DEVICE.to_string(), names::sig(names::DEVICE)].into();
         let mut keys_needed = HashSet::new();
-        for name in sizes.keys().filter(|n| n.starts_with("recordings/") && n.ends_with(".json")) {
+        for name in sizes
+            .keys()
+            .filter(|n| n.starts_with("recordings/") && n.ends_with(".json"))
+        {
             accounted.insert(name.clone());
             accounted.insert(names::sig(name));
             let m = match self.manifest(name).await {
@@ -138,11 +147,16 @@ impl Remote {
             keys_needed.insert(m.key_id.clone());
             rep.recordings += 1;
             match self.bucket.sha256_of(&m.object).await? {
-                None => rep.problems.push(format!("{}: missing (its manifest {name} names it)", m.object)),
+                None => rep
+                    .problems
+                    .push(format!("{}: missing (its manifest {name} names it)", m.object)),
                 Some((sha, len)) => {
                     rep.bytes += len;
                     if len != m.bytes {
-                        rep.problems.push(format!("{}: altered: {len} bytes, the manifest says {}", m.object, m.bytes));
+                        rep.problems.push(format!(
+                            "{}: altered: {len} bytes, the manifest says {}",
+                            m.object, m.bytes
+                        ));
                     } else if hex(&sha) != m.ciphertext_sha256 {
                         rep.problems.push(format!(
                             "{}: altered: SHA-256 {} does not match the signed manifest's {}",
@@ -168,19 +182,25 @@ impl Remote {
             accounted.insert(names::sig(names::AUDIT_HEAD));
             match self.signed::<AuditHead>(names::AUDIT_HEAD).await {
                 Ok(h) => match h.verify(&self.device.device_id, &self.signing_key) {
-                    Ok(()) => rep.audit_head = Some(format!("checkpoint {} at entry {} signed {}", h.seq, h.entry_id, h.ts)),
+                    Ok(()) => {
+                        rep.audit_head = Some(format!("checkpoint {} at entry {} signed {}", h.seq, h.entry_id, h.ts))
+                    }
                     Err(e) => rep.problems.push(format!("{}: {e}", names::AUDIT_HEAD)),
                 },
                 Err(e) => rep.problems.push(e.to_string()),
             }
         } else {
-            rep.problems.push(format!("{}: missing (no signed audit head was uploaded)", names::AUDIT_HEAD));
+            rep.problems.push(format!(
+                "{}: missing (no signed audit head was uploaded)",
+                names::AUDIT_HEAD
+            ));
         }
         for name in sizes.keys() {
             if accounted.contains(name) || name.starts_with("keys/") {
                 continue;
             }
-            rep.problems.push(format!("{name}: no signed manifest accounts for this object"));
+            rep.problems
+                .push(format!("{name}: no signed manifest accounts for this object"));
         }
         Ok(rep)
     }

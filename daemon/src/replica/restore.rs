@@ -36,7 +36,11 @@ impl KeyLookup for ReplicaKeys {
 }
 
 /// Opens the data keys `manifests` name with the recovery key.
-pub async fn open_keys(remote: &Remote, recovery: &RecoveryKey, manifests: &[RecordingManifest]) -> Result<ReplicaKeys, ReplicaError> {
+pub async fn open_keys(
+    remote: &Remote,
+    recovery: &RecoveryKey,
+    manifests: &[RecordingManifest],
+) -> Result<ReplicaKeys, ReplicaError> {
     let recovery_pub = hex(&recovery.public_key());
     if recovery_pub != remote.device.recovery_public_key_hex {
         return Err(ReplicaError::Key(crate::keys::KeyError::Recovery(format!(
@@ -65,7 +69,7 @@ fn new_file_id() -> Result<[u8; 16], ReplicaError> {
 
 fn parse_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -133,13 +137,13 @@ pub fn index_recording(
         bytes: scan.file_len as i64,
         gap_alert_after_ns: None,
     })?;
-    let chunks: Vec<ChunkRow> = scan
-        .chunks
-        .iter()
-        .map(ChunkRow::from)
-        .collect();
+    let chunks: Vec<ChunkRow> = scan.chunks.iter().map(ChunkRow::from).collect();
     index.replace_chunks(id, &chunks)?;
-    let state = if r.state == "recovered" { "recovered" } else { "complete" };
+    let state = if r.state == "recovered" {
+        "recovered"
+    } else {
+        "complete"
+    };
     index.finish_recording(
         id,
         state,
@@ -157,7 +161,12 @@ pub fn index_recording(
 }
 
 /// The manifests of `camera` that overlap `[start_ns, end_ns)`.
-pub async fn in_range(remote: &Remote, camera: &str, start_ns: i64, end_ns: i64) -> Result<Vec<RecordingManifest>, ReplicaError> {
+pub async fn in_range(
+    remote: &Remote,
+    camera: &str,
+    start_ns: i64,
+    end_ns: i64,
+) -> Result<Vec<RecordingManifest>, ReplicaError> {
     Ok(remote
         .manifests(Some(camera))
         .await?
@@ -236,7 +245,8 @@ pub async fn restore(
             }
             let r = &m.recording;
             let camera_id = index.camera_id(&r.camera)?;
-            let id = parse_key_id(&m.key_id).ok_or_else(|| ReplicaError::Integrity(format!("{}: bad key id", m.object)))?;
+            let id =
+                parse_key_id(&m.key_id).ok_or_else(|| ReplicaError::Integrity(format!("{}: bad key id", m.object)))?;
             let key = keys
                 .0
                 .get(&id)

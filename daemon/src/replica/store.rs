@@ -52,7 +52,10 @@ fn store_err(what: &str, action: &str, e: object_store::Error) -> ReplicaError {
         object_store::Error::NotFound { .. } => "not found".to_string(),
         other => other.to_string(),
     };
-    ReplicaError::Store(format!("{action} at {what}: {}", crate::base::text::one_line(&text, 400)))
+    ReplicaError::Store(format!(
+        "{action} at {what}: {}",
+        crate::base::text::one_line(&text, 400)
+    ))
 }
 
 impl Bucket {
@@ -187,7 +190,13 @@ impl Bucket {
     }
 
     /// Uploads part `part_no` (from 1); returns its id to complete with.
-    pub async fn put_part(&self, name: &str, upload_id: &str, part_no: usize, data: Bytes) -> Result<String, ReplicaError> {
+    pub async fn put_part(
+        &self,
+        name: &str,
+        upload_id: &str,
+        part_no: usize,
+        data: Bytes,
+    ) -> Result<String, ReplicaError> {
         self.s3
             .put_part(
                 &self.path(name),
@@ -200,7 +209,12 @@ impl Bucket {
             .map_err(|e| store_err(&self.what, &format!("uploading part {part_no} of {name}"), e))
     }
 
-    pub async fn complete_multipart(&self, name: &str, upload_id: &str, parts: Vec<String>) -> Result<(), ReplicaError> {
+    pub async fn complete_multipart(
+        &self,
+        name: &str,
+        upload_id: &str,
+        parts: Vec<String>,
+    ) -> Result<(), ReplicaError> {
         let parts = parts.into_iter().map(|content_id| PartId { content_id }).collect();
         self.s3
             .complete_multipart(&self.path(name), &upload_id.to_string(), parts)

@@ -212,8 +212,11 @@ impl Uploader {
         let recovery_pub = crate::keys::keyring::keyring_row(&index)?
             .ok_or_else(|| ReplicaError::Other("the keyring is not initialised".into()))?
             .recovery_pub;
-        let secret = crate::keys::secrets::get(&self.keyring, SECRET_NAME, "replication")
-            .map_err(|e| ReplicaError::Config(format!("the secret {SECRET_NAME}: {e} (set it with `vigil secrets set {SECRET_NAME}`)")))?;
+        let secret = crate::keys::secrets::get(&self.keyring, SECRET_NAME, "replication").map_err(|e| {
+            ReplicaError::Config(format!(
+                "the secret {SECRET_NAME}: {e} (set it with `vigil secrets set {SECRET_NAME}`)"
+            ))
+        })?;
         let secret = std::str::from_utf8(&secret)
             .map_err(|_| ReplicaError::Config(format!("the secret {SECRET_NAME} is not text")))?
             .trim()
@@ -234,7 +237,9 @@ impl Uploader {
 
     async fn put_signed(&self, s: &Session, name: &str, signed: Signed) -> Result<(), ReplicaError> {
         s.bucket.put(name, Bytes::from(signed.bytes)).await?;
-        s.bucket.put(&names::sig(name), Bytes::from(signed.sig_hex.into_bytes())).await
+        s.bucket
+            .put(&names::sig(name), Bytes::from(signed.sig_hex.into_bytes()))
+            .await
     }
 
     fn signer(s: &Session) -> impl Fn(&[u8]) -> [u8; 64] + '_ {
@@ -243,7 +248,12 @@ impl Uploader {
 
     async fn upload_device(&self, s: &Session) -> Result<(), ReplicaError> {
         let id = s.device.identity();
-        let doc = objects::device_doc(&id.device_id, &id.public_key, &s.recovery_pub, crate::base::clock::now_ns());
+        let doc = objects::device_doc(
+            &id.device_id,
+            &id.public_key,
+            &s.recovery_pub,
+            crate::base::clock::now_ns(),
+        );
         let signed = objects::sign(&doc, &Self::signer(s))?;
         self.put_signed(s, names::DEVICE, signed).await
     }
@@ -271,7 +281,11 @@ impl Uploader {
             let stem = names::recording_stem(&rec.camera, rec.start_wall_ns, rec.id);
             self.upload_manifest(s, &stem, &rec, &holds).await?;
             rows::restated(s.index.conn(), rec.id, &rows::hold_ids(&holds))?;
-            tracing::info!(recording = rec.id, holds = holds.len(), "replication: manifest restated its legal holds");
+            tracing::info!(
+                recording = rec.id,
+                holds = holds.len(),
+                "replication: manifest restated its legal holds"
+            );
         }
         self.upload_audit_head(s).await?;
         Ok(Step::Idle)
@@ -298,10 +312,9 @@ impl Uploader {
         let id: [u8; 8] = key_id
             .try_into()
             .map_err(|_| ReplicaError::Other("a recording names a key id of the wrong length".into()))?;
-        let key = self
-            .keyring
-            .lookup(&KeyId(id))?
-            .ok_or_else(|| ReplicaError::Other(format!("data key {} is gone from the keyring", vigil_format::hex(&id))))?;
+        let key = self.keyring.lookup(&KeyId(id))?.ok_or_else(|| {
+            ReplicaError::Other(format!("data key {} is gone from the keyring", vigil_format::hex(&id)))
+        })?;
         let device_id = s.device.identity().device_id.clone();
         let wrapped = crate::keys::recovery::wrap_replica_key(&s.recovery_pub, &id, &device_id, key.bytes())?;
         let doc = objects::KeyDoc {
@@ -367,7 +380,13 @@ impl Uploader {
         }
         let holds = crate::db::holds::holding(s.index.conn(), rec.id)?;
         self.upload_manifest(s, &stem, rec, &holds).await?;
-        rows::mark_done(s.index.conn(), rec.id, &object, &rows::hold_ids(&holds), crate::base::clock::now_ns())?;
+        rows::mark_done(
+            s.index.conn(),
+            rec.id,
+            &object,
+            &rows::hold_ids(&holds),
+            crate::base::clock::now_ns(),
+        )?;
         self.stats.recordings_uploaded.fetch_add(1, Ordering::Relaxed);
         tracing::info!(recording = rec.id, bytes = size, object = %object, resumed = q.upload_id.is_some(), sent = !already, "replicated");
         Ok(())
@@ -458,9 +477,14 @@ fn read_range(path: &std::path::Path, offset: u64, len: u64) -> Result<Bytes, Re
     let mut f = std::fs::File::open(path).map_err(|e| ReplicaError::io(path, e))?;
     f.seek(SeekFrom::Start(offset)).map_err(|e| ReplicaError::io(path, e))?;
     let mut buf = Vec::with_capacity(len as usize);
-    f.take(len).read_to_end(&mut buf).map_err(|e| ReplicaError::io(path, e))?;
+    f.take(len)
+        .read_to_end(&mut buf)
+        .map_err(|e| ReplicaError::io(path, e))?;
     if buf.len() as u64 != len {
-        return Err(ReplicaError::Integrity(format!("{} is shorter than the index says", path.display())));
+        return Err(ReplicaError::Integrity(format!(
+            "{} is shorter than the index says",
+            path.display()
+        )));
     }
     Ok(Bytes::from(buf))
 }

@@ -212,12 +212,7 @@ impl Storage {
     ) -> Result<RecoveredRecording, StorageError> {
         let path = self.path_of(&row.file_name);
         let r = vseg::recover(&path, keys)?;
-        let chunks: Vec<ChunkRow> = r
-            .scan
-            .chunks
-            .iter()
-            .map(ChunkRow::from)
-            .collect();
+        let chunks: Vec<ChunkRow> = r.scan.chunks.iter().map(ChunkRow::from).collect();
         index.replace_chunks(row.id, &chunks)?;
         let s = r.finished.summary;
         index.finish_recording(

@@ -141,7 +141,10 @@ async fn replication_state(st: &Arc<AppState>) -> Value {
     let now = st.clock.wall_ns();
     match st.db(|idx| Ok(crate::db::replication::lag(idx.conn())?)).await {
         Ok(l) => {
-            let lag_s = l.oldest_queued_start_ns.map(|t| (now - t).max(0) / 1_000_000_000).unwrap_or(0);
+            let lag_s = l
+                .oldest_queued_start_ns
+                .map(|t| (now - t).max(0) / 1_000_000_000)
+                .unwrap_or(0);
             json!({
                 "enabled": true,
                 "queued_recordings": l.queued,
@@ -275,7 +278,10 @@ pub async fn metrics(st: Arc<AppState>, _req: Request<Incoming>, _ctx: Ctx) -> R
     );
     if let Some((_, stats)) = st.replication.clone() {
         let l = st.db(|idx| Ok(crate::db::replication::lag(idx.conn())?)).await?;
-        let lag = l.oldest_queued_start_ns.map(|t| (now - t).max(0) / 1_000_000_000).unwrap_or(0);
+        let lag = l
+            .oldest_queued_start_ns
+            .map(|t| (now - t).max(0) / 1_000_000_000)
+            .unwrap_or(0);
         metric(
             "vigil_replication_lag_seconds",
             "age of the oldest recording not yet in the bucket (0: none waiting)",
