@@ -1,10 +1,13 @@
 """Scenario 4 of the replication suite: a fleet on loopback. 20 boxes, each a
-real `vigil run` with its own data directory, keys and bucket prefix, each
-holding 8 cameras' recordings at 4 Mbit/s (a 10 s noise MP4 at a constant
-4 Mbit/s brought in with `vigil import`, so every byte is real ciphertext),
-start replicating into the same 3-node Garage cluster at once. Printed:
-the throughput, each box's CPU, and the lag at the end; checked: every
-recording arrives and one box's replica verifies."""
+real `vigil run` with its own data directory, keys and bucket prefix,
+replicate into the same 3-node Garage cluster while each gets 8 cameras'
+recordings at 4 Mbit/s in real time: every 10 s, each camera of each box gets
+a new 10 s recording (a noise MP4 at a constant 4 Mbit/s brought in with
+`vigil import`, so every byte is real ciphertext written by Vigil's own
+writer), for ROUNDS rounds. Printed: the rate produced and the rate the
+cluster absorbed, each box's CPU, and the lag when production stops (how far
+behind real time the fleet's uploads are); then the fleet drains. Checked:
+every recording arrives and one box's replica verifies."""
 import os
 import subprocess
 import time
@@ -16,6 +19,7 @@ BOXES = 20
 CAMERAS = 8
 SECONDS = 10
 MBIT = 4
+ROUNDS = 3
 
 
 def make_source(work):
@@ -47,17 +51,19 @@ class FleetBox:
         return subprocess.run([self.vigil, "--config", self.config, *args], input=stdin, capture_output=True,
                               text=True, timeout=300, env=dict(os.environ, VIGIL_LOG="warn"))
 
-    def prepare(self, source, secret, start_ns):
+    def prepare(self, secret):
         for argv, stdin in ((("keys", "init", "--recovery-key-file", os.path.join(self.dir, "rk.txt")), None),
                             (("secrets", "set", "replication.secret-access-key"), secret)):
             o = self.cli(*argv, stdin=stdin)
             if o.returncode != 0:
                 raise RuntimeError(f"fleet box {self.n}: {' '.join(argv)}: {o.stdout}{o.stderr}")
+
+    def record(self, source, camera, start_ns):
+        """One camera's next 10 s recording (while the daemon runs)."""
         t = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start_ns // 1_000_000_000))
-        for c in range(CAMERAS):
-            o = self.cli("import", "--camera", f"cam{c + 1}", "--start", t, source)
-            if o.returncode != 0:
-                raise RuntimeError(f"fleet box {self.n}: import: {o.stdout}{o.stderr}")
+        o = self.cli("import", "--camera", f"cam{camera + 1}", "--start", t, source)
+        if o.returncode != 0:
+            raise RuntimeError(f"fleet box {self.n}: import: {o.stdout}{o.stderr}")
 
     def start(self):
         log = open(self.log, "wb")
@@ -95,21 +101,54 @@ class FleetBox:
         kill_pid(self.proc, grace=10)
 
 
+def lag(boxes, now_ns):
+    """(recordings waiting, the oldest waiting one's age in s) over the fleet."""
+    waiting, oldest = 0, None
+    for b in boxes:
+        try:
+            r = b.query("SELECT count(*), min(r.start_wall_ns) FROM replica q JOIN recording r "
+                        "ON r.id = q.recording_id WHERE q.state = 'queued'")[0]
+        except Exception:
+            continue
+        waiting += r[0]
+        if r[1] is not None:
+            oldest = r[1] if oldest is None else min(oldest, r[1])
+    return waiting, (now_ns - oldest) / 1e9 if oldest is not None else 0.0
+
+
 def run(args, cluster, work, check, log):
+    from concurrent.futures import ThreadPoolExecutor
     source = make_source(work)
     size = os.path.getsize(source)
     log(f"fleet: source MP4 {size} bytes ({size * 8 / SECONDS / 1e6:.2f} Mbit/s over {SECONDS} s)")
     boxes = [FleetBox(args.vigil, work, n, cluster) for n in range(BOXES)]
-    start_ns = time.time_ns() - 3600 * 1_000_000_000
-    t = time.monotonic()
     try:
         for b in boxes:
-            b.prepare(source, cluster.secret_access_key, start_ns)
-        log(f"fleet: {BOXES} boxes x {CAMERAS} cameras imported in {time.monotonic() - t:.0f} s")
-        t0 = time.monotonic()
+            b.prepare(cluster.secret_access_key)
         for b in boxes:
             b.start()
-        total = BOXES * CAMERAS
+        total = BOXES * CAMERAS * ROUNDS
+        t0 = time.monotonic()
+        # Recordings are stamped as if made in the last ROUNDS x 10 s, so the
+        # lag (now minus the oldest waiting recording's start) is real time.
+        base_ns = time.time_ns() - ROUNDS * SECONDS * 1_000_000_000
+        late = 0.0
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for r in range(ROUNDS):
+                due = t0 + r * SECONDS
+                time.sleep(max(0.0, due - time.monotonic()))
+                jobs = [pool.submit(b.record, source, c, base_ns + r * SECONDS * 1_000_000_000)
+                        for b in boxes for c in range(CAMERAS)]
+                for j in jobs:
+                    j.result()
+                late = max(late, time.monotonic() - due - SECONDS)
+        produced_s = time.monotonic() - t0
+        waiting, oldest = lag(boxes, time.time_ns())
+        made = sum(b.state()[0] for b in boxes)
+        sent = sum(b.state()[2] for b in boxes)
+        log(f"fleet: {made} recordings ({made * size * 8 / produced_s / 1e6:.0f} Mbit/s) made in {produced_s:.1f} s "
+            f"(the imports kept up with real time: {'yes' if late <= 0 else f'no, {late:.1f} s behind'}); "
+            f"when production stopped {waiting} recording(s) were waiting, the oldest {oldest:.1f} s old")
 
         def all_done():
             return sum(b.state()[1] for b in boxes) >= total
@@ -119,15 +158,15 @@ def run(args, cluster, work, check, log):
         nbytes = sum(s[2] for s in states)
         cpus = [b.cpu_s() or 0.0 for b in boxes]
         mbit = nbytes * 8 / took / 1e6
-        lag_end = [(s[0] - s[1]) for s in states]
-        log(f"fleet: {sum(s[1] for s in states)}/{total} recordings, {nbytes / 1e6:.1f} MB in {took:.1f} s = "
-            f"{nbytes / took / 1e6:.1f} MB/s ({mbit:.0f} Mbit/s, the upload of {mbit / MBIT:.0f} cameras at "
-            f"{MBIT} Mbit/s sustained); per-box CPU {min(cpus):.2f}-{max(cpus):.2f} s "
-            f"(mean {sum(cpus) / len(cpus):.2f} s, {sum(cpus) / max(nbytes / 1e9, 1e-9):.1f} CPU-s per GB); "
-            f"recordings still waiting at the end: {sum(lag_end)}")
-        check("fleet: 20 boxes replicate every recording into one cluster", done,
-              f"{took:.1f} s, {mbit:.0f} Mbit/s, per-box CPU mean {sum(cpus) / len(cpus):.2f} s, lag at end "
-              f"{sum(lag_end)} recording(s)")
+        log(f"fleet: {sum(s[1] for s in states)}/{total} recordings, {nbytes / 1e6:.1f} MB replicated in {took:.1f} s "
+            f"= {nbytes / took / 1e6:.1f} MB/s ({mbit:.0f} Mbit/s: the upload of {mbit / MBIT:.0f} cameras at "
+            f"{MBIT} Mbit/s, {mbit / MBIT / CAMERAS:.1f} boxes of {CAMERAS}, sustained); bytes sent while producing "
+            f"{sent / 1e6:.1f} MB; per-box CPU {min(cpus):.2f}-{max(cpus):.2f} s (mean {sum(cpus) / len(cpus):.2f} s "
+            f"= {sum(cpus) / len(cpus) / took * 100:.1f}% of a core, {sum(cpus) / max(nbytes / 1e9, 1e-9):.1f} CPU-s "
+            f"per GB)")
+        check("fleet: 20 boxes x 8 cameras at 4 Mbit/s replicate every recording into one cluster", done,
+              f"lag when production stopped: {waiting} recording(s), oldest {oldest:.1f} s; all in after {took:.1f} s; "
+              f"{mbit:.0f} Mbit/s absorbed; per-box CPU mean {sum(cpus) / len(cpus):.2f} s")
         env = dict(os.environ, VIGIL_REPLICA_SECRET_ACCESS_KEY=cluster.secret_access_key, VIGIL_LOG="warn")
         o = subprocess.run([args.vigil, "--config", "/nonexistent", "replica", "verify", "--endpoint",
                             cluster.s3_endpoint(1), "--allow-http", "--region", "garage", "--bucket", "vigil",

@@ -203,9 +203,15 @@ def replica_cli(vigil, cluster, prefix, *args, timeout=300, node=0):
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-PLAINTEXT_MARKS = [(b"\x00\x00\x00\x01\x67", "H.264 SPS (Annex B)"), (b"\x00\x00\x01\x67", "H.264 SPS"),
-                   (b"\x00\x00\x00\x01\x68", "H.264 PPS"), (b"ftyp", "MP4 ftyp"), (b"moov", "MP4 moov"),
-                   (b"mdat", "MP4 mdat"), (b"avcC", "MP4 avcC"), (b"hvcC", "MP4 hvcC"), (b"x264", "x264 SEI")]
+# At least 6 bytes each, so that ~140 MB of ciphertext matches none by
+# chance (expected false hits ~1e-5 per run; 4-byte marks gave ~0.25).
+PLAINTEXT_MARKS = [(b"\x00\x00\x00\x01\x67\x64", "H.264 High SPS (Annex B)"),
+                   (b"\x00\x00\x00\x01\x67\x42", "H.264 Baseline SPS (Annex B)"),
+                   (b"\x00\x00\x00\x01\x68\xee", "H.264 PPS (Annex B)"),
+                   (b"\x00\x00\x00\x01\x40\x01", "H.265 VPS (Annex B)"),
+                   (b"ftypiso", "MP4 ftyp"), (b"moov\x00\x00\x00", "MP4 moov"), (b"mvhd\x00\x00", "MP4 mvhd"),
+                   (b"avcC\x01\x64", "MP4 avcC (High)"), (b"avcC\x01\x42", "MP4 avcC (Baseline)"),
+                   (b"hvcC\x01", "MP4 hvcC"), (b"x264 - core", "x264 SEI")]
 
 
 def plaintext_marks(data):
@@ -278,9 +284,13 @@ def scenario_box(args, cluster, work):
             ok = wait_for(90, lambda: box.query("SELECT state FROM replica WHERE recording_id = ?", (rec_id,))
                           [0][0] == "done", every=0.5)
             lines = replicated_lines(box).get(rec_id, [])
-            check("after kill -9 the upload resumed from its stored parts and completed",
-                  ok and any("resumed=true" in line for line in lines),
-                  f"recording {rec_id}: {lines[-1].split('replicated')[-1].strip() if lines else 'no line'}")
+            m = re.search(r"bytes=(\d+).*sent_bytes=(\d+)", lines[-1]) if lines else None
+            size, sent = (int(m.group(1)), int(m.group(2))) if m else (0, -1)
+            check("after kill -9 the upload resumed: the parts stored before it were not sent again",
+                  ok and any("resumed=true" in line for line in lines) and 0 <= sent <= size - parts_before * PART_MIB
+                  * (1 << 20),
+                  f"recording {rec_id}: {size} bytes, {parts_before} part(s) of {PART_MIB} MiB stored before the "
+                  f"kill, {sent} bytes sent after it")
 
         # The whole cluster down for 60 s.
         cluster.stop_all()
@@ -317,7 +327,12 @@ def scenario_box(args, cluster, work):
         # store accepted) against the recordings it finished: a byte stored
         # twice would make the first larger.
         run2 = [int(m.group(1)) for m in re.finditer(r"replicated.*?bytes=(\d+)", box.current_log())]
-        check("no recording was uploaded twice", not twice and 0 < sent <= sum(run2),
+        over = []
+        for rid, ls in lines.items():
+            m = re.search(r"bytes=(\d+).*sent_bytes=(\d+)", ls[-1])
+            if m and int(m.group(2)) > int(m.group(1)):
+                over.append(rid)
+        check("no recording was uploaded twice", not twice and not over and 0 < sent <= sum(run2),
               f"{len(lines)} recordings replicated once each; since the restart {sent} bytes stored for "
               f"{len(run2)} recordings of {sum(run2)} bytes")
         health = box.health()
@@ -345,16 +360,21 @@ def scenario_box(args, cluster, work):
               and any(o["Key"].startswith("box1/keys/") for o in objs),
               f"{len(objs)} objects, {len(vsegs)} recordings, {sizes} bytes")
         # No plaintext: first prove the detector on a real MP4.
-        mp4 = os.path.join(work, "box1-export.mp4")
-        rows = box.query("SELECT min(r.start_wall_ns), max(r.end_wall_ns) FROM recording r JOIN camera c "
-                         "ON c.id = r.camera_id WHERE c.name = 'cam1' AND r.state != 'writing'")
-        start_ns, end_ns = rows[0]
-        # A range well inside the recordings: from 25 s after the first starts, for 60 s.
-        s_ns = start_ns + 25_000_000_000
-        e_ns = min(end_ns - 5_000_000_000, s_ns + 60_000_000_000)
         rfc = lambda ns: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + \
             f".{(ns % 1_000_000_000) // 1_000_000:03d}Z"
-        o = box.cli("export", "--camera", "cam1", "--start", rfc(s_ns), "--end", rfc(e_ns), "--out", mp4)
+        ranges, box_frames = {}, {}
+        for cam in ("cam1", "cam2"):
+            rows = box.query("SELECT min(r.start_wall_ns), max(r.end_wall_ns) FROM recording r JOIN camera c "
+                             "ON c.id = r.camera_id WHERE c.name = ? AND r.state != 'writing'", (cam,))
+            start_ns, end_ns = rows[0]
+            # A range well inside the recordings: from 25 s after the first starts, for 60 s.
+            s_ns = start_ns + 25_000_000_000
+            ranges[cam] = (s_ns, min(end_ns - 5_000_000_000, s_ns + 60_000_000_000))
+            out = os.path.join(work, f"box1-{cam}.mp4")
+            o = box.cli("export", "--camera", cam, "--start", rfc(ranges[cam][0]), "--end", rfc(ranges[cam][1]),
+                        "--out", out)
+            box_frames[cam] = frames_of(out) if o.returncode == 0 else None
+        mp4 = os.path.join(work, "box1-cam1.mp4")
         with open(mp4, "rb") as f:
             control = plaintext_marks(f.read(1 << 20))
         leaks = {}
@@ -364,7 +384,7 @@ def scenario_box(args, cluster, work):
             if found:
                 leaks[key] = found
         check("no plaintext in the bucket (the detector finds SPS and MP4 boxes in a real export)",
-              o.returncode == 0 and len(control) >= 3 and not leaks,
+              box_frames["cam1"] and len(control) >= 3 and not leaks,
               f"control export shows {control}; {len(vsegs)} objects scanned, leaks: {leaks or 'none'}")
         o = replica_cli(args.vigil, cluster, "box1", "verify")
         check("vigil replica verify passes", o.returncode == 0 and "RESULT: INTACT" in o.stdout,
@@ -382,7 +402,6 @@ def scenario_box(args, cluster, work):
               and "not the expected" in o.stderr, o.stderr.strip().splitlines()[-1] if o.stderr.strip() else "")
 
         # 3. Restore on a second box with only the recovery key.
-        box1_frames = frames_of(mp4)
         tpm = Swtpm().start()
         box2 = Box(args.vigil, "", keep=args.keep, cameras=False, tpm=tpm)
         box2.replication = ""
@@ -391,38 +410,69 @@ def scenario_box(args, cluster, work):
             st = box2.cli("keys", "status").stdout
             check("the second box seals its own key with a new (software) TPM", "systemd credential" in st,
                   next((l.strip() for l in st.splitlines() if "systemd credential" in l), st.strip()[-200:]))
-            out2 = os.path.join(work, "box2-replica-export.mp4")
-            o = replica_cli(args.vigil, cluster, "box1", "export", "--recovery-key-file", box.recovery_key_file,
-                            "--camera", "cam1", "--start", rfc(s_ns), "--end", rfc(e_ns), "--out", out2)
-            f2 = frames_of(out2) if o.returncode == 0 else None
-            check("vigil replica export on another machine gives the same frames as the box's own export",
-                  o.returncode == 0 and f2 is not None and f2 == box1_frames,
-                  f"box1 export {box1_frames} frames, replica export {f2} frames; {o.stdout.strip()}{o.stderr.strip()[-300:]}")
+            for cam in ("cam1", "cam2"):
+                s_ns, e_ns = ranges[cam]
+                out2 = os.path.join(work, f"box2-replica-{cam}.mp4")
+                o = replica_cli(args.vigil, cluster, "box1", "export", "--recovery-key-file", box.recovery_key_file,
+                                "--camera", cam, "--start", rfc(s_ns), "--end", rfc(e_ns), "--out", out2)
+                f2 = frames_of(out2) if o.returncode == 0 else None
+                check(f"vigil replica export of {cam} on another machine: the same frames as the box's own export",
+                      o.returncode == 0 and f2 is not None and f2 == box_frames[cam],
+                      f"box1 {box_frames[cam]} frames, replica {f2} frames; {o.stdout.strip()[:160]} "
+                      f"{o.stderr.strip()[-300:] if o.returncode else ''}")
+            s_ns, e_ns = ranges["cam1"]
             o = replica_cli(args.vigil, cluster, "box1", "export", "--recovery-key-file", box2.recovery_key_file,
                             "--camera", "cam1", "--start", rfc(s_ns), "--end", rfc(e_ns),
                             "--out", os.path.join(work, "wrong-key.mp4"))
             check("another box's recovery key opens nothing", o.returncode != 0 and "not the recovery key" in
                   (o.stdout + o.stderr), (o.stdout + o.stderr).strip()[-200:])
-            env_cfg = ["--config", box2.config]
-            o = subprocess.run([args.vigil, *env_cfg, "replica", "restore", "--recovery-key-file", box.recovery_key_file,
-                                "--camera", "cam1", "--endpoint", cluster.s3_endpoint(0), "--allow-http",
-                                "--region", "garage", "--bucket", BUCKET, "--prefix", "box1", "--access-key-id",
-                                cluster.access_key_id, "--expect-fingerprint", box1_fingerprint],
-                               capture_output=True, text=True, timeout=300,
-                               env=box2.env(VIGIL_REPLICA_SECRET_ACCESS_KEY=cluster.secret_access_key,
-                                            VIGIL_LOG="warn"))
-            out3 = os.path.join(work, "box2-restored-export.mp4")
-            o2 = box2.cli("export", "--camera", "cam1", "--start", rfc(s_ns), "--end", rfc(e_ns), "--out", out3)
-            f3 = frames_of(out3) if o2.returncode == 0 else None
-            check("vigil replica restore into the second box, then its own export: same frames",
-                  o.returncode == 0 and f3 == box1_frames,
-                  f"{o.stdout.strip()} {o.stderr.strip()[-300:]}; export {f3} frames {o2.stderr.strip()[-200:]}")
+            restore = [args.vigil, "--config", box2.config, "replica", "restore", "--recovery-key-file",
+                       box.recovery_key_file, "--endpoint", cluster.s3_endpoint(0), "--allow-http",
+                       "--region", "garage", "--bucket", BUCKET, "--prefix", "box1", "--access-key-id",
+                       cluster.access_key_id]
+            env = box2.env(VIGIL_REPLICA_SECRET_ACCESS_KEY=cluster.secret_access_key, VIGIL_LOG="warn")
+            o = subprocess.run(restore, capture_output=True, text=True, timeout=300, env=env)
+            check("restore refuses to run without the old box's pinned fingerprint",
+                  o.returncode == 2 and "restore writes into this box" in o.stderr, o.stderr.strip()[-160:])
+            o = subprocess.run(restore + ["--expect-fingerprint", box1_fingerprint], capture_output=True, text=True,
+                               timeout=300, env=env)
+            frames3 = {}
+            for cam in ("cam1", "cam2"):
+                s_ns, e_ns = ranges[cam]
+                out3 = os.path.join(work, f"box2-restored-{cam}.mp4")
+                o2 = box2.cli("export", "--camera", cam, "--start", rfc(s_ns), "--end", rfc(e_ns), "--out", out3)
+                frames3[cam] = frames_of(out3) if o2.returncode == 0 else o2.stderr.strip()[-200:]
+            check("vigil replica restore into the second box, then its own export of each camera: same frames",
+                  o.returncode == 0 and frames3 == box_frames,
+                  f"{o.stdout.strip()[:200]} {o.stderr.strip()[-300:] if o.returncode else ''}; "
+                  f"box1 {box_frames}, box2 {frames3}")
             o = box2.cli("verify")
             check("the restored recordings pass the second box's vigil verify", o.returncode == 0,
                   (o.stdout + o.stderr).strip().splitlines()[-1] if (o.stdout + o.stderr).strip() else "")
         finally:
             box2.close()
             tpm.close()
+
+        # Re-encryption on the box: the recordings under that key go again.
+        key = box.query("SELECT lower(hex(r.key_id)) FROM recording r JOIN camera c ON c.id = r.camera_id "
+                        "WHERE c.name = 'cam1' LIMIT 1")[0][0]
+        before = {k: len(v) for k, v in replicated_lines(box).items()}
+        o = box.cli("keys", "reencrypt", "--key", key, "--reason", "test", timeout=300)
+        requeued = wait_for(120, lambda: box.query("SELECT count(*) FROM replica WHERE state = 'queued'")[0][0] == 0
+                            and len(replicated_lines(box)) and sum(len(v) for v in replicated_lines(box).values())
+                            > sum(before.values()), every=1)
+        wait_for(60, lambda: box.query("SELECT count(*) FROM replica WHERE state = 'queued'")[0][0] == 0, every=1)
+        again = sum(len(v) for v in replicated_lines(box).values()) - sum(before.values())
+        o2 = replica_cli(args.vigil, cluster, "box1", "verify")
+        s_ns, e_ns = ranges["cam1"]
+        out4 = os.path.join(work, "after-reencrypt.mp4")
+        o3 = replica_cli(args.vigil, cluster, "box1", "export", "--recovery-key-file", box.recovery_key_file,
+                         "--camera", "cam1", "--start", rfc(s_ns), "--end", rfc(e_ns), "--out", out4)
+        check("after vigil keys reencrypt the new ciphertext replaces the old in the bucket, and it verifies",
+              o.returncode == 0 and requeued and again > 0 and o2.returncode == 0 and o3.returncode == 0
+              and frames_of(out4) == box_frames["cam1"],
+              f"{o.stdout.strip()[:120]}{o.stderr.strip()[-200:] if o.returncode else ''}; {again} recording(s) "
+              f"uploaded again; verify: {(o2.stdout.strip().splitlines() or [''])[-1]}")
 
         # 2. Tampering through the S3 API.
         victim = sorted(vsegs)[len(vsegs) // 2]

@@ -84,7 +84,7 @@ fn verify_one(index: &Index, storage: &Storage, keys: &dyn KeyLookup, rec: &Reco
         return Err("file is missing".into());
     }
     let mut r = SegmentReader::open(&path, keys).map_err(|e| e.to_string())?;
-    if r.header().camera_id != rec.camera_id as u64 {
+    if r.header().camera_id != rec.file_camera_id as u64 {
         return Err("file header names another camera".into());
     }
     let scan = r.scan().map_err(|e| e.to_string())?;

@@ -164,7 +164,28 @@ fn recovery_key(path: &Path) -> Result<RecoveryKey, Failure> {
     Ok(RecoveryKey::parse(text.trim())?)
 }
 
+fn camera_arg(c: Option<&str>) -> Result<(), Failure> {
+    match c {
+        Some(c) if !crate::base::names::valid_recorded_camera_name(c) => {
+            Err(Failure::Usage(format!("--camera \"{c}\" is not a camera name")))
+        }
+        _ => Ok(()),
+    }
+}
+
 pub fn run(config: &Path, args: Args) -> Result<(), Failure> {
+    match &args.command {
+        Command::List { camera, .. } | Command::Restore { camera, .. } => camera_arg(camera.as_deref())?,
+        Command::Export { camera, .. } => camera_arg(Some(camera))?,
+        Command::Verify => {}
+    }
+    if matches!(args.command, Command::Restore { .. }) && args.expect_fingerprint.is_none() {
+        return Err(Failure::Usage(
+            "restore writes into this box: give --expect-fingerprint (the old box's signing-key fingerprint, \
+             from its provisioning report)"
+                .into(),
+        ));
+    }
     let (target, secret) = target(config, &args)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -198,9 +219,19 @@ pub fn run(config: &Path, args: Args) -> Result<(), Failure> {
                     return Err(Failure::Usage("--end must be after --start".into()));
                 }
                 let work = tempfile_dir(&out)?;
-                let r = crate::replica::restore::export(&remote, &rk, &camera, start_ns, end_ns, &out, work.path())
-                    .await
-                    .map_err(failure)?;
+                let mut problems = Vec::new();
+                let r = crate::replica::restore::export(
+                    &remote,
+                    &rk,
+                    &camera,
+                    start_ns,
+                    end_ns,
+                    &out,
+                    work.path(),
+                    &mut problems,
+                )
+                .await
+                .map_err(failure)?;
                 println!(
                     "exported {} frames ({} bytes) of {camera} from {} to {} to {}",
                     r.frames,
@@ -209,7 +240,7 @@ pub fn run(config: &Path, args: Args) -> Result<(), Failure> {
                     crate::base::time::format_ns(r.end_wall_ns),
                     out.display()
                 );
-                Ok(())
+                incomplete(&problems, "the export leaves out what failed its checks")
             }
             Command::Restore { recovery_key_file, camera } => {
                 let rk = recovery_key(&recovery_key_file)?;
@@ -229,7 +260,7 @@ pub fn run(config: &Path, args: Args) -> Result<(), Failure> {
                     r.already,
                     r.keys_adopted
                 );
-                Ok(())
+                incomplete(&r.problems, "these were not restored")
             }
         }
     })
@@ -241,8 +272,10 @@ fn tempfile_dir(out: &Path) -> Result<TempDir, Failure> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let dir = parent.join(format!(".vigil-replica-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| Failure::Usage(format!("{}: {e}", dir.display())))?;
+    let tag = crate::keys::random_bytes::<8>().map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
+    let dir = parent.join(format!(".vigil-replica-{}", vigil_format::hex(&tag)));
+    // Made new: never an existing directory (or a planted link).
+    std::fs::create_dir(&dir).map_err(|e| Failure::Usage(format!("{}: {e}", dir.display())))?;
     Ok(TempDir(dir))
 }
 
@@ -260,18 +293,33 @@ impl Drop for TempDir {
     }
 }
 
-async fn list(remote: &Remote, camera: Option<&str>, json: bool) -> Result<(), Failure> {
-    let ms = remote.manifests(camera).await.map_err(failure)?;
-    if json {
-        let v = serde_json::to_string_pretty(&ms).map_err(|e| Failure::Runtime(e.into()))?;
-        println!("{v}");
+/// Names each problem; exit 1 when there is any.
+fn incomplete(problems: &[String], what: &str) -> Result<(), Failure> {
+    if problems.is_empty() {
         return Ok(());
+    }
+    for p in problems {
+        println!("PROBLEM: {p}");
+    }
+    Err(Failure::Integrity(format!(
+        "{} object(s) of the replica failed their checks: {what} (run `vigil replica verify`)",
+        problems.len()
+    )))
+}
+
+async fn list(remote: &Remote, camera: Option<&str>, json: bool) -> Result<(), Failure> {
+    let listing = remote.manifests(camera).await.map_err(failure)?;
+    let ms = &listing.manifests;
+    if json {
+        let v = serde_json::to_string_pretty(ms).map_err(|e| Failure::Runtime(e.into()))?;
+        println!("{v}");
+        return incomplete(&listing.problems, "left out of the list");
     }
     println!(
         "{:<8} {:<16} {:<24} {:<24} {:>7} {:>11}  holds",
         "id", "camera", "start", "end", "frames", "bytes"
     );
-    for m in &ms {
+    for m in ms {
         let r = &m.recording;
         println!(
             "{:<8} {:<16} {:<24} {:<24} {:>7} {:>11}  {}",
@@ -289,7 +337,7 @@ async fn list(remote: &Remote, camera: Option<&str>, json: bool) -> Result<(), F
         ms.len(),
         ms.iter().map(|m| m.bytes).sum::<u64>()
     );
-    Ok(())
+    incomplete(&listing.problems, "left out of the list")
 }
 
 async fn verify(remote: &Remote) -> Result<(), Failure> {

@@ -425,7 +425,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         state.replication = config
             .replication
             .as_ref()
-            .map(|r| (r.lag_alert_after_ns, replication.clone()));
+            .map(|r| (r.lag_alert_after_ns + r.schedule.closed_ns(), replication.clone()));
         state.provisioned_urls = config
             .cameras
             .iter()

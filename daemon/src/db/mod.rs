@@ -78,6 +78,9 @@ pub struct RecordingRow {
     /// Continues the previous recording of the camera in media time (same
     /// camera session), even if the wall clock moved between them.
     pub continues_previous: bool,
+    /// The camera id the file's header names: this box's `camera_id`, or
+    /// the id on the box that wrote it, for a recording restored from a replica.
+    pub file_camera_id: i64,
 }
 
 impl RecordingRow {
@@ -163,7 +166,10 @@ pub struct Index {
 
 pub(crate) const RECORDING_COLUMNS: &str =
     "r.id, r.camera_id, c.name, r.file_name, r.key_id, r.codec, r.state, r.start_wall_ns, \
-     r.timescale, r.start_pts, r.end_pts, r.frames, r.chunks, r.bytes, r.sha256, r.end_reason, r.continues_previous";
+     r.timescale, r.start_pts, r.end_pts, r.frames, r.chunks, r.bytes, r.sha256, r.end_reason, r.continues_previous, \
+     coalesce(r.file_camera_id, r.camera_id)";
+/// How many columns [`RECORDING_COLUMNS`] has: a query's own columns follow.
+pub(crate) const RECORDING_COLUMN_COUNT: usize = 18;
 
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
@@ -208,6 +214,7 @@ pub(crate) fn recording_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Reco
         sha256: r.get(14)?,
         end_reason: r.get(15)?,
         continues_previous: r.get(16)?,
+        file_camera_id: r.get(17)?,
     })
 }
 
@@ -459,6 +466,16 @@ impl Index {
         let id = tx.last_insert_rowid();
         tx.commit()?;
         Ok(id)
+    }
+
+    /// Recording `id`'s file was written on another box, where its camera
+    /// had the id `file_camera_id` (a restore from a replica).
+    pub fn set_file_camera_id(&self, id: i64, file_camera_id: i64) -> Result<(), IndexError> {
+        self.conn.execute(
+            "UPDATE recording SET file_camera_id = ?2 WHERE id = ?1 AND camera_id != ?2",
+            params![id, file_camera_id],
+        )?;
+        Ok(())
     }
 
     /// Marks recording `id` as continuing the previous one in media time.

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::db::alerts::{self, Kind};
 use crate::db::audit::{self, Outcome};
 use crate::db::holds::{self, Hold, HELD_SQL};
-use crate::db::{recording_from_row, RecordingRow, RECORDING_COLUMNS};
+use crate::db::{recording_from_row, RecordingRow, RECORDING_COLUMNS, RECORDING_COLUMN_COUNT as N};
 
 /// One recording waiting for the bucket.
 #[derive(Clone, Debug)]
@@ -20,6 +20,11 @@ pub struct Queued {
     pub upload_id: Option<String>,
     pub part_size: Option<i64>,
     pub attempts: i64,
+    /// Bumped when the recording must go again (its file changed): a step
+    /// of an older generation changes nothing.
+    pub generation: i64,
+    /// An object of that name in the bucket may be stale: send it even so.
+    pub resend: bool,
 }
 
 /// How far behind the bucket is.
@@ -82,6 +87,7 @@ pub fn requeue_in(conn: &Connection, id: Option<i64>) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE replica SET state = 'queued', upload_id = NULL, part_size = NULL, attempts = 0, next_try_ns = 0, \
          last_error = NULL, uploaded_ns = NULL, object_key = NULL, holds_stated = '', \
+         generation = generation + 1, resend = 1, \
          bytes = (SELECT r.bytes FROM recording r WHERE r.id = replica.recording_id) \
          WHERE ?1 IS NULL OR recording_id = ?1",
         [id],
@@ -109,23 +115,39 @@ pub fn release_all(conn: &Connection) -> rusqlite::Result<usize> {
 }
 
 /// Queues every finished recording of `cameras` (empty: all) not queued
-/// before. Returns how many were queued.
-pub fn enqueue(conn: &Connection, cameras: &[String], keep_local: bool, now_ns: i64) -> rusqlite::Result<usize> {
+/// before, looking only at ids from `floor` on (0: all). Returns how many
+/// were queued and the floor for the next call: the oldest recording still
+/// being written (every older one is finished and was looked at).
+pub fn enqueue(
+    conn: &Connection,
+    cameras: &[String],
+    keep_local: bool,
+    now_ns: i64,
+    floor: i64,
+) -> rusqlite::Result<(usize, i64)> {
     let list = serde_json::to_string(cameras).unwrap_or_else(|_| "[]".into());
-    conn.prepare_cached(
-        "INSERT INTO replica (recording_id, state, keep_local, queued_ns, bytes) \
-         SELECT r.id, 'queued', ?1, ?2, r.bytes FROM recording r JOIN camera c ON c.id = r.camera_id \
-         WHERE r.state != 'writing' AND r.sha256 IS NOT NULL \
-         AND NOT EXISTS (SELECT 1 FROM replica q WHERE q.recording_id = r.id) \
-         AND (?3 = '[]' OR c.name IN (SELECT value FROM json_each(?3)))",
-    )?
-    .execute(params![i64::from(keep_local), now_ns, list])
+    let n = conn
+        .prepare_cached(
+            "INSERT INTO replica (recording_id, state, keep_local, queued_ns, bytes) \
+             SELECT r.id, 'queued', ?1, ?2, r.bytes FROM recording r JOIN camera c ON c.id = r.camera_id \
+             WHERE r.id >= ?4 AND r.state != 'writing' AND r.sha256 IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM replica q WHERE q.recording_id = r.id) \
+             AND (?3 = '[]' OR c.name IN (SELECT value FROM json_each(?3)))",
+        )?
+        .execute(params![i64::from(keep_local), now_ns, list, floor])?;
+    let next: i64 = conn
+        .prepare_cached(
+            "SELECT coalesce((SELECT min(id) FROM recording WHERE state = 'writing'), \
+         (SELECT coalesce(max(id), 0) + 1 FROM recording))",
+        )?
+        .query_row([], |r| r.get(0))?;
+    Ok((n, next))
 }
 
 /// The oldest waiting recording that is due (its back-off has passed).
 pub fn next_due(conn: &Connection, now_ns: i64) -> rusqlite::Result<Option<Queued>> {
     let sql = format!(
-        "SELECT {RECORDING_COLUMNS}, q.upload_id, q.part_size, q.attempts FROM replica q \
+        "SELECT {RECORDING_COLUMNS}, q.upload_id, q.part_size, q.attempts, q.generation, q.resend FROM replica q \
          JOIN recording r ON r.id = q.recording_id JOIN camera c ON c.id = r.camera_id \
          WHERE q.state = 'queued' AND q.next_try_ns <= ?1 ORDER BY r.start_wall_ns, r.id LIMIT 1"
     );
@@ -133,9 +155,11 @@ pub fn next_due(conn: &Connection, now_ns: i64) -> rusqlite::Result<Option<Queue
         .query_row([now_ns], |row| {
             Ok(Queued {
                 rec: recording_from_row(row)?,
-                upload_id: row.get(17)?,
-                part_size: row.get(18)?,
-                attempts: row.get(19)?,
+                upload_id: row.get(N)?,
+                part_size: row.get(N + 1)?,
+                attempts: row.get(N + 2)?,
+                generation: row.get(N + 3)?,
+                resend: row.get(N + 4)?,
             })
         })
         .optional()
@@ -152,11 +176,22 @@ pub fn begin_multipart(conn: &Connection, recording_id: i64, upload_id: &str, pa
     tx.commit()
 }
 
-/// Part `part_no` (from 1) is in the bucket with this ETag.
-pub fn record_part(conn: &Connection, recording_id: i64, part_no: i64, etag: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("INSERT OR REPLACE INTO replica_part (recording_id, part_no, etag) VALUES (?1, ?2, ?3)")?
-        .execute(params![recording_id, part_no, etag])
-        .map(|_| ())
+/// Part `part_no` (from 1) of generation `generation` is in the bucket
+/// with this ETag. Returns false (nothing kept) when the recording was
+/// queued again since (its file changed).
+pub fn record_part(
+    conn: &Connection,
+    recording_id: i64,
+    generation: i64,
+    part_no: i64,
+    etag: &str,
+) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO replica_part (recording_id, part_no, etag) SELECT ?1, ?3, ?4 \
+         WHERE EXISTS (SELECT 1 FROM replica WHERE recording_id = ?1 AND generation = ?2 AND state = 'queued')",
+    )?
+    .execute(params![recording_id, generation, part_no, etag])
+    .map(|n| n == 1)
 }
 
 /// The parts already uploaded, by part number.
@@ -179,22 +214,29 @@ pub fn forget_multipart(conn: &Connection, recording_id: i64) -> rusqlite::Resul
 }
 
 /// The recording and its manifest are in the bucket; the manifest names
-/// the holds `holds_stated` (their ids, comma-joined).
+/// the holds `holds_stated` (their ids, comma-joined). Returns false
+/// (nothing changed) when the recording was queued again since generation
+/// `generation` began (its file changed): it goes again.
 pub fn mark_done(
     conn: &Connection,
     recording_id: i64,
+    generation: i64,
     object_key: &str,
     holds_stated: &str,
     now_ns: i64,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<bool> {
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute("DELETE FROM replica_part WHERE recording_id = ?1", [recording_id])?;
-    tx.execute(
+    let n = tx.execute(
         "UPDATE replica SET state = 'done', uploaded_ns = ?2, object_key = ?3, upload_id = NULL, part_size = NULL, \
-         last_error = NULL, holds_stated = ?4 WHERE recording_id = ?1",
-        params![recording_id, now_ns, object_key, holds_stated],
+         last_error = NULL, holds_stated = ?4, resend = 0 \
+         WHERE recording_id = ?1 AND generation = ?5 AND state = 'queued'",
+        params![recording_id, now_ns, object_key, holds_stated, generation],
     )?;
-    tx.commit()
+    if n == 1 {
+        tx.execute("DELETE FROM replica_part WHERE recording_id = ?1", [recording_id])?;
+    }
+    tx.commit()?;
+    Ok(n == 1)
 }
 
 /// The ids of `holds`, as a manifest states them and [`mark_done`] keeps them.
@@ -212,7 +254,7 @@ pub fn restatable(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<(Reco
     );
     let mut st = conn.prepare_cached(&sql)?;
     let rows: Vec<(RecordingRow, String)> = st
-        .query_map([], |row| Ok((recording_from_row(row)?, row.get(17)?)))?
+        .query_map([], |row| Ok((recording_from_row(row)?, row.get(N)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let mut out = Vec::new();
     for (rec, stated) in rows {
@@ -236,11 +278,23 @@ pub fn restated(conn: &Connection, recording_id: i64, holds_stated: &str) -> rus
     .map(|_| ())
 }
 
-/// An attempt failed: try again at `next_try_ns`.
-pub fn mark_failed(conn: &Connection, recording_id: i64, error: &str, next_try_ns: i64) -> rusqlite::Result<()> {
+/// An attempt of generation `generation` failed: try again at `next_try_ns`.
+pub fn mark_failed(
+    conn: &Connection,
+    recording_id: i64,
+    generation: i64,
+    error: &str,
+    next_try_ns: i64,
+) -> rusqlite::Result<()> {
     conn.execute(
-        "UPDATE replica SET attempts = attempts + 1, last_error = ?2, next_try_ns = ?3 WHERE recording_id = ?1",
-        params![recording_id, crate::base::text::one_line(error, 500), next_try_ns],
+        "UPDATE replica SET attempts = attempts + 1, last_error = ?2, next_try_ns = ?3 \
+         WHERE recording_id = ?1 AND generation = ?4",
+        params![
+            recording_id,
+            crate::base::text::one_line(error, 500),
+            next_try_ns,
+            generation
+        ],
     )
     .map(|_| ())
 }
@@ -375,8 +429,12 @@ mod tests {
     fn recordings_queue_oldest_first_for_the_cameras_named_and_only_once() {
         let (_d, idx) = index(3);
         let c = idx.conn();
-        assert_eq!(enqueue(c, &["cam".to_string()], true, 5).unwrap(), 3);
-        assert_eq!(enqueue(c, &["cam".to_string()], true, 6).unwrap(), 0, "queued once");
+        assert_eq!(enqueue(c, &["cam".to_string()], true, 5, 0).unwrap().0, 3);
+        assert_eq!(
+            enqueue(c, &["cam".to_string()], true, 6, 0).unwrap().0,
+            0,
+            "queued once"
+        );
         let first = next_due(c, 10).unwrap().unwrap();
         assert_eq!((first.rec.start_wall_ns, first.upload_id.as_deref()), (0, None));
         let l = lag(c).unwrap();
@@ -385,17 +443,17 @@ mod tests {
             (3, 90_000_000, Some(0))
         );
         // The other camera only when all are replicated.
-        assert_eq!(enqueue(c, &[], false, 7).unwrap(), 1);
+        assert_eq!(enqueue(c, &[], false, 7, 0).unwrap().0, 1);
     }
 
     #[test]
     fn a_multipart_upload_is_remembered_until_done_and_a_failure_waits() {
         let (_d, idx) = index(2);
         let c = idx.conn();
-        enqueue(c, &[], false, 0).unwrap();
+        enqueue(c, &[], false, 0, 0).unwrap();
         let q = next_due(c, 0).unwrap().unwrap();
         begin_multipart(c, q.rec.id, "upload-1", 8 << 20).unwrap();
-        record_part(c, q.rec.id, 1, "etag-1").unwrap();
+        assert!(record_part(c, q.rec.id, q.generation, 1, "etag-1").unwrap());
         // What a restart (or kill -9) finds:
         let again = next_due(c, 0).unwrap().unwrap();
         assert_eq!(
@@ -403,7 +461,7 @@ mod tests {
             (q.rec.id, Some("upload-1"), Some(8 << 20))
         );
         assert_eq!(parts(c, q.rec.id).unwrap(), vec![(1, "etag-1".to_string())]);
-        mark_failed(c, q.rec.id, "store down", 1_000).unwrap();
+        mark_failed(c, q.rec.id, q.generation, "store down", 1_000).unwrap();
         assert_ne!(
             next_due(c, 999).unwrap().unwrap().rec.id,
             q.rec.id,
@@ -411,7 +469,7 @@ mod tests {
         );
         assert_eq!(lag(c).unwrap().last_error.as_deref(), Some("store down"));
         assert_eq!(next_due(c, 1_000).unwrap().unwrap().rec.id, q.rec.id);
-        mark_done(c, q.rec.id, "box/recordings/x.vseg", "", 5).unwrap();
+        assert!(mark_done(c, q.rec.id, q.generation, "box/recordings/x.vseg", "", 5).unwrap());
         assert!(parts(c, q.rec.id).unwrap().is_empty());
         let l = lag(c).unwrap();
         assert_eq!((l.queued, l.uploaded, l.last_uploaded_ns), (2, 1, Some(5)));
@@ -420,7 +478,7 @@ mod tests {
     #[test]
     fn retention_keeps_what_waits_for_the_bucket_only_while_asked_to() {
         let (_d, mut idx) = index(3);
-        enqueue(idx.conn(), &[], true, 0).unwrap();
+        enqueue(idx.conn(), &[], true, 0, 0).unwrap();
         let cam = idx.camera_id("cam").unwrap();
         let pick = Pick::EndedBy {
             camera_id: cam,
@@ -428,7 +486,7 @@ mod tests {
         };
         assert!(oldest_deletable(idx.conn(), pick, 10).unwrap().is_empty());
         let first = next_due(idx.conn(), 0).unwrap().unwrap().rec.id;
-        mark_done(idx.conn(), first, "k", "", 1).unwrap();
+        assert!(mark_done(idx.conn(), first, 0, "k", "", 1).unwrap());
         assert_eq!(
             oldest_deletable(idx.conn(), pick, 10).unwrap().len(),
             1,
@@ -454,9 +512,9 @@ mod tests {
     fn a_hold_placed_or_released_after_upload_makes_the_manifest_restatable() {
         let (_d, idx) = index(2);
         let c = idx.conn();
-        enqueue(c, &[], false, 0).unwrap();
+        enqueue(c, &[], false, 0, 0).unwrap();
         let id = next_due(c, 0).unwrap().unwrap().rec.id;
-        mark_done(c, id, "k", "", 1).unwrap();
+        assert!(mark_done(c, id, 0, "k", "", 1).unwrap());
         assert!(restatable(c, 10).unwrap().is_empty());
         let h = holds::place(c, &HoldTarget::Recording(id), "case 7", "t").unwrap();
         let r = restatable(c, 10).unwrap();
@@ -475,7 +533,7 @@ mod tests {
     fn lag_beyond_the_limit_is_an_alert_that_clears_when_caught_up() {
         let (_d, idx) = index(1);
         let c = idx.conn();
-        enqueue(c, &["cam".to_string()], false, 0).unwrap();
+        enqueue(c, &["cam".to_string()], false, 0, 0).unwrap();
         judge_lag(c, 30 * MIN, 10 * MIN).unwrap();
         let open = |c: &Connection| {
             crate::db::alerts::open(c)
@@ -488,7 +546,7 @@ mod tests {
         judge_lag(c, 30 * MIN, 40 * MIN).unwrap();
         assert_eq!(open(c), 1);
         let id = next_due(c, 0).unwrap().unwrap().rec.id;
-        mark_done(c, id, "k", "", 1).unwrap();
+        assert!(mark_done(c, id, 0, "k", "", 1).unwrap());
         judge_lag(c, 30 * MIN, 41 * MIN).unwrap();
         assert_eq!(open(c), 0);
     }
@@ -497,11 +555,18 @@ mod tests {
     fn a_changed_file_goes_again_and_a_camera_no_longer_covered_is_forgotten() {
         let (_d, idx) = index(2);
         let c = idx.conn();
-        enqueue(c, &[], false, 0).unwrap();
+        enqueue(c, &[], false, 0, 0).unwrap();
         let id = next_due(c, 0).unwrap().unwrap().rec.id;
-        mark_done(c, id, "k", "", 1).unwrap();
+        assert!(mark_done(c, id, 0, "k", "", 1).unwrap());
         requeue_in(c, Some(id)).unwrap();
         assert_eq!(lag(c).unwrap().queued, 3);
+        let again = next_due(c, 0).unwrap().unwrap();
+        assert_eq!((again.rec.id, again.generation, again.resend), (id, 1, true));
+        // An upload of the old file that finishes now changes nothing.
+        assert!(!record_part(c, id, 0, 1, "old").unwrap());
+        assert!(!mark_done(c, id, 0, "k", "", 2).unwrap());
+        assert!(mark_done(c, id, 1, "k", "", 3).unwrap());
+        requeue_in(c, Some(id)).unwrap();
         assert_eq!(forget_uncovered(c, &["other".to_string()]).unwrap(), 2);
         assert_eq!(lag(c).unwrap().queued, 1);
     }
@@ -514,9 +579,9 @@ mod tests {
         record_key_uploaded(c, b"12345678", 1).unwrap();
         assert!(!set_target(c, "daemon", "http://s3/b/p", true, 2).unwrap());
         assert!(key_uploaded(c, b"12345678").unwrap());
-        enqueue(c, &[], false, 2).unwrap();
+        enqueue(c, &[], false, 2, 0).unwrap();
         let id = next_due(c, 2).unwrap().unwrap().rec.id;
-        mark_done(c, id, "k", "", 2).unwrap();
+        assert!(mark_done(c, id, 0, "k", "", 2).unwrap());
         assert!(set_target(c, "daemon", "http://s3/b/other", false, 3).unwrap());
         assert!(!key_uploaded(c, b"12345678").unwrap());
         assert_eq!(lag(c).unwrap().uploaded, 0, "everything goes to the new target");

@@ -317,11 +317,14 @@ CREATE TABLE camera_event (
 CREATE INDEX camera_event_time ON camera_event (start_ns);
 CREATE INDEX camera_event_open ON camera_event (camera, kind, end_ns);
 "#;
-/// Version 11: off-box replication (`db::replication`). A row per recording
+/// Version 11: off-box replication (`db::replication`); a restored
+/// recording's camera id on the box that wrote it. A row per recording
 /// queued for the bucket, the parts of a multipart upload in flight (so an
 /// upload resumes after a restart or `kill -9`), the data keys and the audit
 /// head already uploaded, and the target last replicated to.
 const SCHEMA_V11: &str = r#"
+ALTER TABLE recording ADD COLUMN file_camera_id INTEGER;
+CREATE INDEX recording_sha256 ON recording (sha256);
 CREATE TABLE replica (
     recording_id INTEGER PRIMARY KEY REFERENCES recording(id) ON DELETE CASCADE,
     state TEXT NOT NULL CHECK (state IN ('queued', 'done')),
@@ -335,7 +338,9 @@ CREATE TABLE replica (
     last_error TEXT,
     uploaded_ns INTEGER,
     object_key TEXT,
-    holds_stated TEXT NOT NULL DEFAULT ''
+    holds_stated TEXT NOT NULL DEFAULT '',
+    generation INTEGER NOT NULL DEFAULT 0,
+    resend INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX replica_queue ON replica (state, next_try_ns);
 CREATE TABLE replica_part (

@@ -137,7 +137,7 @@ fn check_recording(storage: &Storage, keys: &dyn KeyLookup, p: &Planned) -> Resu
         what,
     };
     let mut r = SegmentReader::open(&storage.path_of(&p.rec.file_name), keys).map_err(integrity)?;
-    if r.header().camera_id != p.rec.camera_id as u64 {
+    if r.header().camera_id != p.rec.file_camera_id as u64 {
         return Err(mismatch("file belongs to another camera".into()));
     }
     // Record 0 first: a wrong key or an edited header fails here, with that message.

@@ -116,6 +116,47 @@ impl Body for ThrottledBody {
     }
 }
 
+/// An answer's body that fails when the store sends nothing for
+/// [`IDLE_TIMEOUT`] (a stalled download never hangs the uploader).
+struct IdleBody {
+    inner: hyper::body::Incoming,
+    idle: Pin<Box<tokio::time::Sleep>>,
+}
+
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Body for IdleBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(r) => {
+                let deadline = tokio::time::Instant::now() + IDLE_TIMEOUT;
+                self.idle.as_mut().reset(deadline);
+                Poll::Ready(
+                    r.map(|f| f.map_err(|e| err(HttpErrorKind::Interrupted, format!("reading the answer: {e}")))),
+                )
+            }
+            Poll::Pending => match self.idle.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(err(
+                    HttpErrorKind::Timeout,
+                    format!("the store sent nothing for {} s", IDLE_TIMEOUT.as_secs()),
+                )))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// object_store's HTTP connector and service.
 #[derive(Clone, Debug)]
 pub struct Transport {
@@ -256,8 +297,11 @@ impl HttpService for Transport {
             Ok(Err(e)) => return Err(err(HttpErrorKind::Request, format!("{e}"))),
             Err(_) => return Err(err(HttpErrorKind::Timeout, "no answer in time".into())),
         };
-        Ok(resp.map(|b| {
-            HttpResponseBody::new(b.map_err(|e| err(HttpErrorKind::Interrupted, format!("reading the answer: {e}"))))
+        Ok(resp.map(|inner| {
+            HttpResponseBody::new(IdleBody {
+                inner,
+                idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
+            })
         }))
     }
 }

@@ -22,6 +22,9 @@ pub enum ReplicaError {
     /// The bucket refused or could not be reached; the text says which.
     #[error("{0}")]
     Store(String),
+    /// The bucket answered 404: no such object, or no such multipart upload.
+    #[error("{0}")]
+    Missing(String),
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("{0}")]

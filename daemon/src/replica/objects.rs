@@ -158,9 +158,12 @@ pub fn recording_manifest(
 }
 
 impl RecordingManifest {
+    /// The end in wall-clock time; saturating, as the numbers come from a bucket.
     pub fn end_wall_ns(&self) -> i64 {
         let r = &self.recording;
-        r.start_wall_ns + crate::db::ticks_to_ns(r.end_pts - r.start_pts, r.timescale.max(1))
+        let ticks = i128::from(r.end_pts) - i128::from(r.start_pts);
+        let ns = ticks * 1_000_000_000 / i128::from(r.timescale.max(1)) + i128::from(r.start_wall_ns);
+        ns.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }
 }
 

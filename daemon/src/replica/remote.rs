@@ -16,11 +16,25 @@ use super::{names, ReplicaError};
 /// 8 cameras with 1-minute recordings (`list --camera` reads one camera).
 pub const MAX_OBJECTS: usize = 5_000_000;
 
+/// The most a JSON object (device, manifest, key, audit head) or a
+/// signature may be: a manifest with many holds is a few KiB.
+pub const MAX_DOC: u64 = 1 << 20;
+/// The largest recording a manifest may claim (a recording is bounded by
+/// its length, minutes at most: 16 GiB is far beyond any).
+pub const MAX_RECORDING: u64 = 16 << 30;
+
 /// A box's replica, its identity checked.
 pub struct Remote {
     pub bucket: Bucket,
     pub device: DeviceDoc,
     pub signing_key: [u8; 32],
+}
+
+/// The manifests that passed their checks, and what failed.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub manifests: Vec<RecordingManifest>,
+    pub problems: Vec<String>,
 }
 
 /// What `verify` found.
@@ -38,9 +52,12 @@ impl Remote {
     pub async fn open(target: &Target, secret: &str, expect_fingerprint: Option<&str>) -> Result<Remote, ReplicaError> {
         let bucket = Bucket::open(target, secret, None)?;
         let missing = |n: &str| ReplicaError::Integrity(format!("{n} is missing under {}", bucket.describe()));
-        let bytes = bucket.get(names::DEVICE).await?.ok_or_else(|| missing(names::DEVICE))?;
+        let bytes = bucket
+            .get(names::DEVICE, MAX_DOC)
+            .await?
+            .ok_or_else(|| missing(names::DEVICE))?;
         let sig = bucket
-            .get(&names::sig(names::DEVICE))
+            .get(&names::sig(names::DEVICE), MAX_DOC)
             .await?
             .ok_or_else(|| missing(&names::sig(names::DEVICE)))?;
         let (device, signing_key) = objects::trusted_device(&bytes, &sig, expect_fingerprint)?;
@@ -54,10 +71,10 @@ impl Remote {
     async fn signed<T: for<'de> serde::Deserialize<'de>>(&self, name: &str) -> Result<T, ReplicaError> {
         let bytes = self
             .bucket
-            .get(name)
+            .get(name, MAX_DOC)
             .await?
             .ok_or_else(|| ReplicaError::Integrity(format!("{name} is missing")))?;
-        let sig = self.bucket.get(&names::sig(name)).await?.ok_or_else(|| {
+        let sig = self.bucket.get(&names::sig(name), MAX_DOC).await?.ok_or_else(|| {
             ReplicaError::Integrity(format!("{} is missing (the signature of {name})", names::sig(name)))
         })?;
         objects::open_signed(name, &bytes, &sig, &self.signing_key)
@@ -78,11 +95,24 @@ impl Remote {
                 m.device_id, self.device.device_id
             )));
         }
-        if !name.ends_with(".json") || m.object != format!("{}.vseg", name.trim_end_matches(".json")) {
+        if !name.ends_with(".json") || m.object != format!("{}.vseg", name.strip_suffix(".json").unwrap_or(name)) {
             return Err(ReplicaError::Integrity(format!(
                 "{name}: names the object {}, not its own",
                 m.object
             )));
+        }
+        // The camera becomes a directory name on restore: only a real camera
+        // name, and the one the object is filed under.
+        let r = &m.recording;
+        if !crate::base::names::valid_recorded_camera_name(&r.camera)
+            || names::recording_stem(&r.camera, r.start_wall_ns, r.id) != name.strip_suffix(".json").unwrap_or(name)
+        {
+            return Err(ReplicaError::Integrity(format!(
+                "{name}: its camera, start or id does not match where it is filed"
+            )));
+        }
+        if r.timescale <= 0 || r.end_pts < r.start_pts || m.bytes > MAX_RECORDING {
+            return Err(ReplicaError::Integrity(format!("{name}: impossible times or size")));
         }
         Ok(m)
     }
@@ -99,22 +129,41 @@ impl Remote {
         Ok(k)
     }
 
-    /// The manifests of `camera` (all cameras: None), oldest first. A
-    /// manifest that fails its checks is an error.
-    pub async fn manifests(&self, camera: Option<&str>) -> Result<Vec<RecordingManifest>, ReplicaError> {
+    /// The manifests of `camera` (all cameras: None), oldest first, and
+    /// one line per manifest that failed its checks (left out), or that
+    /// states a recording another manifest states too (both left out).
+    pub async fn manifests(&self, camera: Option<&str>) -> Result<Listing, ReplicaError> {
         let dir = match camera {
-            Some(c) => format!("recordings/{c}"),
-            None => "recordings".into(),
+            Some(c) => format!("recordings/{c}/"),
+            None => "recordings/".into(),
         };
-        let listed = self.bucket.list(&dir, MAX_OBJECTS).await?;
-        let mut out = Vec::new();
+        let listed = self.bucket.list(dir.trim_end_matches('/'), MAX_OBJECTS).await?;
+        let mut out = Listing::default();
         for m in &listed {
             let name = self.bucket.relative(&m.location).to_string();
             if name.ends_with(".json") {
-                out.push(self.manifest(&name).await?);
+                match self.manifest(&name).await {
+                    Ok(m) => out.manifests.push(m),
+                    Err(e) => out.problems.push(e.to_string()),
+                }
             }
         }
-        out.sort_by_key(|m| (m.recording.start_wall_ns, m.recording.id));
+        out.manifests
+            .sort_by_key(|m| (m.recording.start_wall_ns, m.recording.id));
+        let mut seen = std::collections::HashMap::new();
+        for m in &out.manifests {
+            *seen.entry(m.recording.id).or_insert(0u32) += 1;
+        }
+        out.manifests.retain(|m| {
+            let once = seen.get(&m.recording.id) == Some(&1);
+            if !once {
+                out.problems.push(format!(
+                    "{}: recording {} is stated by more than one manifest",
+                    m.object, m.recording.id
+                ));
+            }
+            once
+        });
         Ok(out)
     }
 
@@ -130,6 +179,7 @@ impl Remote {
             .collect();
         let mut accounted: HashSet<String> = [names::DEVICE.to_string(), names::sig(names::DEVICE)].into();
         let mut keys_needed = HashSet::new();
+        let mut ids = HashSet::new();
         for name in sizes
             .keys()
             .filter(|n| n.starts_with("recordings/") && n.ends_with(".json"))
@@ -144,6 +194,12 @@ impl Remote {
                 }
             };
             accounted.insert(m.object.clone());
+            if !ids.insert(m.recording.id) {
+                rep.problems.push(format!(
+                    "{name}: recording {} is stated by more than one manifest",
+                    m.recording.id
+                ));
+            }
             keys_needed.insert(m.key_id.clone());
             rep.recordings += 1;
             match self.bucket.sha256_of(&m.object).await? {

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use ring::digest;
 use vigil_format::hex;
 use vigil_format::keys::{parse_key_id, DataKey, KeyId, KeyLookup, KeyUnavailable};
 use vigil_format::vseg::SegmentReader;
@@ -35,11 +34,14 @@ impl KeyLookup for ReplicaKeys {
     }
 }
 
-/// Opens the data keys `manifests` name with the recovery key.
+/// Opens the data keys `manifests` name with the recovery key. A key
+/// document that fails its checks is a problem (its recordings cannot be
+/// read); the wrong recovery key is an error.
 pub async fn open_keys(
     remote: &Remote,
     recovery: &RecoveryKey,
     manifests: &[RecordingManifest],
+    problems: &mut Vec<String>,
 ) -> Result<ReplicaKeys, ReplicaError> {
     let recovery_pub = hex(&recovery.public_key());
     if recovery_pub != remote.device.recovery_public_key_hex {
@@ -49,16 +51,29 @@ pub async fn open_keys(
         ))));
     }
     let mut keys = ReplicaKeys::default();
+    let mut tried = std::collections::HashSet::new();
     for m in manifests {
-        let id = parse_key_id(&m.key_id).ok_or_else(|| ReplicaError::Integrity(format!("{}: bad key id", m.object)))?;
-        if keys.0.contains_key(&id) {
+        let Some(id) = parse_key_id(&m.key_id) else {
+            problems.push(format!("{}: bad key id", m.object));
+            continue;
+        };
+        if !tried.insert(id) {
             continue;
         }
-        let doc = remote.key_doc(&m.key_id).await?;
-        let wrapped = parse_hex(&doc.wrapped_hex)
-            .ok_or_else(|| ReplicaError::Integrity(format!("keys/{}.json: the wrapped key is not hex", m.key_id)))?;
-        let bytes = recovery.open_replica_key(&id.0, &remote.device.device_id, &wrapped)?;
-        keys.0.insert(id, DataKey::new(id, *bytes));
+        let opened = async {
+            let doc = remote.key_doc(&m.key_id).await?;
+            let wrapped = parse_hex(&doc.wrapped_hex).ok_or_else(|| {
+                ReplicaError::Integrity(format!("keys/{}.json: the wrapped key is not hex", m.key_id))
+            })?;
+            Ok::<_, ReplicaError>(recovery.open_replica_key(&id.0, &remote.device.device_id, &wrapped)?)
+        };
+        match opened.await {
+            Ok(bytes) => {
+                keys.0.insert(id, DataKey::new(id, *bytes));
+            }
+            Err(e @ (ReplicaError::Store(_) | ReplicaError::Io { .. })) => return Err(e),
+            Err(e) => problems.push(format!("key {}: {e}", m.key_id)),
+        }
     }
     Ok(keys)
 }
@@ -79,32 +94,29 @@ fn parse_hex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Downloads a recording to `dest` (through `dest.partial`, fsynced), after
-/// checking its length and SHA-256 against the signed manifest.
+/// checking its length and SHA-256 against the signed manifest; streamed,
+/// never longer than the manifest says.
 pub async fn fetch(remote: &Remote, m: &RecordingManifest, dest: &Path) -> Result<(), ReplicaError> {
-    let data = remote
-        .bucket
-        .get(&m.object)
-        .await?
-        .ok_or_else(|| ReplicaError::Integrity(format!("{}: missing (its manifest names it)", m.object)))?;
-    let sha = digest::digest(&digest::SHA256, &data);
-    if data.len() as u64 != m.bytes || hex(sha.as_ref()) != m.ciphertext_sha256 {
-        return Err(ReplicaError::Integrity(format!(
+    let partial = dest.with_extension("partial");
+    let _ = std::fs::remove_file(&partial);
+    let got = remote.bucket.download(&m.object, &partial, m.bytes).await;
+    let checked = match got {
+        Ok(Some((sha, len))) if len == m.bytes && hex(&sha) == m.ciphertext_sha256 => Ok(()),
+        Ok(Some(_)) => Err(ReplicaError::Integrity(format!(
             "{}: altered: it does not match its signed manifest (run `vigil replica verify`)",
             m.object
-        )));
-    }
-    let partial = dest.with_extension("partial");
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&partial)?;
-        f.write_all(&data)?;
-        f.sync_all()?;
-        std::fs::rename(&partial, dest)
+        ))),
+        Ok(None) => Err(ReplicaError::Integrity(format!(
+            "{}: missing (its manifest names it)",
+            m.object
+        ))),
+        Err(e) => Err(e),
     };
-    write().map_err(|e| {
+    let moved = checked.and_then(|()| std::fs::rename(&partial, dest).map_err(|e| ReplicaError::io(dest, e)));
+    if moved.is_err() {
         let _ = std::fs::remove_file(&partial);
-        ReplicaError::io(dest, e)
-    })
+    }
+    moved
 }
 
 /// Rebuilds the index row of a downloaded recording at `file_name` from its
@@ -139,6 +151,7 @@ pub fn index_recording(
     })?;
     let chunks: Vec<ChunkRow> = scan.chunks.iter().map(ChunkRow::from).collect();
     index.replace_chunks(id, &chunks)?;
+    index.set_file_camera_id(id, scan.header.camera_id as i64)?;
     let state = if r.state == "recovered" {
         "recovered"
     } else {
@@ -160,16 +173,19 @@ pub fn index_recording(
     Ok(id)
 }
 
-/// The manifests of `camera` that overlap `[start_ns, end_ns)`.
+/// The manifests of `camera` that overlap `[start_ns, end_ns)`; what
+/// failed its checks goes to `problems`.
 pub async fn in_range(
     remote: &Remote,
     camera: &str,
     start_ns: i64,
     end_ns: i64,
+    problems: &mut Vec<String>,
 ) -> Result<Vec<RecordingManifest>, ReplicaError> {
-    Ok(remote
-        .manifests(Some(camera))
-        .await?
+    let listing = remote.manifests(Some(camera)).await?;
+    problems.extend(listing.problems);
+    Ok(listing
+        .manifests
         .into_iter()
         .filter(|m| m.recording.camera == camera && m.recording.start_wall_ns < end_ns && m.end_wall_ns() > start_ns)
         .collect())
@@ -177,6 +193,9 @@ pub async fn in_range(
 
 /// `vigil replica export`: an MP4 of `camera` from `start_ns` to `end_ns`
 /// straight from the bucket, through a temporary archive under `work`.
+/// A recording that fails its checks is left out and named in `problems`
+/// (the caller must then say the export is incomplete).
+#[allow(clippy::too_many_arguments)]
 pub async fn export(
     remote: &Remote,
     recovery: &RecoveryKey,
@@ -185,23 +204,38 @@ pub async fn export(
     end_ns: i64,
     out: &Path,
     work: &Path,
+    problems: &mut Vec<String>,
 ) -> Result<crate::evidence::export::ExportReport, ReplicaError> {
-    let manifests = in_range(remote, camera, start_ns, end_ns).await?;
-    if manifests.is_empty() {
-        return Err(ReplicaError::Other(format!(
-            "the replica has no recording of {camera} between those times"
-        )));
-    }
-    let keys = open_keys(remote, recovery, &manifests).await?;
+    let manifests = in_range(remote, camera, start_ns, end_ns, problems).await?;
+    let keys = open_keys(remote, recovery, &manifests, problems).await?;
     let mut storage = Storage::new(&work.join("recordings"));
     storage.ensure().map_err(|e| ReplicaError::Other(e.to_string()))?;
     let mut index = Index::open(&work.join("replica.db"))?;
+    let mut usable = 0;
     for m in &manifests {
         let file_name = storage
             .new_file_name(camera, &new_file_id()?)
             .map_err(|e| ReplicaError::Other(e.to_string()))?;
-        fetch(remote, m, &storage.path_of(&file_name)).await?;
-        index_recording(&mut index, &storage, &keys, m, &file_name)?;
+        let path = storage.path_of(&file_name);
+        let got = match fetch(remote, m, &path).await {
+            Ok(()) => index_recording(&mut index, &storage, &keys, m, &file_name).map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match got {
+            Ok(()) => usable += 1,
+            Err(
+                e @ (ReplicaError::Store(_) | ReplicaError::Io { .. } | ReplicaError::Sql(_) | ReplicaError::Index(_)),
+            ) => return Err(e),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                problems.push(e.to_string());
+            }
+        }
+    }
+    if usable == 0 {
+        return Err(ReplicaError::Other(format!(
+            "the replica has no usable recording of {camera} between those times"
+        )));
     }
     let archive = crate::evidence::plan::Archive {
         index: &index,
@@ -219,11 +253,14 @@ pub struct RestoreReport {
     pub already: u64,
     pub bytes: u64,
     pub keys_adopted: u64,
+    /// Recordings left out: each failed its checks (named).
+    pub problems: Vec<String>,
 }
 
 /// `vigil replica restore`: every recording of the replica (or of `camera`)
 /// into this box's storage and index, unless a recording with the same
-/// ciphertext is here already. Audited (`replica.restore`).
+/// ciphertext is here already. A recording that fails its checks is left
+/// out and named. Audited (`replica.restore`).
 pub async fn restore(
     remote: &Remote,
     recovery: &RecoveryKey,
@@ -232,10 +269,12 @@ pub async fn restore(
     camera: Option<&str>,
     actor: &str,
 ) -> Result<RestoreReport, ReplicaError> {
-    let manifests = remote.manifests(camera).await?;
-    let keys = open_keys(remote, recovery, &manifests).await?;
-    let mut index = Index::open_existing(keyring.db_path())?;
     let mut rep = RestoreReport::default();
+    let listing = remote.manifests(camera).await?;
+    rep.problems.extend(listing.problems);
+    let manifests = listing.manifests;
+    let keys = open_keys(remote, recovery, &manifests, &mut rep.problems).await?;
+    let mut index = Index::open_existing(keyring.db_path())?;
     let result = async {
         for m in &manifests {
             let sha = parse_hex(&m.ciphertext_sha256).unwrap_or_default();
@@ -244,29 +283,50 @@ pub async fn restore(
                 continue;
             }
             let r = &m.recording;
+            let Some(key) = parse_key_id(&m.key_id).and_then(|id| keys.0.get(&id)) else {
+                rep.problems
+                    .push(format!("{}: its data key could not be opened", m.object));
+                continue;
+            };
             let camera_id = index.camera_id(&r.camera)?;
-            let id =
-                parse_key_id(&m.key_id).ok_or_else(|| ReplicaError::Integrity(format!("{}: bad key id", m.object)))?;
-            let key = keys
-                .0
-                .get(&id)
-                .ok_or_else(|| ReplicaError::Integrity(format!("{}: its key was not opened", m.object)))?;
             if keyring.adopt_recording_key(key, camera_id, &crate::keys::wrap::utc_day(r.start_wall_ns))? {
                 rep.keys_adopted += 1;
             }
             let file_name = storage
                 .new_file_name(&r.camera, &new_file_id()?)
                 .map_err(|e| ReplicaError::Other(e.to_string()))?;
-            fetch(remote, m, &storage.path_of(&file_name)).await?;
-            index_recording(&mut index, storage, &keys, m, &file_name)?;
-            rep.restored += 1;
-            rep.bytes += m.bytes;
+            let path = storage.path_of(&file_name);
+            let got = match fetch(remote, m, &path).await {
+                Ok(()) => index_recording(&mut index, storage, &keys, m, &file_name).map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match got {
+                Ok(()) => {
+                    rep.restored += 1;
+                    rep.bytes += m.bytes;
+                }
+                Err(e @ ReplicaError::Integrity(_)) => {
+                    let _ = std::fs::remove_file(&path);
+                    rep.problems.push(e.to_string());
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e);
+                }
+            }
         }
         Ok::<(), ReplicaError>(())
     }
     .await;
     let (outcome, detail) = match &result {
-        Ok(()) => (crate::db::audit::Outcome::Ok, String::new()),
+        Ok(()) if rep.problems.is_empty() => (crate::db::audit::Outcome::Ok, String::new()),
+        Ok(()) => (
+            crate::db::audit::Outcome::Failed,
+            format!(
+                "; {} recording(s) or key(s) failed their checks and were left out",
+                rep.problems.len()
+            ),
+        ),
         Err(e) => (crate::db::audit::Outcome::Failed, format!("; stopped: {e}")),
     };
     let _ = crate::db::audit::append(

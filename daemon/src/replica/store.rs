@@ -48,14 +48,13 @@ pub struct Bucket {
 }
 
 fn store_err(what: &str, action: &str, e: object_store::Error) -> ReplicaError {
-    let text = match &e {
-        object_store::Error::NotFound { .. } => "not found".to_string(),
-        other => other.to_string(),
-    };
-    ReplicaError::Store(format!(
-        "{action} at {what}: {}",
-        crate::base::text::one_line(&text, 400)
-    ))
+    match &e {
+        object_store::Error::NotFound { .. } => ReplicaError::Missing(format!("{action} at {what}: not found")),
+        other => ReplicaError::Store(format!(
+            "{action} at {what}: {}",
+            crate::base::text::one_line(&other.to_string(), 400)
+        )),
+    }
 }
 
 impl Bucket {
@@ -117,17 +116,64 @@ impl Bucket {
             .map_err(|e| store_err(&self.what, &format!("uploading {name}"), e))
     }
 
-    /// The object, or None if there is none.
-    pub async fn get(&self, name: &str) -> Result<Option<Bytes>, ReplicaError> {
-        match self.s3.get(&self.path(name)).await {
-            Ok(r) => r
-                .bytes()
-                .await
-                .map(Some)
-                .map_err(|e| store_err(&self.what, &format!("reading {name}"), e)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(store_err(&self.what, &format!("reading {name}"), e)),
+    /// The object, or None if there is none; one larger than `max` bytes is
+    /// refused before it is read (a bucket cannot make this box run out of memory).
+    pub async fn get(&self, name: &str, max: u64) -> Result<Option<Bytes>, ReplicaError> {
+        let r = match self.s3.get(&self.path(name)).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(store_err(&self.what, &format!("reading {name}"), e)),
+        };
+        if r.meta.size > max {
+            return Err(ReplicaError::Integrity(format!(
+                "{name}: {} bytes, more than the {max} such an object may have",
+                r.meta.size
+            )));
         }
+        r.bytes()
+            .await
+            .map(Some)
+            .map_err(|e| store_err(&self.what, &format!("reading {name}"), e))
+    }
+
+    /// Streams an object into `dest` (created new), stopping past `max`
+    /// bytes. Returns its SHA-256 and length, or None if there is none.
+    pub async fn download(
+        &self,
+        name: &str,
+        dest: &std::path::Path,
+        max: u64,
+    ) -> Result<Option<([u8; 32], u64)>, ReplicaError> {
+        use futures::StreamExt;
+        use std::io::Write;
+        let r = match self.s3.get(&self.path(name)).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(store_err(&self.what, &format!("reading {name}"), e)),
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+            .map_err(|e| ReplicaError::io(dest, e))?;
+        let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut n = 0u64;
+        let mut stream = r.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| store_err(&self.what, &format!("reading {name}"), e))?;
+            n += chunk.len() as u64;
+            if n > max {
+                return Err(ReplicaError::Integrity(format!(
+                    "{name}: longer than its signed manifest says"
+                )));
+            }
+            h.update(&chunk);
+            f.write_all(&chunk).map_err(|e| ReplicaError::io(dest, e))?;
+        }
+        f.sync_all().map_err(|e| ReplicaError::io(dest, e))?;
+        let mut out = [0u8; 32];
+        out.copy_from_slice(h.finish().as_ref());
+        Ok(Some((out, n)))
     }
 
     /// The SHA-256 and length of an object, read as a stream.
@@ -227,8 +273,8 @@ impl Bucket {
         let _ = self.s3.abort_multipart(&self.path(name), &upload_id.to_string()).await;
     }
 
-    /// Whether an error means the bucket no longer knows the upload id.
+    /// Whether an error means the bucket no longer knows the upload id (404).
     pub fn is_unknown_upload(e: &ReplicaError) -> bool {
-        matches!(e, ReplicaError::Store(t) if t.contains("NoSuchUpload") || t.contains("not found") || t.contains("404"))
+        matches!(e, ReplicaError::Missing(_))
     }
 }

@@ -29,6 +29,9 @@ use crate::keys::keyring::Keyring;
 use crate::keys::KeyId;
 use crate::storage::Storage;
 
+/// The longest one step (a recording, its key and manifest) may take.
+const STEP_LIMIT: Duration = Duration::from_secs(30 * 60);
+
 /// The uploader's counters, read by `/metrics` and the health check.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -38,6 +41,8 @@ pub struct Stats {
     pub errors: AtomicU64,
     /// Why the uploader cannot work at all (no secret, a bad bucket), if so.
     pub blocked: Mutex<Option<String>>,
+    /// Recordings below this id are all finished and were looked at.
+    enqueue_floor: std::sync::atomic::AtomicI64,
 }
 
 impl Stats {
@@ -127,11 +132,19 @@ impl Uploader {
     /// the hours uploads are held back.
     fn keep_books(&self, index: &Index, now: i64) {
         let after = self.config.lag_alert_after_ns + self.config.schedule.closed_ns();
-        let r = rows::enqueue(index.conn(), &self.config.cameras, self.keep_local, now)
-            .and_then(|_| rows::judge_lag(index.conn(), after, now));
+        let r = self
+            .enqueue(index, now)
+            .and_then(|()| rows::judge_lag(index.conn(), after, now).map(|_| ()));
         if let Err(e) = r {
             tracing::warn!("replication: cannot update the queue: {e}");
         }
+    }
+
+    fn enqueue(&self, index: &Index, now: i64) -> rusqlite::Result<()> {
+        let floor = self.stats.enqueue_floor.load(Ordering::Relaxed);
+        let (_, next) = rows::enqueue(index.conn(), &self.config.cameras, self.keep_local, now, floor)?;
+        self.stats.enqueue_floor.store(next, Ordering::Relaxed);
+        Ok(())
     }
 
     async fn run(self, stop: Arc<AtomicBool>) {
@@ -185,7 +198,16 @@ impl Uploader {
                 }
                 self.step(&session, now).await
             };
-            match step.await {
+            // Every request is bounded (replica::http); this bounds a whole
+            // step too, so the books are kept whatever the store does.
+            let step = match tokio::time::timeout(STEP_LIMIT, step).await {
+                Ok(r) => r,
+                Err(_) => Err(ReplicaError::Store(format!(
+                    "one upload step took more than {} min: the store is stalling",
+                    STEP_LIMIT.as_secs() / 60
+                ))),
+            };
+            match step {
                 Ok(Step::Uploaded) => backoff = Duration::from_secs(1),
                 Ok(Step::Idle) => {
                     backoff = Duration::from_secs(1);
@@ -259,7 +281,7 @@ impl Uploader {
     }
 
     async fn step(&self, s: &Session, now: i64) -> Result<Step, ReplicaError> {
-        rows::enqueue(s.index.conn(), &self.config.cameras, self.keep_local, now)?;
+        self.enqueue(&s.index, now)?;
         if let Some(q) = rows::next_due(s.index.conn(), now)? {
             let id = q.rec.id;
             return match self.upload_recording(s, &q).await {
@@ -271,7 +293,7 @@ impl Uploader {
                         ReplicaError::Integrity(_) | ReplicaError::Io { .. } => 600_000_000_000,
                         _ => 0,
                     };
-                    rows::mark_failed(s.index.conn(), id, &e.to_string(), now + wait)?;
+                    rows::mark_failed(s.index.conn(), id, q.generation, &e.to_string(), now + wait)?;
                     Err(e)
                 }
             };
@@ -364,31 +386,42 @@ impl Uploader {
         }
         let already = match q.upload_id {
             // A run killed after the object was stored: it is whole (S3
-            // writes are atomic), so it is not sent again.
-            None => s.bucket.head(&object).await?.is_some_and(|m| m.size == size),
-            Some(_) => false,
+            // writes are atomic), so it is not sent again; unless the file
+            // changed since (re-encryption) or the target did (`resend`).
+            None if !q.resend => s.bucket.head(&object).await?.is_some_and(|m| m.size == size),
+            _ => false,
         };
+        let mut sent = 0;
         if !already {
             if size <= s.part_size {
                 let data = read_range(&path, 0, size)?;
                 check_hash(rec.id, &[&data], &want)?;
                 s.bucket.put(&object, data).await?;
                 self.stats.bytes_sent.fetch_add(size, Ordering::Relaxed);
+                sent = size;
             } else {
-                self.upload_parts(s, q, &object, &path, size, &want).await?;
+                sent = self.upload_parts(s, q, &object, &path, size, &want).await?;
             }
         }
         let holds = crate::db::holds::holding(s.index.conn(), rec.id)?;
         self.upload_manifest(s, &stem, rec, &holds).await?;
-        rows::mark_done(
+        let marked = rows::mark_done(
             s.index.conn(),
             rec.id,
+            q.generation,
             &object,
             &rows::hold_ids(&holds),
             crate::base::clock::now_ns(),
         )?;
+        if !marked {
+            tracing::info!(
+                recording = rec.id,
+                "replication: the recording changed during its upload; it goes again"
+            );
+            return Ok(());
+        }
         self.stats.recordings_uploaded.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(recording = rec.id, bytes = size, object = %object, resumed = q.upload_id.is_some(), sent = !already, "replicated");
+        tracing::info!(recording = rec.id, bytes = size, object = %object, resumed = q.upload_id.is_some(), sent_bytes = sent, "replicated");
         Ok(())
     }
 
@@ -400,7 +433,7 @@ impl Uploader {
         path: &std::path::Path,
         size: u64,
         want: &[u8],
-    ) -> Result<(), ReplicaError> {
+    ) -> Result<u64, ReplicaError> {
         let conn = s.index.conn();
         let id = q.rec.id;
         let (upload_id, part_size) = match (&q.upload_id, q.part_size) {
@@ -415,6 +448,7 @@ impl Uploader {
         let count = size.div_ceil(part_size);
         let mut hash = digest::Context::new(&digest::SHA256);
         let mut etags = Vec::with_capacity(count as usize);
+        let mut sent = 0;
         for n in 1..=count {
             let off = (n - 1) * part_size;
             let data = read_range(path, off, part_size.min(size - off))?;
@@ -426,8 +460,14 @@ impl Uploader {
             let len = data.len() as u64;
             match s.bucket.put_part(object, &upload_id, n as usize, data).await {
                 Ok(etag) => {
-                    rows::record_part(conn, id, n as i64, &etag)?;
+                    if !rows::record_part(conn, id, q.generation, n as i64, &etag)? {
+                        s.bucket.abort_multipart(object, &upload_id).await;
+                        return Err(ReplicaError::Other(format!(
+                            "recording {id} changed during its upload (re-encrypted?); it goes again"
+                        )));
+                    }
                     self.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
+                    sent += len;
                     etags.push(etag);
                 }
                 Err(e) if Bucket::is_unknown_upload(&e) => {
@@ -443,11 +483,11 @@ impl Uploader {
             return Err(hash_mismatch(id));
         }
         match s.bucket.complete_multipart(object, &upload_id, etags).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(sent),
             Err(e) if Bucket::is_unknown_upload(&e) => {
                 // Completed by a run killed before it could say so?
                 if s.bucket.head(object).await?.is_some_and(|m| m.size == size) {
-                    return Ok(());
+                    return Ok(sent);
                 }
                 rows::forget_multipart(conn, id)?;
                 Err(e)
