@@ -68,7 +68,7 @@ function alerts(health, cams) {
     if (health.storage_paused) alert("Recording is paused: the storage is full or failing.");
     if (health.fixity_failures > 0) alert(health.fixity_failures + " recording(s) failed the integrity check.");
     const rep = health.replication;
-    if (rep && rep.enabled && rep.lagging) alert("Off-box copies are " + fmtAge(rep.lag_seconds) + " behind (" + rep.queued_recordings + " recording(s), " + fmtBytes(rep.queued_bytes) + " waiting)" + (rep.last_error ? ": " + plainError({ message: rep.last_error }) : "."));
+    if (rep && rep.enabled && rep.lagging) alert("Off-box copies are " + fmtLag(rep.lag_seconds) + " behind (" + rep.queued_recordings + " recording(s), " + fmtBytes(rep.queued_bytes) + " waiting)" + (rep.last_error ? ": " + plainError({ message: rep.last_error }) : "."));
     for (const w of health.warnings || []) alert(String(w));
     for (const c of health.cameras || []) {
       const d = c.clock_drift_ms;
@@ -316,7 +316,7 @@ function storagePanel(st, health) {
 }
 
 // ---- off-box copies: the lag, below the storage panel ----
-function fmtAge(s) {
+function fmtLag(s) {
   if (typeof s !== "number") return "?";
   if (s < 60) return s + " s";
   if (s < 3600) return Math.round(s / 60) + " min";
@@ -334,7 +334,7 @@ function replicationLine(after, health) {
   line.hidden = !(rep && rep.enabled);
   if (line.hidden) return;
   let s = "Off-box copies: " + rep.uploaded_recordings + " recording(s) in the bucket";
-  s += rep.queued_recordings ? "; " + rep.queued_recordings + " waiting (" + fmtBytes(rep.queued_bytes) + "), the oldest " + fmtAge(rep.lag_seconds) + " old" : "; up to date";
+  s += rep.queued_recordings ? "; " + rep.queued_recordings + " waiting (" + fmtBytes(rep.queued_bytes) + "), the oldest " + fmtLag(rep.lag_seconds) + " old" : "; up to date";
   if (rep.last_error) s += ". Last error: " + plainError({ message: rep.last_error });
   text(line, s + ".");
 }
