@@ -110,6 +110,13 @@ async fn nap(d: Duration, stop: &AtomicBool) -> bool {
     stop.load(Ordering::Relaxed)
 }
 
+/// Returns once `stop` is set.
+async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// What one pass of the loop found to do.
 enum Step {
     Uploaded,
@@ -200,12 +207,17 @@ impl Uploader {
             };
             // Every request is bounded (replica::http); this bounds a whole
             // step too, so the books are kept whatever the store does.
-            let step = match tokio::time::timeout(STEP_LIMIT, step).await {
-                Ok(r) => r,
-                Err(_) => Err(ReplicaError::Store(format!(
-                    "one upload step took more than {} min: the store is stalling",
-                    STEP_LIMIT.as_secs() / 60
-                ))),
+            // A stop does not wait for an upload in flight: what was stored
+            // is in the index, and the rest resumes at the next start.
+            let step = tokio::select! {
+                r = tokio::time::timeout(STEP_LIMIT, step) => match r {
+                    Ok(r) => r,
+                    Err(_) => Err(ReplicaError::Store(format!(
+                        "one upload step took more than {} min: the store is stalling",
+                        STEP_LIMIT.as_secs() / 60
+                    ))),
+                },
+                _ = stopped(&stop) => break,
             };
             match step {
                 Ok(Step::Uploaded) => backoff = Duration::from_secs(1),
