@@ -182,7 +182,7 @@ const INSERT_CHUNK: &str =
     "INSERT INTO chunk (recording_id, idx, offset, len, first_pts, duration, frames, key_frame) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
-fn insert_chunk(tx: &rusqlite::Transaction<'_>, recording_id: i64, c: &ChunkRow) -> rusqlite::Result<usize> {
+pub(crate) fn insert_chunk(tx: &rusqlite::Transaction<'_>, recording_id: i64, c: &ChunkRow) -> rusqlite::Result<usize> {
     tx.prepare_cached(INSERT_CHUNK)?.execute(params![
         recording_id,
         c.idx,
@@ -466,16 +466,6 @@ impl Index {
         let id = tx.last_insert_rowid();
         tx.commit()?;
         Ok(id)
-    }
-
-    /// Recording `id`'s file was written on another box, where its camera
-    /// had the id `file_camera_id` (a restore from a replica).
-    pub fn set_file_camera_id(&self, id: i64, file_camera_id: i64) -> Result<(), IndexError> {
-        self.conn.execute(
-            "UPDATE recording SET file_camera_id = ?2 WHERE id = ?1 AND camera_id != ?2",
-            params![id, file_camera_id],
-        )?;
-        Ok(())
     }
 
     /// Marks recording `id` as continuing the previous one in media time.

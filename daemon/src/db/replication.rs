@@ -116,8 +116,11 @@ pub fn release_all(conn: &Connection) -> rusqlite::Result<usize> {
 
 /// Queues every finished recording of `cameras` (empty: all) not queued
 /// before, looking only at ids from `floor` on (0: all). Returns how many
-/// were queued and the floor for the next call: the oldest recording still
-/// being written (every older one is finished and was looked at).
+/// were queued and the floor for the next call: the oldest recording being
+/// written when this one looked, or one past the newest. Both are read in
+/// one IMMEDIATE transaction, so no recording can finish between them.
+/// (Ids can be reused after the newest row is deleted: the caller scans
+/// from 0 now and then.)
 pub fn enqueue(
     conn: &Connection,
     cameras: &[String],
@@ -126,7 +129,14 @@ pub fn enqueue(
     floor: i64,
 ) -> rusqlite::Result<(usize, i64)> {
     let list = serde_json::to_string(cameras).unwrap_or_else(|_| "[]".into());
-    let n = conn
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let next: i64 = tx
+        .prepare_cached(
+            "SELECT coalesce((SELECT min(id) FROM recording WHERE state = 'writing'), \
+             (SELECT coalesce(max(id), 0) + 1 FROM recording))",
+        )?
+        .query_row([], |r| r.get(0))?;
+    let n = tx
         .prepare_cached(
             "INSERT INTO replica (recording_id, state, keep_local, queued_ns, bytes) \
              SELECT r.id, 'queued', ?1, ?2, r.bytes FROM recording r JOIN camera c ON c.id = r.camera_id \
@@ -135,12 +145,7 @@ pub fn enqueue(
              AND (?3 = '[]' OR c.name IN (SELECT value FROM json_each(?3)))",
         )?
         .execute(params![i64::from(keep_local), now_ns, list, floor])?;
-    let next: i64 = conn
-        .prepare_cached(
-            "SELECT coalesce((SELECT min(id) FROM recording WHERE state = 'writing'), \
-         (SELECT coalesce(max(id), 0) + 1 FROM recording))",
-        )?
-        .query_row([], |r| r.get(0))?;
+    tx.commit()?;
     Ok((n, next))
 }
 
@@ -166,12 +171,18 @@ pub fn next_due(conn: &Connection, now_ns: i64) -> rusqlite::Result<Option<Queue
 }
 
 /// A multipart upload was begun: its id is kept so a restart resumes it.
-pub fn begin_multipart(conn: &Connection, recording_id: i64, upload_id: &str, part_size: i64) -> rusqlite::Result<()> {
+pub fn begin_multipart(
+    conn: &Connection,
+    recording_id: i64,
+    generation: i64,
+    upload_id: &str,
+    part_size: i64,
+) -> rusqlite::Result<()> {
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     tx.execute("DELETE FROM replica_part WHERE recording_id = ?1", [recording_id])?;
     tx.execute(
-        "UPDATE replica SET upload_id = ?2, part_size = ?3 WHERE recording_id = ?1",
-        params![recording_id, upload_id, part_size],
+        "UPDATE replica SET upload_id = ?2, part_size = ?3 WHERE recording_id = ?1 AND generation = ?4",
+        params![recording_id, upload_id, part_size, generation],
     )?;
     tx.commit()
 }
@@ -387,6 +398,59 @@ pub fn recording_with_sha256(conn: &Connection, sha256: &[u8]) -> rusqlite::Resu
     .optional()
 }
 
+/// A recording brought back from a replica, whole: its row, chunks and
+/// final state in one transaction, so an interrupted restore leaves either
+/// nothing or a complete row.
+pub struct Restored<'a> {
+    pub new: crate::db::NewRecording<'a>,
+    /// The camera id the file's header names (the box that wrote it).
+    pub file_camera_id: i64,
+    pub chunks: &'a [crate::db::ChunkRow],
+    pub state: &'a str,
+    pub frames: i64,
+    pub end_pts: i64,
+    pub sha256: &'a [u8],
+    pub continues_previous: bool,
+}
+
+pub fn insert_restored(index: &mut crate::db::Index, r: &Restored<'_>) -> rusqlite::Result<i64> {
+    let n = &r.new;
+    let tx = index
+        .conn_mut()
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT INTO recording (camera_id, file_name, file_id, key_id, codec, state, start_wall_ns, end_wall_ns, \
+         observed_wall_ns, timescale, start_pts, end_pts, bytes, frames, chunks, sha256, end_reason, \
+         continues_previous, file_camera_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7 + ((?10 - ?9) * 1000000000) / ?8, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+         'restored from the replica', ?15, nullif(?16, ?1))",
+        params![
+            n.camera_id,
+            n.file_name,
+            n.file_id,
+            n.key_id,
+            n.codec,
+            r.state,
+            n.start_wall_ns,
+            n.timescale,
+            n.start_pts,
+            r.end_pts,
+            n.bytes,
+            r.frames,
+            r.chunks.len() as i64,
+            r.sha256,
+            r.continues_previous,
+            r.file_camera_id
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    for c in r.chunks {
+        crate::db::insert_chunk(&tx, id, c)?;
+    }
+    tx.commit()?;
+    Ok(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,12 +511,27 @@ mod tests {
     }
 
     #[test]
+    fn the_floor_never_passes_a_recording_still_being_written() {
+        let (_d, idx) = index(3);
+        let c = idx.conn();
+        c.execute("UPDATE recording SET state = 'writing' WHERE id = 2", [])
+            .unwrap();
+        let (n, floor) = enqueue(c, &[], false, 0, 0).unwrap();
+        assert_eq!((n, floor), (3, 2), "1, 3 and other queued; 2 still written");
+        c.execute("UPDATE recording SET state = 'complete' WHERE id = 2", [])
+            .unwrap();
+        let (n, floor) = enqueue(c, &[], false, 1, floor).unwrap();
+        assert_eq!((n, floor), (1, 5));
+        assert_eq!(enqueue(c, &[], false, 2, floor).unwrap(), (0, 5));
+    }
+
+    #[test]
     fn a_multipart_upload_is_remembered_until_done_and_a_failure_waits() {
         let (_d, idx) = index(2);
         let c = idx.conn();
         enqueue(c, &[], false, 0, 0).unwrap();
         let q = next_due(c, 0).unwrap().unwrap();
-        begin_multipart(c, q.rec.id, "upload-1", 8 << 20).unwrap();
+        begin_multipart(c, q.rec.id, q.generation, "upload-1", 8 << 20).unwrap();
         assert!(record_part(c, q.rec.id, q.generation, 1, "etag-1").unwrap());
         // What a restart (or kill -9) finds:
         let again = next_due(c, 0).unwrap().unwrap();

@@ -130,8 +130,9 @@ impl Remote {
     }
 
     /// The manifests of `camera` (all cameras: None), oldest first, and
-    /// one line per manifest that failed its checks (left out), or that
-    /// states a recording another manifest states too (both left out).
+    /// one line per manifest that failed its checks (left out). Each is
+    /// bound to its own name (camera, day, id), so a copy under another
+    /// name fails.
     pub async fn manifests(&self, camera: Option<&str>) -> Result<Listing, ReplicaError> {
         let dir = match camera {
             Some(c) => format!("recordings/{c}/"),
@@ -150,20 +151,6 @@ impl Remote {
         }
         out.manifests
             .sort_by_key(|m| (m.recording.start_wall_ns, m.recording.id));
-        let mut seen = std::collections::HashMap::new();
-        for m in &out.manifests {
-            *seen.entry(m.recording.id).or_insert(0u32) += 1;
-        }
-        out.manifests.retain(|m| {
-            let once = seen.get(&m.recording.id) == Some(&1);
-            if !once {
-                out.problems.push(format!(
-                    "{}: recording {} is stated by more than one manifest",
-                    m.object, m.recording.id
-                ));
-            }
-            once
-        });
         Ok(out)
     }
 
@@ -179,7 +166,6 @@ impl Remote {
             .collect();
         let mut accounted: HashSet<String> = [names::DEVICE.to_string(), names::sig(names::DEVICE)].into();
         let mut keys_needed = HashSet::new();
-        let mut ids = HashSet::new();
         for name in sizes
             .keys()
             .filter(|n| n.starts_with("recordings/") && n.ends_with(".json"))
@@ -194,12 +180,6 @@ impl Remote {
                 }
             };
             accounted.insert(m.object.clone());
-            if !ids.insert(m.recording.id) {
-                rep.problems.push(format!(
-                    "{name}: recording {} is stated by more than one manifest",
-                    m.recording.id
-                ));
-            }
             keys_needed.insert(m.key_id.clone());
             rep.recordings += 1;
             match self.bucket.sha256_of(&m.object).await? {

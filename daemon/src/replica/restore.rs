@@ -136,40 +136,36 @@ pub fn index_recording(
     }
     let r = &m.recording;
     let camera_id = index.camera_id(&r.camera)?;
-    let id = index.insert_recording(&NewRecording {
-        camera_id,
-        file_name,
-        file_id: &scan.header.file_id,
-        key_id: &scan.header.key_id.0,
-        codec: &r.codec,
-        start_wall_ns: r.start_wall_ns,
-        observed_wall_ns: r.start_wall_ns,
-        timescale: r.timescale,
-        start_pts: r.start_pts,
-        bytes: scan.file_len as i64,
-        gap_alert_after_ns: None,
-    })?;
     let chunks: Vec<ChunkRow> = scan.chunks.iter().map(ChunkRow::from).collect();
-    index.replace_chunks(id, &chunks)?;
-    index.set_file_camera_id(id, scan.header.camera_id as i64)?;
-    let state = if r.state == "recovered" {
-        "recovered"
-    } else {
-        "complete"
-    };
-    index.finish_recording(
-        id,
-        state,
-        scan.summary.frames as i64,
-        i64::from(scan.summary.media_chunks),
-        scan.summary.end_pts,
-        scan.file_len as i64,
-        &scan.sha256,
-        "restored from the replica",
+    let id = crate::db::replication::insert_restored(
+        index,
+        &crate::db::replication::Restored {
+            new: NewRecording {
+                camera_id,
+                file_name,
+                file_id: &scan.header.file_id,
+                key_id: &scan.header.key_id.0,
+                codec: &r.codec,
+                start_wall_ns: r.start_wall_ns,
+                observed_wall_ns: r.start_wall_ns,
+                timescale: r.timescale,
+                start_pts: r.start_pts,
+                bytes: scan.file_len as i64,
+                gap_alert_after_ns: None,
+            },
+            file_camera_id: scan.header.camera_id as i64,
+            chunks: &chunks,
+            state: if r.state == "recovered" {
+                "recovered"
+            } else {
+                "complete"
+            },
+            frames: scan.summary.frames as i64,
+            end_pts: scan.summary.end_pts,
+            sha256: &scan.sha256,
+            continues_previous: r.continues_previous,
+        },
     )?;
-    if r.continues_previous {
-        index.mark_continuous(id)?;
-    }
     Ok(id)
 }
 

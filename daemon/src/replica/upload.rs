@@ -29,8 +29,13 @@ use crate::keys::keyring::Keyring;
 use crate::keys::KeyId;
 use crate::storage::Storage;
 
-/// The longest one step (a recording, its key and manifest) may take.
+/// The longest one step (a recording, its key and manifest) may take,
+/// beyond what the bandwidth cap makes the largest recording take.
 const STEP_LIMIT: Duration = Duration::from_secs(30 * 60);
+/// The largest recording the step limit allows for under a cap.
+const STEP_BYTES: u64 = 4 << 30;
+/// How often the queue is filled from a full scan (ids can be reused).
+const FULL_SCAN: Duration = Duration::from_secs(300);
 
 /// The uploader's counters, read by `/metrics` and the health check.
 #[derive(Debug, Default)]
@@ -43,6 +48,8 @@ pub struct Stats {
     pub blocked: Mutex<Option<String>>,
     /// Recordings below this id are all finished and were looked at.
     enqueue_floor: std::sync::atomic::AtomicI64,
+    /// When the queue was last filled from a full scan.
+    full_scan: Mutex<Option<std::time::Instant>>,
 }
 
 impl Stats {
@@ -148,7 +155,23 @@ impl Uploader {
     }
 
     fn enqueue(&self, index: &Index, now: i64) -> rusqlite::Result<()> {
-        let floor = self.stats.enqueue_floor.load(Ordering::Relaxed);
+        let full = self
+            .stats
+            .full_scan
+            .lock()
+            .map(|mut t| {
+                let due = t.is_none_or(|t: std::time::Instant| t.elapsed() >= FULL_SCAN);
+                if due {
+                    *t = Some(std::time::Instant::now());
+                }
+                due
+            })
+            .unwrap_or(true);
+        let floor = if full {
+            0
+        } else {
+            self.stats.enqueue_floor.load(Ordering::Relaxed)
+        };
         let (_, next) = rows::enqueue(index.conn(), &self.config.cameras, self.keep_local, now, floor)?;
         self.stats.enqueue_floor.store(next, Ordering::Relaxed);
         Ok(())
@@ -185,6 +208,12 @@ impl Uploader {
         self.stats.set_blocked(None);
         tracing::info!(target = %session.bucket.describe(), "replication started");
         let mut device_uploaded = false;
+        let step_limit = STEP_LIMIT
+            + self
+                .config
+                .bandwidth_bytes_per_s
+                .map(|r| Duration::from_secs(STEP_BYTES / r.max(1)))
+                .unwrap_or_default();
         let mut last_judged = None::<std::time::Instant>;
         while !stop.load(Ordering::Relaxed) {
             let now = crate::base::clock::now_ns();
@@ -210,11 +239,11 @@ impl Uploader {
             // A stop does not wait for an upload in flight: what was stored
             // is in the index, and the rest resumes at the next start.
             let step = tokio::select! {
-                r = tokio::time::timeout(STEP_LIMIT, step) => match r {
+                r = tokio::time::timeout(step_limit, step) => match r {
                     Ok(r) => r,
                     Err(_) => Err(ReplicaError::Store(format!(
                         "one upload step took more than {} min: the store is stalling",
-                        STEP_LIMIT.as_secs() / 60
+                        step_limit.as_secs() / 60
                     ))),
                 },
                 _ = stopped(&stop) => break,
@@ -452,7 +481,7 @@ impl Uploader {
             (Some(u), Some(p)) if p > 0 => (u.clone(), p as u64),
             _ => {
                 let u = s.bucket.create_multipart(object).await?;
-                rows::begin_multipart(conn, id, &u, s.part_size as i64)?;
+                rows::begin_multipart(conn, id, q.generation, &u, s.part_size as i64)?;
                 (u, s.part_size)
             }
         };
@@ -497,8 +526,9 @@ impl Uploader {
         match s.bucket.complete_multipart(object, &upload_id, etags).await {
             Ok(()) => Ok(sent),
             Err(e) if Bucket::is_unknown_upload(&e) => {
-                // Completed by a run killed before it could say so?
-                if s.bucket.head(object).await?.is_some_and(|m| m.size == size) {
+                // Completed by a run killed before it could say so? (Not
+                // when resending: the object there may be the old file's.)
+                if !q.resend && s.bucket.head(object).await?.is_some_and(|m| m.size == size) {
                     return Ok(sent);
                 }
                 rows::forget_multipart(conn, id)?;
