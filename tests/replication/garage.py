@@ -4,7 +4,7 @@ Garage (https://garagehq.deuxfleurs.fr) is an S3-compatible object store; the
 binary comes from scripts/lib/garage.sh (need_garage exports GARAGE_BIN), the
 Python from scripts/lib/replication-venv.sh (boto3, pinned).
 
-    cluster = GarageCluster(workdir, nodes=3, rf=3, base_port=39100)
+    cluster = GarageCluster(workdir, nodes=3, rf=3, base_port=29100)
     cluster.start()                       # configs, processes, layout, healthy
     key_id, secret = cluster.create_bucket_and_key("vigil")
     s3 = cluster.s3(node=0)               # boto3 client, path style, region "garage"
@@ -134,7 +134,7 @@ class GarageNode:
 
 
 class GarageCluster:
-    def __init__(self, workdir, nodes=3, rf=3, base_port=39100, garage_bin=None,
+    def __init__(self, workdir, nodes=3, rf=3, base_port=29100, garage_bin=None,
                  log=None):
         if nodes < rf:
             raise ValueError(f"{nodes} nodes cannot hold replication factor {rf}")

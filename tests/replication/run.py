@@ -187,6 +187,28 @@ def fixture_free_port():
         return s.getsockname()[1]
 
 
+def pick_base_port():
+    """A base for the cluster's 30 ports, below the kernel's ephemeral range
+    (32768 and up), whose ports are all free now."""
+    import random
+    import socket
+    for _ in range(200):
+        base = random.randrange(20000, 32000, 100)
+        try:
+            socks = []
+            for p in range(base, base + 30):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free block of 30 ports for the Garage cluster")
+
+
 def replication_toml(cluster, prefix, extra=""):
     return (f'[replication]\nendpoint = "{cluster.s3_endpoint(0)}"\nallow_http = true\nregion = "garage"\n'
             f'bucket = "{BUCKET}"\nprefix = "{prefix}"\naccess_key_id = "{cluster.access_key_id}"\n'
@@ -495,8 +517,7 @@ def main():
     ap.add_argument("--only", default="box,fleet")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="vigil-replication-")
-    cluster = GarageCluster(os.path.join(work, "garage"), nodes=3, rf=3, base_port=fixture_free_port() // 10 * 10 % 50000 + 10000,
-                            log=log)
+    cluster = GarageCluster(os.path.join(work, "garage"), nodes=3, rf=3, base_port=pick_base_port(), log=log)
     try:
         took = cluster.start()
         log(f"Garage cluster of 3 nodes (replication factor 3) up in {took:.1f} s")

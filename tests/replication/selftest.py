@@ -147,7 +147,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--garage", default=os.environ.get("GARAGE_BIN", "garage"),
                     help="the garage binary (default: $GARAGE_BIN)")
-    ap.add_argument("--base-port", type=int, default=39100)
+    ap.add_argument("--base-port", type=int, default=29100)
     ap.add_argument("--workdir", help="keep the cluster's files here (default: a temp dir, removed)")
     args = ap.parse_args()
 
