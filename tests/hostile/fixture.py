@@ -151,6 +151,7 @@ class Fixture:
              ("guessed", "operator")]
     SEGMENT_SECONDS = 4
     PLAIN_LISTEN = True
+    CAMERA_ARGS = []  # more rtsp_camera.py options (size, bitrate, pattern)
 
     def __init__(self, vigil_bin, keep=False):
         self.bin = vigil_bin
@@ -169,7 +170,8 @@ class Fixture:
             s.bind(("127.0.0.1", 0))
             self.camera_port = s.getsockname()[1]
         self.camera = subprocess.Popen(
-            ["/usr/bin/python3", os.path.join(ROOT, "tests/fixtures/rtsp_camera.py"), "--port", str(self.camera_port)],
+            ["/usr/bin/python3", os.path.join(ROOT, "tests/fixtures/rtsp_camera.py"), "--port", str(self.camera_port),
+             *self.CAMERA_ARGS],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         end = time.monotonic() + 20
         while time.monotonic() < end:

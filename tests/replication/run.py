@@ -69,6 +69,7 @@ class Box(fixture.Fixture):
     USERS = []
     SEGMENT_SECONDS = 20
     PLAIN_LISTEN = False
+    CAMERA_ARGS = ["--size", "640x360", "--fps", "15", "--gop", "15", "--bitrate", "3000", "--pattern", "snow"]
 
     def __init__(self, vigil_bin, replication, keep=False, cameras=True, tpm=None):
         super().__init__(vigil_bin, keep=keep)
@@ -90,20 +91,7 @@ class Box(fixture.Fixture):
         if not self.with_cameras:
             self.camera_port = 9
             return
-        port = fixture_free_port()
-        self.camera_port = port
-        self.camera = subprocess.Popen(
-            ["/usr/bin/python3", os.path.join(fixture.ROOT, "tests/fixtures/rtsp_camera.py"), "--port", str(port),
-             "--size", "640x360", "--fps", "15", "--gop", "15", "--bitrate", "3000", "--pattern", "snow"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        end = time.monotonic() + 20
-        while time.monotonic() < end:
-            line = self.camera.stdout.readline()
-            if line.startswith("READY"):
-                return
-            if not line and self.camera.poll() is not None:
-                break
-        raise RuntimeError("the RTSP test camera did not become ready")
+        super().start_camera()
 
     def write_config(self):
         super().write_config()
@@ -178,13 +166,6 @@ class Box(fixture.Fixture):
     def device_id(self):
         return self.query("SELECT device_id FROM device")[0][0] if self.query(
             "SELECT name FROM sqlite_master WHERE name = 'device'") else None
-
-
-def fixture_free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pick_base_port():

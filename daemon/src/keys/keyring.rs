@@ -65,6 +65,32 @@ fn keyring_kek_id(tx: &rows::Tx<'_>) -> Result<[u8; 8], KeyError> {
     kek_id_of(&tx.kek_id()?)
 }
 
+/// Inserts `dek` wrapped under `kek` (the keyring's current KEK, checked by
+/// the caller inside `tx`) as the active key of `scope`.
+fn insert_wrapped(
+    tx: &rows::Tx<'_>,
+    kek: &Kek,
+    dek: &DataKey,
+    purpose: Purpose,
+    scope: &str,
+    camera_id: Option<i64>,
+    day: Option<&str>,
+) -> Result<(), KeyError> {
+    let (nonce, wrapped) = wrap_dek(kek, dek, purpose.as_str(), scope)?;
+    tx.insert_data_key(&NewDataKey {
+        id: dek.id().0.as_slice(),
+        purpose: purpose.as_str(),
+        scope,
+        camera_id,
+        day,
+        created_ns: crate::base::clock::now_ns(),
+        kek_id: kek.id().as_slice(),
+        nonce: nonce.as_slice(),
+        wrapped: &wrapped,
+    })?;
+    Ok(())
+}
+
 /// Serialises key operations across processes (init, rotation, recovery,
 /// completing an interrupted rotation): an exclusive lock on `<db>.keys.lock`.
 pub struct KeysLock(#[allow(dead_code)] File);
@@ -383,18 +409,7 @@ impl Keyring {
         if tx.has_active_key(scope)? {
             return Ok(None);
         }
-        let (nonce, wrapped) = wrap_dek(&kek, &dek, purpose.as_str(), scope)?;
-        tx.insert_data_key(&NewDataKey {
-            id: dek.id().0.as_slice(),
-            purpose: purpose.as_str(),
-            scope,
-            camera_id,
-            day,
-            created_ns: crate::base::clock::now_ns(),
-            kek_id: current.as_slice(),
-            nonce: nonce.as_slice(),
-            wrapped: &wrapped,
-        })?;
+        insert_wrapped(&tx, &kek, &dek, purpose, scope, camera_id, day)?;
         tx.commit()?;
         drop(kek);
         self.cache_put(&dek);
@@ -420,18 +435,7 @@ impl Keyring {
                 "the key-encryption key is being rotated; try again".into(),
             ));
         }
-        let (nonce, wrapped) = wrap_dek(&kek, dek, Purpose::Recording.as_str(), &scope)?;
-        tx.insert_data_key(&NewDataKey {
-            id: dek.id().0.as_slice(),
-            purpose: Purpose::Recording.as_str(),
-            scope: &scope,
-            camera_id: Some(camera_id),
-            day: Some(day),
-            created_ns: crate::base::clock::now_ns(),
-            kek_id: current.as_slice(),
-            nonce: nonce.as_slice(),
-            wrapped: &wrapped,
-        })?;
+        insert_wrapped(&tx, &kek, dek, Purpose::Recording, &scope, Some(camera_id), Some(day))?;
         tx.commit()?;
         drop(kek);
         self.cache_put(dek);

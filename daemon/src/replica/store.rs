@@ -116,13 +116,20 @@ impl Bucket {
             .map_err(|e| store_err(&self.what, &format!("uploading {name}"), e))
     }
 
+    /// Starts reading an object; None if there is none.
+    async fn start_get(&self, name: &str) -> Result<Option<object_store::GetResult>, ReplicaError> {
+        match self.s3.get(&self.path(name)).await {
+            Ok(r) => Ok(Some(r)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_err(&self.what, &format!("reading {name}"), e)),
+        }
+    }
+
     /// The object, or None if there is none; one larger than `max` bytes is
     /// refused before it is read (a bucket cannot make this box run out of memory).
     pub async fn get(&self, name: &str, max: u64) -> Result<Option<Bytes>, ReplicaError> {
-        let r = match self.s3.get(&self.path(name)).await {
-            Ok(r) => r,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(store_err(&self.what, &format!("reading {name}"), e)),
+        let Some(r) = self.start_get(name).await? else {
+            return Ok(None);
         };
         if r.meta.size > max {
             return Err(ReplicaError::Integrity(format!(
@@ -146,10 +153,8 @@ impl Bucket {
     ) -> Result<Option<([u8; 32], u64)>, ReplicaError> {
         use futures::StreamExt;
         use std::io::Write;
-        let r = match self.s3.get(&self.path(name)).await {
-            Ok(r) => r,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(store_err(&self.what, &format!("reading {name}"), e)),
+        let Some(r) = self.start_get(name).await? else {
+            return Ok(None);
         };
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -179,10 +184,8 @@ impl Bucket {
     /// The SHA-256 and length of an object, read as a stream.
     pub async fn sha256_of(&self, name: &str) -> Result<Option<([u8; 32], u64)>, ReplicaError> {
         use futures::StreamExt;
-        let r = match self.s3.get(&self.path(name)).await {
-            Ok(r) => r,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(store_err(&self.what, &format!("reading {name}"), e)),
+        let Some(r) = self.start_get(name).await? else {
+            return Ok(None);
         };
         let mut h = ring::digest::Context::new(&ring::digest::SHA256);
         let mut n = 0u64;
