@@ -27,11 +27,33 @@ pub fn hex(b: &[u8]) -> String {
     s
 }
 
+/// The bytes that hexadecimal text (either case) spells; None unless it is
+/// an even number of hex digits and nothing else.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    if !b.len().is_multiple_of(2) {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|v| v as u8);
+    b.chunks_exact(2)
+        .map(|p| Some((digit(p[0])? << 4) | digit(p[1])?))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn hex_is_lower_case_two_digits_per_byte() {
         assert_eq!(super::hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
         assert_eq!(super::hex(&[]), "");
+    }
+
+    #[test]
+    fn unhex_reads_hex_back_and_nothing_else() {
+        assert_eq!(super::unhex("000fA0ff"), Some(vec![0x00, 0x0f, 0xa0, 0xff]));
+        assert_eq!(super::unhex(""), Some(vec![]));
+        for bad in ["abc", "+f", "0g", " 0f", "0x0f"] {
+            assert_eq!(super::unhex(bad), None, "{bad}");
+        }
     }
 }

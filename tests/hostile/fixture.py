@@ -282,11 +282,15 @@ class Fixture:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     # --- the installation ------------------------------------------------
+    def keys_init_args(self):
+        """More `vigil keys init` options (a subclass writes the recovery key to a file)."""
+        return []
+
     def provision(self):
         """keys init, provision (one-time admin password to a 0600 file), users."""
         self.start_camera()
         self.write_config()
-        o = self.cli("keys", "init")
+        o = self.cli("keys", "init", *self.keys_init_args())
         if o.returncode != 0:
             raise RuntimeError(f"keys init: {o.stdout}{o.stderr}")
         otp_file = self.path("admin-otp")

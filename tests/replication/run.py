@@ -66,7 +66,7 @@ class Box(fixture.Fixture):
     """A box with two cameras whose recordings are 20 s at ~3 Mbit/s (two
     5 MiB parts each, so every recording is a multipart upload)."""
     CAMERAS = [("cam1", "/h264"), ("cam2", "/h264")]
-    USERS = []
+    USERS = [("tech", "admin")]
     SEGMENT_SECONDS = 20
     PLAIN_LISTEN = False
     CAMERA_ARGS = ["--size", "640x360", "--fps", "15", "--gop", "15", "--bitrate", "3000", "--pattern", "snow"]
@@ -116,23 +116,8 @@ class Box(fixture.Fixture):
     def recovery_key_file(self):
         return self.path("recovery-key.txt")
 
-    def provision(self):
-        """keys init (the recovery key to a file), provision (admin)."""
-        self.start_camera()
-        self.write_config()
-        o = self.cli("keys", "init", "--recovery-key-file", self.recovery_key_file)
-        if o.returncode != 0:
-            raise RuntimeError(f"keys init: {o.stdout}{o.stderr}")
-        otp_file = self.path("admin-otp")
-        o = self.cli("provision", "--admin-password-file", otp_file)
-        if o.returncode != 0:
-            raise RuntimeError(f"provision: {o.stdout}{o.stderr}")
-        with open(otp_file) as f:
-            self.otp = f.read().strip()
-        o = self.cli("users", "add", "--name", "tech", "--role", "admin", "--password-stdin", "--no-change-required",
-                     stdin=fixture.USER_PW)
-        if o.returncode != 0:
-            raise RuntimeError(f"users add: {o.stdout}{o.stderr}")
+    def keys_init_args(self):
+        return ["--recovery-key-file", self.recovery_key_file]
 
     def set_secret(self, secret):
         o = self.cli("secrets", "set", "replication.secret-access-key", stdin=secret)
@@ -339,11 +324,12 @@ def scenario_box(args, cluster, work):
               f"{len(lines)} recordings replicated once each; since the restart {sent} bytes stored for "
               f"{len(run2)} recordings of {sum(run2)} bytes")
         health = box.health()
+        status = box.cli("status").stdout
+        status_line = next((l.strip() for l in status.splitlines() if l.startswith("replication:")), "no status line")
         check("lag is in /health/ready, /metrics and vigil status",
-              health.get("enabled") is True and "lag_seconds" in health and box.metric(
-                  "vigil_replication_lag_seconds") is not None and "replication:" in box.cli("status").stdout,
-              box.cli("status").stdout.split("replication:")[-1].splitlines()[0].strip()
-              if "replication:" in box.cli("status").stdout else "no status line")
+              health.get("enabled") is True and "lag_seconds" in health
+              and box.metric("vigil_replication_lag_seconds") is not None and status_line.startswith("replication:"),
+              status_line)
 
         # What is in the bucket.
         objs = []

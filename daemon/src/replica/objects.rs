@@ -169,15 +169,9 @@ impl RecordingManifest {
 
 /// 64 hex digits of a signature.
 fn parse_sig(text: &[u8]) -> Option<[u8; 64]> {
-    let t = std::str::from_utf8(text).ok()?.trim();
-    if t.len() != 128 {
-        return None;
-    }
-    let mut out = [0u8; 64];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(t.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    vigil_format::unhex(std::str::from_utf8(text).ok()?.trim())?
+        .try_into()
+        .ok()
 }
 
 /// Checks `bytes` against the signature object's text under `public_key`,

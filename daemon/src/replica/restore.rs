@@ -62,7 +62,7 @@ pub async fn open_keys(
         }
         let opened = async {
             let doc = remote.key_doc(&m.key_id).await?;
-            let wrapped = parse_hex(&doc.wrapped_hex).ok_or_else(|| {
+            let wrapped = vigil_format::unhex(doc.wrapped_hex.trim()).ok_or_else(|| {
                 ReplicaError::Integrity(format!("keys/{}.json: the wrapped key is not hex", m.key_id))
             })?;
             Ok::<_, ReplicaError>(recovery.open_replica_key(&id.0, &remote.device.device_id, &wrapped)?)
@@ -80,17 +80,6 @@ pub async fn open_keys(
 
 fn new_file_id() -> Result<[u8; 16], ReplicaError> {
     crate::keys::random_bytes::<16>().map_err(|e| ReplicaError::Other(e.to_string()))
-}
-
-fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim();
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Downloads a recording to `dest` (through `dest.partial`, fsynced), after
@@ -273,7 +262,7 @@ pub async fn restore(
     let mut index = Index::open_existing(keyring.db_path())?;
     let result = async {
         for m in &manifests {
-            let sha = parse_hex(&m.ciphertext_sha256).unwrap_or_default();
+            let sha = vigil_format::unhex(&m.ciphertext_sha256).unwrap_or_default();
             if crate::db::replication::recording_with_sha256(index.conn(), &sha)?.is_some() {
                 rep.already += 1;
                 continue;

@@ -151,8 +151,6 @@ impl Bucket {
         dest: &std::path::Path,
         max: u64,
     ) -> Result<Option<([u8; 32], u64)>, ReplicaError> {
-        use futures::StreamExt;
-        use std::io::Write;
         let Some(r) = self.start_get(name).await? else {
             return Ok(None);
         };
@@ -161,6 +159,30 @@ impl Bucket {
             .create_new(true)
             .open(dest)
             .map_err(|e| ReplicaError::io(dest, e))?;
+        let got = self.hash_stream(name, r, max, Some((&mut f, dest))).await?;
+        f.sync_all().map_err(|e| ReplicaError::io(dest, e))?;
+        Ok(Some(got))
+    }
+
+    /// The SHA-256 and length of an object, read as a stream.
+    pub async fn sha256_of(&self, name: &str) -> Result<Option<([u8; 32], u64)>, ReplicaError> {
+        let Some(r) = self.start_get(name).await? else {
+            return Ok(None);
+        };
+        self.hash_stream(name, r, u64::MAX, None).await.map(Some)
+    }
+
+    /// Reads an answer's body chunk by chunk into a SHA-256 (and `sink`),
+    /// refusing more than `max` bytes.
+    async fn hash_stream(
+        &self,
+        name: &str,
+        r: object_store::GetResult,
+        max: u64,
+        mut sink: Option<(&mut std::fs::File, &std::path::Path)>,
+    ) -> Result<([u8; 32], u64), ReplicaError> {
+        use futures::StreamExt;
+        use std::io::Write;
         let mut h = ring::digest::Context::new(&ring::digest::SHA256);
         let mut n = 0u64;
         let mut stream = r.into_stream();
@@ -173,31 +195,13 @@ impl Bucket {
                 )));
             }
             h.update(&chunk);
-            f.write_all(&chunk).map_err(|e| ReplicaError::io(dest, e))?;
-        }
-        f.sync_all().map_err(|e| ReplicaError::io(dest, e))?;
-        let mut out = [0u8; 32];
-        out.copy_from_slice(h.finish().as_ref());
-        Ok(Some((out, n)))
-    }
-
-    /// The SHA-256 and length of an object, read as a stream.
-    pub async fn sha256_of(&self, name: &str) -> Result<Option<([u8; 32], u64)>, ReplicaError> {
-        use futures::StreamExt;
-        let Some(r) = self.start_get(name).await? else {
-            return Ok(None);
-        };
-        let mut h = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut n = 0u64;
-        let mut stream = r.into_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| store_err(&self.what, &format!("reading {name}"), e))?;
-            n += chunk.len() as u64;
-            h.update(&chunk);
+            if let Some((f, path)) = sink.as_mut() {
+                f.write_all(&chunk).map_err(|e| ReplicaError::io(path, e))?;
+            }
         }
         let mut out = [0u8; 32];
         out.copy_from_slice(h.finish().as_ref());
-        Ok(Some((out, n)))
+        Ok((out, n))
     }
 
     pub async fn head(&self, name: &str) -> Result<Option<ObjectMeta>, ReplicaError> {
