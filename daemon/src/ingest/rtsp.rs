@@ -127,6 +127,22 @@ struct RtspSession {
     clock_due: Option<std::time::Instant>,
 }
 
+/// How long a session with nothing to hand over lets its socket fill before
+/// reading (about one frame at 25 fps).
+const READ_COALESCE: Duration = Duration::from_millis(50);
+
+/// The next multiple of [`READ_COALESCE`] since the first call: every
+/// camera waits for the same tick, so one timer wake-up serves them all.
+fn next_read_tick() -> tokio::time::Instant {
+    static ORIGIN: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(tokio::time::Instant::now);
+    let now = tokio::time::Instant::now();
+    let tick = READ_COALESCE.as_nanos();
+    let elapsed = now.saturating_duration_since(origin).as_nanos();
+    let next = (elapsed / tick + 1) * tick;
+    origin + Duration::from_nanos(u64::try_from(next).unwrap_or(u64::MAX))
+}
+
 /// How often the camera's clock is taken from its RTCP sender reports.
 const RTCP_CLOCK_EVERY: Duration = Duration::from_secs(60);
 
@@ -167,7 +183,7 @@ impl supervisor::Session for RtspSession {
             return Ok(d);
         }
         loop {
-            let item = match self.demuxed.next().await {
+            let item = match self.next_item().await {
                 None => return Err(IngestError::Ended),
                 Some(Err(e)) => {
                     if let Some((_, failures)) = &self.audio_trial {
@@ -228,6 +244,19 @@ impl supervisor::Session for RtspSession {
 }
 
 impl RtspSession {
+    /// The next item of the session. When none is ready, waits
+    /// [`READ_COALESCE`] before waiting on the socket: the packets of a
+    /// frame or two then come in one read instead of one read, one wake-up
+    /// and one ACK each (the largest CPU cost of a recorded camera, see
+    /// docs/performance.md). Live view is that much later; a recording is not.
+    async fn next_item(&mut self) -> Option<Result<CodecItem, retina::Error>> {
+        if let std::task::Poll::Ready(item) = futures::poll!(self.demuxed.next()) {
+            return item;
+        }
+        tokio::time::sleep_until(next_read_tick()).await;
+        self.demuxed.next().await
+    }
+
     /// The camera's clock drift from the video stream's sender report, when
     /// one is due (once a [`RTCP_CLOCK_EVERY`]).
     fn clock_from(&mut self, r: &retina::rtcp::ReceivedCompoundPacket) -> Option<Delivery> {
