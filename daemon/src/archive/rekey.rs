@@ -489,6 +489,7 @@ mod tests {
                 start_pts: 0,
                 bytes: w.len() as i64,
                 gap_alert_after_ns: None,
+                continues_previous: false,
             })
             .unwrap();
         let mut buf = Vec::new();

@@ -51,6 +51,7 @@ pub fn writer_throughput(dir: &Path, mib: usize, record_kib: usize) -> anyhow::R
         }];
         Chunk::encode_into(0, &meta, &[&frame], &mut buf);
         w.append_chunk(&mut buf, 1, 3600)?;
+        w.sync()?;
     }
     let fin = w.finish()?;
     let secs = t.elapsed().as_secs_f64();
@@ -118,6 +119,7 @@ pub fn synthesize(
             camera_id,
             camera: camera.to_string(),
             segment_duration: segment,
+            sync_interval: std::time::Duration::ZERO,
             import_start_wall_ns: None,
             clock: crate::base::clock::system(),
             offline_alert_after_ns: None,

@@ -20,6 +20,7 @@ use crate::keys::{KeyError, KeyLookup};
 pub mod alerts;
 pub mod audit;
 pub mod bench;
+pub mod bench_fill;
 pub mod bench_synthesize;
 pub mod bench_writer;
 pub mod board;
@@ -117,6 +118,9 @@ pub enum Command {
     /// Replay a recording through the recorder until `minutes` of media exist.
     #[command(hide = true)]
     BenchSynthesize(bench_synthesize::Args),
+    /// Fill the index with many one-minute recordings (start-up at scale).
+    #[command(hide = true)]
+    BenchFill(bench_fill::Args),
 }
 
 /// Runs the command `cli` names.
@@ -147,6 +151,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Verify(args) => verify::run(config, args),
         Command::BenchWriter(args) => bench_writer::run(args),
         Command::BenchSynthesize(args) => bench_synthesize::run(config, args),
+        Command::BenchFill(args) => bench_fill::run(config, args),
     }
 }
 

@@ -241,7 +241,9 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
     let mut index = Index::open(&config.db_path)?;
     let _lock = lock_instance(&config)?;
 
-    let rep = storage.reconcile(&mut index, keys.as_ref())?;
+    // Only the recordings left open are recovered before recording starts;
+    // the walk of the whole archive runs once the daemon is ready.
+    let rep = storage.recover_interrupted(&mut index, keys.as_ref())?;
     for r in &rep.recovered {
         tracing::warn!(
             recording = r.id,
@@ -252,12 +254,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             "recovered an interrupted recording"
         );
     }
-    for r in &rep.missing_files {
-        tracing::error!(recording = r.id, file = %r.file_name, "index row has no file (row kept; see `vigil verify`)");
-    }
-    for f in &rep.orphan_files {
-        tracing::error!(file = %f, "file has no index row (file kept; see `vigil verify`)");
-    }
+    report_file_problems(&rep);
     for (id, e) in &rep.failed {
         tracing::error!(recording = id, "cannot recover: {e}");
     }
@@ -314,10 +311,11 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let ingest = IngestThread::start()?;
     let live = Arc::new(crate::ingest::live::LiveHub::new());
     let supervisor = Arc::new(
         crate::run::cameras::Supervisor::new(
-            runtime.handle().clone(),
+            ingest.handle.clone(),
             storage.clone(),
             config.db_path.clone(),
             keys.clone(),
@@ -327,6 +325,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
             config.cameras.iter().map(|c| c.name.clone()).collect(),
         )
         .with_camera_configs(config.cameras.clone())
+        .with_sync_interval(config.sync_interval)
         .with_alerts(
             std::time::Duration::from_secs(config.alerts.offline_after_seconds),
             std::time::Duration::from_secs(config.alerts.gap_after_seconds),
@@ -504,6 +503,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         storage = %config.storage_dir.display(),
         "vigil running"
     );
+    check_files_in_background(&storage, &config.db_path)?;
 
     runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -514,6 +514,7 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         crate::run::notify::Notifier::from_env().send("STOPPING=1\nSTATUS=stopping: finalising recordings");
         let _ = shutdown_tx.send(true);
         supervisor.stop_all().await;
+        ingest.stop();
         for t in tasks {
             let _ = t.await;
         }
@@ -534,5 +535,81 @@ pub fn run_daemon(config: Config, keyring: Arc<Keyring>) -> anyhow::Result<()> {
         tracing::warn!("cannot clear the running mark: {e}");
     }
     tracing::info!("stopped; every open recording was finalised");
+    Ok(())
+}
+
+/// The cameras' ingest (RTSP sessions, V4L2 readers and their supervisors)
+/// runs on one thread of its own with a single-threaded runtime, apart from
+/// the web server's: a camera's packets wake one thread instead of handing
+/// work between two workers (fewer futex wake-ups and context switches per
+/// packet, see docs/performance.md), and a burst of HTTPS work never
+/// delays a camera's reads.
+struct IngestThread {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl IngestThread {
+    fn start() -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new().name("ingest".into()).spawn(move || {
+            let _ = rt.block_on(stopped);
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+        })?;
+        Ok(IngestThread {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Ends the thread once every camera task has stopped.
+    fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Logs what reconciliation found wrong between the files and the index.
+fn report_file_problems(rep: &crate::storage::Reconciliation) {
+    for r in &rep.missing_files {
+        tracing::error!(recording = r.id, file = %r.file_name, "index row has no file (row kept; see `vigil verify`)");
+    }
+    for f in &rep.orphan_files {
+        tracing::error!(file = %f, "file has no index row (file kept; see `vigil verify`)");
+    }
+}
+
+/// The second half of start-up reconciliation (rows without files, files
+/// without rows) on a thread of its own, so that a large archive never
+/// delays READY or the cameras. Read-only; ends when done.
+fn check_files_in_background(storage: &Storage, db_path: &Path) -> anyhow::Result<()> {
+    let storage = storage.clone();
+    let db_path = db_path.to_path_buf();
+    std::thread::Builder::new().name("reconcile".into()).spawn(move || {
+        let t = std::time::Instant::now();
+        let result = Index::open(&db_path)
+            .map_err(crate::storage::StorageError::from)
+            .and_then(|index| storage.check_files(&index));
+        match result {
+            Ok(rep) => {
+                report_file_problems(&rep);
+                tracing::info!(
+                    missing = rep.missing_files.len(),
+                    orphans = rep.orphan_files.len(),
+                    ms = t.elapsed().as_millis() as u64,
+                    "archive checked against the index"
+                );
+            }
+            Err(e) => tracing::error!("cannot check the archive against the index: {e}"),
+        }
+    })?;
     Ok(())
 }

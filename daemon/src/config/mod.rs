@@ -114,6 +114,7 @@ struct RawKeys {
 struct RawRecording {
     segment_seconds: Option<Spanned<u32>>,
     stall_timeout_seconds: Option<Spanned<u32>>,
+    sync_interval_seconds: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,6 +234,11 @@ pub struct Config {
     pub keys: KeySourceConfig,
     pub segment_duration: Duration,
     pub stall_timeout: Duration,
+    /// How often a recording is made durable on disk: 0 at the end of
+    /// every GOP (a power cut loses at most the GOP being received), else
+    /// at the first GOP end after this long (fewer syncs, for SD cards; a
+    /// power cut loses up to this much more). See docs/performance.md.
+    pub sync_interval: Duration,
     pub cameras: Vec<CameraConfig>,
     pub http: Option<http::HttpConfig>,
     pub retention: archive::RetentionPolicy,
@@ -427,6 +433,7 @@ impl Config {
 
         let mut segment_duration = Duration::from_secs(60);
         let mut stall_timeout = Duration::from_secs(5);
+        let mut sync_interval = Duration::ZERO;
         if let Some(rec) = raw.recording {
             let rec = rec.into_inner();
             if let Some(s) = rec.segment_seconds {
@@ -440,6 +447,16 @@ impl Config {
                     return Err(src.err(s.span(), "recording.stall_timeout_seconds", "must be between 1 and 10"));
                 }
                 stall_timeout = Duration::from_secs(u64::from(*s.get_ref()));
+            }
+            if let Some(s) = rec.sync_interval_seconds {
+                if *s.get_ref() > 300 {
+                    return Err(src.err(
+                        s.span(),
+                        "recording.sync_interval_seconds",
+                        "must be between 0 (every GOP) and 300",
+                    ));
+                }
+                sync_interval = Duration::from_secs(u64::from(*s.get_ref()));
             }
         }
 
@@ -687,6 +704,7 @@ impl Config {
             keys,
             segment_duration,
             stall_timeout,
+            sync_interval,
             cameras,
         })
     }
@@ -782,7 +800,19 @@ url = "rtsp://127.0.0.1:8554/h264"
     fn good_config_parses() {
         let c = Config::parse(Path::new("/x.toml"), GOOD).unwrap();
         assert_eq!(c.segment_duration, Duration::from_secs(10));
+        assert_eq!(c.sync_interval, Duration::ZERO, "every GOP by default");
         assert_eq!(c.cameras[0].name, "front-door");
+        let sd = GOOD.replace(
+            "segment_seconds = 10",
+            "segment_seconds = 10\nsync_interval_seconds = 30",
+        );
+        let c = Config::parse(Path::new("/x.toml"), &sd).unwrap();
+        assert_eq!(c.sync_interval, Duration::from_secs(30));
+        let e = err(&GOOD.replace(
+            "segment_seconds = 10",
+            "segment_seconds = 10\nsync_interval_seconds = 301",
+        ));
+        assert_eq!((e.line, e.key.as_str()), (12, "recording.sync_interval_seconds"), "{e}");
     }
 
     #[test]

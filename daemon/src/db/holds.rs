@@ -253,6 +253,7 @@ mod tests {
                 start_pts: 0,
                 bytes: 10,
                 gap_alert_after_ns: None,
+                continues_previous: false,
             })
             .unwrap();
         idx.conn()

@@ -141,6 +141,9 @@ pub struct NewRecording<'a> {
     /// Raise `recording.gap` when the camera's previous recording ended
     /// more than this long (ns) before this one starts (None: never).
     pub gap_alert_after_ns: Option<i64>,
+    /// It continues the camera's previous recording in media time (one
+    /// camera session, rotated at a key frame).
+    pub continues_previous: bool,
 }
 
 /// The new file of a re-encrypted recording.
@@ -448,8 +451,8 @@ impl Index {
         }
         tx.execute(
             "INSERT INTO recording (camera_id, file_name, file_id, key_id, codec, state, start_wall_ns, end_wall_ns, \
-             observed_wall_ns, timescale, start_pts, end_pts, bytes) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 'writing', ?6, ?6, ?7, ?8, ?9, ?9, ?10)",
+             observed_wall_ns, timescale, start_pts, end_pts, bytes, continues_previous) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'writing', ?6, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
             params![
                 n.camera_id,
                 n.file_name,
@@ -460,7 +463,8 @@ impl Index {
                 n.observed_wall_ns,
                 n.timescale,
                 n.start_pts,
-                n.bytes
+                n.bytes,
+                n.continues_previous
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -468,37 +472,48 @@ impl Index {
         Ok(id)
     }
 
-    /// Marks recording `id` as continuing the previous one in media time.
-    pub fn mark_continuous(&self, id: i64) -> Result<(), IndexError> {
-        self.conn
-            .execute("UPDATE recording SET continues_previous = 1 WHERE id = ?1", [id])?;
-        Ok(())
-    }
-
-    /// Records a chunk that is already durable in the file.
-    ///
-    /// The chunk row is committed without an fsync of its own (WAL,
-    /// `synchronous = NORMAL`): the fdatasync'ed file is the authority for its
-    /// chunks, a later FULL commit or checkpoint makes the row durable, and
-    /// crash recovery rebuilds a recording's chunk rows from its file. This
-    /// saves one fsync per chunk per camera.
-    pub fn add_chunk(&mut self, recording_id: i64, c: &ChunkRow, file_len: i64) -> Result<(), IndexError> {
+    /// Runs `f` with commits that are not synced on their own (WAL,
+    /// `synchronous = NORMAL`): a later FULL commit, a checkpoint or the
+    /// recorders' group sync of the volume makes them durable. For rows
+    /// that crash recovery can rebuild from the files.
+    pub fn without_sync<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, IndexError>) -> Result<T, IndexError> {
         self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
-        let r = self.add_chunk_tx(recording_id, c, file_len);
+        let r = f(self);
         self.conn.execute_batch("PRAGMA synchronous = FULL")?;
         r
     }
 
-    fn add_chunk_tx(&mut self, recording_id: i64, c: &ChunkRow, file_len: i64) -> Result<(), IndexError> {
-        let tx = self.conn.transaction()?;
-        insert_chunk(&tx, recording_id, c)?;
-        tx.prepare_cached(
-            "UPDATE recording SET frames = frames + ?2, chunks = chunks + 1, end_pts = ?3, bytes = ?4, \
-             end_wall_ns = start_wall_ns + ((?3 - start_pts) * 1000000000) / timescale WHERE id = ?1",
-        )?
-        .execute(params![recording_id, c.frames, c.first_pts + c.duration, file_len])?;
-        tx.commit()?;
-        Ok(())
+    /// Records chunks that are already durable in the file, in one
+    /// transaction, and `file_len` as the recording's length.
+    ///
+    /// Committed without an fsync of their own ([`without_sync`](Self::without_sync)):
+    /// the synced file is the authority for its chunks, and crash recovery
+    /// rebuilds a recording's chunk rows from it. A recorder calls this once
+    /// per sync of its file (a GOP, or its sync interval), not per chunk.
+    pub fn add_chunks(&mut self, recording_id: i64, chunks: &[ChunkRow], file_len: i64) -> Result<(), IndexError> {
+        let Some(last) = chunks.last() else {
+            return Ok(());
+        };
+        let frames: i64 = chunks.iter().map(|c| c.frames).sum();
+        self.without_sync(|idx| {
+            let tx = idx.conn.transaction()?;
+            for c in chunks {
+                insert_chunk(&tx, recording_id, c)?;
+            }
+            tx.prepare_cached(
+                "UPDATE recording SET frames = frames + ?2, chunks = chunks + ?3, end_pts = ?4, bytes = ?5, \
+                 end_wall_ns = start_wall_ns + ((?4 - start_pts) * 1000000000) / timescale WHERE id = ?1",
+            )?
+            .execute(params![
+                recording_id,
+                frames,
+                chunks.len() as i64,
+                last.first_pts + last.duration,
+                file_len
+            ])?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// Marks a recording closed, with what the file now is.
@@ -772,6 +787,7 @@ mod tests {
                 start_pts: 1_000,
                 bytes: 300,
                 gap_alert_after_ns: None,
+                continues_previous: false,
             })
             .unwrap();
         let chunk = ChunkRow {
@@ -783,7 +799,7 @@ mod tests {
             frames: 25,
             key_frame: true,
         };
-        idx.add_chunk(id, &chunk, 350).unwrap();
+        idx.add_chunks(id, &[chunk], 350).unwrap();
         let row = idx.recording(id).unwrap().unwrap();
         assert_eq!(row.end_wall_ns(), start + 1_000_000_000);
         assert_eq!(idx.last_end_wall_ns(cam).unwrap(), Some(start + 1_000_000_000));
@@ -879,6 +895,7 @@ mod paging_tests {
                 start_pts: 0,
                 bytes: 0,
                 gap_alert_after_ns: None,
+                continues_previous: false,
             })
             .unwrap();
         }

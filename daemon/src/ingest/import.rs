@@ -74,6 +74,10 @@ pub fn import(
             camera_id,
             camera: camera.to_string(),
             segment_duration,
+            // The source file stays: a power cut during an import is met
+            // by importing again, so syncs are few (each recording is
+            // synced when it is finished).
+            sync_interval: Duration::from_secs(300),
             import_start_wall_ns: Some(start),
             clock: crate::base::clock::system(),
             offline_alert_after_ns: None,

@@ -141,6 +141,7 @@ pub fn index_recording(
                 start_pts: r.start_pts,
                 bytes: scan.file_len as i64,
                 gap_alert_after_ns: None,
+                continues_previous: false,
             },
             file_camera_id: scan.header.camera_id as i64,
             chunks: &chunks,

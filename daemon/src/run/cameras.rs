@@ -48,6 +48,8 @@ pub struct Supervisor {
     live: Arc<LiveHub>,
     segment: Duration,
     stall: Duration,
+    /// `[recording] sync_interval_seconds` (zero: every GOP).
+    sync_interval: Duration,
     /// Names from vigil.toml (not changeable through the API).
     provisioned: Vec<String>,
     /// The settings of vigil.toml's cameras (running or not).
@@ -79,12 +81,19 @@ impl Supervisor {
             live,
             segment,
             stall,
+            sync_interval: Duration::ZERO,
             provisioned,
             provisioned_configs: Vec::new(),
             running: Mutex::new(HashMap::new()),
             logins: Default::default(),
             alert_delays: (None, None),
         }
+    }
+
+    /// Recordings are made durable this often (zero: at every GOP's end).
+    pub fn with_sync_interval(mut self, interval: Duration) -> Self {
+        self.sync_interval = interval;
+        self
     }
 
     /// Raise `camera.offline` after a camera stops streaming for `offline`,
@@ -232,6 +241,7 @@ impl Supervisor {
                 camera_id,
                 camera: name.to_string(),
                 segment_duration: self.segment,
+                sync_interval: self.sync_interval,
                 import_start_wall_ns: None,
                 clock: crate::base::clock::system(),
                 offline_alert_after_ns: alerts.0,

@@ -8,6 +8,7 @@ mod recorder_audio;
 pub(crate) mod recorder_rig;
 #[cfg(test)]
 mod recorder_tests;
+pub mod sync_group;
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
@@ -42,6 +43,8 @@ pub struct Storage {
     /// filesystem is showing), and nothing is written there.
     dev: Option<u64>,
     alarm: Arc<StorageAlarm>,
+    /// One group commit for every recorder of this volume, opened at the first sync.
+    sync: Arc<std::sync::OnceLock<sync_group::SyncGroup>>,
 }
 
 /// Shared between the recorders (which raise it when a write fails), the
@@ -116,7 +119,27 @@ impl Storage {
             dir: dir.to_path_buf(),
             dev: None,
             alarm: Arc::default(),
+            sync: Arc::default(),
         }
+    }
+
+    /// Makes everything written to the recordings volume so far durable,
+    /// in one `syncfs` shared with every recorder that asks at the same
+    /// time ([`sync_group`]).
+    pub fn sync(&self) -> Result<(), StorageError> {
+        let group = match self.sync.get() {
+            Some(g) => g,
+            None => {
+                let g = sync_group::SyncGroup::open(&self.dir).map_err(|e| self.io(&self.dir, e))?;
+                self.sync.get_or_init(|| g)
+            }
+        };
+        group.sync().map_err(|e| self.io(&self.dir, e))
+    }
+
+    /// Sync system calls the recorders' group commit has made.
+    pub fn syncs(&self) -> u64 {
+        self.sync.get().map_or(0, |g| g.syncs())
     }
 
     pub fn alarm(&self) -> &Arc<StorageAlarm> {
@@ -177,9 +200,20 @@ impl Storage {
         Ok(format!("{camera}/{}.{FILE_EXTENSION}", vigil_format::hex(file_id)))
     }
 
-    /// Recovers every recording the index still shows as being written, and
-    /// reports files without rows and rows without files. Deletes nothing.
+    /// Both halves of start-up reconciliation, one after the other (the
+    /// daemon runs the second after it is ready). Deletes nothing.
     pub fn reconcile(&self, index: &mut Index, keys: &dyn KeyLookup) -> Result<Reconciliation, StorageError> {
+        let mut rep = self.recover_interrupted(index, keys)?;
+        let files = self.check_files(index)?;
+        rep.missing_files.extend(files.missing_files);
+        rep.orphan_files = files.orphan_files;
+        Ok(rep)
+    }
+
+    /// Before recording starts: finishes interrupted deletions and recovers
+    /// every recording the index still shows as being written. Its cost is
+    /// bounded by the cameras (one open recording each), not by the archive.
+    pub fn recover_interrupted(&self, index: &mut Index, keys: &dyn KeyLookup) -> Result<Reconciliation, StorageError> {
         let mut rep = Reconciliation::default();
         self.collect_garbage(index)?;
         for row in index.recordings_in_state("writing")? {
@@ -193,12 +227,31 @@ impl Storage {
                 Err(e) => rep.failed.push((row.id, e.to_string())),
             }
         }
-        let names = index.file_names()?;
-        for row in index.recordings(None)? {
-            if row.state != "writing" && !self.path_of(&row.file_name).exists() {
-                rep.missing_files.push(row);
+        Ok(rep)
+    }
+
+    /// Rows whose file is gone and files no row names: a walk of the whole
+    /// archive (200,000 recordings take about a second), so the daemon runs
+    /// it after it is ready, beside recording. Rows are read a page at a time.
+    pub fn check_files(&self, index: &Index) -> Result<Reconciliation, StorageError> {
+        const PAGE: i64 = 2_000;
+        let mut rep = Reconciliation::default();
+        let mut after = 0;
+        loop {
+            let page = index.recordings_page(None, after, PAGE)?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            let full = page.len() as i64 == PAGE;
+            for row in page {
+                if row.state != "writing" && !self.path_of(&row.file_name).exists() {
+                    rep.missing_files.push(row);
+                }
+            }
+            if !full {
+                break;
             }
         }
+        let names = index.file_names()?;
         rep.orphan_files = self.orphans(&names)?;
         Ok(rep)
     }
@@ -384,6 +437,7 @@ mod tests {
                 start_pts: 0,
                 bytes: w.len() as i64,
                 gap_alert_after_ns: None,
+                continues_previous: false,
             })
             .unwrap();
         (id, name)

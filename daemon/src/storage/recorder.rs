@@ -4,8 +4,15 @@
 //! A camera's audio, when it is recorded, goes into the same file after each
 //! chunk (`recorder_audio`).
 //!
-//! Runs on its own thread per camera (blocking file and SQLite I/O, one
-//! fdatasync per chunk), fed by the camera's ingest task over a bounded channel.
+//! Durability: chunks reach the page cache as they are cut (a killed daemon
+//! loses none of them); at the end of each GOP (or, with
+//! `sync_interval_seconds`, the first GOP end after that long) the volume is
+//! synced through the recorders' shared group commit
+//! ([`crate::storage::sync_group`]) and the chunks' index rows are then
+//! committed together. A power cut loses at most what came after the last sync.
+//!
+//! Runs on its own thread per camera (blocking file and SQLite I/O), fed by
+//! the camera's ingest task over a bounded channel.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,11 +51,17 @@ pub enum Event {
 const MAX_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 /// A forward jump larger than this between frames is a discontinuity.
 const MAX_FORWARD_JUMP: Duration = Duration::from_secs(5);
+/// A camera that sends no key frame is still synced this long after its
+/// sync interval (a GOP longer than this, or a broken stream).
+const MAX_UNSYNCED: Duration = Duration::from_secs(10);
 
 pub struct RecorderConfig {
     pub camera_id: i64,
     pub camera: String,
     pub segment_duration: Duration,
+    /// Sync at the first GOP end this long after the last sync (zero: at
+    /// every GOP end).
+    pub sync_interval: Duration,
     /// Importing a file: the wall-clock time of its first key frame. Wall
     /// times then follow media time instead of the clock.
     pub import_start_wall_ns: Option<i64>,
@@ -134,6 +147,11 @@ pub struct Recorder {
     open: Option<OpenRecording>,
     held: Option<Held>,
     pending: Pending,
+    /// Rows of the chunks written to the open recording since its last
+    /// sync: committed to the index after the next one.
+    unsynced: Vec<ChunkRow>,
+    /// When the open recording was last synced (monotonic ms).
+    synced_at_ms: i64,
     audio: AudioState,
     plain: Vec<u8>,
     /// Added to the camera's timestamps so that media time never goes back.
@@ -172,6 +190,8 @@ impl Recorder {
             open: None,
             held: None,
             pending: Pending::default(),
+            unsynced: Vec::new(),
+            synced_at_ms: 0,
             audio: AudioState::default(),
             plain: Vec::new(),
             pts_offset: 0,
@@ -308,6 +328,7 @@ impl Recorder {
             && (f.key || self.pending.duration >= i64::from(timescale) || self.pending.bytes >= MAX_CHUNK_BYTES)
         {
             self.flush_chunk(false);
+            self.sync_point(f.key);
         }
 
         if f.key {
@@ -351,7 +372,7 @@ impl Recorder {
         if let Some(base) = self.cfg.import_start_wall_ns {
             let origin = *self.import_origin_pts.get_or_insert(pts);
             let wall = base + ticks_to_ns(pts - origin, i64::from(params.timescale));
-            match self.create_recording(params, pts, wall, self.cfg.clock.wall_ns()) {
+            match self.create_recording(params, pts, wall, self.cfg.clock.wall_ns(), false) {
                 Ok(open) => {
                     self.stats.recordings += 1;
                     self.open = Some(open);
@@ -388,13 +409,8 @@ impl Recorder {
         if start_wall_ns > observed + 1_000_000_000 {
             tracing::warn!(camera = %self.cfg.camera, "wall clock is behind the last recording's end; keeping recordings in order");
         }
-        match self.create_recording(params, pts, start_wall_ns, observed) {
+        match self.create_recording(params, pts, start_wall_ns, observed, continues) {
             Ok(open) => {
-                if continues {
-                    if let Err(e) = self.index.mark_continuous(open.id) {
-                        tracing::warn!(camera = %self.cfg.camera, recording = open.id, "cannot mark continuity: {e}");
-                    }
-                }
                 tracing::info!(camera = %self.cfg.camera, recording = open.id, "recording started");
                 self.stats.recordings += 1;
                 self.open = Some(open);
@@ -416,12 +432,13 @@ impl Recorder {
         pts: i64,
         start_wall_ns: i64,
         observed: i64,
+        continues: bool,
     ) -> anyhow::Result<OpenRecording> {
         // A shred or re-encryption may retire and destroy the key we were
         // handed before our row names it: then the new file is discarded and
         // a fresh key taken (bounded).
         for _ in 0..3 {
-            let open = self.create_recording_once(params, pts, start_wall_ns, observed)?;
+            let open = self.create_recording_once(params, pts, start_wall_ns, observed, continues)?;
             let key_id = keys::KeyId(open.key_id);
             if self.keys.data_key(&key_id)?.is_some() {
                 return Ok(open);
@@ -443,6 +460,7 @@ impl Recorder {
         pts: i64,
         start_wall_ns: i64,
         observed: i64,
+        continues: bool,
     ) -> anyhow::Result<OpenRecording> {
         // Fail closed: without a data key nothing is written.
         let key = self.keys.recording_key(self.cfg.camera_id, start_wall_ns)?;
@@ -479,7 +497,9 @@ impl Recorder {
             start_pts: pts,
             bytes: writer.len() as i64,
             gap_alert_after_ns: self.cfg.gap_alert_after_ns,
+            continues_previous: continues,
         })?;
+        self.synced_at_ms = self.cfg.clock.mono_ms();
         Ok(OpenRecording {
             id,
             writer,
@@ -511,8 +531,8 @@ impl Recorder {
             .writer
             .append_chunk(&mut self.plain, frames, self.pending.duration)
             .map_err(anyhow::Error::from)
-            .and_then(|pos| {
-                let row = ChunkRow {
+            .map(|pos| {
+                self.unsynced.push(ChunkRow {
                     idx: pos.index as i64,
                     offset: pos.offset as i64,
                     len: pos.len as i64,
@@ -520,10 +540,7 @@ impl Recorder {
                     duration: self.pending.duration,
                     frames: i64::from(frames),
                     key_frame,
-                };
-                self.index
-                    .add_chunk(open.id, &row, open.writer.len() as i64)
-                    .map_err(anyhow::Error::from)
+                });
             })
             .and_then(|()| {
                 if open.audio.is_some() {
@@ -541,19 +558,54 @@ impl Recorder {
                 }
             }
             Err(e) => {
-                tracing::error!(camera = %self.cfg.camera, recording = open.id, "write failed, closing the recording: {e:#}");
-                let message = format!(
-                    "Camera {}: writing recording {} failed, recording is paused until a write succeeds: {e:#}",
-                    self.cfg.camera, open.id
-                );
+                let id = open.id;
                 self.pending.clear();
-                self.abandon_open();
-                self.write_alert(Some(&message));
-                self.storage_failed();
+                self.write_failed(id, &e);
                 return;
             }
         }
         self.pending.clear();
+    }
+
+    /// Syncs the open recording and commits its chunks' rows when due: at
+    /// a GOP's end (`gop_end`) once the sync interval has passed, or
+    /// [`MAX_UNSYNCED`] after it whatever the stream does.
+    fn sync_point(&mut self, gop_end: bool) {
+        let Some(open) = self.open.as_ref() else { return };
+        if self.unsynced.is_empty() {
+            return;
+        }
+        let since = self.cfg.clock.mono_ms() - self.synced_at_ms;
+        let interval = self.cfg.sync_interval.as_millis() as i64;
+        if !(gop_end && since >= interval) && since < interval + MAX_UNSYNCED.as_millis() as i64 {
+            return;
+        }
+        let (id, len) = (open.id, open.writer.len() as i64);
+        let result = self.storage.sync().map_err(anyhow::Error::from).and_then(|()| {
+            self.index
+                .add_chunks(id, &self.unsynced, len)
+                .map_err(anyhow::Error::from)
+        });
+        match result {
+            Ok(()) => {
+                self.unsynced.clear();
+                self.synced_at_ms = self.cfg.clock.mono_ms();
+            }
+            Err(e) => self.write_failed(id, &e),
+        }
+    }
+
+    /// A write or sync of recording `id` failed: it is closed with what its
+    /// file holds, and recording pauses until a write succeeds.
+    fn write_failed(&mut self, id: i64, e: &anyhow::Error) {
+        tracing::error!(camera = %self.cfg.camera, recording = id, "write failed, closing the recording: {e:#}");
+        let message = format!(
+            "Camera {}: writing recording {id} failed, recording is paused until a write succeeds: {e:#}",
+            self.cfg.camera
+        );
+        self.abandon_open();
+        self.write_alert(Some(&message));
+        self.storage_failed();
     }
 
     /// Raises (Some) or clears (None) this camera's `storage.write_failed` alert.
@@ -594,6 +646,8 @@ impl Recorder {
         let Some(open) = self.open.take() else { return };
         drop(open.writer);
         self.held = None;
+        // Recovery rebuilds the chunk rows from what the file holds.
+        self.unsynced.clear();
         let row = match self.index.recording(open.id) {
             Ok(Some(r)) => r,
             _ => return,
@@ -611,10 +665,14 @@ impl Recorder {
     fn finish_open(&mut self, reason: &str, continuous: bool) {
         let Some(open) = self.open.take() else { return };
         let id = open.id;
+        let unsynced = std::mem::take(&mut self.unsynced);
         let res = open.writer.finish().map_err(anyhow::Error::from).and_then(|fin| {
             let s = fin.summary;
             self.index
-                .finish_recording(
+                .add_chunks(id, &unsynced, fin.bytes as i64)
+                .map_err(anyhow::Error::from)?;
+            let finish = |index: &mut Index| {
+                index.finish_recording(
                     id,
                     "complete",
                     s.frames as i64,
@@ -624,8 +682,16 @@ impl Recorder {
                     &fin.sha256,
                     reason,
                 )
-                .map_err(anyhow::Error::from)
-                .map(|()| s)
+            };
+            // Rotating: the next recording's row is committed (and synced)
+            // a moment later, and takes this commit with it.
+            if continuous {
+                self.index.without_sync(finish)
+            } else {
+                finish(&mut self.index)
+            }
+            .map_err(anyhow::Error::from)
+            .map(|()| s)
         });
         match res {
             Ok(s) => {

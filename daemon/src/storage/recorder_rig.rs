@@ -79,6 +79,7 @@ impl Rig {
                 camera_id,
                 camera: CAMERA.into(),
                 segment_duration: Duration::from_secs(segment_s),
+                sync_interval: std::time::Duration::ZERO,
                 import_start_wall_ns: None,
                 clock: self.clock.clone(),
                 offline_alert_after_ns: None,

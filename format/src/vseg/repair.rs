@@ -91,6 +91,7 @@ pub fn reseal(
             extra: reader.file_len - offset,
         });
     }
+    w.sync()?;
     if let Some(dir) = dst.parent() {
         sync_dir(dir)?;
     }

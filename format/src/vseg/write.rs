@@ -1,5 +1,7 @@
 //! Writing a recording: [`SegmentWriter`] appends sealed records, one per
-//! chunk, and a final record; every chunk is made durable before its index row.
+//! chunk, and a final record. The caller decides when appended records are
+//! made durable ([`SegmentWriter::sync`]); the header, the stream record and
+//! the final record are always synced.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -10,8 +12,10 @@ use ring::digest;
 use super::*;
 use crate::keys::DataKey;
 
-/// Writes one recording. Created with header + stream record durable; every
-/// record is fdatasync'ed before `append_*` returns.
+/// Writes one recording. Created with header + stream record durable;
+/// appended records reach the page cache at once (a killed process loses
+/// none of them) and the disk at [`sync`](Self::sync) (a power cut loses
+/// what came after the last one); [`finish`](Self::finish) syncs.
 pub struct SegmentWriter {
     file: File,
     path: PathBuf,
@@ -41,6 +45,7 @@ impl SegmentWriter {
         w.summary.end_pts = stream.start_pts;
         let mut buf = stream.encode();
         w.append_record(RecordKind::Stream, &mut buf)?;
+        w.sync()?;
         if let Some(dir) = path.parent() {
             sync_dir(dir)?;
         }
@@ -86,6 +91,26 @@ impl SegmentWriter {
         self.summary
     }
 
+    fn write_all_vectored(&mut self, head: &[u8], body: &[u8]) -> Result<(), FormatError> {
+        let mut bufs = [std::io::IoSlice::new(head), std::io::IoSlice::new(body)];
+        let mut slices: &mut [std::io::IoSlice<'_>] = &mut bufs;
+        while !slices.is_empty() {
+            match self.file.write_vectored(slices) {
+                Ok(0) => {
+                    let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                    return Err(FormatError::io(&self.path, e));
+                }
+                Ok(n) => std::io::IoSlice::advance_slices(&mut slices, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(FormatError::io(&self.path, e)),
+            }
+        }
+        self.hash.update(head);
+        self.hash.update(body);
+        self.len += (head.len() + body.len()) as u64;
+        Ok(())
+    }
+
     fn write_all(&mut self, b: &[u8]) -> Result<(), FormatError> {
         self.file.write_all(b).map_err(|e| FormatError::io(&self.path, e))?;
         self.hash.update(b);
@@ -93,7 +118,13 @@ impl SegmentWriter {
         Ok(())
     }
 
-    /// Seals `buf` in place (it becomes ciphertext), writes and fdatasyncs it.
+    /// Makes every record appended so far durable (fdatasync).
+    pub fn sync(&mut self) -> Result<(), FormatError> {
+        self.file.sync_data().map_err(|e| FormatError::io(&self.path, e))
+    }
+
+    /// Seals `buf` in place (it becomes ciphertext) and writes it with its
+    /// prefix in one system call where the kernel takes it all.
     pub(super) fn append_record(&mut self, kind: RecordKind, buf: &mut Vec<u8>) -> Result<RecordPos, FormatError> {
         if buf.len() > self.max_plain as usize {
             return Err(FormatError::RecordTooLarge(buf.len()));
@@ -104,9 +135,7 @@ impl SegmentWriter {
         let mut prefix = [0u8; RECORD_PREFIX_LEN];
         prefix[..4].copy_from_slice(&(buf.len() as u32).to_be_bytes());
         prefix[4] = kind as u8;
-        self.write_all(&prefix)?;
-        self.write_all(buf)?;
-        self.file.sync_data().map_err(|e| FormatError::io(&self.path, e))?;
+        self.write_all_vectored(&prefix, buf)?;
         self.next_index += 1;
         self.last_kind = Some(kind);
         Ok(RecordPos {
@@ -146,10 +175,11 @@ impl SegmentWriter {
         self.append_record(RecordKind::Audio, plaintext)
     }
 
-    /// Writes the final record and returns the file's length and SHA-256.
+    /// Writes the final record, syncs the file and returns its length and SHA-256.
     pub fn finish(mut self) -> Result<Finished, FormatError> {
         let mut buf = self.summary.encode();
         self.append_record(RecordKind::Final, &mut buf)?;
+        self.sync()?;
         let sha256 = arr(self.hash.finish().as_ref());
         Ok(Finished {
             bytes: self.len,

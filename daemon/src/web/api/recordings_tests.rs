@@ -47,6 +47,7 @@ async fn server_of(p: Arc<vigil_format::media::StreamParams>) -> Server {
                 camera_id,
                 camera: "cam".into(),
                 segment_duration: Duration::from_secs(600),
+                sync_interval: std::time::Duration::ZERO,
                 import_start_wall_ns: None,
                 clock: clock.clone(),
                 offline_alert_after_ns: None,
