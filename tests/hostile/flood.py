@@ -213,6 +213,7 @@ def slow_clients(fx, mem):
         v.figure("server counters: " + ", ".join(counts))
         adm.logout()
     mem["peak"] = max(samples or [0])
+    mem["curve"] = samples[::10]  # one sample every 5 s
     mem["attack_end"] = time.monotonic()
     rec_after = fx.recording_totals()
     slow_ready = [p for p in probes if p[1] != 200 or p[2] >= 1.0]
@@ -287,8 +288,10 @@ def memory(fx, mem):
     v = Verdict(11, "memory back within 10 MiB of the baseline 60 s after the attack")
     after = fx.rss_kib()
     base, peak = mem.get("baseline", 0), mem.get("peak", 0)
+    curve = " ".join(f"{k / 1024:.0f}" for k in mem.get("curve", []))
     v.figure(f"RSS baseline {base / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB, "
              f"{time.monotonic() - mem.get('attack_end', 0):.0f} s after {after / 1024:.1f} MiB")
+    v.figure(f"RSS during the attack, MiB every 5 s: {curve}")
     v.check(base > 0 and after > 0, "no RSS figure (the daemon is gone?)")
     v.check(after - base <= 10 * 1024, f"RSS {(after - base) / 1024:.1f} MiB above the baseline 60 s after the attack")
     v.finish()

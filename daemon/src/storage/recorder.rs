@@ -30,8 +30,8 @@ use vigil_format::vseg::{self, Chunk, FrameMeta, Header, SegmentWriter, StreamIn
 #[derive(Debug)]
 pub enum Event {
     /// Frames in arrival order. Ingest sends a batch when a key frame arrives
-    /// (so the chunk it closes is written at once) or after ~1 s: one thread
-    /// wake-up per chunk instead of one per frame.
+    /// (so the chunk it closes is written at once) or after 250 ms: a few
+    /// thread wake-ups a second instead of one per frame.
     Frames(Vec<Frame>),
     /// The connection ended: close the open recording.
     Disconnected,
@@ -49,6 +49,11 @@ pub enum Event {
 
 /// Largest plain chunk before it is cut, whatever the GOP.
 const MAX_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// Most frames in a chunk (room for their table is kept in front of the
+/// gathered data; ~1 s of media is far fewer at any real frame rate).
+const MAX_CHUNK_FRAMES: usize = 512;
+/// Room kept in front of a chunk's data for its head.
+const HEAD_ROOM: usize = Chunk::head_len(MAX_CHUNK_FRAMES);
 /// A forward jump larger than this between frames is a discontinuity.
 const MAX_FORWARD_JUMP: Duration = Duration::from_secs(5);
 /// A camera that sends no key frame is still synced this long after its
@@ -92,19 +97,26 @@ struct Held {
     data: Vec<u8>,
 }
 
+/// The chunk being gathered: each frame's data is copied in as it comes
+/// (and the frame's own buffer freed), behind [`HEAD_ROOM`] bytes kept for
+/// the chunk's head, so the chunk is sealed and written from this one
+/// buffer: no second copy of a chunk in memory, no extra pass over it.
 #[derive(Default)]
 struct Pending {
     first_pts: i64,
     frames: Vec<FrameMeta>,
-    datas: Vec<Vec<u8>>,
+    /// HEAD_ROOM bytes, then the frames' data (empty when no frame is held).
+    buf: Vec<u8>,
     bytes: usize,
     duration: i64,
 }
 
 impl Pending {
-    fn push(&mut self, pts: i64, duration: u32, key: bool, data: Vec<u8>) {
+    fn push(&mut self, pts: i64, duration: u32, key: bool, data: &[u8]) {
         if self.frames.is_empty() {
             self.first_pts = pts;
+            self.buf.clear();
+            self.buf.resize(HEAD_ROOM, 0);
         }
         self.frames.push(FrameMeta {
             duration,
@@ -113,11 +125,25 @@ impl Pending {
         });
         self.bytes += data.len();
         self.duration += i64::from(duration);
-        self.datas.push(data);
+        self.buf.extend_from_slice(data);
     }
+
+    /// Writes the chunk's head in front of its data; returns where the
+    /// chunk's plaintext starts in `buf`.
+    fn seal_ready(&mut self) -> usize {
+        let head = Chunk::head_len(self.frames.len());
+        if head > HEAD_ROOM {
+            // Not reached (chunks are cut at MAX_CHUNK_FRAMES): make room.
+            self.buf.splice(0..0, std::iter::repeat_n(0, head - HEAD_ROOM));
+        }
+        let start = HEAD_ROOM.saturating_sub(head);
+        Chunk::write_head(self.first_pts, &self.frames, &mut self.buf[start..start + head]);
+        start
+    }
+
     fn clear(&mut self) {
         self.frames.clear();
-        self.datas.clear();
+        self.buf.clear();
         self.bytes = 0;
         self.duration = 0;
     }
@@ -153,7 +179,6 @@ pub struct Recorder {
     /// When the open recording was last synced (monotonic ms).
     synced_at_ms: i64,
     audio: AudioState,
-    plain: Vec<u8>,
     /// Added to the camera's timestamps so that media time never goes back.
     pts_offset: i64,
     last_duration: u32,
@@ -193,7 +218,6 @@ impl Recorder {
             unsynced: Vec::new(),
             synced_at_ms: 0,
             audio: AudioState::default(),
-            plain: Vec::new(),
             pts_offset: 0,
             last_duration: 0,
             rotate_at_next_key: None,
@@ -315,7 +339,7 @@ impl Recorder {
         if let Some(h) = self.held.take() {
             let d = (pts - h.pts).clamp(1, i64::from(u32::MAX)) as u32;
             self.last_duration = d;
-            self.pending.push(h.pts, d, h.key, h.data);
+            self.pending.push(h.pts, d, h.key, &h.data);
         }
 
         if self.open.is_none() && !f.key {
@@ -325,7 +349,10 @@ impl Recorder {
 
         // Chunk boundary: a key frame, ~1 s of media, or a big chunk.
         if !self.pending.frames.is_empty()
-            && (f.key || self.pending.duration >= i64::from(timescale) || self.pending.bytes >= MAX_CHUNK_BYTES)
+            && (f.key
+                || self.pending.duration >= i64::from(timescale)
+                || self.pending.bytes >= MAX_CHUNK_BYTES
+                || self.pending.frames.len() >= MAX_CHUNK_FRAMES)
         {
             self.flush_chunk(false);
             self.sync_point(f.key);
@@ -521,15 +548,14 @@ impl Recorder {
             self.pending.clear();
             return;
         };
-        let datas: Vec<&[u8]> = self.pending.datas.iter().map(|d| d.as_slice()).collect();
-        Chunk::encode_into(self.pending.first_pts, &self.pending.frames, &datas, &mut self.plain);
+        let start = self.pending.seal_ready();
         let frames = self.pending.frames.len() as u32;
         let key_frame = self.pending.frames.first().is_some_and(|f| f.key);
         let audio_until = (!all_audio).then_some(self.pending.first_pts + self.pending.duration);
         let audio = &mut self.audio;
         let result = open
             .writer
-            .append_chunk(&mut self.plain, frames, self.pending.duration)
+            .append_chunk_from(&mut self.pending.buf, start, frames, self.pending.duration)
             .map_err(anyhow::Error::from)
             .map(|pos| {
                 self.unsynced.push(ChunkRow {
@@ -715,7 +741,7 @@ impl Recorder {
     pub fn close(&mut self, reason: &str) {
         if let Some(h) = self.held.take() {
             let d = self.nominal_duration(self.params.as_ref().map_or(90_000, |p| p.timescale));
-            self.pending.push(h.pts, d, h.key, h.data);
+            self.pending.push(h.pts, d, h.key, &h.data);
         }
         self.flush_chunk(true);
         self.finish_open(reason, false);

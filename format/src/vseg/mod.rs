@@ -241,15 +241,22 @@ impl FileSealer {
 
     /// Seals `buf` (plaintext) in place and appends the tag.
     pub fn seal(&self, index: u64, kind: RecordKind, buf: &mut Vec<u8>) {
-        let len = (buf.len() + TAG_LEN) as u32;
+        self.seal_from(index, kind, buf, 0);
+    }
+
+    /// Seals `buf[start..]` in place and appends its tag; what is before
+    /// `start` is left alone (room a writer kept and did not need).
+    pub fn seal_from(&self, index: u64, kind: RecordKind, buf: &mut Vec<u8>, start: usize) {
+        let start = start.min(buf.len());
+        let len = (buf.len() - start + TAG_LEN) as u32;
         let aad = record_aad(&self.header_hash, index, kind, len);
         // Sealing only fails for inputs larger than ChaCha20's 256 GiB limit.
-        if self
+        match self
             .key
-            .seal_in_place_append_tag(record_nonce(index, kind), Aad::from(&aad[..]), buf)
-            .is_err()
+            .seal_in_place_separate_tag(record_nonce(index, kind), Aad::from(&aad[..]), &mut buf[start..])
         {
-            unreachable!("record larger than the AEAD limit");
+            Ok(tag) => buf.extend_from_slice(tag.as_ref()),
+            Err(_) => unreachable!("record larger than the AEAD limit"),
         }
     }
 
@@ -417,19 +424,39 @@ pub fn media_data_len(record_len: u64, frames: u64) -> Option<u64> {
 }
 
 impl<'a> Chunk<'a> {
-    /// Starts a chunk plaintext in `buf`; frames are added with [`push_frame_meta`]
-    /// and their data appended afterwards by the caller.
+    /// The bytes of a chunk's plaintext before its frames' data: frame
+    /// count, first pts, one entry per frame.
+    pub const fn head_len(frames: usize) -> usize {
+        12 + frames * CHUNK_FRAME_ENTRY_LEN
+    }
+
+    /// Writes a chunk's head into `dst`, which must be
+    /// [`head_len`](Self::head_len)`(frames.len())` bytes long; the frames'
+    /// data follow it. A writer that gathers frame data in place (the
+    /// recorder) keeps room for the head in front and fills it at the end.
+    pub fn write_head(first_pts: i64, frames: &[FrameMeta], dst: &mut [u8]) {
+        debug_assert_eq!(dst.len(), Self::head_len(frames.len()));
+        let (count, rest) = dst.split_at_mut(4);
+        count.copy_from_slice(&(frames.len() as u32).to_be_bytes());
+        let (pts, mut table) = rest.split_at_mut(8);
+        pts.copy_from_slice(&first_pts.to_be_bytes());
+        for f in frames {
+            let (entry, rest) = table.split_at_mut(CHUNK_FRAME_ENTRY_LEN);
+            entry[..4].copy_from_slice(&f.duration.to_be_bytes());
+            entry[4..8].copy_from_slice(&f.size.to_be_bytes());
+            entry[8] = u8::from(f.key);
+            table = rest;
+        }
+    }
+
+    /// A chunk's plaintext in `buf` (cleared first): head, then the data.
     pub fn encode_into(first_pts: i64, frames: &[FrameMeta], datas: &[&[u8]], buf: &mut Vec<u8>) {
         buf.clear();
         let total: usize = datas.iter().map(|d| d.len()).sum();
-        buf.reserve(12 + frames.len() * CHUNK_FRAME_ENTRY_LEN + total + TAG_LEN);
-        buf.extend_from_slice(&(frames.len() as u32).to_be_bytes());
-        buf.extend_from_slice(&first_pts.to_be_bytes());
-        for f in frames {
-            buf.extend_from_slice(&f.duration.to_be_bytes());
-            buf.extend_from_slice(&f.size.to_be_bytes());
-            buf.push(u8::from(f.key));
-        }
+        let head = Self::head_len(frames.len());
+        buf.reserve(head + total + TAG_LEN);
+        buf.resize(head, 0);
+        Self::write_head(first_pts, frames, buf);
         for d in datas {
             buf.extend_from_slice(d);
         }

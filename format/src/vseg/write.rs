@@ -126,16 +126,28 @@ impl SegmentWriter {
     /// Seals `buf` in place (it becomes ciphertext) and writes it with its
     /// prefix in one system call where the kernel takes it all.
     pub(super) fn append_record(&mut self, kind: RecordKind, buf: &mut Vec<u8>) -> Result<RecordPos, FormatError> {
-        if buf.len() > self.max_plain as usize {
-            return Err(FormatError::RecordTooLarge(buf.len()));
+        self.append_record_from(kind, buf, 0)
+    }
+
+    /// [`append_record`](Self::append_record) of `buf[start..]`.
+    fn append_record_from(
+        &mut self,
+        kind: RecordKind,
+        buf: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<RecordPos, FormatError> {
+        let start = start.min(buf.len());
+        if buf.len() - start > self.max_plain as usize {
+            return Err(FormatError::RecordTooLarge(buf.len() - start));
         }
         let index = self.next_index;
         let offset = self.len;
-        self.sealer.seal(index, kind, buf);
+        self.sealer.seal_from(index, kind, buf, start);
+        let body = &buf[start..];
         let mut prefix = [0u8; RECORD_PREFIX_LEN];
-        prefix[..4].copy_from_slice(&(buf.len() as u32).to_be_bytes());
+        prefix[..4].copy_from_slice(&(body.len() as u32).to_be_bytes());
         prefix[4] = kind as u8;
-        self.write_all_vectored(&prefix, buf)?;
+        self.write_all_vectored(&prefix, body)?;
         self.next_index += 1;
         self.last_kind = Some(kind);
         Ok(RecordPos {
@@ -153,7 +165,20 @@ impl SegmentWriter {
         frames: u32,
         chunk_duration: i64,
     ) -> Result<RecordPos, FormatError> {
-        let pos = self.append_record(RecordKind::Media, plaintext)?;
+        self.append_chunk_from(plaintext, 0, frames, chunk_duration)
+    }
+
+    /// [`append_chunk`](Self::append_chunk) of `buf[start..]`: a chunk
+    /// gathered in place behind room kept for its head
+    /// ([`Chunk::write_head`]); `buf[..start]` is not written.
+    pub fn append_chunk_from(
+        &mut self,
+        buf: &mut Vec<u8>,
+        start: usize,
+        frames: u32,
+        chunk_duration: i64,
+    ) -> Result<RecordPos, FormatError> {
+        let pos = self.append_record_from(RecordKind::Media, buf, start)?;
         self.summary.media_chunks += 1;
         self.summary.frames += u64::from(frames);
         self.summary.end_pts += chunk_duration;
