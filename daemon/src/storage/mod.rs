@@ -125,16 +125,19 @@ impl Storage {
 
     /// Makes everything written to the recordings volume so far durable,
     /// in one `syncfs` shared with every recorder that asks at the same
-    /// time ([`sync_group`]).
-    pub fn sync(&self) -> Result<(), StorageError> {
+    /// time ([`sync_group`]). Ok(false): the kernel or the volume cannot
+    /// vouch for that sync (before Linux 5.8, or the directory is not on
+    /// the volume seen at start), so the caller must fdatasync its own file.
+    pub fn sync(&self) -> Result<bool, StorageError> {
         let group = match self.sync.get() {
             Some(g) => g,
             None => {
-                let g = sync_group::SyncGroup::open(&self.dir).map_err(|e| self.io(&self.dir, e))?;
+                let g = sync_group::SyncGroup::open(&self.dir, self.dev).map_err(|e| self.io(&self.dir, e))?;
                 self.sync.get_or_init(|| g)
             }
         };
-        group.sync().map_err(|e| self.io(&self.dir, e))
+        group.sync().map_err(|e| self.io(&self.dir, e))?;
+        Ok(group.trusted())
     }
 
     /// Sync system calls the recorders' group commit has made.

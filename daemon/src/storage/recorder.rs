@@ -607,7 +607,16 @@ impl Recorder {
             return;
         }
         let (id, len) = (open.id, open.writer.len() as i64);
-        let result = self.storage.sync().map_err(anyhow::Error::from).and_then(|()| {
+        let result = match self.storage.sync() {
+            Ok(true) => Ok(()),
+            // The group's sync cannot vouch for this file: its own fdatasync.
+            Ok(false) => self
+                .open
+                .as_mut()
+                .map_or(Ok(()), |o| o.writer.sync().map_err(anyhow::Error::from)),
+            Err(e) => Err(anyhow::Error::from(e)),
+        }
+        .and_then(|()| {
             self.index
                 .add_chunks(id, &self.unsynced, len)
                 .map_err(anyhow::Error::from)

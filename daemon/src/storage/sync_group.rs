@@ -27,6 +27,11 @@ pub struct SyncGroup {
     done: Condvar,
     /// Sync system calls made (for the flash-wear figures of `/metrics`).
     syncs: AtomicU64,
+    /// Whether an Ok from `syncfs` means the recordings are on the disk:
+    /// the kernel reports writeback errors through it (Linux 5.8 and
+    /// later) and the handle is on the recordings volume. Otherwise each
+    /// recorder also fdatasyncs its own file.
+    trusted: bool,
 }
 
 #[derive(Debug, Default)]
@@ -39,15 +44,25 @@ struct Rounds {
 }
 
 impl SyncGroup {
-    /// A group for the filesystem that holds `dir`.
-    pub fn open(dir: &Path) -> std::io::Result<Self> {
+    /// A group for the filesystem that holds `dir`, which should be the
+    /// device `expected_dev` (the volume seen at start).
+    pub fn open(dir: &Path, expected_dev: Option<u64>) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let handle = File::open(dir)?;
+        let on_volume = expected_dev.is_some_and(|d| handle.metadata().is_ok_and(|m| m.dev() == d));
         Ok(SyncGroup {
-            dir: File::open(dir)?,
+            dir: handle,
             path: dir.to_path_buf(),
             rounds: Mutex::default(),
             done: Condvar::new(),
             syncs: AtomicU64::new(0),
+            trusted: on_volume && kernel_reports_syncfs_errors(),
         })
+    }
+
+    /// See the field: when false, callers fdatasync their own files too.
+    pub fn trusted(&self) -> bool {
+        self.trusted
     }
 
     /// Returns once everything written to the volume before the call is
@@ -107,6 +122,16 @@ impl SyncGroup {
     }
 }
 
+/// Linux reports writeback errors through `syncfs` since 5.8.
+fn kernel_reports_syncfs_errors() -> bool {
+    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        return false;
+    };
+    let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (5, 8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,7 +141,7 @@ mod tests {
     #[test]
     fn concurrent_requests_share_rounds_and_each_waits_for_its_own() {
         let dir = tempfile::tempdir().unwrap();
-        let group = Arc::new(SyncGroup::open(dir.path()).unwrap());
+        let group = Arc::new(SyncGroup::open(dir.path(), None).unwrap());
         let threads: Vec<_> = (0..8)
             .map(|i| {
                 let group = group.clone();
@@ -142,7 +167,14 @@ mod tests {
     #[test]
     fn a_request_is_answered_by_a_round_that_began_after_it() {
         let dir = tempfile::tempdir().unwrap();
-        let group = SyncGroup::open(dir.path()).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let dev = std::fs::metadata(dir.path()).unwrap().dev();
+        let group = SyncGroup::open(dir.path(), Some(dev)).unwrap();
+        assert_eq!(group.trusted(), kernel_reports_syncfs_errors());
+        assert!(
+            !SyncGroup::open(dir.path(), Some(dev + 1)).unwrap().trusted(),
+            "another device"
+        );
         group.sync().unwrap();
         group.sync().unwrap();
         assert_eq!(group.syncs(), 2, "each lone request runs its own round");
