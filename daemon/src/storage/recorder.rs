@@ -107,7 +107,6 @@ struct Pending {
     frames: Vec<FrameMeta>,
     /// HEAD_ROOM bytes, then the frames' data (empty when no frame is held).
     buf: Vec<u8>,
-    bytes: usize,
     duration: i64,
 }
 
@@ -123,9 +122,13 @@ impl Pending {
             size: data.len() as u32,
             key,
         });
-        self.bytes += data.len();
         self.duration += i64::from(duration);
         self.buf.extend_from_slice(data);
+    }
+
+    /// The frames' data gathered so far.
+    fn bytes(&self) -> usize {
+        self.buf.len().saturating_sub(HEAD_ROOM)
     }
 
     /// Writes the chunk's head in front of its data; returns where the
@@ -144,7 +147,6 @@ impl Pending {
     fn clear(&mut self) {
         self.frames.clear();
         self.buf.clear();
-        self.bytes = 0;
         self.duration = 0;
     }
 }
@@ -351,7 +353,7 @@ impl Recorder {
         if !self.pending.frames.is_empty()
             && (f.key
                 || self.pending.duration >= i64::from(timescale)
-                || self.pending.bytes >= MAX_CHUNK_BYTES
+                || self.pending.bytes() >= MAX_CHUNK_BYTES
                 || self.pending.frames.len() >= MAX_CHUNK_FRAMES)
         {
             self.flush_chunk(false);

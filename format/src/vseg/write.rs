@@ -112,10 +112,7 @@ impl SegmentWriter {
     }
 
     fn write_all(&mut self, b: &[u8]) -> Result<(), FormatError> {
-        self.file.write_all(b).map_err(|e| FormatError::io(&self.path, e))?;
-        self.hash.update(b);
-        self.len += b.len() as u64;
-        Ok(())
+        self.write_all_vectored(b, &[])
     }
 
     /// Makes every record appended so far durable (fdatasync).
