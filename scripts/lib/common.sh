@@ -31,6 +31,13 @@ ARM_PACKAGES="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static qemu-
 # systemd-creds to seal with it, and libfaketime for the day-rollover test.
 TPM_PACKAGES="systemd swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon faketime"
 
+# What is built or downloaded once and kept between runs, outside the clone
+# (a clean clone starts with no target/): the VM and chroot root
+# filesystems, the arm64 kernel, Garage, the Python venvs.
+VIGIL_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vigil"
+# Where cargo puts what it builds (scripts/test points it into VIGIL_CACHE).
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # need_packages PKG...: apt-get install whatever is not installed yet. A
