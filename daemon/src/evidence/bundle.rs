@@ -17,7 +17,7 @@ use crate::db::exports;
 use crate::evidence::device::{DeviceError, DeviceKey};
 use crate::evidence::export::{self, Archive, ExportError};
 use vigil_format::bundle::{
-    hash_reader, BundleManifest, Clip, Hashing, Range, SigningKey, SourceRecording, TimeSyncState, BUNDLE_FORMAT,
+    sha256_reader, BundleManifest, Clip, Hashing, Range, SigningKey, SourceRecording, TimeSyncState, BUNDLE_FORMAT,
     MANIFEST, PUBLIC_KEY, SIGNATURE,
 };
 use vigil_format::hex;
@@ -202,7 +202,7 @@ fn write_bundle(
         let mut h = Hashing::new(w);
         let r = export::export(archive, camera, req.start_ns, req.end_ns, &mut h, Path::new(&name))?;
         h.flush().map_err(io_err(Path::new(&name)))?;
-        let (_, entry) = h.entry(&name);
+        let (_, entry) = h.entry(&name).map_err(io_err(Path::new(&name)))?;
         let mut sources = Vec::new();
         for id in &r.recordings {
             if let Some(rec) = archive.index.recording(*id)? {
@@ -523,24 +523,20 @@ fn build(
                 f.sync_all().map_err(io_err(&partial))?;
                 drop(f);
                 let mut f = std::fs::File::open(&partial).map_err(io_err(&partial))?;
-                let whole = hash_reader("", &mut f).map_err(io_err(&partial))?;
+                let whole = sha256_reader(&mut f).map_err(io_err(&partial))?;
                 std::fs::rename(&partial, path).map_err(io_err(path))?;
                 Ok((r, whole))
             })();
             if res.is_err() {
                 let _ = std::fs::remove_file(&partial);
             }
-            let ((manifest, manifest_sha256, frames), whole) = res?;
-            let mut digest = [0u8; 32];
-            for (i, b) in digest.iter_mut().enumerate() {
-                *b = u8::from_str_radix(&whole.sha256[2 * i..2 * i + 2], 16).unwrap_or(0);
-            }
+            let ((manifest, manifest_sha256, frames), (archive_sha256, archive_bytes)) = res?;
             Ok(BundleReport {
                 export_id,
                 manifest,
                 manifest_sha256,
-                archive_sha256: Some(digest),
-                archive_bytes: whole.bytes,
+                archive_sha256: Some(archive_sha256),
+                archive_bytes,
                 frames,
             })
         }

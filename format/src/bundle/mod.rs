@@ -1,6 +1,6 @@
 //! The evidence bundle format: its file names, the signed manifest's types
 //! (their JSON is what the signature covers, so field order and names are
-//! the format), the per-file hashing (size, SHA-256, SHA-3-256), the Ed25519
+//! the format), the per-file hashing (size, SHA-256, SHA-3-256, hashing.rs), the Ed25519
 //! public-key helpers in [`key`], and the offline verifier in [`verify`].
 //!
 //! A bundle is a directory or a `.zip` holding:
@@ -16,16 +16,13 @@
 //! The daemon writes bundles (it has the recordings and the signing key);
 //! everything needed to read and check one is here.
 
-use std::io::{Read, Write};
-
 use serde::{Deserialize, Serialize};
-use sha3::Digest;
-
-use crate::hex;
 
 pub mod audit_head;
+mod hashing;
 pub mod key;
 pub mod verify;
+pub use hashing::{hash_reader, sha256_reader, Hashing};
 #[cfg(test)]
 mod verify_tests;
 
@@ -124,61 +121,4 @@ pub struct BundleManifest {
     /// built ([`audit_head`]); absent in bundles of earlier versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_head: Option<audit_head::AuditHead>,
-}
-
-/// A writer that hashes (SHA-256 and SHA3-256) and counts what passes.
-pub struct Hashing<W> {
-    inner: W,
-    sha256: ring::digest::Context,
-    sha3: sha3::Sha3_256,
-    len: u64,
-}
-
-impl<W: Write> Hashing<W> {
-    pub fn new(inner: W) -> Self {
-        Hashing {
-            inner,
-            sha256: ring::digest::Context::new(&ring::digest::SHA256),
-            sha3: sha3::Sha3_256::new(),
-            len: 0,
-        }
-    }
-
-    /// The inner writer, and the entry of what passed under `name`.
-    pub fn entry(self, name: &str) -> (W, FileEntry) {
-        let e = FileEntry {
-            name: name.to_string(),
-            bytes: self.len,
-            sha256: hex(self.sha256.finish().as_ref()),
-            sha3_256: hex(&self.sha3.finalize()),
-        };
-        (self.inner, e)
-    }
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.sha256.update(&buf[..n]);
-        self.sha3.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Hashes a reader to its end.
-pub fn hash_reader(name: &str, r: &mut dyn Read) -> std::io::Result<FileEntry> {
-    let mut h = Hashing::new(std::io::sink());
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.write_all(&buf[..n])?;
-    }
-    Ok(h.entry(name).1)
 }
