@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
@@ -247,11 +247,10 @@ where
     let answer = async {
         let resp = sender.send_request(req).await.map_err(lost)?;
         let status = resp.status().as_u16();
-        let body = match Limited::new(resp.into_body(), MAX_ANSWER_BYTES).collect().await {
-            Ok(b) => b.to_bytes().to_vec(),
-            // An over-long or cut body: the status still says what happened.
-            Err(_) => Vec::new(),
-        };
+        // An over-long or cut body reads as empty: the status still says what happened.
+        let body: Vec<u8> = crate::base::body::read_whole(resp.into_body(), MAX_ANSWER_BYTES)
+            .await
+            .unwrap_or_default();
         Ok(Answer { status, body })
     };
     match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {

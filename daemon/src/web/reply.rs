@@ -4,7 +4,7 @@
 //! and the plain-HTTP listener's redirect.
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -128,24 +128,22 @@ pub fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
 /// slowly it trickles.
 pub async fn body_json(req: Request<Incoming>) -> Result<Value, ApiError> {
     let deadline = req.extensions().get::<RequestDeadline>().cloned();
-    let collect = Limited::new(req.into_body(), MAX_BODY).collect();
-    let collected = match &deadline {
-        Some(d) => tokio::time::timeout_at(d.at.into(), collect)
+    let read = crate::base::body::read_whole(req.into_body(), MAX_BODY);
+    let read = match &deadline {
+        Some(d) => tokio::time::timeout_at(d.at.into(), read)
             .await
             .map_err(|_| ApiError::new(StatusCode::REQUEST_TIMEOUT, "the request was not sent in time"))?,
-        None => collect.await,
+        None => read.await,
     };
     if let Some(d) = deadline {
         d.body_read();
     }
-    let body = collected
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body over {MAX_BODY} bytes or unreadable"),
-            )
-        })?
-        .to_bytes();
+    let body = read.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {MAX_BODY} bytes or unreadable"),
+        )
+    })?;
     serde_json::from_slice(&body).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "request body is not valid JSON"))
 }
 

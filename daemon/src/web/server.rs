@@ -270,7 +270,9 @@ impl Connection {
             if stats.refused_head() {
                 // Shed meanwhile (the server is full): close at once.
                 tokio::select! {
-                    _ = linger(spare) => {}
+                    // Boxed: a connection's future (allocated for each
+                    // connection, whatever it does) holds none of it.
+                    _ = Box::pin(linger(spare)) => {}
                     _ = kill.notified() => {}
                 }
             }
@@ -325,7 +327,7 @@ async fn linger(spare: std::net::TcpStream) {
         return;
     };
     let _ = tokio::time::timeout(LINGER, async {
-        let mut buf = [0u8; 16 * 1024];
+        let mut buf = vec![0u8; 16 * 1024];
         let mut total = 0usize;
         while total < LINGER_BYTES {
             match tokio::io::AsyncReadExt::read(&mut tcp, &mut buf).await {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use tokio::net::TcpStream;
 use url::Url;
 
@@ -168,12 +168,9 @@ pub async fn post(url: &Url, envelope: String, wait: Duration) -> Result<(u16, V
             .map_err(|e| OnvifError::Malformed(format!("cannot build the request: {e}")))?;
         let resp = sender.send_request(req).await.map_err(lost)?;
         let status = resp.status().as_u16();
-        let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
-            .collect()
+        let body = crate::base::body::read_whole(resp.into_body(), MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| OnvifError::Malformed(format!("the answer could not be read whole (at most 1 MiB): {e}")))?
-            .to_bytes()
-            .to_vec();
+            .map_err(|e| OnvifError::Malformed(format!("the answer could not be read whole (at most 1 MiB): {e}")))?;
         drop(driver);
         Ok((status, body))
     };
