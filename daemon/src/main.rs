@@ -16,7 +16,7 @@ fn limit_malloc_arenas() {
     // SAFETY: mallopt only sets an allocator parameter; called once, first thing.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
-        // Large blocks (argon2's 19 MiB, video buffers) always come from mmap
+        // Large blocks (argon2's 7 MiB, video buffers) always come from mmap
         // and go back to the system when freed, instead of the threshold
         // growing until such blocks stay in the heap for good.
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);

@@ -105,7 +105,11 @@ pub(super) fn parse(src: &Src<'_>, h: Spanned<RawHttp>) -> Result<HttpConfig, Co
     let max_connections = match h.max_connections {
         Some(m) if (1..=100_000).contains(m.get_ref()) => *m.get_ref() as usize,
         Some(m) => return Err(src.err(m.span(), "http.max_connections", "must be between 1 and 100000")),
-        None => 1024,
+        // Each open connection costs about 22 KiB (hyper's 8 KiB read
+        // buffer, rustls' record buffers, the task): 512 hold about 11 MiB,
+        // which a board with 1 GiB and the 64 MiB budget under attack
+        // affords (docs/performance.md). nginx's default is 512 too.
+        None => 512,
     };
     let max_connections_per_network = match h.max_connections_per_network {
         Some(m) if (1..=100_000).contains(m.get_ref()) => *m.get_ref() as usize,
@@ -217,7 +221,7 @@ file = "/var/lib/vigil/kek.key"
         let h = http("").unwrap();
         assert_eq!(h.max_connections_per_ip, 32);
         assert_eq!(h.max_connections_per_network, 128);
-        assert_eq!(h.max_connections, 1024);
+        assert_eq!(h.max_connections, 512);
         assert_eq!(h.request_timeout, Duration::from_secs(10));
         assert_eq!(h.host_name, None);
         assert_eq!(h.max_transcodes, 2);
