@@ -767,9 +767,15 @@ mod tests {
         assert!(!has_current_parameters(&old));
         assert!(check_password(&idx, "v", "not the password!").unwrap().is_none());
         assert_eq!(stored(&idx), old, "a wrong password changes nothing");
-        assert!(check_password(&idx, "v", pw).unwrap().is_some(), "the old hash still verifies");
+        assert!(
+            check_password(&idx, "v", pw).unwrap().is_some(),
+            "the old hash still verifies"
+        );
         let new = stored(&idx);
-        assert!(new != old && has_current_parameters(&new) && new.contains("m=7168,t=5,p=1"), "{new}");
+        assert!(
+            new != old && has_current_parameters(&new) && new.contains("m=7168,t=5,p=1"),
+            "{new}"
+        );
         assert!(check_password(&idx, "v", pw).unwrap().is_some());
         assert_eq!(stored(&idx), new, "a current hash is kept");
     }
