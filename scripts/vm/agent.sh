@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs inside the whole-board VM at every boot (vm-agent.service) and does
 # the guest's part of scripts/vm-test, one phase per boot, named on the
-# kernel command line (vigil.vmtest=provision|check|locked). Every result is
+# kernel command line (vigil.vmtest=provision|check|powercut|locked). Every result is
 # a line starting with VMCHECK on the console; the host reads the serial log.
 set -uo pipefail
 out() { echo "VMCHECK $*" > /dev/console; }
@@ -173,6 +173,87 @@ c.commit()'
   cp -p /root/vigil.db.orig /var/lib/vigil/vigil.db
   systemctl start vigil.service
   out "done-check"
+  systemctl poweroff
+  ;;
+powercut)
+  # scripts/vm-test's power cuts (VM_POWER_CUTS): the host kills QEMU itself
+  # at a random moment while the cameras record, then boots again. Each boot
+  # reports what recovery kept of the run before it (the end of each
+  # camera's last recording), checks the archive, then records and prints
+  # the time every 0.25 s until the host cuts the power (or, at the last
+  # boot, powers off).
+  trial=$(sed -n 's/.*vigil\.trial=\([0-9]*\).*/\1/p' /proc/cmdline)
+  cuts=$(sed -n 's/.*vigil\.cuts=\([0-9]*\).*/\1/p' /proc/cmdline)
+  sync_s=$(sed -n 's/.*vigil\.sync=\([0-9]*\).*/\1/p' /proc/cmdline)
+  cfg=/etc/vigil/vigil.toml
+  # Each recording of camera $1 as "start end" in seconds since the epoch
+  # (vigil prints RFC 3339 times with 0 to 3 decimals: compared as numbers).
+  rec_times() {
+    vigil --config "$cfg" recordings --camera "$1" 2>/dev/null | python3 -c '
+import datetime, sys
+def t(s):
+    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+for line in list(sys.stdin)[1:]:
+    f = line.split()
+    try:
+        print(f"{t(f[2]):.3f} {t(f[3]):.3f}")
+    except (IndexError, ValueError):
+        pass'
+  }
+  boot_at=$(awk -v n="$(date +%s.%N)" -v u="$(up)" 'BEGIN { printf "%.3f", n - u }')
+  out "powercut-boot $trial at $(up) s (booted at $boot_at)"
+  if ! wait_until 180 systemctl is-active --quiet vigil.service; then
+    out "FAIL vigil not active after the power cut: $(journalctl -b -u vigil --no-pager -o cat | tail -5 | tr '\n' ' ')"
+  fi
+  if [ "$trial" -gt 0 ]; then
+    for c in cam1 cam2 cam3 cam4; do
+      # The end of the last recording made before this boot (0: none).
+      out "last-frame $c $(rec_times "$c" | awk -v b="$boot_at" '$1 < b && $2 > e {e = $2} END {printf "%.3f", e}')"
+    done
+    out "recovered: $(journalctl -b -u vigil --no-pager -o cat | grep -c 'recovered an interrupted recording') interrupted recording(s) ($(journalctl -b -u vigil --no-pager -o cat | grep -m1 'Vigil started again' | sed 's/.*Vigil started again/Vigil started again/' | cut -c1-160))"
+    if v=$(vigil --config "$cfg" verify 2>&1); then
+      out "verify ok: $(echo "$v" | tail -1)"
+    else
+      out "FAIL verify after power cut $trial: $(echo "$v" | grep -v ' ok$' | tail -4 | tr '\n' ' ')"
+    fi
+    if wait_until 120 sh -c "journalctl -b -u vigil -o cat | grep -q 'archive checked against the index'"; then
+      chk=$(journalctl -b -u vigil -o cat | grep -m1 'archive checked against the index')
+      out "archive-check $chk"
+      echo "$chk" | grep -q 'missing=0' || out "FAIL the index names files that are gone after power cut $trial"
+    else
+      out "FAIL no archive check after power cut $trial"
+    fi
+  fi
+  if [ "$trial" -ge "$cuts" ]; then
+    out "done-powercut"
+    systemctl poweroff
+    exit 0
+  fi
+  # This run's sync interval (0: at every GOP's end, the default). With an
+  # interval, 60 s segments: a rotation (every 5 s as provisioned) syncs the
+  # closing recording and would hide the interval.
+  seg=5; [ "$sync_s" = 0 ] || seg=60
+  if ! grep -qx "sync_interval_seconds = $sync_s" "$cfg" || ! grep -qx "segment_seconds = $seg" "$cfg"; then
+    sed -i '/^sync_interval_seconds/d; /^segment_seconds/d' "$cfg"
+    sed -i "/^\[recording\]/a sync_interval_seconds = $sync_s" "$cfg"
+    sed -i "/^\[recording\]/a segment_seconds = $seg" "$cfg"
+    systemctl restart vigil.service
+    wait_until 120 systemctl is-active --quiet vigil.service || out "FAIL vigil not active with sync_interval_seconds = $sync_s"
+    out "recording with segment_seconds = $seg, sync_interval_seconds = $sync_s"
+  fi
+  now=$(date +%s.%N)
+  recording_now() {
+    for c in cam1 cam2 cam3 cam4; do
+      rec_times "$c" | awk -v t="$now" '$2 > t {f = 1} END {exit !f}' || return 1
+    done
+  }
+  if wait_until 180 recording_now; then
+    out "ticking (sync_interval_seconds $sync_s; GOP 10 frames at 10 fps)"
+  else
+    out "FAIL the cameras are not recording before power cut $((trial + 1))"
+  fi
+  # Bounded: the host cuts the power within a minute.
+  for _ in $(seq 2400); do out "tick $(date +%s.%N)"; sleep 0.25; done
   systemctl poweroff
   ;;
 locked)
