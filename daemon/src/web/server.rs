@@ -327,7 +327,7 @@ async fn linger(spare: std::net::TcpStream) {
         return;
     };
     let _ = tokio::time::timeout(LINGER, async {
-        let mut buf = vec![0u8; 16 * 1024];
+        let mut buf = [0u8; 16 * 1024];
         let mut total = 0usize;
         while total < LINGER_BYTES {
             match tokio::io::AsyncReadExt::read(&mut tcp, &mut buf).await {
