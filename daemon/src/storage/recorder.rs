@@ -1,5 +1,5 @@
-//! Turns a camera's frames into recordings: one chunk per GOP (or at most
-//! ~1 s of media), one recording per `segment_seconds` (rotated at the first
+//! Turns a camera's frames into recordings: chunks cut at each key frame,
+//! ~1 s of media or 128 KiB, one recording per `segment_seconds` (rotated at the first
 //! key frame after), survives timestamp discontinuities without losing a frame.
 //! A camera's audio, when it is recorded, goes into the same file after each
 //! chunk (`recorder_audio`).
@@ -47,8 +47,12 @@ pub enum Event {
     ClockDrift(i64),
 }
 
-/// Largest plain chunk before it is cut, whatever the GOP.
-const MAX_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// A chunk is cut once its frames hold this much, whatever the GOP: the
+/// chunk a camera is gathering is its largest buffer (about 130 KB at most
+/// instead of ~0.5 MB for a 1 s chunk at 4 Mbit/s), and it is still in the
+/// cache when it is sealed and hashed. A chunk is one record and one index
+/// row: 128 KiB keeps both to a few per camera-second.
+const MAX_CHUNK_BYTES: usize = 128 * 1024;
 /// Most frames in a chunk (room for their table is kept in front of the
 /// gathered data; ~1 s of media is far fewer at any real frame rate).
 const MAX_CHUNK_FRAMES: usize = 512;
@@ -349,7 +353,7 @@ impl Recorder {
             return;
         }
 
-        // Chunk boundary: a key frame, ~1 s of media, or a big chunk.
+        // Chunk boundary: a key frame, ~1 s of media, or 128 KiB.
         if !self.pending.frames.is_empty()
             && (f.key
                 || self.pending.duration >= i64::from(timescale)

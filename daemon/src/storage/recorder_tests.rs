@@ -2,7 +2,7 @@
 //! real recorder (files, SQLite index, keys) on a manual clock, and each test
 //! reads back what was written: index rows, the files' frames, their keys.
 
-use super::recorder_rig::{params, payloads, Camera, Rig, StoredFrame, CAMERA, FRAME, SECOND, T0, TS};
+use super::recorder_rig::{params, payloads, Camera, Rig, StoredFrame, CAMERA, FRAME, FRAME_MS, SECOND, T0, TS};
 use crate::db::{ticks_to_ns, RecordingRow};
 use crate::storage::recorder::Event;
 
@@ -75,6 +75,36 @@ fn rotates_at_the_first_key_frame_after_the_segment_length() {
     assert_eq!(rec.stats.recordings, 3);
     assert_eq!(rec.stats.frames_dropped_before_key, 0);
     assert_eq!(rec.stats.discontinuities, 0);
+}
+
+#[test]
+fn a_chunk_is_cut_at_128_kib_whatever_the_gop() {
+    let rig = Rig::new(T0);
+    let mut rec = rig.recorder(60);
+    let mut cam = Camera::new(50);
+    // 50 KB frames (4 Mbit/s at 10 fps) in 2 s GOPs: a chunk holds three
+    // frames (the third takes it past 128 KiB), never a whole second.
+    let mut sent = Vec::new();
+    for _ in 0..100 {
+        let mut f = cam.next();
+        f.data.resize(50_000, 0xA5);
+        sent.push(f.data.clone());
+        rec.handle(Event::Frames(vec![f]));
+        rig.clock.advance_ms(FRAME_MS);
+    }
+    rec.close("stopped");
+    let recs = rig.recordings();
+    let chunks = rig.index().chunks(recs[0].id).unwrap();
+    assert!(
+        chunks.iter().all(|c| c.frames <= 3),
+        "{:?}",
+        chunks.iter().map(|c| c.frames).collect::<Vec<_>>()
+    );
+    // Each GOP (50 frames) is 16 chunks of 3 and one of 2, the first a seek point.
+    assert_eq!(chunks.len(), 34);
+    assert_eq!(chunks.iter().filter(|c| c.key_frame).count(), 2);
+    assert!(chunks.iter().all(|c| c.len < 3 * 50_000 + 1_000));
+    assert_eq!(datas(&all_frames(&rig, &recs)), sent);
 }
 
 #[test]

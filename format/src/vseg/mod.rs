@@ -111,7 +111,7 @@ impl FormatError {
 pub enum RecordKind {
     /// Record 0: codec and sample entry.
     Stream = 1,
-    /// One GOP or at most ~1 s of frames.
+    /// Consecutive frames: Vigil cuts at key frames, ~1 s and 128 KiB.
     Media = 2,
     /// Written by the recorder when it closes the file normally.
     Final = 3,
