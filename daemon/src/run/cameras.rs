@@ -235,6 +235,9 @@ impl Supervisor {
     /// these (offline, gap) alert delays.
     fn recorder(&self, name: &str, alerts: (Option<i64>, Option<i64>)) -> anyhow::Result<Recorder> {
         let index = Index::open(&self.db_path)?;
+        // A recorder appends rows and reads back almost nothing: SQLite's
+        // default 2 MB page cache would only grow with the archive, per camera.
+        index.use_small_cache()?;
         let camera_id = index.camera_id(name)?;
         Ok(Recorder::new(
             RecorderConfig {
