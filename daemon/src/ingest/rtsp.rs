@@ -128,8 +128,10 @@ struct RtspSession {
 }
 
 /// How long a session with nothing to hand over lets its socket fill before
-/// reading (about one frame at 25 fps).
-const READ_COALESCE: Duration = Duration::from_millis(50);
+/// reading: two or three frames at 25 fps, ~50 KB at 4 Mbit/s, well inside
+/// a TCP receive buffer. 100 ms took about a sixth off 8 cameras' CPU
+/// against 50 ms (docs/performance.md); live view is that much later.
+const READ_COALESCE: Duration = Duration::from_millis(100);
 
 /// The next multiple of [`READ_COALESCE`] since the first call: every
 /// camera waits for the same tick, so one timer wake-up serves them all.
