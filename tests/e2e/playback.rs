@@ -10,11 +10,23 @@ use crate::common::heavy;
 #[test]
 fn h264_export_plays_in_chromium() {
     let _gate = heavy(); // Chromium
-    let cam = Camera::start(&["--gop", "25"]);
+                         // Snow at 3 Mbit/s (~15 KB a frame): chunks are cut at 128 KiB, so most
+                         // do not start with a key frame, and the export must still play.
+    let cam = Camera::start(&["--gop", "25", "--pattern", "snow", "--bitrate", "3000"]);
     let mut v = Vigil::recording_one("gate", cam.url("/h264"), 4);
     std::thread::sleep(Duration::from_secs(7));
     assert!(v.stop());
     let recs = v.recordings();
+    let (chunks, seek_points): (i64, i64) = rusqlite::Connection::open(v.path("vigil.db"))
+        .unwrap()
+        .query_row("SELECT count(*), sum(key_frame) FROM chunk", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert!(
+        chunks > 2 * seek_points,
+        "chunks cut mid-GOP: {chunks} chunks, {seek_points} with a key frame"
+    );
     let web = v.path("web");
     std::fs::create_dir_all(&web).unwrap();
     std::fs::copy(workspace().join("tests/fixtures/play.html"), web.join("play.html")).unwrap();

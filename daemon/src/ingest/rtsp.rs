@@ -247,8 +247,8 @@ impl supervisor::Session for RtspSession {
 
 impl RtspSession {
     /// The next item of the session. When none is ready, waits
-    /// [`READ_COALESCE`] before waiting on the socket: the packets of a
-    /// frame or two then come in one read instead of one read, one wake-up
+    /// [`READ_COALESCE`] before waiting on the socket: the packets of two or
+    /// three frames then come in one read instead of one read, one wake-up
     /// and one ACK each (the largest CPU cost of a recorded camera, see
     /// docs/performance.md). Live view is that much later; a recording is not.
     async fn next_item(&mut self) -> Option<Result<CodecItem, retina::Error>> {

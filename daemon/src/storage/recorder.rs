@@ -48,9 +48,9 @@ pub enum Event {
 }
 
 /// A chunk is cut once its frames hold this much, whatever the GOP: the
-/// chunk a camera is gathering is its largest buffer (about 130 KB at most
-/// instead of ~0.5 MB for a 1 s chunk at 4 Mbit/s), and it is still in the
-/// cache when it is sealed and hashed. A chunk is one record and one index
+/// chunk a camera is gathering is its largest buffer (128 KiB and a frame,
+/// or the largest key frame, instead of ~0.5 MB for a 1 s chunk at
+/// 4 Mbit/s), and it is still in the cache when it is sealed and hashed. A chunk is one record and one index
 /// row: 128 KiB keeps both to a few per camera-second.
 const MAX_CHUNK_BYTES: usize = 128 * 1024;
 /// Most frames in a chunk (room for their table is kept in front of the

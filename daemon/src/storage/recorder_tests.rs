@@ -82,7 +82,7 @@ fn a_chunk_is_cut_at_128_kib_whatever_the_gop() {
     let rig = Rig::new(T0);
     let mut rec = rig.recorder(60);
     let mut cam = Camera::new(50);
-    // 50 KB frames (4 Mbit/s at 10 fps) in 2 s GOPs: a chunk holds three
+    // 50 KB frames (10 Mbit/s at 25 fps) in 2 s GOPs: a chunk holds three
     // frames (the third takes it past 128 KiB), never a whole second.
     let mut sent = Vec::new();
     for _ in 0..100 {
