@@ -315,6 +315,20 @@ fn g711(n: i64, video_pts: i64) -> vigil_format::media::AudioFrame {
 
 #[test]
 fn audio_goes_after_each_chunk_and_rotation_keeps_it_continuous() {
+    audio_after_each_chunk(None);
+}
+
+#[test]
+fn audio_stays_continuous_when_chunks_are_cut_mid_gop() {
+    // 60 KB frames: chunks of three frames (cut at 128 KiB), most without a
+    // key frame, each followed by the audio that plays before its end.
+    audio_after_each_chunk(Some(60_000));
+}
+
+/// Records 6 s of video and G.711 audio in 2 s recordings (frames of
+/// `frame_bytes` bytes when given) and checks that every audio sample is
+/// stored once, after its chunk, continuous across chunks and recordings.
+fn audio_after_each_chunk(frame_bytes: Option<usize>) {
     use vigil_format::vseg::{AudioChunk, AudioCodec, AudioTrack};
     let rig = Rig::new(T0);
     let mut rec = rig.recorder(2);
@@ -331,7 +345,11 @@ fn audio_goes_after_each_chunk_and_rotation_keeps_it_continuous() {
     rec.handle(Event::Audio(vec![g711(0, -FRAME)]));
     for i in 0..150 {
         rec.handle(Event::Audio(vec![g711(i + 1, i * FRAME)]));
-        rec.handle(Event::Frames(vec![cam.next()]));
+        let mut f = cam.next();
+        if let Some(n) = frame_bytes {
+            f.data.resize(n, 0x5A);
+        }
+        rec.handle(Event::Frames(vec![f]));
     }
     rec.close("test");
     let recs = rig.recordings();
@@ -346,8 +364,11 @@ fn audio_goes_after_each_chunk_and_rotation_keeps_it_continuous() {
         assert_eq!(
             scan.audio_records,
             scan.chunks.len() as u64,
-            "one audio record per 1 s chunk"
+            "one audio record per chunk"
         );
+        if frame_bytes.is_some() {
+            assert!(scan.chunks.len() > 2 * 2, "chunks cut mid-GOP: {}", scan.chunks.len());
+        }
         let mut buf = Vec::new();
         for c in &scan.chunks {
             assert!(reader.read_audio_after(&c.pos, &mut buf).unwrap());
