@@ -221,6 +221,10 @@ def done_counts(box):
     return rows[0][0] or 0, rows[0][1] or 0
 
 
+def writing_count(box):
+    return box.query("SELECT count(*) FROM recording WHERE state = 'writing'")[0][0] or 0
+
+
 def replicated_lines(box):
     """recording id -> the daemon log's `replicated` lines for it (all runs)."""
     out = {}
@@ -304,9 +308,13 @@ def scenario_box(args, cluster, work):
         kill_pid(box.camera)
         box.camera = None
         log(f"cameras stopped after {time.monotonic() - t_start:.0f} s; draining")
-        wait_for(60, lambda: done_counts(box)[0] == done_counts(box)[1] and done_counts(box)[0] > 0, every=1)
+        # The recordings the cameras were writing close when their sessions
+        # end (the next read tick sees the end of the stream): count only then.
+        wait_for(60, lambda: writing_count(box) == 0 and done_counts(box)[0] == done_counts(box)[1]
+                 and done_counts(box)[0] > 0, every=1)
         total, done = done_counts(box)
-        check("every finished recording is in the bucket", total > 0 and total == done, f"{done}/{total}")
+        check("every finished recording is in the bucket", total > 0 and total == done and writing_count(box) == 0,
+              f"{done}/{total}, {writing_count(box)} still being written")
         lines = replicated_lines(box)
         twice = {k: v for k, v in lines.items() if len(v) > 1}
         sent = box.metric("vigil_replication_sent_bytes_total") or 0
