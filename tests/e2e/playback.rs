@@ -10,8 +10,9 @@ use crate::common::heavy;
 #[test]
 fn h264_export_plays_in_chromium() {
     let _gate = heavy(); // Chromium
-                         // Snow at 3 Mbit/s (~15 KB a frame): chunks are cut at 128 KiB, so most
-                         // do not start with a key frame, and the export must still play.
+
+    // Snow at 3 Mbit/s (~15 KB a frame): chunks are cut at 128 KiB, so most
+    // do not start with a key frame, and the export must still play.
     let cam = Camera::start(&["--gop", "25", "--pattern", "snow", "--bitrate", "3000"]);
     let mut v = Vigil::recording_one("gate", cam.url("/h264"), 4);
     std::thread::sleep(Duration::from_secs(7));

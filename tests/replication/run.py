@@ -225,6 +225,12 @@ def writing_count(box):
     return box.query("SELECT count(*) FROM recording WHERE state = 'writing'")[0][0] or 0
 
 
+def drained(box):
+    """No recording is being written and every finished one is uploaded."""
+    total, done = done_counts(box)
+    return writing_count(box) == 0 and total == done and total > 0
+
+
 def replicated_lines(box):
     """recording id -> the daemon log's `replicated` lines for it (all runs)."""
     out = {}
@@ -310,8 +316,7 @@ def scenario_box(args, cluster, work):
         log(f"cameras stopped after {time.monotonic() - t_start:.0f} s; draining")
         # The recordings the cameras were writing close when their sessions
         # end (the next read tick sees the end of the stream): count only then.
-        wait_for(60, lambda: writing_count(box) == 0 and done_counts(box)[0] == done_counts(box)[1]
-                 and done_counts(box)[0] > 0, every=1)
+        wait_for(60, lambda: drained(box), every=1)
         total, done = done_counts(box)
         check("every finished recording is in the bucket", total > 0 and total == done and writing_count(box) == 0,
               f"{done}/{total}, {writing_count(box)} still being written")

@@ -1,6 +1,7 @@
 //! Turns a camera's frames into recordings: chunks cut at each key frame,
-//! ~1 s of media or 128 KiB, one recording per `segment_seconds` (rotated at the first
-//! key frame after), survives timestamp discontinuities without losing a frame.
+//! ~1 s of media or 128 KiB, one recording per `segment_seconds` (rotated at
+//! the first key frame after), survives timestamp discontinuities without
+//! losing a frame.
 //! A camera's audio, when it is recorded, goes into the same file after each
 //! chunk (`recorder_audio`).
 //!
@@ -50,8 +51,9 @@ pub enum Event {
 /// A chunk is cut once its frames hold this much, whatever the GOP: the
 /// chunk a camera is gathering is its largest buffer (128 KiB and a frame,
 /// or the largest key frame, instead of ~0.5 MB for a 1 s chunk at
-/// 4 Mbit/s), and it is still in the cache when it is sealed and hashed. A chunk is one record and one index
-/// row: 128 KiB keeps both to a few per camera-second.
+/// 4 Mbit/s), and it is still in the cache when it is sealed and hashed. A
+/// chunk is one record and one index row: 128 KiB keeps both to a few per
+/// camera-second.
 const MAX_CHUNK_BYTES: usize = 128 * 1024;
 /// Most frames in a chunk (room for their table is kept in front of the
 /// gathered data; ~1 s of media is far fewer at any real frame rate).

@@ -200,6 +200,8 @@ pub(crate) struct Camera {
     pub n: u64,
     /// The next frame's media time; a test moves it to make the camera's clock jump.
     pub pts: i64,
+    /// Frames padded to this many bytes (None: the 13-byte payloads).
+    pub frame_bytes: Option<usize>,
     gop: u64,
     params: Option<Arc<StreamParams>>,
 }
@@ -209,6 +211,7 @@ impl Camera {
         Camera {
             n: 0,
             pts: 0,
+            frame_bytes: None,
             gop,
             params: Some(params(64)),
         }
@@ -221,10 +224,14 @@ impl Camera {
 
     pub fn next(&mut self) -> Frame {
         let key = self.n.is_multiple_of(self.gop);
+        let mut data = payload(self.n, key);
+        if let Some(n) = self.frame_bytes {
+            data.resize(n, 0xA5);
+        }
         let f = Frame {
             pts: self.pts,
             key,
-            data: payload(self.n, key),
+            data,
             params: self.params.take(),
         };
         self.n += 1;

@@ -2,7 +2,7 @@
 //! real recorder (files, SQLite index, keys) on a manual clock, and each test
 //! reads back what was written: index rows, the files' frames, their keys.
 
-use super::recorder_rig::{params, payloads, Camera, Rig, StoredFrame, CAMERA, FRAME, FRAME_MS, SECOND, T0, TS};
+use super::recorder_rig::{params, payloads, Camera, Rig, StoredFrame, CAMERA, FRAME, SECOND, T0, TS};
 use crate::db::{ticks_to_ns, RecordingRow};
 use crate::storage::recorder::Event;
 
@@ -84,14 +84,8 @@ fn a_chunk_is_cut_at_128_kib_whatever_the_gop() {
     let mut cam = Camera::new(50);
     // 50 KB frames (10 Mbit/s at 25 fps) in 2 s GOPs: a chunk holds three
     // frames (the third takes it past 128 KiB), never a whole second.
-    let mut sent = Vec::new();
-    for _ in 0..100 {
-        let mut f = cam.next();
-        f.data.resize(50_000, 0xA5);
-        sent.push(f.data.clone());
-        rec.handle(Event::Frames(vec![f]));
-        rig.clock.advance_ms(FRAME_MS);
-    }
+    cam.frame_bytes = Some(50_000);
+    rig.feed(&mut rec, &mut cam, 100);
     rec.close("stopped");
     let recs = rig.recordings();
     let chunks = rig.index().chunks(recs[0].id).unwrap();
@@ -104,6 +98,13 @@ fn a_chunk_is_cut_at_128_kib_whatever_the_gop() {
     assert_eq!(chunks.len(), 34);
     assert_eq!(chunks.iter().filter(|c| c.key_frame).count(), 2);
     assert!(chunks.iter().all(|c| c.len < 3 * 50_000 + 1_000));
+    let sent: Vec<Vec<u8>> = payloads(0..100, 50)
+        .into_iter()
+        .map(|mut d| {
+            d.resize(50_000, 0xA5);
+            d
+        })
+        .collect();
     assert_eq!(datas(&all_frames(&rig, &recs)), sent);
 }
 
@@ -340,16 +341,13 @@ fn audio_after_each_chunk(frame_bytes: Option<usize>) {
     };
     rec.handle(Event::AudioParams(std::sync::Arc::new(track.clone())));
     let mut cam = Camera::new(25);
+    cam.frame_bytes = frame_bytes;
     // Audio comes a frame ahead of the video it plays against (and one
     // packet before the first key frame, which the first recording drops).
     rec.handle(Event::Audio(vec![g711(0, -FRAME)]));
     for i in 0..150 {
         rec.handle(Event::Audio(vec![g711(i + 1, i * FRAME)]));
-        let mut f = cam.next();
-        if let Some(n) = frame_bytes {
-            f.data.resize(n, 0x5A);
-        }
-        rec.handle(Event::Frames(vec![f]));
+        rec.handle(Event::Frames(vec![cam.next()]));
     }
     rec.close("test");
     let recs = rig.recordings();
